@@ -1,0 +1,78 @@
+// Package cli wires kubeforge's commands: one file per command, one options
+// struct per command, and no logic beyond turning flags into calls.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeforge/kubeforge/components"
+)
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Main runs kubeforge with the given arguments (args[0] is the program name)
+// and returns the process exit code.
+func Main(args []string) int {
+	// Multicall: the same executable serves as containerd's runc shim and
+	// as the components, and those must not go through cobra.
+	if code, handled := components.Multicall(args); handled {
+		return code
+	}
+	root := NewRootCommand(os.Stdin, os.Stdout, os.Stderr)
+	root.SetArgs(args[1:])
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return 1
+	}
+	return 0
+}
+
+// NewRootCommand builds the kubeforge command tree.
+func NewRootCommand(in io.Reader, out, errOut io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kubeforge",
+		Short: "kubeforge: bootstrap Kubernetes nodes from one binary",
+		Long: `kubeforge turns a Linux host into a Kubernetes node from one self-contained binary.
+
+  kubeforge init    set up a control-plane node
+  kubeforge join    add a node to a cluster
+  kubeforge reset   undo init or join
+
+The binary carries etcd, the Kubernetes control plane, the kubelet, kube-proxy,
+containerd and CoreDNS; nothing is pulled from a registry.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(in)
+	root.SetOut(out)
+	root.SetErr(errOut)
+	root.CompletionOptions.DisableDefaultCmd = true
+	for _, c := range subcommands {
+		root.AddCommand(c(in, out, errOut))
+	}
+	return root
+}
+
+// subcommands lists the constructors of the top-level commands; each command
+// file registers itself in an init function.
+var subcommands []func(in io.Reader, out, errOut io.Writer) *cobra.Command
+
+func register(c func(in io.Reader, out, errOut io.Writer) *cobra.Command) {
+	subcommands = append(subcommands, c)
+}

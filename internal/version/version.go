@@ -1,0 +1,38 @@
+// Package version holds the kubeforge version and the versions of the
+// upstream components compiled into the binary.
+package version
+
+import "runtime/debug"
+
+// Version is kubeforge's own version, set at build time with
+// -ldflags "-X github.com/kubeforge/kubeforge/internal/version.Version=v0.1.0".
+var Version = "v0.1.0-dev"
+
+const (
+	// Kubernetes is the version of k8s.io/kubernetes compiled in.
+	Kubernetes = "v1.37.2"
+	// Etcd is the version of go.etcd.io/etcd/server/v3 compiled in.
+	Etcd = "v3.7.0"
+	// Containerd is the version of github.com/containerd/containerd/v2 compiled in.
+	Containerd = "v2.4.2"
+	// CoreDNS is the version of github.com/coredns/coredns compiled in.
+	CoreDNS = "v1.15.0"
+)
+
+// ImageRepository is the registry host of every image kubeforge makes itself.
+// Nothing is ever pulled from it: the images are written locally.
+const ImageRepository = "kubeforge.local"
+
+// Image is the self-image: one layer holding the running kubeforge executable.
+func Image() string { return ImageRepository + "/kubeforge:" + Version }
+
+// PauseImage is the sandbox (pause) image.
+func PauseImage() string { return ImageRepository + "/pause:" + Version }
+
+// GoVersion is the Go toolchain that built the binary.
+func GoVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.GoVersion
+	}
+	return "unknown"
+}
