@@ -1,0 +1,205 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubeforge/kubeforge/internal/version"
+)
+
+// Complete applies the defaults for this host and validates the result.
+func (c *Config) Complete(h HostFacts) error {
+	if err := c.checkUnsupported(); err != nil {
+		return err
+	}
+	if err := c.applyDefaults(h); err != nil {
+		return err
+	}
+	return c.Validate(h)
+}
+
+func (c *Config) applyDefaults(h HostFacts) error {
+	nr := &c.Init.NodeRegistration
+	if nr.Name == "" {
+		nr.Name = strings.ToLower(h.Hostname)
+	}
+	ep := &c.Init.LocalAPIEndpoint
+	if ep.AdvertiseAddress == "" {
+		if h.DefaultAddress == nil {
+			return errors.New("no advertise address: pass --advertise-address (or set InitConfiguration.localAPIEndpoint.advertiseAddress)")
+		}
+		ip, err := h.DefaultAddress()
+		if err != nil {
+			return fmt.Errorf("choosing an advertise address: %w; pass --advertise-address", err)
+		}
+		ep.AdvertiseAddress = ip.String()
+	}
+	if ep.BindPort == 0 {
+		ep.BindPort = DefaultBindPort
+	}
+	if len(c.Init.BootstrapTokens) == 0 {
+		c.Init.BootstrapTokens = append(c.Init.BootstrapTokens, defaultToken())
+	}
+	for i := range c.Init.BootstrapTokens {
+		t := &c.Init.BootstrapTokens[i]
+		if t.TTL == nil && t.Expires == nil {
+			t.TTL = &metav1.Duration{Duration: DefaultTokenTTL}
+		}
+		if len(t.Usages) == 0 {
+			t.Usages = []string{"signing", "authentication"}
+		}
+		if len(t.Groups) == 0 {
+			t.Groups = []string{"system:bootstrappers:kubeadm:default-node-token"}
+		}
+	}
+
+	cl := &c.Cluster
+	n := &cl.Networking
+	if n.ServiceSubnet == "" {
+		n.ServiceSubnet = DefaultServiceSubnet
+	}
+	if n.PodSubnet == "" {
+		n.PodSubnet = DefaultPodSubnet
+	}
+	if n.DNSDomain == "" {
+		n.DNSDomain = DefaultDNSDomain
+	}
+	if cl.CertificatesDir == "" {
+		cl.CertificatesDir = c.Paths.CertDir
+	} else {
+		c.Paths.CertDir = filepath.Clean(cl.CertificatesDir)
+	}
+	if cl.Etcd.Local == nil {
+		cl.Etcd.Local = &v1beta4.LocalEtcd{}
+	}
+	if cl.Etcd.Local.DataDir == "" {
+		cl.Etcd.Local.DataDir = c.Paths.EtcdDataDir
+	} else {
+		c.Paths.EtcdDataDir = filepath.Clean(cl.Etcd.Local.DataDir)
+	}
+	if cl.ClusterName == "" {
+		cl.ClusterName = DefaultClusterName
+	}
+	if cl.KubernetesVersion == "" {
+		cl.KubernetesVersion = version.Kubernetes
+	}
+	if cl.EncryptionAlgorithm == "" {
+		cl.EncryptionAlgorithm = DefaultAlgorithm
+	}
+	if cl.CACertificateValidityPeriod == nil {
+		cl.CACertificateValidityPeriod = &metav1.Duration{Duration: DefaultCAValidity}
+	}
+	if cl.CertificateValidityPeriod == nil {
+		cl.CertificateValidityPeriod = &metav1.Duration{Duration: DefaultCertValidity}
+	}
+	return c.defaultKubelet(h)
+}
+
+// defaultKubelet fills the KubeletConfiguration the way kubeadm does, plus
+// kubeforge's secure defaults, keeping every value the user set.
+func (c *Config) defaultKubelet(h HostFacts) error {
+	k := &c.Kubelet
+	if k.StaticPodPath == "" {
+		k.StaticPodPath = c.Paths.ManifestsDir
+	}
+	a := &k.Authentication
+	if a.Anonymous.Enabled == nil {
+		a.Anonymous.Enabled = ptr.To(false)
+	}
+	if a.Webhook.Enabled == nil {
+		a.Webhook.Enabled = ptr.To(true)
+	}
+	if a.X509.ClientCAFile == "" {
+		a.X509.ClientCAFile = c.Paths.Cert("ca.crt")
+	}
+	if k.Authorization.Mode == "" {
+		k.Authorization.Mode = kubeletv1beta1.KubeletAuthorizationModeWebhook
+	}
+	if len(k.ClusterDNS) == 0 && len(c.ServiceSubnets()) > 0 {
+		k.ClusterDNS = []string{c.DNSServiceIP().String()}
+	}
+	if k.ClusterDomain == "" {
+		k.ClusterDomain = c.Cluster.Networking.DNSDomain
+	}
+	k.RotateCertificates = true
+	if !c.kubeletKeys["serverTLSBootstrap"] {
+		k.ServerTLSBootstrap = true
+	}
+	if k.CgroupDriver == "" {
+		if h.SystemdInit {
+			k.CgroupDriver = "systemd"
+		} else {
+			k.CgroupDriver = "cgroupfs"
+		}
+	}
+	if k.FailCgroupV1 == nil && h.CgroupV1 {
+		k.FailCgroupV1 = ptr.To(false)
+	}
+	if k.ContainerRuntimeEndpoint == "" {
+		k.ContainerRuntimeEndpoint = c.CRIEndpoint()
+	}
+	if k.HealthzBindAddress == "" {
+		k.HealthzBindAddress = "127.0.0.1"
+	}
+	if k.HealthzPort == nil {
+		k.HealthzPort = ptr.To[int32](10248)
+	}
+	if k.ResolverConfig == nil {
+		k.ResolverConfig = ptr.To("/etc/resolv.conf")
+	}
+	return nil
+}
+
+// HostDefaults reads the facts defaults depend on from the real host.
+func HostDefaults() HostFacts {
+	h := HostFacts{DefaultAddress: defaultAddress}
+	h.Hostname, _ = os.Hostname()
+	if comm, err := os.ReadFile("/proc/1/comm"); err == nil {
+		h.SystemdInit = strings.TrimSpace(string(comm)) == "systemd"
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		h.CgroupV1 = true
+	}
+	return h
+}
+
+// defaultAddress picks the first global unicast address of an interface
+// that is up, preferring IPv4, as kubeadm does when there is a default route.
+func defaultAddress() (net.IP, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	var v6 net.IP
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || !ipn.IP.IsGlobalUnicast() {
+				continue
+			}
+			if ipn.IP.To4() != nil {
+				return ipn.IP, nil
+			}
+			if v6 == nil {
+				v6 = ipn.IP
+			}
+		}
+	}
+	if v6 != nil {
+		return v6, nil
+	}
+	return nil, errors.New("no interface has a global unicast address")
+}

@@ -1,0 +1,280 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+
+	"github.com/kubeforge/kubeforge/internal/version"
+)
+
+// checkUnsupported refuses kubeadm settings kubeforge cannot honour, naming
+// each one, instead of silently ignoring it; settings that are harmless but
+// have no effect become warnings.
+func (c *Config) checkUnsupported() error {
+	var errs []error
+	bad := func(path, why string) {
+		errs = append(errs, fmt.Errorf("%s: not supported by kubeforge: %s", c.where(path), why))
+	}
+	if c.Init.Patches != nil {
+		bad("InitConfiguration.patches", "kubeforge renders its manifests itself; remove the field and pass component flags with extraArgs")
+	}
+	if c.Join.Patches != nil {
+		bad("JoinConfiguration.patches", "remove the field and pass component flags with extraArgs")
+	}
+	cl := &c.Cluster
+	if cl.Etcd.External != nil {
+		bad("ClusterConfiguration.etcd.external", "kubeforge runs etcd itself (etcd.local); remove etcd.external")
+	}
+	if l := cl.Etcd.Local; l != nil && (l.ImageRepository != "" || l.ImageTag != "") {
+		bad("ClusterConfiguration.etcd.local.imageRepository/imageTag", "etcd "+version.Etcd+" is built into kubeforge; remove the image fields")
+	}
+	if cl.DNS.ImageRepository != "" || cl.DNS.ImageTag != "" {
+		bad("ClusterConfiguration.dns.imageRepository/imageTag", "CoreDNS "+version.CoreDNS+" is built into kubeforge; remove the image fields")
+	}
+	switch cl.ImageRepository {
+	case "", DefaultImageRepo, version.ImageRepository:
+	default:
+		bad("ClusterConfiguration.imageRepository", fmt.Sprintf("%q: kubeforge pulls no images (every component is built in); remove the field", cl.ImageRepository))
+	}
+	if v := cl.KubernetesVersion; v != "" {
+		want := strings.TrimPrefix(version.Kubernetes, "v")
+		got := strings.TrimPrefix(v, "v")
+		minor := want[:strings.LastIndex(want, ".")]
+		if got != "stable" && got != minor && !strings.HasPrefix(got, minor+".") {
+			bad("ClusterConfiguration.kubernetesVersion", fmt.Sprintf("%q: this kubeforge bundles Kubernetes %s; remove the field or set it to %s", v, version.Kubernetes, version.Kubernetes))
+		}
+	}
+	for _, name := range sortedKeys(cl.FeatureGates) {
+		bad("ClusterConfiguration.featureGates."+name, "kubeadm feature gates do not apply to kubeforge; remove it (component feature gates go in extraArgs)")
+	}
+	if p := c.Init.NodeRegistration.ImagePullPolicy; p != "" {
+		c.Warnings = append(c.Warnings, c.where("InitConfiguration.nodeRegistration.imagePullPolicy")+": has no effect, kubeforge's images are built in and never pulled")
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks every value, collecting all problems.
+func (c *Config) Validate(h HostFacts) error {
+	var errs []error
+	add := func(path string, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", c.where(path), fmt.Sprintf(format, a...)))
+	}
+	nr := c.Init.NodeRegistration
+	for _, m := range validation.IsDNS1123Subdomain(nr.Name) {
+		add("InitConfiguration.nodeRegistration.name", "%q is not a valid node name: %s", nr.Name, m)
+	}
+	ep := c.Init.LocalAPIEndpoint
+	if ip := net.ParseIP(ep.AdvertiseAddress); ip == nil {
+		add("InitConfiguration.localAPIEndpoint.advertiseAddress", "%q is not an IP address", ep.AdvertiseAddress)
+	} else if ip.IsUnspecified() || ip.IsMulticast() {
+		add("InitConfiguration.localAPIEndpoint.advertiseAddress", "%q cannot be advertised: give the node's own unicast address", ep.AdvertiseAddress)
+	}
+	if ep.BindPort < 1 || ep.BindPort > 65535 {
+		add("InitConfiguration.localAPIEndpoint.bindPort", "%d is not a port (1-65535)", ep.BindPort)
+	}
+	if cpe := c.Cluster.ControlPlaneEndpoint; cpe != "" {
+		if err := validateEndpoint(cpe); err != nil {
+			add("ClusterConfiguration.controlPlaneEndpoint", "%q: %v", cpe, err)
+		}
+	}
+	n := c.Cluster.Networking
+	svc, err := parseCIDRs(n.ServiceSubnet)
+	if err != nil {
+		add("ClusterConfiguration.networking.serviceSubnet", "%q: %v", n.ServiceSubnet, err)
+	}
+	for _, p := range svc {
+		if hostBits := p.Addr().BitLen() - p.Bits(); hostBits > 20 {
+			add("ClusterConfiguration.networking.serviceSubnet", "%q is too large: at most 2^20 addresses (a /%d or smaller for this family)", p, p.Addr().BitLen()-20)
+		} else if hostBits < 4 {
+			add("ClusterConfiguration.networking.serviceSubnet", "%q is too small: the DNS service takes its tenth address", p)
+		}
+	}
+	pods, err := parseCIDRs(n.PodSubnet)
+	if err != nil {
+		add("ClusterConfiguration.networking.podSubnet", "%q: %v", n.PodSubnet, err)
+	}
+	for _, p := range pods {
+		if p.Addr().Is4() && p.Bits() > 24 {
+			add("ClusterConfiguration.networking.podSubnet", "%q is too small: each node takes a /24 of it", p)
+		}
+		for _, s := range svc {
+			if p.Overlaps(s) {
+				add("ClusterConfiguration.networking.podSubnet", "%q overlaps the service subnet %q", p, s)
+			}
+		}
+	}
+	for _, m := range validation.IsDNS1123Subdomain(n.DNSDomain) {
+		add("ClusterConfiguration.networking.dnsDomain", "%q: %s", n.DNSDomain, m)
+	}
+	for i, s := range c.Cluster.APIServer.CertSANs {
+		if err := validateSAN(s); err != nil {
+			add(fmt.Sprintf("ClusterConfiguration.apiServer.certSANs[%d]", i), "%q: %v", s, err)
+		}
+	}
+	if l := c.Cluster.Etcd.Local; l != nil {
+		for i, s := range l.ServerCertSANs {
+			if err := validateSAN(s); err != nil {
+				add(fmt.Sprintf("ClusterConfiguration.etcd.local.serverCertSANs[%d]", i), "%q: %v", s, err)
+			}
+		}
+		for i, s := range l.PeerCertSANs {
+			if err := validateSAN(s); err != nil {
+				add(fmt.Sprintf("ClusterConfiguration.etcd.local.peerCertSANs[%d]", i), "%q: %v", s, err)
+			}
+		}
+		if !filepath.IsAbs(l.DataDir) {
+			add("ClusterConfiguration.etcd.local.dataDir", "%q must be an absolute path", l.DataDir)
+		}
+		c.validateComponent("ClusterConfiguration.etcd.local", v1beta4.ControlPlaneComponent{ExtraArgs: l.ExtraArgs}, add)
+	}
+	if !filepath.IsAbs(c.Cluster.CertificatesDir) {
+		add("ClusterConfiguration.certificatesDir", "%q must be an absolute path", c.Cluster.CertificatesDir)
+	}
+	switch c.Cluster.EncryptionAlgorithm {
+	case v1beta4.EncryptionAlgorithmRSA2048, v1beta4.EncryptionAlgorithmRSA3072, v1beta4.EncryptionAlgorithmRSA4096,
+		v1beta4.EncryptionAlgorithmECDSAP256, v1beta4.EncryptionAlgorithmECDSAP384:
+	default:
+		add("ClusterConfiguration.encryptionAlgorithm", "%q: use RSA-2048, RSA-3072, RSA-4096, ECDSA-P256 or ECDSA-P384", c.Cluster.EncryptionAlgorithm)
+	}
+	if c.CAValidity() <= 0 {
+		add("ClusterConfiguration.caCertificateValidityPeriod", "%s must be positive", c.CAValidity())
+	}
+	if c.CertValidity() <= 0 {
+		add("ClusterConfiguration.certificateValidityPeriod", "%s must be positive", c.CertValidity())
+	} else if c.CertValidity() > c.CAValidity() {
+		add("ClusterConfiguration.certificateValidityPeriod", "%s is longer than the CA's validity %s", c.CertValidity(), c.CAValidity())
+	}
+	for _, m := range validation.IsDNS1123Subdomain(c.Cluster.ClusterName) {
+		add("ClusterConfiguration.clusterName", "%q: %s", c.Cluster.ClusterName, m)
+	}
+	c.validateComponent("ClusterConfiguration.apiServer", c.Cluster.APIServer.ControlPlaneComponent, add)
+	c.validateComponent("ClusterConfiguration.controllerManager", c.Cluster.ControllerManager, add)
+	c.validateComponent("ClusterConfiguration.scheduler", c.Cluster.Scheduler, add)
+	for i, t := range c.Init.BootstrapTokens {
+		path := fmt.Sprintf("InitConfiguration.bootstrapTokens[%d]", i)
+		if t.TTL != nil && t.TTL.Duration < 0 {
+			add(path+".ttl", "%s must not be negative (0 means the token never expires)", t.TTL.Duration)
+		}
+		for _, u := range t.Usages {
+			if u != "signing" && u != "authentication" {
+				add(path+".usages", "%q: usages are signing and authentication", u)
+			}
+		}
+		for _, g := range t.Groups {
+			if !strings.HasPrefix(g, "system:bootstrappers:") {
+				add(path+".groups", "%q: extra groups must start with system:bootstrappers:", g)
+			}
+		}
+	}
+	if k := c.Init.CertificateKey; k != "" {
+		if b, err := hex.DecodeString(k); err != nil || len(b) != 32 {
+			add("InitConfiguration.certificateKey", "must be 64 hexadecimal characters (32 bytes), as `kubeforge certs certificate-key` prints")
+		}
+	}
+	if c.Kubelet.CgroupDriver == "systemd" && !h.SystemdInit {
+		add("KubeletConfiguration.cgroupDriver", "\"systemd\" needs systemd as init (PID 1); use cgroupfs or remove the field")
+	}
+	if c.Kubelet.FailCgroupV1 != nil && *c.Kubelet.FailCgroupV1 && h.CgroupV1 {
+		add("KubeletConfiguration.failCgroupV1", "true, but this host uses cgroup v1: the kubelet would refuse to start; remove the field")
+	}
+	if c.Kubelet.StaticPodPath != c.Paths.ManifestsDir {
+		add("KubeletConfiguration.staticPodPath", "%q: kubeforge writes the control plane's manifests to %s; remove the field", c.Kubelet.StaticPodPath, c.Paths.ManifestsDir)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateComponent(path string, cp v1beta4.ControlPlaneComponent, add func(string, string, ...any)) {
+	for i, a := range cp.ExtraArgs {
+		if a.Name == "" || strings.HasPrefix(a.Name, "-") {
+			add(fmt.Sprintf("%s.extraArgs[%d].name", path, i), "%q: give the flag name without dashes", a.Name)
+		}
+	}
+	for i, v := range cp.ExtraVolumes {
+		p := fmt.Sprintf("%s.extraVolumes[%d]", path, i)
+		if v.Name == "" {
+			add(p+".name", "must be set")
+		}
+		if !filepath.IsAbs(v.HostPath) {
+			add(p+".hostPath", "%q must be an absolute path", v.HostPath)
+		}
+		if !filepath.IsAbs(v.MountPath) {
+			add(p+".mountPath", "%q must be an absolute path", v.MountPath)
+		}
+	}
+	for i, e := range cp.ExtraEnvs {
+		if e.Name == "" {
+			add(fmt.Sprintf("%s.extraEnvs[%d].name", path, i), "must be set")
+		}
+	}
+}
+
+// parseCIDRs parses one CIDR or a dual-stack pair "v4,v6".
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > 2 {
+		return nil, errors.New("at most two CIDRs (one IPv4, one IPv6)")
+	}
+	var out []netip.Prefix
+	for _, part := range parts {
+		p, err := netip.ParsePrefix(strings.TrimSpace(part))
+		if err != nil {
+			return nil, fmt.Errorf("invalid CIDR %q", strings.TrimSpace(part))
+		}
+		if p != p.Masked() {
+			return nil, fmt.Errorf("%q has host bits set; did you mean %s?", part, p.Masked())
+		}
+		out = append(out, p)
+	}
+	if len(out) == 2 && out[0].Addr().Is4() == out[1].Addr().Is4() {
+		return nil, errors.New("two CIDRs must be of different IP families")
+	}
+	return out, nil
+}
+
+func validateEndpoint(ep string) error {
+	host := ep
+	if h, port, err := net.SplitHostPort(ep); err == nil {
+		host = h
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("invalid port %q", port)
+		}
+	} else if strings.Count(ep, ":") == 1 {
+		return err
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	if msgs := validation.IsDNS1123Subdomain(host); len(msgs) > 0 {
+		return fmt.Errorf("not an IP address or DNS name: %s", msgs[0])
+	}
+	return nil
+}
+
+func validateSAN(s string) error {
+	if net.ParseIP(s) != nil {
+		return nil
+	}
+	if msgs := validation.IsDNS1123Subdomain(strings.TrimPrefix(s, "*.")); len(msgs) > 0 {
+		return fmt.Errorf("not an IP address or DNS name: %s", msgs[0])
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
