@@ -1,0 +1,98 @@
+package manifests
+
+import (
+	"encoding/base64"
+	"fmt"
+)
+
+// AnonymousPaths are the only requests the API server serves without
+// credentials: its health endpoints, and the kube-public/cluster-info
+// ConfigMap that joining nodes read before they have credentials (kubeadm's
+// token discovery; the object holds only the CA and the endpoint).
+var AnonymousPaths = []string{
+	"/livez", "/readyz", "/healthz",
+	"/api/v1/namespaces/kube-public/configmaps/cluster-info",
+}
+
+// AuthenticationConfig renders the API server's AuthenticationConfiguration:
+// anonymous authentication limited to AnonymousPaths. (Unlike kubeadm,
+// which leaves anonymous requests on for every path.)
+func AuthenticationConfig() []byte {
+	s := "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\nanonymous:\n  enabled: true\n  conditions:\n"
+	for _, p := range AnonymousPaths {
+		s += fmt.Sprintf("  - path: %s\n", p)
+	}
+	return []byte(s)
+}
+
+// EncryptionConfig renders an EncryptionConfiguration that encrypts Secrets
+// at rest with AES-GCM under key (32 random bytes), still reading
+// unencrypted data written before.
+func EncryptionConfig(key []byte) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+- resources:
+  - secrets
+  providers:
+  - aesgcm:
+      keys:
+      - name: key1
+        secret: %s
+  - identity: {}
+`, base64.StdEncoding.EncodeToString(key)))
+}
+
+// AuditPolicy is the API server's audit policy: metadata for everything
+// that changes state or touches secrets, nothing for the high-volume reads
+// and health checks.
+func AuditPolicy() []byte {
+	return []byte(`apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages:
+- RequestReceived
+rules:
+- level: None
+  nonResourceURLs:
+  - /healthz*
+  - /livez*
+  - /readyz*
+  - /version
+- level: None
+  users:
+  - system:kube-proxy
+  verbs:
+  - watch
+- level: None
+  userGroups:
+  - system:nodes
+  verbs:
+  - get
+  - list
+  - watch
+- level: None
+  resources:
+  - group: coordination.k8s.io
+    resources:
+    - leases
+  - group: ""
+    resources:
+    - events
+- level: Metadata
+  resources:
+  - group: ""
+    resources:
+    - secrets
+    - configmaps
+    - serviceaccounts/token
+  - group: authentication.k8s.io
+    resources:
+    - tokenreviews
+- level: None
+  verbs:
+  - get
+  - list
+  - watch
+- level: Metadata
+`)
+}
