@@ -1,0 +1,158 @@
+package manifests
+
+import (
+	"flag"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubeforge/kubeforge/config"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	c := config.New()
+	c.Init.NodeRegistration.Name = "n1"
+	c.Init.LocalAPIEndpoint.AdvertiseAddress = "10.201.0.2"
+	c.Cluster.Networking.PodSubnet = "10.244.0.0/16"
+	err := c.Complete(config.HostFacts{Hostname: "n1", CgroupV1: true,
+		DefaultAddress: func() (net.IP, error) { return net.ParseIP("10.201.0.2"), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./manifests -update to create it)", err)
+	}
+	if string(want) != string(got) {
+		t.Errorf("%s differs from the golden file (run with -update if the change is intended):\n--- got\n%s", path, got)
+	}
+}
+
+func TestStaticPodsGolden(t *testing.T) {
+	c := testConfig(t)
+	for _, name := range ControlPlaneComponents {
+		t.Run(name, func(t *testing.T) {
+			p, err := StaticPod(c, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := MarshalPod(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+".yaml", b)
+
+			// Properties every manifest must have, checked on the parsed object.
+			var pod corev1.Pod
+			if err := yaml.UnmarshalStrict(b, &pod); err != nil {
+				t.Fatal(err)
+			}
+			ctr := pod.Spec.Containers[0]
+			if pod.Namespace != "kube-system" || pod.Labels["component"] != name || pod.Labels["tier"] != "control-plane" ||
+				pod.Spec.PriorityClassName != "system-node-critical" || !pod.Spec.HostNetwork {
+				t.Errorf("metadata/spec basics wrong: %+v", pod.ObjectMeta)
+			}
+			if ctr.Image != "kubeforge.local/kubeforge:"+strings.TrimPrefix(ctr.Image, "kubeforge.local/kubeforge:") ||
+				ctr.Command[0] != "kubeforge" || ctr.Command[1] != "component" || ctr.Command[2] != name {
+				t.Errorf("image/command: %s %v", ctr.Image, ctr.Command[:3])
+			}
+			if ctr.LivenessProbe == nil || ctr.StartupProbe == nil || ctr.Resources.Requests.Cpu().IsZero() {
+				t.Error("probes and requests required")
+			}
+			if ctr.ImagePullPolicy == corev1.PullAlways {
+				t.Error("images must never be pulled")
+			}
+			for _, v := range pod.Spec.Volumes {
+				if v.HostPath == nil {
+					t.Errorf("volume %s is not a hostPath", v.Name)
+				}
+			}
+		})
+	}
+}
+
+func TestAPIServerSecureDefaults(t *testing.T) {
+	p, _ := StaticPod(testConfig(t), KubeAPIServer)
+	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
+	for _, want := range []string{"--authorization-mode=Node,RBAC", "--profiling=false", "--authentication-config=",
+		"--encryption-provider-config=", "--audit-policy-file=", "--kubelet-client-certificate=", "--etcd-cafile="} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("apiserver command lacks %s", want)
+		}
+	}
+	if strings.Contains(cmd, "--anonymous-auth") {
+		t.Error("--anonymous-auth conflicts with --authentication-config")
+	}
+	var authn map[string]any
+	if err := yaml.Unmarshal(AuthenticationConfig(), &authn); err != nil {
+		t.Fatal(err)
+	}
+	conds := authn["anonymous"].(map[string]any)["conditions"].([]any)
+	if len(conds) != len(AnonymousPaths) {
+		t.Fatalf("conditions %v", conds)
+	}
+}
+
+func TestExtraArgsOverride(t *testing.T) {
+	c := testConfig(t)
+	c.Cluster.Scheduler.ExtraArgs = append(c.Cluster.Scheduler.ExtraArgs,
+		argOf("v", "4"), argOf("leader-elect", "false"), argOf("feature-gates", "A=true"), argOf("feature-gates", "B=true"))
+	p, _ := StaticPod(c, KubeScheduler)
+	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
+	if strings.Contains(cmd, "--leader-elect=true") || !strings.Contains(cmd, "--leader-elect=false") || !strings.Contains(cmd, "--v=4") {
+		t.Fatal(cmd)
+	}
+	if !strings.Contains(cmd, "--feature-gates=A=true --feature-gates=B=true") {
+		t.Fatalf("repeated extraArgs must keep their order: %s", cmd)
+	}
+}
+
+func TestKubeletFilesGolden(t *testing.T) {
+	c := testConfig(t)
+	b, err := KubeletConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "kubelet-config.yaml", b)
+	golden(t, "kubeadm-flags.env", KubeletFlags(c, "10.201.0.2"))
+	pods := c.PodSubnets()
+	golden(t, "cni.conflist", CNIConfig([]netip.Prefix{FirstNodeCIDR(pods[0])}, pods))
+	golden(t, "authentication-config.yaml", AuthenticationConfig())
+	golden(t, "audit-policy.yaml", AuditPolicy())
+	golden(t, "encryption-config.yaml", EncryptionConfig(make([]byte, 32)))
+}
+
+func TestFirstNodeCIDR(t *testing.T) {
+	for in, want := range map[string]string{"10.244.0.0/16": "10.244.0.0/24", "10.0.0.0/24": "10.0.0.0/24", "fd00::/48": "fd00::/64"} {
+		if got := FirstNodeCIDR(netip.MustParsePrefix(in)).String(); got != want {
+			t.Errorf("%s: got %s want %s", in, got, want)
+		}
+	}
+}
+
+func argOf(name, value string) v1beta4.Arg { return v1beta4.Arg{Name: name, Value: value} }
