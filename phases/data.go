@@ -1,0 +1,102 @@
+package phases
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/progress"
+)
+
+// Node is what every workflow's data carries: the configuration, where files
+// go, and where progress goes.
+type Node struct {
+	Cfg *config.Config
+	// Paths is where I/O happens: Cfg.Paths, or under a scratch root in a
+	// dry run (the logical paths stay the same).
+	Paths  config.Paths
+	Out    *progress.Reporter
+	DryRun bool
+	// Host is the facts defaults and checks were computed from.
+	Host config.HostFacts
+}
+
+// NewNode prepares the shared data. In a dry run the paths are redirected
+// under a new scratch directory; call Close to remove it.
+func NewNode(cfg *config.Config, out *progress.Reporter, dryRun bool, host config.HostFacts) (*Node, error) {
+	n := &Node{Cfg: cfg, Paths: cfg.Paths, Out: out, DryRun: dryRun, Host: host}
+	if dryRun {
+		dir, err := os.MkdirTemp("", "kubeforge-dryrun-")
+		if err != nil {
+			return nil, fmt.Errorf("dry run: create scratch directory: %w", err)
+		}
+		n.Paths = n.Paths.WithRoot(dir)
+	}
+	return n, nil
+}
+
+// Close removes a dry run's scratch directory.
+func (n *Node) Close() error {
+	if n.DryRun && n.Paths.Root != "" && n.Paths.Root != "/" {
+		return os.RemoveAll(n.Paths.Root)
+	}
+	return nil
+}
+
+// Content kinds for WriteFile: whether a dry run shows the content.
+const (
+	ShowContent = true
+	HideContent = false
+)
+
+// WriteFile writes one file through fsutil and reports it: "Wrote",
+// "Updated", or "Using existing" when it already had these bytes. In a dry
+// run it says "Would write" with the path, mode and (when show) content.
+func (n *Node) WriteFile(phase, what, logical string, data []byte, mode fs.FileMode, show bool) error {
+	start := time.Now()
+	res, err := fsutil.WriteFile(n.Paths.Host(logical), data, mode)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", what, err)
+	}
+	e := progress.Event{Phase: phase, Path: logical, Action: res.String(), Seconds: progress.Seconds(time.Since(start))}
+	switch {
+	case n.DryRun:
+		e.Action = "would-write"
+		e.Message = fmt.Sprintf("Would write %s to %q (mode %04o)", what, logical, mode.Perm())
+		if show {
+			e.Detail = string(data)
+		}
+	case res == fsutil.Unchanged:
+		e.Message = fmt.Sprintf("Using existing %s %q", what, logical)
+	case res == fsutil.Updated:
+		e.Message = fmt.Sprintf("Updated %s %q", what, logical)
+	default:
+		e.Message = fmt.Sprintf("Wrote %s %q", what, logical)
+	}
+	n.Out.Emit(e)
+	return nil
+}
+
+// MkdirAll creates a directory (and parents) with mode, reporting it only
+// when it was missing.
+func (n *Node) MkdirAll(phase, logical string, mode fs.FileMode) error {
+	host := n.Paths.Host(logical)
+	if st, err := os.Stat(host); err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("%s exists and is not a directory: remove it", logical)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(host, mode); err != nil {
+		return fmt.Errorf("create directory %s: %w", logical, err)
+	}
+	if n.DryRun {
+		n.Out.Printf(phase, "Would create directory %q (mode %04o)", logical, mode.Perm())
+	} else {
+		n.Out.Printf(phase, "Created directory %q", logical)
+	}
+	return nil
+}
