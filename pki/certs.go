@@ -110,6 +110,23 @@ func EnsureAll(spec Spec) ([]Result, error) {
 	return append(results, r), nil
 }
 
+// KeysNeeded counts the private keys that EnsureAll and then
+// EnsureAllKubeconfigs will generate for spec, given what is on disk: size a
+// shared KeyPool with it (NewKeyPool(spec.Algorithm, KeysNeeded(spec))).
+func KeysNeeded(spec Spec) int {
+	p := spec.Paths
+	n := missingCertKeys(spec)
+	caKeyComing := exists(p, KeyPath(p, "ca")) || !exists(p, CertPath(p, "ca"))
+	if caKeyComing {
+		for _, k := range Kubeconfigs {
+			if !exists(p, KubeconfigPath(p, k.FileName)) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // missingCertKeys counts the private keys EnsureAll will have to generate.
 func missingCertKeys(spec Spec) int {
 	p := spec.Paths

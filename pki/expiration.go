@@ -135,7 +135,7 @@ func NewExpirationReport(rows []ExpirationInfo) ExpirationReport {
 // FormatExpirationTable prints rows in kubeadm's check-expiration layout:
 // the certificates table, a blank line, the CA table. Expired certificates
 // show "expired" as residual time (kubeadm prints "<invalid>"); unreadable
-// ones "!INVALID! name: reason".
+// ones "!INVALID! name" with the reason listed below the tables.
 func FormatExpirationTable(w io.Writer, rows []ExpirationInfo) error {
 	yesNo := func(b bool) string {
 		if b {
@@ -160,7 +160,7 @@ func FormatExpirationTable(w io.Writer, rows []ExpirationInfo) error {
 		case r.Missing:
 			fmt.Fprintf(tw, "!MISSING! %s\t\t\t\t\n", r.Name)
 		case r.Error != "":
-			fmt.Fprintf(tw, "!INVALID! %s: %s\t\t\t\t\n", r.Name, r.Error)
+			fmt.Fprintf(tw, "!INVALID! %s\t\t\t\t\n", r.Name)
 		default:
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.UTC().Format(date), residual(r), r.CAName, yesNo(r.ExternallyManaged))
 		}
@@ -175,10 +175,25 @@ func FormatExpirationTable(w io.Writer, rows []ExpirationInfo) error {
 		case r.Missing:
 			fmt.Fprintf(tw, "!MISSING! %s\t\t\t\n", r.Name)
 		case r.Error != "":
-			fmt.Fprintf(tw, "!INVALID! %s: %s\t\t\t\n", r.Name, r.Error)
+			fmt.Fprintf(tw, "!INVALID! %s\t\t\t\n", r.Name)
 		default:
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%-8v\n", r.Name, r.ExpirationDate.UTC().Format(date), residual(r), yesNo(r.ExternallyManaged))
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Reasons go below the tables so that they do not widen the columns.
+	first := true
+	for _, r := range rows {
+		if r.Error == "" {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w)
+			first = false
+		}
+		fmt.Fprintf(w, "!INVALID! %s (%s): %s\n", r.Name, r.Path, r.Error)
+	}
+	return nil
 }

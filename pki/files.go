@@ -286,19 +286,3 @@ func keyDescription(pub crypto.PublicKey) string {
 	}
 	return fmt.Sprintf("%T", pub)
 }
-
-// keyAlgorithm returns the Algorithm* name of a key, or "" when unknown.
-func keyAlgorithm(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA-%d", k.N.BitLen())
-	case *ecdsa.PublicKey:
-		switch k.Curve.Params().BitSize {
-		case 256:
-			return AlgorithmECDSAP256
-		case 384:
-			return AlgorithmECDSAP384
-		}
-	}
-	return ""
-}
