@@ -1,0 +1,23 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/containerd/containerd/v2/cmd/containerd/command"
+)
+
+// Main runs the containerd daemon with containerd's own command line: args
+// is a full argv, for example {"containerd", "--config", path}. It returns
+// the process exit code once the daemon has shut down (on SIGTERM/SIGINT).
+func Main(args []string) int {
+	if len(args) == 0 {
+		args = []string{"containerd"}
+	}
+	if err := command.App().Run(context.Background(), args); err != nil {
+		fmt.Fprintln(os.Stderr, "containerd:", err)
+		return 1
+	}
+	return 0
+}

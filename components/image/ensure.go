@@ -1,0 +1,350 @@
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/version"
+)
+
+// Namespace is the containerd namespace of the CRI, where the kubelet's
+// images live.
+const Namespace = "k8s.io"
+
+// Labels of every image kubeforge makes: pinned images are never removed by
+// the kubelet's image garbage collection.
+var pinnedLabels = map[string]string{
+	"io.cri-containerd.pinned": "pinned",
+}
+
+// SelfBinary is where the self-image holds the kubeforge executable.
+const SelfBinary = "/usr/local/bin/kubeforge"
+
+// selfEnv is the self-image's environment.
+var selfEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+// layerFormat changes whenever the layout of the self-image layer changes,
+// so that a remembered digest of an older layout is not trusted.
+const layerFormat = 1
+
+// selfSpec is the self-image: one layer with the running executable.
+// exe is opened through /proc/self/exe, which is the running program even
+// if its path has been replaced by an upgrade since it started.
+func selfSpec(size int64) spec {
+	return spec{
+		name:      version.Image(),
+		holdsSelf: true,
+		config: ocispec.ImageConfig{
+			Env:        selfEnv,
+			Entrypoint: []string{SelfBinary},
+			WorkingDir: "/",
+			Labels:     map[string]string{"org.opencontainers.image.version": version.Version},
+		},
+		entries: []entry{
+			dirEntry("etc/", 0o755),
+			dirEntry("tmp/", 0o1777),
+			dirEntry("usr/", 0o755),
+			dirEntry("usr/local/", 0o755),
+			dirEntry("usr/local/bin/", 0o755),
+			{name: SelfBinary[1:], mode: 0o755, size: size, open: func() (io.ReadCloser, error) {
+				return os.Open("/proc/self/exe")
+			}},
+			dirEntry("var/", 0o755),
+		},
+	}
+}
+
+// pauseSpec is the pause image: the tiny pause ELF where there is one for
+// this architecture, else the self-image layer run as `kubeforge component pause`.
+func pauseSpec(selfSize int64) spec {
+	cfg := ocispec.ImageConfig{
+		Entrypoint: []string{"/pause"},
+		User:       "65535:65535",
+		WorkingDir: "/",
+	}
+	if elf, ok := PauseELF(runtime.GOARCH); ok {
+		return spec{name: version.PauseImage(), config: cfg, entries: []entry{bytesEntry("pause", 0o755, elf)}}
+	}
+	s := selfSpec(selfSize)
+	s.name = version.PauseImage()
+	s.config.Entrypoint = []string{SelfBinary, "component", "pause"}
+	s.config.User = cfg.User
+	return s
+}
+
+// EnsureImages makes sure the self-image (version.Image()) and the pause
+// image (version.PauseImage()) are in containerd's k8s.io namespace,
+// unpacked and pinned. An image already there with the expected digest is
+// left alone; this costs a stat and two small RPCs when nothing changed.
+// Otherwise the image is written as an OCI archive under p.ImagesDir(),
+// imported and unpacked.
+func EnsureImages(ctx context.Context, p config.Paths, socket string) error {
+	c, err := connect(ctx, socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	snapshotter, err := unpackSnapshotter(ctx, c)
+	if err != nil {
+		return err
+	}
+	exe, err := stat("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("self-image: %w", err)
+	}
+	e := ensurer{c: c, p: p, snapshotter: snapshotter, exe: exe}
+	var errs []error
+	if err := e.ensure(ctx, pauseSpec(exe.Size)); err != nil {
+		errs = append(errs, fmt.Errorf("pause image %s: %w", version.PauseImage(), err))
+	}
+	if err := e.ensure(ctx, selfSpec(exe.Size)); err != nil {
+		errs = append(errs, fmt.Errorf("self-image %s: %w", version.Image(), err))
+	}
+	return errors.Join(errs...)
+}
+
+type ensurer struct {
+	c           *containerd.Client
+	p           config.Paths
+	snapshotter string
+	exe         fileID
+}
+
+// layerOf returns the layer descriptor of s. A layer holding the executable
+// is hashed only when the state file does not remember its digest for this
+// exact file (path, size, mtime, inode), or when fresh says not to trust it.
+func (e *ensurer) layerOf(s spec, fresh bool) (ocispec.Descriptor, error) {
+	if !s.holdsSelf {
+		return layerDescriptor(s.entries) // the pause ELF: a few hundred bytes
+	}
+	statePath := e.p.Host(StateFile(e.p))
+	if !fresh {
+		if st, err := readState(statePath); err == nil && st.matches(e.exe) {
+			return st.Layer, nil
+		}
+	}
+	start := time.Now()
+	desc, err := layerDescriptor(s.entries)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	slog.Debug("hashed self-image layer", "digest", desc.Digest, "size", desc.Size, "took", time.Since(start))
+	st := state{Format: layerFormat, Executable: e.exe, Layer: desc}
+	if err := writeState(statePath, st); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return desc, nil
+}
+
+func (e *ensurer) ensure(ctx context.Context, s spec) error {
+	var err error
+	if s.layer, err = e.layerOf(s, false); err != nil {
+		return err
+	}
+	b, err := build(s)
+	if err != nil {
+		return err
+	}
+	if ok, err := e.present(ctx, s.name, b.target); err != nil || ok {
+		return err
+	}
+	err = e.load(ctx, s, b)
+	if errors.Is(err, errLayerChanged) || errdefs.IsFailedPrecondition(err) {
+		// The remembered digest did not match the file (or containerd
+		// said so): hash it again and retry once.
+		if s.layer, err = e.layerOf(s, true); err != nil {
+			return err
+		}
+		if b, err = build(s); err != nil {
+			return err
+		}
+		err = e.load(ctx, s, b)
+	}
+	return err
+}
+
+// present reports whether name is in containerd with target as its
+// manifest, unpacked; it pins the image if it is not yet.
+func (e *ensurer) present(ctx context.Context, name string, target ocispec.Descriptor) (bool, error) {
+	img, err := e.c.ImageService().Get(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("look up image: %w", err)
+	}
+	if img.Target.Digest != target.Digest {
+		return false, nil
+	}
+	unpacked, err := containerd.NewImageWithPlatform(e.c, img, platforms.Default()).IsUnpacked(ctx, e.snapshotter)
+	if err != nil || !unpacked {
+		return false, nil
+	}
+	if !hasLabels(img.Labels, pinnedLabels) {
+		img.Labels = mergeLabels(img.Labels, pinnedLabels)
+		if _, err := e.c.ImageService().Update(ctx, img, "labels"); err != nil {
+			return false, fmt.Errorf("pin image: %w", err)
+		}
+	}
+	return true, nil
+}
+
+// load writes s as an OCI archive under the images dir, imports and unpacks it.
+func (e *ensurer) load(ctx context.Context, s spec, b built) error {
+	path := e.p.Host(filepath.Join(e.p.ImagesDir(), archiveName(s.name)))
+	start := time.Now()
+	if err := writeArchiveFile(path, s, b); err != nil {
+		return err
+	}
+	wrote := time.Since(start)
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	imgs, err := importStream(ctx, e.c, f, e.snapshotter, nil,
+		containerd.WithImageLabels(pinnedLabels))
+	if err != nil {
+		return fmt.Errorf("import %s: %w", path, err)
+	}
+	for _, img := range imgs {
+		if img.Name == s.name && img.Target.Digest == b.target.Digest {
+			slog.Debug("loaded image", "image", s.name, "digest", b.target.Digest,
+				"write", wrote, "import", time.Since(start)-wrote)
+			return nil
+		}
+	}
+	return fmt.Errorf("import %s: image %s@%s not found in the archive", path, s.name, b.target.Digest)
+}
+
+// archiveName is the file name of an image's archive: kubeforge.local/pause:v1 → pause.tar.
+func archiveName(ref string) string {
+	name := ref
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		name = name[:i]
+	}
+	return name + ".tar"
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func mergeLabels(a, b map[string]string) map[string]string {
+	m := make(map[string]string, len(a)+len(b))
+	for k, v := range a {
+		m[k] = v
+	}
+	for k, v := range b {
+		m[k] = v
+	}
+	return m
+}
+
+// StateFile is the logical path of the file remembering the self-image
+// layer digest of the executable.
+func StateFile(p config.Paths) string {
+	return filepath.Join(p.StateDir, "self-image.json")
+}
+
+// fileID identifies a version of a file without reading it.
+type fileID struct {
+	Path  string    `json:"path"`
+	Size  int64     `json:"size"`
+	MTime time.Time `json:"mtime"`
+	Inode uint64    `json:"inode"`
+	Dev   uint64    `json:"dev"`
+}
+
+func stat(path string) (fileID, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileID{}, err
+	}
+	id := fileID{Size: fi.Size(), MTime: fi.ModTime().UTC()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.Inode, id.Dev = st.Ino, uint64(st.Dev)
+	}
+	// The path is for people reading the state file; identity is the rest.
+	if exe, err := os.Executable(); err == nil {
+		id.Path = exe
+	}
+	return id, nil
+}
+
+type state struct {
+	Format     int                `json:"format"`
+	Executable fileID             `json:"executable"`
+	Layer      ocispec.Descriptor `json:"layer"`
+}
+
+func (s state) matches(id fileID) bool {
+	return s.Format == layerFormat && s.Layer.Digest != "" &&
+		s.Executable.Path == id.Path && s.Executable.Size == id.Size &&
+		s.Executable.MTime.Equal(id.MTime) && s.Executable.Inode == id.Inode && s.Executable.Dev == id.Dev
+}
+
+func readState(path string) (state, error) {
+	var s state
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, err
+	}
+	err = json.Unmarshal(b, &s)
+	return s, err
+}
+
+func writeState(path string, s state) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if _, err := fsutil.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("remember self-image digest: %w", err)
+	}
+	return nil
+}
+
+// unpackSnapshotter is the snapshotter images are unpacked into: overlayfs
+// when containerd could load it, else native (the choice the generated
+// containerd config makes for the CRI).
+func unpackSnapshotter(ctx context.Context, c *containerd.Client) (string, error) {
+	resp, err := c.IntrospectionService().Plugins(ctx, `type=="io.containerd.snapshotter.v1"`)
+	if err != nil {
+		return "", fmt.Errorf("list containerd snapshotters: %w", err)
+	}
+	ok := map[string]bool{}
+	for _, p := range resp.Plugins {
+		ok[p.ID] = p.InitErr == nil
+	}
+	for _, name := range []string{"overlayfs", "native"} {
+		if ok[name] {
+			return name, nil
+		}
+	}
+	return "", errors.New("containerd has neither the overlayfs nor the native snapshotter")
+}
