@@ -1,0 +1,419 @@
+// Package node controls the node service: the supervisor (`kubeforge node
+// run`) that keeps containerd and the kubelet running on a host. It starts
+// the service (a systemd unit when systemd is PID 1, otherwise a detached
+// daemon), stops it, and reports its state.
+//
+// This package is light on purpose: standard library, config and internal
+// helpers only, so that init/join/reset phases can import it. It never
+// imports the components; it runs `<self> node run`, whose code lives in
+// components/node/supervisor.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kubeforge/kubeforge/components/node/proc"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/progress"
+)
+
+// Phase is the progress prefix of the node service's lines.
+const Phase = "node"
+
+// Mode says how the node service runs.
+type Mode string
+
+const (
+	// ModeAuto picks ModeSystemd when systemd is PID 1, else ModeDaemon.
+	ModeAuto Mode = ""
+	// ModeSystemd runs the supervisor as the kubeforge-node.service unit.
+	ModeSystemd Mode = "systemd"
+	// ModeDaemon runs the supervisor as a detached process.
+	ModeDaemon Mode = "daemon"
+)
+
+// StartOptions tune Start.
+type StartOptions struct {
+	// CRISocket is an external container runtime's socket (for example
+	// unix:///run/containerd/containerd.sock). Empty: the bundled containerd
+	// at p.ContainerdSocket().
+	CRISocket string
+	// Mode is how to run the supervisor; ModeAuto by default.
+	Mode Mode
+	// Executable is the kubeforge binary to run; empty means the running
+	// executable (tests of other packages must set it).
+	Executable string
+	// Timeout bounds the wait for the container runtime; 0 means 2 minutes.
+	Timeout time.Duration
+	// Progress receives lines for people; nil discards them.
+	Progress *progress.Reporter
+}
+
+// Start starts the node service unless it already runs, and returns once
+// its container runtime is ready (the kubelet follows by itself as soon as
+// p.KubeletConfigFile() exists). It is what `kubeforge node start` does.
+func Start(ctx context.Context, p config.Paths, o StartOptions) error {
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	begin := time.Now()
+
+	if pid, ok := Running(p); ok {
+		if pid == 0 || proc.Matches(pid, SupervisorIdentity) {
+			// Running, or starting (locked, pid not written yet).
+			if err := waitReady(ctx, p, pid, nil); err != nil {
+				return err
+			}
+			pid, _ = Running(p)
+			o.Progress.Printf(Phase, "The node service is already running (pid %d)", pid)
+			return nil
+		}
+		// The lock outlives a killed supervisor by a moment.
+		waitUnlocked(ctx, p, 2*time.Second)
+	}
+	exe := o.Executable
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("find the kubeforge executable: %w", err)
+		}
+	}
+	args := append([]string{"node", "run"}, PathArgs(p)...)
+	if o.CRISocket != "" {
+		args = append(args, "--cri-socket="+o.CRISocket)
+	}
+
+	mode := o.Mode
+	if mode == ModeAuto {
+		mode = ModeDaemon
+		if SystemdRunning() {
+			mode = ModeSystemd
+		}
+	}
+	var exited <-chan error
+	var pid int
+	switch mode {
+	case ModeSystemd:
+		if err := startUnit(ctx, p, exe, args); err != nil {
+			return err
+		}
+	case ModeDaemon:
+		var err error
+		if pid, exited, err = spawnDaemon(p, exe, args); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown node service mode %q", mode)
+	}
+	if err := waitReady(ctx, p, pid, exited); err != nil {
+		return err
+	}
+	if pid == 0 {
+		pid, _ = Running(p)
+	}
+	o.Progress.Done(Phase, "start", "", begin, "Started the node service (%s, pid %d); the container runtime is ready", mode, pid)
+	return nil
+}
+
+// spawnDaemon starts `exe args…` in a new session, detached from the
+// caller: stdin from /dev/null, stdout and stderr appended to
+// p.NodeLogFile(). The supervisor writes p.NodePIDFile() itself, once it
+// holds the lock. exited reports the daemon's end while the caller lives.
+func spawnDaemon(p config.Paths, exe string, args []string) (int, <-chan error, error) {
+	logf, err := proc.OpenLog(p.Host(p.NodeLogFile()))
+	if err != nil {
+		return 0, nil, fmt.Errorf("node service log %s: %w", p.NodeLogFile(), err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.Stdin = nil // /dev/null
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = withDefaultPath(os.Environ())
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, nil, fmt.Errorf("start the node service (%s node run): %w", exe, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return cmd.Process.Pid, exited, nil
+}
+
+// waitReady waits until the supervisor with pid publishes that its
+// container runtime is ready; pid 0 means whichever supervisor holds the
+// lock. exited, when set, reports that the daemon we spawned ended;
+// without it, the supervisor's lock going away means it ended.
+func waitReady(ctx context.Context, p config.Paths, pid int, exited <-chan error) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cur, running := Running(p)
+		if pid == 0 {
+			pid = cur
+		}
+		if running && pid > 0 && cur == pid {
+			if s, err := ReadState(p); err == nil && s.PID == pid && s.Containerd.Ready {
+				return nil
+			}
+		}
+		if exited == nil && !running {
+			return fmt.Errorf("the node service stopped before the container runtime was ready; %s ends with:\n%s",
+				p.NodeLogFile(), lastLines(p.Host(p.NodeLogFile()), 15))
+		}
+		select {
+		case err := <-exited:
+			// Lost a race with another `node start`? Then wait for that one.
+			if other, ok := Running(p); ok && other != pid {
+				pid, exited = other, nil
+				continue
+			}
+			return fmt.Errorf("the node service exited (%v) before the container runtime was ready; %s ends with:\n%s",
+				err, p.NodeLogFile(), lastLines(p.Host(p.NodeLogFile()), 15))
+		case <-ctx.Done():
+			s, _ := ReadState(p)
+			return fmt.Errorf("the node service did not get the container runtime ready (phase %q): %w; see %s",
+				s.Phase, ctx.Err(), p.NodeLogFile())
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop stops the node service: the kubelet, then containerd (containers
+// keep running, as with `systemctl stop kubelet containerd`). It waits for
+// them to exit, kills what is left after 30 s (or ctx's deadline if
+// sooner), and succeeds when nothing ran.
+func Stop(ctx context.Context, p config.Paths) error {
+	timeout := 30 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if SystemdRunning() && unitInstalled(p) {
+		if err := stopUnit(ctx); err != nil {
+			return err
+		}
+	}
+	if pid, ok := Running(p); ok && pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		if !waitUnlocked(ctx, p, timeout) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			waitUnlocked(context.Background(), p, 5*time.Second)
+		}
+		// The lock goes just before the process: wait for the rest.
+		proc.WaitGone(context.Background(), pid, SupervisorIdentity, 5*time.Second)
+	} else if ok {
+		// Locked but no pid (written right after locking): give it a moment.
+		if !waitUnlocked(ctx, p, 2*time.Second) {
+			return fmt.Errorf("the node service holds %s but wrote no pid to %s", LockFile(p), p.NodePIDFile())
+		}
+	}
+	// Children a killed supervisor left behind (they got SIGTERM from
+	// Pdeathsig; make sure they are gone).
+	var errs []error
+	for _, c := range []struct {
+		file string
+		id   []string
+	}{{KubeletPIDFile(p), KubeletIdentity}, {ContainerdPIDFile(p), ContainerdIdentity}} {
+		pid, err := readPID(p.Host(c.file))
+		if err != nil {
+			continue
+		}
+		if err := proc.Terminate(context.Background(), pid, c.id, 10*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s (pid %d): %w", c.id[1], pid, err))
+			continue
+		}
+		_ = os.Remove(p.Host(c.file))
+	}
+	if len(errs) == 0 {
+		removeRuntimeFiles(p)
+	}
+	return errors.Join(errs...)
+}
+
+func waitUnlocked(ctx context.Context, p config.Paths, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for locked(p) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// Status is the node service's state as `kubeforge node status` shows it.
+type Status struct {
+	Running bool
+	PID     int
+	Mode    Mode
+	State   State // as last published by the supervisor
+	// ContainerdPID and KubeletPID are the live children (0: not running).
+	ContainerdPID int
+	KubeletPID    int
+	// RuntimeReady: the container runtime's socket accepts connections.
+	RuntimeReady bool
+	// KubeletHealthy: the kubelet's /healthz answered ok.
+	KubeletHealthy bool
+	KubeletHealth  string
+}
+
+// GetStatus inspects the node service.
+func GetStatus(ctx context.Context, p config.Paths) Status {
+	var st Status
+	st.PID, st.Running = Running(p)
+	st.Mode = ModeDaemon
+	if SystemdRunning() && unitInstalled(p) {
+		st.Mode = ModeSystemd
+	}
+	if s, err := ReadState(p); err == nil && st.Running {
+		st.State = s
+	}
+	if pid, err := readPID(p.Host(ContainerdPIDFile(p))); err == nil && proc.Matches(pid, ContainerdIdentity) {
+		st.ContainerdPID = pid
+	}
+	if pid, err := readPID(p.Host(KubeletPIDFile(p))); err == nil && proc.Matches(pid, KubeletIdentity) {
+		st.KubeletPID = pid
+	}
+	sock := st.State.CRISocket
+	if sock == "" {
+		sock = p.ContainerdSocket()
+	}
+	if c, err := net.DialTimeout("unix", p.Host(strings.TrimPrefix(sock, "unix://")), time.Second); err == nil {
+		c.Close()
+		st.RuntimeReady = true
+	}
+	if st.KubeletPID != 0 {
+		st.KubeletHealth = kubeletHealth(ctx, p)
+		st.KubeletHealthy = st.KubeletHealth == "ok"
+	}
+	return st
+}
+
+// kubeletHealth asks the kubelet's healthz endpoint (loopback), at the
+// address and port of its config file or the defaults.
+func kubeletHealth(ctx context.Context, p config.Paths) string {
+	addr, port := "127.0.0.1", 10248
+	if b, err := os.ReadFile(p.Host(p.KubeletConfigFile())); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
+			if !ok {
+				continue
+			}
+			v = strings.Trim(strings.TrimSpace(v), `"'`)
+			switch k {
+			case "healthzPort":
+				if n, err := strconv.Atoi(v); err == nil {
+					port = n
+				}
+			case "healthzBindAddress":
+				if v != "" && v != "0.0.0.0" && v != "::" {
+					addr = v
+				}
+			}
+		}
+	}
+	if port == 0 {
+		return "disabled (healthzPort: 0)"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(addr, strconv.Itoa(port))+"/healthz", nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	if resp.StatusCode == http.StatusOK {
+		return strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+}
+
+// PathArgs are the `node run` flags that carry p's node-service paths to
+// the supervisor (see BindPathFlags' names).
+func PathArgs(p config.Paths) []string {
+	return []string{
+		"--kubernetes-dir=" + p.KubernetesDir,
+		"--kubelet-dir=" + p.KubeletDir,
+		"--state-dir=" + p.StateDir,
+		"--run-dir=" + p.RunDir,
+		"--log-dir=" + p.LogDir,
+	}
+}
+
+// PathFlag names a Paths field that the node commands take as a flag.
+type PathFlag struct {
+	Name  string
+	Field *string
+	Usage string
+}
+
+// PathFlags lists the node commands' path flags, bound to p's fields.
+func PathFlags(p *config.Paths) []PathFlag {
+	return []PathFlag{
+		{"kubernetes-dir", &p.KubernetesDir, "directory of the kubeconfigs (kubelet.conf, bootstrap-kubelet.conf)"},
+		{"kubelet-dir", &p.KubeletDir, "the kubelet's directory (config.yaml, kubeadm-flags.env)"},
+		{"state-dir", &p.StateDir, "kubeforge's state (containerd root and config, images)"},
+		{"run-dir", &p.RunDir, "runtime files (pid, lock and state files, containerd sockets)"},
+		{"log-dir", &p.LogDir, "logs of the node service, containerd and the kubelet"},
+	}
+}
+
+// withDefaultPath makes sure PATH holds the usual system directories: the
+// kubelet and containerd exec mount, iptables, runc and CNI plugins.
+func withDefaultPath(env []string) []string {
+	const std = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for i, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			if v == "" {
+				env[i] = "PATH=" + std
+			}
+			return env
+		}
+	}
+	return append(env, "PATH="+std)
+}
+
+// WithDefaultPath is withDefaultPath for the supervisor's children.
+func WithDefaultPath(env []string) []string { return withDefaultPath(env) }
+
+// lastLines returns up to n last lines of the file at path (reading at
+// most its last 16 KiB).
+func lastLines(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "  (" + err.Error() + ")"
+	}
+	defer f.Close()
+	const max = 16 << 10
+	var off int64
+	if st, err := f.Stat(); err == nil && st.Size() > max {
+		off = st.Size() - max
+	}
+	b := make([]byte, max)
+	k, _ := f.ReadAt(b, off)
+	lines := strings.Split(strings.TrimRight(string(b[:k]), "\n"), "\n")
+	if off > 0 && len(lines) > 1 {
+		lines = lines[1:] // partial first line
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}

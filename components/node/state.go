@@ -1,0 +1,191 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
+)
+
+// Files of the node service under p.RunDir (besides p.NodePIDFile()).
+const (
+	lockFileName        = "node.lock"
+	stateFileName       = "node-state.json"
+	containerdPIDName   = "containerd.pid"
+	kubeletPIDName      = "kubelet.pid"
+	ContainerdLogName   = "containerd.log"
+	KubeletLogName      = "kubelet.log"
+	containerdComponent = "containerd"
+	kubeletComponent    = "kubelet"
+)
+
+// Identities: argv words that mark each process of the node service in
+// /proc/PID/cmdline, so that a pid from a stale file is never mistaken for
+// an unrelated process.
+var (
+	SupervisorIdentity = []string{"node", "run"}
+	ContainerdIdentity = []string{"component", containerdComponent}
+	KubeletIdentity    = []string{"component", kubeletComponent}
+)
+
+// LockFile is the lock the running supervisor holds (an OFD write lock),
+// so "is the node service running" never depends on a pid that may have
+// been reused.
+func LockFile(p config.Paths) string { return filepath.Join(p.RunDir, lockFileName) }
+
+// StateFile is where the supervisor publishes its progress (State).
+func StateFile(p config.Paths) string { return filepath.Join(p.RunDir, stateFileName) }
+
+// ContainerdPIDFile and KubeletPIDFile hold the children's pids.
+func ContainerdPIDFile(p config.Paths) string { return filepath.Join(p.RunDir, containerdPIDName) }
+
+// KubeletPIDFile holds the kubelet's pid while it runs.
+func KubeletPIDFile(p config.Paths) string { return filepath.Join(p.RunDir, kubeletPIDName) }
+
+// ContainerdLogFile and KubeletLogFile receive the children's output.
+func ContainerdLogFile(p config.Paths) string { return filepath.Join(p.LogDir, ContainerdLogName) }
+
+// KubeletLogFile receives the kubelet's output.
+func KubeletLogFile(p config.Paths) string { return filepath.Join(p.LogDir, KubeletLogName) }
+
+// State is what the supervisor publishes in StateFile while it runs.
+type State struct {
+	PID       int       `json:"pid"`
+	StartedAt time.Time `json:"startedAt"`
+	// Phase is what the supervisor is doing: "starting containerd",
+	// "importing images", "waiting for the kubelet config", "running",
+	// "stopping".
+	Phase string `json:"phase"`
+	// CRISocket is the container runtime socket the kubelet uses.
+	CRISocket string `json:"criSocket"`
+	// ExternalRuntime is true when the supervisor does not run containerd.
+	ExternalRuntime bool       `json:"externalRuntime,omitempty"`
+	Containerd      ChildState `json:"containerd"`
+	ImagesReady     bool       `json:"imagesReady"`
+	ImagesError     string     `json:"imagesError,omitempty"`
+	Kubelet         ChildState `json:"kubelet"`
+}
+
+// ChildState describes one child in State.
+type ChildState struct {
+	PID      int  `json:"pid,omitempty"`
+	Ready    bool `json:"ready"`
+	Restarts int  `json:"restarts,omitempty"`
+}
+
+// WriteState publishes s.
+func WriteState(p config.Paths, s State) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fsutil.WriteFile(p.Host(StateFile(p)), append(b, '\n'), 0o644)
+	return err
+}
+
+// ReadState reads what the supervisor published last.
+func ReadState(p config.Paths) (State, error) {
+	var s State
+	b, err := os.ReadFile(p.Host(StateFile(p)))
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("%s: %w", StateFile(p), err)
+	}
+	return s, nil
+}
+
+// Lock is the supervisor's hold on LockFile.
+type Lock struct{ f *os.File }
+
+// ErrRunning means another supervisor holds the lock.
+var ErrRunning = errors.New("the node service is already running")
+
+// AcquireLock takes the node service's lock, or returns an error wrapping
+// ErrRunning when another supervisor holds it.
+func AcquireLock(p config.Paths) (*Lock, error) {
+	path := p.Host(LockFile(p))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	}
+	// The lock file's content never matters; only its lock does.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			if pid, ok := Running(p); ok {
+				return nil, fmt.Errorf("%w (pid %d)", ErrRunning, pid)
+			}
+			return nil, ErrRunning
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Release drops the lock. Safe to call twice.
+func (l *Lock) Release() {
+	if l != nil && l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// locked reports whether some process holds a lock on the lock file,
+// without taking it (F_OFD_GETLK).
+func locked(p config.Paths) bool {
+	f, err := os.Open(p.Host(LockFile(p)))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+		return false
+	}
+	return lk.Type != unix.F_UNLCK
+}
+
+// Running reports whether the node service runs (a supervisor holds the
+// lock), and its pid.
+func Running(p config.Paths) (pid int, ok bool) {
+	if !locked(p) {
+		return 0, false
+	}
+	pid, _ = readPID(p.Host(p.NodePIDFile()))
+	return pid, true
+}
+
+func readPID(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var pid int
+	if _, err := fmt.Sscanf(string(b), "%d", &pid); err != nil || pid <= 0 {
+		return 0, fmt.Errorf("%s: not a pid", path)
+	}
+	return pid, nil
+}
+
+// removeRuntimeFiles deletes the supervisor's pid and state files.
+func removeRuntimeFiles(p config.Paths) {
+	for _, f := range []string{p.NodePIDFile(), StateFile(p)} {
+		if err := os.Remove(p.Host(f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+	}
+}
