@@ -41,6 +41,25 @@ func (k Kubeconfig) server(spec Spec) (string, error) {
 	return spec.ControlPlaneURL()
 }
 
+// acceptedServers lists the server URLs an existing file may point at.
+func (k Kubeconfig) acceptedServers(spec Spec) ([]string, error) {
+	s, err := k.server(spec)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{s}
+	if k.AlsoControlPlane {
+		cp, err := spec.ControlPlaneURL()
+		if err != nil {
+			return nil, err
+		}
+		if cp != s {
+			out = append(out, cp)
+		}
+	}
+	return out, nil
+}
+
 // EnsureKubeconfig makes sure one kubeconfig ("admin" or "admin.conf", …)
 // exists and fits: an existing file whose CA is ca.crt, whose server is the
 // expected one and whose client certificate is valid, signed by the CA and
@@ -124,7 +143,11 @@ func ensureKubeconfig(spec Spec, k Kubeconfig, pool *KeyPool) (Result, error) {
 	external := caKey == nil
 
 	if exists(p, res.CertPath) {
-		cert, err := verifyKubeconfig(p, k, res.CertPath, caCert, caPath, server, want, now, external)
+		servers, err := k.acceptedServers(spec)
+		if err != nil {
+			return res, fmt.Errorf("kubeconfig %s: %w", k.FileName, err)
+		}
+		cert, err := verifyKubeconfig(p, k, res.CertPath, caCert, caPath, servers, want, now, external)
 		if err != nil {
 			return res, err
 		}
@@ -292,7 +315,7 @@ func (v kubeconfigView) clientCert(p config.Paths, logical string) (cert *x509.C
 	return certs[0], key, source, embedded, nil
 }
 
-func verifyKubeconfig(p config.Paths, k Kubeconfig, logical string, caCert *x509.Certificate, caPath, server string, want CertConfig, now time.Time, external bool) (*x509.Certificate, error) {
+func verifyKubeconfig(p config.Paths, k Kubeconfig, logical string, caCert *x509.Certificate, caPath string, servers []string, want CertConfig, now time.Time, external bool) (*x509.Certificate, error) {
 	regen := fmt.Sprintf("remove %s to regenerate it", logical)
 	if external {
 		regen = "replace it with one made for this cluster"
@@ -309,8 +332,9 @@ func verifyKubeconfig(p config.Paths, k Kubeconfig, logical string, caCert *x509
 		return nil, fmt.Errorf("%s exists but trusts another CA (CN=%s, %s) than %s (%s): it belongs to another cluster; %s",
 			logical, cas[0].Subject.CommonName, CAHash(cas[0]), caPath, CAHash(caCert), regen)
 	}
-	if strings.TrimSuffix(v.cluster.Server, "/") != server {
-		return nil, fmt.Errorf("%s exists but points at server %s instead of %s: %s, or fix the control-plane endpoint / advertise address", logical, v.cluster.Server, server, regen)
+	if !slices.Contains(servers, strings.TrimSuffix(v.cluster.Server, "/")) {
+		return nil, fmt.Errorf("%s exists but points at server %s instead of %s: %s, or fix the control-plane endpoint / advertise address",
+			logical, v.cluster.Server, strings.Join(servers, " or "), regen)
 	}
 	cert, key, source, embedded, err := v.clientCert(p, logical)
 	if err != nil {

@@ -574,7 +574,7 @@ func TestKubeconfigs(t *testing.T) {
 	}{
 		{"admin.conf", "kubernetes-admin", "https://cp.example.com:6443", []string{"kubeadm:cluster-admins"}},
 		{"super-admin.conf", "kubernetes-super-admin", "https://cp.example.com:6443", []string{"system:masters"}},
-		{"kubelet.conf", "system:node:n1", "https://cp.example.com:6443", []string{"system:nodes"}},
+		{"kubelet.conf", "system:node:n1", "https://10.201.0.2:6443", []string{"system:nodes"}}, // local, as kubeadm v1.37
 		{"controller-manager.conf", "system:kube-controller-manager", "https://10.201.0.2:6443", nil},
 		{"scheduler.conf", "system:kube-scheduler", "https://10.201.0.2:6443", nil},
 	}
@@ -666,6 +666,8 @@ func TestKubeconfigs(t *testing.T) {
 				b, _ := os.ReadFile(other.Paths.Host(other.Paths.Kubeconfig("super-admin.conf")))
 				os.WriteFile(s.Paths.Host(s.Paths.Kubeconfig("super-admin.conf")), b, 0o600)
 			}, "/etc/kubernetes/super-admin.conf exists but trusts another CA"},
+			{"kubelet.conf at a third server", "kubelet.conf", func(s *Spec) { setServer(t, s.Paths, "kubelet.conf", "https://10.9.9.9:6443") },
+				"kubelet.conf exists but points at server https://10.9.9.9:6443 instead of https://10.201.0.2:6443 or https://cp.example.com:6443"},
 			{"expired", "controller-manager.conf", func(s *Spec) {
 				later := s.Now().Add(366 * 24 * time.Hour)
 				s.Now = func() time.Time { return later }
@@ -681,6 +683,14 @@ func TestKubeconfigs(t *testing.T) {
 				}
 				sameSnapshot(t, before, snapshot(t, s.Paths.Root))
 			})
+		}
+	})
+
+	t.Run("kubelet.conf at the control-plane endpoint", func(t *testing.T) {
+		s := externalCopy(t, spec)
+		setServer(t, s.Paths, "kubelet.conf", "https://cp.example.com:6443")
+		if r, err := EnsureKubeconfig(s, "kubelet.conf"); err != nil || r.Action != ActionReused {
+			t.Errorf("EnsureKubeconfig = %s, %v", r.Action, err)
 		}
 	})
 
@@ -1182,5 +1192,20 @@ func TestLoadHelpers(t *testing.T) {
 	}
 	if k2, err := ParseKey(append([]byte("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"), b...)); err != nil || !k2.(*ecdsa.PrivateKey).Equal(k) {
 		t.Errorf("ParseKey after a certificate block: %v", err)
+	}
+}
+
+// setServer points a kubeconfig's cluster at another server.
+func setServer(t *testing.T, p config.Paths, file, server string) {
+	t.Helper()
+	cfg, err := LoadKubeconfig(p, p.Kubeconfig(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfg.Clusters {
+		c.Server = server
+	}
+	if err := writeKubeconfig(p, p.Kubeconfig(file), cfg); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -284,8 +284,13 @@ type Kubeconfig struct {
 	FileName string
 	LongName string
 	// Local: the server is this node's apiserver (https://advertise:port),
-	// not the control-plane endpoint (controller-manager, scheduler).
+	// not the control-plane endpoint (controller-manager, scheduler, and
+	// kubelet.conf on a control-plane node since kubeadm v1.3x).
 	Local bool
+	// AlsoControlPlane: an existing file may point at the control-plane
+	// endpoint instead (kubelet.conf written by older kubeadm, or the one
+	// kubeadm's external-CA validation expects).
+	AlsoControlPlane bool
 	// Renewable by `certs renew` (kubeadm leaves kubelet.conf to the
 	// kubelet's own rotation; kubeforge renews it while it still embeds a
 	// certificate).
@@ -307,7 +312,9 @@ var Kubeconfigs = []Kubeconfig{
 		Client:   fixed("kubernetes-super-admin", clientAuth, SystemMasters),
 	},
 	{
-		Name: "kubelet", FileName: "kubelet.conf", Renewable: true,
+		// kubeadm v1.37 init unsets controlPlaneEndpoint for kubelet.conf so
+		// that the control-plane kubelet talks to its local apiserver.
+		Name: "kubelet", FileName: "kubelet.conf", Local: true, AlsoControlPlane: true, Renewable: true,
 		LongName: "kubeconfig file for the kubelet to use ONLY for cluster bootstrapping purposes",
 		Client: func(s Spec) (CertConfig, error) {
 			if s.NodeName == "" {
