@@ -1,0 +1,194 @@
+package containerd
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	srvconfig "github.com/containerd/containerd/v2/cmd/containerd/server/config"
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/version"
+)
+
+// lookup walks a decoded TOML document along keys.
+func lookup(t *testing.T, doc map[string]any, keys ...string) any {
+	t.Helper()
+	var cur any = doc
+	for i, k := range keys {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			t.Fatalf("%s: not a table", strings.Join(keys[:i], "."))
+		}
+		if cur, ok = m[k]; !ok {
+			t.Fatalf("config has no %s", strings.Join(keys[:i+1], "."))
+		}
+	}
+	return cur
+}
+
+func TestRenderConfig(t *testing.T) {
+	p := config.DefaultPaths()
+	o := Options{
+		SandboxImage: "kubeforge.local/pause:v9",
+		CNIBinDirs:   []string{"/usr/lib/cni", "/opt/cni/bin"},
+		CNIConfDir:   "/etc/cni/net.d",
+		ShimPath:     "/var/lib/kubeforge/bin/containerd-shim-runc-v2",
+		Snapshotter:  "overlayfs",
+	}
+	b, err := RenderConfig(p, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := toml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("rendered config is not TOML: %v\n%s", err, b)
+	}
+	const (
+		runtime = "io.containerd.cri.v1.runtime"
+		images  = "io.containerd.cri.v1.images"
+	)
+	runc := []string{"plugins", runtime, "containerd", "runtimes", "runc"}
+	checks := []struct {
+		keys []string
+		want any
+	}{
+		{[]string{"version"}, int64(4)},
+		{[]string{"root"}, "/var/lib/kubeforge/containerd"},
+		{[]string{"state"}, "/run/kubeforge/containerd"},
+		{[]string{"plugins", "io.containerd.server.v1.grpc", "address"}, "/run/kubeforge/containerd/containerd.sock"},
+		{[]string{"plugins", "io.containerd.server.v1.ttrpc", "address"}, "/run/kubeforge/containerd/containerd.sock.ttrpc"},
+		{[]string{"plugins", images, "pinned_images", "sandbox"}, "kubeforge.local/pause:v9"},
+		{[]string{"plugins", images, "snapshotter"}, "overlayfs"},
+		{[]string{"plugins", images, "registry", "config_path"}, "/var/lib/kubeforge/containerd-hosts.d"},
+		{[]string{"plugins", runtime, "restrict_oom_score_adj"}, true},
+		{[]string{"plugins", runtime, "netns_mounts_under_state_dir"}, true},
+		{[]string{"plugins", runtime, "containerd", "default_runtime_name"}, "runc"},
+		{append(runc, "runtime_type"), "io.containerd.runc.v2"},
+		{append(runc, "runtime_path"), "/var/lib/kubeforge/bin/containerd-shim-runc-v2"},
+		{append(runc, "options", "SystemdCgroup"), false},
+		{[]string{"plugins", runtime, "cni", "bin_dirs"}, []any{"/usr/lib/cni", "/opt/cni/bin"}},
+		{[]string{"plugins", runtime, "cni", "conf_dir"}, "/etc/cni/net.d"},
+		{[]string{"plugins", "io.containerd.grpc.v1.cri", "disable_tcp_service"}, true},
+		{[]string{"plugins", "io.containerd.grpc.v1.cri", "stream_server_address"}, "127.0.0.1"},
+		{[]string{"plugins", "io.containerd.shim.v1.manager", "socket_dir"}, "/run/kubeforge/containerd/s"},
+		{[]string{"required_plugins"}, []any{"io.containerd.grpc.v1.cri"}},
+	}
+	for _, c := range checks {
+		if got := lookup(t, doc, c.keys...); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s = %#v, want %#v", strings.Join(c.keys, "."), got, c.want)
+		}
+	}
+	disabled := lookup(t, doc, "disabled_plugins").([]any)
+	for _, want := range []string{"btrfs", "zfs", "devmapper", "aufs", "tracing", "nri"} {
+		found := false
+		for _, d := range disabled {
+			found = found || strings.Contains(d.(string), want)
+		}
+		if !found {
+			t.Errorf("disabled_plugins has no %s plugin: %v", want, disabled)
+		}
+	}
+}
+
+func TestRenderConfigErrors(t *testing.T) {
+	p := config.DefaultPaths()
+	good := Options{SandboxImage: "x/pause:1", ShimPath: "/shim"}
+	if _, err := RenderConfig(p, good); err != nil {
+		t.Fatalf("minimal options: %v", err)
+	}
+	for name, o := range map[string]Options{
+		"no sandbox image": {ShimPath: "/shim"},
+		"no shim":          {SandboxImage: "x/pause:1"},
+		"bad snapshotter":  {SandboxImage: "x/pause:1", ShimPath: "/shim", Snapshotter: "btrfs"},
+	} {
+		if _, err := RenderConfig(p, o); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// A state dir whose shim socket dir would pass containerd's 42-character
+// limit falls back to containerd's default instead of failing to start.
+func TestRenderConfigLongStateDir(t *testing.T) {
+	p := config.DefaultPaths()
+	p.RunDir = "/run/a-very-long-directory-name-for-kubeforge-tests"
+	b, err := RenderConfig(p, Options{SandboxImage: "x/pause:1", ShimPath: "/shim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "socket_dir") {
+		t.Errorf("socket_dir set although longer than containerd allows:\n%s", b)
+	}
+}
+
+// WriteConfig writes under the test root, containerd itself accepts the
+// file, and a second run changes nothing.
+func TestWriteConfig(t *testing.T) {
+	root := t.TempDir()
+	p := config.DefaultPaths().WithRoot(root)
+	o := DefaultOptions(p)
+	if o.SandboxImage != version.PauseImage() || o.ShimPath != "/var/lib/kubeforge/bin/"+ShimName ||
+		!reflect.DeepEqual(o.CNIBinDirs, []string{"/usr/lib/cni", "/opt/cni/bin"}) || o.CNIConfDir != "/etc/cni/net.d" {
+		t.Errorf("DefaultOptions = %+v", o)
+	}
+	if o.Snapshotter != SnapshotterOverlay && o.Snapshotter != SnapshotterNative {
+		t.Errorf("DefaultOptions snapshotter %q", o.Snapshotter)
+	}
+	path, err := WriteConfig(p, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path != "/var/lib/kubeforge/containerd-config.toml" {
+		t.Errorf("WriteConfig returned %s", path)
+	}
+	var cfg srvconfig.Config
+	if err := srvconfig.LoadConfig(context.Background(), p.Host(path), &cfg); err != nil {
+		t.Fatalf("containerd cannot load the config: %v", err)
+	}
+	if cfg.Version != 4 || cfg.Root != "/var/lib/kubeforge/containerd" || cfg.State != "/run/kubeforge/containerd" {
+		t.Errorf("containerd read version %d root %s state %s", cfg.Version, cfg.Root, cfg.State)
+	}
+	for _, h := range []string{"kubeforge.local", "_default"} {
+		b, err := os.ReadFile(filepath.Join(root, "var/lib/kubeforge/containerd-hosts.d", h, "hosts.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `server = "http://127.0.0.1:1"`) {
+			t.Errorf("%s hosts.toml does not send pulls to the dead loopback port:\n%s", h, b)
+		}
+	}
+	// Idempotent: same bytes, no rewrite.
+	before, _ := os.Stat(p.Host(path))
+	if _, err := WriteConfig(p, o); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(p.Host(path))
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Error("second WriteConfig rewrote an unchanged config")
+	}
+	// Pulls allowed: only kubeforge.local stays blocked.
+	o.AllowRegistryPulls = true
+	files, err := renderFiles(p, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.Contains(f.path, "_default") {
+			t.Errorf("AllowRegistryPulls still writes %s", f.path)
+		}
+	}
+}
+
+func TestDetectSnapshotter(t *testing.T) {
+	// A path that does not exist yet is judged by its nearest existing parent.
+	got := DetectSnapshotter(filepath.Join(t.TempDir(), "not", "yet"))
+	if got != SnapshotterOverlay && got != SnapshotterNative {
+		t.Fatalf("DetectSnapshotter = %q", got)
+	}
+	t.Logf("snapshotter for %s: %s", os.TempDir(), got)
+}
