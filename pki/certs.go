@@ -81,8 +81,10 @@ func Ensure(spec Spec, name string) (Result, error) {
 
 // EnsureAll runs Ensure over the whole table in order, then "sa". The keys
 // that are missing are generated concurrently up front (or taken from
-// spec.Keys); results come back in table order. It stops at the first
-// error, returning the results so far.
+// spec.Keys); results come back in table order. A failing certificate does
+// not stop the others (except the leaves of a failing CA, which are not
+// attempted): the results of those that succeeded are returned with every
+// error, joined, so that one run reports every problem.
 func EnsureAll(spec Spec) ([]Result, error) {
 	spec, err := prepare(spec)
 	if err != nil {
@@ -96,18 +98,28 @@ func EnsureAll(spec Spec) ([]Result, error) {
 		defer pool.Close()
 	}
 	var results []Result
+	var errs []error
+	failedCA := map[string]bool{}
 	for _, c := range Certificates {
+		if failedCA[c.CAName] {
+			continue
+		}
 		r, err := ensureCert(spec, c, pool)
 		if err != nil {
-			return results, err
+			errs = append(errs, err)
+			if c.IsCA {
+				failedCA[c.Name] = true
+			}
+			continue
 		}
 		results = append(results, r)
 	}
-	r, err := ensureServiceAccount(spec, pool)
-	if err != nil {
-		return results, err
+	if r, err := ensureServiceAccount(spec, pool); err != nil {
+		errs = append(errs, err)
+	} else {
+		results = append(results, r)
 	}
-	return append(results, r), nil
+	return results, errors.Join(errs...)
 }
 
 // KeysNeeded counts the private keys that EnsureAll and then

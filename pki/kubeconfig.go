@@ -79,11 +79,17 @@ func EnsureKubeconfig(spec Spec, name string) (Result, error) {
 }
 
 // EnsureAllKubeconfigs runs EnsureKubeconfig over the table in order,
-// generating the missing client keys concurrently up front.
+// generating the missing client keys concurrently up front. Like EnsureAll
+// it goes on past a failing file and returns every error, joined.
 func EnsureAllKubeconfigs(spec Spec) ([]Result, error) {
 	spec, err := prepare(spec)
 	if err != nil {
 		return nil, err
+	}
+	if _, _, err := TryLoadCA(spec.Paths, CAName); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("kubeconfig files: the CA %s does not exist: run `kubeforge init phase certs ca` first", CertPath(spec.Paths, "ca"))
+	} else if err != nil {
+		return nil, fmt.Errorf("kubeconfig files: %w", err)
 	}
 	pool := spec.Keys
 	if pool == nil {
@@ -101,14 +107,16 @@ func EnsureAllKubeconfigs(spec Spec) ([]Result, error) {
 		defer pool.Close()
 	}
 	var results []Result
+	var errs []error
 	for _, k := range Kubeconfigs {
 		r, err := ensureKubeconfig(spec, k, pool)
 		if err != nil {
-			return results, err
+			errs = append(errs, err)
+			continue
 		}
 		results = append(results, r)
 	}
-	return results, nil
+	return results, errors.Join(errs...)
 }
 
 func kubeconfigNames() []string {

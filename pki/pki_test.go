@@ -393,6 +393,45 @@ func TestEnsureRefuses(t *testing.T) {
 	}
 }
 
+// TestEnsureAllReportsEverything: one run names every problem, skips the
+// leaves of a broken CA and still handles the rest.
+func TestEnsureAllReportsEverything(t *testing.T) {
+	spec := newSpec(t, AlgorithmECDSAP256)
+	if _, err := EnsureAll(spec); err != nil {
+		t.Fatal(err)
+	}
+	p := spec.Paths
+	os.WriteFile(p.Host(p.Cert("front-proxy-ca.crt")), []byte("garbage"), 0o644)
+	os.Remove(p.Host(p.Cert("etcd/peer.key")))
+	os.Remove(p.Host(p.Cert("apiserver.crt")))
+	os.Remove(p.Host(p.Cert("apiserver.key")))
+	results, err := EnsureAll(spec)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{"front-proxy-ca", "etcd/peer.crt exists without its key"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	if strings.Contains(err.Error(), "front-proxy-client") {
+		t.Errorf("leaf of the broken CA was attempted: %v", err)
+	}
+	var names []string
+	for _, r := range results {
+		names = append(names, r.Name+":"+string(r.Action))
+	}
+	want := []string{"ca:reused", "apiserver:generated", "apiserver-kubelet-client:reused", "etcd-ca:reused", "etcd-server:reused",
+		"etcd-healthcheck-client:reused", "apiserver-etcd-client:reused", "sa:reused"}
+	if !slices.Equal(names, want) {
+		t.Errorf("results %v\nwant %v", names, want)
+	}
+	if _, err := EnsureAllKubeconfigs(Spec{Paths: config.DefaultPaths().WithRoot(t.TempDir()), NodeName: "n1", AdvertiseAddress: net.ParseIP("10.0.0.1")}); err == nil ||
+		strings.Count(err.Error(), "does not exist") != 1 || !strings.Contains(err.Error(), "run `kubeforge init phase certs ca` first") {
+		t.Errorf("EnsureAllKubeconfigs without a CA: %v", err)
+	}
+}
+
 // TestEnsureRecoversKeyWithoutCert: a key left without its certificate (an
 // interrupted run) gets a certificate; the key is kept.
 func TestEnsureRecoversKeyWithoutCert(t *testing.T) {
