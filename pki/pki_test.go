@@ -1248,3 +1248,56 @@ func setServer(t *testing.T, p config.Paths, file, server string) {
 		t.Fatal(err)
 	}
 }
+
+// TestTable: the tables are consistent and name what kubeadm names.
+func TestTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range Certificates {
+		if seen[c.Name] || seen[c.BaseName] && c.BaseName != c.Name {
+			t.Errorf("%s listed twice", c.Name)
+		}
+		if c.IsCA != (c.CAName == "") {
+			t.Errorf("%s: IsCA %v with CAName %q", c.Name, c.IsCA, c.CAName)
+		}
+		if c.CAName != "" && !seen[c.CAName] {
+			t.Errorf("%s: CA %q is not listed before it", c.Name, c.CAName)
+		}
+		seen[c.Name], seen[c.BaseName] = true, true
+	}
+	if got, want := CertNames(), append(namesOf(kubeadmCerts), "sa"); !slices.Equal(got, want) {
+		t.Errorf("CertNames %v", got)
+	}
+	// kubeadm certs renew's names (sorted there; table order here), plus kubelet.conf.
+	want := []string{"apiserver", "apiserver-kubelet-client", "front-proxy-client", "etcd-server", "etcd-peer", "etcd-healthcheck-client",
+		"apiserver-etcd-client", "admin.conf", "super-admin.conf", "kubelet.conf", "controller-manager.conf", "scheduler.conf"}
+	if got := RenewNames(); !slices.Equal(got, want) {
+		t.Errorf("RenewNames %v\nwant %v", got, want)
+	}
+	for _, name := range []string{"admin", "admin.conf"} {
+		if k, ok := LookupKubeconfig(name); !ok || k.FileName != "admin.conf" {
+			t.Errorf("LookupKubeconfig(%s) = %+v", name, k)
+		}
+	}
+	if c, ok := LookupCert("etcd/server"); !ok || c.Name != "etcd-server" {
+		t.Errorf("LookupCert(etcd/server) = %+v", c)
+	}
+}
+
+func TestAlgorithmP384(t *testing.T) {
+	spec := newSpec(t, AlgorithmECDSAP384)
+	for _, name := range []string{"ca", "apiserver", "sa"} {
+		if _, err := Ensure(spec, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, key, err := LoadCertAndKey(spec.Paths, "apiserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := key.(*ecdsa.PrivateKey); !ok || k.Curve != elliptic.P384() || cert.SignatureAlgorithm != x509.ECDSAWithSHA384 {
+		t.Errorf("key %T, signature %v", key, cert.SignatureAlgorithm)
+	}
+	if cert.KeyUsage&x509.KeyUsageKeyEncipherment != 0 {
+		t.Error("ECDSA certificate has key encipherment usage")
+	}
+}
