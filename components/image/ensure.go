@@ -110,12 +110,15 @@ func EnsureImages(ctx context.Context, p config.Paths, socket string) error {
 		return fmt.Errorf("self-image: %w", err)
 	}
 	e := ensurer{c: c, p: p, snapshotter: snapshotter, exe: exe}
+	// Both at once: each import has a fixed cost (fsyncs in containerd).
+	pauseErr := make(chan error, 1)
+	go func() { pauseErr <- e.ensure(ctx, pauseSpec(exe.Size)) }()
 	var errs []error
-	if err := e.ensure(ctx, pauseSpec(exe.Size)); err != nil {
-		errs = append(errs, fmt.Errorf("pause image %s: %w", version.PauseImage(), err))
-	}
 	if err := e.ensure(ctx, selfSpec(exe.Size)); err != nil {
 		errs = append(errs, fmt.Errorf("self-image %s: %w", version.Image(), err))
+	}
+	if err := <-pauseErr; err != nil {
+		errs = append(errs, fmt.Errorf("pause image %s: %w", version.PauseImage(), err))
 	}
 	return errors.Join(errs...)
 }
@@ -205,28 +208,37 @@ func (e *ensurer) present(ctx context.Context, name string, target ocispec.Descr
 	return true, nil
 }
 
-// load writes s as an OCI archive under the images dir, imports and unpacks it.
+// load writes s as an OCI archive under the images dir and imports and
+// unpacks it. The import reads the archive as it is being written.
 func (e *ensurer) load(ctx context.Context, s spec, b built) error {
 	path := e.p.Host(filepath.Join(e.p.ImagesDir(), archiveName(s.name)))
 	start := time.Now()
-	if err := writeArchiveFile(path, s, b); err != nil {
-		return err
-	}
-	wrote := time.Since(start)
-	f, err := os.Open(path)
+	pr, pw := io.Pipe()
+	written := make(chan error, 1)
+	go func() {
+		err := writeArchiveFile(path, s, b, pw)
+		pw.CloseWithError(err)
+		written <- err
+	}()
+	imgs, err := importStream(ctx, e.c, pr, e.snapshotter, nil, containerd.WithImageLabels(pinnedLabels))
 	if err != nil {
-		return err
+		pr.CloseWithError(err) // stop the writer
+	} else {
+		_, _ = io.Copy(io.Discard, pr) // the tar's end padding
 	}
-	defer f.Close()
-	imgs, err := importStream(ctx, e.c, f, e.snapshotter, nil,
-		containerd.WithImageLabels(pinnedLabels))
-	if err != nil {
+	// After a failed import the writer's error is mostly "closed pipe",
+	// unless the layer was not what its digest said.
+	switch werr := <-written; {
+	case err != nil && errors.Is(werr, errLayerChanged):
+		return werr
+	case err != nil:
 		return fmt.Errorf("import %s: %w", path, err)
+	case werr != nil:
+		return werr
 	}
 	for _, img := range imgs {
 		if img.Name == s.name && img.Target.Digest == b.target.Digest {
-			slog.Debug("loaded image", "image", s.name, "digest", b.target.Digest,
-				"write", wrote, "import", time.Since(start)-wrote)
+			slog.Debug("loaded image", "image", s.name, "digest", b.target.Digest, "took", time.Since(start))
 			return nil
 		}
 	}

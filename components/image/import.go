@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -131,10 +132,12 @@ func importStream(ctx context.Context, c *containerd.Client, r io.Reader, snapsh
 	if digestRef != nil {
 		opts = append(opts, containerd.WithDigestRef(digestRef))
 	}
+	start := time.Now()
 	imgs, err := c.Import(ctx, r, opts...)
 	if err != nil {
 		return nil, err
 	}
+	imported := time.Since(start)
 	var kept []images.Image
 	for _, img := range imgs {
 		i := containerd.NewImageWithPlatform(c, img, plat)
@@ -150,6 +153,7 @@ func importStream(ctx context.Context, c *containerd.Client, r io.Reader, snapsh
 		}
 		kept = append(kept, img)
 	}
+	slog.Debug("imported images", "count", len(kept), "import", imported, "unpack", time.Since(start)-imported)
 	return kept, nil
 }
 

@@ -5,6 +5,7 @@ package image
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
@@ -247,10 +248,11 @@ func blobPath(d digest.Digest) string {
 }
 
 // writeArchiveFile writes the archive to path atomically: a temporary file
-// in the same directory, fsynced, renamed over path. (fsutil.WriteFile
-// takes the content as one []byte; this streams the layer instead of
-// holding a 200 MB executable in memory twice.)
-func writeArchiveFile(path string, s spec, b built) error {
+// in the same directory, fsynced, renamed over path. The same bytes also go
+// to tee when it is not nil, so that an import can read the archive while
+// it is written. (fsutil.WriteFile takes the content as one []byte; this
+// streams the layer instead of holding a 200 MB executable in memory.)
+func writeArchiveFile(path string, s spec, b built, tee io.Writer) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
@@ -267,7 +269,15 @@ func writeArchiveFile(path string, s spec, b built) error {
 	if err := tmp.Chmod(0o600); err != nil {
 		return fail(err)
 	}
-	if err := writeArchive(tmp, s, b); err != nil {
+	var w io.Writer = tmp
+	if tee != nil {
+		w = io.MultiWriter(tmp, tee)
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	if err := writeArchive(bw, s, b); err != nil {
+		return fail(err)
+	}
+	if err := bw.Flush(); err != nil {
 		return fail(err)
 	}
 	if err := tmp.Sync(); err != nil {

@@ -147,7 +147,7 @@ func TestSelfArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "images", archiveName(s.name))
-	if err := writeArchiveFile(path, s, b); err != nil {
+	if err := writeArchiveFile(path, s, b, nil); err != nil {
 		t.Fatal(err)
 	}
 	archive, err := os.ReadFile(path)
@@ -207,7 +207,7 @@ func TestArchiveLayerChanged(t *testing.T) {
 		t.Fatalf("writeArchive = %v, want errLayerChanged", err)
 	}
 	path := filepath.Join(t.TempDir(), "a.tar")
-	if err := writeArchiveFile(path, s, b); !errors.Is(err, errLayerChanged) {
+	if err := writeArchiveFile(path, s, b, nil); !errors.Is(err, errLayerChanged) {
 		t.Fatalf("writeArchiveFile = %v", err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
