@@ -349,10 +349,18 @@ func runPod(ctx context.Context, t *testing.T, rs runtimeapi.RuntimeServiceClien
 			t.Errorf("pod network namespace %s is not under %s", ns.Path, p.ContainerdState())
 		}
 	}
-	// The sandbox process is the tiny pause program.
-	pauseELF, _ := image.PauseELF(runtime.GOARCH)
-	if exe, err := os.ReadFile(fmt.Sprintf("/proc/%d/exe", info.Pid)); err != nil || (pauseELF != nil && !bytes.Equal(exe, pauseELF)) {
-		t.Errorf("sandbox process %d is not the pause program (%d bytes, %v)", info.Pid, len(exe), err)
+	// The sandbox process is the tiny pause program (once runc's init,
+	// which may still be finishing its exec, is done).
+	if pauseELF, ok := image.PauseELF(runtime.GOARCH); ok {
+		var exe []byte
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if exe, err = os.ReadFile(fmt.Sprintf("/proc/%d/exe", info.Pid)); err != nil || bytes.Equal(exe, pauseELF) {
+				break
+			}
+		}
+		if !bytes.Equal(exe, pauseELF) {
+			t.Errorf("sandbox process %d is not the pause program (%d bytes, %v)", info.Pid, len(exe), err)
+		}
 	}
 	t.Logf("pause process %d: %s, IP %s", info.Pid, procField(info.Pid, "VmRSS"), podIP)
 
@@ -368,6 +376,14 @@ func runPod(ctx context.Context, t *testing.T, rs runtimeapi.RuntimeServiceClien
 		t.Errorf("exec ip addr in busybox: %v, exit %d, %s%s", err, ex.GetExitCode(), ex.GetStdout(), ex.GetStderr())
 	}
 	waitLog(t, filepath.Join(logDir, "busybox.log"), "hello-from-busybox")
+	// One shim serves the whole pod (the runc v2 shim groups by sandbox).
+	shims := processesWith(p.ContainerdSocket())
+	if len(shims) != 1 {
+		t.Errorf("%d shim processes for one pod: %v", len(shims), shims)
+	}
+	for _, pid := range shims {
+		t.Logf("shim %d: RSS %s, PSS %s", pid, procField(pid, "VmRSS"), pss(pid))
+	}
 
 	// The self-image runs its executable in an otherwise empty image; here
 	// that is this test binary, asked to run no test.
@@ -630,6 +646,17 @@ func procField(pid int, field string) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, l := range strings.Split(string(b), "\n") {
 		if k, v, ok := strings.Cut(l, ":"); ok && k == field {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+// pss is a process's proportional set size, from smaps_rollup.
+func pss(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && k == "Pss" {
 			return strings.TrimSpace(v)
 		}
 	}
