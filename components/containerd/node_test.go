@@ -239,12 +239,14 @@ func TestNode(t *testing.T) {
 	}
 
 	// Pulls go nowhere: the registry hosts point at a dead loopback port.
-	t0 = time.Now()
-	_, err = is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "kubeforge.local/nothing:1"}})
-	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
-		t.Errorf("pull of kubeforge.local/nothing:1: %v, want a refused connection to 127.0.0.1:1", err)
+	for _, ref := range []string{"kubeforge.local/nothing:1", "busybox:nothing"} {
+		t0 = time.Now()
+		_, err = is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+		if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+			t.Errorf("pull of %s: %v, want a refused connection to 127.0.0.1:1", ref, err)
+		}
+		t.Logf("blocked pull of %s failed after %v", ref, time.Since(t0).Round(time.Millisecond))
 	}
-	t.Logf("blocked pull failed after %v", time.Since(t0).Round(time.Millisecond))
 
 	runPod(ctx, t, rs, p, root, self)
 
