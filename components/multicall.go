@@ -4,9 +4,65 @@
 // the only package that imports the heavy component code.
 package components
 
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kubeforge/kubeforge/components/containerd"
+)
+
+// ComponentCommand is the CLI word that introduces a component:
+// `kubeforge component NAME [upstream flags…]`.
+const ComponentCommand = "component"
+
 // Multicall runs the executable in one of its non-CLI roles when args ask for
-// it (for example as containerd's runc shim, which containerd starts with its
-// own fixed arguments). It reports whether it handled the call.
+// it, before any kubeforge flag parsing, so that upstream flags pass through
+// untouched. It reports whether it handled the call; when it did not, it
+// clears pflag's process-wide flag set, where the components' packages
+// register flags the kubeforge CLI must not show. The roles:
+//
+//   - containerd's runc shim: containerd starts it through a link named
+//     containerd-shim-runc-v2, with its own fixed arguments;
+//   - `kubeforge component NAME [args…]` for a registered NAME: runs that
+//     component with args (`kubeforge component` alone, --help or an unknown
+//     NAME fall through to the CLI, which lists the components);
+//   - an executable (link) named like a component, busybox style:
+//     `etcd --version` when argv[0] is …/etcd.
 func Multicall(args []string) (code int, handled bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	if containerd.IsShim(args) {
+		return containerd.ShimMain(args), true
+	}
+	if c, rest, ok := componentCall(args); ok {
+		// Upstream code that reads os.Args (etcd's gateway, CoreDNS's flag
+		// set, cobra's fallback) sees the component's own command line.
+		os.Args = append([]string{c.Name}, rest...)
+		return c.Main(rest), true
+	}
+	// The CLI proper: the components' packages registered their global
+	// flags (verflag's --version, …) on pflag's process-wide set, which
+	// cobra would merge into every kubeforge command. They belong to the
+	// components alone.
+	pflag.CommandLine = pflag.NewFlagSet(args[0], pflag.ExitOnError)
 	return 0, false
+}
+
+// componentCall finds the component args ask for, and its arguments.
+func componentCall(args []string) (Component, []string, bool) {
+	if len(args) >= 3 && args[1] == ComponentCommand {
+		if c, ok := Lookup(args[2]); ok {
+			return c, args[3:], true
+		}
+		return Component{}, nil, false
+	}
+	if base := filepath.Base(args[0]); base != "kubeforge" {
+		if c, ok := Lookup(base); ok {
+			return c, args[1:], true
+		}
+	}
+	return Component{}, nil, false
 }

@@ -1,0 +1,101 @@
+package components
+
+import (
+	"github.com/kubeforge/kubeforge/components/containerd"
+	"github.com/kubeforge/kubeforge/components/coredns"
+	"github.com/kubeforge/kubeforge/components/etcd"
+	"github.com/kubeforge/kubeforge/components/kubeapiserver"
+	"github.com/kubeforge/kubeforge/components/kubecontrollermanager"
+	"github.com/kubeforge/kubeforge/components/kubelet"
+	"github.com/kubeforge/kubeforge/components/kubeproxy"
+	"github.com/kubeforge/kubeforge/components/kubescheduler"
+	"github.com/kubeforge/kubeforge/components/pause"
+)
+
+// Component is one upstream program compiled into kubeforge.
+type Component struct {
+	// Name is the command name: `kubeforge component NAME`, the same as the
+	// upstream binary's name.
+	Name string
+	// Short says what it is, for `kubeforge component --help`.
+	Short string
+	// Source is the upstream package it is built from.
+	Source string
+	// Main runs the component with its upstream flags (args excludes the
+	// program name) and returns the process exit code. It may also exit the
+	// process itself, as the upstream program does.
+	Main func(args []string) int
+}
+
+// Registry lists the components in the order a node starts them.
+var Registry = []Component{
+	{
+		Name:   "containerd",
+		Short:  "container runtime (CRI plugin included)",
+		Source: "github.com/containerd/containerd/v2/cmd/containerd",
+		Main:   containerdMain,
+	},
+	{
+		Name:   "kubelet",
+		Short:  "node agent: runs the static pods and the pods the API schedules here",
+		Source: "k8s.io/kubernetes/cmd/kubelet",
+		Main:   kubelet.Main,
+	},
+	{
+		Name:   "etcd",
+		Short:  "the cluster's key-value store",
+		Source: "go.etcd.io/etcd/server/v3/etcdmain",
+		Main:   etcd.Main,
+	},
+	{
+		Name:   "kube-apiserver",
+		Short:  "Kubernetes API server",
+		Source: "k8s.io/kubernetes/cmd/kube-apiserver",
+		Main:   kubeapiserver.Main,
+	},
+	{
+		Name:   "kube-controller-manager",
+		Short:  "Kubernetes controller manager",
+		Source: "k8s.io/kubernetes/cmd/kube-controller-manager",
+		Main:   kubecontrollermanager.Main,
+	},
+	{
+		Name:   "kube-scheduler",
+		Short:  "Kubernetes scheduler",
+		Source: "k8s.io/kubernetes/cmd/kube-scheduler",
+		Main:   kubescheduler.Main,
+	},
+	{
+		Name:   "kube-proxy",
+		Short:  "Service proxy (iptables/nftables)",
+		Source: "k8s.io/kubernetes/cmd/kube-proxy",
+		Main:   kubeproxy.Main,
+	},
+	{
+		Name:   "coredns",
+		Short:  "cluster DNS (the plugins a cluster needs; list them with -plugins)",
+		Source: "github.com/coredns/coredns/coremain",
+		Main:   coredns.Main,
+	},
+	{
+		Name:   "pause",
+		Short:  "pod sandbox process (the pause image's fallback where no tiny pause program exists)",
+		Source: "kubeforge",
+		Main:   pause.Main,
+	},
+}
+
+// Lookup finds a component by name.
+func Lookup(name string) (Component, bool) {
+	for _, c := range Registry {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Component{}, false
+}
+
+// containerdMain adapts containerd.Main, which takes a full argv.
+func containerdMain(args []string) int {
+	return containerd.Main(append([]string{"containerd"}, args...))
+}
