@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/components/node/supervisor"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/progress"
+)
+
+type nodeOptions struct {
+	paths     config.Paths
+	criSocket string
+	mode      string
+	timeout   time.Duration
+	output    string
+}
+
+func init() { register(newNodeCmd) }
+
+func newNodeCmd(_ io.Reader, out, errOut io.Writer) *cobra.Command {
+	o := &nodeOptions{paths: config.DefaultPaths()}
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run, start, stop or inspect the node service (containerd and the kubelet)",
+		Long: `The node service keeps a node's containerd and kubelet running, as child
+processes of kubeforge (kubeforge component containerd|kubelet). It imports
+the kubeforge and pause images, and starts the kubelet as soon as
+` + config.DefaultPaths().KubeletConfigFile() + ` exists. With systemd as init it runs as the
+` + node.UnitName + ` unit, otherwise as a detached daemon (log: ` + config.DefaultPaths().NodeLogFile() + `).`,
+		Args: cobra.NoArgs,
+	}
+	for _, f := range node.PathFlags(&o.paths) {
+		cmd.PersistentFlags().StringVar(f.Field, f.Name, *f.Field, f.Usage)
+	}
+
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run the node service in the foreground (what the unit or daemon runs)",
+		Long: `Run the node service in the foreground: start containerd, import the images,
+wait for the kubelet config and start the kubelet; restart either when it
+dies. SIGTERM or SIGINT stops the kubelet, then containerd (containers keep
+running) and exits 0. SIGHUP restarts the kubelet.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return supervisor.Run(cmd.Context(), supervisor.Options{
+				Paths:     o.paths,
+				CRISocket: o.criSocket,
+				Progress:  progress.New(out, false),
+				Log:       slog.New(slog.NewTextHandler(errOut, nil)),
+			})
+		},
+	}
+	run.Flags().StringVar(&o.criSocket, "cri-socket", "", "use this external container runtime instead of the bundled containerd")
+
+	start := &cobra.Command{
+		Use:   "start",
+		Short: "Start the node service unless it runs; return once the container runtime is ready",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return node.Start(cmd.Context(), o.paths, node.StartOptions{
+				CRISocket: o.criSocket,
+				Mode:      node.Mode(o.mode),
+				Timeout:   o.timeout,
+				Progress:  progress.New(out, false),
+			})
+		},
+	}
+	start.Flags().StringVar(&o.criSocket, "cri-socket", "", "use this external container runtime instead of the bundled containerd")
+	start.Flags().StringVar(&o.mode, "mode", "", `how to run the service: "systemd", "daemon", or empty to pick systemd when it is init`)
+	start.Flags().DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the container runtime")
+
+	stop := &cobra.Command{
+		Use:   "stop",
+		Short: "Stop the node service: the kubelet, then containerd (containers keep running)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			pid, was := node.Running(o.paths)
+			begin := time.Now()
+			if err := node.Stop(ctx, o.paths); err != nil {
+				return err
+			}
+			p := progress.New(out, false)
+			if was {
+				p.Done(node.Phase, "stop", "", begin, "Stopped the node service (pid %d)", pid)
+			} else {
+				p.Printf(node.Phase, "The node service is not running")
+			}
+			return nil
+		},
+	}
+	stop.Flags().DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait before killing what still runs")
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show whether the node service runs, its children's pids and readiness",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st := node.GetStatus(cmd.Context(), o.paths)
+			switch o.output {
+			case "json":
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			case "", "text":
+				printNodeStatus(out, o.paths, st)
+			default:
+				return fmt.Errorf("--output %q: must be text or json", o.output)
+			}
+			if !st.Running {
+				return &exitError{code: 3, err: fmt.Errorf("the node service is not running")}
+			}
+			return nil
+		},
+	}
+	status.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+
+	cmd.AddCommand(run, start, stop, status)
+	return cmd
+}
+
+func printNodeStatus(w io.Writer, p config.Paths, st node.Status) {
+	if !st.Running {
+		fmt.Fprintln(w, "node service: not running")
+	} else {
+		fmt.Fprintf(w, "node service: running (pid %d, %s), %s\n", st.PID, st.Mode, orDash(st.State.Phase))
+	}
+	yes := func(b bool, y, n string) string {
+		if b {
+			return y
+		}
+		return n
+	}
+	runtime := "containerd"
+	if st.State.ExternalRuntime {
+		runtime = "container runtime (external)"
+	}
+	fmt.Fprintf(w, "  %s: %s, socket %s\n", runtime, pidText(st.ContainerdPID, st.State.ExternalRuntime),
+		yes(st.RuntimeReady, "ready", "not answering"))
+	if st.State.Containerd.Restarts > 0 {
+		fmt.Fprintf(w, "    restarts: %d\n", st.State.Containerd.Restarts)
+	}
+	if st.Running {
+		img := yes(st.State.ImagesReady, "imported", "not imported yet")
+		if st.State.ImagesError != "" {
+			img += " (last error: " + st.State.ImagesError + ")"
+		}
+		fmt.Fprintf(w, "  images: %s\n", img)
+	}
+	switch {
+	case st.KubeletPID != 0:
+		fmt.Fprintf(w, "  kubelet: running (pid %d), healthz: %s\n", st.KubeletPID, st.KubeletHealth)
+	case st.Running && st.State.Phase == "waiting for the kubelet config":
+		fmt.Fprintf(w, "  kubelet: waiting for %s\n", p.KubeletConfigFile())
+	default:
+		fmt.Fprintln(w, "  kubelet: not running")
+	}
+	if st.State.Kubelet.Restarts > 0 {
+		fmt.Fprintf(w, "    restarts: %d\n", st.State.Kubelet.Restarts)
+	}
+	fmt.Fprintf(w, "  logs: %s, %s, %s\n", p.NodeLogFile(), node.ContainerdLogFile(p), node.KubeletLogFile(p))
+}
+
+func pidText(pid int, external bool) string {
+	switch {
+	case external:
+		return "not managed by kubeforge"
+	case pid == 0:
+		return "not running"
+	}
+	return fmt.Sprintf("running (pid %d)", pid)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,367 @@
+// Package supervisor is the node service itself, `kubeforge node run`: it
+// runs containerd and the kubelet as child processes of this executable
+// (`kubeforge component containerd|kubelet`), in dependency order and gated
+// on readiness, restarts them when they die, and stops them in reverse
+// order on SIGTERM or SIGINT. It imports the containerd and image packages;
+// code that only needs to start, stop or inspect the service uses the
+// light package components/node.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kubeforge/kubeforge/components/containerd"
+	"github.com/kubeforge/kubeforge/components/image"
+	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/components/node/proc"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/progress"
+)
+
+// Options configure Run.
+type Options struct {
+	Paths config.Paths
+	// CRISocket is an external container runtime to use instead of the
+	// bundled containerd ("unix://" prefix optional). Empty, or the bundled
+	// socket itself, means run the bundled containerd.
+	CRISocket string
+	// Executable is this binary (os.Executable by default); the children
+	// run `<Executable> component NAME`.
+	Executable string
+	// ConfigPoll is how often to look for the kubelet config; 50 ms by default.
+	ConfigPoll time.Duration
+	// StopTimeout bounds each child's stop before SIGKILL; 20 s by default.
+	StopTimeout time.Duration
+	// Progress receives lines for people; Log receives diagnostics.
+	Progress *progress.Reporter
+	Log      *slog.Logger
+}
+
+// Run runs the node service until ctx ends or the process gets SIGTERM or
+// SIGINT, then stops the kubelet and containerd (containers keep running)
+// and returns nil. SIGHUP restarts the kubelet (to pick up a changed flags
+// file or kubeconfig). It fails at once when another supervisor runs.
+func Run(ctx context.Context, o Options) error {
+	s, err := newSupervisor(o)
+	if err != nil {
+		return err
+	}
+	lock, err := node.AcquireLock(s.p)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+
+	ctx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stopSignals()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	if _, err := fsutil.WriteFile(s.p.Host(s.p.NodePIDFile()), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	defer s.cleanup()
+
+	runErr := s.run(ctx, hup)
+	s.shutdown()
+	if runErr != nil && ctx.Err() == nil {
+		return runErr
+	}
+	return nil
+}
+
+type supervisor struct {
+	o      Options
+	p      config.Paths
+	log    *slog.Logger
+	out    *progress.Reporter
+	self   string
+	socket string // logical path of the CRI socket the kubelet uses
+	extern bool   // external container runtime
+
+	mu         sync.Mutex
+	state      node.State
+	containerd *proc.Child
+	kubelet    *proc.Child
+}
+
+func newSupervisor(o Options) (*supervisor, error) {
+	s := &supervisor{o: o, p: o.Paths, log: o.Log, out: o.Progress}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if o.ConfigPoll == 0 {
+		s.o.ConfigPoll = 50 * time.Millisecond
+	}
+	if o.StopTimeout == 0 {
+		s.o.StopTimeout = 20 * time.Second
+	}
+	s.self = o.Executable
+	if s.self == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find own executable: %w", err)
+		}
+		s.self = exe
+	}
+	s.socket = s.p.ContainerdSocket()
+	if ext := strings.TrimPrefix(o.CRISocket, "unix://"); ext != "" && ext != s.socket {
+		s.socket, s.extern = ext, true
+	}
+	s.state = node.State{
+		PID:             os.Getpid(),
+		StartedAt:       time.Now().UTC().Truncate(time.Second),
+		CRISocket:       "unix://" + s.socket,
+		ExternalRuntime: s.extern,
+	}
+	return s, nil
+}
+
+// update changes the published state.
+func (s *supervisor) update(f func(*node.State)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.state)
+	if s.containerd != nil {
+		s.state.Containerd.PID = s.containerd.Pid()
+		s.state.Containerd.Restarts = s.containerd.Restarts()
+	}
+	if s.kubelet != nil {
+		s.state.Kubelet.PID = s.kubelet.Pid()
+		s.state.Kubelet.Restarts = s.kubelet.Restarts()
+	}
+	if err := node.WriteState(s.p, s.state); err != nil {
+		s.log.Warn("cannot publish the node service state", "err", err)
+	}
+}
+
+func (s *supervisor) phase(name string) { s.update(func(st *node.State) { st.Phase = name }) }
+
+func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
+	begin := time.Now()
+	s.log.Info("node service starting", "pid", os.Getpid(), "executable", s.self, "criSocket", s.socket)
+
+	// 1. The container runtime.
+	if s.extern {
+		s.phase("waiting for the container runtime")
+		s.out.Printf(node.Phase, "Using the container runtime at %s", s.socket)
+	} else {
+		s.phase("starting containerd")
+		if err := s.startContainerd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.waitRuntime(ctx); err != nil {
+		return err
+	}
+	s.update(func(st *node.State) { st.Containerd.Ready = true })
+	s.out.Done(node.Phase, "containerd", s.socket, begin, "The container runtime is ready at %s", s.socket)
+
+	// 2. The images (self-image and pause), before the kubelet can want them.
+	s.phase("importing images")
+	if err := s.ensureImages(ctx); err != nil {
+		return err
+	}
+
+	// 3. The kubelet, once init (or join) has written its config.
+	s.phase("waiting for the kubelet config")
+	if err := s.waitKubeletConfig(ctx); err != nil {
+		return err
+	}
+	if err := s.startKubelet(ctx); err != nil {
+		return err
+	}
+	s.phase("running")
+	s.out.Done(node.Phase, "kubelet", "", begin, "The kubelet is running (pid %d)", s.kubelet.Pid())
+
+	// 4. Watch.
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			s.log.Info("SIGHUP: restarting the kubelet")
+			s.kubelet.Restart()
+		case <-tick.C:
+			s.update(func(*node.State) {}) // refresh pids and restart counts
+		}
+	}
+}
+
+func (s *supervisor) startContainerd(ctx context.Context) error {
+	shim, err := containerd.EnsureShimLink(s.p)
+	if err != nil {
+		return err
+	}
+	opts := containerd.DefaultOptions(s.p)
+	opts.ShimPath = shim
+	cfg, err := containerd.WriteConfig(s.p, opts)
+	if err != nil {
+		return err
+	}
+	c := proc.New(proc.Spec{
+		Name: "containerd",
+		Args: func() ([]string, error) {
+			return []string{s.self, "component", "containerd", "--config", cfg}, nil
+		},
+		Env:         node.WithDefaultPath(os.Environ()),
+		LogFile:     s.p.Host(node.ContainerdLogFile(s.p)),
+		PIDFile:     s.p.Host(node.ContainerdPIDFile(s.p)),
+		Identity:    node.ContainerdIdentity,
+		StopTimeout: s.o.StopTimeout,
+		Log:         s.log,
+	})
+	s.mu.Lock()
+	s.containerd = c
+	s.mu.Unlock()
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	s.update(func(*node.State) {})
+	s.log.Info("containerd started", "pid", c.Pid(), "config", cfg, "log", node.ContainerdLogFile(s.p))
+	return nil
+}
+
+// waitRuntime waits for the CRI to answer. A bundled containerd that keeps
+// dying is restarted by its Child meanwhile; the wait goes on until ctx ends.
+func (s *supervisor) waitRuntime(ctx context.Context) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := containerd.WaitReady(wctx, s.p.Host(s.socket))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.log.Warn("the container runtime is not ready yet", "socket", s.socket, "err", err)
+		s.out.Warnf(node.Phase, "The container runtime at %s is not ready after 30s: %v (see %s)",
+			s.socket, err, node.ContainerdLogFile(s.p))
+	}
+}
+
+// ensureImages imports the self-image and the pause image, retrying with
+// backoff: the kubelet cannot run a static pod without them.
+func (s *supervisor) ensureImages(ctx context.Context) error {
+	begin := time.Now()
+	bo := proc.Backoff{Initial: 500 * time.Millisecond, Max: 15 * time.Second}
+	for {
+		err := image.EnsureImages(ctx, s.p, s.p.Host(s.socket))
+		if err == nil {
+			s.update(func(st *node.State) { st.ImagesReady, st.ImagesError = true, "" })
+			s.out.Done(node.Phase, "images", "", begin, "The kubeforge and pause images are in the container runtime")
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := bo.Next(0)
+		s.update(func(st *node.State) { st.ImagesError = err.Error() })
+		s.log.Error("importing the images failed; retrying", "err", err, "backoff", d)
+		s.out.Warnf(node.Phase, "Importing the images failed: %v; retrying in %s", err, d)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+}
+
+// waitKubeletConfig polls for the kubelet config file (init writes it after
+// the service started, so that image import overlaps certificate work).
+func (s *supervisor) waitKubeletConfig(ctx context.Context) error {
+	path := s.p.Host(s.p.KubeletConfigFile())
+	logged := false
+	tick := time.NewTicker(s.o.ConfigPoll)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if !logged {
+			s.log.Info("waiting for the kubelet config", "path", s.p.KubeletConfigFile())
+			s.out.Printf(node.Phase, "Waiting for %s to start the kubelet", s.p.KubeletConfigFile())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *supervisor) startKubelet(ctx context.Context) error {
+	c := proc.New(proc.Spec{
+		Name: "kubelet",
+		Args: func() ([]string, error) {
+			args, err := node.KubeletArgs(s.p)
+			if err != nil {
+				return nil, err
+			}
+			return append([]string{s.self, "component", "kubelet"}, args...), nil
+		},
+		Env:         node.WithDefaultPath(os.Environ()),
+		LogFile:     s.p.Host(node.KubeletLogFile(s.p)),
+		PIDFile:     s.p.Host(node.KubeletPIDFile(s.p)),
+		Identity:    node.KubeletIdentity,
+		StopTimeout: s.o.StopTimeout,
+		Log:         s.log,
+	})
+	s.mu.Lock()
+	s.kubelet = c
+	s.mu.Unlock()
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	s.update(func(st *node.State) { st.Kubelet.Ready = true })
+	s.log.Info("kubelet started", "pid", c.Pid(), "log", node.KubeletLogFile(s.p))
+	return nil
+}
+
+// shutdown stops the kubelet, then containerd. Containers keep running:
+// their shims are not our children, and `kubeforge reset` removes them.
+func (s *supervisor) shutdown() {
+	s.phase("stopping")
+	s.mu.Lock()
+	kubelet, ctrd := s.kubelet, s.containerd
+	s.mu.Unlock()
+	begin := time.Now()
+	var stopped []string
+	if kubelet != nil {
+		_ = kubelet.Stop()
+		stopped = append(stopped, "kubelet")
+	}
+	if ctrd != nil {
+		_ = ctrd.Stop()
+		stopped = append(stopped, "containerd")
+	}
+	if len(stopped) > 0 {
+		s.out.Done(node.Phase, "stop", "", begin, "Stopped %s (containers keep running)", strings.Join(stopped, " and "))
+	}
+	s.log.Info("node service stopped")
+}
+
+// cleanup removes the pid and state files (the lock goes with the process).
+func (s *supervisor) cleanup() {
+	for _, f := range []string{s.p.NodePIDFile(), node.StateFile(s.p)} {
+		if err := os.Remove(s.p.Host(f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("cannot remove", "path", f, "err", err)
+		}
+	}
+}
