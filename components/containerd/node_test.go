@@ -120,14 +120,27 @@ func TestNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Start containerd.
+	// Start containerd: this test binary, or with KUBEFORGE_BINARY set, a
+	// built kubeforge (`kubeforge component containerd`, and its shim).
 	self, _ := os.Executable()
 	logFile, err := os.Create(filepath.Join(root, "containerd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	daemon := exec.Command(self, "--config", p.Host(cfgPath), "--log-level", "info")
-	daemon.Env = append(os.Environ(), roleEnv+"=containerd", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	daemon.Env = append(os.Environ(), roleEnv+"=containerd")
+	if kf := os.Getenv("KUBEFORGE_BINARY"); kf != "" {
+		daemon = exec.Command(kf, "component", "containerd", "--config", p.Host(cfgPath), "--log-level", "info")
+		daemon.Env = os.Environ()
+		if err := os.Remove(p.Host(shim)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(kf, p.Host(shim)); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("containerd and shim: %s", kf)
+	}
+	daemon.Env = append(daemon.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	daemon.Stdout, daemon.Stderr = logFile, logFile
 	start := time.Now()
 	if err := daemon.Start(); err != nil {
@@ -249,6 +262,7 @@ func TestNode(t *testing.T) {
 	}
 
 	runPod(ctx, t, rs, p, root, self)
+	t.Logf("containerd %d: RSS %s, %s", daemon.Process.Pid, procField(daemon.Process.Pid, "VmRSS"), pss(daemon.Process.Pid))
 
 	// Nothing of the pod is left: no shim, no pod network namespace.
 	deadline := time.Now().Add(10 * time.Second)
@@ -384,7 +398,7 @@ func runPod(ctx context.Context, t *testing.T, rs runtimeapi.RuntimeServiceClien
 		t.Errorf("%d shim processes for one pod: %v", len(shims), shims)
 	}
 	for _, pid := range shims {
-		t.Logf("shim %d: RSS %s, PSS %s", pid, procField(pid, "VmRSS"), pss(pid))
+		t.Logf("shim %d: RSS %s, %s", pid, procField(pid, "VmRSS"), pss(pid))
 	}
 
 	// The self-image runs its executable in an otherwise empty image; here
@@ -654,15 +668,18 @@ func procField(pid int, field string) string {
 	return "?"
 }
 
-// pss is a process's proportional set size, from smaps_rollup.
+// pss summarises a process's memory from smaps_rollup: proportional set
+// size, and its anonymous (private, not shared with other processes of
+// the same executable) and file-backed parts.
 func pss(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	var parts []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && k == "Pss" {
-			return strings.TrimSpace(v)
+		if k, v, ok := strings.Cut(l, ":"); ok && (k == "Pss" || k == "Pss_Anon" || k == "Pss_File") {
+			parts = append(parts, k+" "+strings.TrimSpace(v))
 		}
 	}
-	return "?"
+	return strings.Join(parts, ", ")
 }
 
 func readFile(path string) string {
