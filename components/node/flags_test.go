@@ -209,3 +209,25 @@ func TestUnit(t *testing.T) {
 		}
 	}
 }
+
+func TestPaths(t *testing.T) {
+	tests := []struct {
+		env  []string
+		want []string
+	}{
+		{[]string{"A=1", "PATH=/usr/bin:/bin"}, []string{"A=1", "PATH=/shim:/usr/bin:/bin"}},
+		{[]string{"PATH="}, []string{"PATH=/shim"}},
+		{[]string{"A=1"}, []string{"A=1", "PATH=/shim"}},
+	}
+	for _, tt := range tests {
+		if got := PrependPath(tt.env, "/shim"); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("PrependPath(%q) = %q, want %q", tt.env, got, tt.want)
+		}
+	}
+	if got := WithDefaultPath([]string{"A=1"}); got[1] != "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" {
+		t.Errorf("WithDefaultPath without PATH: %q", got)
+	}
+	if got := WithDefaultPath([]string{"PATH=/x"}); got[0] != "PATH=/x" {
+		t.Errorf("WithDefaultPath keeps a set PATH: %q", got)
+	}
+}

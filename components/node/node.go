@@ -393,6 +393,26 @@ func withDefaultPath(env []string) []string {
 // WithDefaultPath is withDefaultPath for the supervisor's children.
 func WithDefaultPath(env []string) []string { return withDefaultPath(env) }
 
+// PrependPath returns env with dir first on its PATH.
+func PrependPath(env []string, dir string) []string {
+	out := make([]string, 0, len(env)+1)
+	found := false
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok && !found {
+			found = true
+			kv = "PATH=" + dir
+			if v != "" {
+				kv += ":" + v
+			}
+		}
+		out = append(out, kv)
+	}
+	if !found {
+		out = append(out, "PATH="+dir)
+	}
+	return out
+}
+
 // lastLines returns up to n last lines of the file at path (reading at
 // most its last 16 KiB).
 func lastLines(path string, n int) string {

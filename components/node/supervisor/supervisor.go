@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,12 +214,18 @@ func (s *supervisor) startContainerd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The shim's directory goes first on containerd's PATH: the CRI starts
+	// shims by the configured path, but a restarted containerd reloads the
+	// running ones by runtime name (io.containerd.runc.v2 →
+	// containerd-shim-runc-v2, looked up on PATH), and one it cannot find
+	// is deleted, container and all.
+	env := node.PrependPath(node.WithDefaultPath(os.Environ()), filepath.Dir(s.p.Host(shim)))
 	c := proc.New(proc.Spec{
 		Name: "containerd",
 		Args: func() ([]string, error) {
 			return []string{s.self, "component", "containerd", "--config", cfg}, nil
 		},
-		Env:         node.WithDefaultPath(os.Environ()),
+		Env:         env,
 		LogFile:     s.p.Host(node.ContainerdLogFile(s.p)),
 		PIDFile:     s.p.Host(node.ContainerdPIDFile(s.p)),
 		Identity:    node.ContainerdIdentity,
@@ -365,3 +372,4 @@ func (s *supervisor) cleanup() {
 		}
 	}
 }
+
