@@ -372,4 +372,3 @@ func (s *supervisor) cleanup() {
 		}
 	}
 }
-
