@@ -137,7 +137,9 @@ func (c *Config) ControlPlaneEndpoint() string {
 }
 
 // ServiceSubnets returns the service CIDRs (one per IP family).
-func (c *Config) ServiceSubnets() []netip.Prefix { return mustPrefixes(c.Cluster.Networking.ServiceSubnet) }
+func (c *Config) ServiceSubnets() []netip.Prefix {
+	return mustPrefixes(c.Cluster.Networking.ServiceSubnet)
+}
 
 // PodSubnets returns the pod CIDRs (one per IP family).
 func (c *Config) PodSubnets() []netip.Prefix { return mustPrefixes(c.Cluster.Networking.PodSubnet) }
@@ -190,6 +192,15 @@ func Timeout(d *metav1.Duration, def time.Duration) time.Duration {
 		return def
 	}
 	return d.Duration
+}
+
+// Timeouts returns the InitConfiguration's timeouts (all unset when the
+// file has none); use Timeout to apply a default.
+func (c *Config) Timeouts() v1beta4.Timeouts {
+	if c.Init.Timeouts == nil {
+		return v1beta4.Timeouts{}
+	}
+	return *c.Init.Timeouts
 }
 
 // ExternalCRI reports whether the node uses a container runtime other than

@@ -1,0 +1,31 @@
+# kubeforge: one binary that turns a Linux host into a Kubernetes node.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
+LDFLAGS := -s -w -X github.com/kubeforge/kubeforge/internal/version.Version=$(VERSION)
+GO ?= go
+export CGO_ENABLED := 0
+
+.PHONY: build test unit bench up clean fmt vet
+
+build: ## build bin/kubeforge (static)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
+
+unit: ## unit tests only (no root, no cluster)
+	$(GO) test -short ./...
+
+test: ## every test, including end-to-end clusters (root)
+	./hack/test.sh
+
+bench: build ## bring up a node from scratch and measure it; writes bench/results.json
+	./hack/bench.sh
+
+up: ## build and bring up a single-node cluster
+	./hack/up.sh
+
+fmt:
+	gofmt -l -w .
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

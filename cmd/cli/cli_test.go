@@ -1,0 +1,380 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeforge/kubeforge/internal/testutil"
+)
+
+// run executes the kubeforge binary and returns its combined output and exit code.
+func run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(testutil.Binary(t), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return out.String(), code
+}
+
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, code := run(t, args...)
+	if code != 0 {
+		t.Fatalf("kubeforge %s: exit %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// offline are the flags of an offline init against a temporary root.
+func offline(root string, extra ...string) []string {
+	return append([]string{"--root-dir", root, "--advertise-address", "10.0.0.5", "--node-name", "n1"}, extra...)
+}
+
+var wantFiles = map[string]os.FileMode{
+	"etc/kubernetes/pki/ca.crt": 0o644, "etc/kubernetes/pki/ca.key": 0o600,
+	"etc/kubernetes/pki/apiserver.crt": 0o644, "etc/kubernetes/pki/apiserver.key": 0o600,
+	"etc/kubernetes/pki/apiserver-kubelet-client.crt": 0o644, "etc/kubernetes/pki/apiserver-kubelet-client.key": 0o600,
+	"etc/kubernetes/pki/front-proxy-ca.crt": 0o644, "etc/kubernetes/pki/front-proxy-ca.key": 0o600,
+	"etc/kubernetes/pki/front-proxy-client.crt": 0o644, "etc/kubernetes/pki/front-proxy-client.key": 0o600,
+	"etc/kubernetes/pki/etcd/ca.crt": 0o644, "etc/kubernetes/pki/etcd/ca.key": 0o600,
+	"etc/kubernetes/pki/etcd/server.crt": 0o644, "etc/kubernetes/pki/etcd/server.key": 0o600,
+	"etc/kubernetes/pki/etcd/peer.crt": 0o644, "etc/kubernetes/pki/etcd/peer.key": 0o600,
+	"etc/kubernetes/pki/etcd/healthcheck-client.crt": 0o644, "etc/kubernetes/pki/etcd/healthcheck-client.key": 0o600,
+	"etc/kubernetes/pki/apiserver-etcd-client.crt": 0o644, "etc/kubernetes/pki/apiserver-etcd-client.key": 0o600,
+	"etc/kubernetes/pki/sa.key": 0o600, "etc/kubernetes/pki/sa.pub": 0o644,
+	"etc/kubernetes/pki/encryption-config.yaml":             0o600,
+	"etc/kubernetes/admin.conf":                             0o600,
+	"etc/kubernetes/super-admin.conf":                       0o600,
+	"etc/kubernetes/kubelet.conf":                           0o600,
+	"etc/kubernetes/controller-manager.conf":                0o600,
+	"etc/kubernetes/scheduler.conf":                         0o600,
+	"etc/kubernetes/manifests/etcd.yaml":                    0o600,
+	"etc/kubernetes/manifests/kube-apiserver.yaml":          0o600,
+	"etc/kubernetes/manifests/kube-controller-manager.yaml": 0o600,
+	"etc/kubernetes/manifests/kube-scheduler.yaml":          0o600,
+	"etc/kubernetes/apiserver/authentication-config.yaml":   0o600,
+	"etc/kubernetes/apiserver/audit-policy.yaml":            0o600,
+	"var/lib/kubelet/config.yaml":                           0o644,
+	"var/lib/kubelet/kubeadm-flags.env":                     0o644,
+	"etc/cni/net.d/10-kubeforge.conflist":                   0o644,
+}
+
+// offlinePhases are run one by one, as a user would with `init phase`.
+var offlinePhases = [][]string{
+	{"certs", "all"}, {"kubeconfig", "all"}, {"etcd", "local"}, {"control-plane", "all"}, {"kubelet-config"},
+}
+
+type fileState struct {
+	data  []byte
+	mtime time.Time
+}
+
+func snapshot(t *testing.T, root string) map[string]fileState {
+	t.Helper()
+	s := map[string]fileState{}
+	filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			b, _ := os.ReadFile(p)
+			s[p] = fileState{b, info.ModTime()}
+		}
+		return nil
+	})
+	return s
+}
+
+func TestInitPhasesProduceEveryFileIdempotently(t *testing.T) {
+	root := t.TempDir()
+	for _, ph := range offlinePhases {
+		mustRun(t, append(append([]string{"init", "phase"}, ph...), offline(root)...)...)
+	}
+	for rel, mode := range wantFiles {
+		st, err := os.Stat(filepath.Join(root, rel))
+		if err != nil {
+			t.Errorf("missing %s", rel)
+			continue
+		}
+		if st.Mode().Perm() != mode {
+			t.Errorf("%s has mode %04o, want %04o", rel, st.Mode().Perm(), mode)
+		}
+	}
+	verifyCerts(t, filepath.Join(root, "etc/kubernetes/pki"))
+
+	before := snapshot(t, root)
+	time.Sleep(20 * time.Millisecond)
+	var outputs strings.Builder
+	for _, ph := range offlinePhases {
+		outputs.WriteString(mustRun(t, append(append([]string{"init", "phase"}, ph...), offline(root)...)...))
+	}
+	after := snapshot(t, root)
+	if len(before) != len(after) {
+		t.Fatalf("second run changed the file set: %d → %d files", len(before), len(after))
+	}
+	for p, b := range before {
+		a := after[p]
+		if !bytes.Equal(a.data, b.data) || !a.mtime.Equal(b.mtime) {
+			t.Errorf("second run changed %s", p)
+		}
+	}
+	if strings.Contains(outputs.String(), "Generated") || strings.Contains(outputs.String(), "Wrote") ||
+		!strings.Contains(outputs.String(), "Using existing") {
+		t.Errorf("second run should only reuse:\n%s", outputs.String())
+	}
+}
+
+func TestInitWithSkipPhases(t *testing.T) {
+	root := t.TempDir()
+	skip := "preflight,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,show-join-command"
+	out := mustRun(t, append([]string{"init", "--skip-phases", skip}, offline(root)...)...)
+	for rel := range wantFiles {
+		if _, err := os.Stat(filepath.Join(root, rel)); err != nil {
+			t.Errorf("missing %s", rel)
+		}
+	}
+	// Every action line carries its duration.
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.HasPrefix(line, "[certs] Generated") && !strings.HasSuffix(line, "s)") {
+			t.Errorf("no duration: %q", line)
+		}
+	}
+	// --output json: one event per line, with the phase.
+	root2 := t.TempDir()
+	out = mustRun(t, append([]string{"init", "--skip-phases", skip, "-o", "json"}, offline(root2)...)...)
+	phases := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var e struct {
+			Phase, Action, Message string
+			Seconds                float64
+		}
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("not a JSON line: %q", sc.Text())
+		}
+		phases[strings.SplitN(e.Phase, "/", 2)[0]] = true
+	}
+	for _, p := range []string{"certs", "kubeconfig", "etcd", "control-plane", "kubelet-config"} {
+		if !phases[p] {
+			t.Errorf("no JSON events for phase %s", p)
+		}
+	}
+}
+
+func verifyCerts(t *testing.T, dir string) {
+	t.Helper()
+	load := func(name string) *x509.Certificate {
+		b, err := os.ReadFile(filepath.Join(dir, name+".crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name, ca, cn string
+		usage        x509.ExtKeyUsage
+		sans         []string
+	}{
+		{"apiserver", "ca", "kube-apiserver", x509.ExtKeyUsageServerAuth,
+			[]string{"n1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "10.96.0.1", "10.0.0.5"}},
+		{"apiserver-kubelet-client", "ca", "kube-apiserver-kubelet-client", x509.ExtKeyUsageClientAuth, nil},
+		{"front-proxy-client", "front-proxy-ca", "front-proxy-client", x509.ExtKeyUsageClientAuth, nil},
+		{"etcd/server", "etcd/ca", "n1", x509.ExtKeyUsageServerAuth, []string{"n1", "localhost", "127.0.0.1", "::1", "10.0.0.5"}},
+		{"etcd/peer", "etcd/ca", "n1", x509.ExtKeyUsageClientAuth, []string{"n1", "localhost", "127.0.0.1", "::1", "10.0.0.5"}},
+		{"etcd/healthcheck-client", "etcd/ca", "kube-etcd-healthcheck-client", x509.ExtKeyUsageClientAuth, nil},
+		{"apiserver-etcd-client", "etcd/ca", "kube-apiserver-etcd-client", x509.ExtKeyUsageClientAuth, nil},
+	} {
+		c, ca := load(tc.name), load(tc.ca)
+		pool := x509.NewCertPool()
+		pool.AddCert(ca)
+		if _, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{tc.usage}}); err != nil {
+			t.Errorf("%s does not verify against %s: %v", tc.name, tc.ca, err)
+		}
+		if c.Subject.CommonName != tc.cn {
+			t.Errorf("%s CN %q, want %q", tc.name, c.Subject.CommonName, tc.cn)
+		}
+		have := map[string]bool{}
+		for _, d := range c.DNSNames {
+			have[d] = true
+		}
+		for _, ip := range c.IPAddresses {
+			have[ip.String()] = true
+		}
+		for _, s := range tc.sans {
+			if !have[s] {
+				t.Errorf("%s lacks SAN %s (has %v %v)", tc.name, s, c.DNSNames, c.IPAddresses)
+			}
+		}
+	}
+	ca := load("ca")
+	if !ca.IsCA || ca.NotAfter.Sub(ca.NotBefore) < 9*365*24*time.Hour {
+		t.Errorf("ca: IsCA %v, validity %v", ca.IsCA, ca.NotAfter.Sub(ca.NotBefore))
+	}
+	if d := load("apiserver").NotAfter.Sub(time.Now()); d < 364*24*time.Hour || d > 366*24*time.Hour {
+		t.Errorf("apiserver validity %v, want a year", d)
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	watched := []string{"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/var/lib/kubeforge", "/run/kubeforge", "/etc/cni/net.d/10-kubeforge.conflist"}
+	before := map[string]bool{}
+	for _, p := range watched {
+		_, err := os.Stat(p)
+		before[p] = err == nil
+	}
+	out := mustRun(t, "init", "--dry-run", "--advertise-address", "127.0.0.1", "--node-name", "n1")
+	for _, p := range watched {
+		if _, err := os.Stat(p); (err == nil) != before[p] {
+			t.Errorf("dry run changed %s", p)
+		}
+	}
+	for _, want := range []string{"[preflight]", "[certs]", "[kubeconfig]", "[etcd]", "[control-plane]", "[kubelet-config]",
+		"[kubelet-start]", "[wait-control-plane]", "[upload-config]", "[mark-control-plane]", "[bootstrap-token]",
+		"/etc/kubernetes/manifests/kube-apiserver.yaml", "/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/admin.conf",
+		"/var/lib/kubelet/config.yaml", `"apiserver"`, "not after", "(mode 0600)", "- --advertise-address=127.0.0.1",
+		"Would apply ConfigMap kube-system/kubeadm-config", "kubeforge join"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "BEGIN RSA PRIVATE KEY") || strings.Contains(out, "BEGIN EC PRIVATE KEY") || strings.Contains(out, "client-key-data") {
+		t.Error("dry run printed a private key")
+	}
+}
+
+func TestBadInputWritesNothing(t *testing.T) {
+	badConfig := filepath.Join(t.TempDir(), "kubeadm.yaml")
+	os.WriteFile(badConfig, []byte("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: 10.244.0.0/33\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"bad config", []string{"init", "--config", badConfig}, []string{badConfig, "networking.podSubnet", "10.244.0.0/33"}},
+		{"bad flag", []string{"init", "--pod-network-cidr", "10.244.0.0/33"}, []string{"--pod-network-cidr", "10.244.0.0/33"}},
+		{"bad address", []string{"init", "--advertise-address", "10.0.0.300"}, []string{"--advertise-address", "10.0.0.300"}},
+		{"unknown skip", []string{"init", "--skip-phases", "certs/nope"}, []string{"certs/nope"}},
+		{"bad output", []string{"init", "phase", "certs", "all", "-o", "yaml"}, []string{"--output"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			args := append(tc.args, "--root-dir", root, "--node-name", "n1")
+			if !strings.Contains(strings.Join(args, " "), "--advertise-address") {
+				args = append(args, "--advertise-address", "10.0.0.5")
+			}
+			out, code := run(t, args...)
+			if code == 0 {
+				t.Fatalf("accepted:\n%s", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("message lacks %q:\n%s", w, out)
+				}
+			}
+			if n := len(snapshot(t, root)); n != 0 {
+				t.Errorf("%d files written", n)
+			}
+		})
+	}
+}
+
+func TestExternalCAMissingLeaf(t *testing.T) {
+	// Make a CA, then drop its key: kubeforge must not sign, and must name
+	// the first leaf it would need.
+	src := t.TempDir()
+	mustRun(t, append([]string{"init", "phase", "certs", "ca"}, offline(src)...)...)
+	root := t.TempDir()
+	pki := filepath.Join(root, "etc/kubernetes/pki")
+	os.MkdirAll(pki, 0o700)
+	b, _ := os.ReadFile(filepath.Join(src, "etc/kubernetes/pki/ca.crt"))
+	os.WriteFile(filepath.Join(pki, "ca.crt"), b, 0o644)
+	before := snapshot(t, root)
+	out, code := run(t, append([]string{"init", "phase", "certs", "apiserver"}, offline(root)...)...)
+	if code == 0 || !strings.Contains(out, "apiserver.crt") || !strings.Contains(out, "external") {
+		t.Fatalf("want a refusal naming apiserver.crt and the external CA, got exit %d:\n%s", code, out)
+	}
+	if len(snapshot(t, root)) != len(before) {
+		t.Error("files were written in external-CA mode")
+	}
+}
+
+func TestHelpListsPhases(t *testing.T) {
+	out := mustRun(t, "init", "--help")
+	for _, p := range []string{"preflight", "certs", "/apiserver-etcd-client", "/sa", "kubeconfig", "/super-admin", "etcd", "/local",
+		"control-plane", "/controller-manager", "kubelet-config", "kubelet-start", "wait-control-plane", "bootstrap-token", "show-join-command"} {
+		if !strings.Contains(out, p) {
+			t.Errorf("init --help lacks %s", p)
+		}
+	}
+	out = mustRun(t, "init", "phase", "certs", "--help")
+	if !strings.Contains(out, "etcd-server") || !strings.Contains(out, "all") {
+		t.Errorf("certs phase help lacks its sub-phases:\n%s", out)
+	}
+}
+
+func TestVersionAndConfig(t *testing.T) {
+	if out := mustRun(t, "version"); !strings.Contains(out, "Kubernetes v1.37.2") {
+		t.Errorf("version: %s", out)
+	}
+	defaults := mustRun(t, "config", "print", "init-defaults")
+	f := filepath.Join(t.TempDir(), "defaults.yaml")
+	os.WriteFile(f, []byte(defaults), 0o600)
+	if out := mustRun(t, "config", "validate", "--config", f); !strings.Contains(out, "ok") {
+		t.Errorf("validate: %s", out)
+	}
+	os.WriteFile(f, []byte(defaults+"\nbogusField: 1\n"), 0o600)
+	if out, code := run(t, "config", "validate", "--config", f); code == 0 || !strings.Contains(out, "bogusField") {
+		t.Errorf("validate accepted an unknown field: %s", out)
+	}
+}
+
+func TestCertsCheckExpirationAndRenew(t *testing.T) {
+	root := t.TempDir()
+	mustRun(t, append([]string{"init", "phase", "certs", "all"}, offline(root)...)...)
+	mustRun(t, append([]string{"init", "phase", "kubeconfig", "all"}, offline(root)...)...)
+	out := mustRun(t, "certs", "check-expiration", "--root-dir", root)
+	for _, w := range []string{"apiserver", "admin.conf", "etcd-ca", "CERTIFICATE AUTHORITY"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("check-expiration lacks %s:\n%s", w, out)
+		}
+	}
+	var report struct {
+		Certificates []struct {
+			Name         string `json:"name"`
+			ResidualTime int64  `json:"residualTime"`
+		} `json:"certificates"`
+	}
+	js := mustRun(t, "certs", "check-expiration", "--root-dir", root, "-o", "json")
+	if err := json.Unmarshal([]byte(js), &report); err != nil || len(report.Certificates) < 8 {
+		t.Fatalf("json: %v\n%s", err, js)
+	}
+	crt := filepath.Join(root, "etc/kubernetes/pki/apiserver.crt")
+	old, _ := os.ReadFile(crt)
+	mustRun(t, "certs", "renew", "apiserver", "--root-dir", root)
+	renewed, _ := os.ReadFile(crt)
+	if bytes.Equal(old, renewed) {
+		t.Error("renew did not change apiserver.crt")
+	}
+	verifyCerts(t, filepath.Join(root, "etc/kubernetes/pki"))
+	if out, code := run(t, "certs", "renew", "nope", "--root-dir", root); code == 0 || !strings.Contains(out, "apiserver") {
+		t.Errorf("unknown name accepted: %s", out)
+	}
+}

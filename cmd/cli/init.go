@@ -1,0 +1,208 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/phases"
+)
+
+// initOptions are the flags of `kubeforge init` (kubeadm's names).
+type initOptions struct {
+	configFile            string
+	advertiseAddress      string
+	bindPort              int32
+	controlPlaneEndpoint  string
+	nodeName              string
+	podNetworkCIDR        string
+	serviceCIDR           string
+	serviceDNSDomain      string
+	certSANs              []string
+	certDir               string
+	criSocket             string
+	ignorePreflightErrors []string
+	skipPhases            []string
+	dryRun                bool
+	output                string
+	uploadCerts           bool
+	certificateKey        string
+	singleNode            bool
+	skipTokenPrint        bool
+	rootDir               string
+}
+
+func init() { register(newInitCmd) }
+
+func newInitCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
+	o := &initOptions{}
+	wf := phases.InitWorkflow()
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Turn this host into a Kubernetes control-plane node",
+		Long:  "Run this command to set up a Kubernetes control-plane node.\n\n" + wf.Describe(),
+		Args:  cobra.NoArgs,
+	}
+	fs := cmd.Flags()
+	o.addFlags(fs)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		d, err := o.newData(cmd, out, "")
+		if err != nil {
+			return err
+		}
+		skip, err := wf.ParseSkip(append(o.skipPhases, d.Cfg.Init.SkipPhases...))
+		if err != nil {
+			d.Close()
+			return err
+		}
+		d.EarlyNodeStart = !skip["kubelet-start"] && !d.DryRun
+		wf.OnPhaseDone = phaseTimer[*phases.InitData](func(d *phases.InitData) *progress.Reporter { return d.Out })
+		start := time.Now()
+		runErr := wf.Run(cmd.Context(), d, skip)
+		return finishInit(d, runErr, start)
+	}
+	phaseCmd := wf.PhaseCommand(phases.BindOptions[*phases.InitData]{
+		Flags: fs,
+		Common: []string{"config", "dry-run", "output", "root-dir", "cri-socket", "advertise-address", "apiserver-bind-port",
+			"control-plane-endpoint", "node-name", "pod-network-cidr", "service-cidr", "service-dns-domain", "cert-dir",
+			"apiserver-cert-extra-sans"},
+		NewData: func(cmd *cobra.Command, phase string) (*phases.InitData, error) {
+			return o.newData(cmd, out, phase)
+		},
+		Finish: func(d *phases.InitData, err error) error { return finishInit(d, err, time.Time{}) },
+	})
+	cmd.AddCommand(phaseCmd)
+	return cmd
+}
+
+func (o *initOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.configFile, "config", "", "path to a kubeadm-style config file (kubeadm.k8s.io/v1beta4 InitConfiguration, ClusterConfiguration, KubeletConfiguration, KubeProxyConfiguration)")
+	fs.StringVar(&o.advertiseAddress, "advertise-address", "", "the IP address the API server advertises; by default the first global address of an interface that is up")
+	fs.Int32Var(&o.bindPort, "apiserver-bind-port", config.DefaultBindPort, "port the API server binds to")
+	fs.StringVar(&o.controlPlaneEndpoint, "control-plane-endpoint", "", "a stable IP or DNS name (with optional port) for the control plane, shared by all control-plane nodes")
+	fs.StringVar(&o.nodeName, "node-name", "", "the node's name (default: the hostname)")
+	fs.StringVar(&o.podNetworkCIDR, "pod-network-cidr", "", "the pod network's CIDR (default "+config.DefaultPodSubnet+"); each node gets a /24 of it")
+	fs.StringVar(&o.serviceCIDR, "service-cidr", "", "the Services' virtual IP range (default "+config.DefaultServiceSubnet+")")
+	fs.StringVar(&o.serviceDNSDomain, "service-dns-domain", "", "the cluster's DNS domain (default "+config.DefaultDNSDomain+")")
+	fs.StringSliceVar(&o.certSANs, "apiserver-cert-extra-sans", nil, "extra Subject Alternative Names (IPs or DNS names) for the API server's certificate")
+	fs.StringVar(&o.certDir, "cert-dir", "", "where certificates are stored (default /etc/kubernetes/pki)")
+	fs.StringVar(&o.criSocket, "cri-socket", "", "use an existing container runtime at this socket instead of the bundled containerd")
+	fs.StringSliceVar(&o.ignorePreflightErrors, "ignore-preflight-errors", nil, "pre-flight checks whose errors become warnings, e.g. 'IsPrivilegedUser,Swap'; 'all' ignores every check")
+	fs.StringSliceVar(&o.skipPhases, "skip-phases", nil, "phases to skip, e.g. 'preflight,addon/kube-proxy'")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print what would be done and the files that would be written")
+	fs.StringVarP(&o.output, "output", "o", "text", "progress output: text or json (one event per line)")
+	fs.BoolVar(&o.uploadCerts, "upload-certs", false, "upload the control-plane certificates to the kubeadm-certs Secret (for joining control-plane nodes)")
+	fs.StringVar(&o.certificateKey, "certificate-key", "", "key to encrypt the uploaded certificates with (64 hex characters; generated when empty)")
+	fs.BoolVar(&o.singleNode, "single-node", false, "do not taint the control-plane node, so it runs workloads too")
+	fs.BoolVar(&o.skipTokenPrint, "skip-token-print", false, "do not print the bootstrap token")
+	fs.StringVar(&o.rootDir, "root-dir", "", "do all file I/O under this directory instead of / (for tests)")
+	_ = fs.MarkHidden("root-dir")
+}
+
+// loadConfig reads --config (if any), applies the flags the user set on top
+// (recording which flag set which field, for error messages), then defaults
+// and validates. Nothing is written before this succeeds.
+func (o *initOptions) loadConfig(fs *pflag.FlagSet, host config.HostFacts) (*config.Config, error) {
+	cfg := config.New()
+	if o.configFile != "" {
+		var err error
+		if cfg, err = config.Load(o.configFile); err != nil {
+			return nil, err
+		}
+	}
+	changed := func(name string) bool { return fs.Changed(name) }
+	set := func(flag, path string, apply func()) {
+		if changed(flag) {
+			apply()
+			cfg.SetFrom(path, "--"+flag)
+		}
+	}
+	set("advertise-address", "InitConfiguration.localAPIEndpoint.advertiseAddress", func() { cfg.Init.LocalAPIEndpoint.AdvertiseAddress = o.advertiseAddress })
+	set("apiserver-bind-port", "InitConfiguration.localAPIEndpoint.bindPort", func() { cfg.Init.LocalAPIEndpoint.BindPort = o.bindPort })
+	set("control-plane-endpoint", "ClusterConfiguration.controlPlaneEndpoint", func() { cfg.Cluster.ControlPlaneEndpoint = o.controlPlaneEndpoint })
+	set("node-name", "InitConfiguration.nodeRegistration.name", func() { cfg.Init.NodeRegistration.Name = o.nodeName })
+	set("pod-network-cidr", "ClusterConfiguration.networking.podSubnet", func() { cfg.Cluster.Networking.PodSubnet = o.podNetworkCIDR })
+	set("service-cidr", "ClusterConfiguration.networking.serviceSubnet", func() { cfg.Cluster.Networking.ServiceSubnet = o.serviceCIDR })
+	set("service-dns-domain", "ClusterConfiguration.networking.dnsDomain", func() { cfg.Cluster.Networking.DNSDomain = o.serviceDNSDomain })
+	set("cert-dir", "ClusterConfiguration.certificatesDir", func() { cfg.Cluster.CertificatesDir = o.certDir })
+	set("cri-socket", "InitConfiguration.nodeRegistration.criSocket", func() { cfg.Init.NodeRegistration.CRISocket = o.criSocket })
+	set("certificate-key", "InitConfiguration.certificateKey", func() { cfg.Init.CertificateKey = o.certificateKey })
+	if changed("apiserver-cert-extra-sans") {
+		for i := range o.certSANs {
+			cfg.SetFrom(fmt.Sprintf("ClusterConfiguration.apiServer.certSANs[%d]", len(cfg.Cluster.APIServer.CertSANs)+i), "--apiserver-cert-extra-sans")
+		}
+		cfg.Cluster.APIServer.CertSANs = append(cfg.Cluster.APIServer.CertSANs, o.certSANs...)
+	}
+	if o.singleNode {
+		cfg.Init.NodeRegistration.Taints = []corev1.Taint{}
+	}
+	if o.rootDir != "" {
+		cfg.Paths = cfg.Paths.WithRoot(o.rootDir)
+	}
+	if err := cfg.Complete(host); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (o *initOptions) newData(cmd *cobra.Command, out io.Writer, phase string) (*phases.InitData, error) {
+	if o.output != "text" && o.output != "json" {
+		return nil, fmt.Errorf("--output %q: must be text or json", o.output)
+	}
+	host := config.HostDefaults()
+	cfg, err := o.loadConfig(cmd.Flags(), host)
+	if err != nil {
+		return nil, err
+	}
+	rep := progress.New(out, o.output == "json")
+	for _, w := range cfg.Warnings {
+		rep.Warnf("config", "%s", w)
+	}
+	node, err := phases.NewNode(cfg, rep, o.dryRun || cfg.Init.DryRun, host)
+	if err != nil {
+		return nil, err
+	}
+	d := &phases.InitData{Node: node, IgnorePreflightErrors: o.ignorePreflightErrors,
+		UploadCerts: o.uploadCerts, CertificateKey: cfg.Init.CertificateKey, SkipTokenPrint: o.skipTokenPrint}
+	if phase == "" || strings.HasPrefix(phase, "certs") || strings.HasPrefix(phase, "kubeconfig") {
+		d.StartKeyPool()
+	}
+	return d, nil
+}
+
+// finishInit releases the run's resources and turns a phase error into the
+// message a user needs: which phase failed, why, and that a rerun continues.
+func finishInit(d *phases.InitData, runErr error, start time.Time) error {
+	defer d.Close()
+	if runErr != nil {
+		var pe *phases.PhaseError
+		if errors.As(runErr, &pe) {
+			d.Out.Emit(progress.Event{Phase: pe.Phase, Level: progress.Error, Action: "failed", Message: pe.Err.Error()})
+			return fmt.Errorf("init failed in phase %q: %w\nFix the cause and run the same command again: finished phases are reused, nothing is redone", pe.Phase, pe.Err)
+		}
+		return runErr
+	}
+	if !start.IsZero() {
+		d.Out.Emit(progress.Event{Phase: "init", Action: "done", Message: "kubeforge init finished", Seconds: progress.Seconds(time.Since(start))})
+	}
+	return nil
+}
+
+// phaseTimer reports each phase's duration as a JSON event (text output
+// already has a duration on every action line).
+func phaseTimer[T any](rep func(T) *progress.Reporter) func(d T, name string, took time.Duration) {
+	return func(d T, name string, took time.Duration) {
+		r := rep(d)
+		if r.JSON() {
+			r.Emit(progress.Event{Phase: name, Action: "phase-done", Message: "phase " + name + " done", Seconds: progress.Seconds(took)})
+		}
+	}
+}

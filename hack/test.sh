@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every kubeforge test: unit tests, CLI tests against the built binary,
+# and the end-to-end tests that bring up real nodes (as root, in network
+# namespaces the tests create).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+./hack/deps.sh
+export CGO_ENABLED=0
+go mod download
+go vet ./...
+# One binary for every test that runs it (built once, shared).
+make build
+export KUBEFORGE_BINARY="$PWD/bin/kubeforge"
+go test -timeout 75m -p 1 "$@" ./...

@@ -1,0 +1,151 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubeforge/kubeforge/internal/progress"
+)
+
+// Applier creates or updates API objects idempotently.
+type Applier interface {
+	Apply(ctx context.Context, phase string, objs ...runtime.Object) error
+}
+
+// resources maps the kinds kubeforge creates to their API resources.
+var resources = map[schema.GroupVersionKind]string{
+	{Version: "v1", Kind: "ConfigMap"}:                                                        "configmaps",
+	{Version: "v1", Kind: "Secret"}:                                                           "secrets",
+	{Version: "v1", Kind: "Service"}:                                                          "services",
+	{Version: "v1", Kind: "ServiceAccount"}:                                                   "serviceaccounts",
+	{Version: "v1", Kind: "Namespace"}:                                                        "namespaces",
+	{Group: "apps", Version: "v1", Kind: "Deployment"}:                                        "deployments",
+	{Group: "apps", Version: "v1", Kind: "DaemonSet"}:                                         "daemonsets",
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "Role"}:                         "roles",
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "RoleBinding"}:                  "rolebindings",
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"}:                  "clusterroles",
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBinding"}:           "clusterrolebindings",
+	{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"}:                             "poddisruptionbudgets",
+	{Group: "scheduling.k8s.io", Version: "v1", Kind: "PriorityClass"}:                        "priorityclasses",
+	{Group: "certificates.k8s.io", Version: "v1", Kind: "CertificateSigningRequest"}:          "certificatesigningrequests",
+	{Group: "discovery.k8s.io", Version: "v1", Kind: "EndpointSlice"}:                         "endpointslices",
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingAdmissionPolicy"}: "validatingadmissionpolicies",
+}
+
+// FieldManager is kubeforge's server-side apply field manager.
+const FieldManager = "kubeforge"
+
+func toUnstructured(obj runtime.Object) (*unstructured.Unstructured, schema.GroupVersionResource, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, schema.GroupVersionResource{}, err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	gvk := u.GroupVersionKind()
+	res, ok := resources[gvk]
+	if !ok {
+		return nil, schema.GroupVersionResource{}, fmt.Errorf("kubeforge cannot apply %s (no TypeMeta or unknown kind)", gvk)
+	}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "status")
+	return u, gvk.GroupVersion().WithResource(res), nil
+}
+
+func describe(u *unstructured.Unstructured) string {
+	if ns := u.GetNamespace(); ns != "" {
+		return fmt.Sprintf("%s %s/%s", u.GetKind(), ns, u.GetName())
+	}
+	return fmt.Sprintf("%s %s", u.GetKind(), u.GetName())
+}
+
+// ServerApplier applies objects with server-side apply, so a rerun updates
+// what kubeforge owns and leaves other managers' fields alone.
+type ServerApplier struct {
+	Client dynamic.Interface
+	Out    *progress.Reporter
+}
+
+// Apply applies each object in order.
+func (a *ServerApplier) Apply(ctx context.Context, phase string, objs ...runtime.Object) error {
+	for _, obj := range objs {
+		u, gvr, err := toUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		var ri dynamic.ResourceInterface = a.Client.Resource(gvr)
+		if ns := u.GetNamespace(); ns != "" {
+			ri = a.Client.Resource(gvr).Namespace(ns)
+		}
+		before := ""
+		if cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{}); err == nil {
+			before = cur.GetResourceVersion()
+		}
+		got, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		if err != nil {
+			return fmt.Errorf("apply %s: %w", describe(u), err)
+		}
+		action, verb := "created", "Created"
+		switch {
+		case before == got.GetResourceVersion():
+			action, verb = "unchanged", "Using existing"
+		case before != "":
+			action, verb = "updated", "Updated"
+		}
+		a.Out.Emit(progress.Event{Phase: phase, Action: action, Message: verb + " " + describe(u),
+			Seconds: progress.Seconds(time.Since(start))})
+	}
+	return nil
+}
+
+// PrintingApplier is the dry-run applier: it prints each object it would apply.
+type PrintingApplier struct{ Out *progress.Reporter }
+
+// Apply prints the objects as YAML.
+func (a *PrintingApplier) Apply(_ context.Context, phase string, objs ...runtime.Object) error {
+	for _, obj := range objs {
+		u, _, err := toUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		b, err := yaml.Marshal(u.Object)
+		if err != nil {
+			return err
+		}
+		a.Out.Emit(progress.Event{Phase: phase, Action: "would-apply", Message: "Would apply " + describe(u),
+			Detail: redactSecret(u, string(b))})
+	}
+	return nil
+}
+
+// redactSecret hides a Secret's data in dry-run output.
+func redactSecret(u *unstructured.Unstructured, s string) string {
+	if u.GetKind() != "Secret" {
+		return s
+	}
+	var out []string
+	inData := false
+	for _, line := range strings.Split(s, "\n") {
+		switch {
+		case line == "data:" || line == "stringData:":
+			inData = true
+			out = append(out, line)
+		case inData && strings.HasPrefix(line, "  "):
+			k, _, _ := strings.Cut(strings.TrimSpace(line), ":")
+			out = append(out, "  "+k+": <redacted>")
+		default:
+			inData = false
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,314 @@
+package phases
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/manifests"
+	"github.com/kubeforge/kubeforge/pki"
+	"github.com/kubeforge/kubeforge/preflight"
+)
+
+// InitData is what the init phases share.
+type InitData struct {
+	*Node
+	// IgnorePreflightErrors lists check names (or "all") whose errors only warn.
+	IgnorePreflightErrors []string
+	// UploadCerts and CertificateKey drive the upload-certs phase.
+	UploadCerts    bool
+	CertificateKey string
+	// EarlyNodeStart starts the node service right after preflight so its
+	// image import overlaps the certificate work (full runs only).
+	EarlyNodeStart bool
+	// SkipTokenPrint keeps the token out of the output.
+	SkipTokenPrint bool
+	// Executable is the kubeforge binary the node service runs (default:
+	// the running one).
+	Executable string
+
+	keys *pki.KeyPool
+	live liveState
+}
+
+// Close releases what the run holds (key pool, dry-run scratch dir).
+func (d *InitData) Close() error {
+	d.keys.Close()
+	return d.Node.Close()
+}
+
+// PKISpec is the certificate spec derived from the configuration.
+func (d *InitData) PKISpec() pki.Spec {
+	c := d.Cfg
+	s := pki.Spec{
+		Paths:                d.Paths,
+		NodeName:             c.NodeName(),
+		AdvertiseAddress:     net.ParseIP(c.AdvertiseAddress()),
+		ControlPlaneEndpoint: c.Cluster.ControlPlaneEndpoint,
+		BindPort:             c.BindPort(),
+		ServiceSubnet:        c.Cluster.Networking.ServiceSubnet,
+		DNSDomain:            c.Cluster.Networking.DNSDomain,
+		APIServerCertSANs:    c.Cluster.APIServer.CertSANs,
+		CAValidity:           c.CAValidity(),
+		Validity:             c.CertValidity(),
+		Algorithm:            string(c.Cluster.EncryptionAlgorithm),
+		Keys:                 d.keys,
+	}
+	if l := c.Cluster.Etcd.Local; l != nil {
+		s.EtcdServerCertSANs = l.ServerCertSANs
+		s.EtcdPeerCertSANs = l.PeerCertSANs
+	}
+	return s
+}
+
+// StartKeyPool begins generating the private keys that the certs and
+// kubeconfig phases will need, so that work overlaps preflight.
+func (d *InitData) StartKeyPool() {
+	missing := 0
+	for _, c := range pki.Certificates {
+		if !fsutil.Exists(d.Paths.Host(d.Paths.Cert(c.BaseName + ".key"))) {
+			missing++
+		}
+	}
+	for _, k := range pki.Kubeconfigs {
+		if !fsutil.Exists(d.Paths.Host(d.Paths.Kubeconfig(k.FileName))) {
+			missing++
+		}
+	}
+	if missing == 0 {
+		return
+	}
+	if pool, err := pki.NewKeyPool(string(d.Cfg.Cluster.EncryptionAlgorithm), missing); err == nil {
+		d.keys = pool
+	}
+}
+
+// InitWorkflow is the tree of `kubeforge init` phases.
+func InitWorkflow() *Workflow[*InitData] {
+	w := &Workflow[*InitData]{Name: "init"}
+	w.Phases = []Phase[*InitData]{
+		{Name: "preflight", Short: "Run pre-flight checks", Run: runInitPreflight,
+			Flags: []string{"ignore-preflight-errors"}},
+		certsPhase(),
+		kubeconfigPhase(),
+		{Name: "etcd", Short: "Generate the static Pod manifest for the local etcd",
+			Phases: []Phase[*InitData]{{Name: "local", Short: "Generate the static Pod manifest for a local, single-node etcd",
+				Run: runEtcdLocal}}},
+		controlPlanePhase(),
+		{Name: "kubelet-config", Short: "Write the kubelet configuration, its flags and the node's CNI configuration",
+			Run: runKubeletConfig},
+	}
+	w.Phases = append(w.Phases, livePhases()...)
+	return w
+}
+
+func runInitPreflight(ctx context.Context, d *InitData) error {
+	const phase = "preflight"
+	start := time.Now()
+	d.Out.Printf(phase, "Running pre-flight checks")
+	checks := preflight.InitChecks(preflight.InitOptions{
+		Paths:            d.Cfg.Paths,
+		AdvertiseAddress: d.Cfg.AdvertiseAddress(),
+		BindPort:         d.Cfg.BindPort(),
+		NodeName:         d.Cfg.NodeName(),
+		ExternalCRI:      d.Cfg.ExternalCRI(),
+	}, preflight.HostSystem(d.Cfg.Paths))
+	ignore := append(append([]string(nil), d.IgnorePreflightErrors...), d.Cfg.Init.NodeRegistration.IgnorePreflightErrors...)
+	if d.DryRun {
+		// A dry run reports what would fail but goes on, as kubeadm's.
+		ignore = []string{"all"}
+	}
+	warnings, err := preflight.Run(checks, ignore)
+	for _, w := range warnings {
+		d.Out.Warnf(phase, "[%s]: %v", w.Check, w.Err)
+	}
+	if err != nil {
+		return err
+	}
+	d.Out.Done(phase, "checked", "", start, "Pre-flight checks passed (%d checks)", len(checks))
+	if d.EarlyNodeStart {
+		d.StartNodeEarly(ctx)
+	}
+	return nil
+}
+
+func certsPhase() Phase[*InitData] {
+	p := Phase[*InitData]{Name: "certs", Short: "Certificate generation", Run: func(ctx context.Context, d *InitData) error {
+		if d.EarlyNodeStart {
+			d.StartNodeEarly(ctx)
+		}
+		d.Out.Printf("certs", "Using certificateDir folder %q", d.Cfg.Paths.CertDir)
+		return nil
+	}}
+	for _, c := range pki.Certificates {
+		p.Phases = append(p.Phases, Phase[*InitData]{Name: c.Name, Short: c.LongName,
+			Run: func(_ context.Context, d *InitData) error { return ensureCert(d, c.Name) }})
+	}
+	p.Phases = append(p.Phases, Phase[*InitData]{Name: pki.ServiceAccount, Short: "Generate a private key for signing service account tokens along with its public key",
+		Run: func(_ context.Context, d *InitData) error { return ensureCert(d, pki.ServiceAccount) }})
+	return p
+}
+
+func ensureCert(d *InitData, name string) error {
+	res, err := pki.Ensure(d.PKISpec(), name)
+	if err != nil {
+		return err
+	}
+	reportPKI(d.Node, "certs", res, "certificate and key")
+	return nil
+}
+
+// reportPKI prints one certificate or kubeconfig result.
+func reportPKI(n *Node, phase string, res pki.Result, what string) {
+	e := progress.Event{Phase: phase, Action: string(res.Action), Path: res.CertPath, Seconds: progress.Seconds(res.Duration)}
+	if res.Name == pki.ServiceAccount {
+		what = "key and public key"
+	}
+	switch res.Action {
+	case "generated":
+		e.Message = fmt.Sprintf("Generated %q %s", res.Name, what)
+		if n.DryRun {
+			e.Message = fmt.Sprintf("Would write %q %s to %q", res.Name, what, res.CertPath)
+		}
+	case "external":
+		e.Message = fmt.Sprintf("Using externally managed %q %s", res.Name, what)
+	default:
+		e.Message = fmt.Sprintf("Using existing %q %s", res.Name, what)
+	}
+	if res.Cert != nil && (n.DryRun || res.Action == "generated") && len(res.Cert.DNSNames)+len(res.Cert.IPAddresses) > 0 {
+		e.Message += fmt.Sprintf("; serving cert signed for DNS names %v and IPs %v", res.Cert.DNSNames, res.Cert.IPAddresses)
+	}
+	if n.DryRun && res.Cert != nil {
+		e.Detail = pki.DescribeCert(res.Cert)
+	}
+	n.Out.Emit(e)
+}
+
+func kubeconfigPhase() Phase[*InitData] {
+	p := Phase[*InitData]{Name: "kubeconfig", Short: "Generate all kubeconfig files necessary to establish the control plane and the admin kubeconfig file",
+		Run: func(_ context.Context, d *InitData) error {
+			d.Out.Printf("kubeconfig", "Using kubeconfig folder %q", d.Cfg.Paths.KubernetesDir)
+			return nil
+		}}
+	for _, k := range pki.Kubeconfigs {
+		p.Phases = append(p.Phases, Phase[*InitData]{Name: k.Name, Short: k.LongName,
+			Run: func(_ context.Context, d *InitData) error {
+				res, err := pki.EnsureKubeconfig(d.PKISpec(), k.Name)
+				if err != nil {
+					return err
+				}
+				res.Name = k.FileName
+				reportPKI(d.Node, "kubeconfig", res, "kubeconfig file")
+				return nil
+			}})
+	}
+	return p
+}
+
+func writeManifest(d *InitData, phase, component string) error {
+	pod, err := manifests.StaticPod(d.Cfg, component)
+	if err != nil {
+		return err
+	}
+	data, err := manifests.MarshalPod(pod)
+	if err != nil {
+		return fmt.Errorf("render %s manifest: %w", component, err)
+	}
+	return d.WriteFile(phase, "static Pod manifest for "+component, d.Cfg.Paths.Manifest(component), data, 0o600, ShowContent)
+}
+
+func runEtcdLocal(_ context.Context, d *InitData) error {
+	if err := d.MkdirAll("etcd", d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
+		return err
+	}
+	return writeManifest(d, "etcd", manifests.Etcd)
+}
+
+func controlPlanePhase() Phase[*InitData] {
+	return Phase[*InitData]{Name: "control-plane", Short: "Generate all static Pod manifests necessary to establish the control plane",
+		Phases: []Phase[*InitData]{
+			{Name: "apiserver", Short: "Generate the kube-apiserver static Pod manifest and its configuration files",
+				Run: runAPIServerManifest},
+			{Name: "controller-manager", Short: "Generate the kube-controller-manager static Pod manifest",
+				Run: func(_ context.Context, d *InitData) error {
+					return writeManifest(d, "control-plane", manifests.KubeControllerMgr)
+				}},
+			{Name: "scheduler", Short: "Generate the kube-scheduler static Pod manifest",
+				Run: func(_ context.Context, d *InitData) error {
+					return writeManifest(d, "control-plane", manifests.KubeScheduler)
+				}},
+		}}
+}
+
+func runAPIServerManifest(_ context.Context, d *InitData) error {
+	const phase = "control-plane"
+	p := d.Cfg.Paths
+	if err := ensureEncryptionConfig(d.Node, phase); err != nil {
+		return err
+	}
+	if err := d.WriteFile(phase, "API server authentication configuration", p.AuthnConfigFile(), manifests.AuthenticationConfig(), 0o600, ShowContent); err != nil {
+		return err
+	}
+	if err := d.WriteFile(phase, "API server audit policy", p.AuditPolicyFile(), manifests.AuditPolicy(), 0o600, ShowContent); err != nil {
+		return err
+	}
+	if err := d.MkdirAll(phase, p.AuditLogDir(), 0o700); err != nil {
+		return err
+	}
+	return writeManifest(d, phase, manifests.KubeAPIServer)
+}
+
+// ensureEncryptionConfig writes the secrets-at-rest encryption config with
+// a new random key, once: an existing file is kept (its key encrypts data
+// already in etcd).
+func ensureEncryptionConfig(n *Node, phase string) error {
+	logical := n.Cfg.Paths.EncryptionConfigFile()
+	if fsutil.Exists(n.Paths.Host(logical)) {
+		n.Out.Printf(phase, "Using existing secrets encryption configuration %q", logical)
+		return nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("generate the secrets encryption key: %w", err)
+	}
+	return n.WriteFile(phase, "secrets encryption configuration", logical, manifests.EncryptionConfig(key), 0o600, HideContent)
+}
+
+func runKubeletConfig(_ context.Context, d *InitData) error {
+	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.AdvertiseAddress(), true)
+}
+
+// writeKubeletFiles writes the kubelet's config.yaml and flags, and the
+// node's CNI configuration when withCNI.
+func writeKubeletFiles(n *Node, phase, nodeIP string, withCNI bool) error {
+	cfg, err := manifests.KubeletConfig(n.Cfg)
+	if err != nil {
+		return fmt.Errorf("render the kubelet configuration: %w", err)
+	}
+	p := n.Cfg.Paths
+	if err := n.WriteFile(phase, "kubelet flags", p.KubeletFlagsFile(), manifests.KubeletFlags(n.Cfg, nodeIP), 0o644, ShowContent); err != nil {
+		return err
+	}
+	if withCNI {
+		pods := n.Cfg.PodSubnets()
+		if len(pods) == 0 {
+			return errors.New("no pod subnet configured")
+		}
+		var nodeCIDRs = make([]netip.Prefix, 0, len(pods))
+		for _, c := range pods {
+			nodeCIDRs = append(nodeCIDRs, manifests.FirstNodeCIDR(c))
+		}
+		if err := n.WriteFile(phase, "CNI configuration", p.CNIConfDir+"/"+manifests.CNIConfigName,
+			manifests.CNIConfig(nodeCIDRs, pods), 0o644, ShowContent); err != nil {
+			return err
+		}
+	}
+	// The configuration last: the node service starts the kubelet once it appears.
+	return n.WriteFile(phase, "kubelet configuration", p.KubeletConfigFile(), cfg, 0o644, ShowContent)
+}

@@ -1,0 +1,576 @@
+package phases
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/cluster-bootstrap/token/jws"
+	bootstraputil "k8s.io/cluster-bootstrap/token/util"
+	bootstraptokenv1 "k8s.io/kubernetes/cmd/kubeadm/app/apis/bootstraptoken/v1"
+
+	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/manifests"
+	"github.com/kubeforge/kubeforge/pki"
+)
+
+// liveState is what the live init phases share at run time.
+type liveState struct {
+	nodeOnce   sync.Once
+	nodeDone   chan struct{}
+	nodeErr    error
+	clientOnce sync.Once
+	client     kubernetes.Interface
+	dynamic    dynamic.Interface
+	clientErr  error
+}
+
+// livePhases are the init phases that need the node running.
+func livePhases() []Phase[*InitData] {
+	return []Phase[*InitData]{
+		{Name: "kubelet-start", Short: "Start the node service (containerd and the kubelet), which starts the control plane", Run: runKubeletStart},
+		{Name: "wait-control-plane", Short: "Wait for the kubelet and every control-plane component to be healthy", Run: runWaitControlPlane},
+		{Name: "upload-config", Short: "Upload the kubeadm and kubelet configurations to ConfigMaps", Phases: []Phase[*InitData]{
+			{Name: "kubeadm", Short: "Upload the ClusterConfiguration to the kubeadm-config ConfigMap", Run: runUploadKubeadmConfig},
+			{Name: "kubelet", Short: "Upload the KubeletConfiguration to the kubelet-config ConfigMap", Run: runUploadKubeletConfig},
+		}},
+		{Name: "upload-certs", Short: "Upload the control-plane certificates to the kubeadm-certs Secret", Run: runUploadCerts,
+			Flags: []string{"upload-certs", "certificate-key"}},
+		{Name: "mark-control-plane", Short: "Label and taint the node as a control-plane node", Run: runMarkControlPlane,
+			Flags: []string{"single-node"}},
+		{Name: "bootstrap-token", Short: "Create bootstrap tokens, the cluster-info ConfigMap and the RBAC rules for joining nodes", Run: runBootstrapToken,
+			Flags: []string{"skip-token-print"}},
+		{Name: "kubelet-finalize", Short: "Check the kubelet uses its rotating client certificate and got a serving certificate", Run: runKubeletFinalize},
+		{Name: "show-join-command", Short: "Show how to use the cluster and how to join nodes", Run: runShowJoinCommand,
+			Flags: []string{"skip-token-print"}},
+	}
+}
+
+// StartNodeEarly starts the node service in the background, so containerd
+// and the image import overlap certificate generation. kubelet-start then
+// only waits for it.
+func (d *InitData) StartNodeEarly(ctx context.Context) {
+	if d.DryRun {
+		return
+	}
+	d.live.nodeOnce.Do(func() {
+		d.live.nodeDone = make(chan struct{})
+		go func() {
+			defer close(d.live.nodeDone)
+			d.live.nodeErr = node.Start(ctx, d.Cfg.Paths, d.nodeOptions())
+		}()
+	})
+}
+
+func (d *InitData) nodeOptions() node.StartOptions {
+	o := node.StartOptions{Progress: d.Out, Executable: d.Executable}
+	if d.Cfg.ExternalCRI() {
+		o.CRISocket = d.Cfg.CRIEndpoint()
+	}
+	return o
+}
+
+func runKubeletStart(ctx context.Context, d *InitData) error {
+	const phase = "kubelet-start"
+	if err := useRotatingKubeletCert(d.Node, phase); err != nil {
+		return err
+	}
+	if d.DryRun {
+		d.Out.Printf(phase, "Would start the node service (containerd, then the kubelet with %s)", d.Cfg.Paths.KubeletConfigFile())
+		return nil
+	}
+	start := time.Now()
+	d.StartNodeEarly(ctx)
+	select {
+	case <-d.live.nodeDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if d.live.nodeErr != nil {
+		return fmt.Errorf("start the node service: %w", d.live.nodeErr)
+	}
+	d.Out.Done(phase, "started", "", start, "The node service is running; the kubelet starts the control plane from %s", d.Cfg.Paths.ManifestsDir)
+	return nil
+}
+
+// useRotatingKubeletCert moves kubelet.conf's embedded client certificate
+// to /var/lib/kubelet/pki/kubelet-client-current.pem and points kubelet.conf
+// at it, before the kubelet first starts: the kubelet then rotates the file
+// itself, and, unlike kubeadm's kubelet-finalize, no kubelet restart is
+// needed.
+func useRotatingKubeletCert(n *Node, phase string) error {
+	logical := n.Cfg.Paths.Kubeconfig("kubelet.conf")
+	kc, err := clientcmd.LoadFromFile(n.Paths.Host(logical))
+	if err != nil {
+		return fmt.Errorf("read %s: %w (run the kubeconfig phase first)", logical, err)
+	}
+	ctx := kc.Contexts[kc.CurrentContext]
+	if ctx == nil || kc.AuthInfos[ctx.AuthInfo] == nil {
+		return fmt.Errorf("%s has no current context/user", logical)
+	}
+	auth := kc.AuthInfos[ctx.AuthInfo]
+	pem := filepath.Join(n.Cfg.Paths.KubeletPKIDir(), "kubelet-client-current.pem")
+	if len(auth.ClientCertificateData) == 0 {
+		return nil // already done
+	}
+	if err := n.WriteFile(phase, "kubelet client certificate", pem,
+		append(append([]byte{}, auth.ClientCertificateData...), auth.ClientKeyData...), 0o600, HideContent); err != nil {
+		return err
+	}
+	auth.ClientCertificateData, auth.ClientKeyData = nil, nil
+	auth.ClientCertificate, auth.ClientKey = pem, pem
+	b, err := clientcmd.Write(*kc)
+	if err != nil {
+		return err
+	}
+	return n.WriteFile(phase, "kubeconfig using the kubelet's rotating certificate", logical, b, 0o600, HideContent)
+}
+
+// health is one endpoint wait-control-plane polls.
+type health struct {
+	name, url string
+	tls       *tls.Config
+}
+
+func (d *InitData) healthChecks() ([]health, error) {
+	c := d.Cfg
+	caPEM, err := os.ReadFile(d.Paths.Host(c.Paths.Cert("ca.crt")))
+	if err != nil {
+		return nil, fmt.Errorf("read the cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	insecure := &tls.Config{InsecureSkipVerify: true} // self-signed serving certs on loopback
+	return []health{
+		{"kubelet", "http://127.0.0.1:10248/healthz", nil},
+		{manifests.Etcd, "http://127.0.0.1:" + strconv.Itoa(manifests.EtcdMetricsPort) + "/readyz", nil},
+		{manifests.KubeAPIServer, "https://" + net.JoinHostPort(c.AdvertiseAddress(), strconv.Itoa(int(c.BindPort()))) + "/readyz", &tls.Config{RootCAs: pool}},
+		{manifests.KubeControllerMgr, "https://127.0.0.1:" + strconv.Itoa(manifests.ControllerManagerPort) + "/healthz", insecure},
+		{manifests.KubeScheduler, "https://127.0.0.1:" + strconv.Itoa(manifests.SchedulerPort) + "/livez", insecure},
+	}, nil
+}
+
+func runWaitControlPlane(ctx context.Context, d *InitData) error {
+	const phase = "wait-control-plane"
+	checks, err := d.healthChecks()
+	if err != nil {
+		return err
+	}
+	if d.DryRun {
+		for _, h := range checks {
+			d.Out.Printf(phase, "Would wait for %s to answer ok at %s", h.name, h.url)
+		}
+		return nil
+	}
+	timeout := config.Timeout(d.Cfg.Timeouts().ControlPlaneComponentHealthCheck, 4*time.Minute)
+	d.Out.Printf(phase, "Waiting for the kubelet to start the control plane from %q (timeout %s)", d.Cfg.Paths.ManifestsDir, timeout)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	type result struct {
+		h   health
+		err error
+	}
+	results := make(chan result, len(checks))
+	for _, h := range checks {
+		go func() {
+			err := pollHealthy(wctx, h)
+			if err == nil {
+				d.Out.Done(phase, "healthy", "", start, "%s is healthy", h.name)
+			}
+			results <- result{h, err}
+		}()
+	}
+	var failed []string
+	for range checks {
+		r := <-results
+		if r.err != nil {
+			failed = append(failed, d.diagnose(r.h, r.err))
+		}
+	}
+	if len(failed) > 0 {
+		sort.Strings(failed)
+		return fmt.Errorf("the control plane did not become healthy within %s:\n%s", timeout, strings.Join(failed, "\n"))
+	}
+	d.Out.Done(phase, "ready", "", start, "All control-plane components are healthy")
+	return nil
+}
+
+// pollHealthy polls h every 100 ms until it answers 200 or ctx ends; the
+// error is the last failure seen.
+func pollHealthy(ctx context.Context, h health) error {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: h.tls, DisableKeepAlives: true}}
+	last := errors.New("not checked yet")
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("%s answered %s", h.url, resp.Status)
+		} else if ctx.Err() == nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return last
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// diagnose says why a component is unhealthy: its last error and the end
+// of its log (the container's, or the node service's for the kubelet).
+func (d *InitData) diagnose(h health, err error) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  - %s is not healthy: %v\n", h.name, err)
+	var logFile string
+	if h.name == "kubelet" {
+		logFile = node.KubeletLogFile(d.Cfg.Paths)
+	} else {
+		logFile = latestPodLog(d.Paths, h.name)
+		if logFile == "" {
+			fmt.Fprintf(&b, "    no %s container has started yet; the kubelet's log (%s) says why:\n", h.name, node.KubeletLogFile(d.Cfg.Paths))
+			logFile = node.KubeletLogFile(d.Cfg.Paths)
+		}
+	}
+	lines := tail(d.Paths.Host(logFile), 12)
+	if len(lines) > 0 {
+		fmt.Fprintf(&b, "    last lines of %s:\n", logFile)
+		for _, l := range lines {
+			fmt.Fprintf(&b, "      %s\n", l)
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// latestPodLog finds the newest log file of a control-plane container under
+// /var/log/pods (logical path), or "".
+func latestPodLog(p config.Paths, component string) string {
+	matches, _ := filepath.Glob(p.Host(filepath.Join(p.PodLogDir, "kube-system_"+component+"-*", component, "*.log")))
+	var newest string
+	var newestTime time.Time
+	for _, m := range matches {
+		if st, err := os.Stat(m); err == nil && st.ModTime().After(newestTime) {
+			newest, newestTime = m, st.ModTime()
+		}
+	}
+	if newest == "" {
+		return ""
+	}
+	if p.Root != "" && p.Root != "/" {
+		rel, _ := filepath.Rel(p.Root, newest)
+		return "/" + rel
+	}
+	return newest
+}
+
+func tail(path string, n int) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// clients returns the admin clients (built once from admin.conf).
+func (d *InitData) clients() (kubernetes.Interface, dynamic.Interface, error) {
+	d.live.clientOnce.Do(func() {
+		cfg, err := restConfig(d.Paths, d.Cfg.Paths.Kubeconfig("admin.conf"))
+		if err != nil {
+			d.live.clientErr = err
+			return
+		}
+		if d.live.client, err = kubernetes.NewForConfig(cfg); err != nil {
+			d.live.clientErr = err
+			return
+		}
+		d.live.dynamic, d.live.clientErr = dynamic.NewForConfig(cfg)
+	})
+	return d.live.client, d.live.dynamic, d.live.clientErr
+}
+
+func restConfig(p config.Paths, logical string) (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", p.Host(logical))
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", logical, err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "kubeforge"
+	return cfg, nil
+}
+
+// applier applies objects with admin.conf, or prints them in a dry run.
+func (d *InitData) applier() (Applier, error) {
+	if d.DryRun {
+		return &PrintingApplier{Out: d.Out}, nil
+	}
+	_, dyn, err := d.clients()
+	if err != nil {
+		return nil, err
+	}
+	return &ServerApplier{Client: dyn, Out: d.Out}, nil
+}
+
+// ensureAdminBinding gives admin.conf's group cluster-admin, using
+// super-admin.conf (admin.conf can do nothing before it exists).
+func (d *InitData) ensureAdminBinding(ctx context.Context, phase string) error {
+	if d.DryRun {
+		return (&PrintingApplier{Out: d.Out}).Apply(ctx, phase, manifests.ClusterAdminsBindingObject())
+	}
+	cfg, err := restConfig(d.Paths, d.Cfg.Paths.Kubeconfig("super-admin.conf"))
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	return (&ServerApplier{Client: dyn, Out: d.Out}).Apply(ctx, phase, manifests.ClusterAdminsBindingObject())
+}
+
+func runUploadKubeadmConfig(ctx context.Context, d *InitData) error {
+	const phase = "upload-config"
+	if err := d.ensureAdminBinding(ctx, phase); err != nil {
+		return err
+	}
+	objs, err := manifests.UploadConfigObjects(d.Cfg)
+	if err != nil {
+		return err
+	}
+	a, err := d.applier()
+	if err != nil {
+		return err
+	}
+	return a.Apply(ctx, phase, objs[:3]...)
+}
+
+func runUploadKubeletConfig(ctx context.Context, d *InitData) error {
+	objs, err := manifests.UploadConfigObjects(d.Cfg)
+	if err != nil {
+		return err
+	}
+	a, err := d.applier()
+	if err != nil {
+		return err
+	}
+	return a.Apply(ctx, "upload-config", objs[3:]...)
+}
+
+func runUploadCerts(_ context.Context, d *InitData) error {
+	if !d.UploadCerts {
+		d.Out.Printf("upload-certs", "Skipping phase: pass --upload-certs to share the control-plane certificates with joining control-plane nodes")
+		return nil
+	}
+	return errors.New("--upload-certs is not implemented yet: join control-plane nodes by copying /etc/kubernetes/pki (ca, sa, front-proxy-ca, etcd/ca) to them")
+}
+
+func runMarkControlPlane(ctx context.Context, d *InitData) error {
+	const phase = "mark-control-plane"
+	labels := []string{"node-role.kubernetes.io/control-plane", "node.kubernetes.io/exclude-from-external-load-balancers"}
+	taints := d.Cfg.ControlPlaneTaints()
+	name := d.Cfg.NodeName()
+	if d.DryRun {
+		d.Out.Printf(phase, "Would mark node %s as control-plane: labels %v, taints %v", name, labels, taintStrings(taints))
+		return nil
+	}
+	client, _, err := d.clients()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var n *corev1.Node
+	// The kubelet registers the node moments after it starts.
+	err = pollUntil(ctx, config.Timeout(d.Cfg.Timeouts().KubernetesAPICall, time.Minute), func() (bool, error) {
+		n, err = client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("node %s did not register: %w (is the kubelet running? see %s)", name, err, node.KubeletLogFile(d.Cfg.Paths))
+	}
+	newTaints := slices.Clone(n.Spec.Taints)
+	for _, t := range taints {
+		if !slices.ContainsFunc(newTaints, func(x corev1.Taint) bool { return x.MatchTaint(&t) }) {
+			newTaints = append(newTaints, t)
+		}
+	}
+	patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{labels[0]: "", labels[1]: ""}}}
+	if len(newTaints) != len(n.Spec.Taints) {
+		patch["spec"] = map[string]any{"taints": newTaints}
+	}
+	b, _ := json.Marshal(patch)
+	if _, err := client.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, b, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("label and taint node %s: %w", name, err)
+	}
+	d.Out.Done(phase, "marked", "", start, "Marked node %s as control-plane: labels %v, taints %v", name, labels, taintStrings(taints))
+	return nil
+}
+
+func taintStrings(ts []corev1.Taint) []string {
+	out := []string{}
+	for _, t := range ts {
+		out = append(out, t.ToString())
+	}
+	return out
+}
+
+func pollUntil(ctx context.Context, timeout time.Duration, f func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		ok, err := f()
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return last
+			}
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func runBootstrapToken(ctx context.Context, d *InitData) error {
+	const phase = "bootstrap-token"
+	a, err := d.applier()
+	if err != nil {
+		return err
+	}
+	caPEM, err := os.ReadFile(d.Paths.Host(d.Cfg.Paths.Cert("ca.crt")))
+	if err != nil {
+		return fmt.Errorf("read the cluster CA: %w", err)
+	}
+	kubeconfig, err := manifests.ClusterInfoKubeconfig(caPEM, d.Cfg.ControlPlaneEndpoint())
+	if err != nil {
+		return err
+	}
+	var objs []runtime.Object
+	signatures := map[string]string{}
+	for i := range d.Cfg.Init.BootstrapTokens {
+		t := &d.Cfg.Init.BootstrapTokens[i]
+		if t.Token == nil {
+			s, err := bootstraputil.GenerateBootstrapToken()
+			if err != nil {
+				return err
+			}
+			if t.Token, err = bootstraptokenv1.NewBootstrapTokenString(s); err != nil {
+				return err
+			}
+		}
+		if !d.SkipTokenPrint {
+			d.Out.Printf(phase, "Using token: %s", t.Token)
+		}
+		secret := bootstraptokenv1.BootstrapTokenToSecret(t)
+		secret.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
+		objs = append(objs, secret)
+		if slices.Contains(t.Usages, "signing") {
+			// Sign cluster-info now instead of waiting ~6 s for the
+			// controller-manager's bootstrap signer: a node can join at once.
+			sig, err := jws.ComputeDetachedSignature(string(kubeconfig), t.Token.ID, t.Token.Secret)
+			if err != nil {
+				return fmt.Errorf("sign cluster-info: %w", err)
+			}
+			signatures[t.Token.ID] = sig
+		}
+	}
+	objs = append(objs, manifests.BootstrapRBAC()...)
+	ci, err := manifests.ClusterInfo(caPEM, d.Cfg.ControlPlaneEndpoint(), signatures)
+	if err != nil {
+		return err
+	}
+	objs = append(objs, ci)
+	return a.Apply(ctx, phase, objs...)
+}
+
+func runKubeletFinalize(ctx context.Context, d *InitData) error {
+	const phase = "kubelet-finalize"
+	kc, err := clientcmd.LoadFromFile(d.Paths.Host(d.Cfg.Paths.Kubeconfig("kubelet.conf")))
+	if err != nil {
+		return err
+	}
+	for _, a := range kc.AuthInfos {
+		if len(a.ClientCertificateData) > 0 {
+			d.Out.Warnf(phase, "kubelet.conf embeds its client certificate: run `kubeforge init phase kubelet-start` so the kubelet rotates it")
+			return nil
+		}
+	}
+	d.Out.Printf(phase, "The kubelet uses its rotating client certificate %s", filepath.Join(d.Cfg.Paths.KubeletPKIDir(), "kubelet-client-current.pem"))
+	return nil
+}
+
+func runShowJoinCommand(_ context.Context, d *InitData) error {
+	caCert, err := pki.LoadCert(d.Paths, "ca")
+	if err != nil {
+		return err
+	}
+	token := "<token>"
+	if len(d.Cfg.Init.BootstrapTokens) > 0 && d.Cfg.Init.BootstrapTokens[0].Token != nil && !d.SkipTokenPrint {
+		token = d.Cfg.Init.BootstrapTokens[0].Token.String()
+	}
+	endpoint := strings.TrimPrefix(d.Cfg.ControlPlaneEndpoint(), "https://")
+	join := fmt.Sprintf("kubeforge join %s --token %s \\\n\t--discovery-token-ca-cert-hash %s", endpoint, token, pki.CAHash(caCert))
+	admin := d.Cfg.Paths.Kubeconfig("admin.conf")
+	msg := fmt.Sprintf(`Your Kubernetes control plane is up.
+
+To use it as root:
+
+  export KUBECONFIG=%s
+  kubectl get nodes
+
+or as a regular user:
+
+  mkdir -p $HOME/.kube
+  sudo cp -i %s $HOME/.kube/config
+  sudo chown $(id -u):$(id -g) $HOME/.kube/config
+
+Join worker nodes by running on each, as root:
+
+  %s
+`, admin, admin, join)
+	if d.Out.JSON() {
+		d.Out.Emit(progress.Event{Phase: "show-join-command", Action: "join-command", Message: strings.ReplaceAll(join, "\\\n\t", "")})
+		return nil
+	}
+	d.Out.Emit(progress.Event{Phase: "", Message: "\n" + strings.TrimRight(msg, "\n")})
+	return nil
+}

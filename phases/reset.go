@@ -1,0 +1,388 @@
+package phases
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/components/node/proc"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/manifests"
+	"github.com/kubeforge/kubeforge/preflight"
+)
+
+// ResetData is what the reset phases share.
+type ResetData struct {
+	*Node
+	IgnorePreflightErrors []string
+	// RuncRoot is where the bundled containerd's runc keeps container state.
+	RuncRoot string
+}
+
+// ResetWorkflow is the tree of `kubeforge reset` phases.
+func ResetWorkflow() *Workflow[*ResetData] {
+	return &Workflow[*ResetData]{Name: "reset", Phases: []Phase[*ResetData]{
+		{Name: "preflight", Short: "Run reset pre-flight checks", Run: runResetPreflight, Flags: []string{"ignore-preflight-errors"}},
+		{Name: "remove-etcd-member", Short: "Remove this node's local etcd member from the cluster", Run: runRemoveEtcdMember},
+		{Name: "cleanup-node", Short: "Stop the node service and every container, unmount, and remove kubeforge's files, interfaces and rules",
+			Run: runCleanupNode},
+	}}
+}
+
+func runResetPreflight(_ context.Context, d *ResetData) error {
+	warnings, err := preflight.Run(preflight.ResetChecks(preflight.HostSystem(d.Cfg.Paths)), d.IgnorePreflightErrors)
+	for _, w := range warnings {
+		d.Out.Warnf("preflight", "[%s]: %v", w.Check, w.Err)
+	}
+	return err
+}
+
+func runRemoveEtcdMember(_ context.Context, d *ResetData) error {
+	const phase = "remove-etcd-member"
+	if !fileExists(d.Paths.Host(d.Cfg.Paths.Manifest(manifests.Etcd))) {
+		d.Out.Printf(phase, "No local etcd member (no etcd manifest); skipping")
+		return nil
+	}
+	d.Out.Printf(phase, "This node's etcd is the only member it knows of; its data is removed with the node")
+	return nil
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// action runs f unless this is a dry run, reporting "done" or "would do".
+func (d *ResetData) action(phase, what string, f func() error) error {
+	start := time.Now()
+	if d.DryRun {
+		d.Out.Printf(phase, "Would %s", what)
+		return nil
+	}
+	if err := f(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	d.Out.Done(phase, "done", "", start, "%s%s", strings.ToUpper(what[:1]), what[1:])
+	return nil
+}
+
+func runCleanupNode(ctx context.Context, d *ResetData) error {
+	const phase = "reset"
+	p := d.Cfg.Paths
+	var errs []error
+	try := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+			d.Out.Warnf(phase, "%v", err)
+		}
+	}
+	if _, running := node.Running(p); running || fileExists(d.Paths.Host(p.NodePIDFile())) {
+		try(d.action(phase, "stop the node service (kubelet and containerd)", func() error {
+			sctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+			defer cancel()
+			return node.Stop(sctx, p)
+		}))
+	}
+	try(d.stopContainers(phase))
+	try(d.unmountAll(phase))
+	dataDir := etcdDataDir(d.Paths, p)
+	remove := []string{
+		p.ManifestsDir, p.CertDir, filepath.Dir(p.AuthnConfigFile()),
+		p.Kubeconfig("admin.conf"), p.Kubeconfig("super-admin.conf"), p.Kubeconfig("kubelet.conf"),
+		p.Kubeconfig("bootstrap-kubelet.conf"), p.Kubeconfig("controller-manager.conf"), p.Kubeconfig("scheduler.conf"),
+		p.KubeletDir, dataDir, p.StateDir, p.RunDir, p.LogDir,
+		filepath.Join(p.CNIConfDir, manifests.CNIConfigName),
+		filepath.Join(p.CNIStateDir, "networks", "kubeforge"),
+		p.PodLogDir, p.ContainerLogDir, "/var/lib/kube-proxy",
+	}
+	results, _ := filepath.Glob(d.Paths.Host(filepath.Join(p.CNIStateDir, "results", "kubeforge-*")))
+	for _, r := range results {
+		remove = append(remove, logicalOf(d.Paths, r))
+	}
+	try(d.removeKubeconfigCopy(phase))
+	for _, path := range remove {
+		host := d.Paths.Host(path)
+		if _, err := os.Lstat(host); err != nil {
+			continue
+		}
+		try(d.action(phase, "remove "+path, func() error { return os.RemoveAll(host) }))
+	}
+	// /etc/kubernetes itself goes when nothing else is left in it.
+	if entries, err := os.ReadDir(d.Paths.Host(p.KubernetesDir)); err == nil && len(entries) == 0 {
+		try(d.action(phase, "remove "+p.KubernetesDir, func() error { return os.Remove(d.Paths.Host(p.KubernetesDir)) }))
+	}
+	if d.Paths.Root == "" || d.Paths.Root == "/" {
+		try(d.cleanupNetwork(phase))
+	}
+	return errors.Join(errs...)
+}
+
+// etcdDataDir reads --data-dir from the etcd manifest, or the default.
+func etcdDataDir(io config.Paths, p config.Paths) string {
+	b, err := os.ReadFile(io.Host(p.Manifest(manifests.Etcd)))
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "- --data-dir="); ok && filepath.IsAbs(v) {
+				return v
+			}
+		}
+	}
+	return p.EtcdDataDir
+}
+
+func logicalOf(p config.Paths, host string) string {
+	if p.Root == "" || p.Root == "/" {
+		return host
+	}
+	rel, _ := filepath.Rel(p.Root, host)
+	return "/" + rel
+}
+
+// removeKubeconfigCopy removes ~/.kube/config when it is a copy of this
+// cluster's admin.conf, as init's instructions tell users to make.
+func (d *ResetData) removeKubeconfigCopy(phase string) error {
+	admin, err := os.ReadFile(d.Paths.Host(d.Cfg.Paths.Kubeconfig("admin.conf")))
+	if err != nil {
+		return nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || d.Paths.Root != "" && d.Paths.Root != "/" {
+		return nil
+	}
+	copyPath := filepath.Join(home, ".kube", "config")
+	if b, err := os.ReadFile(copyPath); err == nil && bytes.Equal(b, admin) {
+		return d.action(phase, "remove "+copyPath+" (a copy of this cluster's admin.conf)", func() error { return os.Remove(copyPath) })
+	}
+	return nil
+}
+
+// stopContainers kills and deletes every container the bundled containerd
+// ran (its runc state dir), then any of its shims still alive.
+func (d *ResetData) stopContainers(phase string) error {
+	root := d.Paths.Host(d.RuncRoot)
+	var ids []string
+	namespaces, _ := os.ReadDir(root)
+	for _, ns := range namespaces {
+		entries, _ := os.ReadDir(filepath.Join(root, ns.Name()))
+		for _, e := range entries {
+			ids = append(ids, ns.Name()+"/"+e.Name())
+		}
+	}
+	shims := d.shimPIDs()
+	if len(ids) == 0 && len(shims) == 0 {
+		return nil
+	}
+	return d.action(phase, fmt.Sprintf("stop %d containers and %d runtime shims", len(ids), len(shims)), func() error {
+		var errs []error
+		if len(ids) > 0 {
+			runc, err := exec.LookPath("runc")
+			if err != nil {
+				return fmt.Errorf("containers are left but runc is not installed to stop them: %w", err)
+			}
+			for _, id := range ids {
+				ns, cid, _ := strings.Cut(id, "/")
+				nsRoot := filepath.Join(root, ns)
+				_ = exec.Command(runc, "--root", nsRoot, "kill", "--all", cid, "KILL").Run()
+				if out, err := exec.Command(runc, "--root", nsRoot, "delete", "--force", cid).CombinedOutput(); err != nil {
+					errs = append(errs, fmt.Errorf("runc delete %s: %v: %s", cid, err, bytes.TrimSpace(out)))
+				}
+			}
+		}
+		for _, pid := range d.shimPIDs() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			proc.WaitGone(context.Background(), pid, nil, 5*time.Second)
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// shimPIDs lists the runc shims serving this node's containerd (their
+// command line names its socket).
+func (d *ResetData) shimPIDs() []int {
+	socket := d.Cfg.Paths.ContainerdSocket()
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 0 && strings.HasSuffix(args[0], "containerd-shim-runc-v2") && slices.Contains(args, socket) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// unmountAll unmounts everything mounted under the kubelet's, containerd's
+// and kubeforge's directories, deepest first.
+func (d *ResetData) unmountAll(phase string) error {
+	p := d.Cfg.Paths
+	var prefixes []string
+	for _, dir := range []string{p.KubeletDir, p.RunDir, p.StateDir, etcdDataDir(d.Paths, p)} {
+		prefixes = append(prefixes, d.Paths.Host(dir))
+	}
+	mounts, err := mountPoints()
+	if err != nil {
+		return err
+	}
+	var targets []string
+	for _, m := range mounts {
+		for _, pre := range prefixes {
+			if m == pre || strings.HasPrefix(m, pre+"/") {
+				targets = append(targets, m)
+				break
+			}
+		}
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	slices.SortFunc(targets, func(a, b string) int { return len(b) - len(a) })
+	return d.action(phase, fmt.Sprintf("unmount %d mounts under %s", len(targets), strings.Join([]string{p.KubeletDir, p.RunDir, p.StateDir}, ", ")), func() error {
+		var errs []error
+		for _, t := range slices.Compact(targets) {
+			if err := syscall.Unmount(t, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", t, err))
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// mountPoints lists this mount namespace's mount points (octal escapes decoded).
+func mountPoints() ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) > 4 {
+			out = append(out, unescapeMount(fields[4]))
+		}
+	}
+	return out, s.Err()
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// cleanupNetwork removes the pod bridge and the iptables/nftables rules
+// kube-proxy, the kubelet and the CNI plugins created (chains named KUBE-*
+// and CNI-*, nftables tables kube-proxy).
+func (d *ResetData) cleanupNetwork(phase string) error {
+	var errs []error
+	if _, err := os.Stat("/sys/class/net/" + manifests.BridgeName); err == nil {
+		errs = append(errs, d.action(phase, "delete the pod network bridge "+manifests.BridgeName, func() error {
+			return run("ip", "link", "delete", manifests.BridgeName)
+		}))
+	}
+	for _, family := range []string{"ip", "ip6"} {
+		if _, err := exec.LookPath("nft"); err != nil {
+			break
+		}
+		if exec.Command("nft", "list", "table", family, "kube-proxy").Run() == nil {
+			errs = append(errs, d.action(phase, "delete the nftables table "+family+" kube-proxy", func() error {
+				return run("nft", "delete", "table", family, "kube-proxy")
+			}))
+		}
+	}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		errs = append(errs, d.cleanupIptables(phase, tool))
+	}
+	return errors.Join(errs...)
+}
+
+func (d *ResetData) cleanupIptables(phase, tool string) error {
+	save, err := exec.LookPath(tool + "-save")
+	if err != nil {
+		return nil
+	}
+	out, err := exec.Command(save).Output()
+	if err != nil {
+		return nil // no such table family (e.g. IPv6 disabled)
+	}
+	filtered, removed := FilterIptablesRules(string(out))
+	if removed == 0 {
+		return nil
+	}
+	return d.action(phase, fmt.Sprintf("remove %d %s rules and chains of kube-proxy, the kubelet and CNI", removed, tool), func() error {
+		cmd := exec.Command(tool+"-restore", "-w", "5")
+		cmd.Stdin = strings.NewReader(filtered)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s-restore: %v: %s", tool, err, bytes.TrimSpace(b))
+		}
+		return nil
+	})
+}
+
+// FilterIptablesRules drops, from iptables-save output, the chains named
+// KUBE-* or CNI-* and every rule in them or jumping to them, and reports
+// how many lines it dropped.
+func FilterIptablesRules(save string) (string, int) {
+	ours := func(s string) bool { return strings.HasPrefix(s, "KUBE-") || strings.HasPrefix(s, "CNI-") }
+	var b strings.Builder
+	removed := 0
+	for _, line := range strings.Split(save, "\n") {
+		f := strings.Fields(line)
+		drop := false
+		switch {
+		case strings.HasPrefix(line, ":") && len(f) > 0:
+			drop = ours(strings.TrimPrefix(f[0], ":"))
+		case strings.HasPrefix(line, "-A ") && len(f) > 1:
+			drop = ours(f[1])
+			for i := 2; i+1 < len(f) && !drop; i++ {
+				if (f[i] == "-j" || f[i] == "-g") && ours(f[i+1]) {
+					drop = true
+				}
+			}
+		}
+		if drop {
+			removed++
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return strings.TrimSuffix(b.String(), "\n") + "\n", removed
+}
+
+func run(name string, args ...string) error {
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
