@@ -22,6 +22,8 @@ type nodeOptions struct {
 	mode      string
 	timeout   time.Duration
 	output    string
+
+	kubeletOnly bool
 }
 
 func init() { register(newNodeCmd) }
@@ -87,6 +89,13 @@ running) and exits 0. SIGHUP restarts the kubelet.`,
 			defer cancel()
 			pid, was := node.Running(o.paths)
 			begin := time.Now()
+			if o.kubeletOnly {
+				if err := node.StopKubelet(ctx, o.paths); err != nil {
+					return err
+				}
+				progress.New(out, false).Done(node.Phase, "stop", "", begin, "Stopped the kubelet; containerd keeps running")
+				return nil
+			}
 			if err := node.Stop(ctx, o.paths); err != nil {
 				return err
 			}
@@ -100,6 +109,7 @@ running) and exits 0. SIGHUP restarts the kubelet.`,
 		},
 	}
 	stop.Flags().DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait before killing what still runs")
+	stop.Flags().BoolVar(&o.kubeletOnly, "kubelet-only", false, "stop only the kubelet, and keep it stopped until the service restarts; containerd keeps running")
 
 	status := &cobra.Command{
 		Use:   "status",
@@ -160,6 +170,8 @@ func printNodeStatus(w io.Writer, p config.Paths, st node.Status) {
 	switch {
 	case st.KubeletPID != 0:
 		fmt.Fprintf(w, "  kubelet: running (pid %d), healthz: %s\n", st.KubeletPID, st.KubeletHealth)
+	case st.State.KubeletHeld:
+		fmt.Fprintln(w, "  kubelet: stopped on request (until the node service restarts)")
 	case st.Running && st.State.Phase == "waiting for the kubelet config":
 		fmt.Fprintf(w, "  kubelet: waiting for %s\n", p.KubeletConfigFile())
 	default:

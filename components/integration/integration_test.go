@@ -380,6 +380,22 @@ func TestNodeService(t *testing.T) {
 		t.Error("the self-image container's process is gone")
 	}
 
+	// What reset does first: stop the kubelet only; containerd keeps
+	// serving, and the kubelet is not restarted.
+	before := nodeStatus(t, bin, p)
+	if out, err := nodeCmd("stop", "--kubelet-only"); err != nil {
+		t.Fatalf("node stop --kubelet-only: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second)
+	held := nodeStatus(t, bin, p)
+	if !held.State.KubeletHeld || held.KubeletPID != 0 || held.State.Kubelet.Restarts > before.State.Kubelet.Restarts+1 {
+		t.Errorf("kubelet after stop --kubelet-only: held %v pid %d restarts %d → %d",
+			held.State.KubeletHeld, held.KubeletPID, before.State.Kubelet.Restarts, held.State.Kubelet.Restarts)
+	}
+	if !held.Running || !held.RuntimeReady || held.ContainerdPID != before.ContainerdPID {
+		t.Errorf("containerd after stop --kubelet-only: %+v", held)
+	}
+
 	// Clean up the pod, then stop: nothing of the node service is left.
 	rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID})
 	if _, err := rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {

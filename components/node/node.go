@@ -242,6 +242,43 @@ func Stop(ctx context.Context, p config.Paths) error {
 	return errors.Join(errs...)
 }
 
+// StopKubelet stops the kubelet and keeps it stopped while containerd
+// keeps running, until the node service restarts: what `systemctl stop
+// kubelet` is to kubeadm's reset, so that reset can then remove the pods
+// through the CRI. It succeeds when no kubelet runs.
+func StopKubelet(ctx context.Context, p config.Paths) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	kubelet, _ := readPID(p.Host(KubeletPIDFile(p)))
+	if pid, ok := Running(p); ok && pid > 0 {
+		if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+			return fmt.Errorf("ask the node service (pid %d) to stop the kubelet: %w", pid, err)
+		}
+		for {
+			s, err := ReadState(p)
+			if err == nil && s.KubeletHeld && !proc.Matches(kubelet, KubeletIdentity) {
+				break
+			}
+			if _, ok := Running(p); !ok {
+				break // the whole service went away meanwhile
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("the kubelet did not stop: %w", ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	// A kubelet left behind by a killed supervisor.
+	if err := proc.Terminate(ctx, kubelet, KubeletIdentity, 10*time.Second); err != nil {
+		return fmt.Errorf("stop the kubelet (pid %d): %w", kubelet, err)
+	}
+	return nil
+}
+
 func waitUnlocked(ctx context.Context, p config.Paths, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for locked(p) {

@@ -69,11 +69,19 @@ func fakeSupervisor(mode string, args []string) int {
 	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
 	child := proc.New(proc.Spec{
 		Name:     "containerd",
 		Args:     func() ([]string, error) { return []string{os.Args[0], "component", "containerd"}, nil },
 		PIDFile:  ContainerdPIDFile(p),
 		Identity: ContainerdIdentity,
+	})
+	kubelet := proc.New(proc.Spec{
+		Name:     "kubelet",
+		Args:     func() ([]string, error) { return []string{os.Args[0], "component", "kubelet"}, nil },
+		PIDFile:  KubeletPIDFile(p),
+		Identity: KubeletIdentity,
 	})
 	if err := child.Start(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "fake supervisor:", err)
@@ -81,14 +89,27 @@ func fakeSupervisor(mode string, args []string) int {
 	}
 	WriteState(p, State{PID: os.Getpid(), Phase: "starting containerd"})
 	time.Sleep(300 * time.Millisecond) // containerd "gets ready"
-	WriteState(p, State{PID: os.Getpid(), Phase: "running", Containerd: ChildState{PID: child.Pid(), Ready: true}})
+	state := State{PID: os.Getpid(), Phase: "running", Containerd: ChildState{PID: child.Pid(), Ready: true}}
+	WriteState(p, state)
+	kubelet.Start(context.Background())
 	if mode == "ignore-term" {
 		signal.Ignore(syscall.SIGTERM)
 		for {
 			time.Sleep(time.Hour)
 		}
 	}
-	<-term
+	for {
+		select {
+		case <-usr1:
+			kubelet.Stop()
+			state.KubeletHeld = true
+			WriteState(p, state)
+			continue
+		case <-term:
+		}
+		break
+	}
+	kubelet.Stop()
 	child.Stop()
 	os.Remove(p.NodePIDFile())
 	os.Remove(StateFile(p))
@@ -274,5 +295,42 @@ func TestLock(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(p.RunDir, "node.lock")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStopKubelet(t *testing.T) {
+	t.Setenv(fakeEnv, "ok")
+	p := testPaths(t)
+	ctx := context.Background()
+	if err := StopKubelet(ctx, p); err != nil {
+		t.Fatalf("StopKubelet when nothing runs: %v", err)
+	}
+	if err := Start(ctx, p, startOpts()); err != nil {
+		t.Fatal(err)
+	}
+	defer Stop(ctx, p)
+	var st Status
+	deadline := time.Now().Add(5 * time.Second)
+	for st = GetStatus(ctx, p); st.KubeletPID == 0 && time.Now().Before(deadline); st = GetStatus(ctx, p) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st.KubeletPID == 0 || st.ContainerdPID == 0 {
+		t.Fatalf("status: %+v", st)
+	}
+	if err := StopKubelet(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if proc.Matches(st.KubeletPID, KubeletIdentity) {
+		t.Error("kubelet still running")
+	}
+	if !proc.Matches(st.ContainerdPID, ContainerdIdentity) {
+		t.Error("containerd stopped too")
+	}
+	after := GetStatus(ctx, p)
+	if !after.Running || !after.State.KubeletHeld || after.KubeletPID != 0 {
+		t.Errorf("status after StopKubelet: %+v", after)
+	}
+	if err := StopKubelet(ctx, p); err != nil {
+		t.Fatalf("second StopKubelet: %v", err)
 	}
 }

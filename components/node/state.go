@@ -72,6 +72,9 @@ type State struct {
 	ImagesReady     bool       `json:"imagesReady"`
 	ImagesError     string     `json:"imagesError,omitempty"`
 	Kubelet         ChildState `json:"kubelet"`
+	// KubeletHeld: the kubelet was stopped on request (StopKubelet) and
+	// stays stopped until the service restarts.
+	KubeletHeld bool `json:"kubeletHeld,omitempty"`
 }
 
 // ChildState describes one child in State.

@@ -52,7 +52,9 @@ type Options struct {
 // Run runs the node service until ctx ends or the process gets SIGTERM or
 // SIGINT, then stops the kubelet and containerd (containers keep running)
 // and returns nil. SIGHUP restarts the kubelet (to pick up a changed flags
-// file or kubeconfig). It fails at once when another supervisor runs.
+// file or kubeconfig); SIGUSR1 stops the kubelet and keeps it stopped,
+// containerd running (node.StopKubelet). It fails at once when another
+// supervisor runs.
 func Run(ctx context.Context, o Options) error {
 	s, err := newSupervisor(o)
 	if err != nil {
@@ -69,6 +71,10 @@ func Run(ctx context.Context, o Options) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go s.holdKubeletOn(ctx, usr1)
 
 	if _, err := fsutil.WriteFile(s.p.Host(s.p.NodePIDFile()), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
@@ -92,10 +98,11 @@ type supervisor struct {
 	socket string // logical path of the CRI socket the kubelet uses
 	extern bool   // external container runtime
 
-	mu         sync.Mutex
-	state      node.State
-	containerd *proc.Child
-	kubelet    *proc.Child
+	mu          sync.Mutex
+	state       node.State
+	containerd  *proc.Child
+	kubelet     *proc.Child
+	kubeletHeld bool // stopped on request (SIGUSR1): never started again
 }
 
 func newSupervisor(o Options) (*supervisor, error) {
@@ -185,7 +192,12 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 		return err
 	}
 	s.phase("running")
-	s.out.Done(node.Phase, "kubelet", "", begin, "The kubelet is running (pid %d)", s.kubelet.Pid())
+	s.mu.Lock()
+	k := s.kubelet
+	s.mu.Unlock()
+	if k != nil && k.Pid() != 0 {
+		s.out.Done(node.Phase, "kubelet", "", begin, "The kubelet is running (pid %d)", k.Pid())
+	}
 
 	// 4. Watch.
 	tick := time.NewTicker(2 * time.Second)
@@ -196,7 +208,9 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 			return nil
 		case <-hup:
 			s.log.Info("SIGHUP: restarting the kubelet")
-			s.kubelet.Restart()
+			if k != nil {
+				k.Restart()
+			}
 		case <-tick.C:
 			s.update(func(*node.State) {}) // refresh pids and restart counts
 		}
@@ -313,6 +327,30 @@ func (s *supervisor) waitKubeletConfig(ctx context.Context) error {
 	}
 }
 
+// holdKubeletOn stops the kubelet for good (until the service restarts)
+// on each signal, leaving containerd running: `kubeforge reset` then
+// removes the pods through the CRI, as kubeadm's reset does after
+// `systemctl stop kubelet`.
+func (s *supervisor) holdKubeletOn(ctx context.Context, sig <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+		}
+		s.mu.Lock()
+		s.kubeletHeld = true
+		k := s.kubelet
+		s.mu.Unlock()
+		s.log.Info("SIGUSR1: stopping the kubelet; it stays stopped until the node service restarts")
+		if k != nil {
+			_ = k.Stop()
+		}
+		s.update(func(st *node.State) { st.KubeletHeld, st.Kubelet.Ready = true, false })
+		s.out.Printf(node.Phase, "Stopped the kubelet on request; containerd keeps running")
+	}
+}
+
 func (s *supervisor) startKubelet(ctx context.Context) error {
 	c := proc.New(proc.Spec{
 		Name: "kubelet",
@@ -331,9 +369,20 @@ func (s *supervisor) startKubelet(ctx context.Context) error {
 		Log:         s.log,
 	})
 	s.mu.Lock()
+	if s.kubeletHeld {
+		s.mu.Unlock()
+		s.log.Info("the kubelet is held stopped; not starting it")
+		return nil
+	}
 	s.kubelet = c
 	s.mu.Unlock()
 	if err := c.Start(ctx); err != nil {
+		s.mu.Lock()
+		held := s.kubeletHeld
+		s.mu.Unlock()
+		if held { // stopped on request while starting
+			return nil
+		}
 		return err
 	}
 	s.update(func(st *node.State) { st.Kubelet.Ready = true })
