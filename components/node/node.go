@@ -159,17 +159,19 @@ func spawnDaemon(p config.Paths, exe string, args []string) (int, <-chan error, 
 func waitReady(ctx context.Context, p config.Paths, pid int, exited <-chan error) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
+	seen := pid != 0 // a systemd unit's supervisor may not be up yet
 	for {
 		cur, running := Running(p)
 		if pid == 0 {
 			pid = cur
 		}
+		seen = seen || running
 		if running && pid > 0 && cur == pid {
 			if s, err := ReadState(p); err == nil && s.PID == pid && s.Containerd.Ready {
 				return nil
 			}
 		}
-		if exited == nil && !running {
+		if exited == nil && seen && !running {
 			return fmt.Errorf("the node service stopped before the container runtime was ready; %s ends with:\n%s",
 				p.NodeLogFile(), lastLines(p.Host(p.NodeLogFile()), 15))
 		}
