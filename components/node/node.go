@@ -244,6 +244,31 @@ func Stop(ctx context.Context, p config.Paths) error {
 	return errors.Join(errs...)
 }
 
+// WaitImages waits until the running node service has the kubeforge and
+// pause images in its container runtime (Start returns before that: the
+// import overlaps with the rest of init).
+func WaitImages(ctx context.Context, p config.Paths) error {
+	for {
+		pid, running := Running(p)
+		if !running {
+			return errors.New("the node service is not running")
+		}
+		s, err := ReadState(p)
+		if err == nil && (pid == 0 || s.PID == pid) && s.ImagesReady {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			msg := ""
+			if s.ImagesError != "" {
+				msg = " (last error: " + s.ImagesError + ")"
+			}
+			return fmt.Errorf("the images are not in the container runtime yet%s: %w", msg, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // StopKubelet stops the kubelet and keeps it stopped while containerd
 // keeps running, until the node service restarts: what `systemctl stop
 // kubelet` is to kubeadm's reset, so that reset can then remove the pods

@@ -89,7 +89,10 @@ func fakeSupervisor(mode string, args []string) int {
 	}
 	WriteState(p, State{PID: os.Getpid(), Phase: "starting containerd"})
 	time.Sleep(300 * time.Millisecond) // containerd "gets ready"
-	state := State{PID: os.Getpid(), Phase: "running", Containerd: ChildState{PID: child.Pid(), Ready: true}}
+	state := State{PID: os.Getpid(), Phase: "importing images", Containerd: ChildState{PID: child.Pid(), Ready: true}}
+	WriteState(p, state)
+	time.Sleep(200 * time.Millisecond)
+	state.Phase, state.ImagesReady = "running", true
 	WriteState(p, state)
 	kubelet.Start(context.Background())
 	if mode == "ignore-term" {
@@ -133,6 +136,9 @@ func TestStartStopDaemon(t *testing.T) {
 	if err := Stop(ctx, p); err != nil {
 		t.Fatalf("Stop when not running: %v", err)
 	}
+	if err := WaitImages(ctx, p); err == nil {
+		t.Fatal("WaitImages when not running: want an error")
+	}
 
 	begin := time.Now()
 	if err := Start(ctx, p, startOpts()); err != nil {
@@ -163,6 +169,15 @@ func TestStartStopDaemon(t *testing.T) {
 		t.Errorf("status: %+v", st)
 	}
 	child := st.ContainerdPID
+	if st.State.ImagesReady {
+		t.Error("images ready before the fake imported them: the test proves nothing")
+	}
+	if err := WaitImages(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if !GetStatus(ctx, p).State.ImagesReady {
+		t.Error("WaitImages returned before the images were ready")
+	}
 
 	// Idempotent.
 	if err := Start(ctx, p, startOpts()); err != nil {
