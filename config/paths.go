@@ -109,6 +109,11 @@ func (p Paths) ContainerdSocket() string {
 	return filepath.Join(p.ContainerdState(), "containerd.sock")
 }
 
+// RuncRoot is where runc keeps the state of the bundled containerd's
+// containers, one directory per containerd namespace (runc's default,
+// /run/containerd/runc, is shared by every containerd on the host).
+func (p Paths) RuncRoot() string { return filepath.Join(p.RunDir, "runc") }
+
 // ContainerdConfig is the bundled containerd's generated config.toml.
 func (p Paths) ContainerdConfig() string { return filepath.Join(p.StateDir, "containerd-config.toml") }
 

@@ -26,8 +26,6 @@ import (
 type ResetData struct {
 	*Node
 	IgnorePreflightErrors []string
-	// RuncRoot is where the bundled containerd's runc keeps container state.
-	RuncRoot string
 }
 
 // ResetWorkflow is the tree of `kubeforge reset` phases.
@@ -164,10 +162,12 @@ func (d *ResetData) removeKubeconfigCopy(phase string) error {
 	return nil
 }
 
-// stopContainers kills and deletes every container the bundled containerd
-// ran (its runc state dir), then any of its shims still alive.
+// stopContainers stops every container of this node: runc kills and
+// deletes the containers in the bundled containerd's runc state, its shims
+// are killed, and any process still in the kubelet's cgroups is killed;
+// then those cgroups are removed.
 func (d *ResetData) stopContainers(phase string) error {
-	root := d.Paths.Host(d.RuncRoot)
+	root := d.Paths.Host(d.Cfg.Paths.RuncRoot())
 	var ids []string
 	namespaces, _ := os.ReadDir(root)
 	for _, ns := range namespaces {
@@ -177,35 +177,38 @@ func (d *ResetData) stopContainers(phase string) error {
 		}
 	}
 	shims := d.shimPIDs()
-	if len(ids) == 0 && len(shims) == 0 {
+	cgroups := d.kubeletCgroups()
+	if len(ids) == 0 && len(shims) == 0 && len(cgroups) == 0 {
 		return nil
 	}
-	return d.action(phase, fmt.Sprintf("stop %d containers and %d runtime shims", len(ids), len(shims)), func() error {
+	return d.action(phase, fmt.Sprintf("stop %d containers and %d runtime shims, remove %d pod cgroups", len(ids), len(shims), len(cgroups)), func() error {
 		var errs []error
 		if len(ids) > 0 {
 			runc, err := exec.LookPath("runc")
 			if err != nil {
-				return fmt.Errorf("containers are left but runc is not installed to stop them: %w", err)
+				errs = append(errs, fmt.Errorf("runc is not installed to delete the containers' state: %w", err))
 			}
 			for _, id := range ids {
+				if runc == "" {
+					break
+				}
 				ns, cid, _ := strings.Cut(id, "/")
 				nsRoot := filepath.Join(root, ns)
 				_ = exec.Command(runc, "--root", nsRoot, "kill", "--all", cid, "KILL").Run()
-				if out, err := exec.Command(runc, "--root", nsRoot, "delete", "--force", cid).CombinedOutput(); err != nil {
-					errs = append(errs, fmt.Errorf("runc delete %s: %v: %s", cid, err, bytes.TrimSpace(out)))
-				}
+				_ = exec.Command(runc, "--root", nsRoot, "delete", "--force", cid).Run()
 			}
 		}
 		for _, pid := range d.shimPIDs() {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			proc.WaitGone(context.Background(), pid, nil, 5*time.Second)
 		}
+		errs = append(errs, removeCgroups(cgroups))
 		return errors.Join(errs...)
 	})
 }
 
 // shimPIDs lists the runc shims serving this node's containerd (their
-// command line names its socket).
+// command line names its socket after -address).
 func (d *ResetData) shimPIDs() []int {
 	socket := d.Cfg.Paths.ContainerdSocket()
 	var pids []int
@@ -220,11 +223,75 @@ func (d *ResetData) shimPIDs() []int {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) > 0 && strings.HasSuffix(args[0], "containerd-shim-runc-v2") && slices.Contains(args, socket) {
+		if i := slices.Index(args, "-address"); i > 0 && i+1 < len(args) && args[i+1] == socket && slices.Contains(args, "-namespace") {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// kubeletCgroups lists the kubelet's pod cgroup trees (<cgroupRoot>/kubepods
+// in every mounted hierarchy). Only for the real host: a test root has none.
+func (d *ResetData) kubeletCgroups() []string {
+	if d.Paths.Root != "" && d.Paths.Root != "/" {
+		return nil
+	}
+	root := "/"
+	if b, err := os.ReadFile(d.Cfg.Paths.KubeletConfigFile()); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "cgroupRoot:"); ok && strings.TrimSpace(v) != "" {
+				root = strings.Trim(strings.TrimSpace(v), `"'`)
+			}
+		}
+	}
+	var out []string
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	hierarchies = append(hierarchies, "/sys/fs/cgroup")
+	for _, h := range hierarchies {
+		dir := filepath.Join(h, root, "kubepods")
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
+
+// removeCgroups kills whatever still runs in the trees, then removes them
+// bottom-up, retrying while the kernel finishes tearing processes down.
+func removeCgroups(trees []string) error {
+	var dirs []string
+	for _, t := range trees {
+		filepath.WalkDir(t, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+	}
+	for _, dir := range dirs {
+		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+	}
+	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
+	var last error
+	for attempt := 0; attempt < 50; attempt++ {
+		last = nil
+		for _, dir := range dirs {
+			if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, syscall.ENOENT) {
+				last = fmt.Errorf("remove cgroup %s: %w", dir, err)
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
 }
 
 // unmountAll unmounts everything mounted under the kubelet's, containerd's

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -61,8 +60,7 @@ func newResetCmd(in io.Reader, out, _ io.Writer) *cobra.Command {
 		}
 		rep := progress.New(out, o.output == "json")
 		n := &phases.Node{Cfg: cfg, Paths: cfg.Paths, Out: rep, DryRun: o.dryRun}
-		return &phases.ResetData{Node: n, IgnorePreflightErrors: o.ignorePreflightErrors,
-			RuncRoot: filepath.Join(cfg.Paths.RunDir, "runc")}, nil
+		return &phases.ResetData{Node: n, IgnorePreflightErrors: o.ignorePreflightErrors}, nil
 	}
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		skip, err := wf.ParseSkip(o.skipPhases)

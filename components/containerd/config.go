@@ -194,12 +194,14 @@ func RenderConfig(p config.Paths, o Options) ([]byte, error) {
 	}
 	data := struct {
 		Root, State, Socket, TTRPCSocket string
+		RuncRoot                         string
 		SocketDir, HostsDir              string
 		Platform                         string
 		Disabled, Required               []string
 		Opts                             Options
 	}{
 		Root:        p.ContainerdRoot(),
+		RuncRoot:    p.RuncRoot(),
 		State:       p.ContainerdState(),
 		Socket:      p.ContainerdSocket(),
 		TTRPCSocket: p.ContainerdSocket() + ".ttrpc",
@@ -278,6 +280,8 @@ oom_score = 0
         snapshotter = {{q .Opts.Snapshotter}}
         [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
           SystemdCgroup = false
+          # runc's state for this containerd only (the default, /run/containerd/runc, is host-wide).
+          Root = {{q .RuncRoot}}
     [plugins."io.containerd.cri.v1.runtime".cni]
       bin_dirs = {{qs .Opts.CNIBinDirs}}
       conf_dir = {{q .Opts.CNIConfDir}}

@@ -501,3 +501,13 @@ func lastLines(path string, n int) string {
 	}
 	return "  " + strings.Join(lines, "\n  ")
 }
+
+// RestartKubelet asks the running node service to restart the kubelet
+// (SIGHUP to the supervisor); containers keep running.
+func RestartKubelet(p config.Paths) error {
+	pid, ok := Running(p)
+	if !ok || pid <= 0 {
+		return fmt.Errorf("the node service is not running (no lock on %s)", LockFile(p))
+	}
+	return syscall.Kill(pid, syscall.SIGHUP)
+}
