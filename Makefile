@@ -7,7 +7,7 @@ export CGO_ENABLED := 0
 .PHONY: build test unit bench up clean fmt vet
 
 build: ## build bin/kubeforge (static)
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
 
 unit: ## unit tests only (no root, no cluster)
 	$(GO) test -short ./...

@@ -217,6 +217,63 @@ func runWaitControlPlane(ctx context.Context, d *InitData) error {
 		return fmt.Errorf("the control plane did not become healthy within %s:\n%s", timeout, strings.Join(failed, "\n"))
 	}
 	d.Out.Done(phase, "ready", "", start, "All control-plane components are healthy")
+	return d.ensureMirrorPods(ctx, phase)
+}
+
+// ensureMirrorPods makes sure the API shows the control-plane static pods.
+// The kubelet creates their mirror pods once, right after it registers the
+// node, which can happen a moment before the API server has created the
+// system-node-critical PriorityClass the pods name; it then retries only at
+// its next periodic sync (a minute later). If a mirror pod is missing once
+// the class exists, the kubelet is restarted (containers keep running) so it
+// registers them at once.
+func (d *InitData) ensureMirrorPods(ctx context.Context, phase string) error {
+	// admin.conf has no rights before upload-config binds its group.
+	cfg, err := restConfig(d.Paths, d.Cfg.Paths.Kubeconfig("super-admin.conf"))
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	missing := func() []string {
+		var out []string
+		for _, c := range manifests.ControlPlaneComponents {
+			name := c + "-" + d.Cfg.NodeName()
+			if _, err := client.CoreV1().Pods(metav1.NamespaceSystem).Get(ctx, name, metav1.GetOptions{}); err != nil {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	// Wait for the priority class, then give the kubelet a moment of its own.
+	_ = pollUntil(ctx, 30*time.Second, func() (bool, error) {
+		_, err := client.SchedulingV1().PriorityClasses().Get(ctx, "system-node-critical", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	var gone []string
+	_ = pollUntil(ctx, 1500*time.Millisecond, func() (bool, error) {
+		gone = missing()
+		return len(gone) == 0, nil
+	})
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := node.RestartKubelet(d.Cfg.Paths); err != nil {
+		d.Out.Warnf(phase, "mirror pods %v are missing and the kubelet could not be restarted: %v; they appear within a minute", gone, err)
+		return nil
+	}
+	err = pollUntil(ctx, 30*time.Second, func() (bool, error) {
+		gone = missing()
+		return len(gone) == 0, nil
+	})
+	if err != nil {
+		d.Out.Warnf(phase, "mirror pods %v are still missing: the kubelet creates them at its next sync", gone)
+		return nil
+	}
+	d.Out.Done(phase, "mirror-pods", "", start, "Restarted the kubelet so it registered the control plane's mirror pods (it first tried before the API server had its priority classes)")
 	return nil
 }
 
