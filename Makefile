@@ -6,8 +6,11 @@ export CGO_ENABLED := 0
 
 .PHONY: build test unit bench up clean fmt vet
 
-build: ## build bin/kubeforge (static)
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
+SHIM := components/containerd/shim.bin
+
+build: ## build bin/kubeforge (static), with the small runc shim embedded
+	$(GO) build -ldflags '-s -w' -o $(SHIM) ./components/containerd/shimcmd
+	$(GO) build -tags embedshim -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
 
 unit: ## unit tests only (no root, no cluster)
 	$(GO) test -short ./...
@@ -28,4 +31,4 @@ vet:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin $(SHIM)

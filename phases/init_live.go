@@ -223,10 +223,13 @@ func runWaitControlPlane(ctx context.Context, d *InitData) error {
 // ensureMirrorPods makes sure the API shows the control-plane static pods.
 // The kubelet creates their mirror pods once, right after it registers the
 // node, which can happen a moment before the API server has created the
-// system-node-critical PriorityClass the pods name; it then retries only at
-// its next periodic sync (a minute later). If a mirror pod is missing once
-// the class exists, the kubelet is restarted (containers keep running) so it
-// registers them at once.
+// system-node-critical PriorityClass the pods name; the kubelet then retries
+// only at its next periodic sync, up to a minute later. So once the class
+// exists, init creates a missing mirror pod itself, exactly as the kubelet
+// would: the static pod, bound to this node, owned by the Node, annotated
+// with the static pod's hash (the UID the kubelet gave it, visible in its
+// log directory). The kubelet adopts it; should it ever disagree, it deletes
+// and recreates it. If that is not possible the kubelet is restarted instead.
 func (d *InitData) ensureMirrorPods(ctx context.Context, phase string) error {
 	// admin.conf has no rights before upload-config binds its group.
 	cfg, err := restConfig(d.Paths, d.Cfg.Paths.Kubeconfig("super-admin.conf"))
@@ -241,41 +244,83 @@ func (d *InitData) ensureMirrorPods(ctx context.Context, phase string) error {
 	missing := func() []string {
 		var out []string
 		for _, c := range manifests.ControlPlaneComponents {
-			name := c + "-" + d.Cfg.NodeName()
-			if _, err := client.CoreV1().Pods(metav1.NamespaceSystem).Get(ctx, name, metav1.GetOptions{}); err != nil {
-				out = append(out, name)
+			if _, err := client.CoreV1().Pods(metav1.NamespaceSystem).Get(ctx, c+"-"+d.Cfg.NodeName(), metav1.GetOptions{}); err != nil {
+				out = append(out, c)
 			}
 		}
 		return out
 	}
-	// Wait for the priority class, then give the kubelet a moment of its own.
 	_ = pollUntil(ctx, 30*time.Second, func() (bool, error) {
 		_, err := client.SchedulingV1().PriorityClasses().Get(ctx, "system-node-critical", metav1.GetOptions{})
 		return err == nil, nil
 	})
 	var gone []string
-	_ = pollUntil(ctx, 1500*time.Millisecond, func() (bool, error) {
+	_ = pollUntil(ctx, 300*time.Millisecond, func() (bool, error) {
 		gone = missing()
 		return len(gone) == 0, nil
 	})
 	if len(gone) == 0 {
 		return nil
 	}
+	n, err := client.CoreV1().Nodes().Get(ctx, d.Cfg.NodeName(), metav1.GetOptions{})
+	if err == nil {
+		for _, c := range gone {
+			if err = d.createMirrorPod(ctx, client, n, c); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		d.Out.Done(phase, "mirror-pods", "", start, "Registered the mirror pods of %v (the kubelet tried before the API server had its priority classes)", gone)
+		return nil
+	}
+	d.Out.Warnf(phase, "could not register the mirror pods of %v (%v); restarting the kubelet so it does", gone, err)
 	if err := node.RestartKubelet(d.Cfg.Paths); err != nil {
-		d.Out.Warnf(phase, "mirror pods %v are missing and the kubelet could not be restarted: %v; they appear within a minute", gone, err)
-		return nil
+		d.Out.Warnf(phase, "the kubelet could not be restarted: %v; the mirror pods appear within a minute", err)
 	}
-	err = pollUntil(ctx, 30*time.Second, func() (bool, error) {
-		gone = missing()
-		return len(gone) == 0, nil
-	})
-	if err != nil {
-		d.Out.Warnf(phase, "mirror pods %v are still missing: the kubelet creates them at its next sync", gone)
-		return nil
-	}
-	d.Out.Done(phase, "mirror-pods", "", start, "Restarted the kubelet so it registered the control plane's mirror pods (it first tried before the API server had its priority classes)")
 	return nil
 }
+
+// createMirrorPod creates the mirror pod of a control-plane static pod.
+func (d *InitData) createMirrorPod(ctx context.Context, client kubernetes.Interface, n *corev1.Node, component string) error {
+	name := component + "-" + d.Cfg.NodeName()
+	dirs, _ := filepath.Glob(d.Paths.Host(filepath.Join(d.Cfg.Paths.PodLogDir, metav1.NamespaceSystem+"_"+name+"_*")))
+	if len(dirs) != 1 {
+		return fmt.Errorf("cannot tell the kubelet's UID of static pod %s (%d log directories)", name, len(dirs))
+	}
+	hash := strings.TrimPrefix(filepath.Base(dirs[0]), metav1.NamespaceSystem+"_"+name+"_")
+	pod, err := manifests.StaticPod(d.Cfg, component)
+	if err != nil {
+		return err
+	}
+	pod.Name = name
+	pod.Spec.NodeName = n.Name
+	pod.Annotations = mergeMaps(pod.Annotations, map[string]string{
+		"kubernetes.io/config.hash":   hash,
+		"kubernetes.io/config.mirror": hash,
+		"kubernetes.io/config.source": "file",
+	})
+	pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID, Controller: ptrTo(true)}}
+	pod.Spec.Tolerations = append(pod.Spec.Tolerations, corev1.Toleration{Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute})
+	_, err = client.CoreV1().Pods(metav1.NamespaceSystem).Create(ctx, pod, metav1.CreateOptions{FieldManager: "kubelet"})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+func mergeMaps(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 // pollHealthy polls h every 100 ms until it answers 200 or ctx ends; the
 // error is the last failure seen.

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/plugin/registry"
 
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
 )
 
 // ShimName is the executable name containerd looks for to run
@@ -93,10 +94,19 @@ func ShimLinkPath(p config.Paths) string {
 	return filepath.Join(p.StateDir, "bin", ShimName)
 }
 
-// EnsureShimLink makes ShimLinkPath(p) a symlink to the running executable
-// (replacing a link to anything else, atomically) and returns its logical
-// path, which is Options.ShimPath.
+// EnsureShimLink puts the runc v2 shim at ShimLinkPath(p) and returns that
+// logical path, which is Options.ShimPath: the small standalone shim when
+// the binary embeds one (make build does), written only when it differs;
+// otherwise a symlink to the running executable, which then serves as the
+// shim (replacing a link to anything else, atomically).
 func EnsureShimLink(p config.Paths) (string, error) {
+	logical := ShimLinkPath(p)
+	if len(embeddedShim) > 0 {
+		if _, err := fsutil.WriteFile(p.Host(logical), embeddedShim, 0o755); err != nil {
+			return "", fmt.Errorf("runc shim: %w", err)
+		}
+		return logical, nil
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("runc shim link: find own executable: %w", err)
@@ -104,7 +114,6 @@ func EnsureShimLink(p config.Paths) (string, error) {
 	if self, err = filepath.EvalSymlinks(self); err != nil {
 		return "", fmt.Errorf("runc shim link: %w", err)
 	}
-	logical := ShimLinkPath(p)
 	if err := ensureSymlink(p.Host(logical), self); err != nil {
 		return "", fmt.Errorf("runc shim link: %w", err)
 	}

@@ -157,6 +157,19 @@ func (e *ensurer) layerOf(s spec, fresh bool) (ocispec.Descriptor, error) {
 }
 
 func (e *ensurer) ensure(ctx context.Context, s spec) error {
+	if s.holdsSelf {
+		// Present already? Only when the executable's layer digest is
+		// remembered; a first load goes the direct way (direct.go).
+		if st, err := readState(e.p.Host(StateFile(e.p))); err == nil && st.matches(e.exe) {
+			s.layer = st.Layer
+			if b, err := build(s); err == nil {
+				if ok, err := e.present(ctx, s.name, b.target); err != nil || ok {
+					return err
+				}
+			}
+		}
+		return e.loadDirect(ctx, s)
+	}
 	var err error
 	if s.layer, err = e.layerOf(s, false); err != nil {
 		return err
