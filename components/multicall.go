@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kubeforge/kubeforge/components/containerd"
+	"github.com/kubeforge/kubeforge/components/hosttools"
 )
 
 // ComponentCommand is the CLI word that introduces a component:
@@ -36,6 +37,9 @@ func Multicall(args []string) (code int, handled bool) {
 	}
 	if containerd.IsShim(args) {
 		return containerd.ShimMain(args), true
+	}
+	if hosttools.IsTool(args) {
+		return hosttools.Exec(args), true
 	}
 	if c, rest, ok := componentCall(args); ok {
 		// Upstream code that reads os.Args (etcd's gateway, CoreDNS's flag

@@ -95,6 +95,9 @@ type HostFacts struct {
 	SystemdInit bool
 	// CgroupV1 is true on cgroup v1 and hybrid hosts.
 	CgroupV1 bool
+	// HasNft is true when the host has the nft program (kube-proxy then
+	// runs in nftables mode by default, else iptables).
+	HasNft bool
 }
 
 // New returns a Config with no file values.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -101,7 +102,42 @@ func (c *Config) applyDefaults(h HostFacts) error {
 	if cl.CertificateValidityPeriod == nil {
 		cl.CertificateValidityPeriod = &metav1.Duration{Duration: DefaultCertValidity}
 	}
-	return c.defaultKubelet(h)
+	if err := c.defaultKubelet(h); err != nil {
+		return err
+	}
+	c.defaultKubeProxy(h)
+	return nil
+}
+
+// KubeProxyKubeconfig is where kube-proxy's pod finds its kubeconfig (from
+// the kube-proxy ConfigMap), as with kubeadm.
+const KubeProxyKubeconfig = "/var/lib/kube-proxy/kubeconfig.conf"
+
+// defaultKubeProxy fills the KubeProxyConfiguration as kubeadm does, with
+// nftables mode where the host has nft (IPVS is not an option on kernels
+// without its modules), and conntrack limits left to the host.
+func (c *Config) defaultKubeProxy(h HostFacts) {
+	k := &c.KubeProxy
+	if k.ClientConnection.Kubeconfig == "" {
+		k.ClientConnection.Kubeconfig = KubeProxyKubeconfig
+	}
+	if k.ClusterCIDR == "" {
+		k.ClusterCIDR = c.Cluster.Networking.PodSubnet
+	}
+	if k.BindAddress == "" {
+		k.BindAddress = "0.0.0.0"
+	}
+	if k.Mode == "" {
+		k.Mode = "iptables"
+		if h.HasNft {
+			k.Mode = "nftables"
+		}
+	}
+	if k.Conntrack.MaxPerCore == nil {
+		// Leave nf_conntrack_max alone: it is host-wide, and several nodes
+		// may share a host.
+		k.Conntrack.MaxPerCore = ptr.To[int32](0)
+	}
 }
 
 // defaultKubelet fills the KubeletConfiguration the way kubeadm does, plus
@@ -168,6 +204,9 @@ func HostDefaults() HostFacts {
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
 		h.CgroupV1 = true
+	}
+	if _, err := exec.LookPath("nft"); err == nil {
+		h.HasNft = true
 	}
 	return h
 }

@@ -65,6 +65,7 @@ func livePhases() []Phase[*InitData] {
 		{Name: "bootstrap-token", Short: "Create bootstrap tokens, the cluster-info ConfigMap and the RBAC rules for joining nodes", Run: runBootstrapToken,
 			Flags: []string{"skip-token-print"}},
 		{Name: "kubelet-finalize", Short: "Check the kubelet uses its rotating client certificate and got a serving certificate", Run: runKubeletFinalize},
+		addonPhase(),
 		{Name: "show-join-command", Short: "Show how to use the cluster and how to join nodes", Run: runShowJoinCommand,
 			Flags: []string{"skip-token-print"}},
 	}

@@ -208,14 +208,20 @@ func (d *ResetData) stopContainers(phase string) error {
 }
 
 // shimPIDs lists the runc shims serving this node's containerd (their
-// command line names its socket after -address).
+// command line names its socket after -address). Only shims in this
+// process's mount namespace count: another node on the same machine (its
+// own mount namespace, the same socket path) has shims of its own.
 func (d *ResetData) shimPIDs() []int {
 	socket := d.Cfg.Paths.ContainerdSocket()
+	mountNS, _ := os.Readlink("/proc/self/ns/mnt")
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
+			continue
+		}
+		if ns, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "mnt")); err != nil || ns != mountNS {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))

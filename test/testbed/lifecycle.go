@@ -1,0 +1,386 @@
+package testbed
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Mount is one line of a mountinfo file.
+type Mount struct {
+	ID, Parent   int
+	Point        string // mount point (unescaped)
+	Optional     string // optional fields: shared:N, master:N, …
+	FSType       string
+	Source       string
+	SuperOptions string
+}
+
+// Mounts lists the mounts of the node's mount namespace, in mount order.
+func (n *Node) Mounts() ([]Mount, error) {
+	return readMountinfo(fmt.Sprintf("/proc/%d/mountinfo", n.holderPID))
+}
+
+// MountsUnder lists the node's mounts at or below any of paths, except the
+// testbed's own (the node's /etc, /var/lib, /var/log and /run): what
+// kubeforge, containerd and the kubelet mounted there.
+func (n *Node) MountsUnder(paths ...string) ([]Mount, error) {
+	mounts, err := n.Mounts()
+	if err != nil {
+		return nil, err
+	}
+	var out []Mount
+	for _, m := range mounts {
+		if id, ok := n.base[m.Point]; ok && id == m.ID {
+			continue
+		}
+		if underAny(m.Point, paths) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+func readMountinfo(path string) ([]Mount, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Mount
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		sep := slices.Index(fields, "-")
+		if sep < 6 {
+			continue
+		}
+		m := Mount{Point: unescape(fields[4]), Optional: strings.Join(fields[6:sep], " ")}
+		m.ID, _ = strconv.Atoi(fields[0])
+		m.Parent, _ = strconv.Atoi(fields[1])
+		if sep+1 < len(fields) {
+			m.FSType = fields[sep+1]
+		}
+		if sep+2 < len(fields) {
+			m.Source = unescape(fields[sep+2])
+		}
+		if sep+3 < len(fields) {
+			m.SuperOptions = fields[sep+3]
+		}
+		out = append(out, m)
+	}
+	return out, s.Err()
+}
+
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func underAny(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Process is a process of a node.
+type Process struct {
+	PID     int
+	Exe     string // /proc/PID/exe
+	Cmdline []string
+	// Why it belongs to the node: "net", "mnt" and/or "cgroup".
+	In []string
+}
+
+func (p Process) String() string {
+	return fmt.Sprintf("pid %d (%s) [%s] %s", p.PID, p.Exe, strings.Join(p.In, ","), strings.Join(p.Cmdline, " "))
+}
+
+// Processes lists the processes in the node's network namespace, its mount
+// namespace or its cgroup root, except the namespace holder. All of them
+// are the node's: nothing else runs there.
+func (n *Node) Processes() []Process {
+	var out []Process
+	me := os.Getpid()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == me || pid == n.holderPID && n.holder.alive() {
+			continue
+		}
+		var in []string
+		if n.netnsID != "" {
+			if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); ns == n.netnsID {
+				in = append(in, "net")
+			}
+		}
+		if n.mountNSID != "" {
+			if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); ns == n.mountNSID {
+				in = append(in, "mnt")
+			}
+		}
+		if n.CgroupRoot != "" && inCgroup(pid, n.CgroupRoot) {
+			in = append(in, "cgroup")
+		}
+		if len(in) == 0 {
+			continue
+		}
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if len(raw) == 0 {
+			continue // exited meanwhile, or a zombie
+		}
+		out = append(out, Process{PID: pid, Exe: exe, Cmdline: strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00"), In: in})
+	}
+	return out
+}
+
+// InNetNS reports whether pid runs in the node's network namespace.
+func (n *Node) InNetNS(pid int) bool {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+	return err == nil && n.netnsID != "" && ns == n.netnsID
+}
+
+func inCgroup(pid int, root string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 && (parts[2] == root || strings.HasPrefix(parts[2], root+"/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// KillAll kills (SIGKILL) every process of the node but the namespace
+// holder, and waits until they are gone.
+func (n *Node) KillAll(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		procs := n.Processes()
+		if len(procs) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			var s []string
+			for _, p := range procs {
+				s = append(s, p.String())
+			}
+			return fmt.Errorf("processes of node %s still run after SIGKILL:\n  %s", n.Name, strings.Join(s, "\n  "))
+		}
+		for _, p := range procs {
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Crash simulates a power cut and reboot of the node: every process of the
+// node is killed (SIGKILL), everything mounted below its /etc, /var/lib,
+// /var/log and /run is unmounted, and /run is replaced by an empty tmpfs.
+// Files on the node's disk (/etc, /var) stay.
+func (n *Node) Crash(ctx context.Context) error {
+	if err := n.KillAll(15 * time.Second); err != nil {
+		return err
+	}
+	mounts, err := n.MountsUnder(basePaths...)
+	if err != nil {
+		return err
+	}
+	var script strings.Builder
+	for i := len(mounts) - 1; i >= 0; i-- {
+		fmt.Fprintf(&script, "umount -l %s 2>/dev/null || true\n", shellQuote(mounts[i].Point))
+	}
+	script.WriteString("umount -l /run\nmount -t tmpfs -o mode=0755,nosuid,nodev kftb-run /run\nmkdir -p /run/lock\n")
+	if out, err := n.Run(ctx, "sh", "-ec", script.String()); err != nil {
+		return fmt.Errorf("crash: %w\n%s", err, out)
+	}
+	if left, err := n.MountsUnder(basePaths...); err != nil || len(left) > 0 {
+		return fmt.Errorf("crash: mounts left after unmounting: %v %v", left, err)
+	}
+	return n.recordBaseMounts()
+}
+
+// destroy removes the node. With reset, `kubeforge reset --force` runs in
+// it first. It returns what it could not remove.
+func (n *Node) destroy(reset bool) []error {
+	var errs []error
+	logf := func(format string, args ...any) {
+		if n.tb != nil {
+			n.tb.t.Logf(format, args...)
+		}
+	}
+	if reset && n.tb != nil && n.mountsIntact() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		start := time.Now()
+		out, err := n.Kubeforge(ctx, "reset", "--force")
+		cancel()
+		if err != nil {
+			logf("testbed: node %s: reset failed (ignored; the testbed removes the rest): %v", n.Name, err)
+		} else {
+			logf("testbed: node %s: reset in %v", n.Name, time.Since(start).Round(time.Millisecond))
+		}
+		_ = out
+	} else if reset && n.tb != nil && n.holderPID != 0 {
+		logf("testbed: node %s: its mounts are not intact; no reset", n.Name)
+	}
+	if err := n.KillAll(15 * time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if n.holder.alive() {
+		// What is left is mounted in the holder's namespace only: unmount,
+		// then end the namespace with its holder.
+		var script strings.Builder
+		for _, p := range slices.Backward(basePaths) {
+			fmt.Fprintf(&script, "umount -R -l %s 2>/dev/null || true\n", shellQuote(p))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if out, err := n.Run(ctx, "sh", "-c", script.String()); err != nil {
+			errs = append(errs, fmt.Errorf("unmount: %v: %s", err, out))
+		}
+		cancel()
+		_ = syscall.Kill(n.holder.PID, syscall.SIGKILL)
+		deadline := time.Now().Add(5 * time.Second)
+		for n.holder.alive() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n.holder.alive() {
+			errs = append(errs, fmt.Errorf("the namespace holder (pid %d) does not exit", n.holder.PID))
+		}
+	}
+	if n.HostVeth != "" && linkExists(n.HostVeth) {
+		if err := runHost("ip", "link", "delete", n.HostVeth); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := os.Lstat("/run/netns/" + n.NetNS); err == nil {
+		if err := runHost("ip", "netns", "delete", n.NetNS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.CgroupRoot != "" && strings.HasPrefix(n.CgroupRoot, "/kftb-") {
+		if err := removeCgroups(n.cgroupDirs()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.Dir != "" {
+		if err := removeAll(n.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// removeCgroups removes cgroup directories (deepest first), killing what
+// still runs in them, retrying while the kernel finishes with exited tasks.
+func removeCgroups(dirs []string) error {
+	var last error
+	for attempt := 0; attempt < 100; attempt++ {
+		last = nil
+		for _, dir := range dirs {
+			if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			}
+			if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, syscall.ENOENT) {
+				last = fmt.Errorf("remove cgroup %s: %w", dir, err)
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return last
+}
+
+// Diagnostics collects what helps to understand a failure: nodes and pods,
+// the node service's status, the ends of the node's logs, its processes.
+func (n *Node) Diagnostics(ctx context.Context) string {
+	var b strings.Builder
+	section := func(title, body string) { fmt.Fprintf(&b, "----- %s\n%s\n", title, strings.TrimRight(body, "\n")) }
+	short := func(f func(ctx context.Context) (string, error)) string {
+		c, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		out, err := f(c)
+		if err != nil {
+			return out + "\n(" + err.Error() + ")"
+		}
+		return out
+	}
+	section("kubectl get nodes -o wide", short(func(c context.Context) (string, error) {
+		return n.KubectlContext(c, "get", "nodes", "-o", "wide")
+	}))
+	section("kubectl get pods -A -o wide", short(func(c context.Context) (string, error) {
+		return n.KubectlContext(c, "get", "pods", "-A", "-o", "wide")
+	}))
+	section("kubeforge node status", short(func(c context.Context) (string, error) {
+		return n.Kubeforge(c, "node", "status")
+	}))
+	for _, f := range []string{"node.log", "kubelet.log", "containerd.log"} {
+		section("tail /var/log/kubeforge/"+f, tail(n.Path("/var/log/kubeforge/"+f), 80))
+	}
+	var ps []string
+	for _, p := range n.Processes() {
+		ps = append(ps, p.String())
+	}
+	section("processes", strings.Join(ps, "\n"))
+	return b.String()
+}
+
+// tail returns the last lines of a file (reading at most its last 64 KiB).
+func tail(path string, lines int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	defer f.Close()
+	const max = 64 << 10
+	var off int64
+	if st, err := f.Stat(); err == nil && st.Size() > max {
+		off = st.Size() - max
+	}
+	buf := make([]byte, max)
+	k, _ := f.ReadAt(buf, off)
+	ls := strings.Split(strings.TrimRight(string(buf[:k]), "\n"), "\n")
+	if off > 0 && len(ls) > 1 {
+		ls = ls[1:]
+	}
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
