@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/hosttools"
+	"github.com/kubeforge/kubeforge/components/podnet"
 )
 
 // ComponentCommand is the CLI word that introduces a component:
@@ -37,6 +38,9 @@ func Multicall(args []string) (code int, handled bool) {
 	}
 	if containerd.IsShim(args) {
 		return containerd.ShimMain(args), true
+	}
+	if podnet.IsIPAM(args) {
+		return podnet.IPAMMain(args), true
 	}
 	if hosttools.IsTool(args) {
 		return hosttools.Exec(args), true

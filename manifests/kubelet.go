@@ -31,18 +31,19 @@ const BridgeName = "kubeforge0"
 // CNIConfigName is the CNI configuration file's name in /etc/cni/net.d.
 const CNIConfigName = "10-kubeforge.conflist"
 
-// CNIConfig renders the node's CNI configuration: a bridge with host-local
-// IPAM over the node's pod CIDRs (one per family), masquerading traffic that
-// leaves the pod network, and portmap for hostPorts.
-func CNIConfig(podCIDRs []netip.Prefix, clusterCIDRs []netip.Prefix) []byte {
-	var ranges, routes []string
-	for _, p := range podCIDRs {
-		ranges = append(ranges, fmt.Sprintf(`[{"subnet": %q}]`, p.String()))
-		if p.Addr().Is4() {
-			routes = append(routes, `{"dst": "0.0.0.0/0"}`)
-		} else {
-			routes = append(routes, `{"dst": "::/0"}`)
-		}
+// CNIConfig renders the node's CNI configuration: a bridge, masquerading
+// traffic that leaves the pod network, portmap for hostPorts, and
+// kubeforge's IPAM plugin, which hands out addresses from the node's own
+// pod CIDR once the node agent has written it to podCIDRFile (see
+// components/podnet). The file exists from the node's start, so the kubelet
+// reports the network ready at once.
+func CNIConfig(podCIDRFile string, ipv4, ipv6 bool) []byte {
+	var routes []string
+	if ipv4 {
+		routes = append(routes, `{"dst": "0.0.0.0/0"}`)
+	}
+	if ipv6 {
+		routes = append(routes, `{"dst": "::/0"}`)
 	}
 	return []byte(fmt.Sprintf(`{
   "cniVersion": "1.0.0",
@@ -55,8 +56,8 @@ func CNIConfig(podCIDRs []netip.Prefix, clusterCIDRs []netip.Prefix) []byte {
       "ipMasq": true,
       "hairpinMode": true,
       "ipam": {
-        "type": "host-local",
-        "ranges": [%s],
+        "type": "kubeforge-ipam",
+        "podCIDRFile": %q,
         "routes": [%s]
       }
     },
@@ -66,7 +67,7 @@ func CNIConfig(podCIDRs []netip.Prefix, clusterCIDRs []netip.Prefix) []byte {
     }
   ]
 }
-`, BridgeName, strings.Join(ranges, ", "), strings.Join(routes, ", ")))
+`, BridgeName, podCIDRFile, strings.Join(routes, ", ")))
 }
 
 // FirstNodeCIDR is the first per-node subnet of a cluster pod CIDR (/24 for

@@ -140,8 +140,7 @@ func TestKubeletFilesGolden(t *testing.T) {
 	}
 	golden(t, "kubelet-config.yaml", b)
 	golden(t, "kubeadm-flags.env", KubeletFlags(c, "10.201.0.2"))
-	pods := c.PodSubnets()
-	golden(t, "cni.conflist", CNIConfig([]netip.Prefix{FirstNodeCIDR(pods[0])}, pods))
+	golden(t, "cni.conflist", CNIConfig(c.Paths.PodCIDRFile(), true, false))
 	golden(t, "authentication-config.yaml", AuthenticationConfig())
 	golden(t, "audit-policy.yaml", AuditPolicy())
 	golden(t, "encryption-config.yaml", EncryptionConfig(make([]byte, 32)))

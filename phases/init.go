@@ -3,10 +3,10 @@ package phases
 import (
 	"context"
 	"crypto/rand"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"net"
-	"net/netip"
+	"path/filepath"
 	"time"
 
 	"github.com/kubeforge/kubeforge/internal/fsutil"
@@ -281,7 +281,31 @@ func ensureEncryptionConfig(n *Node, phase string) error {
 }
 
 func runKubeletConfig(_ context.Context, d *InitData) error {
+	// The first node's pod CIDR is the first of the cluster's pod network
+	// (the controller-manager's allocator gives it the first block): noting
+	// it now lets the node's first pods start before the controller-manager
+	// is up. The node agent replaces it with the allocated one.
+	var first []string
+	for _, c := range d.Cfg.PodSubnets() {
+		first = append(first, manifests.FirstNodeCIDR(c).String())
+	}
+	b, _ := json.Marshal(first)
+	if err := d.WriteFile("kubelet-config", "node pod CIDRs", d.Cfg.Paths.PodCIDRFile(), b, 0o644, ShowContent); err != nil {
+		return err
+	}
 	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.AdvertiseAddress(), true)
+}
+
+// writeCNIConfig writes the node's CNI configuration (the same on every node).
+func writeCNIConfig(n *Node, phase string) error {
+	var v4, v6 bool
+	for _, c := range n.Cfg.PodSubnets() {
+		v4 = v4 || c.Addr().Is4()
+		v6 = v6 || c.Addr().Is6()
+	}
+	p := n.Cfg.Paths
+	return n.WriteFile(phase, "CNI configuration", filepath.Join(p.CNIConfDir, manifests.CNIConfigName),
+		manifests.CNIConfig(p.PodCIDRFile(), v4, v6), 0o644, ShowContent)
 }
 
 // writeKubeletFiles writes the kubelet's config.yaml and flags, and the
@@ -296,16 +320,7 @@ func writeKubeletFiles(n *Node, phase, nodeIP string, withCNI bool) error {
 		return err
 	}
 	if withCNI {
-		pods := n.Cfg.PodSubnets()
-		if len(pods) == 0 {
-			return errors.New("no pod subnet configured")
-		}
-		var nodeCIDRs = make([]netip.Prefix, 0, len(pods))
-		for _, c := range pods {
-			nodeCIDRs = append(nodeCIDRs, manifests.FirstNodeCIDR(c))
-		}
-		if err := n.WriteFile(phase, "CNI configuration", p.CNIConfDir+"/"+manifests.CNIConfigName,
-			manifests.CNIConfig(nodeCIDRs, pods), 0o644, ShowContent); err != nil {
+		if err := writeCNIConfig(n, phase); err != nil {
 			return err
 		}
 	}

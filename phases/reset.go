@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -378,10 +379,20 @@ func unescapeMount(s string) string {
 // and CNI-*, nftables tables kube-proxy).
 func (d *ResetData) cleanupNetwork(phase string) error {
 	var errs []error
-	if _, err := os.Stat("/sys/class/net/" + manifests.BridgeName); err == nil {
+	// Ask the kernel (netlink), not /sys/class/net: a node started with
+	// `nsenter --net` keeps the host's /sys, which lists the host's links.
+	if _, err := net.InterfaceByName(manifests.BridgeName); err == nil {
 		errs = append(errs, d.action(phase, "delete the pod network bridge "+manifests.BridgeName, func() error {
 			return run("ip", "link", "delete", manifests.BridgeName)
 		}))
+	}
+	// Routes the pod network agent made to other nodes' pods (protocol 75).
+	for _, fam := range []string{"-4", "-6"} {
+		if out, err := exec.Command("ip", fam, "route", "show", "proto", "75").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
+			errs = append(errs, d.action(phase, "remove the routes to other nodes' pods ("+fam+")", func() error {
+				return run("ip", fam, "route", "flush", "proto", "75")
+			}))
+		}
 	}
 	for _, family := range []string{"ip", "ip6"} {
 		if _, err := exec.LookPath("nft"); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/image"
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/proc"
+	"github.com/kubeforge/kubeforge/components/podnet"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
@@ -103,6 +104,7 @@ type supervisor struct {
 	containerd  *proc.Child
 	kubelet     *proc.Child
 	kubeletHeld bool // stopped on request (SIGUSR1): never started again
+	agentOnce   sync.Once
 }
 
 func newSupervisor(o Options) (*supervisor, error) {
@@ -224,6 +226,12 @@ func (s *supervisor) startContainerd(ctx context.Context) error {
 	}
 	opts := containerd.DefaultOptions(s.p)
 	opts.ShimPath = shim
+	// The pod network's IPAM plugin (kubeforge itself, see podnet) sits
+	// next to the shim, and that directory is one of the CNI plugin dirs.
+	if err := ensureLink(s.p.Host(filepath.Join(filepath.Dir(shim), podnet.IPAMName)), s.self); err != nil {
+		return fmt.Errorf("CNI IPAM plugin link: %w", err)
+	}
+	opts.CNIBinDirs = append(opts.CNIBinDirs, filepath.Dir(shim))
 	cfg, err := containerd.WriteConfig(s.p, opts)
 	if err != nil {
 		return err
@@ -387,7 +395,57 @@ func (s *supervisor) startKubelet(ctx context.Context) error {
 	}
 	s.update(func(st *node.State) { st.Kubelet.Ready = true })
 	s.log.Info("kubelet started", "pid", c.Pid(), "log", node.KubeletLogFile(s.p))
+	s.agentOnce.Do(func() { go s.runPodNetworkAgent(ctx) })
 	return nil
+}
+
+// runPodNetworkAgent keeps the node's pod CIDR and its routes to the other
+// nodes' pods up to date (see podnet), with the kubelet's credentials.
+func (s *supervisor) runPodNetworkAgent(ctx context.Context) {
+	name := nodeName(s.p)
+	if name == "" {
+		s.log.Warn("pod network agent not started: no --hostname-override in the kubelet flags")
+		return
+	}
+	err := podnet.RunAgent(ctx, podnet.AgentOptions{
+		Kubeconfig: s.p.Host(s.p.Kubeconfig("kubelet.conf")),
+		NodeName:   name,
+		CIDRFile:   s.p.Host(s.p.PodCIDRFile()),
+		Log:        s.log.With("component", "podnet"),
+	})
+	if err != nil {
+		s.log.Error("pod network agent stopped", "err", err)
+	}
+}
+
+// nodeName is the kubelet's --hostname-override (kubeforge always sets it).
+func nodeName(p config.Paths) string {
+	args, err := node.KubeletArgs(p)
+	if err != nil {
+		return ""
+	}
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--hostname-override="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// ensureLink makes link a symlink to target.
+func ensureLink(link, target string) error {
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return err
+	}
+	tmp := link + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, link)
 }
 
 // shutdown stops the kubelet, then containerd. Containers keep running:

@@ -1,0 +1,166 @@
+package podnet
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// RouteProtocol marks the routes the agent installs (so it finds its own
+// after a restart and leaves every other route alone).
+const RouteProtocol = netlink.RouteProtocol(0x4b)
+
+// AgentOptions configure the node agent.
+type AgentOptions struct {
+	// Kubeconfig is the node's credentials (kubelet.conf, host path); the
+	// agent waits for it (a joining node gets it from TLS bootstrap).
+	Kubeconfig string
+	// NodeName is this node.
+	NodeName string
+	// CIDRFile is where the node's pod CIDRs go for the IPAM plugin (host path).
+	CIDRFile string
+	Log      *slog.Logger
+}
+
+// RunAgent keeps the node's pod CIDR file and its routes to the other
+// nodes' pod CIDRs in line with the cluster's Nodes, until ctx ends.
+func RunAgent(ctx context.Context, o AgentOptions) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	for {
+		if _, err := os.Stat(o.Kubeconfig); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("pod network agent: %w", err)
+	}
+	cfg.UserAgent = "kubeforge-podnet"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("pod network agent: %w", err)
+	}
+	a := &agent{o: o, log: log, routes: map[string]*netlink.Route{}}
+	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
+	nodes := factory.Core().V1().Nodes()
+	sync := func(any) { a.sync(nodes.Lister().List) }
+	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: sync, UpdateFunc: func(_, n any) { sync(n) }, DeleteFunc: sync,
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	<-ctx.Done()
+	factory.Shutdown()
+	return nil
+}
+
+type agent struct {
+	o      AgentOptions
+	log    *slog.Logger
+	mu     sync.Mutex
+	routes map[string]*netlink.Route // by destination CIDR
+	cidrs  []string
+}
+
+func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	nodes, err := list(labels.Everything())
+	if err != nil {
+		return
+	}
+	want := map[string]net.IP{}
+	for _, n := range nodes {
+		cidrs := n.Spec.PodCIDRs
+		if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
+			cidrs = []string{n.Spec.PodCIDR}
+		}
+		if n.Name == a.o.NodeName {
+			if len(cidrs) > 0 && !slices.Equal(cidrs, a.cidrs) {
+				if err := WriteCIDRs(a.o.CIDRFile, cidrs); err != nil {
+					a.log.Error("write the node's pod CIDRs", "err", err)
+				} else {
+					a.cidrs = cidrs
+					a.log.Info("this node's pod CIDRs", "cidrs", cidrs)
+				}
+			}
+			continue
+		}
+		ip := internalIP(n)
+		if ip == nil {
+			continue
+		}
+		for _, c := range cidrs {
+			if (ip.To4() != nil) == isV4CIDR(c) {
+				want[c] = ip
+			}
+		}
+	}
+	for dst, gw := range want {
+		_, ipnet, err := net.ParseCIDR(dst)
+		if err != nil {
+			continue
+		}
+		r := &netlink.Route{Dst: ipnet, Gw: gw, Protocol: RouteProtocol}
+		if cur, ok := a.routes[dst]; ok && cur.Gw.Equal(gw) {
+			continue
+		}
+		if err := netlink.RouteReplace(r); err != nil {
+			a.log.Error("route to a node's pods", "cidr", dst, "via", gw, "err", err)
+			continue
+		}
+		a.routes[dst] = r
+		a.log.Info("route to a node's pods", "cidr", dst, "via", gw)
+	}
+	// Routes of nodes that left (including ones from before a restart).
+	existing, _ := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+	for i := range existing {
+		r := existing[i]
+		if r.Dst == nil {
+			continue
+		}
+		if _, keep := want[r.Dst.String()]; keep {
+			continue
+		}
+		if err := netlink.RouteDel(&r); err == nil {
+			a.log.Info("removed the route to a node that left", "cidr", r.Dst)
+		}
+		delete(a.routes, r.Dst.String())
+	}
+}
+
+func internalIP(n *corev1.Node) net.IP {
+	for _, addr := range n.Status.Addresses {
+		if addr.Type == corev1.NodeInternalIP {
+			return net.ParseIP(addr.Address)
+		}
+	}
+	return nil
+}
+
+func isV4CIDR(c string) bool {
+	ip, _, err := net.ParseCIDR(c)
+	return err == nil && ip.To4() != nil
+}

@@ -1,0 +1,168 @@
+// Package podnet is kubeforge's pod network: a Linux bridge per node (the
+// CNI bridge plugin), pod addresses from the node's own pod CIDR (which the
+// controller-manager allocates from --pod-network-cidr), and routes on each
+// node to every other node's pod CIDR through that node's address, so pods
+// reach pods and nodes across the cluster (flannel's host-gw design: nodes
+// share a layer-2 network). Traffic from pods to outside the pod network
+// is masqueraded.
+//
+// The CNI configuration exists from the node's start, so the kubelet
+// reports the network ready at once; its IPAM is this package's plugin,
+// which waits (briefly) for the node agent to learn the node's pod CIDR and
+// then delegates to the standard host-local plugin with that range.
+package podnet
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/kubeforge/kubeforge/internal/fsutil"
+)
+
+// IPAMName is the IPAM plugin's type, and the name of its executable link.
+const IPAMName = "kubeforge-ipam"
+
+// ipamConfig is the plugin's section of the CNI configuration.
+type ipamConfig struct {
+	Type string `json:"type"`
+	// PodCIDRFile holds the node's pod CIDRs (JSON list), written by the node agent.
+	PodCIDRFile string `json:"podCIDRFile"`
+	// Routes are passed to host-local.
+	Routes []map[string]any `json:"routes,omitempty"`
+	// DataDir is host-local's state directory.
+	DataDir string `json:"dataDir,omitempty"`
+	// WaitSeconds bounds the wait for the pod CIDR (default 30).
+	WaitSeconds int `json:"waitSeconds,omitempty"`
+}
+
+// IsIPAM reports whether args start the IPAM plugin.
+func IsIPAM(args []string) bool { return len(args) > 0 && filepath.Base(args[0]) == IPAMName }
+
+// IPAMMain runs the plugin: CNI_COMMAND and the network configuration on
+// stdin, result on stdout, errors as CNI error JSON.
+func IPAMMain(_ []string) int {
+	if err := runIPAM(os.Stdin, os.Stdout, os.Stderr, os.Getenv("CNI_COMMAND"), os.Getenv("CNI_PATH")); err != nil {
+		json.NewEncoder(os.Stdout).Encode(map[string]any{"cniVersion": "1.0.0", "code": 999, "msg": err.Error()})
+		return 1
+	}
+	return 0
+}
+
+func runIPAM(stdin io.Reader, stdout, stderr io.Writer, command, cniPath string) error {
+	raw, err := io.ReadAll(stdin)
+	if err != nil {
+		return err
+	}
+	if command == "VERSION" {
+		_, err := stdout.Write([]byte(`{"cniVersion":"1.0.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}`))
+		return err
+	}
+	var netconf map[string]any
+	if err := json.Unmarshal(raw, &netconf); err != nil {
+		return fmt.Errorf("kubeforge-ipam: bad network configuration: %w", err)
+	}
+	ipamRaw, _ := json.Marshal(netconf["ipam"])
+	var ic ipamConfig
+	if err := json.Unmarshal(ipamRaw, &ic); err != nil || ic.PodCIDRFile == "" {
+		return fmt.Errorf("kubeforge-ipam: the ipam section needs podCIDRFile")
+	}
+	wait := time.Duration(ic.WaitSeconds) * time.Second
+	if wait == 0 {
+		wait = 30 * time.Second
+	}
+	if command == "DEL" || command == "GC" || command == "STATUS" {
+		wait = 0 // never block a teardown
+	}
+	cidrs, err := readCIDRs(ic.PodCIDRFile, wait)
+	if err != nil {
+		if command != "ADD" && command != "CHECK" {
+			cidrs = []string{"0.0.0.0/32"} // host-local releases by container ID
+		} else {
+			return err
+		}
+	}
+	var ranges [][]map[string]string
+	for _, c := range cidrs {
+		ranges = append(ranges, []map[string]string{{"subnet": c}})
+	}
+	hl := map[string]any{"type": "host-local", "ranges": ranges}
+	if len(ic.Routes) > 0 {
+		hl["routes"] = ic.Routes
+	}
+	if ic.DataDir != "" {
+		hl["dataDir"] = ic.DataDir
+	}
+	netconf["ipam"] = hl
+	delegated, _ := json.Marshal(netconf)
+	bin, err := findPlugin("host-local", cniPath)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin)
+	cmd.Stdin = bytes.NewReader(delegated)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Env = os.Environ()
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.ExitCode()) // host-local already printed its error result
+		}
+		return err
+	}
+	return nil
+}
+
+// readCIDRs reads the node's pod CIDRs, waiting up to wait for the node
+// agent to write them (the controller-manager allocates them moments after
+// the node registers).
+func readCIDRs(file string, wait time.Duration) ([]string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		b, err := os.ReadFile(file)
+		if err == nil {
+			var cidrs []string
+			if err := json.Unmarshal(b, &cidrs); err == nil && len(cidrs) > 0 {
+				return cidrs, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("kubeforge-ipam: this node has no pod CIDR yet (%s is missing): is the controller-manager allocating node CIDRs (--allocate-node-cidrs) and the node service running?", file)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func findPlugin(name, cniPath string) (string, error) {
+	for _, dir := range filepath.SplitList(cniPath) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("kubeforge-ipam: the %s CNI plugin is not in %q (install containernetworking-plugins)", name, cniPath)
+}
+
+// WriteCIDRs stores the node's pod CIDRs for the plugin.
+func WriteCIDRs(file string, cidrs []string) error {
+	b, _ := json.Marshal(cidrs)
+	_, err := fsutil.WriteFile(file, b, 0o644)
+	return err
+}
+
+// ReadCIDRs returns the stored pod CIDRs (nil when none).
+func ReadCIDRs(file string) []string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil
+	}
+	var cidrs []string
+	_ = json.Unmarshal(b, &cidrs)
+	return cidrs
+}

@@ -1,0 +1,429 @@
+// Package e2e holds end-to-end tests: real kubeforge nodes on this machine,
+// each in a testbed (test/testbed) of its own network and mount namespaces.
+// They need root and are skipped by `go test -short`; `make e2e` runs them.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeforge/kubeforge/test/testbed"
+)
+
+const (
+	busyboxRef = "kftb.local/busybox:e2e"
+	helloLine  = "hello-e2e"
+)
+
+var deployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hello
+  namespace: default
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: hello}
+  template:
+    metadata:
+      labels: {app: hello}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: hello
+        image: ` + busyboxRef + `
+        imagePullPolicy: Never
+        command: ["busybox", "sh", "-c", "echo ` + helloLine + `; sleep 3600"]
+`
+
+// TestSingleNode brings up a single-node cluster with `kubeforge init`,
+// runs a workload on an imported image, breaks the node in the ways a
+// real one breaks (a component killed, the node service killed, a power
+// cut, bad input) and checks it recovers, then resets it and checks the
+// node is clean and can be set up again.
+func TestSingleNode(t *testing.T) {
+	testbed.RequireHost(t)
+	if err := testbed.RequireStaticBusybox(); err != nil {
+		t.Fatal(err)
+	}
+	tb := testbed.New(t)
+	n := tb.AddNode("e2e1")
+	c := &cluster{t: t, n: n}
+	initArgs := []string{"init", "--config", n.InitConfigFile(), "--advertise-address", n.IP.String(), "--node-name", n.Name, "--single-node"}
+	begin := time.Now()
+	defer func() { t.Logf("TestSingleNode steps took %v", time.Since(begin).Round(time.Second)) }()
+
+	step := func(name string, f func(t *testing.T)) {
+		start := time.Now()
+		ok := t.Run(name, func(t *testing.T) { c.t = t; f(t) })
+		c.t = t
+		t.Logf("step %s: %v", name, time.Since(start).Round(100*time.Millisecond))
+		if !ok {
+			t.FailNow()
+		}
+	}
+
+	step("init", func(t *testing.T) {
+		start := time.Now()
+		out := c.kubeforge(3*time.Minute, initArgs...)
+		took := time.Since(start)
+		t.Logf("kubeforge init took %v", took.Round(10*time.Millisecond))
+		if took > 60*time.Second {
+			t.Errorf("kubeforge init took %v, want < 60s\n%s", took, out)
+		}
+		// The kubelet uses the node's own cgroup root.
+		cfg, err := n.ReadFile("/var/lib/kubelet/config.yaml")
+		if err != nil || !strings.Contains(string(cfg), "cgroupRoot: "+n.CgroupRoot) {
+			t.Errorf("the kubelet config lacks cgroupRoot %s (%v):\n%s", n.CgroupRoot, err, cfg)
+		}
+	})
+
+	step("control-plane", func(t *testing.T) {
+		took := poll(t, 60*time.Second, "node Ready and control plane Running", func() string {
+			if s := c.nodeReady(time.Time{}); s != "" {
+				return s
+			}
+			return c.controlPlaneReady()
+		})
+		t.Logf("node and control plane ready %v after init", took.Round(100*time.Millisecond))
+		took = poll(t, 60*time.Second, "every kube-system pod Ready", c.systemReady)
+		t.Logf("every kube-system pod ready %v later", took.Round(100*time.Millisecond))
+		// kubectl logs goes through the kubelet's serving certificate, which
+		// the controller-manager approves by itself.
+		for _, comp := range controlPlane {
+			pod := comp + "-" + n.Name
+			poll(t, 60*time.Second, "kubectl logs "+pod, func() string {
+				out, err := n.Kubectl("logs", "-n", "kube-system", pod, "--tail=3")
+				if err != nil {
+					return err.Error()
+				}
+				if strings.TrimSpace(out) == "" {
+					return "no log lines"
+				}
+				return ""
+			})
+		}
+		if s := c.readyz(); s != "" {
+			t.Fatal(s)
+		}
+		for _, p := range c.component("kube-apiserver") {
+			if !strings.Contains(strings.Join(p.In, ","), "cgroup") {
+				t.Errorf("the API server runs outside the node's cgroup root %s: %v", n.CgroupRoot, p)
+			}
+		}
+	})
+
+	step("image", func(t *testing.T) {
+		tarball := filepath.Join(n.Dir, "busybox.tar")
+		digest, err := testbed.WriteBusyboxImage(tarball, busyboxRef)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := c.kubeforge(2*time.Minute, "images", "import", tarball)
+		if !strings.Contains(out, busyboxRef) || !strings.Contains(out, digest) {
+			t.Errorf("import output lacks %s and %s:\n%s", busyboxRef, digest, out)
+		}
+		out = c.kubeforge(time.Minute, "images", "list")
+		if !strings.Contains(out, busyboxRef) || !strings.Contains(out, digest[:len("sha256:")+12]) {
+			t.Errorf("images list lacks %s (%s):\n%s", busyboxRef, digest, out)
+		}
+	})
+
+	var helloBefore pod
+	step("workload", func(t *testing.T) {
+		c.kubectl("create", "configmap", "e2e-data", "--from-literal=greeting=hello")
+		c.kubectl("apply", "-f", n.WriteConfigFile("hello.yaml", deployment))
+		took := poll(t, 90*time.Second, "hello pod running with an IP", func() string {
+			p, msg := c.helloPod()
+			if msg != "" {
+				return msg
+			}
+			if s := p.ready(); s != "" {
+				return s
+			}
+			if p.Status.PodIP == "" {
+				return "no pod IP"
+			}
+			helloBefore = p
+			return ""
+		})
+		t.Logf("hello pod %s running at %s after %v", helloBefore.Metadata.Name, helloBefore.Status.PodIP, took.Round(100*time.Millisecond))
+		if ip, err := netip.ParseAddr(helloBefore.Status.PodIP); err != nil || !netip.MustParsePrefix("10.244.0.0/16").Contains(ip) {
+			t.Errorf("pod IP %q is not in the pod network 10.244.0.0/16", helloBefore.Status.PodIP)
+		}
+		poll(t, 30*time.Second, "hello pod log", func() string {
+			out, err := n.Kubectl("logs", "deploy/hello")
+			if err != nil {
+				return err.Error()
+			}
+			if !strings.Contains(out, helloLine) {
+				return "log: " + out
+			}
+			return ""
+		})
+		if out := c.kubectl("exec", "deploy/hello", "--", "busybox", "sh", "-c", "echo exec-$((40+2)) $(id -u)"); strings.TrimSpace(out) != "exec-42 0" {
+			t.Errorf("kubectl exec: %q", out)
+		}
+		// The pod's processes are in the node's cgroup root.
+		found := false
+		for _, p := range n.Processes() {
+			if hasWords(p.Cmdline, "sleep", "3600") {
+				found = true
+				if !strings.Contains(strings.Join(p.In, ","), "cgroup") {
+					t.Errorf("the hello container runs outside the node's cgroup root: %v", p)
+				}
+			}
+		}
+		if !found {
+			t.Error("no process of the hello container found among the node's processes")
+		}
+	})
+
+	step("kill-apiserver", func(t *testing.T) {
+		procs := c.component("kube-apiserver")
+		if len(procs) != 1 {
+			t.Fatalf("want one kube-apiserver process in the node, have %v", procs)
+		}
+		before, err := c.mirrorPods()
+		if err != nil {
+			t.Fatal(err)
+		}
+		restarts := before["kube-apiserver"].Status.ContainerStatuses[0].RestartCount
+		c.kill(procs[0])
+		took := poll(t, 90*time.Second, "/readyz after kill -9 of the API server", c.readyz)
+		t.Logf("API server back %v after kill -9", took.Round(100*time.Millisecond))
+		if now := c.component("kube-apiserver"); len(now) != 1 || now[0].PID == procs[0].PID {
+			t.Errorf("want a new kube-apiserver process, have %v (killed pid %d)", now, procs[0].PID)
+		}
+		poll(t, 60*time.Second, "the kubelet reports the API server's restart", func() string {
+			pods, err := c.mirrorPods()
+			if err != nil {
+				return err.Error()
+			}
+			p := pods["kube-apiserver"]
+			if s := p.ready(); s != "" {
+				return s
+			}
+			if rc := p.Status.ContainerStatuses[0].RestartCount; rc <= restarts {
+				return fmt.Sprintf("restartCount still %d", rc)
+			}
+			return ""
+		})
+	})
+
+	step("kill-node-service", func(t *testing.T) {
+		before := c.settledContainers()
+		pidText, err := n.ReadFile("/run/kubeforge/node.pid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var supervisor *testbed.Process
+		for _, p := range n.Processes() {
+			if strings.TrimSpace(string(pidText)) == itoa(p.PID) {
+				supervisor = &p
+			}
+		}
+		if supervisor == nil || !hasWords(supervisor.Cmdline, "node", "run") {
+			t.Fatalf("node.pid says %s, which is not a node service of this node (%v)", pidText, supervisor)
+		}
+		kubelet := c.component("kubelet")
+		c.kill(*supervisor)
+		if s := c.readyz(); s != "" {
+			t.Fatalf("the API server stopped answering when the node service was killed: %s", s)
+		}
+		started := time.Now()
+		c.kubeforge(2*time.Minute, "node", "start")
+		took := poll(t, 60*time.Second, "node Ready after `node start`", func() string {
+			k := c.component("kubelet")
+			if len(k) != 1 {
+				return "kubelet processes: " + processes(k)
+			}
+			if len(kubelet) == 1 && k[0].PID == kubelet[0].PID {
+				return "the old kubelet still runs"
+			}
+			return c.nodeReady(started)
+		})
+		t.Logf("node Ready %v after `node start`", took.Round(100*time.Millisecond))
+		// Give the new kubelet time to act on the pods it found.
+		time.Sleep(5 * time.Second)
+		after := c.settledContainers()
+		if d := diff(before, after); len(d) > 0 {
+			t.Errorf("containers changed when the node service restarted:\n  %s", strings.Join(d, "\n  "))
+		}
+	})
+
+	step("reboot", func(t *testing.T) {
+		before := c.settledContainers()
+		c.kubeforge(time.Minute, "node", "stop")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := n.Crash(ctx); err != nil {
+			t.Fatal(err)
+		}
+		started := time.Now()
+		c.kubeforge(2*time.Minute, "node", "start")
+		took := poll(t, 120*time.Second, "the cluster back after a reboot", func() string {
+			if s := c.readyz(); s != "" {
+				return s
+			}
+			if s := c.nodeReady(started); s != "" {
+				return s
+			}
+			if s := c.controlPlaneReady(); s != "" {
+				return s
+			}
+			p, msg := c.helloPod()
+			if msg != "" {
+				return msg
+			}
+			if s := p.ready(); s != "" {
+				return s
+			}
+			if p.Status.ContainerStatuses[0].ContainerID == helloBefore.Status.ContainerStatuses[0].ContainerID {
+				return "the hello pod still shows its container from before the reboot"
+			}
+			return ""
+		})
+		t.Logf("cluster back %v after `node start`", took.Round(100*time.Millisecond))
+		after, err := c.containers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range after {
+			if before[k] == v {
+				t.Errorf("%s: container %s survived a reboot?", k, v)
+			}
+		}
+		if out := c.kubectl("get", "configmap", "e2e-data", "-o", "jsonpath={.data.greeting}"); out != "hello" {
+			t.Errorf("ConfigMap e2e-data after reboot: %q", out)
+		}
+		c.kubectl("get", "deployment", "hello")
+		poll(t, 30*time.Second, "hello pod log after reboot", func() string {
+			out, err := n.Kubectl("logs", "deploy/hello")
+			if err != nil {
+				return err.Error()
+			}
+			if !strings.Contains(out, helloLine) {
+				return "log: " + out
+			}
+			return ""
+		})
+	})
+
+	step("bad-input", func(t *testing.T) {
+		files := c.fileTree("/etc/kubernetes")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := n.Kubeforge(ctx, initArgs...)
+		cancel()
+		if err == nil {
+			t.Fatalf("a second init on a set-up node succeeded:\n%s", out)
+		}
+		for _, want := range []string{"preflight", "/etc/kubernetes/manifests/kube-apiserver.yaml"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the refusal does not mention %s:\n%s", want, out)
+			}
+		}
+		if d := diff(files, c.fileTree("/etc/kubernetes")); len(d) > 0 {
+			t.Errorf("the refused init changed files:\n  %s", strings.Join(d, "\n  "))
+		}
+
+		before := c.settledContainers()
+		kubelet := c.component("kubelet")
+		if len(kubelet) != 1 {
+			t.Fatalf("kubelet processes: %s", processes(kubelet))
+		}
+		if err := n.WriteFile("/etc/kubernetes/manifests/garbage.yaml", []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: [unclosed\n\t- :::\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		written := time.Now()
+		poll(t, 30*time.Second, "the kubelet reads garbage.yaml", func() string {
+			if log, _ := n.ReadFile("/var/log/kubeforge/kubelet.log"); !strings.Contains(string(log), "garbage.yaml") {
+				return "the kubelet log does not mention garbage.yaml"
+			}
+			return ""
+		})
+		time.Sleep(time.Until(written.Add(10 * time.Second)))
+		if now := c.component("kubelet"); len(now) != 1 || now[0].PID != kubelet[0].PID {
+			t.Errorf("the kubelet did not keep running: was %s, now %s", processes(kubelet), processes(now))
+		}
+		if s := c.readyz(); s != "" {
+			t.Error(s)
+		}
+		if s := c.nodeReady(written); s != "" {
+			t.Error(s)
+		}
+		after, err := c.containers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := diff(before, after); len(d) > 0 {
+			t.Errorf("containers changed after a corrupt manifest:\n  %s", strings.Join(d, "\n  "))
+		}
+		if s := c.controlPlaneReady(); s != "" {
+			t.Error(s)
+		}
+	})
+
+	reset := func(t *testing.T) {
+		start := time.Now()
+		c.kubeforge(2*time.Minute, "reset", "--force")
+		t.Logf("kubeforge reset took %v", time.Since(start).Round(10*time.Millisecond))
+		if procs := n.Processes(); len(procs) > 0 {
+			t.Errorf("processes of the node left after reset:\n  %s", processes(procs))
+		}
+		if mounts, err := n.MountsUnder("/var/lib/kubelet", "/run/kubeforge", "/var/lib/kubeforge", "/var/lib/etcd", "/run/containerd"); err != nil || len(mounts) > 0 {
+			t.Errorf("mounts left after reset (%v):\n  %v", err, mounts)
+		}
+		if out := c.run("ip", "-o", "link", "show"); strings.Contains(out, "kubeforge0") {
+			t.Errorf("the pod bridge kubeforge0 is left after reset:\n%s", out)
+		}
+		if out, err := n.Run(context.Background(), "nft", "list", "tables"); err == nil && strings.Contains(out, "kube-proxy") {
+			t.Errorf("nftables tables after reset:\n%s", out)
+		}
+		for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+			out := c.run(tool)
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "KUBE-") || strings.Contains(line, "CNI-") {
+					t.Errorf("%s after reset: %s", tool, line)
+				}
+			}
+		}
+		for _, p := range []string{"/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/var/lib/kubeforge", "/run/kubeforge",
+			"/etc/cni/net.d/10-kubeforge.conflist", "/var/lib/cni/networks/kubeforge", "/var/log/pods", "/var/log/containers"} {
+			if c.exists(p) {
+				t.Errorf("%s is left after reset", p)
+			}
+		}
+		for _, h := range []string{"cpu", "memory", "pids", "systemd", "unified"} {
+			if d := filepath.Join("/sys/fs/cgroup", h, n.CgroupRoot, "kubepods"); exists(d) {
+				t.Errorf("cgroup %s is left after reset", d)
+			}
+		}
+	}
+
+	step("reset", reset)
+
+	step("init-again", func(t *testing.T) {
+		start := time.Now()
+		c.kubeforge(3*time.Minute, initArgs...)
+		t.Logf("second kubeforge init took %v", time.Since(start).Round(10*time.Millisecond))
+		poll(t, 60*time.Second, "/readyz after the second init", c.readyz)
+		poll(t, 60*time.Second, "node Ready after the second init", func() string { return c.nodeReady(start) })
+		var l podList
+		if err := c.getJSON(&l, "pods", "-A"); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range l.Items {
+			if p.Metadata.Namespace == "default" {
+				t.Errorf("the new cluster has a pod of the old one: %s", p.Metadata.Name)
+			}
+		}
+	})
+
+	step("reset-again", reset)
+}
