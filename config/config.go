@@ -63,6 +63,10 @@ type Config struct {
 	kubeletKeys map[string]bool
 	// Warnings lists accepted settings that have no effect in kubeforge.
 	Warnings []string
+
+	// EtcdInitialCluster, when set, is the --initial-cluster of a member
+	// joining an existing etcd cluster (control-plane join).
+	EtcdInitialCluster string
 }
 
 // SetFrom records that the field at path was set by flag (for error messages).
@@ -204,6 +208,15 @@ func (c *Config) Timeouts() v1beta4.Timeouts {
 		return v1beta4.Timeouts{}
 	}
 	return *c.Init.Timeouts
+}
+
+// JoinTimeouts returns the JoinConfiguration's timeouts (all unset when the
+// file has none).
+func (c *Config) JoinTimeouts() v1beta4.Timeouts {
+	if c.Join.Timeouts == nil {
+		return v1beta4.Timeouts{}
+	}
+	return *c.Join.Timeouts
 }
 
 // ExternalCRI reports whether the node uses a container runtime other than

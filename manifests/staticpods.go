@@ -214,6 +214,10 @@ func etcdPod(c *config.Config) *corev1.Pod {
 		"trusted-ca-file":                filepath.Join(etcdPKI, "ca.crt"),
 		"watch-progress-notify-interval": "5s",
 	}
+	if c.EtcdInitialCluster != "" {
+		defaults["initial-cluster"] = c.EtcdInitialCluster
+		defaults["initial-cluster-state"] = "existing"
+	}
 	var v vols
 	v.add("etcd-data", local.DataDir, local.DataDir, false, corev1.HostPathDirectoryOrCreate)
 	v.add("etcd-certs", etcdPKI, etcdPKI, true, corev1.HostPathDirectoryOrCreate)

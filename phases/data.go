@@ -1,11 +1,14 @@
 package phases
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
+	"sync"
 	"time"
 
+	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
@@ -22,6 +25,48 @@ type Node struct {
 	DryRun bool
 	// Host is the facts defaults and checks were computed from.
 	Host config.HostFacts
+	// Executable is the kubeforge binary the node service runs (default:
+	// the running one).
+	Executable string
+
+	nodeOnce sync.Once
+	nodeDone chan struct{}
+	nodeErr  error
+}
+
+// StartNodeEarly starts the node service in the background, so containerd
+// and the image import overlap the certificate work; kubelet-start then
+// only waits for it (WaitNodeService).
+func (n *Node) StartNodeEarly(ctx context.Context) {
+	if n.DryRun {
+		return
+	}
+	n.nodeOnce.Do(func() {
+		n.nodeDone = make(chan struct{})
+		go func() {
+			defer close(n.nodeDone)
+			o := node.StartOptions{Progress: n.Out, Executable: n.Executable}
+			if n.Cfg.ExternalCRI() {
+				o.CRISocket = n.Cfg.CRIEndpoint()
+			}
+			n.nodeErr = node.Start(ctx, n.Cfg.Paths, o)
+		}()
+	})
+}
+
+// WaitNodeService starts the node service if that has not happened yet and
+// waits until its container runtime is ready.
+func (n *Node) WaitNodeService(ctx context.Context) error {
+	n.StartNodeEarly(ctx)
+	select {
+	case <-n.nodeDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if n.nodeErr != nil {
+		return fmt.Errorf("start the node service: %w", n.nodeErr)
+	}
+	return nil
 }
 
 // NewNode prepares the shared data. In a dry run the paths are redirected

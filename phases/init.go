@@ -29,12 +29,8 @@ type InitData struct {
 	EarlyNodeStart bool
 	// SkipTokenPrint keeps the token out of the output.
 	SkipTokenPrint bool
-	// Executable is the kubeforge binary the node service runs (default:
-	// the running one).
-	Executable string
-
-	keys *pki.KeyPool
-	live liveState
+	keys           *pki.KeyPool
+	live           liveState
 }
 
 // Close releases what the run holds (key pool, dry-run scratch dir).

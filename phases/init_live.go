@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -22,7 +21,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -34,15 +32,13 @@ import (
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/join/uploadcerts"
 	"github.com/kubeforge/kubeforge/manifests"
 	"github.com/kubeforge/kubeforge/pki"
 )
 
 // liveState is what the live init phases share at run time.
 type liveState struct {
-	nodeOnce   sync.Once
-	nodeDone   chan struct{}
-	nodeErr    error
 	clientOnce sync.Once
 	client     kubernetes.Interface
 	dynamic    dynamic.Interface
@@ -71,30 +67,6 @@ func livePhases() []Phase[*InitData] {
 	}
 }
 
-// StartNodeEarly starts the node service in the background, so containerd
-// and the image import overlap certificate generation. kubelet-start then
-// only waits for it.
-func (d *InitData) StartNodeEarly(ctx context.Context) {
-	if d.DryRun {
-		return
-	}
-	d.live.nodeOnce.Do(func() {
-		d.live.nodeDone = make(chan struct{})
-		go func() {
-			defer close(d.live.nodeDone)
-			d.live.nodeErr = node.Start(ctx, d.Cfg.Paths, d.nodeOptions())
-		}()
-	})
-}
-
-func (d *InitData) nodeOptions() node.StartOptions {
-	o := node.StartOptions{Progress: d.Out, Executable: d.Executable}
-	if d.Cfg.ExternalCRI() {
-		o.CRISocket = d.Cfg.CRIEndpoint()
-	}
-	return o
-}
-
 func runKubeletStart(ctx context.Context, d *InitData) error {
 	const phase = "kubelet-start"
 	if err := useRotatingKubeletCert(d.Node, phase); err != nil {
@@ -105,14 +77,8 @@ func runKubeletStart(ctx context.Context, d *InitData) error {
 		return nil
 	}
 	start := time.Now()
-	d.StartNodeEarly(ctx)
-	select {
-	case <-d.live.nodeDone:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if d.live.nodeErr != nil {
-		return fmt.Errorf("start the node service: %w", d.live.nodeErr)
+	if err := d.WaitNodeService(ctx); err != nil {
+		return err
 	}
 	d.Out.Done(phase, "started", "", start, "The node service is running; the kubelet starts the control plane from %s", d.Cfg.Paths.ManifestsDir)
 	return nil
@@ -157,7 +123,7 @@ type health struct {
 	tls       *tls.Config
 }
 
-func (d *InitData) healthChecks() ([]health, error) {
+func (d *Node) healthChecks() ([]health, error) {
 	c := d.Cfg
 	caPEM, err := os.ReadFile(d.Paths.Host(c.Paths.Cert("ca.crt")))
 	if err != nil {
@@ -176,7 +142,19 @@ func (d *InitData) healthChecks() ([]health, error) {
 }
 
 func runWaitControlPlane(ctx context.Context, d *InitData) error {
-	const phase = "wait-control-plane"
+	if err := d.waitControlPlane(ctx, "wait-control-plane"); err != nil {
+		return err
+	}
+	if d.DryRun {
+		return nil
+	}
+	return d.ensureMirrorPods(ctx, "wait-control-plane")
+}
+
+// waitControlPlane waits for the kubelet and this node's control-plane
+// components to answer their health checks; on timeout it says which are
+// unhealthy and shows the end of their logs.
+func (d *Node) waitControlPlane(ctx context.Context, phase string) error {
 	checks, err := d.healthChecks()
 	if err != nil {
 		return err
@@ -218,7 +196,7 @@ func runWaitControlPlane(ctx context.Context, d *InitData) error {
 		return fmt.Errorf("the control plane did not become healthy within %s:\n%s", timeout, strings.Join(failed, "\n"))
 	}
 	d.Out.Done(phase, "ready", "", start, "All control-plane components are healthy")
-	return d.ensureMirrorPods(ctx, phase)
+	return nil
 }
 
 // ensureMirrorPods makes sure the API shows the control-plane static pods.
@@ -350,7 +328,7 @@ func pollHealthy(ctx context.Context, h health) error {
 
 // diagnose says why a component is unhealthy: its last error and the end
 // of its log (the container's, or the node service's for the kubelet).
-func (d *InitData) diagnose(h health, err error) string {
+func (d *Node) diagnose(h health, err error) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  - %s is not healthy: %v\n", h.name, err)
 	var logFile string
@@ -490,21 +468,25 @@ func runUploadKubeletConfig(ctx context.Context, d *InitData) error {
 	return a.Apply(ctx, "upload-config", objs[3:]...)
 }
 
-func runUploadCerts(_ context.Context, d *InitData) error {
+func runUploadCerts(ctx context.Context, d *InitData) error {
+	const phase = "upload-certs"
 	if !d.UploadCerts {
-		d.Out.Printf("upload-certs", "Skipping phase: pass --upload-certs to share the control-plane certificates with joining control-plane nodes")
+		d.Out.Printf(phase, "Skipping phase: pass --upload-certs to share the control-plane certificates with joining control-plane nodes")
 		return nil
 	}
-	return errors.New("--upload-certs is not implemented yet: join control-plane nodes by copying /etc/kubernetes/pki (ca, sa, front-proxy-ca, etcd/ca) to them")
-}
-
-func runMarkControlPlane(ctx context.Context, d *InitData) error {
-	const phase = "mark-control-plane"
-	labels := []string{"node-role.kubernetes.io/control-plane", "node.kubernetes.io/exclude-from-external-load-balancers"}
-	taints := d.Cfg.ControlPlaneTaints()
-	name := d.Cfg.NodeName()
+	if d.CertificateKey == "" {
+		k, err := uploadcerts.NewKey()
+		if err != nil {
+			return err
+		}
+		d.CertificateKey = k
+	}
+	key, err := uploadcerts.ParseKey(d.CertificateKey)
+	if err != nil {
+		return fmt.Errorf("--certificate-key: %w", err)
+	}
 	if d.DryRun {
-		d.Out.Printf(phase, "Would mark node %s as control-plane: labels %v, taints %v", name, labels, taintStrings(taints))
+		d.Out.Printf(phase, "Would encrypt the shared certificates into the kube-system/%s Secret (2-hour lifetime) with the certificate key", uploadcerts.SecretName)
 		return nil
 	}
 	client, _, err := d.clients()
@@ -512,34 +494,25 @@ func runMarkControlPlane(ctx context.Context, d *InitData) error {
 		return err
 	}
 	start := time.Now()
-	var n *corev1.Node
-	// The kubelet registers the node moments after it starts.
-	err = pollUntil(ctx, config.Timeout(d.Cfg.Timeouts().KubernetesAPICall, time.Minute), func() (bool, error) {
-		n, err = client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil, err
-	})
-	if err != nil {
-		return fmt.Errorf("node %s did not register: %w (is the kubelet running? see %s)", name, err, node.KubeletLogFile(d.Cfg.Paths))
+	if err := uploadcerts.Upload(ctx, client, d.Paths, key); err != nil {
+		return err
 	}
-	newTaints := slices.Clone(n.Spec.Taints)
-	for _, t := range taints {
-		if !slices.ContainsFunc(newTaints, func(x corev1.Taint) bool { return x.MatchTaint(&t) }) {
-			newTaints = append(newTaints, t)
-		}
-	}
-	patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{labels[0]: "", labels[1]: ""}}}
-	if len(newTaints) != len(n.Spec.Taints) {
-		patch["spec"] = map[string]any{"taints": newTaints}
-	}
-	b, _ := json.Marshal(patch)
-	if _, err := client.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, b, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("label and taint node %s: %w", name, err)
-	}
-	d.Out.Done(phase, "marked", "", start, "Marked node %s as control-plane: labels %v, taints %v", name, labels, taintStrings(taints))
+	d.Out.Done(phase, "uploaded", "", start, "Stored the control plane's shared certificates in the kube-system/%s Secret, valid for 2 hours", uploadcerts.SecretName)
+	d.Out.Emit(progress.Event{Phase: phase, Action: "certificate-key", Message: "Using certificate key: " + d.CertificateKey})
 	return nil
+}
+
+func runMarkControlPlane(ctx context.Context, d *InitData) error {
+	if d.DryRun {
+		d.Out.Printf("mark-control-plane", "Would mark node %s as control-plane: taints %v", d.Cfg.NodeName(), taintStrings(d.Cfg.ControlPlaneTaints()))
+		return nil
+	}
+	client, _, err := d.clients()
+	if err != nil {
+		return err
+	}
+	return markControlPlane(ctx, d.Out, client, d.Cfg.NodeName(), d.Cfg.ControlPlaneTaints(),
+		config.Timeout(d.Cfg.Timeouts().KubernetesAPICall, time.Minute))
 }
 
 func taintStrings(ts []corev1.Taint) []string {
@@ -652,6 +625,10 @@ func runShowJoinCommand(_ context.Context, d *InitData) error {
 	}
 	endpoint := strings.TrimPrefix(d.Cfg.ControlPlaneEndpoint(), "https://")
 	join := fmt.Sprintf("kubeforge join %s --token %s \\\n\t--discovery-token-ca-cert-hash %s", endpoint, token, pki.CAHash(caCert))
+	cpJoin := ""
+	if d.UploadCerts && d.CertificateKey != "" {
+		cpJoin = fmt.Sprintf("\nJoin control-plane nodes (within 2 hours; `kubeforge init phase upload-certs --upload-certs` makes a new key) by running on each:\n\n  %s \\\n\t--control-plane --certificate-key %s\n", join, d.CertificateKey)
+	}
 	admin := d.Cfg.Paths.Kubeconfig("admin.conf")
 	msg := fmt.Sprintf(`Your Kubernetes control plane is up.
 
@@ -669,7 +646,7 @@ or as a regular user:
 Join worker nodes by running on each, as root:
 
   %s
-`, admin, admin, join)
+%s`, admin, admin, join, cpJoin)
 	if d.Out.JSON() {
 		d.Out.Emit(progress.Event{Phase: "show-join-command", Action: "join-command", Message: strings.ReplaceAll(join, "\\\n\t", "")})
 		return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/join/etcdmember"
 	"github.com/kubeforge/kubeforge/manifests"
 	"github.com/kubeforge/kubeforge/preflight"
 )
@@ -47,14 +48,57 @@ func runResetPreflight(_ context.Context, d *ResetData) error {
 	return err
 }
 
-func runRemoveEtcdMember(_ context.Context, d *ResetData) error {
+func runRemoveEtcdMember(ctx context.Context, d *ResetData) error {
 	const phase = "remove-etcd-member"
-	if !fileExists(d.Paths.Host(d.Cfg.Paths.Manifest(manifests.Etcd))) {
+	manifest := d.Paths.Host(d.Cfg.Paths.Manifest(manifests.Etcd))
+	name, endpoints := etcdManifestMember(manifest)
+	if name == "" {
 		d.Out.Printf(phase, "No local etcd member (no etcd manifest); skipping")
 		return nil
 	}
-	d.Out.Printf(phase, "This node's etcd is the only member it knows of; its data is removed with the node")
+	if d.DryRun {
+		d.Out.Printf(phase, "Would remove etcd member %s from the cluster (if it has other members)", name)
+		return nil
+	}
+	start := time.Now()
+	ec, err := etcdmember.Client(d.Paths, endpoints)
+	if err != nil {
+		d.Out.Warnf(phase, "cannot connect to etcd to remove member %s: %v; remove it from another control-plane node with etcdctl member remove", name, err)
+		return nil
+	}
+	defer ec.Close()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	removed, err := etcdmember.Remove(ctx, ec, name)
+	switch {
+	case err != nil && strings.Contains(err.Error(), "only member"):
+		d.Out.Printf(phase, "etcd member %s is the cluster's only member; its data is removed with the node", name)
+	case err != nil:
+		d.Out.Warnf(phase, "could not remove etcd member %s: %v; remove it from another control-plane node", name, err)
+	case removed:
+		d.Out.Done(phase, "removed", "", start, "Removed etcd member %s from the cluster", name)
+	default:
+		d.Out.Printf(phase, "etcd member %s is not in the cluster (already removed)", name)
+	}
 	return nil
+}
+
+// etcdManifestMember reads --name and the client URLs from the etcd manifest.
+func etcdManifestMember(manifest string) (name string, endpoints []string) {
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		return "", nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "- --name="); ok {
+			name = v
+		}
+		if v, ok := strings.CutPrefix(line, "- --advertise-client-urls="); ok {
+			endpoints = append([]string{"https://127.0.0.1:2379"}, strings.Split(v, ",")...)
+		}
+	}
+	return name, endpoints
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

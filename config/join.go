@@ -1,0 +1,106 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	"k8s.io/utils/ptr"
+)
+
+// IsControlPlaneJoin reports whether the JoinConfiguration joins a control-plane node.
+func (c *Config) IsControlPlaneJoin() bool { return c.Join.ControlPlane != nil }
+
+// CompleteJoin defaults and validates the node-local part of a join
+// (JoinConfiguration, flags); nodeIP is the address the node reaches the
+// cluster from. The cluster-wide part (ClusterConfiguration,
+// KubeletConfiguration) comes from the cluster: see AdoptCluster.
+func (c *Config) CompleteJoin(h HostFacts, nodeIP string) error {
+	if c.Join.Patches != nil {
+		return fmt.Errorf("%s: not supported by kubeforge: remove the field", c.where("JoinConfiguration.patches"))
+	}
+	nr := &c.Join.NodeRegistration
+	if nr.Name == "" {
+		nr.Name = strings.ToLower(h.Hostname)
+	}
+	var errs []error
+	add := func(path, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", c.where(path), fmt.Sprintf(format, a...)))
+	}
+	for _, m := range validation.IsDNS1123Subdomain(nr.Name) {
+		add("JoinConfiguration.nodeRegistration.name", "%q is not a valid node name: %s", nr.Name, m)
+	}
+	if cp := c.Join.ControlPlane; cp != nil {
+		if cp.LocalAPIEndpoint.AdvertiseAddress == "" {
+			cp.LocalAPIEndpoint.AdvertiseAddress = nodeIP
+		}
+		if cp.LocalAPIEndpoint.BindPort == 0 {
+			cp.LocalAPIEndpoint.BindPort = DefaultBindPort
+		}
+		if ip := net.ParseIP(cp.LocalAPIEndpoint.AdvertiseAddress); ip == nil || ip.IsUnspecified() {
+			add("JoinConfiguration.controlPlane.localAPIEndpoint.advertiseAddress", "%q is not a usable IP address", cp.LocalAPIEndpoint.AdvertiseAddress)
+		}
+		if cp.CertificateKey == "" {
+			add("JoinConfiguration.controlPlane.certificateKey", "is required to join a control-plane node (the key `kubeforge init --upload-certs` printed)")
+		}
+		c.Init.LocalAPIEndpoint = cp.LocalAPIEndpoint
+		c.Init.CertificateKey = cp.CertificateKey
+	} else {
+		c.Init.LocalAPIEndpoint = v1beta4.APIEndpoint{AdvertiseAddress: nodeIP, BindPort: DefaultBindPort}
+	}
+	if net.ParseIP(nodeIP) == nil {
+		add("--node-ip", "%q is not an IP address", nodeIP)
+	}
+	c.Init.NodeRegistration = *nr
+	return errors.Join(errs...)
+}
+
+// AdoptCluster takes the cluster's ClusterConfiguration (kubeadm-config) and
+// KubeletConfiguration (kubelet-config), as downloaded by a joining node,
+// and adapts the kubelet's to this host.
+func (c *Config) AdoptCluster(clusterYAML, kubeletYAML []byte, h HostFacts) error {
+	if len(clusterYAML) > 0 {
+		if err := decodeStrict(clusterYAML, &c.Cluster); err != nil {
+			return fmt.Errorf("the cluster's kubeadm-config ConfigMap: %w", err)
+		}
+		if c.Cluster.CertificatesDir != "" {
+			c.Paths.CertDir = c.Cluster.CertificatesDir
+		}
+		if c.Cluster.Etcd.Local != nil && c.Cluster.Etcd.Local.DataDir != "" {
+			c.Paths.EtcdDataDir = c.Cluster.Etcd.Local.DataDir
+		}
+	}
+	if len(kubeletYAML) > 0 {
+		if err := decodeStrict(kubeletYAML, &c.Kubelet); err != nil {
+			return fmt.Errorf("the cluster's kubelet-config ConfigMap: %w", err)
+		}
+	}
+	// Per-host settings: this node's runtime, its init system and cgroups.
+	c.Kubelet.ContainerRuntimeEndpoint = c.CRIEndpoint()
+	if h.SystemdInit {
+		c.Kubelet.CgroupDriver = "systemd"
+	} else {
+		c.Kubelet.CgroupDriver = "cgroupfs"
+	}
+	if h.CgroupV1 {
+		c.Kubelet.FailCgroupV1 = ptr.To(false)
+	}
+	c.Kubelet.StaticPodPath = c.Paths.ManifestsDir
+	c.Kubelet.Authentication.X509.ClientCAFile = c.Paths.Cert("ca.crt")
+	return nil
+}
+
+// JoinTaints are a joining control-plane node's taints.
+func (c *Config) JoinTaints() []corev1.Taint {
+	if c.Join.NodeRegistration.Taints != nil {
+		return c.Join.NodeRegistration.Taints
+	}
+	if c.IsControlPlaneJoin() {
+		return []corev1.Taint{ControlPlaneTaint}
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+// Package etcdmember grows and shrinks the cluster's etcd as control-plane
+// nodes join and leave: a joining member is added as a learner, and
+// promoted to a voting member once it has caught up with the leader, so a
+// slow new member never costs the cluster its quorum.
+package etcdmember
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/kubeforge/kubeforge/config"
+)
+
+// Client connects to etcd at endpoints with the API server's etcd client
+// certificate (etcd has no RBAC: any client certificate of its CA works).
+func Client(p config.Paths, endpoints []string) (*clientv3.Client, error) {
+	cert, err := tls.LoadX509KeyPair(p.Host(p.Cert("apiserver-etcd-client.crt")), p.Host(p.Cert("apiserver-etcd-client.key")))
+	if err != nil {
+		return nil, fmt.Errorf("etcd client certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(p.Host(p.Cert("etcd/ca.crt")))
+	if err != nil {
+		return nil, fmt.Errorf("etcd CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		TLS:         &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
+		Logger:      zap.NewNop(),
+	})
+}
+
+// Member is one etcd member.
+type Member struct {
+	ID       uint64
+	Name     string
+	PeerURLs []string
+	Learner  bool
+}
+
+func convert(ms []*etcdserverpb.Member) []Member {
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, Learner: m.IsLearner})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// List returns the members.
+func List(ctx context.Context, c *clientv3.Client) ([]Member, error) {
+	resp, err := c.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list etcd members: %w", err)
+	}
+	return convert(resp.Members), nil
+}
+
+// AddLearner adds a learner with peerURL (or finds it, on a rerun) and
+// returns its ID and the --initial-cluster value for it to start with.
+func AddLearner(ctx context.Context, c *clientv3.Client, name, peerURL string) (uint64, string, error) {
+	members, err := List(ctx, c)
+	if err != nil {
+		return 0, "", err
+	}
+	var id uint64
+	for _, m := range members {
+		for _, u := range m.PeerURLs {
+			if u == peerURL {
+				id = m.ID
+			}
+		}
+	}
+	if id == 0 {
+		resp, err := c.MemberAddAsLearner(ctx, []string{peerURL})
+		if err != nil {
+			return 0, "", fmt.Errorf("add etcd member %s (%s): %w", name, peerURL, err)
+		}
+		id = resp.Member.ID
+		members = convert(resp.Members)
+	}
+	var initial []string
+	for _, m := range members {
+		mname := m.Name
+		if m.ID == id {
+			mname = name
+		}
+		if mname == "" {
+			continue // another member that has not started yet
+		}
+		for _, u := range m.PeerURLs {
+			initial = append(initial, mname+"="+u)
+		}
+	}
+	return id, strings.Join(initial, ","), nil
+}
+
+// Promote makes learner id a voting member, retrying while it catches up,
+// until ctx ends.
+func Promote(ctx context.Context, c *clientv3.Client, id uint64) error {
+	var last error
+	for {
+		_, err := c.MemberPromote(ctx, id)
+		if err == nil {
+			return nil
+		}
+		if strings.Contains(err.Error(), "is not a learner") || strings.Contains(err.Error(), "not a learner") {
+			return nil // already a voting member (rerun)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("promote etcd member %x: %w", id, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Remove removes the member called name, unless it is the only one.
+// It reports whether it removed anything.
+func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) {
+	members, err := List(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range members {
+		if m.Name != name {
+			continue
+		}
+		if len(members) == 1 {
+			return false, errors.New("it is the only member: removing it would destroy the cluster's data (reset removes the data directory instead)")
+		}
+		if _, err := c.MemberRemove(ctx, m.ID); err != nil {
+			return false, fmt.Errorf("remove etcd member %s: %w", name, err)
+		}
+		return true, nil
+	}
+	return false, nil
+}

@@ -1,0 +1,493 @@
+package phases
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/join/discovery"
+	"github.com/kubeforge/kubeforge/join/etcdmember"
+	"github.com/kubeforge/kubeforge/join/uploadcerts"
+	"github.com/kubeforge/kubeforge/manifests"
+	"github.com/kubeforge/kubeforge/pki"
+	"github.com/kubeforge/kubeforge/preflight"
+)
+
+// JoinData is what the join phases share.
+type JoinData struct {
+	*Node
+	Discovery             discovery.Options
+	TLSBootstrapToken     string
+	IgnorePreflightErrors []string
+	// NodeIP is the kubelet's --node-ip; default: this host's address on
+	// the route to the API server.
+	NodeIP string
+	// EarlyNodeStart starts the node service right after preflight.
+	EarlyNodeStart bool
+
+	found       *discovery.Result
+	bootClient  kubernetes.Interface
+	clusterYAML []byte
+	kubeletYAML []byte
+	sharedCerts map[string][]byte
+}
+
+// JoinWorkflow is the tree of `kubeforge join` phases (kubeadm's).
+func JoinWorkflow() *Workflow[*JoinData] {
+	cp := func(d *JoinData) bool { return d.Cfg.IsControlPlaneJoin() }
+	return &Workflow[*JoinData]{Name: "join", Phases: []Phase[*JoinData]{
+		{Name: "preflight", Short: "Run join pre-flight checks, and discover and authenticate the cluster", Run: runJoinPreflight,
+			Flags: []string{"ignore-preflight-errors"}},
+		{Name: "control-plane-prepare", Short: "Prepare the machine for serving a control plane", RunIf: cp, Phases: []Phase[*JoinData]{
+			{Name: "download-certs", Short: "Write the control plane's shared certificates from the kubeadm-certs Secret", Run: runDownloadCerts},
+			{Name: "certs", Short: "Generate this node's certificates", Run: runJoinCerts},
+			{Name: "kubeconfig", Short: "Generate the kubeconfig files of this control-plane node", Run: runJoinKubeconfig},
+			{Name: "control-plane", Short: "Generate the control plane's static Pod manifests", Run: runJoinControlPlaneManifests},
+		}},
+		{Name: "kubelet-start", Short: "Write the kubelet's configuration, start the node service and wait for the kubelet's TLS bootstrap", Run: runJoinKubeletStart},
+		{Name: "control-plane-join", Short: "Join the machine as a control-plane instance", RunIf: cp, Phases: []Phase[*JoinData]{
+			{Name: "etcd", Short: "Add this node's etcd member (as a learner, promoted once in sync)", Run: runJoinEtcd},
+			{Name: "mark-control-plane", Short: "Label and taint the node as a control-plane node", Run: runJoinMarkControlPlane},
+		}},
+		{Name: "wait-control-plane", Short: "Wait for this node's control plane to be healthy", RunIf: cp, Run: func(ctx context.Context, d *JoinData) error {
+			return d.waitControlPlane(ctx, "wait-control-plane")
+		}},
+	}}
+}
+
+// discover authenticates the cluster and reads what a joining node needs,
+// writing nothing: every refusal happens before the first file is written.
+func (d *JoinData) discover(ctx context.Context) error {
+	if d.found != nil {
+		return nil
+	}
+	const phase = "preflight"
+	start := time.Now()
+	o := d.Discovery
+	o.Warn = func(s string) { d.Out.Warnf(phase, "%s", s) }
+	found, err := discovery.Discover(ctx, o)
+	if err != nil {
+		return fmt.Errorf("discovery: %w", err)
+	}
+	d.Out.Done(phase, "discovered", "", start, "Discovered the cluster at %s (CA %s)", found.Server, pki.CAHash(found.CA))
+
+	// The bootstrap token must still be accepted by the API server (an
+	// expired token can linger in cluster-info until the cleaner runs).
+	token := d.TLSBootstrapToken
+	cfg := &rest.Config{Host: found.Server, BearerToken: token, UserAgent: "kubeforge-join",
+		TLSClientConfig: rest.TLSClientConfig{CAData: found.CAData}, Timeout: 15 * time.Second}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{}); err != nil {
+		if apierrors.IsUnauthorized(err) {
+			return errors.New("the API server does not accept the bootstrap token: it has expired or was deleted; create a new one with `kubeforge token create --print-join-command` on a control-plane node")
+		}
+		return fmt.Errorf("authenticate with the bootstrap token: %w", err)
+	}
+	kubelet, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, manifests.KubeletConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read the cluster's kubelet configuration (kube-system/%s): %w", manifests.KubeletConfigMap, err)
+	}
+	d.kubeletYAML = []byte(kubelet.Data["kubelet"])
+	if d.Cfg.IsControlPlaneJoin() {
+		kc, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, manifests.KubeadmConfigMap, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read the cluster configuration (kube-system/%s): %w", manifests.KubeadmConfigMap, err)
+		}
+		d.clusterYAML = []byte(kc.Data["ClusterConfiguration"])
+		key, err := uploadcerts.ParseKey(d.Cfg.Join.ControlPlane.CertificateKey)
+		if err != nil {
+			return fmt.Errorf("--certificate-key: %w", err)
+		}
+		if d.sharedCerts, err = uploadcerts.Fetch(ctx, client, key); err != nil {
+			return err
+		}
+	}
+	if err := d.Cfg.AdoptCluster(d.clusterYAML, d.kubeletYAML, d.Host); err != nil {
+		return err
+	}
+	if d.Cfg.IsControlPlaneJoin() {
+		if d.Cfg.Cluster.ControlPlaneEndpoint == "" {
+			d.Out.Warnf(phase, "the cluster has no controlPlaneEndpoint: clients keep talking to the first API server only; set ClusterConfiguration.controlPlaneEndpoint (a DNS name or a load-balanced address) when you create the cluster")
+		}
+		for _, f := range uploadcerts.Files {
+			if _, ok := d.sharedCerts[f]; !ok && f != "encryption-config.yaml" {
+				return fmt.Errorf("the uploaded certificates lack %s", f)
+			}
+		}
+	}
+	d.found, d.bootClient = found, client
+	return nil
+}
+
+func runJoinPreflight(ctx context.Context, d *JoinData) error {
+	const phase = "preflight"
+	start := time.Now()
+	d.Out.Printf(phase, "Running pre-flight checks")
+	checks := preflight.JoinChecks(preflight.JoinOptions{
+		Paths:             d.Cfg.Paths,
+		APIServerEndpoint: d.Discovery.Endpoint,
+		NodeName:          d.Cfg.NodeName(),
+		ExternalCRI:       d.Cfg.ExternalCRI(),
+		ControlPlane:      d.Cfg.IsControlPlaneJoin(),
+		AdvertiseAddress:  d.Cfg.AdvertiseAddress(),
+		BindPort:          d.Cfg.BindPort(),
+	}, preflight.HostSystem(d.Cfg.Paths))
+	ignore := append(append([]string(nil), d.IgnorePreflightErrors...), d.Cfg.Join.NodeRegistration.IgnorePreflightErrors...)
+	if d.DryRun {
+		ignore = []string{"all"}
+	}
+	warnings, err := preflight.Run(checks, ignore)
+	for _, w := range warnings {
+		d.Out.Warnf(phase, "[%s]: %v", w.Check, w.Err)
+	}
+	if err != nil {
+		return err
+	}
+	d.Out.Done(phase, "checked", "", start, "Pre-flight checks passed (%d checks)", len(checks))
+	if err := d.discover(ctx); err != nil {
+		return err
+	}
+	if d.EarlyNodeStart {
+		d.StartNodeEarly(ctx)
+	}
+	return nil
+}
+
+func (d *JoinData) pkiSpec() pki.Spec {
+	c := d.Cfg
+	s := pki.Spec{
+		Paths:                d.Paths,
+		NodeName:             c.NodeName(),
+		AdvertiseAddress:     net.ParseIP(c.AdvertiseAddress()),
+		ControlPlaneEndpoint: c.Cluster.ControlPlaneEndpoint,
+		BindPort:             c.BindPort(),
+		ServiceSubnet:        c.Cluster.Networking.ServiceSubnet,
+		DNSDomain:            c.Cluster.Networking.DNSDomain,
+		APIServerCertSANs:    c.Cluster.APIServer.CertSANs,
+		CAValidity:           c.CAValidity(),
+		Validity:             c.CertValidity(),
+		Algorithm:            string(c.Cluster.EncryptionAlgorithm),
+	}
+	if l := c.Cluster.Etcd.Local; l != nil {
+		s.EtcdServerCertSANs, s.EtcdPeerCertSANs = l.ServerCertSANs, l.PeerCertSANs
+	}
+	return s
+}
+
+func runDownloadCerts(ctx context.Context, d *JoinData) error {
+	const phase = "download-certs"
+	if err := d.discover(ctx); err != nil {
+		return err
+	}
+	if d.DryRun {
+		for f := range d.sharedCerts {
+			d.Out.Printf(phase, "Would write %q from the kubeadm-certs Secret", d.Cfg.Paths.Cert(f))
+		}
+		return nil
+	}
+	start := time.Now()
+	if err := uploadcerts.Write(d.Paths, d.sharedCerts); err != nil {
+		return err
+	}
+	d.Out.Done(phase, "written", "", start, "Wrote the control plane's shared certificates and keys (%d files) to %q", len(d.sharedCerts), d.Cfg.Paths.CertDir)
+	return nil
+}
+
+func runJoinCerts(ctx context.Context, d *JoinData) error {
+	if err := d.discover(ctx); err != nil {
+		return err
+	}
+	results, err := pki.EnsureAll(d.pkiSpec())
+	for _, r := range results {
+		reportPKI(d.Node, "certs", r, "certificate and key")
+	}
+	return err
+}
+
+func runJoinKubeconfig(ctx context.Context, d *JoinData) error {
+	if err := d.discover(ctx); err != nil {
+		return err
+	}
+	for _, name := range []string{"admin", "controller-manager", "scheduler"} {
+		res, err := pki.EnsureKubeconfig(d.pkiSpec(), name)
+		if err != nil {
+			return err
+		}
+		reportPKI(d.Node, "kubeconfig", res, "kubeconfig file")
+	}
+	return nil
+}
+
+func runJoinControlPlaneManifests(ctx context.Context, d *JoinData) error {
+	const phase = "control-plane"
+	if err := d.discover(ctx); err != nil {
+		return err
+	}
+	p := d.Cfg.Paths
+	if err := ensureEncryptionConfig(d.Node, phase); err != nil {
+		return err
+	}
+	if err := d.WriteFile(phase, "API server authentication configuration", p.AuthnConfigFile(), manifests.AuthenticationConfig(), 0o600, ShowContent); err != nil {
+		return err
+	}
+	if err := d.WriteFile(phase, "API server audit policy", p.AuditPolicyFile(), manifests.AuditPolicy(), 0o600, ShowContent); err != nil {
+		return err
+	}
+	if err := d.MkdirAll(phase, p.AuditLogDir(), 0o700); err != nil {
+		return err
+	}
+	for _, c := range []string{manifests.KubeAPIServer, manifests.KubeControllerMgr, manifests.KubeScheduler} {
+		if err := writeNodeManifest(d.Node, phase, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeNodeManifest(n *Node, phase, component string) error {
+	pod, err := manifests.StaticPod(n.Cfg, component)
+	if err != nil {
+		return err
+	}
+	data, err := manifests.MarshalPod(pod)
+	if err != nil {
+		return fmt.Errorf("render %s manifest: %w", component, err)
+	}
+	return n.WriteFile(phase, "static Pod manifest for "+component, n.Cfg.Paths.Manifest(component), data, 0o600, ShowContent)
+}
+
+func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
+	const phase = "kubelet-start"
+	if err := d.discover(ctx); err != nil {
+		return err
+	}
+	p := d.Cfg.Paths
+	// The cluster CA and the bootstrap kubeconfig first: the node service
+	// starts the kubelet as soon as its config file appears.
+	if err := d.WriteFile(phase, "cluster CA certificate", p.Cert("ca.crt"), d.found.CAData, 0o644, HideContent); err != nil {
+		return err
+	}
+	boot := clientcmdapi.NewConfig()
+	boot.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: d.found.Server, CertificateAuthorityData: d.found.CAData}
+	boot.AuthInfos["tls-bootstrap-token-user"] = &clientcmdapi.AuthInfo{Token: d.TLSBootstrapToken}
+	boot.Contexts["tls-bootstrap-token-user@kubernetes"] = &clientcmdapi.Context{Cluster: "kubernetes", AuthInfo: "tls-bootstrap-token-user"}
+	boot.CurrentContext = "tls-bootstrap-token-user@kubernetes"
+	bootBytes, err := clientcmd.Write(*boot)
+	if err != nil {
+		return err
+	}
+	kubeletConf := p.Kubeconfig("kubelet.conf")
+	haveKubeletConf := fileExists(d.Paths.Host(kubeletConf))
+	if !haveKubeletConf {
+		if err := d.WriteFile(phase, "bootstrap kubeconfig", p.Kubeconfig("bootstrap-kubelet.conf"), bootBytes, 0o600, HideContent); err != nil {
+			return err
+		}
+	}
+	if err := writeKubeletFiles(d.Node, phase, d.NodeIP, true); err != nil {
+		return err
+	}
+	if d.DryRun {
+		d.Out.Printf(phase, "Would start the node service and wait for the kubelet's TLS bootstrap")
+		return nil
+	}
+	start := time.Now()
+	if err := d.WaitNodeService(ctx); err != nil {
+		return err
+	}
+	// TLS bootstrap: the kubelet posts a CSR with the token, the
+	// controller-manager approves and signs it, the kubelet writes
+	// kubelet.conf; the node then registers.
+	timeout := config.Timeout(d.Cfg.JoinTimeouts().TLSBootstrap, 5*time.Minute)
+	var client kubernetes.Interface
+	err = pollUntil(ctx, timeout, func() (bool, error) {
+		if client == nil {
+			if !fileExists(d.Paths.Host(kubeletConf)) {
+				return false, nil
+			}
+			cfg, err := restConfig(d.Paths, kubeletConf)
+			if err != nil {
+				return false, nil
+			}
+			if client, err = kubernetes.NewForConfig(cfg); err != nil {
+				return false, err
+			}
+		}
+		_, err := client.CoreV1().Nodes().Get(ctx, d.Cfg.NodeName(), metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the kubelet did not complete its TLS bootstrap and register node %s within %s (see %s): %v",
+			d.Cfg.NodeName(), timeout, node.KubeletLogFile(p), err)
+	}
+	_ = os.Remove(d.Paths.Host(p.Kubeconfig("bootstrap-kubelet.conf")))
+	d.Out.Done(phase, "registered", "", start, "The kubelet got its client certificate and registered node %s", d.Cfg.NodeName())
+	return nil
+}
+
+// adminClient is the admin.conf client of a joining control-plane node.
+func (d *JoinData) adminClient() (kubernetes.Interface, error) {
+	cfg, err := restConfig(d.Paths, d.Cfg.Paths.Kubeconfig("admin.conf"))
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+func runJoinEtcd(ctx context.Context, d *JoinData) error {
+	const phase = "etcd"
+	if err := d.discover(ctx); err != nil {
+		return err
+	}
+	if d.DryRun {
+		d.Out.Printf(phase, "Would add this node's etcd member as a learner, start it and promote it")
+		return writeNodeManifest(d.Node, phase, manifests.Etcd)
+	}
+	start := time.Now()
+	client, err := d.adminClient()
+	if err != nil {
+		return err
+	}
+	endpoints, err := etcdEndpoints(ctx, client)
+	if err != nil {
+		return err
+	}
+	ec, err := etcdmember.Client(d.Paths, endpoints)
+	if err != nil {
+		return err
+	}
+	defer ec.Close()
+	timeout := config.Timeout(d.Cfg.JoinTimeouts().EtcdAPICall, 2*time.Minute)
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	peerURL := "https://" + net.JoinHostPort(d.Cfg.AdvertiseAddress(), fmt.Sprint(manifests.EtcdPeerPort))
+	id, initial, err := etcdmember.AddLearner(actx, ec, d.Cfg.NodeName(), peerURL)
+	if err != nil {
+		return err
+	}
+	d.Out.Done(phase, "member-added", "", start, "Added etcd member %s (%x) as a learner; initial cluster %s", d.Cfg.NodeName(), id, initial)
+	d.Cfg.EtcdInitialCluster = initial
+	if err := d.MkdirAll(phase, d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
+		return err
+	}
+	if err := writeNodeManifest(d.Node, phase, manifests.Etcd); err != nil {
+		return err
+	}
+	promoteStart := time.Now()
+	if err := etcdmember.Promote(actx, ec, id); err != nil {
+		return fmt.Errorf("%w (is the local etcd running? see its log under %s)", err, d.Cfg.Paths.PodLogDir)
+	}
+	d.Out.Done(phase, "member-promoted", "", promoteStart, "Promoted etcd member %s to a voting member", d.Cfg.NodeName())
+	return nil
+}
+
+// etcdEndpoints are the client URLs of the cluster's etcd members, from the
+// etcd pods' advertise-client-urls annotations (kubeadm's ClusterStatus).
+func etcdEndpoints(ctx context.Context, c kubernetes.Interface) ([]string, error) {
+	pods, err := c.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "component=etcd,tier=control-plane"})
+	if err != nil {
+		return nil, fmt.Errorf("find the etcd members: %w", err)
+	}
+	var out []string
+	for _, p := range pods.Items {
+		if u := p.Annotations["kubeadm.kubernetes.io/etcd.advertise-client-urls"]; u != "" {
+			out = append(out, strings.Split(u, ",")...)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no etcd pod announces its client URL (annotation kubeadm.kubernetes.io/etcd.advertise-client-urls): is this a cluster with local etcd?")
+	}
+	return out, nil
+}
+
+func runJoinMarkControlPlane(ctx context.Context, d *JoinData) error {
+	if d.DryRun {
+		d.Out.Printf("mark-control-plane", "Would mark node %s as control-plane", d.Cfg.NodeName())
+		return nil
+	}
+	client, err := d.adminClient()
+	if err != nil {
+		return err
+	}
+	return markControlPlane(ctx, d.Out, client, d.Cfg.NodeName(), d.Cfg.JoinTaints(), time.Minute)
+}
+
+// markControlPlane labels a node as control plane and adds taints.
+func markControlPlane(ctx context.Context, out *progress.Reporter, client kubernetes.Interface, name string, taints []corev1.Taint, timeout time.Duration) error {
+	const phase = "mark-control-plane"
+	labels := []string{"node-role.kubernetes.io/control-plane", "node.kubernetes.io/exclude-from-external-load-balancers"}
+	start := time.Now()
+	var n *corev1.Node
+	err := pollUntil(ctx, timeout, func() (bool, error) {
+		var err error
+		n, err = client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("node %s did not register: %w", name, err)
+	}
+	newTaints := append([]corev1.Taint(nil), n.Spec.Taints...)
+	for _, t := range taints {
+		found := false
+		for _, x := range newTaints {
+			if x.MatchTaint(&t) {
+				found = true
+			}
+		}
+		if !found {
+			newTaints = append(newTaints, t)
+		}
+	}
+	patch := map[string]any{"metadata": map[string]any{"labels": map[string]string{labels[0]: "", labels[1]: ""}}}
+	if len(newTaints) != len(n.Spec.Taints) {
+		patch["spec"] = map[string]any{"taints": newTaints}
+	}
+	b, _ := json.Marshal(patch)
+	if _, err := client.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, b, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("label and taint node %s: %w", name, err)
+	}
+	out.Done(phase, "marked", "", start, "Marked node %s as control-plane: labels %v, taints %v", name, labels, taintStrings(taints))
+	return nil
+}
+
+// SourceAddress is this host's address on the route to endpoint (host:port);
+// no packet is sent (a UDP socket is only connected).
+func SourceAddress(endpoint string) (string, error) {
+	host := endpoint
+	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
+		host = u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "443")
+		}
+	}
+	c, err := net.Dial("udp", host)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String(), nil
+}
