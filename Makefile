@@ -18,6 +18,10 @@ unit: ## unit tests only (no root, no cluster)
 test: ## every test, including end-to-end clusters (root)
 	./hack/test.sh
 
+.PHONY: e2e
+e2e: build ## end-to-end tests (root): real nodes in test network namespaces (test/testbed, test/e2e)
+	KUBEFORGE_BINARY=$(CURDIR)/bin/kubeforge $(GO) test -count=1 -p 1 -v -timeout 30m ./test/...
+
 bench: build ## bring up a node from scratch and measure it; writes bench/results.json
 	./hack/bench.sh
 

@@ -400,3 +400,51 @@ func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
 }
+
+// containerProcesses maps the pids of the containers' main processes (the
+// children of the node's runtime shims) to their command lines.
+func (c *cluster) containerProcesses() map[int]string {
+	procs := c.n.Processes()
+	shims := map[int]bool{}
+	for _, p := range procs {
+		if hasWords(p.Cmdline, "-namespace", "k8s.io") && slices.Contains(p.Cmdline, "-id") {
+			shims[p.PID] = true
+		}
+	}
+	out := map[int]string{}
+	for _, p := range procs {
+		if shims[parent(p.PID)] {
+			out[p.PID] = strings.Join(p.Cmdline, " ")
+		}
+	}
+	return out
+}
+
+func parent(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// gone lists the processes of before that no longer run.
+func gone(before, after map[int]string) []string {
+	var out []string
+	for pid, cmd := range before {
+		if after[pid] != cmd {
+			if len(cmd) > 100 {
+				cmd = cmd[:100] + "…"
+			}
+			out = append(out, fmt.Sprintf("pid %d: %s", pid, cmd))
+		}
+	}
+	slices.Sort(out)
+	return out
+}

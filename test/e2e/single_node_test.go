@@ -232,10 +232,16 @@ func TestSingleNode(t *testing.T) {
 			t.Fatalf("node.pid says %s, which is not a node service of this node (%v)", pidText, supervisor)
 		}
 		kubelet := c.component("kubelet")
+		procs := c.containerProcesses()
+		if len(procs) < 2*(len(controlPlane)+1) { // a pause and a main process per pod
+			t.Fatalf("found only %d container processes: %v", len(procs), procs)
+		}
 		c.kill(*supervisor)
 		if s := c.readyz(); s != "" {
 			t.Fatalf("the API server stopped answering when the node service was killed: %s", s)
 		}
+		t.Logf("after kill -9 of the node service: kubelet %s; containerd %s",
+			processes(c.component("kubelet")), processes(c.component("containerd")))
 		started := time.Now()
 		c.kubeforge(2*time.Minute, "node", "start")
 		took := poll(t, 60*time.Second, "node Ready after `node start`", func() string {
@@ -254,6 +260,9 @@ func TestSingleNode(t *testing.T) {
 		after := c.settledContainers()
 		if d := diff(before, after); len(d) > 0 {
 			t.Errorf("containers changed when the node service restarted:\n  %s", strings.Join(d, "\n  "))
+		}
+		if g := gone(procs, c.containerProcesses()); len(g) > 0 {
+			t.Errorf("container processes ended when the node service restarted:\n  %s", strings.Join(g, "\n  "))
 		}
 	})
 
@@ -333,6 +342,10 @@ func TestSingleNode(t *testing.T) {
 		}
 
 		before := c.settledContainers()
+		procs := c.containerProcesses()
+		if len(procs) < 2*(len(controlPlane)+1) { // a pause and a main process per pod
+			t.Fatalf("found only %d container processes: %v", len(procs), procs)
+		}
 		kubelet := c.component("kubelet")
 		if len(kubelet) != 1 {
 			t.Fatalf("kubelet processes: %s", processes(kubelet))
@@ -363,6 +376,9 @@ func TestSingleNode(t *testing.T) {
 		}
 		if d := diff(before, after); len(d) > 0 {
 			t.Errorf("containers changed after a corrupt manifest:\n  %s", strings.Join(d, "\n  "))
+		}
+		if g := gone(procs, c.containerProcesses()); len(g) > 0 {
+			t.Errorf("container processes ended after a corrupt manifest:\n  %s", strings.Join(g, "\n  "))
 		}
 		if s := c.controlPlaneReady(); s != "" {
 			t.Error(s)

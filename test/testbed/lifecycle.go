@@ -225,10 +225,13 @@ func (n *Node) Crash(ctx context.Context) error {
 	if out, err := n.Run(ctx, "sh", "-ec", script.String()); err != nil {
 		return fmt.Errorf("crash: %w\n%s", err, out)
 	}
+	if err := n.recordBaseMounts(); err != nil {
+		return err
+	}
 	if left, err := n.MountsUnder(basePaths...); err != nil || len(left) > 0 {
 		return fmt.Errorf("crash: mounts left after unmounting: %v %v", left, err)
 	}
-	return n.recordBaseMounts()
+	return nil
 }
 
 // destroy removes the node. With reset, `kubeforge reset --force` runs in

@@ -286,6 +286,15 @@ func TestSweepHelper(t *testing.T) {
 	if err := bg.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// nsenter is in the namespaces once its sleep is.
+	waitFor(t, 5*time.Second, func() bool {
+		for _, p := range n.Processes() {
+			if strings.Join(p.Cmdline, " ") == "sleep 1000" {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprint(n.Processes()) })
 	fmt.Printf("KFTB-READY %s %s %s %s %s %s x\n", tb.ID, tb.Dir, n.NetNS, n.CgroupRoot, n.netnsID, n.mountNSID)
 	time.Sleep(time.Minute) // killed by TestSweep
 }
