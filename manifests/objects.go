@@ -22,6 +22,7 @@ const (
 	ClusterAdminsGroup     = "kubeadm:cluster-admins"
 	ClusterAdminsBinding   = "kubeadm:cluster-admins"
 	KubeletServingApprover = "kubeforge:kubelet-serving-approver"
+	PodNetworkReader       = "kubeforge:pod-network-reader"
 )
 
 var (
@@ -111,6 +112,11 @@ func BootstrapRBAC() []runtime.Object {
 			rbacv1.PolicyRule{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{"kubernetes.io/kubelet-serving"}, Verbs: []string{"approve"}},
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}),
 		clusterRoleBinding(KubeletServingApprover, KubeletServingApprover, user("system:kube-controller-manager")),
+		// The pod network agent on every node routes to the other nodes'
+		// pod CIDRs, so nodes may list and watch Nodes (the Node authorizer
+		// alone lets a node read only its own Node).
+		clusterRole(PodNetworkReader, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}),
+		clusterRoleBinding(PodNetworkReader, PodNetworkReader, group("system:nodes")),
 	}
 }
 

@@ -299,8 +299,11 @@ func controllerManagerPod(c *config.Config) *corev1.Pod {
 		"cluster-signing-cert-file":        cert("ca.crt"),
 		"cluster-signing-key-file":         cert("ca.key"),
 		"controllers":                      "*,bootstrapsigner,tokencleaner",
+		"kube-api-burst":                   "200",
+		"kube-api-qps":                     "100",
 		"kubeconfig":                       kubeconfig,
 		"leader-elect":                     "true",
+		"leader-elect-retry-period":        "500ms",
 		"profiling":                        "false",
 		"requestheader-client-ca-file":     cert("front-proxy-ca.crt"),
 		"root-ca-file":                     cert("ca.crt"),
@@ -323,8 +326,11 @@ func schedulerPod(c *config.Config) *corev1.Pod {
 		"authentication-kubeconfig": kubeconfig,
 		"authorization-kubeconfig":  kubeconfig,
 		"bind-address":              "127.0.0.1",
+		"kube-api-burst":            "200",
+		"kube-api-qps":              "100",
 		"kubeconfig":                kubeconfig,
 		"leader-elect":              "true",
+		"leader-elect-retry-period": "500ms",
 		"profiling":                 "false",
 	}
 	var v vols

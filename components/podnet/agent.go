@@ -2,7 +2,6 @@ package podnet
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -42,25 +41,29 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	for {
+	// A joining node gets its credentials from the kubelet's TLS bootstrap:
+	// wait for them, and retry while the kubelet is still writing them.
+	var client kubernetes.Interface
+	for client == nil {
 		if _, err := os.Stat(o.Kubeconfig); err == nil {
-			break
+			cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+			if err == nil {
+				cfg.UserAgent = "kubeforge-podnet"
+				client, err = kubernetes.NewForConfig(cfg)
+			}
+			if err != nil {
+				log.Debug("pod network agent: credentials not usable yet", "err", err)
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(100 * time.Millisecond):
+		if client == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("pod network agent: %w", err)
-	}
-	cfg.UserAgent = "kubeforge-podnet"
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("pod network agent: %w", err)
-	}
+	log.Info("pod network agent started", "node", o.NodeName)
 	a := &agent{o: o, log: log, routes: map[string]*netlink.Route{}}
 	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	nodes := factory.Core().V1().Nodes()
