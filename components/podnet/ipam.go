@@ -83,7 +83,9 @@ func runIPAM(stdin io.Reader, stdout, stderr io.Writer, command, cniPath string)
 	cidrs, err := readCIDRs(ic.PodCIDRFile, wait)
 	if err != nil {
 		if command != "ADD" && command != "CHECK" {
-			cidrs = []string{"0.0.0.0/32"} // host-local releases by container ID
+			// host-local releases by container ID, whatever the range; but
+			// it rejects a range smaller than /30 before it gets there.
+			cidrs = []string{"0.0.0.0/30"}
 		} else {
 			return err
 		}
