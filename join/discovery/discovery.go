@@ -49,6 +49,9 @@ type Options struct {
 	Timeout time.Duration
 	// Warn receives warnings (unsafe mode).
 	Warn func(string)
+	// UnsignedGrace is how long a token without a cluster-info signature
+	// is waited for (default 10 s).
+	UnsignedGrace time.Duration
 }
 
 // Result is the trusted cluster.
@@ -145,7 +148,10 @@ func fromToken(ctx context.Context, o Options) (*Result, error) {
 	// controller-manager signs within seconds; kubeforge signs at once), so
 	// a missing signature is retried for a short grace period.
 	unsignedSince := time.Time{}
-	const unsignedGrace = 10 * time.Second
+	unsignedGrace := o.UnsignedGrace
+	if unsignedGrace == 0 {
+		unsignedGrace = 10 * time.Second
+	}
 	for {
 		cm, lastErr = fetch(ctx, url, &tls.Config{InsecureSkipVerify: true})
 		if lastErr == nil {

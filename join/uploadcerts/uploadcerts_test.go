@@ -1,0 +1,78 @@
+package uploadcerts
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubeforge/kubeforge/config"
+)
+
+func TestUploadFetchWrite(t *testing.T) {
+	src := config.DefaultPaths().WithRoot(t.TempDir())
+	for _, f := range Files {
+		p := src.Host(filepath.Join(src.CertDir, f))
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		os.WriteFile(p, []byte("content of "+f), 0o600)
+	}
+	k, _ := NewKey()
+	key, err := ParseKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c := fake.NewClientset()
+	if err := Upload(ctx, c, src, key); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, SecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.OwnerReferences) != 1 || !strings.HasPrefix(s.OwnerReferences[0].Name, "bootstrap-token-") {
+		t.Fatalf("the Secret must be owned by a bootstrap token: %+v", s.OwnerReferences)
+	}
+	for k, v := range s.Data {
+		if strings.Contains(string(v), "content of") {
+			t.Fatalf("%s is stored in clear", k)
+		}
+	}
+	if _, ok := s.Data["etcd-ca.key"]; !ok {
+		t.Fatal("kubeadm's key name etcd-ca.key missing")
+	}
+	files, err := Fetch(ctx, c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := config.DefaultPaths().WithRoot(t.TempDir())
+	if err := Write(dst, files); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range Files {
+		b, err := os.ReadFile(dst.Host(filepath.Join(dst.CertDir, f)))
+		if err != nil || string(b) != "content of "+f {
+			t.Fatalf("%s: %q %v", f, b, err)
+		}
+		st, _ := os.Stat(dst.Host(filepath.Join(dst.CertDir, f)))
+		if strings.HasSuffix(f, ".key") && st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v", f, st.Mode())
+		}
+	}
+	other, _ := NewKey()
+	wrong, _ := ParseKey(other)
+	if _, err := Fetch(ctx, c, wrong); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
+		t.Fatalf("wrong key: %v", err)
+	}
+	c.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, SecretName, metav1.DeleteOptions{})
+	if _, err := Fetch(ctx, c, key); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("expired: %v", err)
+	}
+	if _, err := ParseKey("abc"); err == nil {
+		t.Fatal("short key accepted")
+	}
+}
