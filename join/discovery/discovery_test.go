@@ -138,4 +138,3 @@ func TestFileDiscovery(t *testing.T) {
 		t.Fatalf("want an error naming the file, got %v", err)
 	}
 }
-
