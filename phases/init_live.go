@@ -358,7 +358,9 @@ func latestPodLog(p config.Paths, component string) string {
 	var newest string
 	var newestTime time.Time
 	for _, m := range matches {
-		if st, err := os.Stat(m); err == nil && st.ModTime().After(newestTime) {
+		// The newest log with something in it (a container that failed to
+		// start leaves an empty one).
+		if st, err := os.Stat(m); err == nil && st.Size() > 0 && st.ModTime().After(newestTime) {
 			newest, newestTime = m, st.ModTime()
 		}
 	}

@@ -185,7 +185,9 @@ func finishInit(d *phases.InitData, runErr error, start time.Time) error {
 	if runErr != nil {
 		var pe *phases.PhaseError
 		if errors.As(runErr, &pe) {
-			d.Out.Emit(progress.Event{Phase: pe.Phase, Level: progress.Error, Action: "failed", Message: pe.Err.Error()})
+			if d.Out.JSON() {
+				d.Out.Emit(progress.Event{Phase: pe.Phase, Level: progress.Error, Action: "failed", Message: pe.Err.Error()})
+			}
 			return fmt.Errorf("init failed in phase %q: %w\nFix the cause and run the same command again: finished phases are reused, nothing is redone", pe.Phase, pe.Err)
 		}
 		return runErr
