@@ -80,9 +80,39 @@ func TestTwoNodes(t *testing.T) {
 		roots      []string
 		namespaces []nodeNamespaces
 	)
+	// A shared mount of the host under /run: a node drops its copies of the
+	// host's mounts there, which must not unmount the host's own.
+	probe := fmt.Sprintf("/run/kftb-probe-%d", os.Getpid())
+	if err := os.Mkdir(probe, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(probe)
+	if err := runHost("mount", "-t", "tmpfs", "kftb-probe", probe); err != nil {
+		t.Fatal(err)
+	}
+	defer runHost("umount", probe)
+	if err := runHost("mount", "--make-shared", probe); err != nil {
+		t.Fatal(err)
+	}
+	// An unmount propagates through its parent's peer group: the inner mount
+	// is what a node that shared the host's mounts would take away.
+	inner := probe + "/inner"
+	if err := os.Mkdir(inner, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := runHost("mount", "-t", "tmpfs", "kftb-probe-inner", inner); err != nil {
+		t.Fatal(err)
+	}
+	defer runHost("umount", inner)
 	ok := t.Run("bed", func(t *testing.T) {
 		tb := New(t, WithBinary("/bin/true")) // no kubeforge needed here
 		a, b := tb.AddNode("a"), tb.AddNode("b")
+		if m, _ := readMountinfo("/proc/self/mountinfo"); !containsMount(m, inner) {
+			t.Fatalf("making a node unmounted the host's %s", inner)
+		}
+		if m, _ := a.Mounts(); containsMount(m, probe) {
+			t.Errorf("the node sees the host's %s", probe)
+		}
 		id, dir = tb.ID, tb.Dir
 		for _, n := range []*Node{a, b} {
 			netns = append(netns, n.NetNS)
