@@ -117,8 +117,10 @@ func (p Paths) RuncRoot() string { return filepath.Join(p.RunDir, "runc") }
 // ContainerdConfig is the bundled containerd's generated config.toml.
 func (p Paths) ContainerdConfig() string { return filepath.Join(p.StateDir, "containerd-config.toml") }
 
-// PodCIDRFile holds this node's pod CIDRs (JSON list) for the CNI IPAM plugin.
-func (p Paths) PodCIDRFile() string { return filepath.Join(p.RunDir, "pod-cidrs.json") }
+// PodCIDRFile holds this node's pod CIDRs (JSON list) for the CNI IPAM
+// plugin. It survives reboots, so pods restart before the node agent can
+// reach the API server.
+func (p Paths) PodCIDRFile() string { return filepath.Join(p.StateDir, "pod-cidrs.json") }
 
 // NodePIDFile is the node service's pid file when it runs as a daemon.
 func (p Paths) NodePIDFile() string { return filepath.Join(p.RunDir, "node.pid") }
