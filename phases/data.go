@@ -38,7 +38,7 @@ type Node struct {
 // and the image import overlap the certificate work; kubelet-start then
 // only waits for it (WaitNodeService).
 func (n *Node) StartNodeEarly(ctx context.Context) {
-	if n.DryRun {
+	if n.DryRun || n.requireHost() != nil {
 		return
 	}
 	n.nodeOnce.Do(func() {

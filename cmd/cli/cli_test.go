@@ -43,7 +43,8 @@ func mustRun(t *testing.T, args ...string) string {
 
 // offline are the flags of an offline init against a temporary root.
 func offline(root string, extra ...string) []string {
-	return append([]string{"--root-dir", root, "--advertise-address", "10.0.0.5", "--node-name", "n1"}, extra...)
+	// A loopback address: offline phases only (a live phase is refused under --root-dir).
+	return append([]string{"--root-dir", root, "--advertise-address", "127.0.0.5", "--node-name", "n1"}, extra...)
 }
 
 var wantFiles = map[string]os.FileMode{
@@ -139,7 +140,7 @@ func TestInitPhasesProduceEveryFileIdempotently(t *testing.T) {
 
 func TestInitWithSkipPhases(t *testing.T) {
 	root := t.TempDir()
-	skip := "preflight,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,show-join-command"
+	skip := "preflight,kubelet-start,wait-control-plane,upload-config,upload-certs,mark-control-plane,bootstrap-token,kubelet-finalize,addon,show-join-command"
 	out := mustRun(t, append([]string{"init", "--skip-phases", skip}, offline(root)...)...)
 	for rel := range wantFiles {
 		if _, err := os.Stat(filepath.Join(root, rel)); err != nil {
@@ -194,11 +195,11 @@ func verifyCerts(t *testing.T, dir string) {
 		sans         []string
 	}{
 		{"apiserver", "ca", "kube-apiserver", x509.ExtKeyUsageServerAuth,
-			[]string{"n1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "10.96.0.1", "10.0.0.5"}},
+			[]string{"n1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "10.96.0.1", "127.0.0.5"}},
 		{"apiserver-kubelet-client", "ca", "kube-apiserver-kubelet-client", x509.ExtKeyUsageClientAuth, nil},
 		{"front-proxy-client", "front-proxy-ca", "front-proxy-client", x509.ExtKeyUsageClientAuth, nil},
-		{"etcd/server", "etcd/ca", "n1", x509.ExtKeyUsageServerAuth, []string{"n1", "localhost", "127.0.0.1", "::1", "10.0.0.5"}},
-		{"etcd/peer", "etcd/ca", "n1", x509.ExtKeyUsageClientAuth, []string{"n1", "localhost", "127.0.0.1", "::1", "10.0.0.5"}},
+		{"etcd/server", "etcd/ca", "n1", x509.ExtKeyUsageServerAuth, []string{"n1", "localhost", "127.0.0.1", "::1", "127.0.0.5"}},
+		{"etcd/peer", "etcd/ca", "n1", x509.ExtKeyUsageClientAuth, []string{"n1", "localhost", "127.0.0.1", "::1", "127.0.0.5"}},
 		{"etcd/healthcheck-client", "etcd/ca", "kube-etcd-healthcheck-client", x509.ExtKeyUsageClientAuth, nil},
 		{"apiserver-etcd-client", "etcd/ca", "kube-apiserver-etcd-client", x509.ExtKeyUsageClientAuth, nil},
 	} {
@@ -278,7 +279,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 			root := t.TempDir()
 			args := append(tc.args, "--root-dir", root, "--node-name", "n1")
 			if !strings.Contains(strings.Join(args, " "), "--advertise-address") {
-				args = append(args, "--advertise-address", "10.0.0.5")
+				args = append(args, "--advertise-address", "127.0.0.5")
 			}
 			out, code := run(t, args...)
 			if code == 0 {
@@ -376,5 +377,18 @@ func TestCertsCheckExpirationAndRenew(t *testing.T) {
 	verifyCerts(t, filepath.Join(root, "etc/kubernetes/pki"))
 	if out, code := run(t, "certs", "renew", "nope", "--root-dir", root); code == 0 || !strings.Contains(out, "apiserver") {
 		t.Errorf("unknown name accepted: %s", out)
+	}
+}
+
+func TestLivePhasesRefusedUnderRootDir(t *testing.T) {
+	root := t.TempDir()
+	for _, ph := range offlinePhases {
+		mustRun(t, append(append([]string{"init", "phase"}, ph...), offline(root)...)...)
+	}
+	for _, ph := range [][]string{{"kubelet-start"}, {"wait-control-plane"}, {"upload-config", "all"}, {"bootstrap-token"}, {"addon", "all"}} {
+		out, code := run(t, append(append([]string{"init", "phase"}, ph...), offline(root)...)...)
+		if code == 0 || !strings.Contains(out, "needs the real host") {
+			t.Errorf("%v under --root-dir: exit %d, want a refusal:\n%s", ph, code, out)
+		}
 	}
 }
