@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/pki"
 )
 
 // Node is what every workflow's data carries: the configuration, where files
@@ -89,6 +91,28 @@ func (n *Node) Close() error {
 		return os.RemoveAll(n.Paths.Root)
 	}
 	return nil
+}
+
+// PKISpec is the certificate spec of this node, derived from the configuration.
+func (n *Node) PKISpec() pki.Spec {
+	c := n.Cfg
+	s := pki.Spec{
+		Paths:                n.Paths,
+		NodeName:             c.NodeName(),
+		AdvertiseAddress:     net.ParseIP(c.AdvertiseAddress()),
+		ControlPlaneEndpoint: c.Cluster.ControlPlaneEndpoint,
+		BindPort:             c.BindPort(),
+		ServiceSubnet:        c.Cluster.Networking.ServiceSubnet,
+		DNSDomain:            c.Cluster.Networking.DNSDomain,
+		APIServerCertSANs:    c.Cluster.APIServer.CertSANs,
+		CAValidity:           c.CAValidity(),
+		Validity:             c.CertValidity(),
+		Algorithm:            string(c.Cluster.EncryptionAlgorithm),
+	}
+	if l := c.Cluster.Etcd.Local; l != nil {
+		s.EtcdServerCertSANs, s.EtcdPeerCertSANs = l.ServerCertSANs, l.PeerCertSANs
+	}
+	return s
 }
 
 // Content kinds for WriteFile: whether a dry run shows the content.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net"
 	"path/filepath"
 	"time"
 
@@ -39,27 +38,11 @@ func (d *InitData) Close() error {
 	return d.Node.Close()
 }
 
-// PKISpec is the certificate spec derived from the configuration.
+// PKISpec is the certificate spec derived from the configuration, using
+// the keys the pool generated ahead of time.
 func (d *InitData) PKISpec() pki.Spec {
-	c := d.Cfg
-	s := pki.Spec{
-		Paths:                d.Paths,
-		NodeName:             c.NodeName(),
-		AdvertiseAddress:     net.ParseIP(c.AdvertiseAddress()),
-		ControlPlaneEndpoint: c.Cluster.ControlPlaneEndpoint,
-		BindPort:             c.BindPort(),
-		ServiceSubnet:        c.Cluster.Networking.ServiceSubnet,
-		DNSDomain:            c.Cluster.Networking.DNSDomain,
-		APIServerCertSANs:    c.Cluster.APIServer.CertSANs,
-		CAValidity:           c.CAValidity(),
-		Validity:             c.CertValidity(),
-		Algorithm:            string(c.Cluster.EncryptionAlgorithm),
-		Keys:                 d.keys,
-	}
-	if l := c.Cluster.Etcd.Local; l != nil {
-		s.EtcdServerCertSANs = l.ServerCertSANs
-		s.EtcdPeerCertSANs = l.PeerCertSANs
-	}
+	s := d.Node.PKISpec()
+	s.Keys = d.keys
 	return s
 }
 
@@ -207,23 +190,11 @@ func kubeconfigPhase() Phase[*InitData] {
 	return p
 }
 
-func writeManifest(d *InitData, phase, component string) error {
-	pod, err := manifests.StaticPod(d.Cfg, component)
-	if err != nil {
-		return err
-	}
-	data, err := manifests.MarshalPod(pod)
-	if err != nil {
-		return fmt.Errorf("render %s manifest: %w", component, err)
-	}
-	return d.WriteFile(phase, "static Pod manifest for "+component, d.Cfg.Paths.Manifest(component), data, 0o600, ShowContent)
-}
-
 func runEtcdLocal(_ context.Context, d *InitData) error {
 	if err := d.MkdirAll("etcd", d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
 		return err
 	}
-	return writeManifest(d, "etcd", manifests.Etcd)
+	return writeNodeManifest(d.Node, "etcd", manifests.Etcd)
 }
 
 func controlPlanePhase() Phase[*InitData] {
@@ -233,31 +204,50 @@ func controlPlanePhase() Phase[*InitData] {
 				Run: runAPIServerManifest},
 			{Name: "controller-manager", Short: "Generate the kube-controller-manager static Pod manifest",
 				Run: func(_ context.Context, d *InitData) error {
-					return writeManifest(d, "control-plane", manifests.KubeControllerMgr)
+					return writeNodeManifest(d.Node, "control-plane", manifests.KubeControllerMgr)
 				}},
 			{Name: "scheduler", Short: "Generate the kube-scheduler static Pod manifest",
 				Run: func(_ context.Context, d *InitData) error {
-					return writeManifest(d, "control-plane", manifests.KubeScheduler)
+					return writeNodeManifest(d.Node, "control-plane", manifests.KubeScheduler)
 				}},
 		}}
 }
 
 func runAPIServerManifest(_ context.Context, d *InitData) error {
-	const phase = "control-plane"
-	p := d.Cfg.Paths
-	if err := ensureEncryptionConfig(d.Node, phase); err != nil {
+	if err := writeAPIServerConfig(d.Node, "control-plane"); err != nil {
 		return err
 	}
-	if err := d.WriteFile(phase, "API server authentication configuration", p.AuthnConfigFile(), manifests.AuthenticationConfig(), 0o600, ShowContent); err != nil {
+	return writeNodeManifest(d.Node, "control-plane", manifests.KubeAPIServer)
+}
+
+// writeAPIServerConfig writes the API server's configuration files: the
+// secrets encryption config (kept when present), authentication config,
+// audit policy and audit log directory.
+func writeAPIServerConfig(n *Node, phase string) error {
+	p := n.Cfg.Paths
+	if err := ensureEncryptionConfig(n, phase); err != nil {
 		return err
 	}
-	if err := d.WriteFile(phase, "API server audit policy", p.AuditPolicyFile(), manifests.AuditPolicy(), 0o600, ShowContent); err != nil {
+	if err := n.WriteFile(phase, "API server authentication configuration", p.AuthnConfigFile(), manifests.AuthenticationConfig(), 0o600, ShowContent); err != nil {
 		return err
 	}
-	if err := d.MkdirAll(phase, p.AuditLogDir(), 0o700); err != nil {
+	if err := n.WriteFile(phase, "API server audit policy", p.AuditPolicyFile(), manifests.AuditPolicy(), 0o600, ShowContent); err != nil {
 		return err
 	}
-	return writeManifest(d, phase, manifests.KubeAPIServer)
+	return n.MkdirAll(phase, p.AuditLogDir(), 0o700)
+}
+
+// writeNodeManifest renders and writes one control-plane static pod manifest.
+func writeNodeManifest(n *Node, phase, component string) error {
+	pod, err := manifests.StaticPod(n.Cfg, component)
+	if err != nil {
+		return err
+	}
+	data, err := manifests.MarshalPod(pod)
+	if err != nil {
+		return fmt.Errorf("render %s manifest: %w", component, err)
+	}
+	return n.WriteFile(phase, "static Pod manifest for "+component, n.Cfg.Paths.Manifest(component), data, 0o600, ShowContent)
 }
 
 // ensureEncryptionConfig writes the secrets-at-rest encryption config with

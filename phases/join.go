@@ -175,27 +175,6 @@ func runJoinPreflight(ctx context.Context, d *JoinData) error {
 	return nil
 }
 
-func (d *JoinData) pkiSpec() pki.Spec {
-	c := d.Cfg
-	s := pki.Spec{
-		Paths:                d.Paths,
-		NodeName:             c.NodeName(),
-		AdvertiseAddress:     net.ParseIP(c.AdvertiseAddress()),
-		ControlPlaneEndpoint: c.Cluster.ControlPlaneEndpoint,
-		BindPort:             c.BindPort(),
-		ServiceSubnet:        c.Cluster.Networking.ServiceSubnet,
-		DNSDomain:            c.Cluster.Networking.DNSDomain,
-		APIServerCertSANs:    c.Cluster.APIServer.CertSANs,
-		CAValidity:           c.CAValidity(),
-		Validity:             c.CertValidity(),
-		Algorithm:            string(c.Cluster.EncryptionAlgorithm),
-	}
-	if l := c.Cluster.Etcd.Local; l != nil {
-		s.EtcdServerCertSANs, s.EtcdPeerCertSANs = l.ServerCertSANs, l.PeerCertSANs
-	}
-	return s
-}
-
 func runDownloadCerts(ctx context.Context, d *JoinData) error {
 	const phase = "download-certs"
 	if err := d.discover(ctx); err != nil {
@@ -219,7 +198,7 @@ func runJoinCerts(ctx context.Context, d *JoinData) error {
 	if err := d.discover(ctx); err != nil {
 		return err
 	}
-	results, err := pki.EnsureAll(d.pkiSpec())
+	results, err := pki.EnsureAll(d.PKISpec())
 	for _, r := range results {
 		reportPKI(d.Node, "certs", r, "certificate and key")
 	}
@@ -231,7 +210,7 @@ func runJoinKubeconfig(ctx context.Context, d *JoinData) error {
 		return err
 	}
 	for _, name := range []string{"admin", "controller-manager", "scheduler"} {
-		res, err := pki.EnsureKubeconfig(d.pkiSpec(), name)
+		res, err := pki.EnsureKubeconfig(d.PKISpec(), name)
 		if err != nil {
 			return err
 		}
@@ -245,17 +224,7 @@ func runJoinControlPlaneManifests(ctx context.Context, d *JoinData) error {
 	if err := d.discover(ctx); err != nil {
 		return err
 	}
-	p := d.Cfg.Paths
-	if err := ensureEncryptionConfig(d.Node, phase); err != nil {
-		return err
-	}
-	if err := d.WriteFile(phase, "API server authentication configuration", p.AuthnConfigFile(), manifests.AuthenticationConfig(), 0o600, ShowContent); err != nil {
-		return err
-	}
-	if err := d.WriteFile(phase, "API server audit policy", p.AuditPolicyFile(), manifests.AuditPolicy(), 0o600, ShowContent); err != nil {
-		return err
-	}
-	if err := d.MkdirAll(phase, p.AuditLogDir(), 0o700); err != nil {
+	if err := writeAPIServerConfig(d.Node, phase); err != nil {
 		return err
 	}
 	for _, c := range []string{manifests.KubeAPIServer, manifests.KubeControllerMgr, manifests.KubeScheduler} {
@@ -264,18 +233,6 @@ func runJoinControlPlaneManifests(ctx context.Context, d *JoinData) error {
 		}
 	}
 	return nil
-}
-
-func writeNodeManifest(n *Node, phase, component string) error {
-	pod, err := manifests.StaticPod(n.Cfg, component)
-	if err != nil {
-		return err
-	}
-	data, err := manifests.MarshalPod(pod)
-	if err != nil {
-		return fmt.Errorf("render %s manifest: %w", component, err)
-	}
-	return n.WriteFile(phase, "static Pod manifest for "+component, n.Cfg.Paths.Manifest(component), data, 0o600, ShowContent)
 }
 
 func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
