@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/kubeforge/kubeforge/internal/fsutil"
@@ -31,6 +32,10 @@ type InitData struct {
 	keys           *pki.KeyPool
 	live           liveState
 }
+
+// MarkDone records that init finished on this host (a later init is then
+// refused instead of continued).
+func (d *InitData) MarkDone() error { return markState(d.Node, "init", StateDone) }
 
 // Close releases what the run holds (key pool, dry-run scratch dir).
 func (d *InitData) Close() error {
@@ -99,15 +104,30 @@ func runInitPreflight(ctx context.Context, d *InitData) error {
 		ExternalCRI:      d.Cfg.ExternalCRI(),
 	}, preflight.HostSystem(d.Cfg.Paths))
 	ignore := append(append([]string(nil), d.IgnorePreflightErrors...), d.Cfg.Init.NodeRegistration.IgnorePreflightErrors...)
+	resumed, st := resumeIgnores(d.Node, "init", checks)
+	if st != nil {
+		d.Out.Printf(phase, "Continuing the unfinished init of node %s started %s: its files, data and ports are expected",
+			st.NodeName, st.Started.Format(time.RFC3339))
+		ignore = append(ignore, resumed...)
+	}
 	if d.DryRun {
 		// A dry run reports what would fail but goes on, as kubeadm's.
 		ignore = []string{"all"}
 	}
 	warnings, err := preflight.Run(checks, ignore)
 	for _, w := range warnings {
+		if w.Ignored && slices.Contains(resumed, w.Check) && !d.DryRun {
+			continue // expected leftovers of the run being continued
+		}
 		d.Out.Warnf(phase, "[%s]: %v", w.Check, w.Err)
 	}
 	if err != nil {
+		if st, ok := readState(d.Node, "init"); ok && st.Status == StateDone {
+			return fmt.Errorf("%w\nThis host already runs a cluster set up by `kubeforge init` on %s: run `kubeforge reset` first to start over", err, st.Finished.Format(time.RFC3339))
+		}
+		return err
+	}
+	if err := markState(d.Node, "init", StateInProgress); err != nil {
 		return err
 	}
 	d.Out.Done(phase, "checked", "", start, "Pre-flight checks passed (%d checks)", len(checks))

@@ -188,11 +188,17 @@ func finishInit(d *phases.InitData, runErr error, start time.Time) error {
 			if d.Out.JSON() {
 				d.Out.Emit(progress.Event{Phase: pe.Phase, Level: progress.Error, Action: "failed", Message: pe.Err.Error()})
 			}
-			return fmt.Errorf("init failed in phase %q: %w\nFix the cause and run the same command again: finished phases are reused, nothing is redone", pe.Phase, pe.Err)
+			if pe.Phase == "preflight" {
+				return fmt.Errorf("init failed in phase %q: %w", pe.Phase, pe.Err)
+			}
+			return fmt.Errorf("init failed in phase %q: %w\nFix the cause and run the same command again: it continues where this run stopped, reusing what is done", pe.Phase, pe.Err)
 		}
 		return runErr
 	}
 	if !start.IsZero() {
+		if err := d.MarkDone(); err != nil {
+			return err
+		}
 		d.Out.Emit(progress.Event{Phase: "init", Action: "done", Message: "kubeforge init finished", Seconds: progress.Seconds(time.Since(start))})
 	}
 	return nil
