@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	"k8s.io/cluster-bootstrap/token/jws"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
@@ -86,7 +87,15 @@ func Delete(ctx context.Context, c kubernetes.Interface, idOrToken string) error
 // SignClusterInfo makes cluster-info carry exactly one JWS signature per
 // valid signing token, as the controller-manager's bootstrap signer does
 // (it computes the same signatures, so the two never fight).
+//
+// The controller-manager's bootstrap signer updates cluster-info too when
+// a token appears or goes, so a conflicting update is retried on the
+// latest version.
 func SignClusterInfo(ctx context.Context, c kubernetes.Interface) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return signClusterInfo(ctx, c) })
+}
+
+func signClusterInfo(ctx context.Context, c kubernetes.Interface) error {
 	cms := c.CoreV1().ConfigMaps(metav1.NamespacePublic)
 	cm, err := cms.Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
 	if err != nil {
@@ -129,6 +138,9 @@ func SignClusterInfo(ctx context.Context, c kubernetes.Interface) error {
 		return nil
 	}
 	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			return err // retried
+		}
 		return fmt.Errorf("sign cluster-info: %w", err)
 	}
 	return nil
