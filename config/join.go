@@ -81,6 +81,15 @@ func (c *Config) AdoptCluster(clusterYAML, kubeletYAML []byte, h HostFacts) erro
 	}
 	// Per-host settings: this node's runtime, its init system and cgroups.
 	c.Kubelet.ContainerRuntimeEndpoint = c.CRIEndpoint()
+	// The cluster's KubeletConfiguration carries the first node's
+	// cgroupRoot; a node that sets its own with kubeletExtraArgs (the flag
+	// wins in the kubelet) keeps config.yaml in agreement, so that whatever
+	// reads the file (reset removing the pod cgroups) sees this node's.
+	for _, a := range c.Join.NodeRegistration.KubeletExtraArgs {
+		if a.Name == "cgroup-root" {
+			c.Kubelet.CgroupRoot = a.Value
+		}
+	}
 	if h.SystemdInit {
 		c.Kubelet.CgroupDriver = "systemd"
 	} else {
