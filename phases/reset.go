@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+	certutil "k8s.io/client-go/util/cert"
+
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/config"
@@ -28,6 +31,40 @@ import (
 type ResetData struct {
 	*Node
 	IgnorePreflightErrors []string
+}
+
+// RegisteredNodeName is the name this host's kubelet registers its Node
+// as: --hostname-override in kubeadm-flags.env (what init and join
+// write), else the node in the kubelet's client certificate of
+// kubelet.conf; "" when neither says. Read it before the files go.
+func RegisteredNodeName(p config.Paths) string {
+	if b, err := os.ReadFile(p.Host(p.KubeletFlagsFile())); err == nil {
+		line := strings.TrimSpace(string(b))
+		if v, ok := strings.CutPrefix(line, "KUBELET_KUBEADM_ARGS="); ok {
+			if u, err := strconv.Unquote(v); err == nil {
+				v = u
+			}
+			for _, f := range strings.Fields(strings.Trim(v, `"'`)) {
+				if name, ok := strings.CutPrefix(f, "--hostname-override="); ok && name != "" {
+					return name
+				}
+			}
+		}
+	}
+	if kc, err := clientcmd.LoadFromFile(p.Host(p.Kubeconfig("kubelet.conf"))); err == nil {
+		for _, a := range kc.AuthInfos {
+			data := a.ClientCertificateData
+			if len(data) == 0 && a.ClientCertificate != "" {
+				data, _ = os.ReadFile(p.Host(a.ClientCertificate))
+			}
+			if certs, err := certutil.ParseCertsPEM(data); err == nil && len(certs) > 0 {
+				if name, ok := strings.CutPrefix(certs[0].Subject.CommonName, "system:node:"); ok {
+					return name
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // ResetWorkflow is the tree of `kubeforge reset` phases.

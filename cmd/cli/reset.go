@@ -79,10 +79,16 @@ func newResetCmd(in io.Reader, out, _ io.Writer) *cobra.Command {
 			return err
 		}
 		start := time.Now()
+		// The node's name, before its files go.
+		name := phases.RegisteredNodeName(d.Cfg.Paths)
 		if err := wf.Run(cmd.Context(), d, skip); err != nil {
 			return fmt.Errorf("reset did not finish: %w\nrun `kubeforge reset --force` again once the cause is fixed", err)
 		}
-		d.Out.Done("reset", "done", "", start, "The node is reset. If it was part of a cluster, remove it there with `kubectl delete node <name>`")
+		if name != "" {
+			d.Out.Done("reset", "done", "", start, "Node %s is reset. Remove it from the cluster: run `kubectl delete node %s` where you manage the cluster (on a control-plane node)", name, name)
+		} else {
+			d.Out.Done("reset", "done", "", start, "The node is reset. If it was part of a cluster, remove it there with `kubectl delete node <name>`")
+		}
 		return nil
 	}
 	cmd.AddCommand(wf.PhaseCommand(phases.BindOptions[*phases.ResetData]{

@@ -1,0 +1,29 @@
+package phases
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/manifests"
+)
+
+func TestRegisteredNodeName(t *testing.T) {
+	p := config.DefaultPaths().WithRoot(t.TempDir())
+	if got := RegisteredNodeName(p); got != "" {
+		t.Fatalf("no files: %q", got)
+	}
+	c := config.New()
+	c.Init.NodeRegistration.Name = "worker-7"
+	flags := p.Host(p.KubeletFlagsFile())
+	if err := os.MkdirAll(filepath.Dir(flags), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(flags, manifests.KubeletFlags(c, "10.0.0.7"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := RegisteredNodeName(p); got != "worker-7" {
+		t.Fatalf("from %s: %q", flags, got)
+	}
+}
