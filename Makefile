@@ -22,6 +22,10 @@ test: ## every test, including end-to-end clusters (root)
 e2e: build ## end-to-end tests (root): real nodes in test network namespaces (test/testbed, test/e2e)
 	KUBEFORGE_BINARY=$(CURDIR)/bin/kubeforge $(GO) test -count=1 -p 1 -v -timeout 30m ./test/...
 
+.PHONY: e2e-multinode
+e2e-multinode: build ## multi-node end-to-end tests (root): 1 control plane + 2 workers, 3 control planes (HA), join refusals, kubeadm interop
+	KUBEFORGE_BINARY=$(CURDIR)/bin/kubeforge $(GO) test -count=1 -p 1 -v -timeout 30m -run 'TestMultiNode' ./test/e2e/
+
 bench: build ## bring up a node from scratch and measure it; writes bench/results.json
 	./hack/bench.sh
 

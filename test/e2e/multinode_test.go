@@ -1,0 +1,733 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubeforge/kubeforge/test/testbed"
+)
+
+// The multi-node tests (`make e2e-multinode`): clusters of several testbed
+// nodes on this machine, each node in its own network and mount namespaces
+// with its own kubelet cgroup root. Joining nodes get their cgroup root
+// through JoinConfiguration.nodeRegistration.kubeletExtraArgs (a --config
+// next to the join command's flags), the way kubeadm gives one node a
+// kubelet flag of its own.
+//
+// The control-plane endpoint is the first control-plane node's address:
+// a real HA setup puts a virtual IP or a load balancer in front of the API
+// servers there; here clients that must survive the loss of that node are
+// pointed at another API server explicitly.
+//
+// Timings are logged as "BENCH name=seconds" lines for `make bench`.
+
+const spreadLine = "hello-from-"
+
+var spreadDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: spread
+  namespace: default
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: spread}
+  template:
+    metadata:
+      labels: {app: spread}
+    spec:
+      terminationGracePeriodSeconds: 1
+      # At most one pod more on one node than on another, among the nodes
+      # the pods tolerate: the tainted control-plane node does not count.
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: DoNotSchedule
+        nodeTaintsPolicy: Honor
+        labelSelector:
+          matchLabels: {app: spread}
+      containers:
+      - name: hello
+        image: ` + busyboxRef + `
+        imagePullPolicy: Never
+        env:
+        - name: NODE
+          valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+        command: ["busybox", "sh", "-c", "echo ` + spreadLine + `$NODE; sleep 3600"]
+`
+
+// TestMultiNodeWorkers builds a cluster of one control-plane node and two
+// workers that join with bootstrap tokens (the command init printed, and
+// one from `token create --print-join-command`), runs a Deployment spread
+// over the workers, checks the kubelets' TLS bootstrap and serving
+// certificates through `kubectl logs` and `kubectl exec`, refuses joins
+// with a wrong CA pin, an expired, a deleted token or an unreachable
+// endpoint without leaving a file behind, resets a worker and joins it again
+// with a token made by the real kubeadm, and checks `kubeadm join`'s
+// discovery against kubeforge.
+func TestMultiNodeWorkers(t *testing.T) {
+	testbed.RequireHost(t)
+	if err := testbed.RequireStaticBusybox(); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	defer func() { t.Logf("TestMultiNodeWorkers took %v", time.Since(begin).Round(time.Second)) }()
+
+	// kubeadm builds meanwhile (from the build cache: seconds).
+	type built struct {
+		path string
+		took time.Duration
+		err  error
+	}
+	kubeadmCh := make(chan built, 1)
+	kubeadmDir := t.TempDir()
+	go func() {
+		p, took, err := buildKubeadm(kubeadmDir)
+		kubeadmCh <- built{p, took, err}
+	}()
+	var kubeadm string
+	getKubeadm := func(t *testing.T) string {
+		t.Helper()
+		if kubeadm == "" {
+			b := <-kubeadmCh
+			if b.err != nil {
+				t.Fatal(b.err)
+			}
+			kubeadm = b.path
+			t.Logf("kubeadm %s (built in %v)", kubeadm, b.took.Round(time.Second))
+		}
+		return kubeadm
+	}
+
+	tb := testbed.New(t)
+	holdOnFailure(t, tb)
+	cp := tb.AddNode("cp1")
+	w1 := tb.AddNode("w1")
+	w2 := tb.AddNode("w2")
+	x := tb.AddNode("x1") // refused joins, kubeadm
+	workers := []*testbed.Node{w1, w2}
+	step := stepper(t)
+
+	var workerJoin []string
+	endpoint := cp.IP.String() + ":6443"
+	step("init", func(t *testing.T) {
+		start := time.Now()
+		out := kf(t, cp, 3*time.Minute, "init", "--config", cp.InitConfigFile(), "--advertise-address", cp.IP.String(),
+			"--node-name", cp.Name, "--control-plane-endpoint", endpoint)
+		t.Logf("kubeforge init took %v", time.Since(start).Round(10*time.Millisecond))
+		workerJoin, _ = joinCommands(t, out)
+		if workerJoin[1] != endpoint {
+			t.Errorf("init printed join %v, want endpoint %s", workerJoin, endpoint)
+		}
+	})
+	api := apiClient(t, cp, "")
+
+	// The first join right after init: its token is signed already.
+	step("join-first-worker", func(t *testing.T) {
+		start := time.Now()
+		watch := watchNodeReady(api, w1.Name, start, 3*time.Minute)
+		out := kf(t, w1, 3*time.Minute, append(workerJoin, "--config", joinConfigFile(w1))...)
+		took := time.Since(start)
+		ready := watch.wait(t, w1.Name)
+		t.Logf("join of %s:\n%s", w1.Name, out)
+		bench(t, "join.first.seconds", took)
+		bench(t, "join.first.node_ready_seconds", ready)
+	})
+
+	step("join-second-worker", func(t *testing.T) {
+		out := kf(t, cp, time.Minute, "token", "create", "--print-join-command", "--description", "e2e w2")
+		join, _ := joinCommands(t, out)
+		if join[1] != endpoint || flagValue(join, "--discovery-token-ca-cert-hash") != flagValue(workerJoin, "--discovery-token-ca-cert-hash") ||
+			flagValue(join, "--token") == flagValue(workerJoin, "--token") {
+			t.Errorf("token create --print-join-command printed %v; init printed %v", join, workerJoin)
+		}
+		start := time.Now()
+		watch := watchNodeReady(api, w2.Name, start, 3*time.Minute)
+		kf(t, w2, 3*time.Minute, append(join, "--config", joinConfigFile(w2))...)
+		took := time.Since(start)
+		ready := watch.wait(t, w2.Name)
+		bench(t, "join.worker.seconds", took)
+		bench(t, "join.worker.node_ready_seconds", ready)
+	})
+
+	step("nodes-ready", func(t *testing.T) {
+		poll(t, 2*time.Minute, "three nodes Ready", func() string { return nodesReady(api, cp.Name, w1.Name, w2.Name) })
+		t.Logf("kubectl get nodes:\n%s", kubectlOn(t, cp, "", "get", "nodes", "-o", "wide"))
+		// The control-plane node is tainted; the workers are not.
+		ctx := context.Background()
+		for _, n := range []*testbed.Node{cp, w1, w2} {
+			node, err := api.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tainted := false
+			for _, taint := range node.Spec.Taints {
+				tainted = tainted || taint.Key == "node-role.kubernetes.io/control-plane"
+			}
+			if tainted != (n == cp) {
+				t.Errorf("node %s: taints %v", n.Name, node.Spec.Taints)
+			}
+			if n != cp && node.Spec.PodCIDR == "" {
+				t.Errorf("node %s has no pod CIDR", n.Name)
+			}
+		}
+	})
+
+	step("tls-bootstrap", func(t *testing.T) {
+		ca, err := cp.ReadFile("/etc/kubernetes/pki/ca.crt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range workers {
+			if !exists(w.Path("/var/lib/kubelet/pki/kubelet-client-current.pem")) {
+				t.Errorf("%s: no /var/lib/kubelet/pki/kubelet-client-current.pem", w.Name)
+			}
+			if exists(w.Path("/etc/kubernetes/bootstrap-kubelet.conf")) {
+				t.Errorf("%s: bootstrap-kubelet.conf is still there", w.Name)
+			}
+			conf, err := w.ReadFile("/etc/kubernetes/kubelet.conf")
+			if err != nil || !strings.Contains(string(conf), "/var/lib/kubelet/pki/kubelet-client-current.pem") || strings.Contains(string(conf), "token:") {
+				t.Errorf("%s: kubelet.conf does not use the rotated client certificate (%v):\n%s", w.Name, err, conf)
+			}
+			if got, err := w.ReadFile("/etc/kubernetes/pki/ca.crt"); err != nil || string(got) != string(ca) {
+				t.Errorf("%s: /etc/kubernetes/pki/ca.crt is not the cluster CA (%v)", w.Name, err)
+			}
+			cfg, _ := w.ReadFile("/var/lib/kubelet/config.yaml")
+			if !strings.Contains(string(cfg), "cgroupRoot: "+w.CgroupRoot) {
+				t.Errorf("%s: the kubelet config lacks its own cgroupRoot %s:\n%s", w.Name, w.CgroupRoot, cfg)
+			}
+			// Verified TLS to the kubelet: an approved serving certificate.
+			poll(t, time.Minute, w.Name+"'s kubelet serving certificate", func() string {
+				if err := kubeletServingCert(ca, w); err != nil {
+					return err.Error()
+				}
+				return ""
+			})
+		}
+		// The CSRs: client certificates asked with the bootstrap token and
+		// approved automatically, serving certificates approved for the
+		// nodes' own names.
+		csrs, err := api.CertificatesV1().CertificateSigningRequests().List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range workers {
+			client, serving := false, false
+			for _, csr := range csrs.Items {
+				approved := false
+				for _, c := range csr.Status.Conditions {
+					approved = approved || c.Type == "Approved"
+				}
+				if !approved || len(csr.Status.Certificate) == 0 {
+					continue
+				}
+				switch {
+				case csr.Spec.SignerName == "kubernetes.io/kube-apiserver-client-kubelet" && strings.HasPrefix(csr.Spec.Username, "system:bootstrap:"):
+					client = client || csrFor(csr.Spec.Request, w.Name)
+				case csr.Spec.SignerName == "kubernetes.io/kubelet-serving" && csr.Spec.Username == "system:node:"+w.Name:
+					serving = true
+				}
+			}
+			if !client || !serving {
+				t.Errorf("%s: approved and issued CSRs: bootstrap client %v, serving %v\n%s", w.Name, client, serving,
+					kubectlOn(t, cp, "", "get", "csr"))
+			}
+		}
+	})
+
+	step("workload", func(t *testing.T) {
+		tarball := filepath.Join(tb.Dir, "busybox.tar")
+		if _, err := testbed.WriteBusyboxImage(tarball, busyboxRef); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range workers {
+			kf(t, w, 2*time.Minute, "images", "import", tarball)
+		}
+		kubectlOn(t, cp, "", "apply", "-f", cp.WriteConfigFile("spread.yaml", spreadDeployment))
+		var pods []podOnNode
+		took := poll(t, 2*time.Minute, "3 spread pods running", func() string {
+			ps, s := podsReady(api, "default", "app=spread", 3)
+			if s != "" {
+				return s
+			}
+			pods = pods[:0]
+			for _, p := range ps {
+				pods = append(pods, podOnNode{p.Name, p.Spec.NodeName, p.Status.PodIP})
+			}
+			return ""
+		})
+		t.Logf("spread pods running after %v: %v", took.Round(100*time.Millisecond), pods)
+		perNode := map[string][]string{}
+		for _, p := range pods {
+			perNode[p.node] = append(perNode[p.node], p.name)
+		}
+		if len(perNode[cp.Name]) > 0 || len(perNode[w1.Name]) == 0 || len(perNode[w2.Name]) == 0 {
+			t.Fatalf("the pods are not spread over the workers only: %v", perNode)
+		}
+		for _, w := range workers {
+			pod := perNode[w.Name][0]
+			poll(t, time.Minute, "kubectl logs "+pod, func() string {
+				out, err := kubectlTry(cp, "", "logs", pod)
+				if err != nil {
+					return err.Error()
+				}
+				if strings.TrimSpace(out) != spreadLine+w.Name {
+					return "log: " + out
+				}
+				return ""
+			})
+			out := kubectlOn(t, cp, "", "exec", pod, "--", "busybox", "sh", "-c", "echo exec-$((40+2)) on $NODE")
+			if strings.TrimSpace(out) != "exec-42 on "+w.Name {
+				t.Errorf("kubectl exec %s: %q", pod, out)
+			}
+		}
+	})
+
+	step("refusals", func(t *testing.T) {
+		join := slices.Clone(workerJoin)
+		hash := flagValue(join, "--discovery-token-ca-cert-hash")
+		refuse := func(t *testing.T, what string, want []string, args ...string) {
+			t.Helper()
+			refuseJoin(t, x, what, want, args...)
+		}
+		t.Run("wrong-ca-hash", func(t *testing.T) {
+			wrong := "sha256:" + strings.Repeat("ab", 32)
+			refuse(t, "a wrong CA hash", []string{"matches no --discovery-token-ca-cert-hash", wrong, hash},
+				replaceFlag(join, "--discovery-token-ca-cert-hash", wrong)...)
+		})
+		t.Run("expired-token", func(t *testing.T) {
+			tok := strings.TrimSpace(kf(t, cp, time.Minute, "token", "create", "--ttl", "1s"))
+			time.Sleep(2 * time.Second)
+			id, _, _ := strings.Cut(tok, ".")
+			refuse(t, "an expired token", []string{id, "expired"}, replaceFlag(join, "--token", tok)...)
+		})
+		t.Run("deleted-token", func(t *testing.T) {
+			tok := strings.TrimSpace(kf(t, cp, time.Minute, "token", "create"))
+			id, _, _ := strings.Cut(tok, ".")
+			out := kf(t, cp, time.Minute, "token", "delete", id)
+			if !strings.Contains(out, id) {
+				t.Errorf("token delete: %s", out)
+			}
+			if list := kf(t, cp, time.Minute, "token", "list"); strings.Contains(list, id) {
+				t.Errorf("token list shows the deleted token %s:\n%s", id, list)
+			}
+			refuse(t, "a deleted token", []string{id, "deleted"}, replaceFlag(join, "--token", tok)...)
+		})
+		t.Run("unreachable-endpoint", func(t *testing.T) {
+			// An address of the testbed's subnet that no node has.
+			nowhere := tb.Subnet.Addr()
+			for i := 0; i < 250; i++ {
+				nowhere = nowhere.Next()
+			}
+			args := slices.Clone(join)
+			args[1] = nowhere.String() + ":6443"
+			refuse(t, "an unreachable endpoint", []string{"cannot reach the API server", args[1], "gave up after 5s"},
+				append(args, "--discovery-timeout", "5s")...)
+		})
+	})
+
+	step("reset-worker", func(t *testing.T) {
+		start := time.Now()
+		out := kf(t, w2, 2*time.Minute, "reset", "--force")
+		t.Logf("reset of %s took %v:\n%s", w2.Name, time.Since(start).Round(10*time.Millisecond), out)
+		if want := "kubectl delete node " + w2.Name; !strings.Contains(out, want) {
+			t.Errorf("reset does not say %q", want)
+		}
+		if strings.Contains(out, "etcd member") && !strings.Contains(out, "No local etcd member") {
+			t.Errorf("reset of a worker talks about an etcd member")
+		}
+		if left := filesUnder(w2, "/etc/kubernetes", "/var/lib/kubelet", "/var/lib/kubeforge"); len(left) > 0 {
+			t.Errorf("files left after reset: %v", left)
+		}
+		kubectlOn(t, cp, "", "delete", "node", w2.Name)
+	})
+
+	// kubeadm's view of the world: a token made by `kubeadm token create`
+	// (and the join command it prints, CA hash included) lets a kubeforge
+	// worker join; the reset worker joins again that way.
+	step("kubeadm-token-rejoin", func(t *testing.T) {
+		kubeadm := getKubeadm(t)
+		admin := filepath.Join(x.Dir, "admin.conf")
+		b, err := cp.ReadFile("/etc/kubernetes/admin.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.WriteConfigFile("admin.conf", string(b))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := x.Run(ctx, kubeadm, "token", "create", "--print-join-command", "--kubeconfig", admin, "--description", "made by kubeadm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("kubeadm token create --print-join-command:\n%s", out)
+		line := ""
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "kubeadm join ") {
+				line = strings.TrimSpace(l)
+			}
+		}
+		args := strings.Fields(line)
+		if len(args) < 2 {
+			t.Fatalf("no kubeadm join command in:\n%s", out)
+		}
+		args = args[1:]
+		if args[1] != endpoint || flagValue(args, "--discovery-token-ca-cert-hash") != flagValue(workerJoin, "--discovery-token-ca-cert-hash") {
+			t.Errorf("kubeadm prints %v; kubeforge printed %v", args, workerJoin)
+		}
+		if list := kf(t, cp, time.Minute, "token", "list"); !strings.Contains(list, flagValue(args, "--token")) || !strings.Contains(list, "made by kubeadm") {
+			t.Errorf("kubeforge token list lacks kubeadm's token:\n%s", list)
+		}
+		start := time.Now()
+		watch := watchNodeReady(api, w2.Name, start, 3*time.Minute)
+		out = kf(t, w2, 3*time.Minute, append(args, "--config", joinConfigFile(w2))...)
+		took := time.Since(start)
+		ready := watch.wait(t, w2.Name)
+		t.Logf("%s joined again with kubeadm's token in %v, Ready after %v", w2.Name, took.Round(10*time.Millisecond), ready.Round(10*time.Millisecond))
+		bench(t, "join.rejoin_kubeadm_token.node_ready_seconds", ready)
+		poll(t, 2*time.Minute, "three nodes Ready", func() string { return nodesReady(api, cp.Name, w1.Name, w2.Name) })
+		// The reset took the node's images; its old pod (bound to the same
+		// node name) waits for the image: import it, replace the pod.
+		kf(t, w2, 2*time.Minute, "images", "import", filepath.Join(tb.Dir, "busybox.tar"))
+		kubectlOn(t, cp, "", "delete", "pod", "-l", "app=spread", "--field-selector", "spec.nodeName="+w2.Name, "--wait=false")
+		// kubectl logs through the new node's new serving certificate.
+		poll(t, 2*time.Minute, "a spread pod on "+w2.Name+" with its log", func() string {
+			ps, s := podsReady(api, "default", "app=spread", 3)
+			if s != "" {
+				return s
+			}
+			for _, p := range ps {
+				if p.Spec.NodeName == w2.Name && p.CreationTimestamp.After(start) {
+					out, err := kubectlTry(cp, "", "logs", p.Name)
+					if err != nil {
+						return err.Error()
+					}
+					if strings.TrimSpace(out) != spreadLine+w2.Name {
+						return "log: " + out
+					}
+					return ""
+				}
+			}
+			return "no spread pod on " + w2.Name
+		})
+	})
+
+	// `kubeadm join --dry-run` with token discovery against kubeforge: it
+	// authenticates the cluster-info signature and pins the CA (run in a
+	// testbed node, so it sees nothing of the host).
+	step("kubeadm-join-discovery", func(t *testing.T) {
+		kubeadm := getKubeadm(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		// kubeadm's dry run writes below /etc/kubernetes/tmp unless told otherwise.
+		dryDir := filepath.Join(x.Dir, "kubeadm-dry-run")
+		args := append([]string{"KUBEADM_JOIN_DRYRUN_DIR=" + dryDir, kubeadm, "join"}, workerJoin[1:]...)
+		args = append(args, "--dry-run", "--ignore-preflight-errors=all", "--node-name", x.Name, "--v=5")
+		out, err := x.Run(ctx, "env", args...)
+		t.Logf("kubeadm join --dry-run (%v):\n%s", err, grepLines(out, "[discovery]"))
+		for _, want := range []string{
+			`[discovery] Waiting for the cluster-info ConfigMap to receive a JWS signature for token ID "` + strings.Split(flagValue(workerJoin, "--token"), ".")[0] + `"`,
+			"[discovery] Cluster info signature and contents are valid and TLS certificate validates against pinned roots, will use API Server \"" + endpoint + "\"",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("kubeadm join --dry-run does not say %q", want)
+			}
+		}
+		// A wrong pin: kubeadm names the CA hash kubeforge printed as the
+		// one it found.
+		hash := flagValue(workerJoin, "--discovery-token-ca-cert-hash")
+		out, err = x.Run(ctx, "env", replaceFlag(args, "--discovery-token-ca-cert-hash", "sha256:"+strings.Repeat("ab", 32))...)
+		if want := `none of the public keys "` + hash + `" are pinned`; err == nil || !strings.Contains(out, want) {
+			t.Errorf("kubeadm join with a wrong pin does not say %q: %v\n%s", want, err, out)
+		}
+		if left := filesUnder(x, "/etc/kubernetes", "/var/lib/kubelet"); len(left) > 0 {
+			t.Errorf("kubeadm join --dry-run wrote %v", left)
+		}
+	})
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+type podOnNode struct{ name, node, ip string }
+
+func (p podOnNode) String() string { return fmt.Sprintf("%s@%s(%s)", p.name, p.node, p.ip) }
+
+// replaceFlag returns args with --name's value replaced.
+func replaceFlag(args []string, name, value string) []string {
+	out := slices.Clone(args)
+	for i, a := range out {
+		if a == name && i+1 < len(out) {
+			out[i+1] = value
+		}
+	}
+	return out
+}
+
+// TestMultiNodeHA builds a cluster of three control-plane nodes: init with
+// --upload-certs, two control-plane joins with the certificate key (etcd
+// grows by learner and promotion to three voting members). With the first
+// node powered off the API still answers and writes through the others; the
+// node comes back and catches up. A join with a wrong certificate key, or
+// after the uploaded certificates are gone, is refused without a file left
+// behind; reset of a control-plane node removes its etcd member first.
+func TestMultiNodeHA(t *testing.T) {
+	testbed.RequireHost(t)
+	begin := time.Now()
+	defer func() { t.Logf("TestMultiNodeHA took %v", time.Since(begin).Round(time.Second)) }()
+	tb := testbed.New(t)
+	holdOnFailure(t, tb)
+	cp1 := tb.AddNode("cp1")
+	cp2 := tb.AddNode("cp2")
+	cp3 := tb.AddNode("cp3")
+	x := tb.AddNode("x2") // refused joins
+	cps := []*testbed.Node{cp1, cp2, cp3}
+	step := stepper(t)
+
+	// The control-plane endpoint is cp1's address; a real cluster puts a
+	// virtual IP or load balancer there.
+	endpoint := cp1.IP.String() + ":6443"
+	var cpJoin []string
+	step("init", func(t *testing.T) {
+		start := time.Now()
+		out := kf(t, cp1, 3*time.Minute, "init", "--config", cp1.InitConfigFile(), "--advertise-address", cp1.IP.String(),
+			"--node-name", cp1.Name, "--control-plane-endpoint", endpoint, "--upload-certs")
+		t.Logf("kubeforge init --upload-certs took %v", time.Since(start).Round(10*time.Millisecond))
+		_, cpJoin = joinCommands(t, out)
+		if cpJoin == nil || len(flagValue(cpJoin, "--certificate-key")) != 64 || cpJoin[1] != endpoint {
+			t.Fatalf("init --upload-certs printed no control-plane join command with a certificate key and endpoint %s:\n%s", endpoint, out)
+		}
+	})
+	api := apiClient(t, cp1, "")
+
+	for _, n := range []*testbed.Node{cp2, cp3} {
+		step("join-"+n.Name, func(t *testing.T) {
+			start := time.Now()
+			watch := watchNodeReady(api, n.Name, start, 5*time.Minute)
+			out := kf(t, n, 5*time.Minute, append(cpJoin, "--config", joinConfigFile(n))...)
+			took := time.Since(start)
+			t.Logf("join of %s:\n%s", n.Name, out)
+			ready := watch.wait(t, n.Name)
+			poll(t, 3*time.Minute, n.Name+"'s control plane ready", func() string { return controlPlaneOf(api, n.Name) })
+			for _, want := range []string{"Added etcd member " + n.Name, "Promoted etcd member " + n.Name, "as a control-plane node"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("join output lacks %q", want)
+				}
+			}
+			bench(t, "join.control_plane.seconds", took)
+			bench(t, "join.control_plane.node_ready_seconds", ready)
+			bench(t, "join.control_plane.control_plane_ready_seconds", time.Since(start))
+			if d, ok := phaseSeconds(out, "Added etcd member "+n.Name); ok {
+				bench(t, "etcd.member_add_seconds", d)
+			}
+			if d, ok := phaseSeconds(out, "Promoted etcd member "+n.Name); ok {
+				bench(t, "etcd.member_promote_seconds", d)
+			}
+		})
+	}
+
+	step("three-control-planes", func(t *testing.T) {
+		poll(t, 2*time.Minute, "three nodes Ready", func() string { return nodesReady(api, cp1.Name, cp2.Name, cp3.Name) })
+		poll(t, time.Minute, "three voting etcd members", func() string { return votingMembers(cp1, cps...) })
+		t.Logf("kubectl get nodes:\n%s", kubectlOn(t, cp1, "", "get", "nodes", "-o", "wide"))
+		ctx := context.Background()
+		for _, n := range cps {
+			node, err := api.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := node.Labels["node-role.kubernetes.io/control-plane"]; !ok {
+				t.Errorf("node %s lacks the control-plane label: %v", n.Name, node.Labels)
+			}
+			tainted := false
+			for _, taint := range node.Spec.Taints {
+				tainted = tainted || taint.Key == "node-role.kubernetes.io/control-plane"
+			}
+			if !tainted {
+				t.Errorf("node %s lacks the control-plane taint: %v", n.Name, node.Spec.Taints)
+			}
+			// Every API server answers for itself.
+			if out, err := kubectlTry(n, apiServer(n), "get", "--raw", "/readyz"); err != nil || strings.TrimSpace(out) != "ok" {
+				t.Errorf("%s's API server: /readyz %q %v", n.Name, out, err)
+			}
+			// The shared CAs are the same everywhere; the leaves are the node's own.
+			for _, f := range []string{"ca.crt", "ca.key", "sa.key", "front-proxy-ca.crt", "etcd/ca.crt"} {
+				a, _ := cp1.ReadFile("/etc/kubernetes/pki/" + f)
+				b, err := n.ReadFile("/etc/kubernetes/pki/" + f)
+				if err != nil || string(a) != string(b) {
+					t.Errorf("%s: pki/%s differs from cp1's (%v)", n.Name, f, err)
+				}
+			}
+			if n != cp1 {
+				a, _ := cp1.ReadFile("/etc/kubernetes/pki/apiserver.crt")
+				b, _ := n.ReadFile("/etc/kubernetes/pki/apiserver.crt")
+				if string(a) == string(b) {
+					t.Errorf("%s uses cp1's apiserver certificate", n.Name)
+				}
+			}
+		}
+	})
+
+	step("wrong-certificate-key", func(t *testing.T) {
+		wrong := strings.Repeat("0f", 32)
+		refuseJoin(t, x, "a wrong certificate key", []string{"certificate key does not decrypt", "--certificate-key"},
+			replaceFlag(cpJoin, "--certificate-key", wrong)...)
+	})
+
+	cmName := "ha-e2e"
+	step("one-control-plane-down", func(t *testing.T) {
+		kf(t, cp1, 2*time.Minute, "node", "stop")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := cp1.Crash(ctx); err != nil {
+			t.Fatal(err)
+		}
+		down := time.Now()
+		// The API answers, and writes, through cp2's API server.
+		took := poll(t, 2*time.Minute, "cp2's API server ready without cp1", func() string {
+			out, err := kubectlTry(cp2, apiServer(cp2), "get", "--raw", "/readyz")
+			if err != nil {
+				return err.Error()
+			}
+			if strings.TrimSpace(out) != "ok" {
+				return out
+			}
+			return ""
+		})
+		t.Logf("cp2's API server ready %v after cp1 went down", took.Round(100*time.Millisecond))
+		poll(t, time.Minute, "a ConfigMap written through cp2", func() string {
+			if _, err := kubectlTry(cp2, apiServer(cp2), "create", "configmap", cmName, "--from-literal=written=while-cp1-was-down"); err != nil {
+				return err.Error()
+			}
+			return ""
+		})
+		bench(t, "ha.write_after_member_down_seconds", time.Since(down))
+		if out := kubectlOn(t, cp3, apiServer(cp3), "get", "configmap", cmName, "-o", "jsonpath={.data.written}"); out != "while-cp1-was-down" {
+			t.Errorf("the ConfigMap read through cp3: %q", out)
+		}
+		// etcd: cp2 and cp3 have a leader; cp1 does not answer.
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		for _, n := range []*testbed.Node{cp2, cp3} {
+			s, err := etcdStatusOf(sctx, cp2, etcdEndpoint(n))
+			if err != nil || s.Leader == 0 {
+				t.Errorf("etcd of %s without cp1: %+v %v", n.Name, s, err)
+			}
+		}
+	})
+
+	step("control-plane-back", func(t *testing.T) {
+		started := time.Now()
+		kf(t, cp1, 2*time.Minute, "node", "start")
+		took := poll(t, 3*time.Minute, "cp1's etcd member and API server back", func() string {
+			if s := votingMembers(cp2, cps...); s != "" {
+				return s
+			}
+			out, err := kubectlTry(cp1, apiServer(cp1), "get", "configmap", cmName, "-o", "jsonpath={.data.written}")
+			if err != nil {
+				return err.Error()
+			}
+			if out != "while-cp1-was-down" {
+				return "the ConfigMap through cp1: " + out
+			}
+			return ""
+		})
+		t.Logf("cp1 caught up %v after `node start`", took.Round(100*time.Millisecond))
+		bench(t, "ha.member_back_seconds", took)
+		// cp1's member has applied what was written while it was down.
+		poll(t, time.Minute, "cp1's etcd as far as the leader's", func() string {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s1, err := etcdStatusOf(ctx, cp1, etcdEndpoint(cp1))
+			if err != nil {
+				return err.Error()
+			}
+			s2, err := etcdStatusOf(ctx, cp2, etcdEndpoint(cp2))
+			if err != nil {
+				return err.Error()
+			}
+			if s1.AppliedIndex+10 < s2.AppliedIndex {
+				return fmt.Sprintf("cp1 applied %d, cp2 %d", s1.AppliedIndex, s2.AppliedIndex)
+			}
+			return ""
+		})
+		poll(t, 2*time.Minute, "cp1 Ready with its control plane", func() string {
+			if s := nodeCondition(context.Background(), api, cp1.Name); s != "" {
+				return s
+			}
+			c := &cluster{t: t, n: cp1}
+			if s := c.nodeReady(started); s != "" {
+				return s
+			}
+			return controlPlaneOf(api, cp1.Name)
+		})
+	})
+
+	step("reset-control-plane", func(t *testing.T) {
+		start := time.Now()
+		out := kf(t, cp3, 2*time.Minute, "reset", "--force")
+		t.Logf("reset of %s took %v:\n%s", cp3.Name, time.Since(start).Round(10*time.Millisecond), out)
+		removed := strings.Index(out, "Removed etcd member "+cp3.Name)
+		stopped := strings.Index(out, "Stop the node service")
+		if removed < 0 || stopped >= 0 && stopped < removed {
+			t.Errorf("reset does not say it removed etcd member %s before stopping the node", cp3.Name)
+		}
+		if want := "kubectl delete node " + cp3.Name; !strings.Contains(out, want) {
+			t.Errorf("reset does not say %q", want)
+		}
+		poll(t, time.Minute, "two voting etcd members", func() string { return votingMembers(cp1, cp1, cp2) })
+		kubectlOn(t, cp1, "", "delete", "node", cp3.Name)
+		kubectlOn(t, cp1, "", "create", "configmap", cmName+"-after-reset", "--from-literal=ok=yes")
+		if out := kubectlOn(t, cp2, apiServer(cp2), "get", "configmap", cmName+"-after-reset", "-o", "jsonpath={.data.ok}"); out != "yes" {
+			t.Errorf("read through cp2 after the reset of cp3: %q", out)
+		}
+	})
+
+	// The uploaded certificates expire after 2 hours: their Secret is
+	// garbage-collected. Deleting it has the same effect.
+	step("expired-certificates", func(t *testing.T) {
+		kubectlOn(t, cp1, "", "delete", "secret", "-n", "kube-system", "kubeadm-certs")
+		refuseJoin(t, x, "expired uploaded certificates", []string{"kubeadm-certs", "expired", "upload-certs"}, cpJoin...)
+	})
+}
+
+// refuseJoin runs a join in x that must be refused: its output must name
+// the problem (want), and nothing may be left behind.
+func refuseJoin(t *testing.T, x *testbed.Node, what string, want []string, args ...string) {
+	t.Helper()
+	args = append(args, "--config", joinConfigFile(x))
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := x.Kubeforge(ctx, args...)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("join with %s succeeded:\n%s", what, out)
+	}
+	t.Logf("join with %s refused in %v:\n%s", what, took.Round(10*time.Millisecond), grepLines(out, "error"))
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("the refusal of a join with %s does not say %q:\n%s", what, w, out)
+		}
+	}
+	if left := filesUnder(x, nodeDirs...); len(left) > 0 {
+		t.Errorf("a refused join (%s) left files behind: %v", what, left)
+	}
+	if procs := x.Processes(); len(procs) > 0 {
+		t.Errorf("a refused join (%s) left processes behind:\n  %s", what, processes(procs))
+	}
+}
