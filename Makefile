@@ -7,10 +7,12 @@ export CGO_ENABLED := 0
 .PHONY: build test unit bench up clean fmt vet
 
 SHIM := components/containerd/shim.bin
+TRAMPOLINE := components/hosttools/trampoline.bin
 
-build: ## build bin/kubeforge (static), with the small runc shim embedded
+build: ## build bin/kubeforge (static), with the small runc shim and host-tool trampoline embedded
 	$(GO) build -ldflags '-s -w' -o $(SHIM) ./components/containerd/shimcmd
-	$(GO) build -tags embedshim -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
+	$(GO) build -ldflags '-s -w' -o $(TRAMPOLINE) ./components/hosttools/trampoline
+	$(GO) build -tags embedshim,embedhosttools -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
 
 unit: ## unit tests only (no root, no cluster)
 	$(GO) test -short ./...
@@ -39,4 +41,4 @@ vet:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin $(SHIM)
+	rm -rf bin $(SHIM) $(TRAMPOLINE)

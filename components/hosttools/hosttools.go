@@ -2,13 +2,16 @@
 // self-image (which holds only the kubeforge executable) run the host's
 // network tools. kube-proxy execs iptables, ip6tables, nft and conntrack;
 // its pod mounts the host's root at HostRootDir, and the component puts a
-// directory of links named like those tools, pointing at kubeforge, first
-// on its PATH. Started through such a link, kubeforge chroots into the host
-// root and execs the host's own tool (with the host's own libraries), in the
-// pod's network namespace, which for kube-proxy is the node's.
+// directory of links named like those tools first on its PATH. Started
+// through such a link, a small trampoline program (embedded in kubeforge by
+// `make build`, see ./trampoline; kubeforge itself without it) chroots into
+// the host root and execs the host's own tool (with the host's own
+// libraries), in the pod's network namespace, which for kube-proxy is the
+// node's.
 package hosttools
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,21 +74,42 @@ func Exec(args []string) int {
 	return 127
 }
 
-// Setup makes dir hold links named like every tool pointing at exe, and
-// returns a PATH value with dir first. Used by the component before it starts.
+// TrampolineName is the file Setup writes the embedded trampoline to.
+const TrampolineName = "kubeforge-host-tool"
+
+// Setup makes dir hold links named like every tool and returns a PATH
+// value with dir first. Used by the component before it starts. The links
+// point at the small trampoline program when kubeforge embeds one (make
+// build does; it is written to dir), else at exe, the kubeforge executable.
 func Setup(dir, exe, path string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	target := exe
+	if len(trampoline) > 0 {
+		target = filepath.Join(dir, TrampolineName)
+		if cur, err := os.ReadFile(target); err != nil || !bytes.Equal(cur, trampoline) {
+			tmp := target + ".tmp"
+			if err := os.WriteFile(tmp, trampoline, 0o755); err != nil {
+				return "", err
+			}
+			if err := os.Rename(tmp, target); err != nil {
+				return "", err
+			}
+		}
+	}
 	for _, t := range Tools {
 		link := filepath.Join(dir, t)
-		if cur, err := os.Readlink(link); err == nil && cur == exe {
+		if cur, err := os.Readlink(link); err == nil && cur == target {
 			continue
 		}
 		_ = os.Remove(link)
-		if err := os.Symlink(exe, link); err != nil {
+		if err := os.Symlink(target, link); err != nil {
 			return "", err
 		}
 	}
 	return dir + ":" + path, nil
 }
+
+// Embedded reports whether kubeforge carries the trampoline.
+func Embedded() bool { return len(trampoline) > 0 }

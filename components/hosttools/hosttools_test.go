@@ -1,0 +1,77 @@
+package hosttools
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Setup links every tool to the trampoline when one is embedded, else to
+// the executable, and a second run changes nothing.
+func TestSetup(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tools")
+	exe := "/usr/local/bin/kubeforge"
+	path, err := Setup(dir, exe, "/usr/bin:/bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path != dir+":/usr/bin:/bin" {
+		t.Errorf("PATH %q", path)
+	}
+	want := exe
+	if Embedded() {
+		want = filepath.Join(dir, TrampolineName)
+	}
+	for _, tool := range Tools {
+		if got, err := os.Readlink(filepath.Join(dir, tool)); err != nil || got != want {
+			t.Errorf("%s links to %q (%v), want %s", tool, got, err, want)
+		}
+	}
+	st, _ := os.Lstat(filepath.Join(dir, Tools[0]))
+	if _, err := Setup(dir, exe, "/usr/bin:/bin"); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Lstat(filepath.Join(dir, Tools[0])); !os.SameFile(st, st2) {
+		t.Error("a second Setup replaced the links")
+	}
+}
+
+// The trampoline, built alone, runs the host's tool through a link: as
+// root, with "/" as the host root, `nft --version` is the host's.
+func TestTrampoline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	hostNft, err := exec.LookPath("nft")
+	if err != nil {
+		t.Skip("no nft on this host")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, TrampolineName)
+	build := exec.Command("go", "build", "-o", bin, "./trampoline")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the trampoline: %v\n%s", err, out)
+	}
+	if err := os.Symlink(bin, filepath.Join(dir, "nft")); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := exec.Command(hostNft, "--version").Output()
+	cmd := exec.Command(filepath.Join(dir, "nft"), "--version")
+	cmd.Env = append(os.Environ(), HostRootEnv+"=/")
+	got, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != strings.TrimSpace(string(want)) {
+		t.Errorf("nft --version through the trampoline: %q (%v), want %q", got, err, want)
+	}
+	// Without the host root it refuses.
+	cmd = exec.Command(filepath.Join(dir, "nft"), "--version")
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("the trampoline ran without %s: %s", HostRootEnv, out)
+	}
+}
