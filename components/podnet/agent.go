@@ -64,7 +64,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 		}
 	}
 	log.Info("pod network agent started", "node", o.NodeName)
-	a := &agent{o: o, log: log, routes: map[string]*netlink.Route{}}
+	a := &agent{o: o, log: log}
 	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	nodes := factory.Core().V1().Nodes()
 	sync := func(any) { a.sync(nodes.Lister().List) }
@@ -74,17 +74,32 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 		return err
 	}
 	factory.Start(ctx.Done())
-	<-ctx.Done()
-	factory.Shutdown()
-	return nil
+	// Routes also go when something else removes them (the node's link
+	// going down and up drops every route through it): check the kernel's
+	// table now and then, not only when a Node changes.
+	tick := time.NewTicker(ResyncPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			factory.Shutdown()
+			return nil
+		case <-tick.C:
+			if nodes.Informer().HasSynced() {
+				sync(nil)
+			}
+		}
+	}
 }
 
+// ResyncPeriod is how often the agent checks its routes against the
+// kernel's table besides reacting to Node changes.
+const ResyncPeriod = 15 * time.Second
+
 type agent struct {
-	o      AgentOptions
-	log    *slog.Logger
-	mu     sync.Mutex
-	routes map[string]*netlink.Route // by destination CIDR
-	cidrs  []string
+	o   AgentOptions
+	log *slog.Logger
+	mu  sync.Mutex
 }
 
 func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
@@ -101,11 +116,10 @@ func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
 			cidrs = []string{n.Spec.PodCIDR}
 		}
 		if n.Name == a.o.NodeName {
-			if len(cidrs) > 0 && !slices.Equal(cidrs, a.cidrs) {
+			if len(cidrs) > 0 && !slices.Equal(cidrs, ReadCIDRs(a.o.CIDRFile)) {
 				if err := WriteCIDRs(a.o.CIDRFile, cidrs); err != nil {
 					a.log.Error("write the node's pod CIDRs", "err", err)
 				} else {
-					a.cidrs = cidrs
 					a.log.Info("this node's pod CIDRs", "cidrs", cidrs)
 				}
 			}
@@ -121,36 +135,53 @@ func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
 			}
 		}
 	}
+	wantNet := map[string]bool{}
+	for c := range want {
+		if _, ipnet, err := net.ParseCIDR(c); err == nil {
+			wantNet[ipnet.String()] = true
+		}
+	}
+	// Compare with the kernel's table, not with what the agent did before:
+	// routes are also removed by others (a link going down) and left over
+	// from before a restart.
+	existing, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		a.log.Error("list the routes to other nodes' pods", "err", err)
+		return
+	}
+	have := map[string]net.IP{}
+	for _, r := range existing {
+		if r.Dst != nil {
+			have[r.Dst.String()] = r.Gw
+		}
+	}
 	for dst, gw := range want {
 		_, ipnet, err := net.ParseCIDR(dst)
 		if err != nil {
 			continue
 		}
-		r := &netlink.Route{Dst: ipnet, Gw: gw, Protocol: RouteProtocol}
-		if cur, ok := a.routes[dst]; ok && cur.Gw.Equal(gw) {
+		if cur, ok := have[ipnet.String()]; ok && cur.Equal(gw) {
 			continue
 		}
+		r := &netlink.Route{Dst: ipnet, Gw: gw, Protocol: RouteProtocol}
 		if err := netlink.RouteReplace(r); err != nil {
 			a.log.Error("route to a node's pods", "cidr", dst, "via", gw, "err", err)
 			continue
 		}
-		a.routes[dst] = r
 		a.log.Info("route to a node's pods", "cidr", dst, "via", gw)
 	}
 	// Routes of nodes that left (including ones from before a restart).
-	existing, _ := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
 	for i := range existing {
 		r := existing[i]
 		if r.Dst == nil {
 			continue
 		}
-		if _, keep := want[r.Dst.String()]; keep {
+		if _, keep := wantNet[r.Dst.String()]; keep {
 			continue
 		}
 		if err := netlink.RouteDel(&r); err == nil {
 			a.log.Info("removed the route to a node that left", "cidr", r.Dst)
 		}
-		delete(a.routes, r.Dst.String())
 	}
 }
 

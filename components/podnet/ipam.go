@@ -94,10 +94,11 @@ func runIPAM(stdin io.Reader, stdout, stderr io.Writer, command, cniPath string)
 	for _, c := range cidrs {
 		ranges = append(ranges, []map[string]string{{"subnet": c}})
 	}
-	hl := map[string]any{"type": "host-local", "ranges": ranges}
-	if len(ic.Routes) > 0 {
-		hl["routes"] = ic.Routes
+	routes := ic.Routes
+	if len(routes) == 0 {
+		routes = defaultRoutes(cidrs)
 	}
+	hl := map[string]any{"type": "host-local", "ranges": ranges, "routes": routes}
 	if ic.DataDir != "" {
 		hl["dataDir"] = ic.DataDir
 	}
@@ -119,6 +120,31 @@ func runIPAM(stdin io.Reader, stdout, stderr io.Writer, command, cniPath string)
 		return err
 	}
 	return nil
+}
+
+// defaultRoutes are the pods' default routes, one per IP family of the
+// node's pod CIDRs (through the bridge, the pod's gateway). They are what a
+// configuration without routes gets: a node that wrote its CNI
+// configuration before it knew the cluster's pod subnet (a joining worker
+// does not read the ClusterConfiguration) has "routes": [], and its pods
+// would reach nothing beyond their own node's /24.
+func defaultRoutes(cidrs []string) []map[string]any {
+	var v4, v6 bool
+	for _, c := range cidrs {
+		if isV4CIDR(c) {
+			v4 = true
+		} else {
+			v6 = true
+		}
+	}
+	var routes []map[string]any
+	if v4 {
+		routes = append(routes, map[string]any{"dst": "0.0.0.0/0"})
+	}
+	if v6 {
+		routes = append(routes, map[string]any{"dst": "::/0"})
+	}
+	return routes
 }
 
 // readCIDRs reads the node's pod CIDRs, waiting up to wait for the node

@@ -38,3 +38,56 @@ func TestIPAMDelWithoutCIDRFile(t *testing.T) {
 		t.Errorf("DEL left the reservation %s (output %s)", reservation, out.String())
 	}
 }
+
+// An ADD with no routes in the configuration gives the pod a default route
+// per family of the node's pod CIDRs (a worker's configuration was written
+// before it knew the cluster's pod subnet: "routes": []); routes in the
+// configuration are passed on as they are.
+func TestIPAMAddDefaultRoutes(t *testing.T) {
+	cniPath := "/usr/lib/cni:/opt/cni/bin"
+	if _, err := findPlugin("host-local", cniPath); err != nil {
+		t.Skip(err)
+	}
+	for _, c := range []struct {
+		name, cidrs, routes string
+		want, notWant       []string
+	}{
+		{"empty", `["10.244.3.0/24"]`, `"routes": []`, []string{`"dst":"0.0.0.0/0"`}, []string{`"::/0"`}},
+		{"missing", `["10.244.3.0/24", "fd00:10:244:3::/64"]`, ``, []string{`"dst":"0.0.0.0/0"`, `"dst":"::/0"`}, nil},
+		{"given", `["10.244.3.0/24"]`, `"routes": [{"dst": "10.0.0.0/8"}]`, []string{`"dst":"10.0.0.0/8"`}, []string{`"0.0.0.0/0"`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cidrFile := filepath.Join(dir, "pod-cidrs.json")
+			if err := os.WriteFile(cidrFile, []byte(c.cidrs), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			routes := ""
+			if c.routes != "" {
+				routes = "," + c.routes
+			}
+			conf := `{"cniVersion":"1.0.0","name":"kubeforge","type":"bridge","ipam":{"type":"kubeforge-ipam",` +
+				`"podCIDRFile":"` + cidrFile + `","dataDir":"` + dir + `"` + routes + `}}`
+			t.Setenv("CNI_COMMAND", "ADD")
+			t.Setenv("CNI_CONTAINERID", "abc123")
+			t.Setenv("CNI_IFNAME", "eth0")
+			t.Setenv("CNI_NETNS", "/nonexistent")
+			t.Setenv("CNI_PATH", cniPath)
+			var out, errOut bytes.Buffer
+			if err := runIPAM(strings.NewReader(conf), &out, &errOut, "ADD", cniPath); err != nil {
+				t.Fatalf("ADD: %v\n%s%s", err, out.String(), errOut.String())
+			}
+			compact := strings.Join(strings.Fields(out.String()), "")
+			for _, w := range c.want {
+				if !strings.Contains(compact, w) {
+					t.Errorf("result lacks %s: %s", w, out.String())
+				}
+			}
+			for _, w := range c.notWant {
+				if strings.Contains(compact, w) {
+					t.Errorf("result has %s: %s", w, out.String())
+				}
+			}
+		})
+	}
+}
