@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/kubeforge/kubeforge/manifests"
 )
@@ -28,8 +29,19 @@ func runAddonCoreDNS(ctx context.Context, d *InitData) error {
 	if err := a.Apply(ctx, phase, manifests.CoreDNSObjects(d.Cfg)...); err != nil {
 		return err
 	}
-	d.Out.Printf(phase, "Applied essential addon: CoreDNS")
+	reportAddon(d, a, "CoreDNS")
 	return nil
+}
+
+// reportAddon prints kubeadm's "Applied essential addon" line, or that
+// the addon was already as it should be (a rerun changed nothing).
+func reportAddon(d *InitData, a Applier, what string) {
+	const phase = "addons"
+	if sa, ok := a.(*ServerApplier); ok && sa.Changed == 0 {
+		d.Out.Printf(phase, "Essential addon %s is up to date: nothing changed", what)
+		return
+	}
+	d.Out.Printf(phase, "Applied essential addon: %s", what)
 }
 
 func runAddonKubeProxy(ctx context.Context, d *InitData) error {
@@ -49,6 +61,6 @@ func runAddonKubeProxy(ctx context.Context, d *InitData) error {
 	if err := a.Apply(ctx, phase, objs...); err != nil {
 		return err
 	}
-	d.Out.Printf(phase, "Applied essential addon: kube-proxy (%s mode)", d.Cfg.KubeProxy.Mode)
+	reportAddon(d, a, fmt.Sprintf("kube-proxy (%s mode)", d.Cfg.KubeProxy.Mode))
 	return nil
 }

@@ -72,6 +72,8 @@ func describe(u *unstructured.Unstructured) string {
 type ServerApplier struct {
 	Client dynamic.Interface
 	Out    *progress.Reporter
+	// Changed counts the objects Apply created or updated.
+	Changed int
 }
 
 // Apply applies each object in order.
@@ -100,6 +102,9 @@ func (a *ServerApplier) Apply(ctx context.Context, phase string, objs ...runtime
 			action, verb = "unchanged", "Using existing"
 		case before != "":
 			action, verb = "updated", "Updated"
+		}
+		if action != "unchanged" {
+			a.Changed++
 		}
 		a.Out.Emit(progress.Event{Phase: phase, Action: action, Message: verb + " " + describe(u),
 			Seconds: progress.Seconds(time.Since(start))})
