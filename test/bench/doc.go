@@ -1,0 +1,20 @@
+// Package bench measures kubeforge on this machine: `make bench` brings up
+// nodes from scratch on the test bed (test/testbed) and compares what it
+// measures with kubeadm's figures and the project's targets.
+//
+// The measurements are the test TestBench (bench_test.go), which runs only
+// with KUBEFORGE_BENCH=1 (so `go test ./...` stays fast); this file and its
+// neighbours hold the parts that are not tied to a running node: statistics,
+// the reference figures, memory accounting and the report.
+//
+//	KUBEFORGE_BENCH=1 go test -count=1 -v -timeout 60m -run TestBench ./test/bench
+//
+// Settings (environment): BENCH_RUNS (single-node runs, default 3),
+// BENCH_IDLE (idle time before the memory sample, default 60s),
+// BENCH_SETTLE (wait after a node service restart before its memory
+// sample, default 20s), BENCH_REQUESTS (Service requests per client,
+// default 500), BENCH_WAIT_QUIET (wait up to this long for the load
+// average to drop below BENCH_BUSY_LOAD, default 1.5, before each run;
+// default 0: do not wait), BENCH_SKIP (comma-separated: single, restart,
+// join, network), BENCH_OUT (output directory, default <repo>/bench).
+package bench
