@@ -116,8 +116,14 @@ func (b *bench) figures() []Figure {
 		}
 		add(rs.title, rs.key+".start", "`node start` command", "s", rf(func(rr *RestartResult) float64 { return rr.StartSeconds }), "")
 		add(rs.title, rs.key+".readyz", "→ /readyz ok", "s", rf(func(rr *RestartResult) float64 { return ms(rr.Milestones, CheckReadyz) }), "")
-		add(rs.title, rs.key+".node_ready", "→ Node Ready (lease renewed by the new kubelet)", "s", rf(func(rr *RestartResult) float64 { return ms(rr.Milestones, CheckNodeReady) }), "")
-		add(rs.title, rs.key+".all_pods_ready", "→ every kube-system pod Ready (last change)", "s", rf(func(rr *RestartResult) float64 { return ms(rr.Milestones, CheckAllPodsReady) }), "")
+		add(rs.title, rs.key+".node_ready", "→ Node Ready (as the new kubelet reports it, for good)", "s", rf(func(rr *RestartResult) float64 { return ms(rr.Milestones, CheckNodeReady) }), "")
+		add(rs.title, rs.key+".node_flapped", "runs where the Node went NotReady after Ready", "", rf(func(rr *RestartResult) float64 {
+			if rr.Milestones[CheckNodeReady+"-dipped"] == 1 {
+				return 1
+			}
+			return 0
+		}), "")
+		add(rs.title, rs.key+".all_pods_ready", "→ every kube-system pod Ready (for good)", "s", rf(func(rr *RestartResult) float64 { return ms(rr.Milestones, CheckAllPodsReady) }), "")
 		add(rs.title, rs.key+".containers_changed", "containers restarted or replaced", "", rf(func(rr *RestartResult) float64 { return float64(len(rr.ContainersChanged)) }), "")
 		add(rs.title, rs.key+".pods_dipped", "runs where a kube-system pod went not Ready", "", rf(func(rr *RestartResult) float64 {
 			if rr.Milestones[CheckAllPodsReady+"-dipped"] == 1 {

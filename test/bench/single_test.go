@@ -223,7 +223,7 @@ func (b *bench) restart(t *testing.T, tb *testbed.Testbed, n *testbed.Node, cs *
 	if err != nil {
 		fail("node start: %v", err)
 	}
-	// Node Ready (a fresh lease) and then the settle time.
+	// Node Ready (reported by the new kubelet) and then the settle time.
 	deadline := time.Now().Add(2 * time.Minute)
 	for !w.has(CheckNodeReady) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -234,8 +234,7 @@ func (b *bench) restart(t *testing.T, tb *testbed.Testbed, n *testbed.Node, cs *
 	wr, mr := w.Result(), mon.Result()
 	rs.Watch, rs.Output = wr, output.String()
 	rr.Milestones[CheckReadyz] = get(wr.First, CheckReadyz)
-	rr.Milestones[CheckNodeReady] = get(wr.First, CheckNodeReady)
-	for _, c := range []string{CheckAllPodsReady, CheckCoreDNSReady} {
+	for _, c := range []string{CheckNodeReady, CheckAllPodsReady, CheckCoreDNSReady} {
 		last, flapped := wr.LastOK(c)
 		rr.Milestones[c] = last
 		if flapped {

@@ -45,8 +45,9 @@ type Watcher struct {
 	// control-plane node's API server).
 	Server string
 	// Node is the node whose Ready condition to watch ("": none). With
-	// LeaseSince set, Ready counts only once the node's lease was renewed
-	// at or after LeaseSince (a kubelet started after it reports).
+	// LeaseSince set, Ready counts only once the Ready condition's
+	// heartbeat and the node's lease are from LeaseSince or later (a
+	// kubelet started after it reports).
 	Node       string
 	LeaseSince time.Time
 	// Pods: watch the kube-system pods. ControlPlanes are the nodes whose
@@ -272,10 +273,14 @@ func (w *Watcher) nodeReady(ctx context.Context) string {
 	ready := "no Ready condition"
 	for _, c := range node.Status.Conditions {
 		if c.Type == corev1.NodeReady {
-			if c.Status == corev1.ConditionTrue {
-				ready = ""
-			} else {
+			switch {
+			case c.Status != corev1.ConditionTrue:
 				ready = "Ready=" + string(c.Status) + ": " + c.Reason + ": " + c.Message
+			case !w.LeaseSince.IsZero() && c.LastHeartbeatTime.Time.Before(w.LeaseSince.Truncate(time.Second)):
+				// (the heartbeat has whole seconds)
+				ready = "Ready=True, but reported before the start"
+			default:
+				ready = ""
 			}
 		}
 	}
