@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"fmt"
+	"net/url"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -119,6 +120,7 @@ func CoreDNSObjects(c *config.Config) []runtime.Object {
 							ReadOnlyRootFilesystem: &trueV,
 						},
 						VolumeMounts: []corev1.VolumeMount{{Name: "config-volume", MountPath: "/etc/coredns", ReadOnly: true}},
+						Env:          apiServerEnv(c),
 					}},
 					DNSPolicy:          corev1.DNSDefault,
 					NodeSelector:       map[string]string{corev1.LabelOSStable: "linux"},
@@ -161,6 +163,25 @@ func CoreDNSObjects(c *config.Config) []runtime.Object {
 		dep,
 		svc,
 	}
+}
+
+// apiServerEnv points a pod's in-cluster client (client-go reads
+// KUBERNETES_SERVICE_HOST and _PORT, which the container's own env
+// overrides) at the control-plane endpoint, the API server kube-proxy
+// talks to too, instead of the `kubernetes` Service. CoreDNS starts
+// together with kube-proxy: through the Service its first API requests
+// fail until kube-proxy has programmed it, and client-go's backoff then
+// held CoreDNS unready for up to ~50 s after kube-proxy was done.
+func apiServerEnv(c *config.Config) []corev1.EnvVar {
+	u, err := url.Parse(c.ControlPlaneEndpoint())
+	if err != nil || u.Hostname() == "" {
+		return nil
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	return []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: u.Hostname()}, {Name: "KUBERNETES_SERVICE_PORT", Value: port}}
 }
 
 // KubeProxyObjects are the kube-proxy addon: its ConfigMap (the
