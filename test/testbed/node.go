@@ -394,10 +394,14 @@ func (n *Node) WriteFile(p string, data []byte, mode os.FileMode) error {
 // HolderPID is the pid of the process that holds the node's mount namespace.
 func (n *Node) HolderPID() int { return n.holderPID }
 
-// KubeletConfigYAML is the KubeletConfiguration document the node needs
-// (its own cgroup root).
+// KubeletConfigYAML is the KubeletConfiguration document the node needs:
+// its own cgroup root, and the testbed's resolv.conf (ResolvConf) as
+// resolvConf, so that CoreDNS, which forwards what is not the cluster's to
+// the nameservers the kubelet gives it, sends nothing beyond the test
+// network.
 func (n *Node) KubeletConfigYAML() string {
-	return "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupRoot: " + n.CgroupRoot + "\n"
+	return "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupRoot: " + n.CgroupRoot +
+		"\nresolvConf: " + n.tb.ResolvConf + "\n"
 }
 
 // InitConfigFile writes the node's `kubeforge init --config` file

@@ -29,7 +29,10 @@
 //     deletes is silently detached.) /sys, /proc, /dev and /tmp are the host's.
 //   - its own kubelet cgroup root, /kftb-<id>-<name>, set by the
 //     KubeletConfiguration in the node's config file (InitConfigFile), so that
-//     two kubelets never share /kubepods.
+//     two kubelets never share /kubepods. The same document sets resolvConf
+//     to the testbed's resolv.conf, whose only nameserver is the bridge's
+//     address (which serves no DNS): CoreDNS's upstream stays in the test
+//     network.
 //
 // Commands run in a node with nsenter into both namespaces (never `ip netns
 // exec`, which remounts /sys and hides the cgroups). The kubeforge binary
@@ -79,6 +82,10 @@ type Testbed struct {
 	// Dir is the testbed's temporary directory on the host (visible in the
 	// nodes too, at the same path).
 	Dir string
+	// ResolvConf is the nodes' resolv.conf for their pods (in Dir; the
+	// kubelet's resolvConf): its only nameserver is Gateway, an address of
+	// the test network where nothing serves DNS.
+	ResolvConf string
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -156,6 +163,11 @@ func New(t testing.TB, opts ...Option) *Testbed {
 		if err := runHost("ip", args...); err != nil {
 			t.Fatalf("testbed: %v", err)
 		}
+	}
+
+	tb.ResolvConf = filepath.Join(tb.Dir, "resolv.conf")
+	if err := os.WriteFile(tb.ResolvConf, []byte("nameserver "+tb.Gateway.String()+"\n"), 0o644); err != nil {
+		t.Fatalf("testbed: %v", err)
 	}
 
 	src := o.binary
