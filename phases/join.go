@@ -326,7 +326,7 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 	if err != nil {
 		return err
 	}
-	endpoints, err := etcdEndpoints(ctx, client)
+	endpoints, err := etcdEndpoints(ctx, client, d.Cfg.NodeName())
 	if err != nil {
 		return err
 	}
@@ -360,14 +360,20 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 }
 
 // etcdEndpoints are the client URLs of the cluster's etcd members, from the
-// etcd pods' advertise-client-urls annotations (kubeadm's ClusterStatus).
-func etcdEndpoints(ctx context.Context, c kubernetes.Interface) ([]string, error) {
+// etcd pods' advertise-client-urls annotations (kubeadm's ClusterStatus),
+// except those of node self: a joining node's own etcd does not run yet
+// (an etcd pod of self is left from before a reset), and trying it only
+// costs the etcd client retries and warnings.
+func etcdEndpoints(ctx context.Context, c kubernetes.Interface, self string) ([]string, error) {
 	pods, err := c.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "component=etcd,tier=control-plane"})
 	if err != nil {
 		return nil, fmt.Errorf("find the etcd members: %w", err)
 	}
 	var out []string
 	for _, p := range pods.Items {
+		if p.Spec.NodeName == self {
+			continue
+		}
 		if u := p.Annotations["kubeadm.kubernetes.io/etcd.advertise-client-urls"]; u != "" {
 			out = append(out, strings.Split(u, ",")...)
 		}
