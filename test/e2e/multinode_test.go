@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -484,7 +485,8 @@ func replaceFlag(args []string, name, value string) []string {
 // node powered off the API still answers and writes through the others; the
 // node comes back and catches up. A join with a wrong certificate key, or
 // after the uploaded certificates are gone, is refused without a file left
-// behind; reset of a control-plane node removes its etcd member first.
+// behind; reset of a control-plane node removes its etcd member first, and
+// with freshly uploaded certificates the node joins again.
 func TestMultiNodeHA(t *testing.T) {
 	testbed.RequireHost(t)
 	begin := time.Now()
@@ -523,6 +525,9 @@ func TestMultiNodeHA(t *testing.T) {
 			t.Logf("join of %s:\n%s", n.Name, out)
 			ready := watch.wait(t, n.Name)
 			poll(t, 3*time.Minute, n.Name+"'s control plane ready", func() string { return controlPlaneOf(api, n.Name) })
+			if strings.Contains(out, "grpc:") {
+				t.Errorf("the join output has the etcd client's connection warnings")
+			}
 			for _, want := range []string{"Added etcd member " + n.Name, "Promoted etcd member " + n.Name, "as a control-plane node"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("join output lacks %q", want)
@@ -702,6 +707,27 @@ func TestMultiNodeHA(t *testing.T) {
 	step("expired-certificates", func(t *testing.T) {
 		kubectlOn(t, cp1, "", "delete", "secret", "-n", "kube-system", "kubeadm-certs")
 		refuseJoin(t, x, "expired uploaded certificates", []string{"kubeadm-certs", "expired", "upload-certs"}, cpJoin...)
+	})
+
+	// What the refusal says to do: upload the certificates again; with
+	// the new key the reset control-plane node joins again.
+	step("upload-certs-and-rejoin", func(t *testing.T) {
+		out := kf(t, cp1, time.Minute, "init", "phase", "upload-certs", "--upload-certs")
+		m := regexp.MustCompile(`certificate key: ([0-9a-f]{64})`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("init phase upload-certs printed no certificate key:\n%s", out)
+		}
+		start := time.Now()
+		out = kf(t, cp3, 5*time.Minute, append(replaceFlag(cpJoin, "--certificate-key", m[1]), "--config", joinConfigFile(cp3))...)
+		t.Logf("%s joined again in %v", cp3.Name, time.Since(start).Round(10*time.Millisecond))
+		if strings.Contains(out, "grpc:") {
+			t.Errorf("the join output has the etcd client's connection warnings:\n%s", out)
+		}
+		poll(t, 3*time.Minute, "three voting etcd members again", func() string { return votingMembers(cp1, cps...) })
+		poll(t, 3*time.Minute, cp3.Name+"'s control plane ready", func() string { return controlPlaneOf(api, cp3.Name) })
+		if out, err := kubectlTry(cp3, apiServer(cp3), "get", "configmap", cmName, "-o", "jsonpath={.data.written}"); err != nil || out != "while-cp1-was-down" {
+			t.Errorf("the ConfigMap through %s after its rejoin: %q %v", cp3.Name, out, err)
+		}
 	})
 }
 
