@@ -571,6 +571,12 @@ func TestNetworkMultiNode(t *testing.T) {
 			})
 		}
 		t.Logf("routes to w2's pods gone %v after the node was deleted", time.Since(start).Round(100*time.Millisecond))
+		// Until the pod GC deletes w2's pod, the Service still lists it:
+		// requests sent there fail, and must fail fast (no route any more).
+		out, _ := netExec(cp, 2*time.Minute, "probe-cp1", netbench.ClientPath, "http", "-n", "20", "-timeout", "3s", "http://web/")
+		if r, err := netbench.ParseHTTP(out); err == nil {
+			t.Logf("meanwhile, %d of 20 requests to the Service failed (answers %v); p99 of the rest %v", len(r.Failures), r.Bodies, r.Percentile(0.99))
+		}
 		// The web pod of w2 goes (pod GC), its replacement comes up on w1;
 		// meanwhile and after, the Service answers from the pods left.
 		took := netPoll(t, 3*time.Minute, time.Second, "the Service's endpoints without the pod of w2", func() string {
