@@ -102,6 +102,9 @@ type HostFacts struct {
 	// HasNft is true when the host has the nft program (kube-proxy then
 	// runs in nftables mode by default, else iptables).
 	HasNft bool
+	// ResolvedStub is true when /etc/resolv.conf only names
+	// systemd-resolved's local stub.
+	ResolvedStub bool
 }
 
 // New returns a Config with no file values.

@@ -169,3 +169,33 @@ func TestInitDefaultsRoundTrip(t *testing.T) {
 		t.Fatal("placeholders lost")
 	}
 }
+
+func TestResolvedStub(t *testing.T) {
+	dir := t.TempDir()
+	resolved := filepath.Join(dir, "resolved.conf")
+	os.WriteFile(resolved, []byte("nameserver 192.0.2.53\n"), 0o644)
+	for content, want := range map[string]bool{
+		"nameserver 127.0.0.53\noptions edns0\n":        true,
+		"nameserver 127.0.0.53\nnameserver 192.0.2.1\n": false,
+		"nameserver 192.0.2.1\n":                        false,
+		"# empty\n":                                     false,
+	} {
+		rc := filepath.Join(dir, "resolv.conf")
+		os.WriteFile(rc, []byte(content), 0o644)
+		if got := usesResolvedStub(rc, resolved); got != want {
+			t.Errorf("%q: got %v", content, got)
+		}
+	}
+	if usesResolvedStub(filepath.Join(dir, "resolv.conf"), filepath.Join(dir, "missing")) {
+		t.Error("without systemd-resolved's file there is nothing to switch to")
+	}
+	h := testHost()
+	h.ResolvedStub = true
+	c := New()
+	if err := c.Complete(h); err != nil {
+		t.Fatal(err)
+	}
+	if *c.Kubelet.ResolverConfig != "/run/systemd/resolve/resolv.conf" {
+		t.Fatalf("resolvConf %s", *c.Kubelet.ResolverConfig)
+	}
+}

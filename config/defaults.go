@@ -190,9 +190,20 @@ func (c *Config) defaultKubelet(h HostFacts) error {
 		k.HealthzPort = ptr.To[int32](10248)
 	}
 	if k.ResolverConfig == nil {
-		k.ResolverConfig = ptr.To("/etc/resolv.conf")
+		k.ResolverConfig = ptr.To(h.resolvConf())
 	}
 	return nil
+}
+
+// resolvConf is the resolv.conf the kubelet gives pods with dnsPolicy
+// Default (CoreDNS among them): /etc/resolv.conf, unless it only names
+// systemd-resolved's local stub (127.0.0.53), which CoreDNS would see as a
+// loop; then systemd-resolved's list of real servers, as kubeadm does.
+func (h HostFacts) resolvConf() string {
+	if h.ResolvedStub {
+		return "/run/systemd/resolve/resolv.conf"
+	}
+	return "/etc/resolv.conf"
 }
 
 // HostDefaults reads the facts defaults depend on from the real host.
@@ -208,7 +219,31 @@ func HostDefaults() HostFacts {
 	if _, err := exec.LookPath("nft"); err == nil {
 		h.HasNft = true
 	}
+	h.ResolvedStub = usesResolvedStub("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
 	return h
+}
+
+// usesResolvedStub reports whether resolvConf names only local stub
+// resolvers (127.0.0.0/8) and systemd-resolved's full list exists.
+func usesResolvedStub(resolvConf, resolved string) bool {
+	if _, err := os.Stat(resolved); err != nil {
+		return false
+	}
+	b, err := os.ReadFile(resolvConf)
+	if err != nil {
+		return false
+	}
+	servers := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			servers++
+			if !strings.HasPrefix(f[1], "127.") {
+				return false
+			}
+		}
+	}
+	return servers > 0
 }
 
 // defaultAddress picks the first global unicast address of an interface
