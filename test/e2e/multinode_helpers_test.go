@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -18,9 +22,11 @@ import (
 	"testing"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeforge/kubeforge/config"
@@ -484,4 +490,67 @@ func buildKubeadm(dir string) (string, time.Duration, error) {
 		return "", 0, fmt.Errorf("go build k8s.io/kubernetes/cmd/kubeadm: %v\n%s", err, out)
 	}
 	return path, time.Since(start), nil
+}
+
+// nodeClient is a client with the kubelet client certificate of node n
+// (what its kubelet got by TLS bootstrap), talking to server.
+func nodeClient(t *testing.T, n *testbed.Node, server string, caPEM []byte) kubernetes.Interface {
+	t.Helper()
+	// kubelet-client-current.pem links to an absolute path in the node.
+	certFile := "/var/lib/kubelet/pki/kubelet-client-current.pem"
+	if target, err := os.Readlink(n.Path(certFile)); err == nil {
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(certFile), target)
+		}
+		certFile = target
+	}
+	certFile = n.Path(certFile)
+	cfg := &rest.Config{Host: server, Timeout: 10 * time.Second,
+		TLSClientConfig: rest.TLSClientConfig{CertFile: certFile, KeyFile: certFile, CAData: caPEM}}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// createServingCSR posts, as node (with its credentials in c), a kubelet
+// serving certificate request for ips, the way a kubelet does; it returns
+// the CSR's name.
+func createServingCSR(ctx context.Context, c kubernetes.Interface, node string, ips ...net.IP) (string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}, IPAddresses: ips}, key)
+	if err != nil {
+		return "", err
+	}
+	csr := &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-serving-" + node + "-"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: certificatesv1.KubeletServingSignerName,
+			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth},
+		}}
+	created, err := c.CertificatesV1().CertificateSigningRequests().Create(ctx, csr, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return created.Name, nil
+}
+
+// csrState is "Approved", "Denied", "Failed" or "Pending".
+func csrState(ctx context.Context, c kubernetes.Interface, name string) string {
+	csr, err := c.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	for _, cond := range csr.Status.Conditions {
+		if cond.Status == corev1.ConditionTrue {
+			return string(cond.Type)
+		}
+	}
+	return "Pending"
 }

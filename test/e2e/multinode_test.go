@@ -243,6 +243,40 @@ func TestMultiNodeWorkers(t *testing.T) {
 		}
 	})
 
+	// The serving-certificate approver approves a node's request for its
+	// own addresses only: w1 asking for w2's address stays pending.
+	step("serving-csr-own-addresses-only", func(t *testing.T) {
+		ca, err := cp.ReadFile("/etc/kubernetes/pki/ca.crt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		asW1 := nodeClient(t, w1, apiServer(cp), ca)
+		ctx := context.Background()
+		own, err := createServingCSR(ctx, asW1, w1.Name, w1.IP.AsSlice())
+		if err != nil {
+			t.Fatal(err)
+		}
+		foreign, err := createServingCSR(ctx, asW1, w1.Name, w1.IP.AsSlice(), w2.IP.AsSlice())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			for _, name := range []string{own, foreign} {
+				_ = api.CertificatesV1().CertificateSigningRequests().Delete(ctx, name, metav1.DeleteOptions{})
+			}
+		}()
+		poll(t, time.Minute, "w1's serving CSR for its own address approved", func() string {
+			if s := csrState(ctx, api, own); s != "Approved" {
+				return s
+			}
+			return ""
+		})
+		time.Sleep(3 * time.Second) // the approver saw the other one too, and retried
+		if s := csrState(ctx, api, foreign); s != "Pending" {
+			t.Errorf("w1's serving CSR for w2's address is %s, want Pending", s)
+		}
+	})
+
 	step("workload", func(t *testing.T) {
 		tarball := filepath.Join(tb.Dir, "busybox.tar")
 		if _, err := testbed.WriteBusyboxImage(tarball, busyboxRef); err != nil {
