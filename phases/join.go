@@ -110,12 +110,14 @@ func (d *JoinData) discover(ctx context.Context) error {
 		return fmt.Errorf("read the cluster's kubelet configuration (kube-system/%s): %w", manifests.KubeletConfigMap, err)
 	}
 	d.kubeletYAML = []byte(kubelet.Data["kubelet"])
+	// Every node needs the ClusterConfiguration, as with kubeadm: a worker
+	// too (its CNI configuration routes the cluster's pod subnet families).
+	kc, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, manifests.KubeadmConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read the cluster configuration (kube-system/%s): %w", manifests.KubeadmConfigMap, err)
+	}
+	d.clusterYAML = []byte(kc.Data["ClusterConfiguration"])
 	if d.Cfg.IsControlPlaneJoin() {
-		kc, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, manifests.KubeadmConfigMap, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("read the cluster configuration (kube-system/%s): %w", manifests.KubeadmConfigMap, err)
-		}
-		d.clusterYAML = []byte(kc.Data["ClusterConfiguration"])
 		key, err := uploadcerts.ParseKey(d.Cfg.Join.ControlPlane.CertificateKey)
 		if err != nil {
 			return fmt.Errorf("--certificate-key: %w", err)

@@ -200,6 +200,11 @@ func TestMultiNodeWorkers(t *testing.T) {
 			if got, err := w.ReadFile("/etc/kubernetes/pki/ca.crt"); err != nil || string(got) != string(ca) {
 				t.Errorf("%s: /etc/kubernetes/pki/ca.crt is not the cluster CA (%v)", w.Name, err)
 			}
+			// The worker read the ClusterConfiguration: its pods route the
+			// cluster's pod subnet family through their gateway.
+			if cni, err := w.ReadFile("/etc/cni/net.d/10-kubeforge.conflist"); err != nil || !strings.Contains(string(cni), `"routes": [{"dst": "0.0.0.0/0"}]`) {
+				t.Errorf("%s: the CNI configuration lacks the pods' default route (%v):\n%s", w.Name, err, cni)
+			}
 			cfg, _ := w.ReadFile("/var/lib/kubelet/config.yaml")
 			if !strings.Contains(string(cfg), "cgroupRoot: "+w.CgroupRoot) {
 				t.Errorf("%s: the kubelet config lacks its own cgroupRoot %s:\n%s", w.Name, w.CgroupRoot, cfg)
