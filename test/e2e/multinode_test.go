@@ -11,6 +11,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
@@ -71,8 +72,8 @@ spec:
 // certificates through `kubectl logs` and `kubectl exec`, refuses joins
 // with a wrong CA pin, an expired, a deleted token or an unreachable
 // endpoint without leaving a file behind, resets a worker and joins it again
-// with a token made by the real kubeadm, and checks `kubeadm join`'s
-// discovery against kubeforge.
+// with a token made by the real kubeadm, checks `kubeadm join`'s
+// discovery against kubeforge, and joins a node with --discovery-file.
 func TestMultiNodeWorkers(t *testing.T) {
 	testbed.RequireHost(t)
 	if err := testbed.RequireStaticBusybox(); err != nil {
@@ -490,6 +491,11 @@ func TestMultiNodeWorkers(t *testing.T) {
 			t.Errorf("kubeadm join --dry-run wrote %v", left)
 		}
 	})
+
+	step("join-discovery-file", func(t *testing.T) {
+		joinWithDiscoveryFile(t, cp, x, api, flagValue(workerJoin, "--token"))
+		poll(t, 2*time.Minute, "four nodes Ready", func() string { return nodesReady(api, cp.Name, w1.Name, w2.Name, x.Name) })
+	})
 }
 
 // grepLines returns the lines of s that contain sub.
@@ -501,6 +507,23 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// joinWithDiscoveryFile joins n with file discovery: a kubeconfig naming
+// the cluster and its CA (cluster-info's, as kubeadm's documentation has
+// it) replaces token discovery; the token only bootstraps the kubelet.
+func joinWithDiscoveryFile(t *testing.T, cp, n *testbed.Node, api kubernetes.Interface, token string) {
+	t.Helper()
+	kc := kubectlOn(t, cp, "", "get", "configmap", "-n", "kube-public", "cluster-info", "-o", "jsonpath={.data.kubeconfig}")
+	file := n.WriteConfigFile("discovery.conf", kc)
+	start := time.Now()
+	watch := watchNodeReady(api, n.Name, start, 3*time.Minute)
+	out := kf(t, n, 3*time.Minute, "join", "--discovery-file", file, "--tls-bootstrap-token", token, "--config", joinConfigFile(n))
+	ready := watch.wait(t, n.Name)
+	t.Logf("%s joined with --discovery-file, Ready after %v:\n%s", n.Name, ready.Round(10*time.Millisecond), grepLines(out, "Discovered"))
+	if !strings.Contains(out, "Discovered the cluster at "+apiServer(cp)) {
+		t.Errorf("join --discovery-file does not say it discovered %s", apiServer(cp))
+	}
 }
 
 type podOnNode struct{ name, node, ip string }
