@@ -33,23 +33,34 @@ type ResetData struct {
 	IgnorePreflightErrors []string
 }
 
+// kubeletFlag is the value of --name in kubeadm-flags.env ("" if absent).
+func kubeletFlag(p config.Paths, name string) string {
+	b, err := os.ReadFile(p.Host(p.KubeletFlagsFile()))
+	if err != nil {
+		return ""
+	}
+	v, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "KUBELET_KUBEADM_ARGS=")
+	if !ok {
+		return ""
+	}
+	if u, err := strconv.Unquote(v); err == nil {
+		v = u
+	}
+	for _, f := range strings.Fields(strings.Trim(v, `"'`)) {
+		if val, ok := strings.CutPrefix(f, "--"+name+"="); ok {
+			return val
+		}
+	}
+	return ""
+}
+
 // RegisteredNodeName is the name this host's kubelet registers its Node
 // as: --hostname-override in kubeadm-flags.env (what init and join
 // write), else the node in the kubelet's client certificate of
 // kubelet.conf; "" when neither says. Read it before the files go.
 func RegisteredNodeName(p config.Paths) string {
-	if b, err := os.ReadFile(p.Host(p.KubeletFlagsFile())); err == nil {
-		line := strings.TrimSpace(string(b))
-		if v, ok := strings.CutPrefix(line, "KUBELET_KUBEADM_ARGS="); ok {
-			if u, err := strconv.Unquote(v); err == nil {
-				v = u
-			}
-			for _, f := range strings.Fields(strings.Trim(v, `"'`)) {
-				if name, ok := strings.CutPrefix(f, "--hostname-override="); ok && name != "" {
-					return name
-				}
-			}
-		}
+	if name := kubeletFlag(p, "hostname-override"); name != "" {
+		return name
 	}
 	if kc, err := clientcmd.LoadFromFile(p.Host(p.Kubeconfig("kubelet.conf"))); err == nil {
 		for _, a := range kc.AuthInfos {
@@ -331,6 +342,12 @@ func (d *ResetData) kubeletCgroups() []string {
 				root = strings.Trim(strings.TrimSpace(v), `"'`)
 			}
 		}
+	}
+	// The flag wins in the kubelet: a joined node's config.yaml may carry
+	// the first node's cgroupRoot (from the cluster's kubelet-config) while
+	// kubeletExtraArgs gave this node its own.
+	if v := kubeletFlag(d.Cfg.Paths, "cgroup-root"); v != "" {
+		root = v
 	}
 	var out []string
 	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")

@@ -18,6 +18,10 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
@@ -120,7 +124,40 @@ func EnsureImages(ctx context.Context, p config.Paths, socket string) error {
 	if err := <-pauseErr; err != nil {
 		errs = append(errs, fmt.Errorf("pause image %s: %w", version.PauseImage(), err))
 	}
+	if len(errs) == 0 {
+		return waitCRI(ctx, c, version.Image(), version.PauseImage())
+	}
 	return errors.Join(errs...)
+}
+
+// waitCRI waits until the CRI's image cache knows refs. The CRI plugin
+// learns of images created through containerd's API from their events,
+// asynchronously; a CreateContainer right after the import may otherwise
+// still fail with "failed to resolve image".
+func waitCRI(ctx context.Context, c *containerd.Client, refs ...string) error {
+	conn, ok := c.Conn().(grpc.ClientConnInterface)
+	if !ok {
+		return nil
+	}
+	is := runtimeapi.NewImageServiceClient(conn)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, ref := range refs {
+		for {
+			st, err := is.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+			if status.Code(err) == codes.Unimplemented {
+				return nil // a containerd without the CRI plugin
+			}
+			if err == nil && st.GetImage() != nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("the CRI does not list %s 30s after its import (last error: %v)", ref, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 type ensurer struct {

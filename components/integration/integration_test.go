@@ -345,7 +345,7 @@ func TestNodeService(t *testing.T) {
 	// `kubeforge component pause` inside it.
 	rs := criClient(t, p)
 	ctx := context.Background()
-	podID, pausePID, selfPID := runHostPod(ctx, t, rs, dir)
+	podID, pausePID, selfPID := runHostPod(ctx, t, rs, dir, binaryImage(t, bin))
 	shimPIDs = processesWith(p.ContainerdSocket())
 	t.Logf("pod %s: pause pid %d, self-image container pid %d, shims %v", podID[:12], pausePID, selfPID, shimPIDs)
 
@@ -445,7 +445,24 @@ func criClient(t *testing.T, p config.Paths) runtimeapi.RuntimeServiceClient {
 
 // runHostPod runs a host-network pod (no CNI needed) with one container of
 // the self-image running `kubeforge component pause`.
-func runHostPod(ctx context.Context, t *testing.T, rs runtimeapi.RuntimeServiceClient, dir string) (podID string, pausePID, selfPID int) {
+// binaryImage is the self-image of the binary under test: its version (a
+// git describe of the build) need not be this test process's.
+func binaryImage(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "version", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("%s version: %v", bin, err)
+	}
+	var v struct {
+		Kubeforge string `json:"kubeforge"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil || v.Kubeforge == "" {
+		t.Fatalf("%s version -o json: %v\n%s", bin, err, out)
+	}
+	return version.ImageRepository + "/kubeforge:" + v.Kubeforge
+}
+
+func runHostPod(ctx context.Context, t *testing.T, rs runtimeapi.RuntimeServiceClient, dir, image string) (podID string, pausePID, selfPID int) {
 	t.Helper()
 	cgroupParent := "/kubeforge-it-" + filepath.Base(dir)
 	podCfg := &runtimeapi.PodSandboxConfig{
@@ -481,7 +498,7 @@ func runHostPod(ctx context.Context, t *testing.T, rs runtimeapi.RuntimeServiceC
 		PodSandboxId: podID, SandboxConfig: podCfg,
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: "self"},
-			Image:    &runtimeapi.ImageSpec{Image: version.Image()},
+			Image:    &runtimeapi.ImageSpec{Image: image},
 			Args:     []string{"component", "pause"},
 			LogPath:  "self.log",
 		},

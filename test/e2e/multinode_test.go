@@ -375,6 +375,12 @@ func TestMultiNodeWorkers(t *testing.T) {
 	})
 
 	step("reset-worker", func(t *testing.T) {
+		// The other nodes' containers live on: reset removes this node's
+		// pod cgroups only (the kubelets share the machine's cgroupfs).
+		others := map[*testbed.Node]map[int]string{}
+		for _, n := range []*testbed.Node{cp, w1} {
+			others[n] = (&cluster{t: t, n: n}).containerProcesses()
+		}
 		start := time.Now()
 		out := kf(t, w2, 2*time.Minute, "reset", "--force")
 		t.Logf("reset of %s took %v:\n%s", w2.Name, time.Since(start).Round(10*time.Millisecond), out)
@@ -388,6 +394,14 @@ func TestMultiNodeWorkers(t *testing.T) {
 			t.Errorf("files left after reset: %v", left)
 		}
 		kubectlOn(t, cp, "", "delete", "node", w2.Name)
+		for n, before := range others {
+			if len(before) == 0 {
+				t.Errorf("no container processes found on %s", n.Name)
+			}
+			if g := gone(before, (&cluster{t: t, n: n}).containerProcesses()); len(g) > 0 {
+				t.Errorf("the reset of %s ended container processes of %s:\n  %s", w2.Name, n.Name, strings.Join(g, "\n  "))
+			}
+		}
 	})
 
 	// kubeadm's view of the world: a token made by `kubeadm token create`
