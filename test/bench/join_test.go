@@ -95,7 +95,7 @@ func (b *bench) joinBench(t *testing.T) {
 	// A control-plane endpoint (cp1's address, as a user without a load
 	// balancer would give), so that control-plane nodes can join.
 	endpoint := net.JoinHostPort(cp1.IP.String(), "6443")
-	res := run(ctx, cp1, tb.Binary, "init", "--config", cp1.InitConfigFile(), "--control-plane-endpoint", endpoint,
+	res := run(ctx, cp1, cp1.Binary, "init", "--config", cp1.InitConfigFile(), "--control-plane-endpoint", endpoint,
 		"--upload-certs", "--certificate-key", hex.EncodeToString(key), "-o", "json")
 	js.InitEvents = res.Events
 	if res.Err != nil {
@@ -221,7 +221,7 @@ func (b *bench) join(t *testing.T, tb *testbed.Testbed, cp1, n *testbed.Node, ja
 	defer cancel()
 	args := append([]string{"join", ja.endpoint, "--config", joinConfigFile(n), "--token", ja.token,
 		"--discovery-token-ca-cert-hash", ja.hash, "-o", "json"}, extra...)
-	res := run(ctx, n, tb.Binary, args...)
+	res := run(ctx, n, n.Binary, args...)
 	js.Joins[jr.Node], js.Outputs[jr.Node] = res.Events, res.Output
 	if res.Err != nil {
 		stop()

@@ -47,7 +47,7 @@ func (b *bench) singleRun(t *testing.T, i int) {
 	wait, stop := startWatch(w, 3*time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	res := run(ctx, n, tb.Binary, "init", "--config", initConfig, "--single-node", "-o", "json")
+	res := run(ctx, n, n.Binary, "init", "--config", initConfig, "--single-node", "-o", "json")
 	raw.InitEvents, raw.InitStderr = res.Events, res.Output
 	if res.Err != nil {
 		stop()

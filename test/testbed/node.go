@@ -34,6 +34,13 @@ type Node struct {
 	// Dir is the node's directory on the host: the node's /var/lib and
 	// /var/log ("var-lib", "var-log"), its /etc overlay, its config file.
 	Dir string
+	// Binary is the kubeforge executable as the node sees it: a hard link
+	// of the testbed's copy inside the node's /var/lib, so that, as on a
+	// host where the binary and /var/lib share a filesystem mount, the
+	// self-image's layer links the same file and every node process and
+	// container shares its pages (a link across the bind mount fails with
+	// EXDEV, and a copied layer would count the binary twice in memory).
+	Binary string
 
 	holderCmd *exec.Cmd
 	holderPID int
@@ -43,6 +50,9 @@ type Node struct {
 	base      map[string]int
 	cgroups   []string // cgroup directories the testbed made
 }
+
+// binaryDir is where, in the node's /var/lib, the node finds the binary.
+const binaryDir = "/var/lib/kftb-bin"
 
 // basePaths are where the testbed mounts the node's own filesystems.
 var basePaths = []string{"/etc", "/var/lib", "/var/log", "/run"}
@@ -57,6 +67,10 @@ func (n *Node) create() error {
 		}
 	}
 	_ = os.Chmod(n.tb.Dir, 0o755)
+	n.Binary = filepath.Join(binaryDir, "kubeforge")
+	if err := linkOrCopy(n.tb.Binary, filepath.Join(n.Dir, "var-lib", strings.TrimPrefix(n.Binary, "/var/lib/"))); err != nil {
+		return fmt.Errorf("the kubeforge binary in the node: %w", err)
+	}
 	for _, d := range []string{n.Dir, filepath.Dir(n.Dir), filepath.Join(n.Dir, "etc.upper")} {
 		if err := os.Chmod(d, 0o755); err != nil {
 			return err
@@ -353,7 +367,7 @@ func (e *RunError) Unwrap() error { return e.Err }
 
 // Kubeforge runs the kubeforge binary under test in the node.
 func (n *Node) Kubeforge(ctx context.Context, args ...string) (string, error) {
-	return n.Run(ctx, n.tb.Binary, args...)
+	return n.Run(ctx, n.Binary, args...)
 }
 
 // Kubectl runs kubectl in the node with the node's admin.conf and returns
