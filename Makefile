@@ -8,11 +8,15 @@ export CGO_ENABLED := 0
 
 SHIM := components/containerd/shim.bin
 TRAMPOLINE := components/hosttools/trampoline.bin
+# kubeforge's few upstream source patches (hack/patches lists them and why)
+# are applied through build/go.mod; -trimpath keeps the build cache
+# independent of the checkout's path.
 
 build: ## build bin/kubeforge (static), with the small runc shim and host-tool trampoline embedded
 	$(GO) build -ldflags '-s -w' -o $(SHIM) ./components/containerd/shimcmd
 	$(GO) build -ldflags '-s -w' -o $(TRAMPOLINE) ./components/hosttools/trampoline
-	$(GO) build -tags embedshim,embedhosttools -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
+	$(GO) run ./hack/patches -o build
+	$(GO) build -modfile build/go.mod -trimpath -tags embedshim,embedhosttools -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
 
 unit: ## unit tests only (no root, no cluster)
 	$(GO) test -short ./...
@@ -41,4 +45,4 @@ vet:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin $(SHIM) $(TRAMPOLINE)
+	rm -rf bin build $(SHIM) $(TRAMPOLINE)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,40 +77,95 @@ type ServerApplier struct {
 	Changed int
 }
 
-// Apply applies each object in order.
+// applyConcurrency bounds the requests Apply has in flight.
+const applyConcurrency = 8
+
+// workload reports whether u runs pods: those are applied after the
+// objects they use (ServiceAccounts, ConfigMaps, RBAC), so that their
+// first pods find them.
+func workload(u *unstructured.Unstructured) bool {
+	switch u.GetKind() {
+	case "Deployment", "DaemonSet":
+		return true
+	}
+	return false
+}
+
+// Apply applies the objects: all but the workloads at once, then the
+// workloads at once. Each API write is an etcd commit, so a phase of a
+// dozen objects took a dozen round trips in a row. The progress lines come
+// in the order of objs; the first error (in that order) is returned.
 func (a *ServerApplier) Apply(ctx context.Context, phase string, objs ...runtime.Object) error {
-	for _, obj := range objs {
+	us := make([]*unstructured.Unstructured, len(objs))
+	gvrs := make([]schema.GroupVersionResource, len(objs))
+	for i, obj := range objs {
 		u, gvr, err := toUnstructured(obj)
 		if err != nil {
 			return err
 		}
-		start := time.Now()
-		var ri dynamic.ResourceInterface = a.Client.Resource(gvr)
-		if ns := u.GetNamespace(); ns != "" {
-			ri = a.Client.Resource(gvr).Namespace(ns)
+		us[i], gvrs[i] = u, gvr
+	}
+	for _, tier := range []bool{false, true} {
+		var idx []int
+		for i, u := range us {
+			if workload(u) == tier {
+				idx = append(idx, i)
+			}
 		}
-		before := ""
-		if cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{}); err == nil {
-			before = cur.GetResourceVersion()
+		results := make([]applyResult, len(idx))
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, applyConcurrency)
+		for k, i := range idx {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				results[k] = a.applyOne(ctx, us[i], gvrs[i])
+			}()
 		}
-		got, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
-		if err != nil {
-			return fmt.Errorf("apply %s: %w", describe(u), err)
+		wg.Wait()
+		for _, r := range results {
+			if r.err != nil {
+				return r.err
+			}
+			if r.action != "unchanged" {
+				a.Changed++
+			}
+			a.Out.Emit(progress.Event{Phase: phase, Action: r.action, Message: r.message,
+				Seconds: progress.Seconds(r.took)})
 		}
-		action, verb := "created", "Created"
-		switch {
-		case before == got.GetResourceVersion():
-			action, verb = "unchanged", "Using existing"
-		case before != "":
-			action, verb = "updated", "Updated"
-		}
-		if action != "unchanged" {
-			a.Changed++
-		}
-		a.Out.Emit(progress.Event{Phase: phase, Action: action, Message: verb + " " + describe(u),
-			Seconds: progress.Seconds(time.Since(start))})
 	}
 	return nil
+}
+
+type applyResult struct {
+	action, message string
+	took            time.Duration
+	err             error
+}
+
+func (a *ServerApplier) applyOne(ctx context.Context, u *unstructured.Unstructured, gvr schema.GroupVersionResource) applyResult {
+	start := time.Now()
+	var ri dynamic.ResourceInterface = a.Client.Resource(gvr)
+	if ns := u.GetNamespace(); ns != "" {
+		ri = a.Client.Resource(gvr).Namespace(ns)
+	}
+	before := ""
+	if cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{}); err == nil {
+		before = cur.GetResourceVersion()
+	}
+	got, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	if err != nil {
+		return applyResult{err: fmt.Errorf("apply %s: %w", describe(u), err)}
+	}
+	action, verb := "created", "Created"
+	switch {
+	case before == got.GetResourceVersion():
+		action, verb = "unchanged", "Using existing"
+	case before != "":
+		action, verb = "updated", "Updated"
+	}
+	return applyResult{action: action, message: verb + " " + describe(u), took: time.Since(start)}
 }
 
 // PrintingApplier is the dry-run applier: it prints each object it would apply.

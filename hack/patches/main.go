@@ -1,0 +1,273 @@
+// Command patches prepares the build of bin/kubeforge with kubeforge's few
+// patches to upstream code, without forking or vendoring it (and the
+// repository stays free of upstream sources).
+//
+// For each patched module it makes a tree of hard links to the module as
+// go.mod selects it (from the module cache; instant, no copy) in which only
+// the patched files are new files, and writes a go.mod for the build
+// (build/go.mod: the project's go.mod plus a replace of that module by the
+// tree). `make build` then builds with -modfile build/go.mod -trimpath, so
+// the build cache does not depend on where the repository is checked out.
+// `go vet`, `go test` and editors use the unpatched go.mod.
+//
+// Each patch replaces one exact piece of an upstream file; when the
+// upstream text is not found exactly once (a version bump changed it), the
+// build stops and says which patch no longer applies.
+//
+//	go run ./hack/patches -o build
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// patch replaces Old by New in File of Module (the version go.mod selects).
+type patch struct {
+	Module, File string
+	Old, New     string
+	Why          string
+}
+
+var patches = []patch{
+	{
+		Module: "k8s.io/kubernetes",
+		File:   "pkg/registry/scheduling/rest/storage_scheduling.go",
+		Old:    "err := wait.Poll(1*time.Second, 30*time.Second, func() (done bool, err error) {",
+		New:    "err := wait.PollImmediate(1*time.Second, 30*time.Second, func() (done bool, err error) {",
+		Why: "the API server's bootstrap-system-priority-classes post-start hook slept 1 s before its first " +
+			"attempt, and /readyz waits for it",
+	},
+	{
+		Module: "k8s.io/kubernetes",
+		File:   "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:    "err := wait.Poll(1*time.Second, 30*time.Second, func() (done bool, err error) {",
+		New:    "err := wait.PollImmediate(1*time.Second, 30*time.Second, func() (done bool, err error) {",
+		Why: "the API server's rbac/bootstrap-roles post-start hook slept 1 s before its first attempt, " +
+			"and /readyz waits for it",
+	},
+	{
+		Module: "go.etcd.io/etcd/server/v3",
+		File:   "etcdserver/server.go",
+		Old:    "\t\ts.r.advanceTicks(ticks)\n\t\treturn\n\t}\n",
+		New: "\t\ts.r.advanceTicks(ticks)\n" +
+			"\t\t// kubeforge: then one tick every 10 ms until this, the only voter, leads.\n" +
+			"\t\tfor i := 0; i < 4*s.Cfg.ElectionTicks && s.Leader() == types.ID(raft.None); i++ {\n" +
+			"\t\t\tselect {\n\t\t\tcase <-time.After(10 * time.Millisecond):\n\t\t\tcase <-s.stopping:\n\t\t\t\treturn\n\t\t\t}\n" +
+			"\t\t\ts.r.advanceTicks(1)\n\t\t}\n" +
+			"\t\treturn\n\t}\n",
+		Why: "a single-member etcd fast-forwards its election ticks to just short of the election timeout, " +
+			"which raft randomizes over [timeout, 2*timeout): it still waited 0.1-1 s (0.55 s on average) " +
+			"before electing itself, and the API server waited with it. With no other voter there is nobody " +
+			"to wait for, so the remaining ticks come every 10 ms (one at a time: raft ignores an election " +
+			"timeout while its bootstrap configuration is not applied yet, and starts counting again)",
+	},
+	// The rbac/bootstrap-roles hook reconciles ~70 ClusterRoles and ~55
+	// ClusterRoleBindings one after another; each create waits for its own
+	// etcd commit (~7 ms here), ~1 s in all before /readyz. These patches
+	// run 8 at a time (etcd commits them together); the result is the same.
+	{
+		Module: "k8s.io/kubernetes",
+		File:   "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:    "import (\n\t\"context\"\n\t\"fmt\"\n\t\"time\"\n",
+		New:    "import (\n\t\"context\"\n\t\"fmt\"\n\t\"sync\"\n\t\"time\"\n",
+		Why:    "bootstrap roles in parallel: import sync",
+	},
+	{
+		Module: "k8s.io/kubernetes",
+		File:   "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:    "\tfor _, clusterRole := range p.ClusterRoles {\n",
+		New: "\tvar kfMu sync.Mutex\n\tvar kfWG sync.WaitGroup\n\tkfSem := make(chan struct{}, 8)\n" +
+			"\tfor _, clusterRole := range p.ClusterRoles {\n" + kfGo,
+		Why: "bootstrap ClusterRoles in parallel",
+	},
+	{
+		Module: "k8s.io/kubernetes",
+		File:   "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:    "rbac.GroupName, clusterRole.Name, err))\n\t\t\tfailedReconciliation = true\n\t\t}\n\t}\n",
+		New:    "rbac.GroupName, clusterRole.Name, err))\n" + kfFailed + "\t\t}\n" + kfEnd,
+		Why:    "bootstrap ClusterRoles in parallel: wait for them",
+	},
+	{
+		Module: "k8s.io/kubernetes",
+		File:   "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:    "\tfor _, clusterRoleBinding := range p.ClusterRoleBindings {\n",
+		New:    "\tfor _, clusterRoleBinding := range p.ClusterRoleBindings {\n" + kfGo,
+		Why:    "bootstrap ClusterRoleBindings in parallel",
+	},
+	{
+		Module: "k8s.io/kubernetes",
+		File:   "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:    "rbac.GroupName, clusterRoleBinding.Name, err))\n\t\t\tfailedReconciliation = true\n\t\t}\n\t}\n",
+		New:    "rbac.GroupName, clusterRoleBinding.Name, err))\n" + kfFailed + "\t\t}\n" + kfEnd,
+		Why:    "bootstrap ClusterRoleBindings in parallel: wait for them",
+	},
+	{
+		Module: "k8s.io/kubernetes",
+		File:   "pkg/kubelet/volumemanager/volume_manager.go",
+		Old:    "podAttachAndMountRetryInterval = 300 * time.Millisecond",
+		New:    "podAttachAndMountRetryInterval = 50 * time.Millisecond",
+		Why: "the kubelet checks whether a new pod's volumes are mounted (an in-memory check) every 300 ms; " +
+			"the first check comes before the volume reconciler's pass, so every pod start waited ~300 ms",
+	},
+}
+
+// Pieces of the parallel bootstrap-roles patch: a loop body becomes a
+// goroutine (at most 8 at once); failures are recorded under a mutex; the
+// loop is waited for.
+const (
+	kfGo     = "\t\tkfWG.Add(1)\n\t\tkfSem <- struct{}{}\n\t\tgo func() {\n\t\tdefer func() { <-kfSem; kfWG.Done() }()\n"
+	kfFailed = "\t\t\tkfMu.Lock()\n\t\t\tfailedReconciliation = true\n\t\t\tkfMu.Unlock()\n"
+	kfEnd    = "\t\t}()\n\t}\n\tkfWG.Wait()\n"
+)
+
+func main() {
+	out := flag.String("o", "build", "the directory to prepare: go.mod, go.sum and the patched module trees")
+	flag.Parse()
+	if err := run(*out); err != nil {
+		fmt.Fprintln(os.Stderr, "patches:", err)
+		os.Exit(1)
+	}
+}
+
+func run(out string) error {
+	out, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	byModule := map[string][]patch{}
+	var modules []string
+	for _, p := range patches {
+		if _, ok := byModule[p.Module]; !ok {
+			modules = append(modules, p.Module)
+		}
+		byModule[p.Module] = append(byModule[p.Module], p)
+	}
+	sort.Strings(modules)
+	var replaces []string
+	for _, m := range modules {
+		tree, err := patchModule(out, m, byModule[m])
+		if err != nil {
+			return err
+		}
+		replaces = append(replaces, "-replace="+m+"="+tree)
+	}
+	// build/go.mod: the project's, plus the replaces.
+	for _, f := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("%w (run from the repository's root)", err)
+		}
+		if err := writeIfChanged(filepath.Join(out, f), b); err != nil {
+			return err
+		}
+	}
+	tmp := filepath.Join(out, "go.mod.tmp")
+	b, _ := os.ReadFile(filepath.Join(out, "go.mod"))
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	if o, err := exec.Command("go", append(append([]string{"mod", "edit"}, replaces...), tmp)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("go mod edit: %v\n%s", err, o)
+	}
+	b, err = os.ReadFile(tmp)
+	os.Remove(tmp)
+	if err != nil {
+		return err
+	}
+	return writeIfChanged(filepath.Join(out, "go.mod"), b)
+}
+
+// patchModule makes out/<module>@<version> (a tree of hard links to the
+// module with the patched files written anew) unless it is there already
+// for exactly these patches, and returns its path.
+func patchModule(out, module string, ps []patch) (string, error) {
+	b, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}\t{{.Version}}", module).Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m %s: %w (run go mod download)", module, err)
+	}
+	src, version, _ := strings.Cut(strings.TrimSpace(string(b)), "\t")
+	if src == "" {
+		return "", fmt.Errorf("module %s is not downloaded (run go mod download)", module)
+	}
+	patched := map[string]string{}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n", src)
+	for _, p := range ps {
+		text, ok := patched[p.File]
+		if !ok {
+			b, err := os.ReadFile(filepath.Join(src, p.File))
+			if err != nil {
+				return "", err
+			}
+			text = string(b)
+		}
+		if n := strings.Count(text, p.Old); n != 1 {
+			return "", fmt.Errorf("the patch of %s %s (%s) does not apply: %q found %d times; update hack/patches/main.go",
+				module, p.File, p.Why, p.Old, n)
+		}
+		patched[p.File] = strings.Replace(text, p.Old, p.New, 1)
+		fmt.Fprintf(h, "%s\n%s\n%s\n", p.File, p.Old, p.New)
+	}
+	stamp := hex.EncodeToString(h.Sum(nil))
+	tree := filepath.Join(out, strings.ReplaceAll(module, "/", "_")+"@"+version)
+	stampFile := filepath.Join(tree, ".kubeforge-patches")
+	if b, err := os.ReadFile(stampFile); err == nil && string(b) == stamp {
+		return tree, nil
+	}
+	if err := os.RemoveAll(tree); err != nil {
+		return "", err
+	}
+	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		dst := filepath.Join(tree, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, 0o755)
+		case patched[filepath.ToSlash(rel)] != "":
+			return os.WriteFile(dst, []byte(patched[filepath.ToSlash(rel)]), 0o444)
+		case d.Type().IsRegular():
+			if err := os.Link(path, dst); err == nil {
+				return nil
+			}
+			return copyFile(path, dst)
+		default:
+			return nil // the module cache holds no symlinks
+		}
+	})
+	if err != nil {
+		return "", fmt.Errorf("tree of %s: %w", module, err)
+	}
+	return tree, os.WriteFile(stampFile, []byte(stamp), 0o644)
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o444)
+}
+
+// writeIfChanged keeps the file (and its mtime) when its content is the
+// same.
+func writeIfChanged(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return nil
+	}
+	return os.WriteFile(path, data, 0o644)
+}
