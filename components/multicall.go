@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"time"
@@ -54,7 +53,6 @@ func Multicall(args []string) (code int, handled bool) {
 		// Upstream code that reads os.Args (etcd's gateway, CoreDNS's flag
 		// set, cobra's fallback) sees the component's own command line.
 		os.Args = append([]string{c.Name}, rest...)
-		relaxGCWhileStarting()
 		profileStartup(c.Name)
 		return c.Main(rest), true
 	}
@@ -64,25 +62,6 @@ func Multicall(args []string) (code int, handled bool) {
 	// components alone.
 	pflag.CommandLine = pflag.NewFlagSet(args[0], pflag.ExitOnError)
 	return 0, false
-}
-
-// startupGCPercent and startupGCWindow relax the garbage collector while a
-// component starts: a starting API server, etcd or kubelet allocates a lot
-// and, with the default GOGC=100, spends a good part of its CPU in GC on a
-// small heap. For the first seconds the heap may grow 4x between cycles;
-// then GOGC returns to its default, so idle memory is what it would be.
-// A GOGC the user set is left alone.
-const (
-	startupGCPercent = 400
-	startupGCWindow  = 20 * time.Second
-)
-
-func relaxGCWhileStarting() {
-	if os.Getenv("GOGC") != "" {
-		return
-	}
-	old := debug.SetGCPercent(startupGCPercent)
-	time.AfterFunc(startupGCWindow, func() { debug.SetGCPercent(old) })
 }
 
 // profileStartup writes a CPU profile of the component's first seconds to
