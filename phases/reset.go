@@ -22,6 +22,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/join/etcdmember"
 	"github.com/kubeforge/kubeforge/manifests"
 	"github.com/kubeforge/kubeforge/preflight"
@@ -333,6 +334,12 @@ func (d *ResetData) shimPIDs() []int {
 // in every mounted hierarchy). Only for the real host: a test root has none.
 func (d *ResetData) kubeletCgroups() []string {
 	if d.Paths.Root != "" && d.Paths.Root != "/" {
+		return nil
+	}
+	// Without the kubelet's configuration (a second reset, or no kubelet
+	// ever configured here) this node's cgroup root is unknown: the default
+	// could be another kubelet's on the same machine, so leave them all.
+	if !fsutil.Exists(d.Paths.Host(d.Cfg.Paths.KubeletConfigFile())) && !fsutil.Exists(d.Paths.Host(d.Cfg.Paths.KubeletFlagsFile())) {
 		return nil
 	}
 	root := "/"
