@@ -179,19 +179,30 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 	s.update(func(st *node.State) { st.Containerd.Ready = true })
 	s.out.Done(node.Phase, "containerd", s.socket, begin, "The container runtime is ready at %s", s.socket)
 
-	// 2. The images (self-image and pause), before the kubelet can want them.
-	s.phase("importing images")
-	if err := s.ensureImages(ctx); err != nil {
-		return err
-	}
+	// 2. The images (self-image and pause), in the background.
+	imagesDone := make(chan error, 1)
+	go func() { imagesDone <- s.ensureImages(ctx) }()
 
-	// 3. The kubelet, once init (or join) has written its config.
+	// 3. The kubelet, once init (or join) has written its config, and the
+	// images are in: the kubelet runs pods at once and must not find the
+	// pause image missing (containerd would try to pull it). A kubelet that
+	// first bootstraps its client certificate (a joining node) has no pod
+	// to run for a second or more, so it starts without waiting.
 	s.phase("waiting for the kubelet config")
 	if err := s.waitKubeletConfig(ctx); err != nil {
 		return err
 	}
+	if !s.kubeletBootstrapping() {
+		if err := <-imagesDone; err != nil {
+			return err
+		}
+		imagesDone = nil
+	}
 	if err := s.startKubelet(ctx); err != nil {
 		return err
+	}
+	if imagesDone != nil {
+		go func() { <-imagesDone }()
 	}
 	s.phase("running")
 	s.mu.Lock()
@@ -309,6 +320,15 @@ func (s *supervisor) ensureImages(ctx context.Context) error {
 		case <-time.After(d):
 		}
 	}
+}
+
+// kubeletBootstrapping reports whether the kubelet will first get its
+// client certificate through TLS bootstrap (bootstrap-kubelet.conf, and no
+// kubelet.conf yet).
+func (s *supervisor) kubeletBootstrapping() bool {
+	_, errBoot := os.Stat(s.p.Host(s.p.Kubeconfig("bootstrap-kubelet.conf")))
+	_, errConf := os.Stat(s.p.Host(s.p.Kubeconfig("kubelet.conf")))
+	return errBoot == nil && errConf != nil
 }
 
 // waitKubeletConfig polls for the kubelet config file (init writes it after
