@@ -44,7 +44,9 @@ func serverVersion() string {
 			continue
 		}
 		v := m.Version
-		if m.Replace != nil && m.Replace.Version != "" {
+		// A replace by a directory (make build's patched copy, see
+		// hack/patches) reports "(devel)": the required version stands.
+		if m.Replace != nil && m.Replace.Version != "" && m.Replace.Version != "(devel)" {
 			v = m.Replace.Version
 		}
 		v = strings.TrimPrefix(v, "v")
