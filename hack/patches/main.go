@@ -70,6 +70,16 @@ var patches = []patch{
 			"to wait for, so the remaining ticks come every 10 ms (one at a time: raft ignores an election " +
 			"timeout while its bootstrap configuration is not applied yet, and starts counting again)",
 	},
+	{
+		Module: "go.etcd.io/etcd/server/v3",
+		File:   "etcdserver/server.go",
+		Old:    "s.GoAttach(func() { s.publishV3(s.Cfg.ReqTimeout()) })",
+		New:    "s.GoAttach(func() { s.publishV3(min(s.Cfg.ReqTimeout(), 2*time.Second)) }) // kubeforge: retry a lost publish sooner",
+		Why: "a member that just joined publishes its name and client URLs through raft before it serves clients; " +
+			"a proposal lost while its peer connections come up was retried only after the whole request timeout " +
+			"(7 s), so a joining control-plane node's etcd, and its API server, waited 7 s for nothing. The " +
+			"publish is idempotent: retrying every 2 s is safe",
+	},
 	// The rbac/bootstrap-roles hook reconciles ~70 ClusterRoles and ~55
 	// ClusterRoleBindings one after another; each create waits for its own
 	// etcd commit (~7 ms here), ~1 s in all before /readyz. These patches
