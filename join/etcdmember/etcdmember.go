@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -129,6 +130,16 @@ func Promote(ctx context.Context, c *clientv3.Client, id uint64) error {
 	}
 }
 
+// transientRemoveError reports whether a member removal may succeed when
+// retried: etcd's strict reconfiguration check, or a leader change.
+func transientRemoveError(err error) bool {
+	if errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrLeaderChanged) || errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "unhealthy cluster") || strings.Contains(msg, "leader changed") || strings.Contains(msg, "no leader")
+}
+
 // Remove removes the member called name, unless it is the only one.
 // It reports whether it removed anything.
 func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) {
@@ -143,10 +154,23 @@ func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) 
 		if len(members) == 1 {
 			return false, errors.New("it is the only member: removing it would destroy the cluster's data (reset removes the data directory instead)")
 		}
-		if _, err := c.MemberRemove(ctx, m.ID); err != nil {
-			return false, fmt.Errorf("remove etcd member %s: %w", name, err)
+		// etcd refuses to remove a voter while the remaining members have
+		// not all been connected for 5 s ("unhealthy cluster"): after a
+		// member came back, that passes within seconds. Retry until ctx ends.
+		for {
+			_, err := c.MemberRemove(ctx, m.ID)
+			if err == nil {
+				return true, nil
+			}
+			if !transientRemoveError(err) || ctx.Err() != nil {
+				return false, fmt.Errorf("remove etcd member %s: %w", name, err)
+			}
+			select {
+			case <-ctx.Done():
+				return false, fmt.Errorf("remove etcd member %s: %w", name, err)
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
-		return true, nil
 	}
 	return false, nil
 }
