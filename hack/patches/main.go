@@ -20,6 +20,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -203,14 +204,16 @@ func run(out string) error {
 // module with the patched files written anew) unless it is there already
 // for exactly these patches, and returns its path.
 func patchModule(out, module string, ps []patch) (string, error) {
-	b, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}\t{{.Version}}", module).Output()
+	// The version go.mod selects, downloaded if it is not in the cache yet.
+	b, err := exec.Command("go", "mod", "download", "-json", module).Output()
 	if err != nil {
-		return "", fmt.Errorf("go list -m %s: %w (run go mod download)", module, err)
+		return "", fmt.Errorf("go mod download %s: %w", module, err)
 	}
-	src, version, _ := strings.Cut(strings.TrimSpace(string(b)), "\t")
-	if src == "" {
-		return "", fmt.Errorf("module %s is not downloaded (run go mod download)", module)
+	var dl struct{ Dir, Version, Error string }
+	if err := json.Unmarshal(b, &dl); err != nil || dl.Error != "" || dl.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: %v %s", module, err, dl.Error)
 	}
+	src, version := dl.Dir, dl.Version
 	patched := map[string]string{}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n", src)
