@@ -39,7 +39,7 @@ up: ## build and bring up a single-node cluster
 	./hack/up.sh
 
 fmt:
-	gofmt -l -w .
+	gofmt -l -w $$(git ls-files "*.go")
 
 vet:
 	$(GO) vet ./...
