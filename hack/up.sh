@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 ./hack/deps.sh
-[ -x bin/kubeforge ] && [ -z "$(find cmd components config internal manifests phases pki preflight go.mod -newer bin/kubeforge -print -quit)" ] || make build
+[ -x bin/kubeforge ] && [ -z "$(find cmd components config internal join manifests phases pki preflight hack/patches go.mod go.sum Makefile -newer bin/kubeforge -print -quit)" ] || make build
 KF="$PWD/bin/kubeforge"
 
 if [ -f /etc/kubernetes/admin.conf ]; then
