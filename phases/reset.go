@@ -455,28 +455,10 @@ func mountPoints() ([]string, error) {
 	for s.Scan() {
 		fields := strings.Fields(s.Text())
 		if len(fields) > 4 {
-			out = append(out, unescapeMount(fields[4]))
+			out = append(out, fsutil.UnescapeMountinfo(fields[4]))
 		}
 	}
 	return out, s.Err()
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // cleanupNetwork removes the pod bridge and the iptables/nftables rules

@@ -174,30 +174,31 @@ func run(out string) error {
 		}
 		replaces = append(replaces, "-replace="+m+"="+tree)
 	}
-	// build/go.mod: the project's, plus the replaces.
-	for _, f := range []string{"go.mod", "go.sum"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("%w (run from the repository's root)", err)
-		}
-		if err := writeIfChanged(filepath.Join(out, f), b); err != nil {
-			return err
-		}
+	// build/go.sum: the project's; build/go.mod: the project's plus the
+	// replaces (go mod edit works on a copy, kept only if it changed).
+	sum, err := os.ReadFile("go.sum")
+	if err != nil {
+		return fmt.Errorf("%w (run from the repository's root)", err)
+	}
+	if err := writeIfChanged(filepath.Join(out, "go.sum"), sum); err != nil {
+		return err
+	}
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		return err
 	}
 	tmp := filepath.Join(out, "go.mod.tmp")
-	b, _ := os.ReadFile(filepath.Join(out, "go.mod"))
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	defer os.Remove(tmp)
+	if err := os.WriteFile(tmp, mod, 0o644); err != nil {
 		return err
 	}
 	if o, err := exec.Command("go", append(append([]string{"mod", "edit"}, replaces...), tmp)...).CombinedOutput(); err != nil {
 		return fmt.Errorf("go mod edit: %v\n%s", err, o)
 	}
-	b, err = os.ReadFile(tmp)
-	os.Remove(tmp)
-	if err != nil {
+	if mod, err = os.ReadFile(tmp); err != nil {
 		return err
 	}
-	return writeIfChanged(filepath.Join(out, "go.mod"), b)
+	return writeIfChanged(filepath.Join(out, "go.mod"), mod)
 }
 
 // patchModule makes out/<module>@<version> (a tree of hard links to the

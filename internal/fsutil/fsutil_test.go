@@ -51,3 +51,16 @@ func TestWriteFile(t *testing.T) {
 		t.Fatalf("temp files left behind: %v", entries)
 	}
 }
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/var/lib/kubelet`:   "/var/lib/kubelet",
+		`/mnt/with\040space`: "/mnt/with space",
+		`/a\011tab\134back`:  "/a\ttab\\back",
+		`/not\0an\escape\`:   `/not\0an\escape\`,
+	} {
+		if got := UnescapeMountinfo(in); got != want {
+			t.Errorf("UnescapeMountinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -169,7 +169,7 @@ func TestBench(t *testing.T) {
 	// while it runs (each testbed copies this copy again).
 	src := testutil.Binary(t)
 	cfg.binary = filepath.Join(t.TempDir(), "kubeforge")
-	if err := copyExecutable(src, cfg.binary); err != nil {
+	if err := testbed.CopyFile(src, cfg.binary, 0o755); err != nil {
 		t.Fatalf("copy %s: %v", src, err)
 	}
 	b := &bench{cfg: cfg, samples: &Samples{}, res: &Results{Schema: 1, Started: time.Now(), Host: hostInfo(),
@@ -462,21 +462,4 @@ func killAndWait(pid int, timeout time.Duration) error {
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
-}
-
-func copyExecutable(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

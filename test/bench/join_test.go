@@ -17,20 +17,6 @@ import (
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
-// joinConfigFile is the node-local part of a join: the node's name and its
-// own kubelet cgroup root (as kubeletExtraArgs, kubeadm's way to give one
-// node a kubelet flag); discovery comes from the join command's flags.
-func joinConfigFile(n *testbed.Node) string {
-	return n.WriteConfigFile("join.yaml", fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
-kind: JoinConfiguration
-nodeRegistration:
-  name: %s
-  kubeletExtraArgs:
-  - name: cgroup-root
-    value: %s
-`, n.Name, n.CgroupRoot))
-}
-
 // joinArgs is what `kubeforge join` needs, from init's join-command event.
 type joinArgs struct{ endpoint, token, hash string }
 
@@ -84,7 +70,7 @@ func (b *bench) joinBench(t *testing.T) {
 	cp2 := tb.AddNode("cp2")
 	for _, n := range tb.Nodes() {
 		jr.Nodes[n.Name] = n.IP.String()
-		joinConfigFile(n)
+		n.JoinConfigFile()
 	}
 	admin := func() ([]byte, error) { return cp1.ReadFile("/etc/kubernetes/admin.conf") }
 
@@ -219,7 +205,7 @@ func (b *bench) join(t *testing.T, tb *testbed.Testbed, cp1, n *testbed.Node, ja
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	args := append([]string{"join", ja.endpoint, "--config", joinConfigFile(n), "--token", ja.token,
+	args := append([]string{"join", ja.endpoint, "--config", n.JoinConfigFile(), "--token", ja.token,
 		"--discovery-token-ca-cert-hash", ja.hash, "-o", "json"}, extra...)
 	res := run(ctx, n, n.Binary, args...)
 	js.Joins[jr.Node], js.Outputs[jr.Node] = res.Events, res.Output

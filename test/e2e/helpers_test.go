@@ -75,17 +75,7 @@ func (c *cluster) readyz() string {
 // long it took.
 func poll(t *testing.T, timeout time.Duration, what string, check func() string) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
-		status := check()
-		if status == "" {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not done after %v: %s", what, timeout, status)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	return pollEvery(t, timeout, 500*time.Millisecond, what, check)
 }
 
 type condition struct {

@@ -161,21 +161,6 @@ func flagValue(args []string, name string) string {
 	return ""
 }
 
-// joinConfigFile writes the node-local part of a join: the node's name
-// and, as kubeletExtraArgs (kubeadm's way to give one node a kubelet flag),
-// the kubelet cgroup root of its own that every testbed node needs. The
-// discovery settings come from the join command's flags.
-func joinConfigFile(n *testbed.Node) string {
-	return n.WriteConfigFile("join.yaml", fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
-kind: JoinConfiguration
-nodeRegistration:
-  name: %s
-  kubeletExtraArgs:
-  - name: cgroup-root
-    value: %s
-`, n.Name, n.CgroupRoot))
-}
-
 // apiClient is a client with n's admin.conf, talking to server (the
 // kubeconfig's own server when empty). The test process reaches the nodes'
 // addresses over the testbed's bridge.

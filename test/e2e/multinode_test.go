@@ -135,7 +135,7 @@ func TestMultiNodeWorkers(t *testing.T) {
 	step("join-first-worker", func(t *testing.T) {
 		start := time.Now()
 		watch := watchNodeReady(api, w1.Name, start, 3*time.Minute)
-		out := kf(t, w1, 3*time.Minute, append(workerJoin, "--config", joinConfigFile(w1))...)
+		out := kf(t, w1, 3*time.Minute, append(workerJoin, "--config", w1.JoinConfigFile())...)
 		took := time.Since(start)
 		ready := watch.wait(t, w1.Name)
 		t.Logf("join of %s:\n%s", w1.Name, out)
@@ -152,7 +152,7 @@ func TestMultiNodeWorkers(t *testing.T) {
 		}
 		start := time.Now()
 		watch := watchNodeReady(api, w2.Name, start, 3*time.Minute)
-		kf(t, w2, 3*time.Minute, append(join, "--config", joinConfigFile(w2))...)
+		kf(t, w2, 3*time.Minute, append(join, "--config", w2.JoinConfigFile())...)
 		took := time.Since(start)
 		ready := watch.wait(t, w2.Name)
 		bench(t, "join.worker.seconds", took)
@@ -441,7 +441,7 @@ func TestMultiNodeWorkers(t *testing.T) {
 		}
 		start := time.Now()
 		watch := watchNodeReady(api, w2.Name, start, 3*time.Minute)
-		out = kf(t, w2, 3*time.Minute, append(args, "--config", joinConfigFile(w2))...)
+		out = kf(t, w2, 3*time.Minute, append(args, "--config", w2.JoinConfigFile())...)
 		took := time.Since(start)
 		ready := watch.wait(t, w2.Name)
 		t.Logf("%s joined again with kubeadm's token in %v, Ready after %v", w2.Name, took.Round(10*time.Millisecond), ready.Round(10*time.Millisecond))
@@ -532,7 +532,7 @@ func joinWithDiscoveryFile(t *testing.T, cp, n *testbed.Node, api kubernetes.Int
 	file := n.WriteConfigFile("discovery.conf", kc)
 	start := time.Now()
 	watch := watchNodeReady(api, n.Name, start, 3*time.Minute)
-	out := kf(t, n, 3*time.Minute, "join", "--discovery-file", file, "--tls-bootstrap-token", token, "--config", joinConfigFile(n))
+	out := kf(t, n, 3*time.Minute, "join", "--discovery-file", file, "--tls-bootstrap-token", token, "--config", n.JoinConfigFile())
 	ready := watch.wait(t, n.Name)
 	t.Logf("%s joined with --discovery-file, Ready after %v:\n%s", n.Name, ready.Round(10*time.Millisecond), grepLines(out, "Discovered"))
 	if !strings.Contains(out, "Discovered the cluster at "+apiServer(cp)) {
@@ -596,7 +596,7 @@ func TestMultiNodeHA(t *testing.T) {
 		step("join-"+n.Name, func(t *testing.T) {
 			start := time.Now()
 			watch := watchNodeReady(api, n.Name, start, 5*time.Minute)
-			out := kf(t, n, 5*time.Minute, append(cpJoin, "--config", joinConfigFile(n))...)
+			out := kf(t, n, 5*time.Minute, append(cpJoin, "--config", n.JoinConfigFile())...)
 			took := time.Since(start)
 			t.Logf("join of %s:\n%s", n.Name, out)
 			ready := watch.wait(t, n.Name)
@@ -794,7 +794,7 @@ func TestMultiNodeHA(t *testing.T) {
 			t.Fatalf("init phase upload-certs printed no certificate key:\n%s", out)
 		}
 		start := time.Now()
-		out = kf(t, cp3, 5*time.Minute, append(replaceFlag(cpJoin, "--certificate-key", m[1]), "--config", joinConfigFile(cp3))...)
+		out = kf(t, cp3, 5*time.Minute, append(replaceFlag(cpJoin, "--certificate-key", m[1]), "--config", cp3.JoinConfigFile())...)
 		t.Logf("%s joined again in %v", cp3.Name, time.Since(start).Round(10*time.Millisecond))
 		if strings.Contains(out, "grpc:") {
 			t.Errorf("the join output has the etcd client's connection warnings:\n%s", out)
@@ -811,7 +811,7 @@ func TestMultiNodeHA(t *testing.T) {
 // the problem (want), and nothing may be left behind.
 func refuseJoin(t *testing.T, x *testbed.Node, what string, want []string, args ...string) {
 	t.Helper()
-	args = append(args, "--config", joinConfigFile(x))
+	args = append(args, "--config", x.JoinConfigFile())
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -49,17 +49,7 @@ func netInitConfig(t *testing.T, n *testbed.Node, resolvConf, proxyMode string) 
 	if !strings.Contains(n.KubeletConfigYAML(), "resolvConf: "+resolvConf+"\n") {
 		t.Fatalf("the testbed's KubeletConfiguration does not set resolvConf %s:\n%s", resolvConf, n.KubeletConfigYAML())
 	}
-	doc := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: %s
-nodeRegistration:
-  name: %s
----
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
----
-%s`, n.IP, n.Name, n.KubeletConfigYAML())
+	doc := n.InitConfigYAML()
 	if proxyMode != "" {
 		doc += "---\napiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: " + proxyMode + "\n"
 	}
@@ -89,18 +79,6 @@ nodeRegistration:
   - name: cgroup-root
     value: %s
 `, m[1], m[2], m[3], n.Name, n.CgroupRoot))
-}
-
-// netKubeforge runs kubeforge in n and fails the test when it fails.
-func netKubeforge(t *testing.T, n *testbed.Node, timeout time.Duration, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	out, err := n.Kubeforge(ctx, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // netKubectl runs kubectl in n and fails the test when it fails.
@@ -133,8 +111,10 @@ func netExec(n *testbed.Node, timeout time.Duration, pod string, cmd ...string) 
 	return n.KubectlContext(ctx, append([]string{"exec", pod, "--"}, cmd...)...)
 }
 
-// netPoll is poll with a finer step, for timings.
-func netPoll(t *testing.T, timeout, step time.Duration, what string, check func() string) time.Duration {
+// pollEvery calls check every step until it reports "" (done), and fails
+// the test with check's last answer after timeout. It returns how long it
+// took.
+func pollEvery(t *testing.T, timeout, step time.Duration, what string, check func() string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -228,7 +208,7 @@ func netPods(n *testbed.Node, ns, selector string) ([]netPod, error) {
 func netWaitPods(t *testing.T, n *testbed.Node, timeout time.Duration, ns, selector string, want int) []netPod {
 	t.Helper()
 	var pods []netPod
-	netPoll(t, timeout, 250*time.Millisecond, fmt.Sprintf("%d ready pods %s in %s", want, selector, ns), func() string {
+	pollEvery(t, timeout, 250*time.Millisecond, fmt.Sprintf("%d ready pods %s in %s", want, selector, ns), func() string {
 		var err error
 		if pods, err = netPods(n, ns, selector); err != nil {
 			return err.Error()
@@ -265,7 +245,7 @@ func netImportImage(t *testing.T, tb *testbed.Testbed, nodes ...*testbed.Node) {
 		}
 	}
 	for _, n := range nodes {
-		out := netKubeforge(t, n, 2*time.Minute, "images", "import", tarball)
+		out := kf(t, n, 2*time.Minute, "images", "import", tarball)
 		if !strings.Contains(out, netbench.ImageRef) {
 			t.Fatalf("node %s: import output lacks %s:\n%s", n.Name, netbench.ImageRef, out)
 		}
@@ -364,7 +344,7 @@ func netPodRoutes(t *testing.T, n *testbed.Node) []string {
 func netNodeCIDR(t *testing.T, n *testbed.Node, node string) string {
 	t.Helper()
 	var cidr string
-	netPoll(t, 60*time.Second, 250*time.Millisecond, "pod CIDR of "+node, func() string {
+	pollEvery(t, 60*time.Second, 250*time.Millisecond, "pod CIDR of "+node, func() string {
 		out, err := n.Kubectl("get", "node", node, "-o", "jsonpath={.spec.podCIDR}")
 		if err != nil {
 			return err.Error()

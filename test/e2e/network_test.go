@@ -56,7 +56,7 @@ func netSingleNode(t *testing.T, proxyMode string) {
 	var initOut string
 	step("init-coredns-ready", func(t *testing.T) {
 		start := time.Now()
-		initOut = netKubeforge(t, n, 3*time.Minute, "init", "--config", cfg, "--advertise-address", n.IP.String(), "--node-name", n.Name, "--single-node")
+		initOut = kf(t, n, 3*time.Minute, "init", "--config", cfg, "--advertise-address", n.IP.String(), "--node-name", n.Name, "--single-node")
 		initTook := time.Since(start)
 		if !strings.Contains(initOut, "kube-proxy ("+wantMode+" mode)") {
 			t.Errorf("init did not install kube-proxy in %s mode:\n%s", wantMode, initOut)
@@ -279,7 +279,7 @@ func netSingleNode(t *testing.T, proxyMode string) {
 		}
 		dnsBefore, _ := netPods(n, "kube-system", "k8s-app=kube-dns")
 		before := versions()
-		out := netKubeforge(t, n, 2*time.Minute, "init", "phase", "addon", "all", "--config", cfg)
+		out := kf(t, n, 2*time.Minute, "init", "phase", "addon", "all", "--config", cfg)
 		if regexp.MustCompile(`(?m)\b(Created|Updated) `).MatchString(out) {
 			t.Errorf("a second `init phase addon all` changed objects:\n%s", out)
 		}
@@ -303,7 +303,7 @@ func netSingleNode(t *testing.T, proxyMode string) {
 	})
 
 	step("reset-cleans-network", func(t *testing.T) {
-		netKubeforge(t, n, 2*time.Minute, "reset", "--force")
+		kf(t, n, 2*time.Minute, "reset", "--force")
 		netCheckNetworkClean(t, n)
 	})
 }
@@ -403,13 +403,13 @@ func TestNetworkMultiNode(t *testing.T) {
 
 	cidrs := map[string]string{}
 	step("cluster", func(t *testing.T) {
-		out := netKubeforge(t, cp, 3*time.Minute, "init", "--config", cfg, "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
+		out := kf(t, cp, 3*time.Minute, "init", "--config", cfg, "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
 		for _, w := range []*testbed.Node{w1, w2} {
 			start := time.Now()
-			netKubeforge(t, w, 3*time.Minute, "join", "--config", netJoinConfig(t, w, out))
+			kf(t, w, 3*time.Minute, "join", "--config", netJoinConfig(t, w, out))
 			t.Logf("%s joined in %v", w.Name, time.Since(start).Round(10*time.Millisecond))
 		}
-		netPoll(t, 2*time.Minute, 500*time.Millisecond, "3 nodes Ready", func() string {
+		pollEvery(t, 2*time.Minute, 500*time.Millisecond, "3 nodes Ready", func() string {
 			out, err := cp.Kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
 			if err != nil {
 				return err.Error()
@@ -438,7 +438,7 @@ func TestNetworkMultiNode(t *testing.T) {
 				}
 			}
 			slices.Sort(want)
-			netPoll(t, 30*time.Second, 250*time.Millisecond, "routes of "+n.Name, func() string {
+			pollEvery(t, 30*time.Second, 250*time.Millisecond, "routes of "+n.Name, func() string {
 				if got := netPodRoutes(t, n); !slices.Equal(got, want) {
 					return fmt.Sprintf("have %v, want %v", got, want)
 				}
@@ -447,7 +447,7 @@ func TestNetworkMultiNode(t *testing.T) {
 		}
 		// A route removed behind the agent's back comes back.
 		netRun(t, w1, 30*time.Second, "ip", "route", "del", cidrs["w2"])
-		took := netPoll(t, 60*time.Second, 250*time.Millisecond, "route of w1 to w2's pods restored", func() string {
+		took := pollEvery(t, 60*time.Second, 250*time.Millisecond, "route of w1 to w2's pods restored", func() string {
 			for _, r := range netPodRoutes(t, w1) {
 				if r == cidrs["w2"]+" via "+w2.IP.String() {
 					return ""
@@ -531,7 +531,7 @@ func TestNetworkMultiNode(t *testing.T) {
 		netKubectl(t, cp, "apply", "-f", cp.WriteConfigFile("web-np.yaml", netNodePortYAML))
 		port := strings.TrimSpace(netKubectl(t, cp, "get", "service", "web-np", "-o", "jsonpath={.spec.ports[0].nodePort}"))
 		url := "http://" + cp.IP.String() + ":" + port + "/"
-		netPoll(t, 30*time.Second, 250*time.Millisecond, "NodePort of cp1 from node w1", func() string {
+		pollEvery(t, 30*time.Second, 250*time.Millisecond, "NodePort of cp1 from node w1", func() string {
 			r, err := netHTTPFromNode(tb, w1, url, 20)
 			if err != nil {
 				return err.Error()
@@ -555,13 +555,13 @@ func TestNetworkMultiNode(t *testing.T) {
 
 	step("worker-leaves", func(t *testing.T) {
 		gone := webOn(t, "w2")
-		netKubeforge(t, w2, 2*time.Minute, "reset", "--force")
+		kf(t, w2, 2*time.Minute, "reset", "--force")
 		netCheckNetworkClean(t, w2)
 		netKubectl(t, cp, "delete", "node", "w2", "--timeout=60s")
 		start := time.Now()
 		// The routes to w2's pods go from the nodes that remain.
 		for _, n := range []*testbed.Node{cp, w1} {
-			netPoll(t, 30*time.Second, 250*time.Millisecond, "route to w2's pods gone from "+n.Name, func() string {
+			pollEvery(t, 30*time.Second, 250*time.Millisecond, "route to w2's pods gone from "+n.Name, func() string {
 				for _, r := range netPodRoutes(t, n) {
 					if strings.HasPrefix(r, cidrs["w2"]+" ") || strings.HasSuffix(r, " "+w2.IP.String()) {
 						return "still there: " + r
@@ -579,7 +579,7 @@ func TestNetworkMultiNode(t *testing.T) {
 		}
 		// The web pod of w2 goes (pod GC), its replacement comes up on w1;
 		// meanwhile and after, the Service answers from the pods left.
-		took := netPoll(t, 3*time.Minute, time.Second, "the Service's endpoints without the pod of w2", func() string {
+		took := pollEvery(t, 3*time.Minute, time.Second, "the Service's endpoints without the pod of w2", func() string {
 			out, err := cp.Kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[*].addresses[0]}")
 			if err != nil {
 				return err.Error()
@@ -604,7 +604,7 @@ func TestNetworkMultiNode(t *testing.T) {
 		for _, probe := range []string{"probe-cp1", "probe-w1"} {
 			// Every request succeeds; the new pod joins the answers once
 			// kube-proxy has its endpoint.
-			netPoll(t, 30*time.Second, 500*time.Millisecond, "answers from "+probe+" after w2 left", func() string {
+			pollEvery(t, 30*time.Second, 500*time.Millisecond, "answers from "+probe+" after w2 left", func() string {
 				if got := netBodies(netHTTP(t, cp, probe, "http://web/", 20)); !slices.Equal(got, want) {
 					return fmt.Sprintf("answers %v, want %v", got, want)
 				}

@@ -15,12 +15,7 @@
 package netbench
 
 import (
-	"archive/tar"
 	"bufio"
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -31,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
 // ImageRef is the name the image is imported under.
@@ -41,9 +38,6 @@ const ClientPath = "/bin/nbclient"
 
 // ServerPort is the port the servers listen on (the Service's target port).
 const ServerPort = 8080
-
-// busybox is Debian's busybox-static.
-const busybox = "/bin/busybox"
 
 // BuildClient builds nbclient (static, CGO_ENABLED=0) into dir and returns
 // its path. It needs the Go toolchain and this module's source.
@@ -67,98 +61,11 @@ func moduleRoot() string {
 // /bin/busybox (the host's static busybox), /bin/sh, ClientPath (the
 // client program) and /tmp. It returns the manifest's digest.
 func WriteImage(path, ref, client string) (string, error) {
-	bb, err := os.ReadFile(busybox)
-	if err != nil {
-		return "", fmt.Errorf("netbench image: %w (install busybox-static)", err)
-	}
 	nb, err := os.ReadFile(client)
 	if err != nil {
 		return "", err
 	}
-	epoch := time.Unix(0, 0)
-	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	files := map[string][]byte{"bin/busybox": bb, strings.TrimPrefix(ClientPath, "/"): nb}
-	for _, h := range []*tar.Header{
-		{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch},
-		{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, ModTime: epoch},
-		{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: epoch},
-		{Name: strings.TrimPrefix(ClientPath, "/"), Typeflag: tar.TypeReg, Mode: 0o755, ModTime: epoch},
-		{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch},
-	} {
-		h.Size = int64(len(files[h.Name]))
-		if err := tw.WriteHeader(h); err != nil {
-			return "", err
-		}
-		if _, err := tw.Write(files[h.Name]); err != nil {
-			return "", err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return "", err
-	}
-	type descriptor struct {
-		MediaType   string            `json:"mediaType"`
-		Digest      string            `json:"digest"`
-		Size        int               `json:"size"`
-		Annotations map[string]string `json:"annotations,omitempty"`
-	}
-	blobs := map[string][]byte{}
-	blob := func(mediaType string, b []byte) descriptor {
-		sum := sha256.Sum256(b)
-		d := "sha256:" + hex.EncodeToString(sum[:])
-		blobs[d] = b
-		return descriptor{MediaType: mediaType, Digest: d, Size: len(b)}
-	}
-	layerDesc := blob("application/vnd.oci.image.layer.v1.tar", layer.Bytes())
-	config, _ := json.Marshal(map[string]any{
-		"architecture": runtime.GOARCH,
-		"os":           "linux",
-		"config":       map[string]any{"Env": []string{"PATH=/bin"}, "Cmd": []string{"/bin/sh"}},
-		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{layerDesc.Digest}},
-	})
-	configDesc := blob("application/vnd.oci.image.config.v1+json", config)
-	manifest, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
-		"config":        configDesc,
-		"layers":        []descriptor{layerDesc},
-	})
-	manifestDesc := blob("application/vnd.oci.image.manifest.v1+json", manifest)
-	manifestDesc.Annotations = map[string]string{"org.opencontainers.image.ref.name": ref}
-	index, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     "application/vnd.oci.image.index.v1+json",
-		"manifests":     []descriptor{manifestDesc},
-	})
-	f, err := os.Create(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	out := tar.NewWriter(f)
-	add := func(name string, b []byte) error {
-		if err := out.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b)), ModTime: epoch}); err != nil {
-			return err
-		}
-		_, err := out.Write(b)
-		return err
-	}
-	if err := add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
-		return "", err
-	}
-	if err := add("index.json", index); err != nil {
-		return "", err
-	}
-	for _, d := range []descriptor{layerDesc, configDesc, manifestDesc} {
-		if err := add("blobs/sha256/"+d.Digest[len("sha256:"):], blobs[d.Digest]); err != nil {
-			return "", err
-		}
-	}
-	if err := out.Close(); err != nil {
-		return "", err
-	}
-	return manifestDesc.Digest, f.Close()
+	return testbed.WriteImage(path, ref, map[string][]byte{strings.TrimPrefix(ClientPath, "/"): nb})
 }
 
 // ServerYAML is a Deployment of replicas HTTP servers (busybox httpd on

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sort"
 	"time"
 )
 
@@ -53,26 +54,45 @@ func isStatic(path string) bool {
 // host's static busybox) and /bin/sh linking to it. It returns the
 // manifest's digest.
 func WriteBusyboxImage(path, ref string) (string, error) {
+	return WriteImage(path, ref, nil)
+}
+
+// WriteImage writes an OCI image layout tarball named ref with one layer:
+// /bin/busybox (the host's static busybox), /bin/sh linking to it, /tmp,
+// and files (path in the image without the leading slash → content, mode
+// 0755; their directories must be bin/ or tmp/). It returns the manifest's
+// digest.
+func WriteImage(path, ref string, files map[string][]byte) (string, error) {
 	bin, err := os.ReadFile(StaticBusybox)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("image %s: %w (install busybox-static)", ref, err)
 	}
 	epoch := time.Unix(0, 0)
+	contents := map[string][]byte{"bin/busybox": bin}
+	headers := []*tar.Header{
+		{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch},
+		{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, ModTime: epoch},
+		{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: epoch},
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		contents[name] = files[name]
+		headers = append(headers, &tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o755, ModTime: epoch})
+	}
+	headers = append(headers, &tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch})
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
-	for _, h := range []*tar.Header{
-		{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch},
-		{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin)), ModTime: epoch},
-		{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: epoch},
-		{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch},
-	} {
+	for _, h := range headers {
+		h.Size = int64(len(contents[h.Name]))
 		if err := tw.WriteHeader(h); err != nil {
 			return "", err
 		}
-		if h.Name == "bin/busybox" {
-			if _, err := tw.Write(bin); err != nil {
-				return "", err
-			}
+		if _, err := tw.Write(contents[h.Name]); err != nil {
+			return "", err
 		}
 	}
 	if err := tw.Close(); err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kubeforge/kubeforge/internal/fsutil"
 )
 
 // Mount is one line of a mountinfo file.
@@ -64,14 +66,14 @@ func readMountinfo(path string) ([]Mount, error) {
 		if sep < 6 {
 			continue
 		}
-		m := Mount{Point: unescape(fields[4]), Optional: strings.Join(fields[6:sep], " ")}
+		m := Mount{Point: fsutil.UnescapeMountinfo(fields[4]), Optional: strings.Join(fields[6:sep], " ")}
 		m.ID, _ = strconv.Atoi(fields[0])
 		m.Parent, _ = strconv.Atoi(fields[1])
 		if sep+1 < len(fields) {
 			m.FSType = fields[sep+1]
 		}
 		if sep+2 < len(fields) {
-			m.Source = unescape(fields[sep+2])
+			m.Source = fsutil.UnescapeMountinfo(fields[sep+2])
 		}
 		if sep+3 < len(fields) {
 			m.SuperOptions = fields[sep+3]
@@ -79,24 +81,6 @@ func readMountinfo(path string) ([]Mount, error) {
 		out = append(out, m)
 	}
 	return out, s.Err()
-}
-
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func underAny(p string, dirs []string) bool {

@@ -418,12 +418,11 @@ func (n *Node) KubeletConfigYAML() string {
 		"\nresolvConf: " + n.tb.ResolvConf + "\n"
 }
 
-// InitConfigFile writes the node's `kubeforge init --config` file
-// (InitConfiguration with the node's address and name, ClusterConfiguration,
-// KubeletConfiguration with its cgroup root) and returns its path, which is
-// the same in the node.
-func (n *Node) InitConfigFile() string {
-	doc := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+// InitConfigYAML is the node's `kubeforge init --config` document:
+// InitConfiguration with the node's address and name, ClusterConfiguration,
+// KubeletConfiguration with its cgroup root and resolv.conf.
+func (n *Node) InitConfigYAML() string {
+	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
 localAPIEndpoint:
   advertiseAddress: %s
@@ -434,7 +433,27 @@ apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 ---
 %s`, n.IP, n.Name, n.KubeletConfigYAML())
-	return n.WriteConfigFile("init.yaml", doc)
+}
+
+// InitConfigFile writes InitConfigYAML and returns its path, which is the
+// same in the node.
+func (n *Node) InitConfigFile() string {
+	return n.WriteConfigFile("init.yaml", n.InitConfigYAML())
+}
+
+// JoinConfigFile writes the node-local part of a join and returns its
+// path: the node's name and, as kubeletExtraArgs (kubeadm's way to give one
+// node a kubelet flag), the kubelet cgroup root of its own that every
+// testbed node needs. Discovery comes from the join command's flags.
+func (n *Node) JoinConfigFile() string {
+	return n.WriteConfigFile("join.yaml", fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+nodeRegistration:
+  name: %s
+  kubeletExtraArgs:
+  - name: cgroup-root
+    value: %s
+`, n.Name, n.CgroupRoot))
 }
 
 // WriteConfigFile writes a config file into the node's directory (visible

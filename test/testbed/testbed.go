@@ -175,7 +175,7 @@ func New(t testing.TB, opts ...Option) *Testbed {
 		src = testutil.Binary(t)
 	}
 	tb.Binary = filepath.Join(tb.Dir, "bin", "kubeforge")
-	if err := copyFile(src, tb.Binary, 0o755); err != nil {
+	if err := CopyFile(src, tb.Binary, 0o755); err != nil {
 		t.Fatalf("testbed: copy the kubeforge binary: %v", err)
 	}
 	t.Logf("testbed %s: bridge %s %s/%d, binary %s (copy of %s)", tb.ID, tb.Bridge, tb.Gateway, tb.Subnet.Bits(), tb.Binary, src)
@@ -314,10 +314,11 @@ func linkOrCopy(src, dst string) error {
 	if err := os.Link(src, dst); err == nil {
 		return nil
 	}
-	return copyFile(src, dst, 0o755)
+	return CopyFile(src, dst, 0o755)
 }
 
-func copyFile(src, dst string, mode os.FileMode) error {
+// CopyFile copies src to a new file dst (its directory made as needed).
+func CopyFile(src, dst string, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}

@@ -180,7 +180,7 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 	s.out.Done(node.Phase, "containerd", s.socket, begin, "The container runtime is ready at %s", s.socket)
 
 	// 2. The images (self-image and pause), in the background.
-	imagesDone := make(chan error, 1)
+	imagesDone := make(chan error, 1) // buffered: unread when the kubelet did not wait
 	go func() { imagesDone <- s.ensureImages(ctx) }()
 
 	// 3. The kubelet, once init (or join) has written its config, and the
@@ -196,13 +196,9 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 		if err := <-imagesDone; err != nil {
 			return err
 		}
-		imagesDone = nil
 	}
 	if err := s.startKubelet(ctx); err != nil {
 		return err
-	}
-	if imagesDone != nil {
-		go func() { <-imagesDone }()
 	}
 	s.phase("running")
 	s.mu.Lock()
