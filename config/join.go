@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -67,11 +68,24 @@ func (c *Config) AdoptCluster(clusterYAML, kubeletYAML []byte, h HostFacts) erro
 		if err := decodeStrict(clusterYAML, &c.Cluster); err != nil {
 			return fmt.Errorf("the cluster's kubeadm-config ConfigMap: %w", err)
 		}
-		if c.Cluster.CertificatesDir != "" {
-			c.Paths.CertDir = c.Cluster.CertificatesDir
+		// This node owns these directories (reset empties them): the
+		// cluster's values are checked as init checks its own.
+		var errs []error
+		if dir := c.Cluster.CertificatesDir; dir != "" {
+			if err := CheckOwnedDir(dir, DefaultPaths().CertDir); err != nil {
+				errs = append(errs, fmt.Errorf("the cluster's kubeadm-config ConfigMap: ClusterConfiguration.certificatesDir: %w (edit it in the ConfigMap kube-system/kubeadm-config)", err))
+			}
+			c.Paths.CertDir = filepath.Clean(dir)
 		}
 		if c.Cluster.Etcd.Local != nil && c.Cluster.Etcd.Local.DataDir != "" {
-			c.Paths.EtcdDataDir = c.Cluster.Etcd.Local.DataDir
+			dir := c.Cluster.Etcd.Local.DataDir
+			if err := CheckOwnedDir(dir, DefaultPaths().EtcdDataDir); err != nil {
+				errs = append(errs, fmt.Errorf("the cluster's kubeadm-config ConfigMap: ClusterConfiguration.etcd.local.dataDir: %w (edit it in the ConfigMap kube-system/kubeadm-config)", err))
+			}
+			c.Paths.EtcdDataDir = filepath.Clean(dir)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
 	}
 	if len(kubeletYAML) > 0 {

@@ -132,13 +132,20 @@ func (c *Config) Validate(h HostFacts) error {
 				add(fmt.Sprintf("ClusterConfiguration.etcd.local.peerCertSANs[%d]", i), "%q: %v", s, err)
 			}
 		}
-		if !filepath.IsAbs(l.DataDir) {
-			add("ClusterConfiguration.etcd.local.dataDir", "%q must be an absolute path", l.DataDir)
+		if err := CheckOwnedDir(l.DataDir, DefaultPaths().EtcdDataDir); err != nil {
+			add("ClusterConfiguration.etcd.local.dataDir", "%v", err)
+		}
+		for i, a := range l.ExtraArgs {
+			if a.Name == "data-dir" {
+				if err := CheckOwnedDir(a.Value, DefaultPaths().EtcdDataDir); err != nil {
+					add(fmt.Sprintf("ClusterConfiguration.etcd.local.extraArgs[%d].value", i), "%v", err)
+				}
+			}
 		}
 		c.validateComponent("ClusterConfiguration.etcd.local", v1beta4.ControlPlaneComponent{ExtraArgs: l.ExtraArgs}, add)
 	}
-	if !filepath.IsAbs(c.Cluster.CertificatesDir) {
-		add("ClusterConfiguration.certificatesDir", "%q must be an absolute path", c.Cluster.CertificatesDir)
+	if err := CheckOwnedDir(c.Cluster.CertificatesDir, DefaultPaths().CertDir); err != nil {
+		add("ClusterConfiguration.certificatesDir", "%v", err)
 	}
 	switch c.Cluster.EncryptionAlgorithm {
 	case v1beta4.EncryptionAlgorithmRSA2048, v1beta4.EncryptionAlgorithmRSA3072, v1beta4.EncryptionAlgorithmRSA4096,
@@ -277,4 +284,62 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// systemDirs are directories of the operating system or of other programs:
+// a configured directory kubeforge owns (reset deletes what is in it) must
+// be none of them. Below /proc, /sys, /dev and /boot nothing is kubeforge's
+// (systemPrefixes), nor is a directory right in /usr or /home.
+var systemDirs = map[string]bool{
+	"/bin": true, "/boot": true, "/dev": true, "/etc": true, "/home": true, "/lib": true, "/lib32": true,
+	"/lib64": true, "/libx32": true, "/lost+found": true, "/media": true, "/mnt": true, "/opt": true,
+	"/proc": true, "/root": true, "/run": true, "/sbin": true, "/snap": true, "/srv": true, "/sys": true,
+	"/tmp": true, "/usr": true, "/var": true,
+
+	"/etc/cni": true, "/etc/containerd": true, "/etc/default": true, "/etc/docker": true, "/etc/pki": true,
+	"/etc/ssh": true, "/etc/ssl": true, "/etc/sysconfig": true, "/etc/systemd": true,
+	"/run/containerd": true, "/run/lock": true, "/run/systemd": true, "/run/user": true,
+	"/var/backups": true, "/var/cache": true, "/var/lib": true, "/var/local": true, "/var/lock": true,
+	"/var/log": true, "/var/mail": true, "/var/opt": true, "/var/run": true, "/var/spool": true, "/var/tmp": true,
+	"/var/lib/apt": true, "/var/lib/cni": true, "/var/lib/containerd": true, "/var/lib/docker": true,
+	"/var/lib/dpkg": true, "/var/lib/rpm": true, "/var/lib/systemd": true,
+	"/usr/local/bin": true, "/usr/local/etc": true, "/usr/local/lib": true, "/usr/local/sbin": true,
+	"/usr/local/share": true,
+}
+
+var systemPrefixes = []string{"/proc", "/sys", "/dev", "/boot"}
+
+// CheckOwnedDir is the one check of a configured directory that kubeforge
+// owns: init fills it and `kubeforge reset` deletes everything in it
+// (certificatesDir, etcd's data directory). It refuses what reset must not
+// empty: a relative path, one with "..", the root directory and system
+// directories (/etc, /var, /var/lib, /usr/…, /root, a home directory).
+// example is the field's usual value, for the fix; callers name the field
+// or flag in front of the error.
+func CheckOwnedDir(dir, example string) error {
+	fix := "kubeforge reset deletes everything in this directory: give one that only kubeforge uses, such as " + example
+	switch {
+	case dir == "":
+		return fmt.Errorf("no directory given; %s", fix)
+	case !filepath.IsAbs(dir):
+		return fmt.Errorf("%q must be an absolute path; %s", dir, fix)
+	case slices.Contains(strings.Split(dir, "/"), ".."):
+		return fmt.Errorf("%q must not contain \"..\": give the directory itself, such as %s", dir, example)
+	}
+	clean := filepath.Clean(dir)
+	parent := filepath.Dir(clean)
+	switch {
+	case clean == "/":
+		return fmt.Errorf("%q is the root directory; %s", dir, fix)
+	case systemDirs[clean]:
+		return fmt.Errorf("%q is a system directory; %s", dir, fix)
+	case parent == "/usr" || parent == "/home":
+		return fmt.Errorf("%q is a system or home directory; %s", dir, fix)
+	}
+	for _, p := range systemPrefixes {
+		if strings.HasPrefix(clean, p+"/") {
+			return fmt.Errorf("%q is inside %s, which is not kubeforge's; %s", dir, p, fix)
+		}
+	}
+	return nil
 }

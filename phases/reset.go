@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -90,6 +91,11 @@ func ResetWorkflow() *Workflow[*ResetData] {
 }
 
 func runResetPreflight(_ context.Context, d *ResetData) error {
+	// Before remove-etcd-member: a reset that would refuse to clean up
+	// should not have taken the member out of the cluster first.
+	if err := d.checkOwnedDirs(); err != nil {
+		return err
+	}
 	warnings, err := preflight.Run(preflight.ResetChecks(preflight.HostSystem(d.Cfg.Paths)), d.IgnorePreflightErrors)
 	for _, w := range warnings {
 		d.Out.Warnf("preflight", "[%s]: %v", w.Check, w.Err)
@@ -169,6 +175,10 @@ func (d *ResetData) action(phase, what string, f func() error) error {
 func runCleanupNode(ctx context.Context, d *ResetData) error {
 	const phase = "reset"
 	p := d.Cfg.Paths
+	// Refuse before anything is stopped, unmounted or deleted.
+	if err := d.checkOwnedDirs(); err != nil {
+		return err
+	}
 	var errs []error
 	try := func(err error) {
 		if err != nil {
@@ -184,8 +194,49 @@ func runCleanupNode(ctx context.Context, d *ResetData) error {
 		}))
 	}
 	try(d.stopContainers(phase))
-	try(d.unmountAll(phase))
-	dataDir := etcdDataDir(d.Paths, p)
+	remove := d.resetPaths()
+	try(d.unmountAll(phase, remove))
+	try(d.removeKubeconfigCopy(phase))
+	// Read the mounts again: unmountAll took those below the kubelet's,
+	// containerd's and etcd's directories away.
+	list, err := mountPoints()
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("read the mount table: %w; no file was removed", err))...)
+	}
+	mounts := newMountSet(list)
+	if d.DryRun {
+		// What a real run would have unmounted by now.
+		if _, targets, err := d.unmountPlan(remove); err == nil {
+			for _, t := range targets {
+				delete(mounts, t)
+			}
+		}
+	}
+	own := map[string]bool{}
+	for _, path := range remove {
+		own[realPath(d.Paths.Host(path))] = true
+	}
+	for _, path := range remove {
+		try(d.removePath(phase, path, mounts, own))
+	}
+	// /etc/kubernetes itself goes when nothing else is left in it (and it
+	// is not a mount point of its own).
+	if k := d.Paths.Host(p.KubernetesDir); !mounts[realPath(k)] {
+		if entries, err := os.ReadDir(k); err == nil && len(entries) == 0 {
+			try(d.action(phase, "remove "+p.KubernetesDir, func() error { return os.Remove(k) }))
+		}
+	}
+	if d.Paths.Root == "" || d.Paths.Root == "/" {
+		try(d.cleanupNetwork(phase))
+	}
+	return errors.Join(errs...)
+}
+
+// resetPaths lists the logical paths reset removes: files, and directories
+// that it empties (and removes unless they are mount points).
+func (d *ResetData) resetPaths() []string {
+	p := d.Cfg.Paths
+	dataDir, _ := etcdDataDir(d.Paths, p)
 	remove := []string{
 		p.ManifestsDir, p.CertDir, filepath.Dir(p.AuthnConfigFile()),
 		p.Kubeconfig("admin.conf"), p.Kubeconfig("super-admin.conf"), p.Kubeconfig("kubelet.conf"),
@@ -199,35 +250,221 @@ func runCleanupNode(ctx context.Context, d *ResetData) error {
 	for _, r := range results {
 		remove = append(remove, logicalOf(d.Paths, r))
 	}
-	try(d.removeKubeconfigCopy(phase))
-	for _, path := range remove {
-		host := d.Paths.Host(path)
-		if _, err := os.Lstat(host); err != nil {
-			continue
-		}
-		try(d.action(phase, "remove "+path, func() error { return os.RemoveAll(host) }))
-	}
-	// /etc/kubernetes itself goes when nothing else is left in it.
-	if entries, err := os.ReadDir(d.Paths.Host(p.KubernetesDir)); err == nil && len(entries) == 0 {
-		try(d.action(phase, "remove "+p.KubernetesDir, func() error { return os.Remove(d.Paths.Host(p.KubernetesDir)) }))
-	}
-	if d.Paths.Root == "" || d.Paths.Root == "/" {
-		try(d.cleanupNetwork(phase))
-	}
-	return errors.Join(errs...)
+	return remove
 }
 
-// etcdDataDir reads --data-dir from the etcd manifest, or the default.
-func etcdDataDir(io config.Paths, p config.Paths) string {
-	b, err := os.ReadFile(io.Host(p.Manifest(manifests.Etcd)))
+// checkOwnedDirs refuses, before reset deletes anything, directories that
+// are configured (--cert-dir, etcd's --data-dir in its manifest) or
+// kubeforge's own but are not kubeforge's to empty: "/", /etc, /var, ….
+func (d *ResetData) checkOwnedDirs() error {
+	p := d.Cfg.Paths
+	dataDir, from := etcdDataDir(d.Paths, p)
+	if from == "" {
+		from = "etcd's data directory"
+	}
+	var errs []error
+	for _, dir := range []struct{ where, path, example string }{
+		{"--cert-dir", p.CertDir, config.DefaultPaths().CertDir},
+		{from, dataDir, config.DefaultPaths().EtcdDataDir},
+		{"the kubelet's directory", p.KubeletDir, config.DefaultPaths().KubeletDir},
+		{"kubeforge's state directory", p.StateDir, config.DefaultPaths().StateDir},
+		{"kubeforge's run directory", p.RunDir, config.DefaultPaths().RunDir},
+		{"kubeforge's log directory", p.LogDir, config.DefaultPaths().LogDir},
+		{"the static pod directory", p.ManifestsDir, config.DefaultPaths().ManifestsDir},
+	} {
+		if err := config.CheckOwnedDir(dir.path, dir.example); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", dir.where, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("refusing to stop the node or remove any file: %w", err)
+	}
+	return nil
+}
+
+// etcdDataDir reads --data-dir from the etcd manifest, or the default;
+// from names the manifest's flag when the directory came from there.
+func etcdDataDir(io config.Paths, p config.Paths) (dir, from string) {
+	manifest := p.Manifest(manifests.Etcd)
+	b, err := os.ReadFile(io.Host(manifest))
 	if err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "- --data-dir="); ok && filepath.IsAbs(v) {
-				return v
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "- --data-dir="); ok {
+				return v, manifest + ": --data-dir"
 			}
 		}
 	}
-	return p.EtcdDataDir
+	return p.EtcdDataDir, ""
+}
+
+// removePath removes the logical path, a file or a directory tree, without
+// crossing into another filesystem. A directory that is a mount point
+// itself (a disk of its own, often in /etc/fstab) is emptied and left
+// mounted, as kubeadm does; a symlink to a directory (the directory moved
+// to a data disk) has its target emptied and keeps the link. Mount points
+// below it that unmountAll did not take away are left, with the
+// directories leading to them, and reported unless they are on own
+// (reset's other paths, which it empties on their own).
+func (d *ResetData) removePath(phase, path string, mounts mountSet, own map[string]bool) error {
+	host := d.Paths.Host(path)
+	st, err := os.Lstat(host)
+	if err != nil {
+		return nil
+	}
+	dir, what, keepDir := host, "remove "+path, false
+	switch {
+	case st.Mode()&os.ModeSymlink != 0:
+		target, err := filepath.EvalSymlinks(host)
+		if err != nil || !isDir(target) {
+			break // a file, or dangling: remove the link
+		}
+		logical, inRoot := logicalIn(d.Paths, target)
+		if !inRoot {
+			break // outside the test or dry-run root: remove the link
+		}
+		if err := config.CheckOwnedDir(logical, path); err != nil {
+			d.Out.Warnf(phase, "%s is a symlink to %s, which is not kubeforge's to empty (%v); removing the link only", path, logical, err)
+			break
+		}
+		dir, keepDir = target, true
+		what = fmt.Sprintf("empty %s (a symlink to %s: the link and %s are kept)", path, logical, logical)
+	case st.IsDir():
+		dir = realPath(host)
+		if mounts[dir] {
+			keepDir = true
+			what = "empty " + path + " (a mount point: left mounted)"
+		}
+	}
+	if below := mounts.outermostBelow(dir); len(below) > 0 {
+		for i, b := range below {
+			below[i] = path + strings.TrimPrefix(b, dir)
+		}
+		what += ", except what is mounted below it at " + strings.Join(below, ", ")
+	}
+	var kept []string
+	err = d.action(phase, what, func() error {
+		var err error
+		kept, err = removeTree(dir, keepDir, mounts)
+		return err
+	})
+	kept = slices.DeleteFunc(kept, func(k string) bool { return own[k] })
+	if len(kept) > 0 {
+		for i, k := range kept {
+			kept[i] = path + strings.TrimPrefix(k, dir)
+		}
+		d.Out.Warnf(phase, "left %s in place: mounted below %s, and reset deletes nothing on a filesystem it did not unmount; unmount it (and drop it from /etc/fstab if it is there), then delete it yourself",
+			strings.Join(kept, ", "), path)
+	}
+	return err
+}
+
+// removeTree removes path, a file or a directory tree, except the mount
+// points in it (from mountinfo: a directory of another filesystem, or a
+// bind-mounted file) and the directories leading to them, which it
+// returns. With keepDir, a directory path itself stays (emptied).
+func removeTree(path string, keepDir bool, mounts mountSet) (kept []string, err error) {
+	st, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() || !keepDir && !mounts.below(path) {
+		if mounts[path] {
+			return []string{path}, nil
+		}
+		return nil, os.RemoveAll(path)
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, e := range entries {
+		child := filepath.Join(path, e.Name())
+		if mounts[child] {
+			kept = append(kept, child)
+			continue
+		}
+		k, err := removeTree(child, false, mounts)
+		kept = append(kept, k...)
+		errs = append(errs, err)
+	}
+	if len(kept) == 0 && !keepDir {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return kept, errors.Join(errs...)
+}
+
+// mountSet holds the mount points of this mount namespace.
+type mountSet map[string]bool
+
+func newMountSet(points []string) mountSet {
+	m := mountSet{}
+	for _, p := range points {
+		m[p] = true
+	}
+	return m
+}
+
+// below reports whether anything is mounted strictly below dir.
+func (m mountSet) below(dir string) bool {
+	for p := range m {
+		if strings.HasPrefix(p, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// outermostBelow lists, sorted, the mount points strictly below dir that
+// are not below another of them.
+func (m mountSet) outermostBelow(dir string) []string {
+	var out []string
+	for p := range m {
+		if !strings.HasPrefix(p, dir+"/") {
+			continue
+		}
+		outer := true
+		for q := filepath.Dir(p); q != dir && len(q) > len(dir); q = filepath.Dir(q) {
+			if m[q] {
+				outer = false
+				break
+			}
+		}
+		if outer {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// realPath is path with its symlinks resolved (as mountinfo names mount
+// points), or path itself when that fails.
+func realPath(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return path
+}
+
+func isDir(path string) bool { st, err := os.Stat(path); return err == nil && st.IsDir() }
+
+// logicalIn turns a host path into a logical one, reporting whether it is
+// under the I/O root at all.
+func logicalIn(p config.Paths, host string) (string, bool) {
+	if p.Root == "" || p.Root == "/" {
+		return host, true
+	}
+	rel, err := filepath.Rel(realPath(p.Root), host)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", false
+	}
+	return filepath.Join("/", rel), true
 }
 
 func logicalOf(p config.Paths, host string) string {
@@ -406,40 +643,66 @@ func removeCgroups(trees []string) error {
 	return last
 }
 
-// unmountAll unmounts everything mounted under the kubelet's, containerd's
-// and kubeforge's directories, deepest first.
-func (d *ResetData) unmountAll(phase string) error {
-	p := d.Cfg.Paths
-	var prefixes []string
-	for _, dir := range []string{p.KubeletDir, p.RunDir, p.StateDir, etcdDataDir(d.Paths, p)} {
-		prefixes = append(prefixes, d.Paths.Host(dir))
-	}
-	mounts, err := mountPoints()
-	if err != nil {
+// unmountAll unmounts what the kubelet and containerd mounted, and
+// anything mounted in etcd's data directory: everything strictly below the
+// kubelet's directory, kubeforge's run directory, containerd's root and
+// etcd's data directory, deepest first (pod volumes, container root
+// filesystems, sandboxes' shm). A directory that is itself a mount point (a
+// disk of its own) stays mounted, and so does any path on keep (the paths
+// reset empties): reset empties those instead. Elsewhere in kubeforge's
+// state directory nothing is mounted by kubeforge: a disk there (an etcd
+// data directory below it, whose manifest a first reset removed) stays.
+func (d *ResetData) unmountAll(phase string, keep []string) error {
+	dirs, targets, err := d.unmountPlan(keep)
+	if err != nil || len(targets) == 0 {
 		return err
 	}
-	var targets []string
-	for _, m := range mounts {
-		for _, pre := range prefixes {
-			if m == pre || strings.HasPrefix(m, pre+"/") {
-				targets = append(targets, m)
-				break
-			}
-		}
-	}
-	if len(targets) == 0 {
-		return nil
-	}
-	slices.SortFunc(targets, func(a, b string) int { return len(b) - len(a) })
-	return d.action(phase, fmt.Sprintf("unmount %d mounts under %s", len(targets), strings.Join([]string{p.KubeletDir, p.RunDir, p.StateDir}, ", ")), func() error {
+	return d.action(phase, fmt.Sprintf("unmount %d mounts below %s", len(targets), strings.Join(dirs, ", ")), func() error {
 		var errs []error
-		for _, t := range slices.Compact(targets) {
+		for _, t := range targets {
 			if err := syscall.Unmount(t, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
 				errs = append(errs, fmt.Errorf("unmount %s: %w", t, err))
 			}
 		}
 		return errors.Join(errs...)
 	})
+}
+
+// unmountPlan returns the (logical) directories unmountAll unmounts below
+// and the mount points (host paths) it unmounts.
+func (d *ResetData) unmountPlan(keep []string) (dirs, targets []string, err error) {
+	p := d.Cfg.Paths
+	dataDir, _ := etcdDataDir(d.Paths, p)
+	dirs = []string{p.KubeletDir, p.RunDir, p.ContainerdRoot(), dataDir}
+	var below, kept []string
+	for _, dir := range dirs {
+		below = append(below, realPath(d.Paths.Host(dir)))
+	}
+	for _, k := range keep {
+		kept = append(kept, realPath(d.Paths.Host(k)))
+	}
+	mounts, err := mountPoints()
+	if err != nil {
+		return nil, nil, err
+	}
+	return dirs, unmountTargets(mounts, below, kept), nil
+}
+
+// unmountTargets picks, from the mount points (in mountinfo order), those
+// strictly below one of the directories below and not on keep, deepest
+// first. A point mounted over twice is listed twice: each unmount takes one.
+func unmountTargets(mounts, below, keep []string) []string {
+	var targets []string
+	for _, m := range mounts {
+		if slices.Contains(keep, m) {
+			continue
+		}
+		if slices.ContainsFunc(below, func(dir string) bool { return strings.HasPrefix(m, dir+"/") }) {
+			targets = append(targets, m)
+		}
+	}
+	slices.SortStableFunc(targets, func(a, b string) int { return len(b) - len(a) })
+	return targets
 }
 
 // mountPoints lists this mount namespace's mount points (octal escapes decoded).

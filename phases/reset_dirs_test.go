@@ -1,0 +1,256 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/manifests"
+)
+
+// resetData returns reset's data for a node under a temporary root, and
+// the buffer its progress goes to.
+func resetData(t *testing.T) (*ResetData, *bytes.Buffer) {
+	t.Helper()
+	cfg := config.New()
+	cfg.Paths = cfg.Paths.WithRoot(t.TempDir())
+	var out bytes.Buffer
+	return &ResetData{Node: &Node{Cfg: cfg, Paths: cfg.Paths, Out: progress.New(&out, false)}}, &out
+}
+
+// mkfiles creates files (and their directories) under root.
+func mkfiles(t *testing.T, root string, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		p := filepath.Join(root, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tree lists the files and directories under root, relative, sorted.
+func tree(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != root {
+			rel, _ := filepath.Rel(root, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestUnmountTargets(t *testing.T) {
+	mounts := []string{"/", "/var/lib/kubelet", "/var/lib/kubelet/pods/u1/volumes/v", "/var/lib/kubeletx/m",
+		"/run/kubeforge/containerd/t/rootfs", "/var/lib/kubeforge/etcd", "/var/lib/kubeforge/etcd/member/snap",
+		"/var/lib/kubelet/pods/u1/volumes/v", "/var/lib/etcd", "/var/log/kubeforge/x"}
+	below := []string{"/var/lib/kubelet", "/run/kubeforge", "/var/lib/kubeforge", "/var/lib/etcd"}
+	keep := []string{"/var/lib/kubelet", "/var/lib/kubeforge/etcd", "/var/lib/etcd", "/var/log/kubeforge"}
+	got := unmountTargets(mounts, below, keep)
+	// Longest (so a mount before its parent) first, ties in mountinfo
+	// order; twice a point mounted over twice.
+	want := []string{
+		"/var/lib/kubeforge/etcd/member/snap",
+		"/var/lib/kubelet/pods/u1/volumes/v",
+		"/run/kubeforge/containerd/t/rootfs",
+		"/var/lib/kubelet/pods/u1/volumes/v",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("unmount\n  %q\nwant\n  %q", got, want)
+	}
+}
+
+// removeTree deletes around mount points, never into them, and keeps a
+// directory it is told to keep (a mount point itself).
+func TestRemoveTreeKeepsMountPoints(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		keepDir  bool
+		mounts   []string // relative to the directory
+		wantKept []string
+		wantLeft []string // what is left of the directory; nil: it is gone
+	}{
+		{name: "no mounts", wantLeft: nil},
+		{name: "mount point itself", keepDir: true, mounts: []string{""}, wantLeft: []string{}},
+		{name: "mount below", mounts: []string{"pods/u1/volumes/v"}, wantKept: []string{"pods/u1/volumes/v"},
+			wantLeft: []string{"pods", "pods/u1", "pods/u1/volumes", "pods/u1/volumes/v", "pods/u1/volumes/v/data"}},
+		{name: "mount point with a mount below", keepDir: true, mounts: []string{"", "pods/u1/volumes/v"}, wantKept: []string{"pods/u1/volumes/v"},
+			wantLeft: []string{"pods", "pods/u1", "pods/u1/volumes", "pods/u1/volumes/v", "pods/u1/volumes/v/data"}},
+		{name: "bind-mounted file", mounts: []string{"pods/u1/etc-hosts"}, wantKept: []string{"pods/u1/etc-hosts"},
+			wantLeft: []string{"pods", "pods/u1", "pods/u1/etc-hosts"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "kubelet")
+			mkfiles(t, dir, "config.yaml", "pki/kubelet.key", "pods/u1/volumes/v/data", "pods/u1/etc-hosts", "pods/u2/x")
+			// A symlink goes, not what it points to.
+			outside := t.TempDir()
+			mkfiles(t, outside, "keep")
+			if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
+				t.Fatal(err)
+			}
+			var mounts []string
+			for _, m := range tc.mounts {
+				mounts = append(mounts, filepath.Join(dir, m))
+			}
+			kept, err := removeTree(dir, tc.keepDir, newMountSet(mounts))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range kept {
+				kept[i], _ = filepath.Rel(dir, kept[i])
+			}
+			if !slices.Equal(kept, tc.wantKept) {
+				t.Errorf("kept %q, want %q", kept, tc.wantKept)
+			}
+			_, statErr := os.Lstat(dir)
+			switch {
+			case tc.wantLeft == nil && statErr == nil:
+				t.Errorf("%s is left: %q", dir, tree(t, dir))
+			case tc.wantLeft != nil && statErr != nil:
+				t.Errorf("%s is gone: %v", dir, statErr)
+			case tc.wantLeft != nil:
+				if left := tree(t, dir); !slices.Equal(left, tc.wantLeft) {
+					t.Errorf("left %q, want %q", left, tc.wantLeft)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+				t.Errorf("removed through a symlink: %v", err)
+			}
+		})
+	}
+}
+
+// removePath empties a directory that is a mount point and says so, removes
+// one that is not, and empties the target of a symlinked directory.
+func TestRemovePath(t *testing.T) {
+	d, out := resetData(t)
+	p := d.Cfg.Paths
+	root := p.Root
+	mkfiles(t, root, "var/lib/etcd/member/snap/db", "var/lib/kubeforge/pod-cidrs.json",
+		"data/kubelet/config.yaml", "data/kubelet/pods/u/x", "etc/kubernetes/admin.conf", "srv/log/x")
+	if err := os.Symlink(filepath.Join(root, "data/kubelet"), filepath.Join(root, "var/lib/kubelet")); err != nil {
+		t.Fatal(err)
+	}
+	// A symlink to a directory that is not kubeforge's: only the link goes.
+	if err := os.MkdirAll(filepath.Join(root, "var/log"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "srv"), filepath.Join(root, "var/log/kubeforge")); err != nil {
+		t.Fatal(err)
+	}
+	mounts := newMountSet([]string{realPath(filepath.Join(root, "var/lib/etcd"))})
+	for _, path := range []string{p.EtcdDataDir, p.StateDir, p.KubeletDir, p.Kubeconfig("admin.conf"), p.LogDir, "/nonexistent"} {
+		if err := d.removePath("reset", path, mounts, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left := tree(t, root); !slices.Equal(left, []string{"data", "data/kubelet", "etc", "etc/kubernetes", "srv", "srv/log", "srv/log/x",
+		"var", "var/lib", "var/lib/etcd", "var/lib/kubelet", "var/log"}) {
+		t.Errorf("left: %q", left)
+	}
+	text := out.String()
+	for _, want := range []string{
+		"[reset] Empty /var/lib/etcd (a mount point: left mounted)",
+		"[reset] Remove /var/lib/kubeforge",
+		"[reset] Empty /var/lib/kubelet (a symlink to /data/kubelet: the link and /data/kubelet are kept)",
+		"[reset] Remove /etc/kubernetes/admin.conf",
+		"[reset] WARNING: /var/log/kubeforge is a symlink to /srv, which is not kubeforge's to empty",
+		"[reset] Remove /var/log/kubeforge",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "nonexistent") {
+		t.Errorf("output names a path that did not exist:\n%s", text)
+	}
+
+	// In a dry run nothing goes, and the output says what would.
+	d, out = resetData(t)
+	d.DryRun = true
+	mkfiles(t, d.Paths.Root, "var/lib/etcd/member/snap/db")
+	mounts = newMountSet([]string{realPath(filepath.Join(d.Paths.Root, "var/lib/etcd"))})
+	if err := d.removePath("reset", "/var/lib/etcd", mounts, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "[reset] Would empty /var/lib/etcd (a mount point: left mounted)"; !strings.Contains(out.String(), want) {
+		t.Errorf("dry run output lacks %q:\n%s", want, out)
+	}
+	if left := tree(t, filepath.Join(d.Paths.Root, "var/lib/etcd")); len(left) != 3 {
+		t.Errorf("a dry run removed files: %q", left)
+	}
+}
+
+// Reset refuses, before it stops or deletes anything, a certificate or
+// etcd data directory that is not kubeforge's to empty.
+func TestResetRefusesSystemDirs(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		setup    func(d *ResetData)
+		manifest string
+		want     []string
+	}{
+		{name: "cert dir", setup: func(d *ResetData) { d.Cfg.Paths.CertDir = "/etc" },
+			want: []string{`--cert-dir: "/etc" is a system directory`, "such as /etc/kubernetes/pki"}},
+		{name: "relative cert dir", setup: func(d *ResetData) { d.Cfg.Paths.CertDir = "pki" },
+			want: []string{`--cert-dir: "pki" must be an absolute path`}},
+		{name: "etcd data dir from the manifest", manifest: "    - --data-dir=/var\n",
+			want: []string{`/etc/kubernetes/manifests/etcd.yaml: --data-dir: "/var" is a system directory`, "such as /var/lib/etcd"}},
+		{name: "etcd data dir with ..", manifest: "    - --data-dir=/var/lib/etcd/../../..\n",
+			want: []string{`--data-dir: "/var/lib/etcd/../../.." must not contain ".."`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := resetData(t)
+			if tc.setup != nil {
+				tc.setup(d)
+			}
+			root := d.Paths.Root
+			mkfiles(t, root, "etc/kubernetes/admin.conf", "var/lib/kubelet/config.yaml")
+			if tc.manifest != "" {
+				m := d.Paths.Host(d.Cfg.Paths.Manifest(manifests.Etcd))
+				mkfiles(t, root, "etc/kubernetes/manifests/etcd.yaml")
+				if err := os.WriteFile(m, []byte("spec:\n  containers:\n  - command:\n    - etcd\n"+tc.manifest), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := tree(t, root)
+			for _, run := range []func(context.Context, *ResetData) error{runResetPreflight, runCleanupNode} {
+				err := run(context.Background(), d)
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				for _, w := range append(tc.want, "refusing to stop the node or remove any file") {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q lacks %q", err, w)
+					}
+				}
+			}
+			if after := tree(t, root); !slices.Equal(before, after) {
+				t.Errorf("files changed:\n  before %q\n  after  %q", before, after)
+			}
+		})
+	}
+	d, _ := resetData(t)
+	if err := d.checkOwnedDirs(); err != nil {
+		t.Fatalf("the default layout is refused: %v", err)
+	}
+}
