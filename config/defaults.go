@@ -140,6 +140,20 @@ func (c *Config) defaultKubeProxy(h HostFacts) {
 	}
 }
 
+// StrongCipherSuites are the TLS 1.2 cipher suites the API server and the
+// kubelets offer (the CIS Kubernetes Benchmark's list: ECDHE with AEAD).
+var StrongCipherSuites = []string{
+	"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+	"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+}
+
+// DefaultPodPidsLimit bounds the processes of one pod (kubelet podPidsLimit).
+const DefaultPodPidsLimit = 4096
+
 // defaultKubelet fills the KubeletConfiguration the way kubeadm does, plus
 // kubeforge's secure defaults, keeping every value the user set.
 func (c *Config) defaultKubelet(h HostFacts) error {
@@ -182,6 +196,18 @@ func (c *Config) defaultKubelet(h HostFacts) error {
 	}
 	if k.ContainerRuntimeEndpoint == "" {
 		k.ContainerRuntimeEndpoint = c.CRIEndpoint()
+	}
+	// CIS Kubernetes Benchmark 4.2: strong TLS ciphers only (TLS 1.3's are
+	// always on), the runtime's default seccomp profile for every container,
+	// and a bound on the processes one pod may start.
+	if len(k.TLSCipherSuites) == 0 {
+		k.TLSCipherSuites = StrongCipherSuites
+	}
+	if k.SeccompDefault == nil {
+		k.SeccompDefault = ptr.To(true)
+	}
+	if k.PodPidsLimit == nil {
+		k.PodPidsLimit = ptr.To[int64](DefaultPodPidsLimit)
 	}
 	if k.HealthzBindAddress == "" {
 		k.HealthzBindAddress = "127.0.0.1"

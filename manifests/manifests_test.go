@@ -132,6 +132,40 @@ func TestExtraArgsOverride(t *testing.T) {
 	}
 }
 
+// Kubelet serving certificates: signed by their own CA, which the API
+// server verifies kubelets with; kubeadm's single-CA flags, when a user
+// sets them, replace every per-signer flag (the controller-manager refuses
+// both kinds together).
+func TestKubeletServingCA(t *testing.T) {
+	c := testConfig(t)
+	api, _ := StaticPod(c, KubeAPIServer)
+	if cmd := strings.Join(api.Spec.Containers[0].Command, " "); !strings.Contains(cmd, "--kubelet-certificate-authority=/etc/kubernetes/pki/kubelet-serving-ca.crt") {
+		t.Errorf("apiserver: %s", cmd)
+	}
+	cm, _ := StaticPod(c, KubeControllerMgr)
+	cmd := strings.Join(cm.Spec.Containers[0].Command, " ")
+	for _, want := range []string{"--cluster-signing-kubelet-serving-cert-file=/etc/kubernetes/pki/kubelet-serving-ca.crt",
+		"--cluster-signing-kubelet-serving-key-file=/etc/kubernetes/pki/kubelet-serving-ca.key",
+		"--cluster-signing-kubelet-client-cert-file=/etc/kubernetes/pki/ca.crt"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("controller-manager lacks %s: %s", want, cmd)
+		}
+	}
+	if strings.Contains(cmd, "--cluster-signing-cert-file") {
+		t.Errorf("controller-manager has the single-CA flag next to the per-signer ones: %s", cmd)
+	}
+	if env := cm.Spec.Containers[0].Env; len(env) == 0 || env[0].Name != ApproverAPIServerCertEnv || env[0].Value != "/etc/kubernetes/pki/apiserver.crt" {
+		t.Errorf("controller-manager env %v", env)
+	}
+	c.Cluster.ControllerManager.ExtraArgs = append(c.Cluster.ControllerManager.ExtraArgs,
+		argOf("cluster-signing-cert-file", "/x/ca.crt"), argOf("cluster-signing-key-file", "/x/ca.key"))
+	cm, _ = StaticPod(c, KubeControllerMgr)
+	cmd = strings.Join(cm.Spec.Containers[0].Command, " ")
+	if strings.Contains(cmd, "--cluster-signing-kubelet-") || !strings.Contains(cmd, "--cluster-signing-cert-file=/x/ca.crt") {
+		t.Errorf("with the user's single-CA flags: %s", cmd)
+	}
+}
+
 func TestKubeletFilesGolden(t *testing.T) {
 	c := testConfig(t)
 	b, err := KubeletConfig(c)

@@ -43,6 +43,11 @@ const (
 	SchedulerPort         = 10259
 )
 
+// ApproverAPIServerCertEnv names, in the controller-manager's environment,
+// the API server certificate whose names and addresses the kubelet serving
+// CSR approver (internal/csrapprover) never grants to a kubelet.
+const ApproverAPIServerCertEnv = "KUBEFORGE_APISERVER_CERT"
+
 // BinaryPath is where the self-image holds the kubeforge executable.
 const BinaryPath = "/usr/local/bin/kubeforge"
 
@@ -236,41 +241,44 @@ func apiServerPod(c *config.Config) *corev1.Pod {
 	adv := c.AdvertiseAddress()
 	cert := p.Cert
 	defaults := map[string]string{
-		"advertise-address":                  adv,
-		"allow-privileged":                   "true",
-		"audit-log-maxage":                   "30",
-		"audit-log-maxbackup":                "10",
-		"audit-log-maxsize":                  "100",
-		"audit-log-path":                     filepath.Join(p.AuditLogDir(), "audit.log"),
-		"audit-policy-file":                  p.AuditPolicyFile(),
-		"authentication-config":              p.AuthnConfigFile(),
-		"authorization-mode":                 "Node,RBAC",
-		"client-ca-file":                     cert("ca.crt"),
-		"enable-admission-plugins":           "NodeRestriction",
-		"enable-bootstrap-token-auth":        "true",
-		"encryption-provider-config":         p.EncryptionConfigFile(),
-		"etcd-cafile":                        cert("etcd/ca.crt"),
-		"etcd-certfile":                      cert("apiserver-etcd-client.crt"),
-		"etcd-keyfile":                       cert("apiserver-etcd-client.key"),
-		"etcd-servers":                       "https://" + hostPort("127.0.0.1", EtcdClientPort),
-		"kubelet-client-certificate":         cert("apiserver-kubelet-client.crt"),
-		"kubelet-client-key":                 cert("apiserver-kubelet-client.key"),
-		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
-		"profiling":                          "false",
-		"proxy-client-cert-file":             cert("front-proxy-client.crt"),
-		"proxy-client-key-file":              cert("front-proxy-client.key"),
-		"requestheader-allowed-names":        "front-proxy-client",
-		"requestheader-client-ca-file":       cert("front-proxy-ca.crt"),
-		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
-		"requestheader-group-headers":        "X-Remote-Group",
-		"requestheader-username-headers":     "X-Remote-User",
-		"secure-port":                        strconv.Itoa(int(c.BindPort())),
-		"service-account-issuer":             "https://kubernetes.default.svc." + c.Cluster.Networking.DNSDomain,
-		"service-account-key-file":           cert("sa.pub"),
-		"service-account-signing-key-file":   cert("sa.key"),
-		"service-cluster-ip-range":           c.Cluster.Networking.ServiceSubnet,
-		"tls-cert-file":                      cert("apiserver.crt"),
-		"tls-private-key-file":               cert("apiserver.key"),
+		"advertise-address":                       adv,
+		"allow-privileged":                        "true",
+		"audit-log-maxage":                        "30",
+		"audit-log-maxbackup":                     "10",
+		"audit-log-maxsize":                       "100",
+		"audit-log-path":                          filepath.Join(p.AuditLogDir(), "audit.log"),
+		"audit-policy-file":                       p.AuditPolicyFile(),
+		"authentication-config":                   p.AuthnConfigFile(),
+		"authorization-mode":                      "Node,RBAC",
+		"client-ca-file":                          cert("ca.crt"),
+		"enable-admission-plugins":                "NodeRestriction",
+		"enable-bootstrap-token-auth":             "true",
+		"encryption-provider-config":              p.EncryptionConfigFile(),
+		"etcd-cafile":                             cert("etcd/ca.crt"),
+		"etcd-certfile":                           cert("apiserver-etcd-client.crt"),
+		"etcd-keyfile":                            cert("apiserver-etcd-client.key"),
+		"etcd-servers":                            "https://" + hostPort("127.0.0.1", EtcdClientPort),
+		"kubelet-certificate-authority":           cert("kubelet-serving-ca.crt"),
+		"kubelet-client-certificate":              cert("apiserver-kubelet-client.crt"),
+		"kubelet-client-key":                      cert("apiserver-kubelet-client.key"),
+		"kubelet-preferred-address-types":         "InternalIP,ExternalIP,Hostname",
+		"profiling":                               "false",
+		"proxy-client-cert-file":                  cert("front-proxy-client.crt"),
+		"proxy-client-key-file":                   cert("front-proxy-client.key"),
+		"requestheader-allowed-names":             "front-proxy-client",
+		"requestheader-client-ca-file":            cert("front-proxy-ca.crt"),
+		"requestheader-extra-headers-prefix":      "X-Remote-Extra-",
+		"requestheader-group-headers":             "X-Remote-Group",
+		"requestheader-username-headers":          "X-Remote-User",
+		"secure-port":                             strconv.Itoa(int(c.BindPort())),
+		"service-account-extend-token-expiration": "false",
+		"service-account-issuer":                  "https://kubernetes.default.svc." + c.Cluster.Networking.DNSDomain,
+		"service-account-key-file":                cert("sa.pub"),
+		"service-account-signing-key-file":        cert("sa.key"),
+		"service-cluster-ip-range":                c.Cluster.Networking.ServiceSubnet,
+		"tls-cert-file":                           cert("apiserver.crt"),
+		"tls-cipher-suites":                       strings.Join(config.StrongCipherSuites, ","),
+		"tls-private-key-file":                    cert("apiserver.key"),
 	}
 	var v vols
 	v.add("k8s-certs", p.CertDir, p.CertDir, true, corev1.HostPathDirectoryOrCreate)
@@ -289,15 +297,24 @@ func controllerManagerPod(c *config.Config) *corev1.Pod {
 	cert := p.Cert
 	kubeconfig := p.Kubeconfig("controller-manager.conf")
 	defaults := map[string]string{
-		"allocate-node-cidrs":              "true",
-		"authentication-kubeconfig":        kubeconfig,
-		"authorization-kubeconfig":         kubeconfig,
-		"bind-address":                     "127.0.0.1",
-		"client-ca-file":                   cert("ca.crt"),
-		"cluster-cidr":                     c.Cluster.Networking.PodSubnet,
-		"cluster-name":                     c.Cluster.ClusterName,
-		"cluster-signing-cert-file":        cert("ca.crt"),
-		"cluster-signing-key-file":         cert("ca.key"),
+		"allocate-node-cidrs":       "true",
+		"authentication-kubeconfig": kubeconfig,
+		"authorization-kubeconfig":  kubeconfig,
+		"bind-address":              "127.0.0.1",
+		"client-ca-file":            cert("ca.crt"),
+		"cluster-cidr":              c.Cluster.Networking.PodSubnet,
+		"cluster-name":              c.Cluster.ClusterName,
+		// Kubelet serving certificates come from a CA of their own, which
+		// no API client trusts (pki.KubeletServingCA); the other signers use
+		// the cluster CA, as kubeadm's --cluster-signing-{cert,key}-file.
+		"cluster-signing-kubelet-serving-cert-file":       cert("kubelet-serving-ca.crt"),
+		"cluster-signing-kubelet-serving-key-file":        cert("kubelet-serving-ca.key"),
+		"cluster-signing-kubelet-client-cert-file":        cert("ca.crt"),
+		"cluster-signing-kubelet-client-key-file":         cert("ca.key"),
+		"cluster-signing-kube-apiserver-client-cert-file": cert("ca.crt"),
+		"cluster-signing-kube-apiserver-client-key-file":  cert("ca.key"),
+		"cluster-signing-legacy-unknown-cert-file":        cert("ca.crt"),
+		"cluster-signing-legacy-unknown-key-file":         cert("ca.key"),
 		"controllers":                      "*,bootstrapsigner,tokencleaner",
 		"kube-api-burst":                   "200",
 		"kube-api-qps":                     "100",
@@ -309,15 +326,32 @@ func controllerManagerPod(c *config.Config) *corev1.Pod {
 		"root-ca-file":                     cert("ca.crt"),
 		"service-account-private-key-file": cert("sa.key"),
 		"service-cluster-ip-range":         c.Cluster.Networking.ServiceSubnet,
+		"terminated-pod-gc-threshold":      "1000",
 		"use-service-account-credentials":  "true",
+	}
+	// kube-controller-manager refuses --cluster-signing-{cert,key}-file
+	// next to the per-signer flags: a user who sets the former (kubeadm's
+	// flags) gets one CA for every signer, as with kubeadm.
+	for _, a := range c.Cluster.ControllerManager.ExtraArgs {
+		if a.Name == "cluster-signing-cert-file" || a.Name == "cluster-signing-key-file" {
+			for n := range defaults {
+				if strings.HasPrefix(n, "cluster-signing-") && strings.HasSuffix(n, "-file") {
+					delete(defaults, n)
+				}
+			}
+		}
 	}
 	var v vols
 	v.add("k8s-certs", p.CertDir, p.CertDir, true, corev1.HostPathDirectoryOrCreate)
 	v.add("kubeconfig", kubeconfig, kubeconfig, true, corev1.HostPathFileOrCreate)
 	v.addExtra(c.Cluster.ControllerManager.ExtraVolumes)
 	probe := probeSpec{"127.0.0.1", "/healthz", "HTTPS"}
+	// kubeforge's kubelet serving CSR approver runs in this process and
+	// refuses every name and address of the API server's certificate.
+	env := append([]corev1.EnvVar{{Name: ApproverAPIServerCertEnv, Value: cert("apiserver.crt")}},
+		envs(c.Cluster.ControllerManager.ExtraEnvs)...)
 	return pod(c, KubeControllerMgr, args(defaults, c.Cluster.ControllerManager.ExtraArgs), ControllerManagerPort,
-		probe, nil, v, cpu("200m"), envs(c.Cluster.ControllerManager.ExtraEnvs), nil)
+		probe, nil, v, cpu("200m"), env, nil)
 }
 
 func schedulerPod(c *config.Config) *corev1.Pod {

@@ -296,7 +296,7 @@ func runKubeletConfig(_ context.Context, d *InitData) error {
 		first = append(first, manifests.FirstNodeCIDR(c).String())
 	}
 	b, _ := json.Marshal(first)
-	if err := d.WriteFile("kubelet-config", "node pod CIDRs", d.Cfg.Paths.PodCIDRFile(), b, 0o644, ShowContent); err != nil {
+	if err := d.WriteFile("kubelet-config", "node pod CIDRs", d.Cfg.Paths.PodCIDRFile(), b, 0o600, ShowContent); err != nil {
 		return err
 	}
 	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.AdvertiseAddress(), true)
@@ -311,7 +311,7 @@ func writeCNIConfig(n *Node, phase string) error {
 	}
 	p := n.Cfg.Paths
 	return n.WriteFile(phase, "CNI configuration", filepath.Join(p.CNIConfDir, manifests.CNIConfigName),
-		manifests.CNIConfig(p.PodCIDRFile(), v4, v6), 0o644, ShowContent)
+		manifests.CNIConfig(p.PodCIDRFile(), v4, v6), 0o600, ShowContent)
 }
 
 // writeKubeletFiles writes the kubelet's config.yaml and flags, and the
@@ -322,7 +322,7 @@ func writeKubeletFiles(n *Node, phase, nodeIP string, withCNI bool) error {
 		return fmt.Errorf("render the kubelet configuration: %w", err)
 	}
 	p := n.Cfg.Paths
-	if err := n.WriteFile(phase, "kubelet flags", p.KubeletFlagsFile(), manifests.KubeletFlags(n.Cfg, nodeIP), 0o644, ShowContent); err != nil {
+	if err := n.WriteFile(phase, "kubelet flags", p.KubeletFlagsFile(), manifests.KubeletFlags(n.Cfg, nodeIP), 0o600, ShowContent); err != nil {
 		return err
 	}
 	if withCNI {
@@ -331,5 +331,5 @@ func writeKubeletFiles(n *Node, phase, nodeIP string, withCNI bool) error {
 		}
 	}
 	// The configuration last: the node service starts the kubelet once it appears.
-	return n.WriteFile(phase, "kubelet configuration", p.KubeletConfigFile(), cfg, 0o644, ShowContent)
+	return n.WriteFile(phase, "kubelet configuration", p.KubeletConfigFile(), cfg, 0o600, ShowContent)
 }

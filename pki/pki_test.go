@@ -115,6 +115,8 @@ var kubeadmCerts = []wantCert{
 		dns: []string{"api.example.com", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "n1"},
 		ips: []string{"10.96.0.1", "10.201.0.2", "10.0.0.5"}},
 	{name: "apiserver-kubelet-client", base: "apiserver-kubelet-client", ca: "ca", cn: "kube-apiserver-kubelet-client", usages: cli},
+	// kubeforge's own (not kubeadm's): the CA of the kubelets' serving certificates.
+	{name: "kubelet-serving-ca", base: "kubelet-serving-ca", cn: "kubelet-serving-ca"},
 	{name: "front-proxy-ca", base: "front-proxy-ca", cn: "front-proxy-ca"},
 	{name: "front-proxy-client", base: "front-proxy-client", ca: "front-proxy-ca", cn: "front-proxy-client", usages: cli},
 	{name: "etcd-ca", base: "etcd/ca", cn: "etcd-ca"},
@@ -421,7 +423,7 @@ func TestEnsureAllReportsEverything(t *testing.T) {
 	for _, r := range results {
 		names = append(names, r.Name+":"+string(r.Action))
 	}
-	want := []string{"ca:reused", "apiserver:generated", "apiserver-kubelet-client:reused", "etcd-ca:reused", "etcd-server:reused",
+	want := []string{"ca:reused", "apiserver:generated", "apiserver-kubelet-client:reused", "kubelet-serving-ca:reused", "etcd-ca:reused", "etcd-server:reused",
 		"etcd-healthcheck-client:reused", "apiserver-etcd-client:reused", "sa:reused"}
 	if !slices.Equal(names, want) {
 		t.Errorf("results %v\nwant %v", names, want)
@@ -448,8 +450,9 @@ func TestEnsureRecoversKeyWithoutCert(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if results[5].Name != "etcd-ca" || results[5].Action != ActionGenerated {
-				t.Errorf("etcd-ca: %+v", results[5])
+			i := slices.IndexFunc(results, func(r Result) bool { return r.Name == "etcd-ca" })
+			if i < 0 || results[i].Action != ActionGenerated {
+				t.Errorf("etcd-ca: %+v", results)
 			}
 			continue
 		}
@@ -498,7 +501,10 @@ func TestExternalCA(t *testing.T) {
 		}
 		for _, r := range results {
 			want := ActionExternal
-			if r.Name == "sa" {
+			// kubeforge's own kubelet serving CA keeps its key even when
+			// the cluster CA is external (it signs nothing a client trusts
+			// for the API server).
+			if r.Name == "sa" || r.Name == KubeletServingCA {
 				want = ActionReused
 			}
 			if r.Action != want {
@@ -520,8 +526,8 @@ func TestExternalCA(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range rows {
-			if !r.ExternallyManaged {
-				t.Errorf("%s not reported as externally managed", r.Name)
+			if r.ExternallyManaged == (r.Name == KubeletServingCA) {
+				t.Errorf("%s: externally managed %v", r.Name, r.ExternallyManaged)
 			}
 		}
 		if _, err := Renew(spec, "apiserver"); err == nil || !strings.Contains(err.Error(), "external") {
@@ -792,7 +798,7 @@ func TestCheckExpiration(t *testing.T) {
 	}
 	wantOrder := []string{"admin.conf", "apiserver", "apiserver-etcd-client", "apiserver-kubelet-client", "controller-manager.conf",
 		"etcd-healthcheck-client", "etcd-peer", "etcd-server", "front-proxy-client", "kubelet.conf", "scheduler.conf", "super-admin.conf",
-		"ca", "etcd-ca", "front-proxy-ca"}
+		"ca", "etcd-ca", "front-proxy-ca", "kubelet-serving-ca"}
 	var got []string
 	for _, r := range rows {
 		got = append(got, r.Name)
@@ -885,7 +891,8 @@ func TestCheckExpiration(t *testing.T) {
 		"CERTIFICATE AUTHORITY   EXPIRES                  RESIDUAL TIME   EXTERNALLY MANAGED\n" +
 		"ca                      " + caExp + "   9y              no      \n" +
 		"etcd-ca                 " + caExp + "   9y              no      \n" +
-		"front-proxy-ca          " + caExp + "   9y              no      \n"
+		"front-proxy-ca          " + caExp + "   9y              no      \n" +
+		"kubelet-serving-ca      " + caExp + "   9y              no      \n"
 	if out.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", out.String(), want)
 	}
@@ -1180,8 +1187,8 @@ func TestKeyPool(t *testing.T) {
 
 	// A shared pool sized by KeysNeeded serves both phases.
 	spec := newSpec(t, AlgorithmECDSAP256)
-	if n := KeysNeeded(spec); n != 16 {
-		t.Errorf("KeysNeeded on an empty dir = %d, want 16 (10 certificates, sa, 5 kubeconfigs)", n)
+	if n := KeysNeeded(spec); n != 17 {
+		t.Errorf("KeysNeeded on an empty dir = %d, want 17 (11 certificates, sa, 5 kubeconfigs)", n)
 	}
 	spec.Keys, _ = NewKeyPool(spec.Algorithm, KeysNeeded(spec))
 	defer spec.Keys.Close()
@@ -1194,8 +1201,8 @@ func TestKeyPool(t *testing.T) {
 	if n := KeysNeeded(spec); n != 0 {
 		t.Errorf("KeysNeeded after generation = %d", n)
 	}
-	if got := spec.Keys.taken.Load(); got != 16 {
-		t.Errorf("pool handed out %d keys, want 16", got)
+	if got := spec.Keys.taken.Load(); got != 17 {
+		t.Errorf("pool handed out %d keys, want 17", got)
 	}
 }
 

@@ -40,14 +40,15 @@ type Cert struct {
 
 // Names used across the table.
 const (
-	CAName          = "ca"
-	FrontProxyCA    = "front-proxy-ca"
-	EtcdCA          = "etcd-ca"
-	ServiceAccount  = "sa"
-	ClusterAdmins   = "kubeadm:cluster-admins"
-	SystemMasters   = "system:masters"
-	NodesGroup      = "system:nodes"
-	NodesUserPrefix = "system:node:"
+	CAName           = "ca"
+	KubeletServingCA = "kubelet-serving-ca"
+	FrontProxyCA     = "front-proxy-ca"
+	EtcdCA           = "etcd-ca"
+	ServiceAccount   = "sa"
+	ClusterAdmins    = "kubeadm:cluster-admins"
+	SystemMasters    = "system:masters"
+	NodesGroup       = "system:nodes"
+	NodesUserPrefix  = "system:node:"
 )
 
 var (
@@ -84,6 +85,17 @@ var Certificates = []Cert{
 		Name: "apiserver-kubelet-client", BaseName: "apiserver-kubelet-client", CAName: CAName,
 		LongName: "certificate for the API server to connect to kubelet",
 		Config:   fixed("kube-apiserver-kubelet-client", clientAuth),
+	},
+	{
+		// Not in kubeadm. The controller-manager signs kubelet serving
+		// certificates (signer kubernetes.io/kubelet-serving) with this CA,
+		// and the API server verifies kubelets with it
+		// (--kubelet-certificate-authority). No client trusts it for the
+		// API server, so a kubelet serving certificate, whatever names it
+		// carries, can never pass for the API server's.
+		Name: KubeletServingCA, BaseName: "kubelet-serving-ca", IsCA: true,
+		LongName: "self-signed CA to sign kubelet serving certificates, which the API server verifies kubelets with",
+		Config:   fixed("kubelet-serving-ca", nil),
 	},
 	{
 		Name: FrontProxyCA, BaseName: "front-proxy-ca", IsCA: true,

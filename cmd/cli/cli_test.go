@@ -51,6 +51,7 @@ var wantFiles = map[string]os.FileMode{
 	"etc/kubernetes/pki/ca.crt": 0o644, "etc/kubernetes/pki/ca.key": 0o600,
 	"etc/kubernetes/pki/apiserver.crt": 0o644, "etc/kubernetes/pki/apiserver.key": 0o600,
 	"etc/kubernetes/pki/apiserver-kubelet-client.crt": 0o644, "etc/kubernetes/pki/apiserver-kubelet-client.key": 0o600,
+	"etc/kubernetes/pki/kubelet-serving-ca.crt": 0o644, "etc/kubernetes/pki/kubelet-serving-ca.key": 0o600,
 	"etc/kubernetes/pki/front-proxy-ca.crt": 0o644, "etc/kubernetes/pki/front-proxy-ca.key": 0o600,
 	"etc/kubernetes/pki/front-proxy-client.crt": 0o644, "etc/kubernetes/pki/front-proxy-client.key": 0o600,
 	"etc/kubernetes/pki/etcd/ca.crt": 0o644, "etc/kubernetes/pki/etcd/ca.key": 0o600,
@@ -71,9 +72,9 @@ var wantFiles = map[string]os.FileMode{
 	"etc/kubernetes/manifests/kube-scheduler.yaml":          0o600,
 	"etc/kubernetes/apiserver/authentication-config.yaml":   0o600,
 	"etc/kubernetes/apiserver/audit-policy.yaml":            0o600,
-	"var/lib/kubelet/config.yaml":                           0o644,
-	"var/lib/kubelet/kubeadm-flags.env":                     0o644,
-	"etc/cni/net.d/10-kubeforge.conflist":                   0o644,
+	"var/lib/kubelet/config.yaml":                           0o600,
+	"var/lib/kubelet/kubeadm-flags.env":                     0o600,
+	"etc/cni/net.d/10-kubeforge.conflist":                   0o600,
 }
 
 // offlinePhases are run one by one, as a user would with `init phase`.

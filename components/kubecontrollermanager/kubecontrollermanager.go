@@ -6,8 +6,10 @@ package kubecontrollermanager
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	_ "time/tzdata" // CronJob time zones, as upstream
 
@@ -17,13 +19,14 @@ import (
 
 	"github.com/kubeforge/kubeforge/components/internal/k8srun"
 	"github.com/kubeforge/kubeforge/internal/csrapprover"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // Main runs kube-controller-manager with its upstream flags (args excludes the program
 // name) and returns its exit code.
 func Main(args []string) int {
 	if kc := flagValue(args, "kubeconfig"); kc != "" {
-		go runApprover(kc)
+		go runApprover(kc, apiServerCertPath(args), flagValue(args, "service-cluster-ip-range"))
 	}
 	return k8srun.Run(app.NewControllerManagerCommand(), args)
 }
@@ -42,7 +45,20 @@ func flagValue(args []string, name string) string {
 	return ""
 }
 
-func runApprover(kubeconfig string) {
+// apiServerCertPath is the API server certificate the approver protects:
+// the manifest names it (manifests.ApproverAPIServerCertEnv); a manifest
+// written before that names the certificate directory through --root-ca-file.
+func apiServerCertPath(args []string) string {
+	if p := os.Getenv(manifests.ApproverAPIServerCertEnv); p != "" {
+		return p
+	}
+	if ca := flagValue(args, "root-ca-file"); ca != "" {
+		return filepath.Join(filepath.Dir(ca), "apiserver.crt")
+	}
+	return ""
+}
+
+func runApprover(kubeconfig, apiServerCert, serviceRange string) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "kubelet-serving-approver")
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
@@ -55,7 +71,22 @@ func runApprover(kubeconfig string) {
 		log.Error("kubelet serving CSR approver disabled", "err", err)
 		return
 	}
-	if err := csrapprover.Run(context.Background(), client, log); err != nil {
+	cidrs, err := csrapprover.ParseCIDRs(serviceRange)
+	if err != nil {
+		log.Error("kubelet serving CSR approver disabled: --service-cluster-ip-range", "err", err)
+		return
+	}
+	reserved := func() (csrapprover.Reserved, error) {
+		if apiServerCert == "" {
+			return csrapprover.Reserved{}, errors.New("no API server certificate configured (" + manifests.ApproverAPIServerCertEnv + ")")
+		}
+		pem, err := os.ReadFile(apiServerCert)
+		if err != nil {
+			return csrapprover.Reserved{}, err
+		}
+		return csrapprover.ReservedFromCert(pem, cidrs)
+	}
+	if err := csrapprover.Run(context.Background(), client, csrapprover.Options{Log: log, Reserved: reserved}); err != nil {
 		log.Error("kubelet serving CSR approver stopped", "err", err)
 	}
 }

@@ -77,7 +77,7 @@ func systemdQuote(s string) string {
 }
 
 func startUnit(ctx context.Context, p config.Paths, exe string, args []string) error {
-	if _, err := fsutil.WriteFile(p.Host(UnitFile), []byte(Unit(exe, args)), 0o644); err != nil {
+	if _, err := fsutil.WriteFile(p.Host(UnitFile), []byte(Unit(exe, args)), 0o600); err != nil {
 		return fmt.Errorf("write the node service unit: %w", err)
 	}
 	if err := systemctl(ctx, "daemon-reload"); err != nil {

@@ -40,7 +40,7 @@ const TTL = 2 * time.Hour
 // Files are the shared files, relative to the certificate dir.
 var Files = []string{
 	"ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key",
-	"etcd/ca.crt", "etcd/ca.key", "encryption-config.yaml",
+	"etcd/ca.crt", "etcd/ca.key", "kubelet-serving-ca.crt", "kubelet-serving-ca.key", "encryption-config.yaml",
 }
 
 // secretKey is kubeadm's Secret data key for a file: "etcd/ca.crt" → "etcd-ca.crt".
@@ -185,6 +185,10 @@ func Fetch(ctx context.Context, c kubernetes.Interface, key []byte) (map[string]
 		if !ok {
 			if f == "encryption-config.yaml" {
 				continue
+			}
+			if strings.HasPrefix(f, "kubelet-serving-ca.") {
+				// A joining control plane must not make a CA of its own.
+				return nil, fmt.Errorf("the kubeadm-certs Secret lacks %s: the cluster was made by a kubeforge without a kubelet serving CA; on the first control-plane node run `kubeforge init phase certs kubelet-serving-ca`, then `kubeforge init phase control-plane all` and `kubeforge init phase upload-certs --upload-certs` (README: \"Kubelet serving certificates\"), and join with the key it prints", f)
 			}
 			return nil, fmt.Errorf("the kubeadm-certs Secret lacks %s", f)
 		}

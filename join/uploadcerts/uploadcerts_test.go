@@ -76,3 +76,35 @@ func TestUploadFetchWrite(t *testing.T) {
 		t.Fatal("short key accepted")
 	}
 }
+
+// An upload made by a kubeforge without the kubelet serving CA is refused:
+// the joining control plane must not make a second CA of its own.
+func TestFetchRefusesUploadWithoutKubeletServingCA(t *testing.T) {
+	src := config.DefaultPaths().WithRoot(t.TempDir())
+	for _, f := range Files {
+		p := src.Host(filepath.Join(src.CertDir, f))
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		os.WriteFile(p, []byte("content of "+f), 0o600)
+	}
+	k, _ := NewKey()
+	key, _ := ParseKey(k)
+	ctx := context.Background()
+	c := fake.NewClientset()
+	if err := Upload(ctx, c, src, key); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, SecretName, metav1.GetOptions{})
+	delete(s.Data, "kubelet-serving-ca.crt")
+	delete(s.Data, "kubelet-serving-ca.key")
+	if _, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Fetch(ctx, c, key); err == nil || !strings.Contains(err.Error(), "init phase certs kubelet-serving-ca") {
+		t.Fatalf("want the migration steps, got %v", err)
+	}
+	// And an upload from a node that lacks the CA names the file.
+	os.Remove(src.Host(filepath.Join(src.CertDir, "kubelet-serving-ca.key")))
+	if err := Upload(ctx, c, src, key); err == nil || !strings.Contains(err.Error(), "kubelet-serving-ca.key") {
+		t.Fatalf("upload without the CA key: %v", err)
+	}
+}

@@ -414,23 +414,30 @@ func votingMembers(asker *testbed.Node, nodes ...*testbed.Node) string {
 // serverTLS checks that the kubelet of n serves (port 10250) a certificate
 // that verifies against the cluster CA for n's address: its serving
 // certificate came from an approved CSR, not a self-signed one.
-func kubeletServingCert(caPEM []byte, n *testbed.Node) error {
+func kubeletServingCert(servingCA, clusterCA []byte, n *testbed.Node) (serial string, err error) {
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return errors.New("no CA certificate")
+	if !pool.AppendCertsFromPEM(servingCA) {
+		return "", errors.New("no kubelet serving CA certificate")
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	conn, err := tls.DialWithDialer(d, "tcp", net.JoinHostPort(n.IP.String(), "10250"),
 		&tls.Config{RootCAs: pool, ServerName: n.IP.String()})
 	if err != nil {
-		return fmt.Errorf("kubelet of %s: %w", n.Name, err)
+		return "", fmt.Errorf("kubelet of %s: %w", n.Name, err)
 	}
 	defer conn.Close()
 	leaf := conn.ConnectionState().PeerCertificates[0]
 	if leaf.Subject.CommonName != "system:node:"+n.Name {
-		return fmt.Errorf("kubelet of %s serves a certificate for %q", n.Name, leaf.Subject.CommonName)
+		return "", fmt.Errorf("kubelet of %s serves a certificate for %q", n.Name, leaf.Subject.CommonName)
 	}
-	return nil
+	// The cluster CA, which clients trust for the API server, does not
+	// vouch for it.
+	cluster := x509.NewCertPool()
+	cluster.AppendCertsFromPEM(clusterCA)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: cluster}); err == nil {
+		return "", fmt.Errorf("kubelet of %s serves a certificate the cluster CA verifies", n.Name)
+	}
+	return leaf.SerialNumber.String(), nil
 }
 
 // csrFor reports whether a PEM certificate request asks for node name's
@@ -502,13 +509,13 @@ func nodeClient(t *testing.T, n *testbed.Node, server string, caPEM []byte) kube
 // createServingCSR posts, as node (with its credentials in c), a kubelet
 // serving certificate request for ips, the way a kubelet does; it returns
 // the CSR's name.
-func createServingCSR(ctx context.Context, c kubernetes.Interface, node string, ips ...net.IP) (string, error) {
+func createServingCSR(ctx context.Context, c kubernetes.Interface, node string, dns []string, ips ...net.IP) (string, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", err
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}, IPAddresses: ips}, key)
+		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}, DNSNames: dns, IPAddresses: ips}, key)
 	if err != nil {
 		return "", err
 	}

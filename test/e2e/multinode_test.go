@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -62,7 +65,7 @@ spec:
         env:
         - name: NODE
           valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
-        command: ["busybox", "sh", "-c", "echo ` + spreadLine + `$NODE; sleep 3600"]
+        command: ["busybox", "sh", "-c", "echo ` + spreadLine + `$NODE; mkdir -p /tmp/www && echo pf-$NODE > /tmp/www/index.html && exec busybox httpd -f -p 8080 -h /tmp/www"]
 `
 
 // TestMultiNodeWorkers builds a cluster of one control-plane node and two
@@ -121,10 +124,19 @@ func TestMultiNodeWorkers(t *testing.T) {
 	endpoint := cp.IP.String() + ":6443"
 	step("init", func(t *testing.T) {
 		start := time.Now()
-		out := kf(t, cp, 3*time.Minute, "init", "--config", cp.InitConfigFile(), "--advertise-address", cp.IP.String(),
+		// Certificates the controller-manager signs (the kubelets' client
+		// and serving certificates) live 4 minutes, so the kubelets rotate
+		// them during the test (serving-cert-rotation).
+		cfg := strings.Replace(cp.InitConfigYAML(), "kind: ClusterConfiguration\n",
+			"kind: ClusterConfiguration\ncontrollerManager:\n  extraArgs:\n  - name: cluster-signing-duration\n    value: 4m\n", 1)
+		out := kf(t, cp, 3*time.Minute, "init", "--config", cp.WriteConfigFile("init.yaml", cfg), "--advertise-address", cp.IP.String(),
 			"--node-name", cp.Name, "--control-plane-endpoint", endpoint)
 		t.Logf("kubeforge init took %v", time.Since(start).Round(10*time.Millisecond))
 		workerJoin, _ = joinCommands(t, out)
+		manifest, err := cp.ReadFile("/etc/kubernetes/manifests/kube-apiserver.yaml")
+		if err != nil || !strings.Contains(string(manifest), "--kubelet-certificate-authority=/etc/kubernetes/pki/kubelet-serving-ca.crt") {
+			t.Errorf("the API server does not verify kubelets with the kubelet serving CA (%v)", err)
+		}
 		if workerJoin[1] != endpoint {
 			t.Errorf("init printed join %v, want endpoint %s", workerJoin, endpoint)
 		}
@@ -182,11 +194,24 @@ func TestMultiNodeWorkers(t *testing.T) {
 		}
 	})
 
+	w1Serial := "" // w1's first kubelet serving certificate
 	step("tls-bootstrap", func(t *testing.T) {
 		ca, err := cp.ReadFile("/etc/kubernetes/pki/ca.crt")
 		if err != nil {
 			t.Fatal(err)
 		}
+		servingCA, err := cp.ReadFile("/etc/kubernetes/pki/kubelet-serving-ca.crt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The control-plane node's kubelet gets its own address, which the
+		// API server's certificate carries too.
+		poll(t, time.Minute, cp.Name+"'s kubelet serving certificate", func() string {
+			if _, err := kubeletServingCert(servingCA, ca, cp); err != nil {
+				return err.Error()
+			}
+			return ""
+		})
 		for _, w := range workers {
 			if !exists(w.Path("/var/lib/kubelet/pki/kubelet-client-current.pem")) {
 				t.Errorf("%s: no /var/lib/kubelet/pki/kubelet-client-current.pem", w.Name)
@@ -212,8 +237,12 @@ func TestMultiNodeWorkers(t *testing.T) {
 			}
 			// Verified TLS to the kubelet: an approved serving certificate.
 			poll(t, time.Minute, w.Name+"'s kubelet serving certificate", func() string {
-				if err := kubeletServingCert(ca, w); err != nil {
+				serial, err := kubeletServingCert(servingCA, ca, w)
+				if err != nil {
 					return err.Error()
+				}
+				if w == w1 {
+					w1Serial = serial
 				}
 				return ""
 			})
@@ -250,7 +279,8 @@ func TestMultiNodeWorkers(t *testing.T) {
 	})
 
 	// The serving-certificate approver approves a node's request for its
-	// own addresses only: w1 asking for w2's address stays pending.
+	// own names and addresses only, and denies (not merely ignores) one for
+	// another node's, the API server's or a Service's.
 	step("serving-csr-own-addresses-only", func(t *testing.T) {
 		ca, err := cp.ReadFile("/etc/kubernetes/pki/ca.crt")
 		if err != nil {
@@ -258,28 +288,37 @@ func TestMultiNodeWorkers(t *testing.T) {
 		}
 		asW1 := nodeClient(t, w1, apiServer(cp), ca)
 		ctx := context.Background()
-		own, err := createServingCSR(ctx, asW1, w1.Name, w1.IP.AsSlice())
-		if err != nil {
-			t.Fatal(err)
-		}
-		foreign, err := createServingCSR(ctx, asW1, w1.Name, w1.IP.AsSlice(), w2.IP.AsSlice())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			for _, name := range []string{own, foreign} {
-				_ = api.CertificatesV1().CertificateSigningRequests().Delete(ctx, name, metav1.DeleteOptions{})
-			}
-		}()
-		poll(t, time.Minute, "w1's serving CSR for its own address approved", func() string {
-			if s := csrState(ctx, api, own); s != "Approved" {
-				return s
-			}
-			return ""
-		})
-		time.Sleep(3 * time.Second) // the approver saw the other one too, and retried
-		if s := csrState(ctx, api, foreign); s != "Pending" {
-			t.Errorf("w1's serving CSR for w2's address is %s, want Pending", s)
+		for _, tc := range []struct {
+			what string
+			dns  []string
+			ips  []net.IP
+			want string
+		}{
+			{"its own name and address", []string{w1.Name}, []net.IP{w1.IP.AsSlice()}, "Approved"},
+			{"another worker's address", []string{w1.Name}, []net.IP{w1.IP.AsSlice(), w2.IP.AsSlice()}, "Denied"},
+			{"another worker's name", []string{w2.Name}, nil, "Denied"},
+			{"the control-plane node's (and API server's) address", nil, []net.IP{cp.IP.AsSlice()}, "Denied"},
+			{"the control-plane node's name", []string{cp.Name}, nil, "Denied"},
+			{"the kubernetes Service IP", nil, []net.IP{net.ParseIP("10.96.0.1")}, "Denied"},
+			{"the API server's Service name", []string{"kubernetes.default.svc"}, nil, "Denied"},
+			{"a loopback address", nil, []net.IP{net.ParseIP("127.0.0.1")}, "Denied"},
+		} {
+			t.Run(strings.ReplaceAll(tc.what, " ", "-"), func(t *testing.T) {
+				name, err := createServingCSR(ctx, asW1, w1.Name, tc.dns, tc.ips...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer api.CertificatesV1().CertificateSigningRequests().Delete(ctx, name, metav1.DeleteOptions{})
+				poll(t, time.Minute, "w1's serving CSR for "+tc.what+" decided", func() string {
+					if s := csrState(ctx, api, name); s == "Pending" {
+						return s
+					}
+					return ""
+				})
+				if s := csrState(ctx, api, name); s != tc.want {
+					t.Errorf("w1's serving CSR for %s is %s, want %s", tc.what, s, tc.want)
+				}
+			})
 		}
 	})
 
@@ -327,6 +366,9 @@ func TestMultiNodeWorkers(t *testing.T) {
 			out := kubectlOn(t, cp, "", "exec", pod, "--", "busybox", "sh", "-c", "echo exec-$((40+2)) on $NODE")
 			if strings.TrimSpace(out) != "exec-42 on "+w.Name {
 				t.Errorf("kubectl exec %s: %q", pod, out)
+			}
+			if got := portForwardGet(t, cp, pod, 8080); got != "pf-"+w.Name {
+				t.Errorf("kubectl port-forward %s: %q", pod, got)
 			}
 		}
 	})
@@ -510,6 +552,88 @@ func TestMultiNodeWorkers(t *testing.T) {
 		joinWithDiscoveryFile(t, cp, x, api, flagValue(workerJoin, "--token"))
 		poll(t, 2*time.Minute, "four nodes Ready", func() string { return nodesReady(api, cp.Name, w1.Name, w2.Name, x.Name) })
 	})
+
+	// The kubelets' certificates live 4 minutes (init): w1's kubelet has
+	// rotated its serving certificate by now or does so soon; the new one
+	// comes from the kubelet serving CA too, and logs, exec and
+	// port-forward go on working through it with verification on.
+	step("serving-cert-rotation", func(t *testing.T) {
+		if w1Serial == "" {
+			t.Fatal("w1's first serving certificate was not seen")
+		}
+		ca, _ := cp.ReadFile("/etc/kubernetes/pki/ca.crt")
+		servingCA, _ := cp.ReadFile("/etc/kubernetes/pki/kubelet-serving-ca.crt")
+		took := poll(t, 5*time.Minute, "w1's kubelet serving certificate rotated", func() string {
+			serial, err := kubeletServingCert(servingCA, ca, w1)
+			if err != nil {
+				return err.Error()
+			}
+			if serial == w1Serial {
+				return "still serial " + serial
+			}
+			return ""
+		})
+		t.Logf("w1's serving certificate rotated (waited %v)", took.Round(time.Second))
+		ps, s := podsReady(api, "default", "app=spread", 3)
+		if s != "" {
+			t.Fatal(s)
+		}
+		for _, p := range ps {
+			if p.Spec.NodeName != w1.Name {
+				continue
+			}
+			if out := kubectlOn(t, cp, "", "logs", p.Name); strings.TrimSpace(out) != spreadLine+w1.Name {
+				t.Errorf("kubectl logs %s after the rotation: %q", p.Name, out)
+			}
+			if out := kubectlOn(t, cp, "", "exec", p.Name, "--", "busybox", "echo", "exec-after-rotation"); strings.TrimSpace(out) != "exec-after-rotation" {
+				t.Errorf("kubectl exec %s after the rotation: %q", p.Name, out)
+			}
+			if got := portForwardGet(t, cp, p.Name, 8080); got != "pf-"+w1.Name {
+				t.Errorf("kubectl port-forward %s after the rotation: %q", p.Name, got)
+			}
+			return
+		}
+		t.Fatalf("no spread pod on %s", w1.Name)
+	})
+}
+
+// portForwardGet runs `kubectl port-forward POD :port` in node n (the API
+// server reaches the pod's kubelet over verified TLS), fetches / through it
+// and returns the body, trimmed.
+func portForwardGet(t *testing.T, n *testbed.Node, pod string, port int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := n.Command(ctx, "/usr/bin/kubectl", "--kubeconfig=/etc/kubernetes/admin.conf", "port-forward",
+		"pod/"+pod, fmt.Sprintf(":%d", port))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// "Forwarding from 127.0.0.1:PORT -> 8080"
+	re := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) ->`)
+	sc := bufio.NewScanner(stdout)
+	local := ""
+	for local == "" && sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			local = m[1]
+		}
+	}
+	if local == "" {
+		t.Fatalf("kubectl port-forward %s printed no local port: %s", pod, stderr.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	out, err := n.Run(ctx, "busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:"+local+"/")
+	if err != nil {
+		t.Fatalf("fetch through kubectl port-forward %s: %v %s\n%s", pod, err, out, stderr.String())
+	}
+	return strings.TrimSpace(out)
 }
 
 // grepLines returns the lines of s that contain sub.
