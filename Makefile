@@ -32,6 +32,13 @@ e2e: build ## end-to-end tests (root): real nodes in test network namespaces (te
 e2e-multinode: build ## multi-node end-to-end tests (root): 1 control plane + 2 workers, 3 control planes (HA), join refusals, kubeadm interop
 	KUBEFORGE_BINARY=$(CURDIR)/bin/kubeforge $(GO) test -count=1 -p 1 -v -timeout 30m -run 'TestMultiNode' ./test/e2e/
 
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## run every Go fuzz target (func FuzzXxx in a fuzz_test.go) for FUZZTIME each, one after another (hack/fuzz.sh)
+	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
+
 bench: build ## bring up a node from scratch and measure it; writes bench/results.json
 	./hack/bench.sh
 

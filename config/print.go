@@ -41,6 +41,11 @@ func (c *Config) MarshalDocuments() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("marshal config document %d: %w", i+1, err)
 		}
+		if obj == any(&c.Kubelet) && !c.Kubelet.ServerTLSBootstrap {
+			// omitempty drops a false that loading the printed file would
+			// default back to true (see defaultKubelet).
+			b = append(b, "serverTLSBootstrap: false\n"...)
+		}
 		if i > 0 {
 			buf.WriteString("---\n")
 		}

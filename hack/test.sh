@@ -9,6 +9,9 @@ export PATH=/usr/local/go/bin:$PATH
 export CGO_ENABLED=0
 go mod download
 go vet ./...
+# Every fuzz target briefly (`make fuzz` runs them longer); go test below
+# replays their seed corpora and the failing inputs kept under testdata/fuzz.
+FUZZTIME="${FUZZTIME:-5s}" ./hack/fuzz.sh
 # One binary for every test that runs it (built once, shared).
 make build
 export KUBEFORGE_BINARY="$PWD/bin/kubeforge"

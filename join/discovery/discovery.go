@@ -192,6 +192,9 @@ func fromToken(ctx context.Context, o Options) (*Result, error) {
 	if cluster == nil || len(cluster.CertificateAuthorityData) == 0 {
 		return nil, refuse("cluster-info's kubeconfig has no cluster CA")
 	}
+	if cluster.Server == "" {
+		return nil, refuse("cluster-info's kubeconfig has no server for its cluster")
+	}
 	certs, err := pki.ParseCerts(cluster.CertificateAuthorityData)
 	if err != nil {
 		return nil, refuse("cluster-info's CA: %v", err)
