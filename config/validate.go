@@ -170,7 +170,10 @@ func (c *Config) Validate(h HostFacts) error {
 	for i, t := range c.Init.BootstrapTokens {
 		path := fmt.Sprintf("InitConfiguration.bootstrapTokens[%d]", i)
 		if t.TTL != nil && t.TTL.Duration < 0 {
-			add(path+".ttl", "%s must not be negative (0 means the token never expires)", t.TTL.Duration)
+			add(path+".ttl", "%s must not be negative", t.TTL.Duration)
+		}
+		if t.TTL != nil && t.TTL.Duration == 0 && t.Expires == nil {
+			add(path+".ttl", "0 makes a token that never expires: give a finite ttl (the default is 24h), or make a non-expiring token after init with `kubeforge token create --ttl 0 --allow-non-expiring`")
 		}
 		for _, u := range t.Usages {
 			if u != "signing" && u != "authentication" {

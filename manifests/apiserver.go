@@ -58,6 +58,30 @@ rules:
   - /livez*
   - /readyz*
   - /version
+# Interactive access to pods and nodes: exec, attach, port-forward and the
+# proxies are GETs (WebSocket upgrades) that the "no reads" rule below
+# would drop; they come first.
+- level: Metadata
+  resources:
+  - group: ""
+    resources:
+    - pods/exec
+    - pods/attach
+    - pods/portforward
+    - pods/proxy
+    - services/proxy
+    - nodes/proxy
+# Secrets and credentials, read by anyone (nodes included), before the
+# rule that drops the nodes' reads.
+- level: Metadata
+  resources:
+  - group: ""
+    resources:
+    - secrets
+    - serviceaccounts/token
+  - group: authentication.k8s.io
+    resources:
+    - tokenreviews
 - level: None
   users:
   - system:kube-proxy
@@ -82,12 +106,7 @@ rules:
   resources:
   - group: ""
     resources:
-    - secrets
     - configmaps
-    - serviceaccounts/token
-  - group: authentication.k8s.io
-    resources:
-    - tokenreviews
 - level: None
   verbs:
   - get

@@ -28,6 +28,7 @@ type tokenOptions struct {
 	usages           []string
 	groups           []string
 	printJoinCommand bool
+	allowNonExpiring bool
 	output           string
 }
 
@@ -76,6 +77,15 @@ func newTokenCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("token %q: %w", s, err)
 			}
+			if o.ttl < 0 {
+				return fmt.Errorf("--ttl %s: must not be negative", o.ttl)
+			}
+			if o.ttl == 0 {
+				if !o.allowNonExpiring {
+					return fmt.Errorf("--ttl 0 makes a token that never expires: anyone who learns it can join nodes to this cluster for as long as it exists; give a finite --ttl, or add --allow-non-expiring if you mean it (and delete it with `kubeforge token delete` when it is no longer needed)")
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), "[token] WARNING: this token never expires; delete it with `kubeforge token delete` when it is no longer needed")
+			}
 			for _, u := range o.usages {
 				if u != "signing" && u != "authentication" {
 					return fmt.Errorf("--usages %q: usages are signing and authentication", u)
@@ -108,7 +118,8 @@ func newTokenCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	create.Flags().DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the token lives (0: forever)")
+	create.Flags().DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the token lives (0: forever, only with --allow-non-expiring)")
+	create.Flags().BoolVar(&o.allowNonExpiring, "allow-non-expiring", false, "allow --ttl 0, a token that never expires")
 	create.Flags().StringVar(&o.description, "description", "", "a description of what the token is for")
 	create.Flags().StringSliceVar(&o.usages, "usages", tokens.DefaultUsages, "signing, authentication")
 	create.Flags().StringSliceVar(&o.groups, "groups", tokens.DefaultGroups, "extra groups the token authenticates as")
