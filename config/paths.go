@@ -90,6 +90,11 @@ func (p Paths) AuthnConfigFile() string {
 	return filepath.Join(p.KubernetesDir, "apiserver", "authentication-config.yaml")
 }
 
+// AdmissionConfigFile is the apiserver's AdmissionConfiguration (Pod Security).
+func (p Paths) AdmissionConfigFile() string {
+	return filepath.Join(p.KubernetesDir, "apiserver", "admission-config.yaml")
+}
+
 // AuditPolicyFile is the apiserver's audit policy.
 func (p Paths) AuditPolicyFile() string {
 	return filepath.Join(p.KubernetesDir, "apiserver", "audit-policy.yaml")

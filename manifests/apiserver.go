@@ -25,6 +25,42 @@ func AuthenticationConfig() []byte {
 	return []byte(s)
 }
 
+// PodSecurityExemptNamespaces are the namespaces Pod Security Admission
+// leaves alone: the control plane's and the addons' own.
+var PodSecurityExemptNamespaces = []string{"kube-system"}
+
+// AdmissionConfig renders the API server's AdmissionConfiguration: Pod
+// Security Admission enforces the baseline standard in every namespace but
+// the exempt ones and warns and audits against the restricted one (kubeadm
+// sets no default: everything is privileged). A namespace chooses otherwise
+// with the pod-security.kubernetes.io/{enforce,warn,audit} labels; a whole
+// cluster with apiServer.extraArgs admission-control-config-file.
+func AdmissionConfig() []byte {
+	s := `apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodSecurity
+  configuration:
+    apiVersion: pod-security.admission.config.k8s.io/v1
+    kind: PodSecurityConfiguration
+    defaults:
+      enforce: baseline
+      enforce-version: latest
+      audit: restricted
+      audit-version: latest
+      warn: restricted
+      warn-version: latest
+    exemptions:
+      usernames: []
+      runtimeClasses: []
+      namespaces:
+`
+	for _, ns := range PodSecurityExemptNamespaces {
+		s += "      - " + ns + "\n"
+	}
+	return []byte(s)
+}
+
 // EncryptionConfig renders an EncryptionConfiguration that encrypts Secrets
 // at rest with AES-GCM under key (32 random bytes), still reading
 // unencrypted data written before.

@@ -1,12 +1,15 @@
 package manifests
 
 import (
+	"slices"
 	"testing"
 
 	auditinternal "k8s.io/apiserver/pkg/apis/audit"
 	"k8s.io/apiserver/pkg/audit/policy"
 	authuser "k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	psaload "k8s.io/pod-security-admission/admission/api/load"
+	"sigs.k8s.io/yaml"
 )
 
 // The audit policy, evaluated by the API server's own evaluator: what is
@@ -51,5 +54,33 @@ func TestAuditPolicyLevels(t *testing.T) {
 		if got := eval.EvaluatePolicyRule(tc.attrs).Level; got != tc.want {
 			t.Errorf("%s: level %s, want %s", tc.what, got, tc.want)
 		}
+	}
+}
+
+// The Pod Security configuration loads with the admission plugin's own
+// loader and says what the README says.
+func TestAdmissionConfigPodSecurity(t *testing.T) {
+	var doc struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Plugins    []struct {
+			Name          string         `json:"name"`
+			Configuration map[string]any `json:"configuration"`
+		} `json:"plugins"`
+	}
+	if err := yaml.UnmarshalStrict(AdmissionConfig(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Kind != "AdmissionConfiguration" || len(doc.Plugins) != 1 || doc.Plugins[0].Name != "PodSecurity" {
+		t.Fatalf("plugins %+v", doc.Plugins)
+	}
+	raw, _ := yaml.Marshal(doc.Plugins[0].Configuration)
+	cfg, err := psaload.LoadFromData(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Defaults.Enforce != "baseline" || cfg.Defaults.Warn != "restricted" || cfg.Defaults.Audit != "restricted" ||
+		!slices.Equal(cfg.Exemptions.Namespaces, []string{"kube-system"}) {
+		t.Fatalf("%+v", cfg)
 	}
 }

@@ -242,6 +242,7 @@ func apiServerPod(c *config.Config) *corev1.Pod {
 	cert := p.Cert
 	defaults := map[string]string{
 		"advertise-address":                       adv,
+		"admission-control-config-file":           p.AdmissionConfigFile(),
 		"allow-privileged":                        "true",
 		"audit-log-maxage":                        "30",
 		"audit-log-maxbackup":                     "10",

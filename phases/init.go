@@ -254,6 +254,9 @@ func writeAPIServerConfig(n *Node, phase string) error {
 	if err := n.WriteFile(phase, "API server audit policy", p.AuditPolicyFile(), manifests.AuditPolicy(), 0o600, ShowContent); err != nil {
 		return err
 	}
+	if err := n.WriteFile(phase, "API server admission configuration (Pod Security)", p.AdmissionConfigFile(), manifests.AdmissionConfig(), 0o600, ShowContent); err != nil {
+		return err
+	}
 	return n.MkdirAll(phase, p.AuditLogDir(), 0o700)
 }
 

@@ -72,6 +72,7 @@ var wantFiles = map[string]os.FileMode{
 	"etc/kubernetes/manifests/kube-scheduler.yaml":          0o600,
 	"etc/kubernetes/apiserver/authentication-config.yaml":   0o600,
 	"etc/kubernetes/apiserver/audit-policy.yaml":            0o600,
+	"etc/kubernetes/apiserver/admission-config.yaml":        0o600,
 	"var/lib/kubelet/config.yaml":                           0o600,
 	"var/lib/kubelet/kubeadm-flags.env":                     0o600,
 	"etc/cni/net.d/10-kubeforge.conflist":                   0o600,

@@ -184,6 +184,41 @@ func TestSingleNode(t *testing.T) {
 		}
 	})
 
+	// Pod Security Admission: baseline enforced in user namespaces, the
+	// restricted standard warned about, kube-system exempt.
+	step("pod-security", func(t *testing.T) {
+		privileged := func(ns string) string {
+			return `apiVersion: v1
+kind: Pod
+metadata:
+  name: psa-privileged
+  namespace: ` + ns + `
+spec:
+  containers:
+  - name: c
+    image: ` + busyboxRef + `
+    imagePullPolicy: Never
+    command: ["busybox", "sleep", "3600"]
+    securityContext: {privileged: true}
+`
+		}
+		out, err := n.Kubectl("apply", "--dry-run=server", "-f", n.WriteConfigFile("psa-default.yaml", privileged("default")))
+		if err == nil || !strings.Contains(err.Error(), `violates PodSecurity "baseline:latest"`) {
+			t.Errorf("a privileged pod in default was not refused by Pod Security (baseline): %v\n%s", err, out)
+		}
+		if out, err := n.Kubectl("apply", "--dry-run=server", "-f", n.WriteConfigFile("psa-system.yaml", privileged("kube-system"))); err != nil {
+			t.Errorf("a privileged pod in kube-system (exempt) was refused: %v\n%s", err, out)
+		}
+		// A baseline pod is admitted with a warning about restricted.
+		ok := strings.Replace(privileged("default"), "    securityContext: {privileged: true}\n", "", 1)
+		cmd := n.Command(context.Background(), "/usr/bin/kubectl", "--kubeconfig=/etc/kubernetes/admin.conf", "apply", "--dry-run=server",
+			"-f", n.WriteConfigFile("psa-baseline.yaml", ok))
+		combined, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(combined), `would violate PodSecurity "restricted:latest"`) {
+			t.Errorf("a baseline pod in default: %v\n%s", err, combined)
+		}
+	})
+
 	step("kill-apiserver", func(t *testing.T) {
 		procs := c.component("kube-apiserver")
 		if len(procs) != 1 {
