@@ -187,7 +187,9 @@ func apiServerEnv(c *config.Config) []corev1.EnvVar {
 // KubeProxyObjects are the kube-proxy addon: its ConfigMap (the
 // KubeProxyConfiguration and an in-cluster kubeconfig), RBAC and the
 // DaemonSet running the self-image's kube-proxy on every node. The pod
-// mounts the host's root so kube-proxy runs the host's iptables/nft.
+// mounts the host's root, recursively read-only, so kube-proxy runs the
+// host's iptables/nft (a chroot, see components/hosttools); the one file
+// they write, the xtables lock, is mounted writable inside it.
 func KubeProxyObjects(c *config.Config) ([]runtime.Object, error) {
 	ns := metav1.NamespaceSystem
 	cfg, err := yaml.Marshal(&c.KubeProxy)
@@ -216,6 +218,7 @@ users:
 	labels := map[string]string{"k8s-app": KubeProxyName}
 	privileged := true
 	fileOrCreate, dirType := corev1.HostPathFileOrCreate, corev1.HostPathDirectory
+	recursiveRO := corev1.RecursiveReadOnlyIfPossible
 	ds := &appsv1.DaemonSet{
 		TypeMeta:   daemonSetType,
 		ObjectMeta: metav1.ObjectMeta{Name: KubeProxyName, Namespace: ns, Labels: labels},
@@ -240,7 +243,8 @@ users:
 							{Name: KubeProxyName, MountPath: "/var/lib/kube-proxy"},
 							{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
 							{Name: "lib-modules", MountPath: "/lib/modules", ReadOnly: true},
-							{Name: "host-root", MountPath: hosttools.HostRootDir},
+							{Name: "host-root", MountPath: hosttools.HostRootDir, ReadOnly: true, RecursiveReadOnly: &recursiveRO},
+							{Name: "xtables-lock", MountPath: hosttools.HostRootDir + "/run/xtables.lock"},
 						},
 					}},
 					HostNetwork:        true,

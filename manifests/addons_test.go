@@ -56,3 +56,33 @@ func TestCoreDNSObjects(t *testing.T) {
 		}
 	}
 }
+
+// kube-proxy sees the host's root only read-only, recursively; the xtables
+// lock is the one host file it may write.
+func TestKubeProxyMounts(t *testing.T) {
+	objs, err := KubeProxyObjects(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		ds, ok := o.(*appsv1.DaemonSet)
+		if !ok {
+			continue
+		}
+		writable := map[string]bool{}
+		for _, m := range ds.Spec.Template.Spec.Containers[0].VolumeMounts {
+			if m.Name == "host-root" && (!m.ReadOnly || m.RecursiveReadOnly == nil || *m.RecursiveReadOnly != corev1.RecursiveReadOnlyIfPossible) {
+				t.Errorf("the host root is mounted writable: %+v", m)
+			}
+			if !m.ReadOnly {
+				writable[m.MountPath] = true
+			}
+		}
+		if !writable["/run/xtables.lock"] || !writable["/host/run/xtables.lock"] || len(writable) != 3 {
+			t.Errorf("writable mounts %v, want the xtables lock in the container and in the host root, and the config volume", writable)
+		}
+		return
+	}
+	t.Fatal("no DaemonSet")
+}
+
