@@ -417,6 +417,9 @@ func TestMultiNodeWorkers(t *testing.T) {
 	})
 
 	step("reset-worker", func(t *testing.T) {
+		// kubeadm first: w2 must not stay away long enough (5 min) for
+		// its pods to be evicted to w1 while kubeadm builds.
+		getKubeadm(t)
 		// The other nodes' containers live on: reset removes this node's
 		// pod cgroups only (the kubelets share the machine's cgroupfs).
 		others := map[*testbed.Node]map[int]string{}

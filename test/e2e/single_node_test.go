@@ -9,8 +9,12 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
@@ -249,6 +253,92 @@ spec:
 			}
 			return ""
 		})
+	})
+
+	// kill -9 of each control-plane component while a client writes:
+	// every write the API server acknowledged is there afterwards.
+	step("kill-components-while-writing", func(t *testing.T) {
+		api := apiClient(t, n, "")
+		ns := "default"
+		var mu sync.Mutex
+		var acked []string
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("fault-%d", i) // a new name per attempt: a timed-out create may have landed
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				_, err := api.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name},
+					Data: map[string]string{"i": fmt.Sprint(i)}}, metav1.CreateOptions{})
+				cancel()
+				if err == nil {
+					mu.Lock()
+					acked = append(acked, name)
+					mu.Unlock()
+				} else {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+		ackedNow := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+		defer func() {
+			select {
+			case <-stop:
+			default:
+				close(stop)
+			}
+			<-done
+		}()
+		for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+			procs := c.component(name)
+			if len(procs) != 1 {
+				t.Fatalf("want one %s process in the node, have %v", name, procs)
+			}
+			before := ackedNow()
+			c.kill(procs[0])
+			took := poll(t, 90*time.Second, name+" back after kill -9 and writes acknowledged again", func() string {
+				if now := c.component(name); len(now) != 1 || now[0].PID == procs[0].PID {
+					return fmt.Sprintf("%s processes %v", name, now)
+				}
+				if s := c.readyz(); s != "" {
+					return s
+				}
+				if ackedNow() < before+5 {
+					return "writes not acknowledged yet"
+				}
+				return ""
+			})
+			t.Logf("%s killed: back, and writes acknowledged again, after %v", name, took.Round(100*time.Millisecond))
+		}
+		close(stop)
+		<-done
+		list, err := api.CoreV1().ConfigMaps(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, cm := range list.Items {
+			have[cm.Name] = true
+		}
+		var lost []string
+		for _, name := range acked {
+			if !have[name] {
+				lost = append(lost, name)
+			}
+		}
+		t.Logf("%d writes acknowledged during the kills", len(acked))
+		if len(lost) > 0 {
+			t.Errorf("%d acknowledged writes lost: %v", len(lost), lost)
+		}
+		for _, name := range acked {
+			_ = api.CoreV1().ConfigMaps(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
+		}
 	})
 
 	step("kill-node-service", func(t *testing.T) {
