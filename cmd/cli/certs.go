@@ -17,8 +17,6 @@ import (
 	"github.com/kubeforge/kubeforge/pki"
 )
 
-func init() { register(newCertsCmd) }
-
 // certsOptions are the flags shared by the certs subcommands.
 type certsOptions struct {
 	certDir    string

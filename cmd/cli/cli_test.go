@@ -333,6 +333,18 @@ func TestHelpListsPhases(t *testing.T) {
 	}
 }
 
+func TestCompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh"} {
+		if out := mustRun(t, "completion", shell); !strings.Contains(out, "kubeforge") || len(out) < 1000 {
+			t.Errorf("completion %s: %.200s", shell, out)
+		}
+	}
+	// Phase names complete after `init phase`.
+	if out := mustRun(t, "__complete", "init", "phase", ""); !strings.Contains(out, "certs") || !strings.Contains(out, "kubelet-start") {
+		t.Errorf("init phase completions: %s", out)
+	}
+}
+
 func TestVersionAndConfig(t *testing.T) {
 	if out := mustRun(t, "version"); !strings.Contains(out, "Kubernetes v1.37.2") {
 		t.Errorf("version: %s", out)

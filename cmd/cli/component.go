@@ -11,8 +11,6 @@ import (
 	"github.com/kubeforge/kubeforge/components"
 )
 
-func init() { register(newComponentCmd) }
-
 // newComponentCmd is the help entry for `kubeforge component NAME`. The
 // components themselves never get here: components.Multicall runs them
 // before cobra parses anything, so their upstream flags pass untouched.

@@ -9,8 +9,6 @@ import (
 	"github.com/kubeforge/kubeforge/config"
 )
 
-func init() { register(newConfigCmd) }
-
 type configValidateOptions struct {
 	file string
 }

@@ -18,8 +18,6 @@ type imagesOptions struct {
 	timeout   time.Duration
 }
 
-func init() { register(newImagesCmd) }
-
 func newImagesCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 	o := &imagesOptions{}
 	cmd := &cobra.Command{

@@ -40,8 +40,6 @@ type initOptions struct {
 	rootDir               string
 }
 
-func init() { register(newInitCmd) }
-
 func newInitCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 	o := &initOptions{}
 	wf := phases.InitWorkflow()

@@ -42,8 +42,6 @@ type joinOptions struct {
 	output                string
 }
 
-func init() { register(newJoinCmd) }
-
 func newJoinCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 	o := &joinOptions{}
 	wf := phases.JoinWorkflow()

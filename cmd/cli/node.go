@@ -26,8 +26,6 @@ type nodeOptions struct {
 	kubeletOnly bool
 }
 
-func init() { register(newNodeCmd) }
-
 func newNodeCmd(_ io.Reader, out, errOut io.Writer) *cobra.Command {
 	o := &nodeOptions{paths: config.DefaultPaths()}
 	cmd := &cobra.Command{

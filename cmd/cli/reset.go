@@ -26,8 +26,6 @@ type resetOptions struct {
 	rootDir               string
 }
 
-func init() { register(newResetCmd) }
-
 func newResetCmd(in io.Reader, out, _ io.Writer) *cobra.Command {
 	o := &resetOptions{}
 	wf := phases.ResetWorkflow()

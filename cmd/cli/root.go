@@ -62,17 +62,13 @@ containerd and CoreDNS; nothing is pulled from a registry.`,
 	root.SetIn(in)
 	root.SetOut(out)
 	root.SetErr(errOut)
-	root.CompletionOptions.DisableDefaultCmd = true
-	for _, c := range subcommands {
+	// `kubeforge completion bash|zsh|fish|powershell` (cobra's) prints a
+	// completion script; the README says how to install it.
+	for _, c := range []func(in io.Reader, out, errOut io.Writer) *cobra.Command{
+		newInitCmd, newJoinCmd, newResetCmd, newTokenCmd, newCertsCmd, newConfigCmd,
+		newNodeCmd, newImagesCmd, newComponentCmd, newVersionCmd,
+	} {
 		root.AddCommand(c(in, out, errOut))
 	}
 	return root
-}
-
-// subcommands lists the constructors of the top-level commands; each command
-// file registers itself in an init function.
-var subcommands []func(in io.Reader, out, errOut io.Writer) *cobra.Command
-
-func register(c func(in io.Reader, out, errOut io.Writer) *cobra.Command) {
-	subcommands = append(subcommands, c)
 }

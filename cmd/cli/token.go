@@ -18,8 +18,6 @@ import (
 	"github.com/kubeforge/kubeforge/pki"
 )
 
-func init() { register(newTokenCmd) }
-
 // tokenOptions are the flags of `kubeforge token`.
 type tokenOptions struct {
 	kubeconfig       string

@@ -15,8 +15,6 @@ type versionOptions struct {
 	output string
 }
 
-func init() { register(newVersionCmd) }
-
 func newVersionCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 	o := &versionOptions{}
 	cmd := &cobra.Command{
