@@ -35,6 +35,7 @@ func (c *Config) CompleteJoin(h HostFacts, nodeIP string) error {
 	for _, m := range validation.IsDNS1123Subdomain(nr.Name) {
 		add("JoinConfiguration.nodeRegistration.name", "%q is not a valid node name: %s", nr.Name, m)
 	}
+	validateKubeletExtraArgs("JoinConfiguration.nodeRegistration", *nr, add)
 	if cp := c.Join.ControlPlane; cp != nil {
 		if cp.LocalAPIEndpoint.AdvertiseAddress == "" {
 			cp.LocalAPIEndpoint.AdvertiseAddress = nodeIP

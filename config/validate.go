@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
 
+	"github.com/kubeforge/kubeforge/internal/kubeletflags"
 	"github.com/kubeforge/kubeforge/internal/version"
 )
 
@@ -73,6 +74,7 @@ func (c *Config) Validate(h HostFacts) error {
 	for _, m := range validation.IsDNS1123Subdomain(nr.Name) {
 		add("InitConfiguration.nodeRegistration.name", "%q is not a valid node name: %s", nr.Name, m)
 	}
+	validateKubeletExtraArgs("InitConfiguration.nodeRegistration", nr, add)
 	ep := c.Init.LocalAPIEndpoint
 	if ip := net.ParseIP(ep.AdvertiseAddress); ip == nil {
 		add("InitConfiguration.localAPIEndpoint.advertiseAddress", "%q is not an IP address", ep.AdvertiseAddress)
@@ -201,6 +203,28 @@ func (c *Config) Validate(h HostFacts) error {
 		add("KubeletConfiguration.staticPodPath", "%q: kubeforge writes the control plane's manifests to %s; remove the field", c.Kubelet.StaticPodPath, c.Paths.ManifestsDir)
 	}
 	return errors.Join(errs...)
+}
+
+// validateKubeletExtraArgs checks nodeRegistration.kubeletExtraArgs (path
+// is the nodeRegistration's) for what the kubelet flags file carries to
+// the kubelet unchanged, under systemd too (see internal/kubeletflags:
+// blanks, quotes and backslashes are quoted there; text that is not UTF-8
+// and control characters cannot be). A hostname-override must be the
+// node's name: kubeforge names the node's certificates, etcd member and
+// taints after nodeRegistration.name, and the flags file has one
+// --hostname-override.
+func validateKubeletExtraArgs(path string, nr v1beta4.NodeRegistrationOptions, add func(string, string, ...any)) {
+	for i, a := range nr.KubeletExtraArgs {
+		p := fmt.Sprintf("%s.kubeletExtraArgs[%d]", path, i)
+		if err := kubeletflags.CheckName(a.Name); err != nil {
+			add(p+".name", "%v", err)
+		}
+		if err := kubeletflags.CheckValue(a.Value); err != nil {
+			add(p+".value", "%s: %v", a.Name, err)
+		} else if kubeletflags.Normalize(a.Name) == "hostname-override" && a.Value != nr.Name {
+			add(p+".value", "hostname-override %q is not the node's name %q: set the name with %s.name (or --node-name) instead, which kubeforge also names the node's certificates after", a.Value, nr.Name, path)
+		}
+	}
 }
 
 func (c *Config) validateComponent(path string, cp v1beta4.ControlPlaneComponent, add func(string, string, ...any)) {

@@ -3,11 +3,14 @@ package manifests
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
+	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/kubeletflags"
 )
 
 // KubeletConfig renders /var/lib/kubelet/config.yaml.
@@ -15,14 +18,26 @@ func KubeletConfig(c *config.Config) ([]byte, error) {
 	return yaml.Marshal(&c.Kubelet)
 }
 
-// KubeletFlags renders kubeadm-flags.env: the node-specific kubelet flags
-// that do not belong in the shared KubeletConfiguration.
+// KubeletFlags renders kubeadm-flags.env (kubeletflags.Render, which says
+// how values are quoted): the node-specific kubelet flags that do not
+// belong in the shared KubeletConfiguration, then
+// nodeRegistration.kubeletExtraArgs in order. As in kubeadm
+// (ArgumentsToCommand), an extra arg replaces kubeforge's own flag of the
+// same name rather than repeating it, so each of those is in the file
+// once; config validation keeps an extra hostname-override equal to the
+// node's name.
 func KubeletFlags(c *config.Config, nodeIP string) []byte {
-	flags := []string{"--hostname-override=" + c.NodeName(), "--node-ip=" + nodeIP}
-	for _, a := range c.Init.NodeRegistration.KubeletExtraArgs {
-		flags = append(flags, "--"+a.Name+"="+a.Value)
+	extra := c.Init.NodeRegistration.KubeletExtraArgs
+	var flags []kubeletflags.Flag
+	for _, f := range []kubeletflags.Flag{{Name: "hostname-override", Value: c.NodeName()}, {Name: "node-ip", Value: nodeIP}} {
+		if !slices.ContainsFunc(extra, func(a v1beta4.Arg) bool { return kubeletflags.Normalize(a.Name) == f.Name }) {
+			flags = append(flags, f)
+		}
 	}
-	return []byte(fmt.Sprintf("KUBELET_KUBEADM_ARGS=%q\n", strings.Join(flags, " ")))
+	for _, a := range extra {
+		flags = append(flags, kubeletflags.Flag{Name: a.Name, Value: a.Value})
+	}
+	return kubeletflags.Render(flags)
 }
 
 // BridgeName is the Linux bridge the pod network uses on every node.

@@ -3,41 +3,44 @@ package phases
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/kubeletflags"
 )
 
-// kubeadmFormat reports whether data is a flags file as kubeadm and
-// kubeforge write it: one KUBELET_KUBEADM_ARGS="…" line of blank-separated
-// flags, valid UTF-8 with no quote, backslash, control character or other
-// space inside.
-func kubeadmFormat(data string) bool {
+// kubeadmFormat returns the blank-separated flags of a flags file as
+// kubeadm and kubeforge write it for plain values: one
+// KUBELET_KUBEADM_ARGS="…" line, valid UTF-8 with no quote, backslash, $,
+// `, control character or other space inside.
+func kubeadmFormat(data string) ([]string, bool) {
 	inner, ok := strings.CutPrefix(strings.TrimSuffix(data, "\n"), `KUBELET_KUBEADM_ARGS="`)
 	if !ok {
-		return false
+		return nil, false
 	}
 	inner, ok = strings.CutSuffix(inner, `"`)
 	if !ok || !utf8.ValidString(inner) {
-		return false
+		return nil, false
 	}
 	for _, r := range inner {
-		if r != ' ' && (!strconv.IsPrint(r) || unicode.IsSpace(r) || strings.ContainsRune(`"'\`, r)) {
-			return false
+		if r != ' ' && (!strconv.IsPrint(r) || strings.ContainsRune("\"'\\$`", r)) {
+			return nil, false
 		}
 	}
-	return true
+	return strings.Fields(inner), true
 }
 
 // FuzzKubeletFlag feeds arbitrary kubeadm-flags.env files to reset's
-// kubeletFlag (which reads --hostname-override and --cgroup-root from it).
-// On files in kubeadm's own format it agrees with the node service's
-// parser (components/node.ParseKubeletFlags), which started the kubelet.
+// kubeletFlag (which reads --hostname-override and --cgroup-root from it)
+// and RegisteredNodeName. Both agree with the kubelet the node service
+// starts from the same file (node.KubeletArgs): its last occurrence of the
+// flag. On files in kubeadm's own format, that is the last --name= among
+// the blank-separated words, as anyone reading the file would see it.
 func FuzzKubeletFlag(f *testing.F) {
 	for _, s := range []string{
 		"KUBELET_KUBEADM_ARGS=\"--hostname-override=n1 --node-ip=10.201.0.2 --cgroup-root=/kubeforge-n1\"\n",
@@ -47,7 +50,9 @@ func FuzzKubeletFlag(f *testing.F) {
 		"KUBELET_KUBEADM_ARGS=\"--hostname-override=\\x6e1\"\n",
 		"# comment\nKUBELET_KUBEADM_ARGS=\"--hostname-override=n1\"\n",
 		"KUBELET_EXTRA_ARGS=\"--cgroup-root=/x\"\nKUBELET_KUBEADM_ARGS=\"--hostname-override=n1\"\n",
+		"KUBELET_KUBEADM_ARGS=\"--hostname-override=n1\"\nKUBELET_EXTRA_ARGS=\"--hostname_override n2\"\n",
 		"KUBELET_KUBEADM_ARGS=\"--node-labels='a=b c' --hostname-override=n1\"\n",
+		"KUBELET_KUBEADM_ARGS=\"--hostname-override=a\\\\ b\"\n",
 		"KUBELET_KUBEADM_ARGS=\"",
 		"",
 	} {
@@ -64,25 +69,33 @@ func FuzzKubeletFlag(f *testing.F) {
 			t.Fatal(err)
 		}
 		got := kubeletFlag(p, name)
-		if strings.ContainsFunc(got, unicode.IsSpace) {
-			t.Fatalf("value %q has a blank", got)
-		}
-		if !kubeadmFormat(data) {
-			return
-		}
-		args, err := node.ParseKubeletFlags(data)
-		if err != nil {
-			t.Fatalf("the node service cannot parse %q: %v", data, err)
-		}
+		// What the node service starts the kubelet with: the same value.
 		want := ""
-		for _, a := range args {
-			if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
-				want = v
-				break
-			}
+		if args, err := node.KubeletArgs(p); err == nil {
+			want, _ = kubeletflags.Last(args[2:], name) // after --config, --kubeconfig
 		}
 		if got != want {
-			t.Fatalf("%q: reset reads --%s=%q, the node service %q", data, name, got, want)
+			t.Fatalf("%q: reset reads --%s=%q, the kubelet gets %q", data, name, got, want)
+		}
+		// A file in kubeadm's format (every word --name=value), read by
+		// eye: the last --name=.
+		if words, ok := kubeadmFormat(data); ok && kubeletflags.CheckName(name) == nil &&
+			!slices.ContainsFunc(words, func(w string) bool { return !strings.Contains(w, "=") }) {
+			simple := ""
+			for _, w := range words {
+				if k, v, _ := strings.Cut(w, "="); strings.ReplaceAll(k, "_", "-") == "--"+strings.ReplaceAll(name, "_", "-") {
+					simple = v
+				}
+			}
+			if got != simple {
+				t.Fatalf("%q: reset reads --%s=%q, the file says %q", data, name, got, simple)
+			}
+		}
+		// Without a record or kubelet.conf, the node's name is the flag's.
+		if name == "hostname-override" {
+			if n := RegisteredNodeName(p); n != got {
+				t.Fatalf("%q: RegisteredNodeName %q, kubeletFlag %q", data, n, got)
+			}
 		}
 	})
 }

@@ -325,6 +325,9 @@ func writeKubeletFiles(n *Node, phase, nodeIP string, withCNI bool) error {
 		return fmt.Errorf("render the kubelet configuration: %w", err)
 	}
 	p := n.Cfg.Paths
+	if err := writeNodeInfo(n, phase); err != nil {
+		return err
+	}
 	if err := n.WriteFile(phase, "kubelet flags", p.KubeletFlagsFile(), manifests.KubeletFlags(n.Cfg, nodeIP), 0o600, ShowContent); err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/kubeletflags"
 	"github.com/kubeforge/kubeforge/join/etcdmember"
 	"github.com/kubeforge/kubeforge/manifests"
 	"github.com/kubeforge/kubeforge/preflight"
@@ -35,33 +36,25 @@ type ResetData struct {
 	IgnorePreflightErrors []string
 }
 
-// kubeletFlag is the value of --name in kubeadm-flags.env ("" if absent).
+// kubeletFlag is the value the kubelet takes for --name from
+// kubeadm-flags.env: its last occurrence, read as the node service reads
+// the file to start the kubelet ("" if absent or unreadable).
 func kubeletFlag(p config.Paths, name string) string {
-	b, err := os.ReadFile(p.Host(p.KubeletFlagsFile()))
+	args, err := node.FlagsFileArgs(p)
 	if err != nil {
 		return ""
 	}
-	v, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "KUBELET_KUBEADM_ARGS=")
-	if !ok {
-		return ""
-	}
-	if u, err := strconv.Unquote(v); err == nil {
-		v = u
-	}
-	for _, f := range strings.Fields(strings.Trim(v, `"'`)) {
-		if val, ok := strings.CutPrefix(f, "--"+name+"="); ok {
-			return val
-		}
-	}
-	return ""
+	v, _ := kubeletflags.Last(args, name)
+	return v
 }
 
 // RegisteredNodeName is the name this host's kubelet registers its Node
-// as: --hostname-override in kubeadm-flags.env (what init and join
-// write), else the node in the kubelet's client certificate of
-// kubelet.conf; "" when neither says. Read it before the files go.
+// as: the one init or join recorded (node.NodeName, which falls back to
+// the flags file's --hostname-override for nodes set up before the
+// record), else the node in the kubelet's client certificate of
+// kubelet.conf; "" when none says. Read it before the files go.
 func RegisteredNodeName(p config.Paths) string {
-	if name := kubeletFlag(p, "hostname-override"); name != "" {
+	if name := node.NodeName(p); name != "" {
 		return name
 	}
 	if kc, err := clientcmd.LoadFromFile(p.Host(p.Kubeconfig("kubelet.conf"))); err == nil {

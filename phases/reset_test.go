@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
 
+	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/manifests"
 )
@@ -37,5 +38,26 @@ func TestRegisteredNodeName(t *testing.T) {
 	}
 	if got := kubeletFlag(p, "cgroup-root"); got != "/node-7" {
 		t.Fatalf("cgroup-root: %q", got)
+	}
+	// A hand-edited file naming the node twice: the kubelet takes the last.
+	if err := os.WriteFile(flags, []byte("KUBELET_KUBEADM_ARGS=\"--hostname-override=worker-7 --cgroup-root=/a\"\n"+
+		"KUBELET_EXTRA_ARGS=\"--hostname-override=worker-8 --cgroup_root=/b\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := RegisteredNodeName(p); got != "worker-8" {
+		t.Fatalf("two names in the flags file: %q, want the last", got)
+	}
+	if got := kubeletFlag(p, "cgroup-root"); got != "/b" {
+		t.Fatalf("cgroup-root twice: %q, want the last", got)
+	}
+	// What init or join recorded wins over the flags file.
+	if err := os.MkdirAll(p.Host(p.StateDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.Host(node.InfoFile(p)), node.MarshalInfo(node.Info{NodeName: "worker-9"}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := RegisteredNodeName(p); got != "worker-9" {
+		t.Fatalf("recorded: %q", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/preflight"
@@ -79,4 +80,10 @@ func resumeIgnores(n *Node, workflow string, checks []preflight.Check) ([]string
 		}
 	}
 	return names, &s
+}
+
+// writeNodeInfo records the node's name for the node service and reset
+// (node.Info), which used to parse it back out of the kubelet flags file.
+func writeNodeInfo(n *Node, phase string) error {
+	return n.WriteFile(phase, "node record", node.InfoFile(n.Cfg.Paths), node.MarshalInfo(node.Info{NodeName: n.Cfg.NodeName()}), 0o600, ShowContent)
 }

@@ -10,127 +10,6 @@ import (
 	"github.com/kubeforge/kubeforge/config"
 )
 
-func TestParseKubeletFlags(t *testing.T) {
-	tests := []struct {
-		name    string
-		in      string
-		want    []string
-		wantErr string
-	}{
-		{
-			name: "kubeadm's format",
-			in:   `KUBELET_KUBEADM_ARGS="--hostname-override=n1 --node-ip=10.201.0.2"` + "\n",
-			want: []string{"--hostname-override=n1", "--node-ip=10.201.0.2"},
-		},
-		{
-			name: "kubeadm 1.37 default content",
-			in:   `KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/kubeforge/containerd/containerd.sock --pod-infra-container-image=kubeforge.local/pause:v0.1.0"`,
-			want: []string{"--container-runtime-endpoint=unix:///run/kubeforge/containerd/containerd.sock", "--pod-infra-container-image=kubeforge.local/pause:v0.1.0"},
-		},
-		{
-			name: "empty value",
-			in:   `KUBELET_KUBEADM_ARGS=""`,
-			want: nil,
-		},
-		{
-			name: "empty file",
-			in:   "",
-			want: nil,
-		},
-		{
-			name: "comments, blank lines, export, CRLF, unquoted",
-			in:   "# generated\r\n\r\n; also a comment\r\nexport KUBELET_KUBEADM_ARGS=--v=2   \r\n",
-			want: []string{"--v=2"},
-		},
-		{
-			name: "extra args follow kubeadm's, other variables ignored",
-			in:   "KUBELET_EXTRA_ARGS='--max-pods=50'\nOTHER=\"--nope\"\nKUBELET_KUBEADM_ARGS=\"--node-ip=10.0.0.1\"\n",
-			want: []string{"--node-ip=10.0.0.1", "--max-pods=50"},
-		},
-		{
-			name: "later assignment wins",
-			in:   "KUBELET_KUBEADM_ARGS=\"--v=1\"\nKUBELET_KUBEADM_ARGS=\"--v=4\"\n",
-			want: []string{"--v=4"},
-		},
-		{
-			name: "quotes inside the value group a word",
-			in:   `KUBELET_KUBEADM_ARGS="--node-labels='a=b c' --register-with-taints=\"x=y:NoSchedule\""`,
-			want: []string{"--node-labels=a=b c", "--register-with-taints=x=y:NoSchedule"},
-		},
-		{
-			name: "Go %q escapes as written by the manifests package",
-			in:   `KUBELET_KUBEADM_ARGS="--a=b\\c --d=\$e"`,
-			want: []string{`--a=b\c`, "--d=$e"},
-		},
-		{
-			name: "continued line",
-			in:   "KUBELET_KUBEADM_ARGS=\"--a=1 \\\n--b=2\"\n",
-			want: []string{"--a=1", "--b=2"},
-		},
-		{
-			name: "tabs and multiple blanks",
-			in:   "KUBELET_KUBEADM_ARGS=\"  --a=1\t\t--b=2  \"",
-			want: []string{"--a=1", "--b=2"},
-		},
-		{
-			name:    "unterminated quote",
-			in:      `KUBELET_KUBEADM_ARGS="--a=1`,
-			wantErr: "unterminated",
-		},
-		{
-			name:    "not an assignment",
-			in:      "--node-ip=1.2.3.4\n",
-			wantErr: "line 1",
-		},
-		{
-			name:    "bad name",
-			in:      "\n1BAD=x\n",
-			wantErr: "line 2: invalid variable name",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseKubeletFlags(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("got %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestSplitWords(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{"", nil},
-		{"   ", nil},
-		{"a b  c", []string{"a", "b", "c"}},
-		{`a\ b c`, []string{"a b", "c"}},
-		{`"" x`, []string{"", "x"}},
-		{`a\c "x\"y\z"`, []string{`a\c`, `x"y\z`}},
-		{`--x="1 2"'3 4'`, []string{"--x=1 23 4"}},
-	}
-	for _, tt := range tests {
-		got, err := SplitWords(tt.in)
-		if err != nil || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("SplitWords(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-	if _, err := SplitWords(`"open`); err == nil {
-		t.Error("unterminated quote: want an error")
-	}
-}
-
 func testPaths(t *testing.T) config.Paths {
 	t.Helper()
 	dir := t.TempDir()
@@ -229,5 +108,38 @@ func TestPaths(t *testing.T) {
 	}
 	if got := WithDefaultPath([]string{"PATH=/x"}); got[0] != "PATH=/x" {
 		t.Errorf("WithDefaultPath keeps a set PATH: %q", got)
+	}
+}
+
+// The node's name comes from what init or join recorded; a node set up
+// before they recorded it falls back to the flags file's last
+// --hostname-override, the one the kubelet takes.
+func TestNodeName(t *testing.T) {
+	p := testPaths(t)
+	if got := NodeName(p); got != "" {
+		t.Fatalf("no files: %q", got)
+	}
+	os.MkdirAll(p.KubeletDir, 0o700)
+	os.WriteFile(p.KubeletFlagsFile(), []byte(`KUBELET_KUBEADM_ARGS="--hostname-override=n1 --node-ip=10.0.0.1"`+"\n"+
+		`KUBELET_EXTRA_ARGS="--hostname-override=n2"`+"\n"), 0o600)
+	if got := NodeName(p); got != "n2" {
+		t.Fatalf("from the flags file: %q, want the last occurrence n2", got)
+	}
+	os.MkdirAll(p.StateDir, 0o700)
+	if err := os.WriteFile(InfoFile(p), MarshalInfo(Info{NodeName: "worker-7"}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := NodeName(p); got != "worker-7" {
+		t.Fatalf("recorded: %q", got)
+	}
+	if i, err := ReadInfo(p); err != nil || i.NodeName != "worker-7" {
+		t.Fatalf("ReadInfo: %+v, %v", i, err)
+	}
+	os.WriteFile(InfoFile(p), []byte("{"), 0o600)
+	if _, err := ReadInfo(p); err == nil || !strings.Contains(err.Error(), InfoFile(p)) {
+		t.Fatalf("broken record: error %v should name the file", err)
+	}
+	if got := NodeName(p); got != "n2" {
+		t.Fatalf("broken record: %q, want the flags file's n2", got)
 	}
 }

@@ -13,12 +13,14 @@ import (
 
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/kubeletflags"
 )
 
 // Files of the node service under p.RunDir (besides p.NodePIDFile()).
 const (
 	lockFileName        = "node.lock"
 	stateFileName       = "node-state.json"
+	infoFileName        = "node.json" // under p.StateDir
 	containerdPIDName   = "containerd.pid"
 	kubeletPIDName      = "kubelet.pid"
 	ContainerdLogName   = "containerd.log"
@@ -105,6 +107,56 @@ func ReadState(p config.Paths) (State, error) {
 		return s, fmt.Errorf("%s: %w", StateFile(p), err)
 	}
 	return s, nil
+}
+
+// Info is what init or join decided about this node that the node service
+// and reset need to know later. Unlike State (the supervisor's progress
+// under p.RunDir, gone at shutdown), it lives in InfoFile under p.StateDir:
+// written once by init's or join's kubelet phase, next to the kubelet
+// flags file, it survives restarts and reboots, and reset deletes it.
+type Info struct {
+	// NodeName is the name the kubelet registers its Node as
+	// (nodeRegistration.name, passed as --hostname-override).
+	NodeName string `json:"nodeName"`
+}
+
+// InfoFile is where init and join record the node's Info.
+func InfoFile(p config.Paths) string { return filepath.Join(p.StateDir, infoFileName) }
+
+// MarshalInfo is InfoFile's content for i.
+func MarshalInfo(i Info) []byte {
+	b, _ := json.MarshalIndent(i, "", "  ")
+	return append(b, '\n')
+}
+
+// ReadInfo reads what init or join recorded about this node.
+func ReadInfo(p config.Paths) (Info, error) {
+	var i Info
+	b, err := os.ReadFile(p.Host(InfoFile(p)))
+	if err != nil {
+		return i, err
+	}
+	if err := json.Unmarshal(b, &i); err != nil {
+		return i, fmt.Errorf("%s: %w", InfoFile(p), err)
+	}
+	return i, nil
+}
+
+// NodeName is the name this node's kubelet registers its Node as, "" when
+// nothing says: the one init or join recorded in InfoFile. A node set up
+// before kubeforge recorded it has only its kubelet flags file to tell:
+// then it is the last --hostname-override there, the one the kubelet takes
+// (kubeforge always writes it).
+func NodeName(p config.Paths) string {
+	if i, err := ReadInfo(p); err == nil && i.NodeName != "" {
+		return i.NodeName
+	}
+	args, err := FlagsFileArgs(p)
+	if err != nil {
+		return ""
+	}
+	name, _ := kubeletflags.Last(args, "hostname-override")
+	return name
 }
 
 // Lock is the supervisor's hold on LockFile.

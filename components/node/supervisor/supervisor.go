@@ -418,9 +418,9 @@ func (s *supervisor) startKubelet(ctx context.Context) error {
 // runPodNetworkAgent keeps the node's pod CIDR and its routes to the other
 // nodes' pods up to date (see podnet), with the kubelet's credentials.
 func (s *supervisor) runPodNetworkAgent(ctx context.Context) {
-	name := nodeName(s.p)
+	name := node.NodeName(s.p)
 	if name == "" {
-		s.log.Warn("pod network agent not started: no --hostname-override in the kubelet flags")
+		s.log.Warn("pod network agent not started: no node name recorded by init or join (" + node.InfoFile(s.p) + ") nor --hostname-override in the kubelet flags")
 		return
 	}
 	err := podnet.RunAgent(ctx, podnet.AgentOptions{
@@ -432,20 +432,6 @@ func (s *supervisor) runPodNetworkAgent(ctx context.Context) {
 	if err != nil {
 		s.log.Error("pod network agent stopped", "err", err)
 	}
-}
-
-// nodeName is the kubelet's --hostname-override (kubeforge always sets it).
-func nodeName(p config.Paths) string {
-	args, err := node.KubeletArgs(p)
-	if err != nil {
-		return ""
-	}
-	for _, a := range args {
-		if v, ok := strings.CutPrefix(a, "--hostname-override="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // ensureLink makes link a symlink to target.
