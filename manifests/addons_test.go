@@ -85,4 +85,3 @@ func TestKubeProxyMounts(t *testing.T) {
 	}
 	t.Fatal("no DaemonSet")
 }
-

@@ -75,6 +75,7 @@ var wantFiles = map[string]os.FileMode{
 	"etc/kubernetes/apiserver/admission-config.yaml":        0o600,
 	"var/lib/kubelet/config.yaml":                           0o600,
 	"var/lib/kubelet/kubeadm-flags.env":                     0o600,
+	"var/lib/kubeforge/node.json":                           0o600,
 	"etc/cni/net.d/10-kubeforge.conflist":                   0o600,
 }
 

@@ -1,12 +1,9 @@
 package csrapprover
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"net"
 	"slices"
 	"strings"
@@ -14,46 +11,21 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // fuzzRequest is a signed PEM certificate request (a fresh key each run:
 // the signature bytes differ between runs, the structure does not).
 func fuzzRequest(f *testing.F, cn string, orgs, dns []string, ips ...string) []byte {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		f.Fatal(err)
-	}
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn, Organization: orgs}, DNSNames: dns}
-	for _, ip := range ips {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		f.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	return request(f, cn, orgs, dns, ips)
 }
 
 func fuzzNode(name, ip string, controlPlane bool) *corev1.Node {
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}},
-		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
-			{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}}}
 	if controlPlane {
-		n.Labels[ControlPlaneLabel] = ""
+		return node(name, ip, ControlPlaneLabel)
 	}
-	return n
+	return node(name, ip)
 }
 
-// FuzzCheck feeds arbitrary request bytes (spec.request of a
-// CertificateSigningRequest, which anyone with node credentials creates)
-// and requesters to Check, in a cluster of a control-plane node cp
-// (10.0.0.1, which also serves the API at api.example / 10.0.0.100) and
-// workers n1 (10.0.0.2) and n2 (10.0.0.3), Services in 10.96.0.0/16.
-// An approval always means: a request signed by its key, whose subject is
-// the requesting node, naming only that node's own names and addresses and
-// none of another node's, a Service's or (but for a control-plane node's
-// own) the API server's.
 func FuzzCheck(f *testing.F) {
 	org := []string{"system:nodes"}
 	n1 := fuzzRequest(f, "system:node:n1", org, []string{"n1"}, "10.0.0.2")

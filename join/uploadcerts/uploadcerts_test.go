@@ -13,13 +13,20 @@ import (
 	"github.com/kubeforge/kubeforge/config"
 )
 
-func TestUploadFetchWrite(t *testing.T) {
+// sharedFiles writes every shared file ("content of NAME") under a new root.
+func sharedFiles(t *testing.T) config.Paths {
+	t.Helper()
 	src := config.DefaultPaths().WithRoot(t.TempDir())
 	for _, f := range Files {
 		p := src.Host(filepath.Join(src.CertDir, f))
 		os.MkdirAll(filepath.Dir(p), 0o700)
 		os.WriteFile(p, []byte("content of "+f), 0o600)
 	}
+	return src
+}
+
+func TestUploadFetchWrite(t *testing.T) {
+	src := sharedFiles(t)
 	k, _ := NewKey()
 	key, err := ParseKey(k)
 	if err != nil {
@@ -80,12 +87,7 @@ func TestUploadFetchWrite(t *testing.T) {
 // An upload made by a kubeforge without the kubelet serving CA is refused:
 // the joining control plane must not make a second CA of its own.
 func TestFetchRefusesUploadWithoutKubeletServingCA(t *testing.T) {
-	src := config.DefaultPaths().WithRoot(t.TempDir())
-	for _, f := range Files {
-		p := src.Host(filepath.Join(src.CertDir, f))
-		os.MkdirAll(filepath.Dir(p), 0o700)
-		os.WriteFile(p, []byte("content of "+f), 0o600)
-	}
+	src := sharedFiles(t)
 	k, _ := NewKey()
 	key, _ := ParseKey(k)
 	ctx := context.Background()
