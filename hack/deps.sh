@@ -10,6 +10,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v conntrack >/dev/null || need+=(conntrack)
+command -v jq >/dev/null || need+=(jq) # kube-bench's policies checks (test/e2e/cis_test.go)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

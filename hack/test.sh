@@ -15,4 +15,7 @@ FUZZTIME="${FUZZTIME:-5s}" ./hack/fuzz.sh
 # One binary for every test that runs it (built once, shared).
 make build
 export KUBEFORGE_BINARY="$PWD/bin/kubeforge"
+# kube-bench for the CIS benchmark test (built once, cached under build/).
+KUBE_BENCH_DIR="$(./hack/kube-bench.sh)"
+export KUBE_BENCH_DIR
 go test -timeout 75m -p 1 "$@" ./...
