@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -467,7 +468,26 @@ func (d *InitData) ensureAdminBinding(ctx context.Context, phase string) error {
 	if err != nil {
 		return err
 	}
-	return (&ServerApplier{Client: dyn, Out: d.Out}).Apply(ctx, phase, manifests.ClusterAdminsBindingObject())
+	if err := (&ServerApplier{Client: dyn, Out: d.Out}).Apply(ctx, phase, manifests.ClusterAdminsBindingObject()); err != nil {
+		return err
+	}
+	// The API server's RBAC authorizer learns of the new binding through
+	// its informer, a moment later: until then admin.conf's requests are
+	// forbidden. Wait until admin.conf may write in kube-system.
+	client, _, err := d.clients()
+	if err != nil {
+		return err
+	}
+	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: metav1.NamespaceSystem, Verb: "patch", Resource: "configmaps"}}}
+	err = pollUntil(ctx, 30*time.Second, func() (bool, error) {
+		r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		return err == nil && r.Status.Allowed, err
+	})
+	if err != nil {
+		return fmt.Errorf("admin.conf is not authorized yet after binding its group to cluster-admin: %w", err)
+	}
+	return nil
 }
 
 func runUploadKubeadmConfig(ctx context.Context, d *InitData) error {
