@@ -133,28 +133,8 @@ func (d *JoinData) discover(ctx context.Context) error {
 		if d.Cfg.Cluster.ControlPlaneEndpoint == "" {
 			d.Out.Warnf(phase, "the cluster has no controlPlaneEndpoint: clients keep talking to the first API server only; set ClusterConfiguration.controlPlaneEndpoint (a DNS name or a load-balanced address) when you create the cluster")
 		}
-		if err := checkSharedFiles(d.sharedCerts); err != nil {
-			return err
-		}
 	}
 	d.found, d.bootClient = found, client
-	return nil
-}
-
-// checkSharedFiles refuses an upload that lacks a shared file: a joining
-// control plane never makes a CA or a key of its own where the others share one.
-func checkSharedFiles(files map[string][]byte) error {
-	for _, f := range uploadcerts.Files {
-		if _, ok := files[f]; ok {
-			continue
-		}
-		if f == "encryption-config.yaml" {
-			// With a key of its own, this API server could read no Secret
-			// the others wrote, nor they its.
-			return errors.New("the uploaded certificates lack encryption-config.yaml, the key the API servers encrypt Secrets with: upload them again from a control-plane node made by kubeforge (`kubeforge init phase upload-certs --upload-certs`) and join with the key it prints")
-		}
-		return fmt.Errorf("the uploaded certificates lack %s", f)
-	}
 	return nil
 }
 

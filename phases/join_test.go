@@ -2,16 +2,12 @@ package phases
 
 import (
 	"context"
-	"maps"
 	"slices"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
-
-	"github.com/kubeforge/kubeforge/join/uploadcerts"
 )
 
 func TestEtcdEndpointsSkipSelf(t *testing.T) {
@@ -29,22 +25,5 @@ func TestEtcdEndpointsSkipSelf(t *testing.T) {
 	slices.Sort(got)
 	if want := []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}; !slices.Equal(got, want) {
 		t.Fatalf("endpoints %v, want %v (a joining node's own etcd pod is left out)", got, want)
-	}
-}
-
-func TestCheckSharedFiles(t *testing.T) {
-	all := map[string][]byte{}
-	for _, f := range uploadcerts.Files {
-		all[f] = []byte("x")
-	}
-	if err := checkSharedFiles(all); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range uploadcerts.Files {
-		some := maps.Clone(all)
-		delete(some, f)
-		if err := checkSharedFiles(some); err == nil || !strings.Contains(err.Error(), f) {
-			t.Errorf("without %s: %v", f, err)
-		}
 	}
 }

@@ -102,9 +102,6 @@ func Upload(ctx context.Context, c kubernetes.Interface, p config.Paths, key []b
 	for _, f := range Files {
 		b, err := os.ReadFile(p.Host(filepath.Join(p.CertDir, f)))
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) && f == "encryption-config.yaml" {
-				continue
-			}
 			return fmt.Errorf("upload-certs: %w", err)
 		}
 		enc, err := encrypt(b, key)
@@ -184,7 +181,9 @@ func Fetch(ctx context.Context, c kubernetes.Interface, key []byte) (map[string]
 		enc, ok := s.Data[secretKey(f)]
 		if !ok {
 			if f == "encryption-config.yaml" {
-				continue
+				// With a key of its own, the joining API server could read
+				// no Secret the others wrote, nor they its.
+				return nil, errors.New("the kubeadm-certs Secret lacks encryption-config.yaml, the key the API servers encrypt Secrets with: upload the certificates again from a control-plane node made by kubeforge (`kubeforge init phase upload-certs --upload-certs`) and join with the key it prints")
 			}
 			if strings.HasPrefix(f, "kubelet-serving-ca.") {
 				// A joining control plane must not make a CA of its own.

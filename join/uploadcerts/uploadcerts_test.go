@@ -104,6 +104,18 @@ func TestFetchRefusesUploadWithoutKubeletServingCA(t *testing.T) {
 	if _, err := Fetch(ctx, c, key); err == nil || !strings.Contains(err.Error(), "init phase certs kubelet-serving-ca") {
 		t.Fatalf("want the migration steps, got %v", err)
 	}
+	// Nor a Secrets encryption key of its own.
+	if err := Upload(ctx, c, src, key); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, SecretName, metav1.GetOptions{})
+	delete(s.Data, "encryption-config.yaml")
+	if _, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Fetch(ctx, c, key); err == nil || !strings.Contains(err.Error(), "lacks encryption-config.yaml") {
+		t.Fatalf("an upload without the encryption key: %v", err)
+	}
 	// And an upload from a node that lacks the CA names the file.
 	os.Remove(src.Host(filepath.Join(src.CertDir, "kubelet-serving-ca.key")))
 	if err := Upload(ctx, c, src, key); err == nil || !strings.Contains(err.Error(), "kubelet-serving-ca.key") {
