@@ -328,11 +328,25 @@ func TestKubeadmInterop(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range append(certs, kcs...) {
-			if r.Action != ActionReused {
-				t.Errorf("%s: %s, want reused", r.Name, r.Action)
+			// kubeforge's own kubelet serving CA is not kubeadm's: it is
+			// added; everything kubeadm made is reused.
+			want := ActionReused
+			if r.Name == KubeletServingCA {
+				want = ActionGenerated
+			}
+			if r.Action != want {
+				t.Errorf("%s: %s, want %s", r.Name, r.Action, want)
 			}
 		}
-		sameSnapshot(t, before, snapshot(t, spec.Paths.Root))
+		after := snapshot(t, spec.Paths.Root)
+		for _, f := range []string{"kubelet-serving-ca.crt", "kubelet-serving-ca.key"} {
+			p := strings.TrimPrefix(spec.Paths.Host(spec.Paths.Cert(f)), spec.Paths.Root)
+			if _, ok := after[p]; !ok {
+				t.Errorf("%s was not created", p)
+			}
+			delete(after, p)
+		}
+		sameSnapshot(t, before, after)
 		if n := KeysNeeded(spec); n != 0 {
 			t.Errorf("KeysNeeded on kubeadm's PKI = %d", n)
 		}
