@@ -352,6 +352,9 @@ func TestMatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
+	// Start returns after fork; until the child's exec, its command line is
+	// still this test binary's.
+	waitFor(t, "exec of /bin/sleep", 5*time.Second, func() bool { return Matches(pid, []string{"/bin/sleep", "302"}) })
 	tests := []struct {
 		id   []string
 		want bool
