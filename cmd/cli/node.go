@@ -178,6 +178,16 @@ func printNodeStatus(w io.Writer, p config.Paths, st node.Status) {
 	if st.State.Kubelet.Restarts > 0 {
 		fmt.Fprintf(w, "    restarts: %d\n", st.State.Kubelet.Restarts)
 	}
+	for _, d := range st.State.Duties {
+		line := fmt.Sprintf("  %s: %s", d.Name, d.Status)
+		if !d.Since.IsZero() {
+			line += " since " + d.Since.Format(time.RFC3339)
+		}
+		if d.Message != "" {
+			line += ": " + d.Message
+		}
+		fmt.Fprintln(w, line)
+	}
 	fmt.Fprintf(w, "  logs: %s, %s, %s\n", p.NodeLogFile(), node.ContainerdLogFile(p), node.KubeletLogFile(p))
 }
 

@@ -77,6 +77,31 @@ type State struct {
 	// KubeletHeld: the kubelet was stopped on request (StopKubelet) and
 	// stays stopped until the service restarts.
 	KubeletHeld bool `json:"kubeletHeld,omitempty"`
+	// Duties are the service's long-running duties (package duty), in
+	// start order.
+	Duties []DutyState `json:"duties,omitempty"`
+}
+
+// A duty's status.
+const (
+	DutyStarting = "starting"
+	DutyOK       = "ok"
+	DutyWarning  = "warning"
+	DutyFailing  = "failing"
+	DutyDisabled = "disabled"
+	DutyStopped  = "stopped"
+)
+
+// DutyState is one duty's health as `kubeforge node status` shows it.
+type DutyState struct {
+	Name string `json:"name"`
+	// Status is one of DutyOK, DutyWarning, DutyFailing, DutyStarting,
+	// DutyDisabled, DutyStopped.
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+	// Since is when Status last changed; Updated, the last report.
+	Since   time.Time `json:"since"`
+	Updated time.Time `json:"updated"`
 }
 
 // ChildState describes one child in State.

@@ -24,6 +24,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/image"
 	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/components/node/duty"
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/components/podnet"
 	"github.com/kubeforge/kubeforge/config"
@@ -104,7 +105,9 @@ type supervisor struct {
 	containerd  *proc.Child
 	kubelet     *proc.Child
 	kubeletHeld bool // stopped on request (SIGUSR1): never started again
-	agentOnce   sync.Once
+	// duties run once the kubelet has started (see duties()).
+	duties     *duty.Manager
+	dutiesOnce sync.Once
 }
 
 func newSupervisor(o Options) (*supervisor, error) {
@@ -136,6 +139,12 @@ func newSupervisor(o Options) (*supervisor, error) {
 		CRISocket:       "unix://" + s.socket,
 		ExternalRuntime: s.extern,
 	}
+	s.duties = duty.NewManager(duty.Options{
+		Log: s.log,
+		Publish: func(d node.DutyState) {
+			s.update(func(st *node.State) { st.Duties = setDuty(st.Duties, d) })
+		},
+	}, s.dutyList()...)
 	return s, nil
 }
 
@@ -155,6 +164,17 @@ func (s *supervisor) update(f func(*node.State)) {
 	if err := node.WriteState(s.p, s.state); err != nil {
 		s.log.Warn("cannot publish the node service state", "err", err)
 	}
+}
+
+// setDuty replaces d's entry in list (by name) or appends it.
+func setDuty(list []node.DutyState, d node.DutyState) []node.DutyState {
+	for i := range list {
+		if list[i].Name == d.Name {
+			list[i] = d
+			return list
+		}
+	}
+	return append(list, d)
 }
 
 func (s *supervisor) phase(name string) { s.update(func(st *node.State) { st.Phase = name }) }
@@ -411,27 +431,34 @@ func (s *supervisor) startKubelet(ctx context.Context) error {
 	}
 	s.update(func(st *node.State) { st.Kubelet.Ready = true })
 	s.log.Info("kubelet started", "pid", c.Pid(), "log", node.KubeletLogFile(s.p))
-	s.agentOnce.Do(func() { go s.runPodNetworkAgent(ctx) })
+	s.dutiesOnce.Do(func() { s.duties.Start(ctx) })
 	return nil
+}
+
+// dutyList is the node service's long-running duties, in start order. They
+// start once the kubelet runs (its credentials exist then) and stop before
+// it. Add a duty here; it reports its health through duty.Health and shows
+// in `kubeforge node status`.
+func (s *supervisor) dutyList() []duty.Duty {
+	return []duty.Duty{
+		{Name: "pod-network", Run: s.runPodNetworkAgent},
+	}
 }
 
 // runPodNetworkAgent keeps the node's pod CIDR and its routes to the other
 // nodes' pods up to date (see podnet), with the kubelet's credentials.
-func (s *supervisor) runPodNetworkAgent(ctx context.Context) {
+func (s *supervisor) runPodNetworkAgent(ctx context.Context, h *duty.Health) error {
 	name := node.NodeName(s.p)
 	if name == "" {
-		s.log.Warn("pod network agent not started: no node name recorded by init or join (" + node.InfoFile(s.p) + ") nor --hostname-override in the kubelet flags")
-		return
+		return errors.New("no node name recorded by init or join (" + node.InfoFile(s.p) + ") nor --hostname-override in the kubelet flags")
 	}
-	err := podnet.RunAgent(ctx, podnet.AgentOptions{
+	h.OK("running for node %s: keeps this node's pod CIDR and the routes to the other nodes' pods", name)
+	return podnet.RunAgent(ctx, podnet.AgentOptions{
 		Kubeconfig: s.p.Host(s.p.Kubeconfig("kubelet.conf")),
 		NodeName:   name,
 		CIDRFile:   s.p.Host(s.p.PodCIDRFile()),
 		Log:        s.log.With("component", "podnet"),
 	})
-	if err != nil {
-		s.log.Error("pod network agent stopped", "err", err)
-	}
 }
 
 // ensureLink makes link a symlink to target.
@@ -454,6 +481,7 @@ func ensureLink(link, target string) error {
 // their shims are not our children, and `kubeforge reset` removes them.
 func (s *supervisor) shutdown() {
 	s.phase("stopping")
+	s.duties.Stop()
 	s.mu.Lock()
 	kubelet, ctrd := s.kubelet, s.containerd
 	s.mu.Unlock()
