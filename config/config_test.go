@@ -199,3 +199,36 @@ func TestResolvedStub(t *testing.T) {
 		t.Fatalf("resolvConf %s", *c.Kubelet.ResolverConfig)
 	}
 }
+
+func TestKubeforgeConfigurationDocument(t *testing.T) {
+	c := New()
+	c.Source = "cluster.yaml"
+	err := c.Decode([]byte("apiVersion: kubeforge.io/v1alpha1\nkind: KubeforgeConfiguration\nnoSuchField: 1\n"))
+	if err == nil || !strings.Contains(err.Error(), "cluster.yaml") || !strings.Contains(err.Error(), "noSuchField") {
+		t.Errorf("unknown field: %v", err)
+	}
+	p := Paths{Root: t.TempDir(), StateDir: "/var/lib/kubeforge"}
+	k, err := LoadKubeforge(p)
+	if err != nil || k.Kind != KubeforgeKind {
+		t.Fatalf("no file: %+v, %v (want the defaults)", k, err)
+	}
+	data, err := MarshalKubeforge(KubeforgeConfiguration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(p.Host(p.StateDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.Host(p.KubeforgeConfigFile()), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKubeforge(p); err != nil {
+		t.Errorf("round trip: %v", err)
+	}
+	if err := os.WriteFile(p.Host(p.KubeforgeConfigFile()), []byte("kind: KubeletConfiguration\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKubeforge(p); err == nil || !strings.Contains(err.Error(), p.KubeforgeConfigFile()) {
+		t.Errorf("wrong kind: %v, want an error naming the file", err)
+	}
+}

@@ -33,6 +33,7 @@ func (c *Config) applyDefaults(h HostFacts) error {
 	if nr.Name == "" {
 		nr.Name = strings.ToLower(h.Hostname)
 	}
+	defaultKubeforge(&c.Kubeforge)
 	ep := &c.Init.LocalAPIEndpoint
 	if ep.AdvertiseAddress == "" {
 		if h.DefaultAddress == nil {

@@ -32,6 +32,10 @@ func (c *Config) CompleteJoin(h HostFacts, nodeIP string) error {
 	add := func(path, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", c.where(path), fmt.Sprintf(format, a...)))
 	}
+	defaultKubeforge(&c.Kubeforge)
+	for _, err := range validateKubeforge(&c.Kubeforge) {
+		errs = append(errs, fmt.Errorf("%s: %w", c.sourceName(), err))
+	}
 	for _, m := range validation.IsDNS1123Subdomain(nr.Name) {
 		add("JoinConfiguration.nodeRegistration.name", "%q is not a valid node name: %s", nr.Name, m)
 	}

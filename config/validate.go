@@ -70,6 +70,9 @@ func (c *Config) Validate(h HostFacts) error {
 	add := func(path string, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", c.where(path), fmt.Sprintf(format, a...)))
 	}
+	for _, err := range validateKubeforge(&c.Kubeforge) {
+		errs = append(errs, fmt.Errorf("%s: %w", c.sourceName(), err))
+	}
 	nr := c.Init.NodeRegistration
 	for _, m := range validation.IsDNS1123Subdomain(nr.Name) {
 		add("InitConfiguration.nodeRegistration.name", "%q is not a valid node name: %s", nr.Name, m)

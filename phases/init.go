@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/manifests"
@@ -326,6 +327,13 @@ func writeKubeletFiles(n *Node, phase, nodeIP string, withCNI bool) error {
 	}
 	p := n.Cfg.Paths
 	if err := writeNodeInfo(n, phase); err != nil {
+		return err
+	}
+	kf, err := config.MarshalKubeforge(n.Cfg.Kubeforge)
+	if err != nil {
+		return fmt.Errorf("render the kubeforge settings: %w", err)
+	}
+	if err := n.WriteFile(phase, "kubeforge settings", p.KubeforgeConfigFile(), kf, 0o600, ShowContent); err != nil {
 		return err
 	}
 	if err := n.WriteFile(phase, "kubelet flags", p.KubeletFlagsFile(), manifests.KubeletFlags(n.Cfg, nodeIP), 0o600, ShowContent); err != nil {

@@ -1,0 +1,79 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"sigs.k8s.io/yaml"
+)
+
+// KubeforgeAPIVersion is the API group of kubeforge's own document.
+const (
+	KubeforgeAPIVersion = "kubeforge.io/v1alpha1"
+	KubeforgeKind       = "KubeforgeConfiguration"
+)
+
+// KubeforgeConfiguration holds kubeforge's own settings: the ones kubeadm's
+// documents have no field for (what the node service does besides running
+// containerd and the kubelet, registries, ...). It is an optional document in
+// the same config file as kubeadm's:
+//
+//	apiVersion: kubeforge.io/v1alpha1
+//	kind: KubeforgeConfiguration
+//
+// init and join write the effective value (defaults filled in) to the
+// node's KubeforgeConfigFile, which the node service reads at start.
+// Each feature adds its settings as one field holding a struct of its own.
+type KubeforgeConfiguration struct {
+	APIVersion string `json:"apiVersion,omitempty"`
+	Kind       string `json:"kind,omitempty"`
+}
+
+// KubeforgeConfigFile is the node's effective KubeforgeConfiguration.
+func (p Paths) KubeforgeConfigFile() string { return filepath.Join(p.StateDir, "config.yaml") }
+
+// defaultKubeforge fills in k's unset fields.
+func defaultKubeforge(k *KubeforgeConfiguration) {
+	k.APIVersion, k.Kind = KubeforgeAPIVersion, KubeforgeKind
+}
+
+// validateKubeforge checks k; errors name the field (kind.field) and the fix.
+func validateKubeforge(k *KubeforgeConfiguration) []error {
+	return nil
+}
+
+// MarshalKubeforge renders k as the YAML document of KubeforgeConfigFile.
+func MarshalKubeforge(k KubeforgeConfiguration) ([]byte, error) {
+	defaultKubeforge(&k)
+	return yaml.Marshal(k)
+}
+
+// LoadKubeforge reads the node's KubeforgeConfigFile (p.Host applied), with
+// defaults filled in. A node without the file (made by an older kubeforge)
+// gets the defaults; a file that does not decode or validate is an error
+// naming it.
+func LoadKubeforge(p Paths) (KubeforgeConfiguration, error) {
+	var k KubeforgeConfiguration
+	path := p.KubeforgeConfigFile()
+	data, err := os.ReadFile(p.Host(path))
+	if os.IsNotExist(err) {
+		defaultKubeforge(&k)
+		return k, nil
+	}
+	if err != nil {
+		return k, err
+	}
+	if err := decodeStrict(data, &k); err != nil {
+		return k, fmt.Errorf("%s: %w", path, err)
+	}
+	if k.APIVersion != KubeforgeAPIVersion || k.Kind != KubeforgeKind {
+		return k, fmt.Errorf("%s: apiVersion %q kind %q, want %s %s", path, k.APIVersion, k.Kind, KubeforgeAPIVersion, KubeforgeKind)
+	}
+	defaultKubeforge(&k)
+	if errs := validateKubeforge(&k); len(errs) > 0 {
+		return k, fmt.Errorf("%s: %w", path, errors.Join(errs...))
+	}
+	return k, nil
+}
