@@ -4,36 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/kubeletflags"
 )
-
-// kubeadmFormat returns the blank-separated flags of a flags file as
-// kubeadm and kubeforge write it for plain values: one
-// KUBELET_KUBEADM_ARGS="…" line, valid UTF-8 with no quote, backslash, $,
-// `, control character or other space inside.
-func kubeadmFormat(data string) ([]string, bool) {
-	inner, ok := strings.CutPrefix(strings.TrimSuffix(data, "\n"), `KUBELET_KUBEADM_ARGS="`)
-	if !ok {
-		return nil, false
-	}
-	inner, ok = strings.CutSuffix(inner, `"`)
-	if !ok || !utf8.ValidString(inner) {
-		return nil, false
-	}
-	for _, r := range inner {
-		if r != ' ' && (!strconv.IsPrint(r) || strings.ContainsRune("\"'\\$`", r)) {
-			return nil, false
-		}
-	}
-	return strings.Fields(inner), true
-}
 
 // FuzzKubeletFlag feeds arbitrary kubeadm-flags.env files to reset's
 // kubeletFlag (which reads --hostname-override and --cgroup-root from it)
@@ -79,7 +56,7 @@ func FuzzKubeletFlag(f *testing.F) {
 		}
 		// A file in kubeadm's format (every word --name=value), read by
 		// eye: the last --name=.
-		if words, ok := kubeadmFormat(data); ok && kubeletflags.CheckName(name) == nil &&
+		if words, ok := kubeletflags.PlainArgs(data); ok && kubeletflags.CheckName(name) == nil &&
 			!slices.ContainsFunc(words, func(w string) bool { return !strings.Contains(w, "=") }) {
 			simple := ""
 			for _, w := range words {

@@ -24,26 +24,6 @@ func envQuote(v string) string {
 	return b.String()
 }
 
-// simpleFormat reports whether data is a flags file as kubeadm writes it
-// for plain values: one KUBELET_KUBEADM_ARGS="…" line of blank-separated
-// printable words without quotes, backslashes, $ or `.
-func simpleFormat(data string) (words []string, ok bool) {
-	inner, ok := strings.CutPrefix(strings.TrimSuffix(data, "\n"), KubeadmArgsVar+`="`)
-	if !ok {
-		return nil, false
-	}
-	inner, ok = strings.CutSuffix(inner, `"`)
-	if !ok || !utf8.ValidString(inner) {
-		return nil, false
-	}
-	for _, r := range inner {
-		if r != ' ' && (!strconv.IsPrint(r) || strings.ContainsRune("\"'\\$`", r)) {
-			return nil, false
-		}
-	}
-	return strings.Fields(inner), true
-}
-
 // FuzzParse feeds arbitrary kubeadm-flags.env files (and
 // /etc/default/kubelet-style KUBELET_EXTRA_ARGS) to Parse. Errors name
 // the problem; a file in kubeadm's plain format gives its blank-separated
@@ -84,7 +64,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if words, ok := simpleFormat(data); ok && !slices.Equal(args, words) {
+		if words, ok := PlainArgs(data); ok && !slices.Equal(args, words) {
 			t.Fatalf("%q: parsed %q, kubeadm's reading %q", data, args, words)
 		}
 		// The variables, written back, parse to the same.

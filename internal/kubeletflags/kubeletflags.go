@@ -55,6 +55,7 @@ package kubeletflags
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -436,4 +437,26 @@ func splitWords(s string) ([]string, error) {
 		}
 		words = append(words, w.String())
 	}
+}
+
+// PlainArgs returns the arguments of a flags file in kubeadm's plain format
+// (one KUBELET_KUBEADM_ARGS="…" line of blank-separated printable words
+// without quotes, backslashes, $ or `), as anyone reading it would split
+// them, and false for a file in any other form. It is the reference that
+// tests hold Parse to.
+func PlainArgs(data string) (args []string, ok bool) {
+	inner, ok := strings.CutPrefix(strings.TrimSuffix(data, "\n"), KubeadmArgsVar+`="`)
+	if !ok {
+		return nil, false
+	}
+	inner, ok = strings.CutSuffix(inner, `"`)
+	if !ok || !utf8.ValidString(inner) {
+		return nil, false
+	}
+	for _, r := range inner {
+		if r != ' ' && (!strconv.IsPrint(r) || strings.ContainsRune("\"'\\$`", r)) {
+			return nil, false
+		}
+	}
+	return strings.Fields(inner), true
 }
