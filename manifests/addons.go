@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubeforge/kubeforge/components/hosttools"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/version"
 )
@@ -184,6 +183,16 @@ func apiServerEnv(c *config.Config) []corev1.EnvVar {
 	return []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: u.Hostname()}, {Name: "KUBERNETES_SERVICE_PORT", Value: port}}
 }
 
+// The kube-proxy pod's contract with components/hosttools (which must not
+// import this package: its trampoline is a tiny separate binary): the host's
+// root is mounted read-only at KubeProxyHostRootDir and named in the
+// environment variable KubeProxyHostRootEnv. A test in components/hosttools
+// holds both sides equal.
+const (
+	KubeProxyHostRootEnv = "KUBEFORGE_HOST_ROOT"
+	KubeProxyHostRootDir = "/host"
+)
+
 // KubeProxyObjects are the kube-proxy addon: its ConfigMap (the
 // KubeProxyConfiguration and an in-cluster kubeconfig), RBAC and the
 // DaemonSet running the self-image's kube-proxy on every node. The pod
@@ -236,15 +245,15 @@ users:
 							"--config=/var/lib/kube-proxy/" + kubeProxyConfig, "--hostname-override=$(NODE_NAME)"},
 						Env: []corev1.EnvVar{
 							{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
-							{Name: hosttools.HostRootEnv, Value: hosttools.HostRootDir},
+							{Name: KubeProxyHostRootEnv, Value: KubeProxyHostRootDir},
 						},
 						SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
 						VolumeMounts: []corev1.VolumeMount{
 							{Name: KubeProxyName, MountPath: "/var/lib/kube-proxy"},
 							{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
 							{Name: "lib-modules", MountPath: "/lib/modules", ReadOnly: true},
-							{Name: "host-root", MountPath: hosttools.HostRootDir, ReadOnly: true, RecursiveReadOnly: &recursiveRO},
-							{Name: "xtables-lock", MountPath: hosttools.HostRootDir + "/run/xtables.lock"},
+							{Name: "host-root", MountPath: KubeProxyHostRootDir, ReadOnly: true, RecursiveReadOnly: &recursiveRO},
+							{Name: "xtables-lock", MountPath: KubeProxyHostRootDir + "/run/xtables.lock"},
 						},
 					}},
 					HostNetwork:        true,
