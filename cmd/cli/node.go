@@ -167,7 +167,11 @@ func printNodeStatus(w io.Writer, p config.Paths, st node.Status) {
 	}
 	switch {
 	case st.KubeletPID != 0:
-		fmt.Fprintf(w, "  kubelet: running (pid %d), healthz: %s\n", st.KubeletPID, st.KubeletHealth)
+		where := ""
+		if node.InOtherNetNS(st.KubeletPID) {
+			where = ", in another network namespace than this shell's"
+		}
+		fmt.Fprintf(w, "  kubelet: running (pid %d%s), healthz: %s\n", st.KubeletPID, where, st.KubeletHealth)
 	case st.State.KubeletHeld:
 		fmt.Fprintln(w, "  kubelet: stopped on request (until the node service restarts)")
 	case st.Running && st.State.Phase == "waiting for the kubelet config":

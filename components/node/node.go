@@ -18,10 +18,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/config"
@@ -359,33 +363,31 @@ func GetStatus(ctx context.Context, p config.Paths) Status {
 		st.RuntimeReady = true
 	}
 	if st.KubeletPID != 0 {
-		st.KubeletHealth = kubeletHealth(ctx, p)
+		st.KubeletHealth = kubeletHealth(ctx, p, st.KubeletPID)
 		st.KubeletHealthy = st.KubeletHealth == "ok"
 	}
 	return st
 }
 
-// kubeletHealth asks the kubelet's healthz endpoint (loopback), at the
-// address and port of its config file or the defaults.
-func kubeletHealth(ctx context.Context, p config.Paths) string {
+// kubeletHealth asks the kubelet's healthz endpoint at the address and
+// port of its config file (the defaults when it sets none), from inside the
+// kubelet's own network namespace: a node can run in a namespace of its own
+// (hack/up.sh), where this shell's loopback is not the kubelet's.
+func kubeletHealth(ctx context.Context, p config.Paths, pid int) string {
 	addr, port := "127.0.0.1", 10248
 	if b, err := os.ReadFile(p.Host(p.KubeletConfigFile())); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
-			if !ok {
-				continue
-			}
-			v = strings.Trim(strings.TrimSpace(v), `"'`)
-			switch k {
-			case "healthzPort":
-				if n, err := strconv.Atoi(v); err == nil {
-					port = n
-				}
-			case "healthzBindAddress":
-				if v != "" && v != "0.0.0.0" && v != "::" {
-					addr = v
-				}
-			}
+		var kc struct {
+			HealthzPort        *int   `json:"healthzPort"`
+			HealthzBindAddress string `json:"healthzBindAddress"`
+		}
+		if err := yaml.Unmarshal(b, &kc); err != nil {
+			return fmt.Sprintf("cannot read %s: %v", p.KubeletConfigFile(), err)
+		}
+		if kc.HealthzPort != nil {
+			port = *kc.HealthzPort
+		}
+		if v := kc.HealthzBindAddress; v != "" && v != "0.0.0.0" && v != "::" {
+			addr = v
 		}
 	}
 	if port == 0 {
@@ -397,7 +399,13 @@ func kubeletHealth(ctx context.Context, p config.Paths) string {
 	if err != nil {
 		return err.Error()
 	}
-	resp, err := http.DefaultClient.Do(req)
+	nsPath := fmt.Sprintf("/proc/%d/ns/net", pid)
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			return dialInNetNS(ctx, nsPath, network, address)
+		},
+	}}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err.Error()
 	}
@@ -407,6 +415,56 @@ func kubeletHealth(ctx context.Context, p config.Paths) string {
 		return strings.TrimSpace(string(b))
 	}
 	return fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+}
+
+// InOtherNetNS reports whether pid runs in another network namespace than
+// this process. (The calling thread's namespace is this process's: the only
+// threads that enter another one are dialInNetNS's, and they never run
+// anything else. /proc/self/ns/net would be the main thread's, which can be
+// such a thread.)
+func InOtherNetNS(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return !sameFile(fmt.Sprintf("/proc/%d/ns/net", pid), "/proc/thread-self/ns/net")
+}
+
+func sameFile(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}
+
+// dialInNetNS connects to address from inside the network namespace at
+// nsPath: the socket is made by a thread that entered it. That thread stays
+// locked and is ended with its goroutine, so no other goroutine ever runs
+// in the foreign namespace.
+func dialInNetNS(ctx context.Context, nsPath, network, address string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{err: fmt.Errorf("open the kubelet's network namespace: %w", err)}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("enter the kubelet's network namespace %s: %w", nsPath, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, address)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
 }
 
 // PathArgs are the `node run` flags that carry p's node-service paths to
