@@ -16,7 +16,7 @@ build: ## build bin/kubeforge (static), with the small runc shim and host-tool t
 	$(GO) build -ldflags '-s -w' -o $(SHIM) ./components/containerd/shimcmd
 	$(GO) build -ldflags '-s -w' -o $(TRAMPOLINE) ./components/hosttools/trampoline
 	$(GO) run ./hack/patches -o build
-	$(GO) build -modfile build/go.mod -trimpath -tags embedshim,embedhosttools -ldflags '$(LDFLAGS)' -o bin/kubeforge ./cmd/kubeforge
+	$(GO) build -modfile build/go.mod -trimpath -tags embedshim,embedhosttools -ldflags "$(LDFLAGS) -X github.com/kubeforge/kubeforge/internal/version.Patches=$$($(GO) run ./hack/patches -list)" -o bin/kubeforge ./cmd/kubeforge
 
 unit: ## unit tests only (no root, no cluster)
 	$(GO) test -short ./...

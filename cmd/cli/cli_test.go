@@ -347,8 +347,17 @@ func TestCompletion(t *testing.T) {
 }
 
 func TestVersionAndConfig(t *testing.T) {
-	if out := mustRun(t, "version"); !strings.Contains(out, "Kubernetes v1.37.2") {
+	if out := mustRun(t, "version"); !strings.Contains(out, "Kubernetes v1.37.2") ||
+		!strings.Contains(out, "patched upstream code (") && !strings.Contains(out, "upstream code as released") {
 		t.Errorf("version: %s", out)
+	}
+	// `make build` stamps the patches in; a plain `go build` has none.
+	var v map[string]string
+	if err := json.Unmarshal([]byte(mustRun(t, "version", "-o", "json")), &v); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := v["patches"]; !ok || os.Getenv("KUBEFORGE_BINARY") != "" && !strings.Contains(p, "etcd-") {
+		t.Errorf("version -o json: patches %q (present: %v); a make build binary lists hack/patches' IDs", p, ok)
 	}
 	defaults := mustRun(t, "config", "print", "init-defaults")
 	f := filepath.Join(t.TempDir(), "defaults.yaml")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -30,6 +31,7 @@ func newVersionCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 				"coredns":    version.CoreDNS,
 				"go":         version.GoVersion(),
 				"platform":   runtime.GOOS + "/" + runtime.GOARCH,
+				"patches":    version.Patches,
 			}
 			switch o.output {
 			case "json":
@@ -40,6 +42,11 @@ func newVersionCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 				fmt.Fprintf(out, "kubeforge %s (Kubernetes %s, etcd %s, containerd %s, CoreDNS %s, %s, %s)\n",
 					version.Version, version.Kubernetes, version.Etcd, version.Containerd, version.CoreDNS,
 					info["go"], info["platform"])
+				if version.Patches == "" {
+					fmt.Fprintln(out, "upstream code as released (no patches)")
+				} else {
+					fmt.Fprintf(out, "patched upstream code (README \"Upstream patches\"): %s\n", strings.ReplaceAll(version.Patches, ",", ", "))
+				}
 				return nil
 			default:
 				return fmt.Errorf("--output %q: must be text or json", o.output)

@@ -27,12 +27,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
 
 // patch replaces Old by New in File of Module (the version go.mod selects).
 type patch struct {
+	// ID names the change (several patches can make one change): `make
+	// build` stamps the IDs into the binary, and `kubeforge version` lists them.
+	ID           string
 	Module, File string
 	Old, New     string
 	Why          string
@@ -40,6 +44,7 @@ type patch struct {
 
 var patches = []patch{
 	{
+		ID:     "apiserver-priority-classes-no-initial-wait",
 		Module: "k8s.io/kubernetes",
 		File:   "pkg/registry/scheduling/rest/storage_scheduling.go",
 		Old:    "err := wait.Poll(1*time.Second, 30*time.Second, func() (done bool, err error) {",
@@ -48,6 +53,7 @@ var patches = []patch{
 			"attempt, and /readyz waits for it",
 	},
 	{
+		ID:     "apiserver-bootstrap-roles-no-initial-wait",
 		Module: "k8s.io/kubernetes",
 		File:   "pkg/registry/rbac/rest/storage_rbac.go",
 		Old:    "err := wait.Poll(1*time.Second, 30*time.Second, func() (done bool, err error) {",
@@ -56,6 +62,7 @@ var patches = []patch{
 			"and /readyz waits for it",
 	},
 	{
+		ID:     "etcd-single-member-fast-election",
 		Module: "go.etcd.io/etcd/server/v3",
 		File:   "etcdserver/server.go",
 		Old:    "\t\ts.r.advanceTicks(ticks)\n\t\treturn\n\t}\n",
@@ -72,6 +79,7 @@ var patches = []patch{
 			"timeout while its bootstrap configuration is not applied yet, and starts counting again)",
 	},
 	{
+		ID:     "etcd-publish-retry-2s",
 		Module: "go.etcd.io/etcd/server/v3",
 		File:   "etcdserver/server.go",
 		Old:    "s.GoAttach(func() { s.publishV3(s.Cfg.ReqTimeout()) })",
@@ -86,6 +94,7 @@ var patches = []patch{
 	// etcd commit (~7 ms here), ~1 s in all before /readyz. These patches
 	// run 8 at a time (etcd commits them together); the result is the same.
 	{
+		ID:     "apiserver-bootstrap-roles-parallel",
 		Module: "k8s.io/kubernetes",
 		File:   "pkg/registry/rbac/rest/storage_rbac.go",
 		Old:    "import (\n\t\"context\"\n\t\"fmt\"\n\t\"time\"\n",
@@ -93,6 +102,7 @@ var patches = []patch{
 		Why:    "bootstrap roles in parallel: import sync",
 	},
 	{
+		ID:     "apiserver-bootstrap-roles-parallel",
 		Module: "k8s.io/kubernetes",
 		File:   "pkg/registry/rbac/rest/storage_rbac.go",
 		Old:    "\tfor _, clusterRole := range p.ClusterRoles {\n",
@@ -101,6 +111,7 @@ var patches = []patch{
 		Why: "bootstrap ClusterRoles in parallel",
 	},
 	{
+		ID:     "apiserver-bootstrap-roles-parallel",
 		Module: "k8s.io/kubernetes",
 		File:   "pkg/registry/rbac/rest/storage_rbac.go",
 		Old:    "rbac.GroupName, clusterRole.Name, err))\n\t\t\tfailedReconciliation = true\n\t\t}\n\t}\n",
@@ -108,6 +119,7 @@ var patches = []patch{
 		Why:    "bootstrap ClusterRoles in parallel: wait for them",
 	},
 	{
+		ID:     "apiserver-bootstrap-roles-parallel",
 		Module: "k8s.io/kubernetes",
 		File:   "pkg/registry/rbac/rest/storage_rbac.go",
 		Old:    "\tfor _, clusterRoleBinding := range p.ClusterRoleBindings {\n",
@@ -115,6 +127,7 @@ var patches = []patch{
 		Why:    "bootstrap ClusterRoleBindings in parallel",
 	},
 	{
+		ID:     "apiserver-bootstrap-roles-parallel",
 		Module: "k8s.io/kubernetes",
 		File:   "pkg/registry/rbac/rest/storage_rbac.go",
 		Old:    "rbac.GroupName, clusterRoleBinding.Name, err))\n\t\t\tfailedReconciliation = true\n\t\t}\n\t}\n",
@@ -122,6 +135,7 @@ var patches = []patch{
 		Why:    "bootstrap ClusterRoleBindings in parallel: wait for them",
 	},
 	{
+		ID:     "kubelet-volume-check-50ms",
 		Module: "k8s.io/kubernetes",
 		File:   "pkg/kubelet/volumemanager/volume_manager.go",
 		Old:    "podAttachAndMountRetryInterval = 300 * time.Millisecond",
@@ -142,7 +156,18 @@ const (
 
 func main() {
 	out := flag.String("o", "build", "the directory to prepare: go.mod, go.sum and the patched module trees")
+	list := flag.Bool("list", false, "print the IDs of the changes, comma-separated (for the binary's version stamp), and do nothing else")
 	flag.Parse()
+	if *list {
+		var ids []string
+		for _, p := range patches {
+			if !slices.Contains(ids, p.ID) {
+				ids = append(ids, p.ID)
+			}
+		}
+		fmt.Println(strings.Join(ids, ","))
+		return
+	}
 	if err := run(*out); err != nil {
 		fmt.Fprintln(os.Stderr, "patches:", err)
 		os.Exit(1)

@@ -8,6 +8,11 @@ import "runtime/debug"
 // -ldflags "-X github.com/kubeforge/kubeforge/internal/version.Version=v0.1.0".
 var Version = "v0.1.0-dev"
 
+// Patches lists, comma-separated, the IDs of the changes to upstream code
+// compiled in (hack/patches; README "Upstream patches"), set at build time
+// by `make build`. Empty: the upstream code as released (a plain `go build`).
+var Patches = ""
+
 const (
 	// Kubernetes is the version of k8s.io/kubernetes compiled in.
 	Kubernetes = "v1.37.2"
