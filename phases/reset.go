@@ -119,7 +119,7 @@ func runRemoveEtcdMember(ctx context.Context, d *ResetData) error {
 	defer cancel()
 	removed, err := etcdmember.Remove(ctx, ec, name)
 	switch {
-	case err != nil && strings.Contains(err.Error(), "only member"):
+	case errors.Is(err, etcdmember.ErrOnlyMember):
 		d.Out.Printf(phase, "etcd member %s is the cluster's only member; its data is removed with the node", name)
 	case err != nil:
 		d.Out.Warnf(phase, "could not remove etcd member %s: %v; remove it from another control-plane node", name, err)

@@ -49,11 +49,22 @@ func IsIPAM(args []string) bool { return len(args) > 0 && filepath.Base(args[0])
 // stdin, result on stdout, errors as CNI error JSON.
 func IPAMMain(_ []string) int {
 	if err := runIPAM(os.Stdin, os.Stdout, os.Stderr, os.Getenv("CNI_COMMAND"), os.Getenv("CNI_PATH")); err != nil {
+		var de delegateExit
+		if errors.As(err, &de) {
+			return int(de) // host-local already printed its error result
+		}
 		json.NewEncoder(os.Stdout).Encode(map[string]any{"cniVersion": "1.0.0", "code": 999, "msg": err.Error()})
 		return 1
 	}
 	return 0
 }
+
+// delegateExit is host-local's exit code when it failed: it has printed
+// its CNI error result already, so the plugin exits with its code and
+// prints nothing more.
+type delegateExit int
+
+func (e delegateExit) Error() string { return fmt.Sprintf("host-local exited with code %d", int(e)) }
 
 func runIPAM(stdin io.Reader, stdout, stderr io.Writer, command, cniPath string) error {
 	raw, err := io.ReadAll(stdin)
@@ -115,7 +126,7 @@ func runIPAM(stdin io.Reader, stdout, stderr io.Writer, command, cniPath string)
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			os.Exit(ee.ExitCode()) // host-local already printed its error result
+			return delegateExit(ee.ExitCode())
 		}
 		return err
 	}

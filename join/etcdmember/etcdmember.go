@@ -118,7 +118,7 @@ func Promote(ctx context.Context, c *clientv3.Client, id uint64) error {
 		if err == nil {
 			return nil
 		}
-		if strings.Contains(err.Error(), "is not a learner") || strings.Contains(err.Error(), "not a learner") {
+		if errors.Is(err, rpctypes.ErrMemberNotLearner) {
 			return nil // already a voting member (rerun)
 		}
 		last = err
@@ -140,7 +140,11 @@ func transientRemoveError(err error) bool {
 	return strings.Contains(msg, "unhealthy cluster") || strings.Contains(msg, "leader changed") || strings.Contains(msg, "no leader")
 }
 
-// Remove removes the member called name, unless it is the only one.
+// ErrOnlyMember is Remove's refusal to remove a cluster's last member.
+var ErrOnlyMember = errors.New("it is the only member: removing it would destroy the cluster's data (reset removes the data directory instead)")
+
+// Remove removes the member called name, unless it is the only one
+// (ErrOnlyMember).
 // It reports whether it removed anything.
 func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) {
 	members, err := List(ctx, c)
@@ -152,7 +156,7 @@ func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) 
 			continue
 		}
 		if len(members) == 1 {
-			return false, errors.New("it is the only member: removing it would destroy the cluster's data (reset removes the data directory instead)")
+			return false, ErrOnlyMember
 		}
 		// etcd refuses to remove a voter while the remaining members have
 		// not all been connected for 5 s ("unhealthy cluster"): after a
