@@ -49,6 +49,8 @@ type Config struct {
 	Cluster   v1beta4.ClusterConfiguration
 	Kubelet   kubeletv1beta1.KubeletConfiguration
 	KubeProxy kubeproxyv1alpha1.KubeProxyConfiguration
+	// Kubeforge is kubeforge's own settings (kubeforge.io/v1alpha1).
+	Kubeforge KubeforgeConfiguration
 
 	// Paths is where everything lives on the host.
 	Paths Paths
@@ -115,6 +117,7 @@ func New() *Config {
 	c.Cluster.APIVersion, c.Cluster.Kind = KubeadmAPIVersion, "ClusterConfiguration"
 	c.Kubelet.APIVersion, c.Kubelet.Kind = KubeletAPIVersion, "KubeletConfiguration"
 	c.KubeProxy.APIVersion, c.KubeProxy.Kind = KubeProxyAPIVersion, "KubeProxyConfiguration"
+	c.Kubeforge.APIVersion, c.Kubeforge.Kind = KubeforgeAPIVersion, "KubeforgeConfiguration"
 	return c
 }
 

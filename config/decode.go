@@ -71,13 +71,15 @@ func (c *Config) Decode(data []byte) error {
 			target = &c.Kubelet
 		case KubeProxyAPIVersion + "/KubeProxyConfiguration":
 			target = &c.KubeProxy
+		case KubeforgeAPIVersion + "/KubeforgeConfiguration":
+			target = &c.Kubeforge
 		default:
 			if strings.HasPrefix(tm.APIVersion, "kubeadm.k8s.io/") && tm.APIVersion != KubeadmAPIVersion {
 				errs = append(errs, fmt.Errorf("%s: document %d: apiVersion %q is not supported: kubeforge reads %s (convert the file with `kubeadm config migrate`)",
 					c.sourceName(), n, tm.APIVersion, KubeadmAPIVersion))
 			} else {
-				errs = append(errs, fmt.Errorf("%s: document %d: unknown kind %q (apiVersion %q); expected InitConfiguration, ClusterConfiguration or JoinConfiguration (%s), KubeletConfiguration (%s) or KubeProxyConfiguration (%s)",
-					c.sourceName(), n, tm.Kind, tm.APIVersion, KubeadmAPIVersion, KubeletAPIVersion, KubeProxyAPIVersion))
+				errs = append(errs, fmt.Errorf("%s: document %d: unknown kind %q (apiVersion %q); expected InitConfiguration, ClusterConfiguration or JoinConfiguration (%s), KubeletConfiguration (%s), KubeProxyConfiguration (%s) or KubeforgeConfiguration (%s)",
+					c.sourceName(), n, tm.Kind, tm.APIVersion, KubeadmAPIVersion, KubeletAPIVersion, KubeProxyAPIVersion, KubeforgeAPIVersion))
 			}
 			continue
 		}

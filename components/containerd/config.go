@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/template"
 
 	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
@@ -121,60 +120,51 @@ var RequiredPlugins = []string{
 // p.ContainerdConfig() (under p.Root), together with the registry host
 // configuration it points at. It returns the config's logical path.
 func WriteConfig(p config.Paths, o Options) (string, error) {
-	files, err := renderFiles(p, o)
+	cfg, err := RenderConfig(p, o)
 	if err != nil {
 		return "", err
 	}
-	keep := map[string]bool{}
-	for _, f := range files {
-		if _, err := fsutil.WriteFile(p.Host(f.path), f.data, f.mode); err != nil {
-			return "", fmt.Errorf("write containerd config: %w", err)
-		}
-		if rel, err := filepath.Rel(RegistryHostsDir(p), f.path); err == nil && !strings.HasPrefix(rel, "..") {
-			keep[strings.Split(rel, string(filepath.Separator))[0]] = true
-		}
+	// 0600: the config may hold registry credentials.
+	if _, err := fsutil.WriteFile(p.Host(p.ContainerdConfig()), cfg, 0o600); err != nil {
+		return "", fmt.Errorf("write containerd config: %w", err)
 	}
-	// The hosts tree is all ours: a registry no longer configured goes.
+	if err := WriteRegistryHosts(p, o); err != nil {
+		return "", err
+	}
+	return p.ContainerdConfig(), nil
+}
+
+// WriteRegistryHosts writes the registry hosts tree of o (RegistryHostsDir)
+// and removes the directories of registries no longer configured. A running
+// containerd's CRI reads the tree on every pull: a change takes effect at
+// the next pull, without a restart (credentials, in the config, do not).
+func WriteRegistryHosts(p config.Paths, o Options) error {
 	hostsDir := p.Host(RegistryHostsDir(p))
+	keep := map[string]bool{}
+	for _, h := range o.renderRegistries().Hosts {
+		if _, err := fsutil.WriteFile(filepath.Join(hostsDir, h.Dir, "hosts.toml"), h.Data, 0o644); err != nil {
+			return fmt.Errorf("write containerd registry hosts: %w", err)
+		}
+		keep[h.Dir] = true
+	}
 	entries, err := os.ReadDir(hostsDir)
 	if err != nil {
-		return "", fmt.Errorf("read the registry hosts dir: %w", err)
+		return fmt.Errorf("read the registry hosts dir: %w", err)
 	}
 	for _, e := range entries {
 		if !keep[e.Name()] {
 			if err := os.RemoveAll(filepath.Join(hostsDir, e.Name())); err != nil {
-				return "", fmt.Errorf("remove stale registry hosts %s: %w", e.Name(), err)
+				return fmt.Errorf("remove stale registry hosts %s: %w", e.Name(), err)
 			}
 		}
 	}
-	return p.ContainerdConfig(), nil
+	return nil
 }
 
 // RegistryHostsDir is the CRI's registry config_path: one hosts.toml per
 // registry (see package registries). containerd reads it on every pull.
 func RegistryHostsDir(p config.Paths) string {
 	return filepath.Join(p.StateDir, "containerd-hosts.d")
-}
-
-type file struct {
-	path string // logical
-	data []byte
-	mode os.FileMode
-}
-
-// renderFiles returns the config.toml and the registry hosts files.
-func renderFiles(p config.Paths, o Options) ([]file, error) {
-	cfg, err := RenderConfig(p, o)
-	if err != nil {
-		return nil, err
-	}
-	// 0600: the config may hold registry credentials.
-	files := []file{{p.ContainerdConfig(), cfg, 0o600}}
-	hostsDir := RegistryHostsDir(p)
-	for _, h := range o.renderRegistries().Hosts {
-		files = append(files, file{filepath.Join(hostsDir, h.Dir, "hosts.toml"), h.Data, 0o644})
-	}
-	return files, nil
 }
 
 // renderRegistries renders the registry configuration. Our own registry
