@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -27,8 +28,16 @@ const (
 // node's KubeforgeConfigFile, which the node service reads at start.
 // Each feature adds its settings as one field holding a struct of its own.
 type KubeforgeConfiguration struct {
-	APIVersion string `json:"apiVersion,omitempty"`
-	Kind       string `json:"kind,omitempty"`
+	metav1.TypeMeta `json:",inline"`
+
+	// AirGapped keeps the node's container runtime from pulling any image:
+	// every registry resolves to a dead loopback port, and images come
+	// from `kubeforge images import` or the import directory. By default
+	// (false) workloads pull from registries as on any distribution,
+	// configured by /etc/kubeforge/registries.yaml. kubeforge's own images
+	// (the control plane, the addons, pause) are never pulled either way.
+	// The flag --air-gapped of init and join sets it.
+	AirGapped bool `json:"airGapped,omitempty"`
 }
 
 // KubeforgeConfigFile is the node's effective KubeforgeConfiguration.

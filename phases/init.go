@@ -87,7 +87,7 @@ func InitWorkflow() *Workflow[*InitData] {
 				Run: runEtcdLocal}}},
 		controlPlanePhase(),
 		{Name: "kubelet-config", Short: "Write the kubelet configuration, its flags and the node's CNI configuration",
-			Run: runKubeletConfig},
+			Run: runKubeletConfig, Flags: []string{"air-gapped"}},
 	}
 	w.Phases = append(w.Phases, livePhases()...)
 	return w

@@ -63,7 +63,8 @@ func JoinWorkflow() *Workflow[*JoinData] {
 			{Name: "kubeconfig", Short: "Generate the kubeconfig files of this control-plane node", Run: runJoinKubeconfig},
 			{Name: "control-plane", Short: "Generate the control plane's static Pod manifests", Run: runJoinControlPlaneManifests},
 		}},
-		{Name: "kubelet-start", Short: "Write the kubelet's configuration, start the node service and wait for the kubelet's TLS bootstrap", Run: runJoinKubeletStart},
+		{Name: "kubelet-start", Short: "Write the kubelet's configuration, start the node service and wait for the kubelet's TLS bootstrap", Run: runJoinKubeletStart,
+			Flags: []string{"air-gapped"}},
 		{Name: "control-plane-join", Short: "Join the machine as a control-plane instance", RunIf: cp, Phases: []Phase[*JoinData]{
 			{Name: "etcd", Short: "Add this node's etcd member (as a learner, promoted once in sync)", Run: runJoinEtcd},
 			{Name: "mark-control-plane", Short: "Label and taint the node as a control-plane node", Run: runJoinMarkControlPlane},

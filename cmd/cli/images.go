@@ -24,8 +24,11 @@ func newImagesCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 		Use:   "images",
 		Short: "Load and list container images in the node's containerd",
 		Long: `Load and list the container images of the node's bundled containerd
-(namespace k8s.io, the one the kubelet uses). A kubeforge node pulls nothing
-from a registry: load images with "kubeforge images import".`,
+(namespace k8s.io, the one the kubelet uses). A node pulls workloads' images
+from registries (configured in /etc/kubeforge/registries.yaml) unless it is
+air-gapped (init or join --air-gapped); either way, images load with
+"kubeforge images import", and archives copied into
+/var/lib/kubeforge/agent/images are imported at every node service start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}

@@ -38,6 +38,7 @@ type initOptions struct {
 	singleNode            bool
 	skipTokenPrint        bool
 	rootDir               string
+	airGapped             bool
 }
 
 func newInitCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
@@ -101,6 +102,7 @@ func (o *initOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.certificateKey, "certificate-key", "", "key to encrypt the uploaded certificates with (64 hex characters; generated when empty)")
 	fs.BoolVar(&o.singleNode, "single-node", false, "do not taint the control-plane node, so it runs workloads too")
 	fs.BoolVar(&o.skipTokenPrint, "skip-token-print", false, "do not print the bootstrap token")
+	fs.BoolVar(&o.airGapped, "air-gapped", false, airGappedUsage)
 	fs.StringVar(&o.rootDir, "root-dir", "", "do all file I/O under this directory instead of / (for tests)")
 	_ = fs.MarkHidden("root-dir")
 }
@@ -133,6 +135,7 @@ func (o *initOptions) loadConfig(fs *pflag.FlagSet, host config.HostFacts) (*con
 	set("cert-dir", "ClusterConfiguration.certificatesDir", func() { cfg.Cluster.CertificatesDir = o.certDir })
 	set("cri-socket", "InitConfiguration.nodeRegistration.criSocket", func() { cfg.Init.NodeRegistration.CRISocket = o.criSocket })
 	set("certificate-key", "InitConfiguration.certificateKey", func() { cfg.Init.CertificateKey = o.certificateKey })
+	set("air-gapped", "KubeforgeConfiguration.airGapped", func() { cfg.Kubeforge.AirGapped = o.airGapped })
 	if changed("apiserver-cert-extra-sans") {
 		for i := range o.certSANs {
 			cfg.SetFrom(fmt.Sprintf("ClusterConfiguration.apiServer.certSANs[%d]", len(cfg.Cluster.APIServer.CertSANs)+i), "--apiserver-cert-extra-sans")
@@ -212,3 +215,7 @@ func phaseTimer[T any](rep func(T) *progress.Reporter) func(d T, name string, to
 		}
 	}
 }
+
+// airGappedUsage is --air-gapped's help, the same for init and join.
+const airGappedUsage = "pull no image from any registry (KubeforgeConfiguration.airGapped): workloads' images come from `kubeforge images import` or " +
+	"/var/lib/kubeforge/agent/images; by default they are pulled as configured in /etc/kubeforge/registries.yaml"

@@ -40,6 +40,7 @@ type joinOptions struct {
 	skipPhases            []string
 	dryRun                bool
 	output                string
+	airGapped             bool
 }
 
 func newJoinCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
@@ -120,6 +121,7 @@ func (o *joinOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.ignorePreflightErrors, "ignore-preflight-errors", nil, "pre-flight checks whose errors become warnings ('all' for every one)")
 	fs.StringSliceVar(&o.skipPhases, "skip-phases", nil, "phases to skip")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print what would be done")
+	fs.BoolVar(&o.airGapped, "air-gapped", false, airGappedUsage)
 	fs.StringVarP(&o.output, "output", "o", "text", "progress output: text or json")
 }
 
@@ -133,6 +135,10 @@ func (o *joinOptions) newData(fs *pflag.FlagSet, args []string, out io.Writer) (
 		if cfg, err = config.Load(o.configFile); err != nil {
 			return nil, err
 		}
+	}
+	if fs.Changed("air-gapped") {
+		cfg.Kubeforge.AirGapped = o.airGapped
+		cfg.SetFrom("KubeforgeConfiguration.airGapped", "--air-gapped")
 	}
 	j := &cfg.Join
 	bt := j.Discovery.BootstrapToken

@@ -133,7 +133,28 @@ running) and exits 0. SIGHUP restarts the kubelet.`,
 	}
 	status.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 
-	cmd.AddCommand(run, start, stop, status)
+	restart := &cobra.Command{
+		Use:   "restart",
+		Short: "Restart the node service so it reads its configuration again (containers keep running)",
+		Long: `Stop the node service and start it again: containerd and the kubelet re-read
+their configuration, including /etc/kubeforge/registries.yaml. Containers keep
+running. A registries.yaml the node would refuse is refused first, and the
+running service is left as it was.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return node.Restart(cmd.Context(), o.paths, node.StartOptions{
+				CRISocket: o.criSocket,
+				Mode:      node.Mode(o.mode),
+				Timeout:   o.timeout,
+				Progress:  progress.New(out, false),
+			})
+		},
+	}
+	restart.Flags().StringVar(&o.criSocket, "cri-socket", "", "use this external container runtime instead of the bundled containerd (default: the one it runs with)")
+	restart.Flags().StringVar(&o.mode, "mode", "", `how to run the service: "systemd", "daemon", or empty to pick systemd when it is init`)
+	restart.Flags().DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the container runtime")
+
+	cmd.AddCommand(run, start, stop, restart, status)
 	return cmd
 }
 
@@ -164,6 +185,7 @@ func printNodeStatus(w io.Writer, p config.Paths, st node.Status) {
 			img += " (last error: " + st.State.ImagesError + ")"
 		}
 		fmt.Fprintf(w, "  images: %s\n", img)
+		printRegistryStatus(w, st.State)
 	}
 	switch {
 	case st.KubeletPID != 0:
@@ -210,4 +232,21 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printRegistryStatus shows how the node pulls and what the import
+// directory gave, with the errors of either.
+func printRegistryStatus(w io.Writer, st node.State) {
+	if st.Registries != "" {
+		fmt.Fprintf(w, "  registries: %s\n", st.Registries)
+	}
+	if st.RegistriesError != "" {
+		fmt.Fprintf(w, "    refused (the last good configuration is in use): %s\n", st.RegistriesError)
+	}
+	if st.ImportedArchives > 0 || st.ImportError != "" {
+		fmt.Fprintf(w, "  image archives: %d imported from the import directory\n", st.ImportedArchives)
+	}
+	if st.ImportError != "" {
+		fmt.Fprintf(w, "    failed: %s\n", st.ImportError)
+	}
 }

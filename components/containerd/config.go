@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
 	"github.com/containerd/platforms"
 
+	"github.com/kubeforge/kubeforge/components/containerd/registries"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/version"
@@ -24,11 +25,6 @@ const (
 	SnapshotterOverlay = "overlayfs"
 	SnapshotterNative  = "native"
 )
-
-// blackhole is where image pulls go when AllowRegistryPulls is false: a
-// loopback port that nothing listens on, so a pull fails at once with
-// "connection refused" and no DNS query or packet leaves the machine.
-const blackhole = "http://127.0.0.1:1"
 
 // Options are the settings of the generated containerd config that differ
 // between hosts; everything else is fixed by kubeforge.
@@ -45,10 +41,16 @@ type Options struct {
 	// means overlayfs when the containerd root supports it, else native.
 	Snapshotter string
 	// AllowRegistryPulls lets the CRI pull images of other registries from
-	// the network. When false (the default) every registry, and always
-	// kubeforge.local, resolves to a dead loopback port: a node is air-gapped
-	// and user images come from `kubeforge images import`.
+	// the network. When false (the zero value: the node service sets it
+	// unless the node is air-gapped) every registry, and always
+	// kubeforge.local, resolves to a dead loopback port: user images come
+	// from `kubeforge images import`.
 	AllowRegistryPulls bool
+	// Registries is the node's registry configuration (registries.yaml,
+	// already checked), nil for none: mirrors, TLS and credentials.
+	Registries *registries.Config
+	// RegistriesSource names the file Registries came from, for comments.
+	RegistriesSource string
 }
 
 // DefaultCNIBinDirs are Debian's (containernetworking-plugins) and the
@@ -118,49 +120,61 @@ var RequiredPlugins = []string{
 // p.ContainerdConfig() (under p.Root), together with the registry host
 // configuration it points at. It returns the config's logical path.
 func WriteConfig(p config.Paths, o Options) (string, error) {
-	files, err := renderFiles(p, o)
+	cfg, err := RenderConfig(p, o)
 	if err != nil {
 		return "", err
 	}
-	for _, f := range files {
-		if _, err := fsutil.WriteFile(p.Host(f.path), f.data, 0o644); err != nil {
-			return "", fmt.Errorf("write containerd config: %w", err)
-		}
+	// 0600: the config may hold registry credentials.
+	if _, err := fsutil.WriteFile(p.Host(p.ContainerdConfig()), cfg, 0o600); err != nil {
+		return "", fmt.Errorf("write containerd config: %w", err)
+	}
+	if err := WriteRegistryHosts(p, o); err != nil {
+		return "", err
 	}
 	return p.ContainerdConfig(), nil
 }
 
-// RegistryHostsDir is the CRI's registry config_path: hosts.toml files that
-// keep pulls off the network.
+// WriteRegistryHosts writes the registry hosts tree of o (RegistryHostsDir)
+// and removes the directories of registries no longer configured. A running
+// containerd's CRI reads the tree on every pull: a change takes effect at
+// the next pull, without a restart (credentials, in the config, do not).
+func WriteRegistryHosts(p config.Paths, o Options) error {
+	hostsDir := p.Host(RegistryHostsDir(p))
+	keep := map[string]bool{}
+	for _, h := range o.renderRegistries().Hosts {
+		if _, err := fsutil.WriteFile(filepath.Join(hostsDir, h.Dir, "hosts.toml"), h.Data, 0o644); err != nil {
+			return fmt.Errorf("write containerd registry hosts: %w", err)
+		}
+		keep[h.Dir] = true
+	}
+	entries, err := os.ReadDir(hostsDir)
+	if err != nil {
+		return fmt.Errorf("read the registry hosts dir: %w", err)
+	}
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			if err := os.RemoveAll(filepath.Join(hostsDir, e.Name())); err != nil {
+				return fmt.Errorf("remove stale registry hosts %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// RegistryHostsDir is the CRI's registry config_path: one hosts.toml per
+// registry (see package registries). containerd reads it on every pull.
 func RegistryHostsDir(p config.Paths) string {
 	return filepath.Join(p.StateDir, "containerd-hosts.d")
 }
 
-type file struct {
-	path string // logical
-	data []byte
-}
-
-// renderFiles returns the config.toml and the registry hosts files.
-func renderFiles(p config.Paths, o Options) ([]file, error) {
-	cfg, err := RenderConfig(p, o)
-	if err != nil {
-		return nil, err
+// renderRegistries renders the registry configuration. Our own registry
+// (version.ImageRepository) never exists: its images are written locally.
+func (o Options) renderRegistries() registries.Rendered {
+	src := o.RegistriesSource
+	if src == "" {
+		src = registries.DefaultFile
 	}
-	files := []file{{p.ContainerdConfig(), cfg}}
-	hostsDir := RegistryHostsDir(p)
-	// Our own registry never exists: images are written locally.
-	hosts := []string{version.ImageRepository}
-	if !o.AllowRegistryPulls {
-		hosts = append(hosts, "_default")
-	}
-	for _, h := range hosts {
-		data := fmt.Sprintf("# Generated by kubeforge: pulls from %s are disabled (a dead loopback port\n"+
-			"# answers instead); import images with `kubeforge images import FILE.tar`.\nserver = %s\n",
-			h, tomlString(blackhole))
-		files = append(files, file{filepath.Join(hostsDir, h, "hosts.toml"), []byte(data)})
-	}
-	return files, nil
+	return registries.Render(o.Registries, !o.AllowRegistryPulls, src)
 }
 
 // RenderConfig returns the containerd config.toml for p and o. It is config
@@ -196,21 +210,23 @@ func RenderConfig(p config.Paths, o Options) ([]byte, error) {
 		Root, State, Socket, TTRPCSocket string
 		RuncRoot                         string
 		SocketDir, HostsDir              string
+		RegistryAuth                     string
 		Platform                         string
 		Disabled, Required               []string
 		Opts                             Options
 	}{
-		Root:        p.ContainerdRoot(),
-		RuncRoot:    p.RuncRoot(),
-		State:       p.ContainerdState(),
-		Socket:      p.ContainerdSocket(),
-		TTRPCSocket: p.ContainerdSocket() + ".ttrpc",
-		SocketDir:   socketDir,
-		HostsDir:    RegistryHostsDir(p),
-		Platform:    platforms.DefaultString(),
-		Disabled:    DisabledPlugins,
-		Required:    RequiredPlugins,
-		Opts:        o,
+		Root:         p.ContainerdRoot(),
+		RuncRoot:     p.RuncRoot(),
+		State:        p.ContainerdState(),
+		Socket:       p.ContainerdSocket(),
+		TTRPCSocket:  p.ContainerdSocket() + ".ttrpc",
+		SocketDir:    socketDir,
+		HostsDir:     RegistryHostsDir(p),
+		RegistryAuth: o.renderRegistries().AuthTOML(`plugins."io.containerd.cri.v1.images"`),
+		Platform:     platforms.DefaultString(),
+		Disabled:     DisabledPlugins,
+		Required:     RequiredPlugins,
+		Opts:         o,
 	}
 	var buf bytes.Buffer
 	if err := configTemplate.Execute(&buf, data); err != nil {
@@ -262,6 +278,10 @@ oom_score = 0
       sandbox = {{q .Opts.SandboxImage}}
     [plugins."io.containerd.cri.v1.images".registry]
       config_path = {{q .HostsDir}}
+{{- if .RegistryAuth}}
+    # Credentials of the registries in registries.yaml (hosts.toml has none).
+{{.RegistryAuth}}
+{{- end}}
 
   [plugins."io.containerd.cri.v1.runtime"]
     # Without CAP_SYS_RESOURCE a negative oom_score_adj cannot be set and

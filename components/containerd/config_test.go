@@ -11,6 +11,7 @@ import (
 	srvconfig "github.com/containerd/containerd/v2/cmd/containerd/server/config"
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/kubeforge/kubeforge/components/containerd/registries"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/version"
 )
@@ -173,14 +174,78 @@ func TestWriteConfig(t *testing.T) {
 	}
 	// Pulls allowed: only kubeforge.local stays blocked.
 	o.AllowRegistryPulls = true
-	files, err := renderFiles(p, o)
+	for _, h := range o.renderRegistries().Hosts {
+		if h.Dir == "_default" {
+			t.Errorf("AllowRegistryPulls still writes %s", h.Dir)
+		}
+	}
+	if registries.Reserved != version.ImageRepository {
+		t.Errorf("registries.Reserved %q is not the self-image's registry %q", registries.Reserved, version.ImageRepository)
+	}
+}
+
+// TestWriteConfigRegistries: registries.yaml's credentials land in the CRI
+// config that containerd loads (mode 0600), its hosts in the hosts tree,
+// and a registry dropped from the file (or a switch to air-gapped) leaves
+// no stale host directory behind.
+func TestWriteConfigRegistries(t *testing.T) {
+	root := t.TempDir()
+	p := config.DefaultPaths().WithRoot(root)
+	reg, err := registries.Parse("/etc/kubeforge/registries.yaml", []byte(`
+mirrors:
+  docker.io:
+    endpoint: ["https://mirror.example.com:5000"]
+configs:
+  mirror.example.com:5000:
+    auth: {username: user, password: secret}
+`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range files {
-		if strings.Contains(f.path, "_default") {
-			t.Errorf("AllowRegistryPulls still writes %s", f.path)
-		}
+	o := DefaultOptions(p)
+	o.AllowRegistryPulls, o.Registries = true, reg
+	path, err := WriteConfig(p, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(p.Host(path)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("config mode: %v %v, want 0600", st, err)
+	}
+	var cfg srvconfig.Config
+	if err := srvconfig.LoadConfig(context.Background(), p.Host(path), &cfg); err != nil {
+		t.Fatalf("containerd cannot load the config: %v", err)
+	}
+	b, _ := os.ReadFile(p.Host(path))
+	var doc map[string]any
+	if err := toml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	auth := lookup(t, doc, "plugins", "io.containerd.cri.v1.images", "registry", "configs", "mirror.example.com:5000", "auth").(map[string]any)
+	if auth["username"] != "user" || auth["password"] != "secret" {
+		t.Errorf("auth %v", auth)
+	}
+	if got := lookup(t, doc, "plugins", "io.containerd.cri.v1.images", "registry", "config_path"); got != RegistryHostsDir(p) {
+		t.Errorf("config_path %v", got)
+	}
+	hosts := p.Host(RegistryHostsDir(p))
+	if _, err := os.Stat(filepath.Join(hosts, "docker.io", "hosts.toml")); err != nil {
+		t.Fatal(err)
+	}
+	// Air-gapped now: docker.io's mirror goes, _default blocks everything.
+	o.AllowRegistryPulls = false
+	if _, err := WriteConfig(p, o); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(hosts)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "_default kubeforge.local" {
+		t.Errorf("air-gapped hosts tree %v, want _default kubeforge.local", names)
+	}
+	if b, _ := os.ReadFile(p.Host(path)); strings.Contains(string(b), "secret") {
+		t.Error("an air-gapped node's config still holds registry credentials")
 	}
 }
 

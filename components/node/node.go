@@ -88,6 +88,9 @@ func Start(ctx context.Context, p config.Paths, o StartOptions) error {
 		// The lock outlives a killed supervisor by a moment.
 		waitUnlocked(ctx, p, 2*time.Second)
 	}
+	if err := CheckConfig(p); err != nil {
+		return err
+	}
 	exe := o.Executable
 	if exe == "" {
 		var err error

@@ -73,7 +73,16 @@ type State struct {
 	Containerd      ChildState `json:"containerd"`
 	ImagesReady     bool       `json:"imagesReady"`
 	ImagesError     string     `json:"imagesError,omitempty"`
-	Kubelet         ChildState `json:"kubelet"`
+	// Registries is how the bundled containerd pulls ("air-gapped: …" or
+	// the registries.yaml summary); RegistriesError why registries.yaml
+	// was refused (the last good one is in use).
+	Registries      string `json:"registries,omitempty"`
+	RegistriesError string `json:"registriesError,omitempty"`
+	// ImportedArchives counts the archives of the image import directory
+	// in containerd; ImportError says which failed and why.
+	ImportedArchives int        `json:"importedArchives,omitempty"`
+	ImportError      string     `json:"importError,omitempty"`
+	Kubelet          ChildState `json:"kubelet"`
 	// KubeletHeld: the kubelet was stopped on request (StopKubelet) and
 	// stays stopped until the service restarts.
 	KubeletHeld bool `json:"kubeletHeld,omitempty"`
@@ -143,6 +152,9 @@ type Info struct {
 	// NodeName is the name the kubelet registers its Node as
 	// (nodeRegistration.name, passed as --hostname-override).
 	NodeName string `json:"nodeName"`
+	// AirGapped: the node's containerd pulls no image from any registry
+	// (KubeforgeConfiguration.airGapped, init's and join's --air-gapped).
+	AirGapped bool `json:"airGapped,omitempty"`
 }
 
 // InfoFile is where init and join record the node's Info.

@@ -108,6 +108,7 @@ type supervisor struct {
 	// duties run once the kubelet has started (see duties()).
 	duties     *duty.Manager
 	dutiesOnce sync.Once
+	ctrdOpts   containerd.Options // what the bundled containerd was configured with
 }
 
 func newSupervisor(o Options) (*supervisor, error) {
@@ -217,6 +218,9 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 			return err
 		}
 	}
+	if !s.extern {
+		s.refreshAirGap(s.ctrdOpts)
+	}
 	if err := s.startKubelet(ctx); err != nil {
 		return err
 	}
@@ -259,6 +263,8 @@ func (s *supervisor) startContainerd(ctx context.Context) error {
 		return fmt.Errorf("CNI IPAM plugin link: %w", err)
 	}
 	opts.CNIBinDirs = append(opts.CNIBinDirs, filepath.Dir(shim))
+	s.applyRegistries(&opts)
+	s.ctrdOpts = opts
 	cfg, err := containerd.WriteConfig(s.p, opts)
 	if err != nil {
 		return err
@@ -321,6 +327,7 @@ func (s *supervisor) ensureImages(ctx context.Context) error {
 		if err == nil {
 			s.update(func(st *node.State) { st.ImagesReady, st.ImagesError = true, "" })
 			s.out.Done(node.Phase, "images", "", begin, "The kubeforge and pause images are in the container runtime")
+			s.importArchives(ctx)
 			return nil
 		}
 		if ctx.Err() != nil {
