@@ -11,6 +11,7 @@ command -v nsenter >/dev/null || need+=(util-linux)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v jq >/dev/null || need+=(jq) # kube-bench's policies checks (test/e2e/cis_test.go)
+command -v gcc >/dev/null || need+=(gcc libc6-dev) # go test -race needs cgo (hack/test.sh)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

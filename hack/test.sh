@@ -9,6 +9,9 @@ export PATH=/usr/local/go/bin:$PATH
 export CGO_ENABLED=0
 go mod download
 go vet ./...
+# The race detector on the packages whose code runs concurrently (it needs
+# cgo; the binary itself stays static).
+CGO_ENABLED=1 go test -race -short -count=1 ./phases/... ./components/node/... ./components/podnet/... ./internal/csrapprover/... ./join/...
 # Every fuzz target briefly (`make fuzz` runs them longer); go test below
 # replays their seed corpora and the failing inputs kept under testdata/fuzz.
 FUZZTIME="${FUZZTIME:-5s}" ./hack/fuzz.sh
