@@ -108,7 +108,11 @@ func (d *ResetData) cleanupRuntime(ctx context.Context, phase string) error {
 		}
 		rt, err := cri.Dial(ctx, endpoint, d.Cfg.Paths.Host(sock))
 		if err != nil {
-			return fmt.Errorf("%w; start it and run reset again to remove the pods and images kubeforge left there", err)
+			// Nothing more reset can do there: the rest goes on.
+			d.Out.Warnf(phase, "%v: the kubelet's pods and kubeforge's images [%s] stay in that runtime; remove them once it runs "+
+				"(`crictl --runtime-endpoint %s rmp -fa`, `crictl rmi IMAGE`, or for containerd `ctr -n k8s.io images rm IMAGE`)",
+				err, strings.Join(owned.Images, " "), endpoint)
+			return nil
 		}
 		defer rt.Close()
 		n, perr := rt.RemovePods(ctx)

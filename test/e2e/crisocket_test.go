@@ -84,8 +84,9 @@ func startExtContainerd(t *testing.T, n *testbed.Node, dir, cfg string) *extCont
 		log.Close()
 		t.Fatal(err)
 	}
+	// No cleanup of its own: the testbed's reset of the node must find it
+	// running, and the testbed then kills it with the node's processes.
 	go func() { _ = c.cmd.Wait(); log.Close() }()
-	t.Cleanup(c.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := c.ctr("version"); err == nil {
@@ -103,7 +104,7 @@ func startExtContainerd(t *testing.T, n *testbed.Node, dir, cfg string) *extCont
 }
 
 func (c *extContainerd) stop() {
-	if c.cmd != nil && c.cmd.Process != nil && c.cmd.ProcessState == nil {
+	if c.cmd != nil && c.cmd.Process != nil {
 		_ = c.cmd.Process.Kill()
 	}
 }
