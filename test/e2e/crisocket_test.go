@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,135 +17,56 @@ import (
 // state and socket (hack/deps.sh installs the package; without systemd it
 // does not start as a host service).
 
-// unpullableSandbox is the sandbox image the test's containerd is
-// configured with: nothing listens on 127.0.0.1:1 in the node, so a pull
-// fails at once and no packet leaves the node.
-const unpullableSandbox = "127.0.0.1:1/kftb/pause:3.6"
+const unpullableSandbox = testbed.UnpullableSandbox
 
-// extContainerd is a containerd the test runs in a node.
-type extContainerd struct {
-	n      *testbed.Node
-	dir    string // root, state and socket live below /run/<dir> and /var/lib/<dir>
-	Socket string
-	cmd    *exec.Cmd
-}
-
-// extContainerdConfig is containerd 1.6's config for a node here: CRI on,
-// restrict_oom_score_adj (root lacks CAP_SYS_RESOURCE), an unpullable
-// sandbox image, kubeforge's CNI plugin directory, and the given cgroup
-// driver.
-func extContainerdConfig(dir string, systemdCgroup, restrictOOM bool) string {
-	return fmt.Sprintf(`version = 2
-root = "/var/lib/%[1]s"
-state = "/run/%[1]s"
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "/run/%[1]s/containerd.sock"
-[ttrpc]
-  address = "/run/%[1]s/containerd.sock.ttrpc"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = %[2]q
-  restrict_oom_score_adj = %[4]t
-  enable_tls_streaming = false
-  stream_server_address = "127.0.0.1"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = %[3]t
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/var/lib/kubeforge/cni-bin"
-    conf_dir = "/etc/cni/net.d"
-`, dir, unpullableSandbox, systemdCgroup, restrictOOM)
-}
-
-// startExtContainerd starts Debian's containerd in n with cfg and waits
-// for its socket. The testbed kills it with the node's other processes;
-// stop ends it earlier.
-func startExtContainerd(t *testing.T, n *testbed.Node, dir, cfg string) *extContainerd {
+// startExtContainerd starts Debian's containerd in n (see
+// testbed.ContainerdConfig) or fails the test.
+func startExtContainerd(t *testing.T, n *testbed.Node, o testbed.ContainerdOptions) *testbed.Containerd {
 	t.Helper()
-	if _, err := exec.LookPath("containerd"); err != nil {
-		t.Fatalf("Debian's containerd is not installed (hack/deps.sh installs it: apt-get install containerd): %v", err)
-	}
-	c := &extContainerd{n: n, dir: dir, Socket: "/run/" + dir + "/containerd.sock"}
-	cfgPath := n.WriteConfigFile(dir+".toml", cfg)
-	logPath := filepath.Join(n.Dir, dir+".log")
-	log, err := os.Create(logPath)
+	c, err := n.StartContainerd(o.Name, testbed.ContainerdConfig(o))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.cmd = n.Command(context.Background(), "containerd", "--config", cfgPath, "--log-level", "info")
-	c.cmd.Stdout, c.cmd.Stderr = log, log
-	if err := c.cmd.Start(); err != nil {
-		log.Close()
-		t.Fatal(err)
-	}
-	// No cleanup of its own: the testbed's reset of the node must find it
-	// running, and the testbed then kills it with the node's processes.
-	go func() { _ = c.cmd.Wait(); log.Close() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := c.ctr("version"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("containerd in %s did not answer at %s within 30s; its log:\n%s", n.Name, c.Socket, b)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	out, _ := c.ctr("version")
+	out, _ := c.Ctr("version")
 	t.Logf("containerd in %s at %s:\n%s", n.Name, c.Socket, out)
 	return c
 }
 
-func (c *extContainerd) stop() {
-	if c.cmd != nil && c.cmd.Process != nil {
-		_ = c.cmd.Process.Kill()
-	}
-}
-
-// ctr runs Debian's ctr against this containerd.
-func (c *extContainerd) ctr(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return c.n.Run(ctx, "ctr", append([]string{"--address", c.Socket}, args...)...)
-}
-
-func (c *extContainerd) mustCtr(t *testing.T, args ...string) string {
+func mustCtr(t *testing.T, c *testbed.Containerd, args ...string) string {
 	t.Helper()
-	out, err := c.ctr(args...)
+	out, err := c.Ctr(args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
-// images lists the image names in namespace ns.
-func (c *extContainerd) images(t *testing.T, ns string) []string {
+func ctrImages(t *testing.T, c *testbed.Containerd, ns string) []string {
 	t.Helper()
-	return strings.Fields(c.mustCtr(t, "-n", ns, "images", "ls", "-q"))
+	imgs, err := c.Images(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return imgs
 }
 
 // otherWorkload puts an image and a running container into namespace
 // "other" of c (not the CRI's), as another user of the same containerd
 // would; the container runs in the node's cgroup root so that the testbed
 // removes it with the node.
-func (c *extContainerd) otherWorkload(t *testing.T, tarball, ref string) {
+func otherWorkload(t *testing.T, n *testbed.Node, c *testbed.Containerd, tarball, ref string) {
 	t.Helper()
-	c.mustCtr(t, "-n", "other", "images", "import", tarball)
-	c.mustCtr(t, "-n", "other", "run", "-d", "--net-host", "--cgroup", c.n.CgroupRoot+"/other-keep", ref, "keep", "busybox", "sleep", "3600")
+	mustCtr(t, c, "-n", "other", "images", "import", tarball)
+	mustCtr(t, c, "-n", "other", "run", "-d", "--net-host", "--cgroup", n.CgroupRoot+"/other-keep", ref, "keep", "busybox", "sleep", "3600")
 }
 
-func (c *extContainerd) checkOtherWorkload(t *testing.T, ref string) {
+func checkOtherWorkload(t *testing.T, n *testbed.Node, c *testbed.Containerd, ref string) {
 	t.Helper()
-	if imgs := c.images(t, "other"); !containsStr(imgs, ref) {
-		t.Errorf("%s: the image %s in namespace other is gone: %v", c.n.Name, ref, imgs)
+	if imgs := ctrImages(t, c, "other"); !containsStr(imgs, ref) {
+		t.Errorf("%s: the image %s in namespace other is gone: %v", n.Name, ref, imgs)
 	}
-	if out := c.mustCtr(t, "-n", "other", "tasks", "ls"); !strings.Contains(out, "keep") || !strings.Contains(out, "RUNNING") {
-		t.Errorf("%s: the container keep in namespace other is not running any more:\n%s", c.n.Name, out)
+	if out := mustCtr(t, c, "-n", "other", "tasks", "ls"); !strings.Contains(out, "keep") || !strings.Contains(out, "RUNNING") {
+		t.Errorf("%s: the container keep in namespace other is not running any more:\n%s", n.Name, out)
 	}
 }
 
@@ -184,10 +103,10 @@ func TestCRISocketExistingContainerd(t *testing.T) {
 	if _, err := testbed.WriteBusyboxImage(otherTar, otherRef); err != nil {
 		t.Fatal(err)
 	}
-	ctrds := map[*testbed.Node]*extContainerd{}
+	ctrds := map[*testbed.Node]*testbed.Containerd{}
 	for _, n := range []*testbed.Node{cp, w1} {
-		c := startExtContainerd(t, n, "ext-containerd", extContainerdConfig("ext-containerd", false, true))
-		c.otherWorkload(t, otherTar, otherRef)
+		c := startExtContainerd(t, n, testbed.ContainerdOptions{Name: "ext-containerd"})
+		otherWorkload(t, n, c, otherTar, otherRef)
 		ctrds[n] = c
 	}
 	endpoint := "unix://" + ctrds[cp].Socket
@@ -210,7 +129,7 @@ func TestCRISocketExistingContainerd(t *testing.T) {
 				t.Errorf("the bundled containerd runs although --cri-socket was given: %v", p)
 			}
 		}
-		imgs := ctrds[cp].images(t, "k8s.io")
+		imgs := ctrImages(t, ctrds[cp], "k8s.io")
 		for _, want := range []string{unpullableSandbox} {
 			if !containsStr(imgs, want) {
 				t.Errorf("the runtime lacks %s after init: %v", want, imgs)
@@ -262,7 +181,7 @@ spec:
 			}
 			return ""
 		})
-		if imgs := ctrds[w1].images(t, "k8s.io"); !containsStr(imgs, unpullableSandbox) {
+		if imgs := ctrImages(t, ctrds[w1], "k8s.io"); !containsStr(imgs, unpullableSandbox) {
 			t.Errorf("the worker's runtime lacks the sandbox image %s: %v", unpullableSandbox, imgs)
 		}
 	})
@@ -272,7 +191,7 @@ spec:
 			c := ctrds[n]
 			out := kf(t, n, 2*time.Minute, "reset", "--force")
 			t.Logf("reset of %s:\n%s", n.Name, out)
-			imgs := c.images(t, "k8s.io")
+			imgs := ctrImages(t, c, "k8s.io")
 			for _, img := range imgs {
 				if img == unpullableSandbox || strings.HasPrefix(img, "kubeforge.local/") {
 					t.Errorf("%s: reset left kubeforge's image %s in the runtime", n.Name, img)
@@ -281,10 +200,10 @@ spec:
 			if n == w1 && !containsStr(imgs, busyboxRef) {
 				t.Errorf("%s: reset removed the user's image %s: %v", n.Name, busyboxRef, imgs)
 			}
-			if ids := strings.Fields(c.mustCtr(t, "-n", "k8s.io", "containers", "ls", "-q")); len(ids) > 0 {
+			if ids := strings.Fields(mustCtr(t, c, "-n", "k8s.io", "containers", "ls", "-q")); len(ids) > 0 {
 				t.Errorf("%s: reset left %d containers in the CRI's namespace: %v", n.Name, len(ids), ids)
 			}
-			c.checkOtherWorkload(t, otherRef)
+			checkOtherWorkload(t, n, c, otherRef)
 		}
 	})
 }
@@ -330,8 +249,8 @@ func TestCRISocketPreflight(t *testing.T) {
 	})
 
 	step("systemd-cgroup-driver", func(t *testing.T) {
-		c := startExtContainerd(t, n, "sd-containerd", extContainerdConfig("sd-containerd", true, true))
-		defer c.stop()
+		c := startExtContainerd(t, n, testbed.ContainerdOptions{Name: "sd-containerd", SystemdCgroup: true})
+		defer c.Stop()
 		out, err := initWith(t, time.Minute, c.Socket)
 		if err == nil {
 			t.Fatalf("init succeeded on a runtime with the systemd cgroup driver:\n%s", out)
@@ -343,7 +262,7 @@ func TestCRISocketPreflight(t *testing.T) {
 	})
 
 	step("oom-score-adj", func(t *testing.T) {
-		c := startExtContainerd(t, n, "oom-containerd", extContainerdConfig("oom-containerd", false, false))
+		c := startExtContainerd(t, n, testbed.ContainerdOptions{Name: "oom-containerd", OOMScoreAdjAllowed: true})
 		out, err := initWith(t, time.Minute, c.Socket)
 		if err == nil || !strings.Contains(err.Error(), "restrict_oom_score_adj = true") {
 			t.Fatalf("init did not refuse a runtime without restrict_oom_score_adj: %v\n%s", err, out)
@@ -364,6 +283,6 @@ func TestCRISocketPreflight(t *testing.T) {
 			t.Errorf("init took %v to give up; the runtime's errors should stop it within seconds of the kubelet's start", took)
 		}
 		kf(t, n, 2*time.Minute, "reset", "--force")
-		c.stop()
+		c.Stop()
 	})
 }
