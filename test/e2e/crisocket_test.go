@@ -114,7 +114,7 @@ func TestCRISocketExistingContainerd(t *testing.T) {
 	var workerJoin []string
 	step("init", func(t *testing.T) {
 		start := time.Now()
-		out := kf(t, cp, 4*time.Minute, "init", "--config", cp.InitConfigFile(), "--advertise-address", cp.IP.String(),
+		out := kf(t, cp, 5*time.Minute, "init", "--config", cp.InitConfigFile(), "--advertise-address", cp.IP.String(),
 			"--node-name", cp.Name, "--cri-socket", endpoint)
 		took := time.Since(start)
 		t.Logf("kubeforge init on containerd 1.6 took %v:\n%s", took.Round(10*time.Millisecond), out)
