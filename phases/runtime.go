@@ -25,10 +25,19 @@ func (n *Node) runtimeCheck() *preflight.ContainerRuntimeCheck {
 	if sock, err := cri.SocketPath(endpoint); err == nil {
 		host = n.Cfg.Paths.Host(sock)
 	}
+	// A joining node learns the cluster's kubelet config after preflight;
+	// its cgroup driver is then the one this host gets (config/join.go).
+	driver := n.Cfg.Kubelet.CgroupDriver
+	if driver == "" {
+		driver = cri.CgroupFS
+		if n.Host.SystemdInit {
+			driver = cri.Systemd
+		}
+	}
 	return &preflight.ContainerRuntimeCheck{
 		Endpoint:     endpoint,
 		Host:         host,
-		CgroupDriver: n.Cfg.Kubelet.CgroupDriver,
+		CgroupDriver: driver,
 		OwnPause:     version.PauseImage(),
 		CNIBinDir:    node.ExternalCNIBinDir(n.Cfg.Paths),
 	}
