@@ -12,6 +12,9 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v jq >/dev/null || need+=(jq) # kube-bench's policies checks (test/e2e/cis_test.go)
 command -v gcc >/dev/null || need+=(gcc libc6-dev) # go test -race needs cgo (hack/test.sh)
+# Debian's containerd 1.6 for the --cri-socket tests (test/e2e/crisocket_test.go start it themselves; without
+# systemd as PID 1 the package starts no host service).
+command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

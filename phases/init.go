@@ -103,6 +103,7 @@ func runInitPreflight(ctx context.Context, d *InitData) error {
 		BindPort:         d.Cfg.BindPort(),
 		NodeName:         d.Cfg.NodeName(),
 		ExternalCRI:      d.Cfg.ExternalCRI(),
+		Runtime:          d.runtimeCheck(),
 	}, preflight.HostSystem(d.Cfg.Paths))
 	ignore := append(append([]string(nil), d.IgnorePreflightErrors...), d.Cfg.Init.NodeRegistration.IgnorePreflightErrors...)
 	resumed, st := resumeIgnores(d.Node, "init", checks)

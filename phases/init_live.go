@@ -183,6 +183,20 @@ func (d *Node) waitControlPlane(ctx context.Context, phase string) error {
 		err error
 	}
 	results := make(chan result, len(checks))
+	// An external runtime's errors end the wait at once (runtimeWatch).
+	var runtimeErr error
+	watchDone := make(chan struct{})
+	if d.Cfg.ExternalCRI() {
+		go func() {
+			defer close(watchDone)
+			if err := d.runtimeWatch(wctx, start.Add(-30*time.Second)); err != nil {
+				runtimeErr = err
+				cancel()
+			}
+		}()
+	} else {
+		close(watchDone)
+	}
 	for _, h := range checks {
 		go func() {
 			err := pollHealthy(wctx, h)
@@ -198,6 +212,11 @@ func (d *Node) waitControlPlane(ctx context.Context, phase string) error {
 		if r.err != nil {
 			failed = append(failed, d.diagnose(r.h, r.err))
 		}
+	}
+	cancel()
+	<-watchDone
+	if runtimeErr != nil {
+		return runtimeErr
 	}
 	if len(failed) > 0 {
 		sort.Strings(failed)

@@ -148,6 +148,7 @@ func runJoinPreflight(ctx context.Context, d *JoinData) error {
 		APIServerEndpoint: d.Discovery.Endpoint,
 		NodeName:          d.Cfg.NodeName(),
 		ExternalCRI:       d.Cfg.ExternalCRI(),
+		Runtime:           d.runtimeCheck(),
 		ControlPlane:      d.Cfg.IsControlPlaneJoin(),
 		AdvertiseAddress:  d.Cfg.AdvertiseAddress(),
 		BindPort:          d.Cfg.BindPort(),

@@ -186,6 +186,7 @@ func runCleanupNode(ctx context.Context, d *ResetData) error {
 			return node.Stop(sctx, p)
 		}))
 	}
+	try(d.cleanupRuntime(ctx, phase))
 	try(d.stopContainers(phase))
 	remove := d.resetPaths()
 	try(d.unmountAll(phase, remove))

@@ -42,6 +42,8 @@ type InitOptions struct {
 	// ExternalEtcd is set when etcd runs elsewhere (no local etcd ports or
 	// data dir).
 	ExternalEtcd bool
+	// Runtime, when set, checks the external container runtime.
+	Runtime *ContainerRuntimeCheck
 	// ServiceSubnet and PodSubnet (comma-separated for dual stack), when
 	// set, are checked for proxies (HTTPProxyCIDR).
 	ServiceSubnet string
@@ -58,8 +60,9 @@ type JoinOptions struct {
 	APIServerEndpoint string
 	// NodeName is the node's name; empty means the host name.
 	NodeName string
-	// ExternalCRI: see InitOptions.
+	// ExternalCRI and Runtime: see InitOptions.
 	ExternalCRI bool
+	Runtime     *ContainerRuntimeCheck
 	// BindAddress: see InitOptions (the kubelet port, and the control-plane
 	// ports when ControlPlane is set).
 	BindAddress string
@@ -88,6 +91,9 @@ func InitChecks(o InitOptions, sys System) []Check {
 		subnets:          splitList(o.ServiceSubnet, o.PodSubnet),
 	})...)
 	checks = append(checks, nodeChecks(sys, o.NodeName, o.BindAddress, o.ExternalCRI, o.AdvertiseAddress)...)
+	if o.Runtime != nil {
+		checks = append(checks, *o.Runtime)
+	}
 	if !o.ExternalEtcd {
 		checks = append(checks, etcdChecks(sys, p, o.AdvertiseAddress)...)
 	}
@@ -112,6 +118,9 @@ func JoinChecks(o JoinOptions, sys System) []Check {
 		endpointHost = h
 	}
 	checks = append(checks, nodeChecks(sys, o.NodeName, o.BindAddress, o.ExternalCRI, endpointHost)...)
+	if o.Runtime != nil {
+		checks = append(checks, *o.Runtime)
+	}
 	checks = append(checks, HTTPProxyCheck{Sys: sys, Host: endpointHost})
 	if o.ControlPlane {
 		checks = append(checks, controlPlaneChecks(sys, p, controlPlaneOptions{

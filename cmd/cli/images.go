@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubeforge/kubeforge/components/image"
+	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
 )
 
@@ -33,7 +34,16 @@ air-gapped (init or join --air-gapped); either way, images load with
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.PersistentFlags().StringVar(&o.criSocket, "cri-socket", config.DefaultPaths().ContainerdSocket(),
-		"containerd socket of the node")
+		"containerd socket of the node (default: the bundled one, or the runtime the running node service uses)")
+	cmd.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		// A node on the host's containerd (--cri-socket at init or join):
+		// its images are there.
+		if !cmd.Flags().Changed("cri-socket") {
+			if st, err := node.ReadState(config.DefaultPaths()); err == nil && st.ExternalRuntime && st.CRISocket != "" {
+				o.criSocket = st.CRISocket
+			}
+		}
+	}
 	cmd.PersistentFlags().DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
 
 	cmd.AddCommand(&cobra.Command{

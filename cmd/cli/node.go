@@ -172,7 +172,7 @@ func printNodeStatus(w io.Writer, p config.Paths, st node.Status) {
 	}
 	runtime := "containerd"
 	if st.State.ExternalRuntime {
-		runtime = "container runtime (external)"
+		runtime = "container runtime (external, " + st.State.CRISocket + ")"
 	}
 	fmt.Fprintf(w, "  %s: %s, socket %s\n", runtime, pidText(st.ContainerdPID, st.State.ExternalRuntime),
 		yes(st.RuntimeReady, "ready", "not answering"))

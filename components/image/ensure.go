@@ -15,6 +15,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -130,6 +131,83 @@ func EnsureImages(ctx context.Context, p config.Paths, socket string) error {
 	return errors.Join(errs...)
 }
 
+// AliasLabel marks an image record kubeforge made under another name for
+// one of its own images (the runtime's sandbox image name); its value is
+// the image it points to.
+const AliasLabel = "io.kubeforge.alias-of"
+
+// EnsureInRuntime imports the self-image and the pause image into a
+// containerd that kubeforge did not start (--cri-socket), through
+// containerd's API only: its content store is not kubeforge's to write
+// into. When sandboxAlias is set (the runtime's configured sandbox image,
+// which it lacks), the pause image is also stored under that name, so that
+// the runtime runs pod sandboxes without pulling. It returns the names of
+// the images it put there (for reset), also when they were there already.
+func EnsureInRuntime(ctx context.Context, p config.Paths, socket, sandboxAlias string) ([]string, error) {
+	c, err := connect(ctx, socket)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	snapshotter, err := unpackSnapshotter(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	exe, err := stat("/proc/self/exe")
+	if err != nil {
+		return nil, fmt.Errorf("self-image: %w", err)
+	}
+	e := ensurer{c: c, p: p, snapshotter: snapshotter, exe: exe, external: true}
+	names := []string{version.Image(), version.PauseImage()}
+	pauseErr := make(chan error, 1)
+	go func() { pauseErr <- e.ensure(ctx, pauseSpec(exe.Size)) }()
+	var errs []error
+	if err := e.ensure(ctx, selfSpec(exe.Size)); err != nil {
+		errs = append(errs, fmt.Errorf("self-image %s: %w", version.Image(), err))
+	}
+	if err := <-pauseErr; err != nil {
+		errs = append(errs, fmt.Errorf("pause image %s: %w", version.PauseImage(), err))
+	} else if sandboxAlias != "" && sandboxAlias != version.PauseImage() {
+		if ours, err := e.alias(ctx, sandboxAlias, version.PauseImage()); err != nil {
+			errs = append(errs, fmt.Errorf("pause image %s as the runtime's sandbox image %s: %w", version.PauseImage(), sandboxAlias, err))
+		} else if ours {
+			names = append(names, sandboxAlias)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return names, waitCRI(ctx, c, names...)
+}
+
+// alias stores image from under name too (same manifest), unless name
+// exists already as an image of the runtime's own, which is never
+// replaced (ours is then false).
+func (e *ensurer) alias(ctx context.Context, name, from string) (ours bool, err error) {
+	is := e.c.ImageService()
+	src, err := is.Get(ctx, from)
+	if err != nil {
+		return false, fmt.Errorf("look up %s: %w", from, err)
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := is.Get(ctx, name)
+		switch {
+		case err == nil:
+			return cur.Labels[AliasLabel] == from && cur.Target.Digest == src.Target.Digest, nil
+		case !errdefs.IsNotFound(err):
+			return false, fmt.Errorf("look up %s: %w", name, err)
+		}
+		_, err = is.Create(ctx, images.Image{Name: name, Target: src.Target,
+			Labels: mergeLabels(pinnedLabels, map[string]string{AliasLabel: from})})
+		if err == nil {
+			return true, nil
+		}
+		if !errdefs.IsAlreadyExists(err) || attempt > 0 {
+			return false, err
+		}
+	}
+}
+
 // waitCRI waits until the CRI's image cache knows refs. The CRI plugin
 // learns of images created through containerd's API from their events,
 // asynchronously; a CreateContainer right after the import may otherwise
@@ -165,6 +243,9 @@ type ensurer struct {
 	p           config.Paths
 	snapshotter string
 	exe         fileID
+	// external: the containerd is not the bundled one, so its content
+	// store is not ours to write into (no direct load).
+	external bool
 }
 
 // layerOf returns the layer descriptor of s. A layer holding the executable
@@ -194,7 +275,7 @@ func (e *ensurer) layerOf(s spec, fresh bool) (ocispec.Descriptor, error) {
 }
 
 func (e *ensurer) ensure(ctx context.Context, s spec) error {
-	if s.holdsSelf {
+	if s.holdsSelf && !e.external {
 		// Present already? Only when the executable's layer digest is
 		// remembered; a first load goes the direct way (direct.go).
 		if st, err := readState(e.p.Host(StateFile(e.p))); err == nil && st.matches(e.exe) {

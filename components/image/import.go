@@ -33,6 +33,7 @@ var ErrNotRunning = errors.New("containerd is not running")
 // connect opens a client for the k8s.io namespace and checks that
 // containerd answers, so that a stopped node gives one clear error.
 func connect(ctx context.Context, socket string) (*containerd.Client, error) {
+	socket = strings.TrimPrefix(socket, "unix://") // a CRI endpoint (--cri-socket)
 	if _, err := os.Stat(socket); err != nil {
 		return nil, fmt.Errorf("%w (no socket %s)", ErrNotRunning, socket)
 	}

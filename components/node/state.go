@@ -16,6 +16,11 @@ import (
 	"github.com/kubeforge/kubeforge/internal/kubeletflags"
 )
 
+// ExternalCNIBinDir is where the node service links the pod network's CNI
+// plugins for a container runtime it did not start (--cri-socket): the
+// runtime's CNI bin_dir should be this directory.
+func ExternalCNIBinDir(p config.Paths) string { return filepath.Join(p.StateDir, "cni-bin") }
+
 // Files of the node service under p.RunDir (besides p.NodePIDFile()).
 const (
 	lockFileName        = "node.lock"

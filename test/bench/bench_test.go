@@ -82,10 +82,10 @@ func loadConfig(t *testing.T) config {
 	for _, s := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			switch s {
-			case "single", "restart", "join", "network":
+			case "single", "restart", "join", "network", "external":
 				c.skip[s] = true
 			default:
-				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network)", s)
+				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external)", s)
 			}
 		}
 	}
@@ -188,6 +188,11 @@ func TestBench(t *testing.T) {
 	if !cfg.skip["single"] {
 		for i := 1; i <= cfg.runs; i++ {
 			t.Run(fmt.Sprintf("single-%d", i), func(t *testing.T) { b.singleRun(t, i) })
+		}
+	}
+	if !cfg.skip["external"] { // init on the host's containerd (--cri-socket)
+		for i := 1; i <= cfg.runs; i++ {
+			t.Run(fmt.Sprintf("external-%d", i), func(t *testing.T) { b.externalRun(t, i) })
 		}
 	}
 	if !cfg.skip["join"] {

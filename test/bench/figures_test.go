@@ -24,7 +24,7 @@ func (b *bench) figures() []Figure {
 	ms := func(m map[string]float64, k string) float64 { return get(m, k) }
 
 	if len(r.Single) == 0 {
-		return append(b.joinFigures(), b.networkFigures()...)
+		return append(append(b.externalFigures(), b.joinFigures()...), b.networkFigures()...)
 	}
 	const sInit = "single-node init (from `init` start)"
 	add(sInit, "init.wall", "`init` wall time", "s", single(func(s SingleRun) float64 { return nz(s.InitWall) }), "")
@@ -162,6 +162,7 @@ func (b *bench) figures() []Figure {
 		return 0
 	}), "1 = clean")
 
+	out = append(out, b.externalFigures()...)
 	out = append(out, b.joinFigures()...)
 	out = append(out, b.networkFigures()...)
 	return out

@@ -95,10 +95,11 @@ type Results struct {
 	Load    []LoadSample `json:"load"`
 	Figures []Figure     `json:"figures"`
 	// Detail per measurement (the raw samples are in samples.json).
-	Single  []SingleRun    `json:"single_node_runs"`
-	Join    *JoinResult    `json:"join,omitempty"`
-	Network *NetworkResult `json:"network,omitempty"`
-	Errors  []string       `json:"errors,omitempty"`
+	Single   []SingleRun    `json:"single_node_runs"`
+	External []ExternalRun  `json:"external_containerd_runs,omitempty"`
+	Join     *JoinResult    `json:"join,omitempty"`
+	Network  *NetworkResult `json:"network,omitempty"`
+	Errors   []string       `json:"errors,omitempty"`
 }
 
 // Host describes the machine.

@@ -28,8 +28,10 @@ import (
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/components/podnet"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/cri"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/internal/version"
 )
 
 // Options configure Run.
@@ -323,7 +325,12 @@ func (s *supervisor) ensureImages(ctx context.Context) error {
 	begin := time.Now()
 	bo := proc.Backoff{Initial: 500 * time.Millisecond, Max: 15 * time.Second}
 	for {
-		err := image.EnsureImages(ctx, s.p, s.p.Host(s.socket))
+		var err error
+		if s.extern {
+			err = s.ensureRuntimeImages(ctx)
+		} else {
+			err = image.EnsureImages(ctx, s.p, s.p.Host(s.socket))
+		}
 		if err == nil {
 			s.update(func(st *node.State) { st.ImagesReady, st.ImagesError = true, "" })
 			s.out.Done(node.Phase, "images", "", begin, "The kubeforge and pause images are in the container runtime")
@@ -343,6 +350,72 @@ func (s *supervisor) ensureImages(ctx context.Context) error {
 		case <-time.After(d):
 		}
 	}
+}
+
+// ensureRuntimeImages puts the self-image and the pause image into a
+// runtime kubeforge did not start, and makes sure pod sandboxes find a
+// pause image there (cri.PlanSandbox); it records what it put there, for
+// reset.
+func (s *supervisor) ensureRuntimeImages(ctx context.Context) error {
+	endpoint := "unix://" + s.socket
+	rt, err := cri.Dial(ctx, endpoint, s.p.Host(s.socket))
+	if err != nil {
+		return err
+	}
+	info, err := rt.Info(ctx)
+	rt.Close()
+	if err != nil {
+		return err
+	}
+	if info.RuntimeName != "containerd" {
+		return fmt.Errorf("the runtime at %s is %s %s, not containerd: kubeforge imports its images only into containerd; "+
+			"load %s and %s with the runtime's own tools (README: \"A node on the host's container runtime\")",
+			endpoint, info.RuntimeName, info.RuntimeVersion, version.Image(), version.PauseImage())
+	}
+	plan := cri.PlanSandbox(info, version.PauseImage())
+	alias := ""
+	if plan.Alias {
+		alias = plan.Image
+	}
+	if err := cri.AddOwned(s.p, endpoint, version.Image(), version.PauseImage()); err != nil {
+		return err
+	}
+	if err := s.ensureCNIBinDir(); err != nil {
+		return err
+	}
+	names, err := image.EnsureInRuntime(ctx, s.p, s.p.Host(s.socket), alias)
+	if err != nil {
+		return err
+	}
+	if err := cri.AddOwned(s.p, endpoint, names...); err != nil {
+		return err
+	}
+	s.log.Info("images in the external runtime", "runtime", info.RuntimeName+" "+info.RuntimeVersion, "images", names, "sandbox", plan.Why)
+	s.out.Printf(node.Phase, "Sandbox image: %s", plan.Why)
+	return nil
+}
+
+// ensureCNIBinDir fills node.ExternalCNIBinDir with the CNI plugins the
+// pod network's config names : kubeforge's IPAM plugin
+// (this executable) and the host's bridge, portmap and loopback. A runtime
+// kubeforge did not start finds them there when its CNI bin_dir is that
+// directory (preflight says so when it is not).
+func (s *supervisor) ensureCNIBinDir() error {
+	dir := s.p.Host(node.ExternalCNIBinDir(s.p))
+	if err := ensureLink(filepath.Join(dir, podnet.IPAMName), s.self); err != nil {
+		return fmt.Errorf("CNI IPAM plugin link: %w", err)
+	}
+	for _, name := range []string{"bridge", "portmap", "loopback", "host-local"} {
+		for _, from := range containerd.DefaultCNIBinDirs {
+			if target := filepath.Join(from, name); fsutil.Exists(target) {
+				if err := ensureLink(filepath.Join(dir, name), target); err != nil {
+					return fmt.Errorf("CNI plugin link: %w", err)
+				}
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // kubeletBootstrapping reports whether the kubelet will first get its

@@ -1,0 +1,288 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeforge/kubeforge/test/testbed"
+)
+
+// The --cri-socket tests: nodes on a container runtime that the host
+// already has, here Debian's own containerd package (1.6), which each test
+// starts itself inside the node's namespaces with its own config, root,
+// state and socket (hack/deps.sh installs the package; without systemd it
+// does not start as a host service).
+
+const unpullableSandbox = testbed.UnpullableSandbox
+
+// startExtContainerd starts Debian's containerd in n (see
+// testbed.ContainerdConfig) or fails the test.
+func startExtContainerd(t *testing.T, n *testbed.Node, o testbed.ContainerdOptions) *testbed.Containerd {
+	t.Helper()
+	c, err := n.StartContainerd(o.Name, testbed.ContainerdConfig(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := c.Ctr("version")
+	t.Logf("containerd in %s at %s:\n%s", n.Name, c.Socket, out)
+	return c
+}
+
+func mustCtr(t *testing.T, c *testbed.Containerd, args ...string) string {
+	t.Helper()
+	out, err := c.Ctr(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func ctrImages(t *testing.T, c *testbed.Containerd, ns string) []string {
+	t.Helper()
+	imgs, err := c.Images(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return imgs
+}
+
+// otherWorkload puts an image and a running container into namespace
+// "other" of c (not the CRI's), as another user of the same containerd
+// would; the container runs in the node's cgroup root so that the testbed
+// removes it with the node.
+func otherWorkload(t *testing.T, n *testbed.Node, c *testbed.Containerd, tarball, ref string) {
+	t.Helper()
+	mustCtr(t, c, "-n", "other", "images", "import", tarball)
+	mustCtr(t, c, "-n", "other", "run", "-d", "--net-host", "--cgroup", n.CgroupRoot+"/other-keep", ref, "keep", "busybox", "sleep", "3600")
+}
+
+func checkOtherWorkload(t *testing.T, n *testbed.Node, c *testbed.Containerd, ref string) {
+	t.Helper()
+	if imgs := ctrImages(t, c, "other"); !containsStr(imgs, ref) {
+		t.Errorf("%s: the image %s in namespace other is gone: %v", n.Name, ref, imgs)
+	}
+	if out := mustCtr(t, c, "-n", "other", "tasks", "ls"); !strings.Contains(out, "keep") || !strings.Contains(out, "RUNNING") {
+		t.Errorf("%s: the container keep in namespace other is not running any more:\n%s", n.Name, out)
+	}
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCRISocketExistingContainerd: a control-plane node and a worker, each
+// on its own Debian containerd 1.6 whose sandbox image cannot be pulled
+// (no registry): init and join succeed offline, pods run, reset removes
+// exactly what kubeforge made there.
+func TestCRISocketExistingContainerd(t *testing.T) {
+	testbed.RequireHost(t)
+	if err := testbed.RequireStaticBusybox(); err != nil {
+		t.Fatal(err)
+	}
+	tb := testbed.New(t)
+	holdOnFailure(t, tb)
+	cp := tb.AddNode("cp1")
+	w1 := tb.AddNode("w1")
+	step := stepper(t)
+
+	tarball := filepath.Join(tb.Dir, "busybox.tar")
+	if _, err := testbed.WriteBusyboxImage(tarball, busyboxRef); err != nil {
+		t.Fatal(err)
+	}
+	const otherRef = "kftb.local/other:keep"
+	otherTar := filepath.Join(tb.Dir, "other.tar")
+	if _, err := testbed.WriteBusyboxImage(otherTar, otherRef); err != nil {
+		t.Fatal(err)
+	}
+	ctrds := map[*testbed.Node]*testbed.Containerd{}
+	for _, n := range []*testbed.Node{cp, w1} {
+		c := startExtContainerd(t, n, testbed.ContainerdOptions{Name: "ext-containerd"})
+		otherWorkload(t, n, c, otherTar, otherRef)
+		ctrds[n] = c
+	}
+	endpoint := "unix://" + ctrds[cp].Socket
+
+	var workerJoin []string
+	step("init", func(t *testing.T) {
+		start := time.Now()
+		out := kf(t, cp, 5*time.Minute, "init", "--config", cp.InitConfigFile(), "--advertise-address", cp.IP.String(),
+			"--node-name", cp.Name, "--cri-socket", endpoint)
+		took := time.Since(start)
+		t.Logf("kubeforge init on containerd 1.6 took %v:\n%s", took.Round(10*time.Millisecond), out)
+		bench(t, "init.external_containerd.seconds", took)
+		workerJoin, _ = joinCommands(t, out)
+		// Preflight said which sandbox image and why.
+		if !strings.Contains(out, "[CRI]") || !strings.Contains(out, unpullableSandbox) || !strings.Contains(out, "is not present") {
+			t.Errorf("init did not warn that the runtime's sandbox image %s is missing and what it does instead:\n%s", unpullableSandbox, out)
+		}
+		for _, p := range cp.Processes() {
+			if hasWords(p.Cmdline, "component", "containerd") {
+				t.Errorf("the bundled containerd runs although --cri-socket was given: %v", p)
+			}
+		}
+		imgs := ctrImages(t, ctrds[cp], "k8s.io")
+		for _, want := range []string{unpullableSandbox} {
+			if !containsStr(imgs, want) {
+				t.Errorf("the runtime lacks %s after init: %v", want, imgs)
+			}
+		}
+		if !strings.Contains(strings.Join(imgs, " "), "kubeforge.local/kubeforge:") || !strings.Contains(strings.Join(imgs, " "), "kubeforge.local/pause:") {
+			t.Errorf("kubeforge's images are not in the runtime: %v", imgs)
+		}
+	})
+
+	step("pods-run", func(t *testing.T) {
+		c := &cluster{t: t, n: cp}
+		poll(t, 3*time.Minute, "every kube-system pod Ready", c.systemReady)
+		if cfg, err := cp.ReadFile("/var/lib/kubelet/config.yaml"); err != nil || !strings.Contains(string(cfg), "containerRuntimeEndpoint: "+endpoint) {
+			t.Errorf("the kubelet does not use %s (%v):\n%s", endpoint, err, cfg)
+		}
+		status := kf(t, cp, time.Minute, "node", "status")
+		if !strings.Contains(status, ctrds[cp].Socket) {
+			t.Errorf("node status does not name the runtime's socket %s:\n%s", ctrds[cp].Socket, status)
+		}
+	})
+
+	step("join-worker", func(t *testing.T) {
+		kf(t, w1, time.Minute, "images", "import", "--cri-socket", "unix://"+ctrds[w1].Socket, tarball)
+		start := time.Now()
+		out := kf(t, w1, 3*time.Minute, append(workerJoin, "--config", w1.JoinConfigFile(), "--cri-socket", "unix://"+ctrds[w1].Socket)...)
+		t.Logf("join of %s took %v:\n%s", w1.Name, time.Since(start).Round(10*time.Millisecond), out)
+		api := apiClient(t, cp, "")
+		poll(t, 2*time.Minute, "two nodes Ready", func() string { return nodesReady(api, cp.Name, w1.Name) })
+		kubectlOn(t, cp, "", "apply", "-f", cp.WriteConfigFile("hello.yaml", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: hello, namespace: default}
+spec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: hello
+    image: %s
+    imagePullPolicy: Never
+    command: ["busybox", "sh", "-c", "echo hello-from-ext; exec sleep 3600"]
+`, w1.Name, busyboxRef)))
+		poll(t, 2*time.Minute, "pod hello Running on "+w1.Name, func() string {
+			out, err := kubectlTry(cp, "", "get", "pod", "hello", "-o", "jsonpath={.status.phase}")
+			if err != nil {
+				return err.Error()
+			}
+			if out != "Running" {
+				return "phase " + out
+			}
+			return ""
+		})
+		if imgs := ctrImages(t, ctrds[w1], "k8s.io"); !containsStr(imgs, unpullableSandbox) {
+			t.Errorf("the worker's runtime lacks the sandbox image %s: %v", unpullableSandbox, imgs)
+		}
+	})
+
+	step("reset", func(t *testing.T) {
+		for _, n := range []*testbed.Node{w1, cp} {
+			c := ctrds[n]
+			out := kf(t, n, 2*time.Minute, "reset", "--force")
+			t.Logf("reset of %s:\n%s", n.Name, out)
+			imgs := ctrImages(t, c, "k8s.io")
+			for _, img := range imgs {
+				if img == unpullableSandbox || strings.HasPrefix(img, "kubeforge.local/") {
+					t.Errorf("%s: reset left kubeforge's image %s in the runtime", n.Name, img)
+				}
+			}
+			if n == w1 && !containsStr(imgs, busyboxRef) {
+				t.Errorf("%s: reset removed the user's image %s: %v", n.Name, busyboxRef, imgs)
+			}
+			if ids := strings.Fields(mustCtr(t, c, "-n", "k8s.io", "containers", "ls", "-q")); len(ids) > 0 {
+				t.Errorf("%s: reset left %d containers in the CRI's namespace: %v", n.Name, len(ids), ids)
+			}
+			checkOtherWorkload(t, n, c, otherRef)
+		}
+	})
+}
+
+// TestCRISocketPreflight: init refuses, before it writes anything, a
+// runtime that is down, one with the systemd cgroup driver (the kubelet
+// uses cgroupfs here), and one that would fail every sandbox for want of
+// restrict_oom_score_adj; with that check ignored, wait-control-plane
+// stops within seconds with the runtime's own message instead of waiting
+// out its timeout.
+func TestCRISocketPreflight(t *testing.T) {
+	testbed.RequireHost(t)
+	tb := testbed.New(t)
+	holdOnFailure(t, tb)
+	n := tb.AddNode("cri")
+	step := stepper(t)
+
+	initWith := func(t *testing.T, timeout time.Duration, socket string, extra ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		args := append([]string{"init", "--config", n.InitConfigFile(), "--advertise-address", n.IP.String(), "--node-name", n.Name,
+			"--cri-socket", "unix://" + socket}, extra...)
+		return n.Kubeforge(ctx, args...)
+	}
+	nothingWritten := func(t *testing.T) {
+		t.Helper()
+		for _, p := range []string{"/etc/kubernetes/manifests/kube-apiserver.yaml", "/etc/kubernetes/pki/ca.crt", "/var/lib/kubelet/config.yaml", "/etc/kubernetes/admin.conf"} {
+			if exists(n.Path(p)) {
+				t.Errorf("preflight refused, yet %s was written", p)
+			}
+		}
+	}
+
+	step("runtime-down", func(t *testing.T) {
+		out, err := initWith(t, time.Minute, "/run/no-such-runtime/containerd.sock")
+		if err == nil {
+			t.Fatalf("init succeeded without a runtime:\n%s", out)
+		}
+		if !strings.Contains(err.Error(), "[ERROR CRI]") || !strings.Contains(err.Error(), "start the runtime") {
+			t.Errorf("init's refusal does not name the CRI check and the fix:\n%v", err)
+		}
+		nothingWritten(t)
+	})
+
+	step("systemd-cgroup-driver", func(t *testing.T) {
+		c := startExtContainerd(t, n, testbed.ContainerdOptions{Name: "sd-containerd", SystemdCgroup: true})
+		defer c.Stop()
+		out, err := initWith(t, time.Minute, c.Socket)
+		if err == nil {
+			t.Fatalf("init succeeded on a runtime with the systemd cgroup driver:\n%s", out)
+		}
+		if !strings.Contains(err.Error(), "systemd cgroup driver") || !strings.Contains(err.Error(), "SystemdCgroup = false") {
+			t.Errorf("init's refusal does not say the cgroup drivers differ and the fix:\n%v", err)
+		}
+		nothingWritten(t)
+	})
+
+	step("oom-score-adj", func(t *testing.T) {
+		c := startExtContainerd(t, n, testbed.ContainerdOptions{Name: "oom-containerd", OOMScoreAdjAllowed: true})
+		out, err := initWith(t, time.Minute, c.Socket)
+		if err == nil || !strings.Contains(err.Error(), "restrict_oom_score_adj = true") {
+			t.Fatalf("init did not refuse a runtime without restrict_oom_score_adj: %v\n%s", err, out)
+		}
+		nothingWritten(t)
+		// Past preflight, wait-control-plane reads the runtime's errors.
+		start := time.Now()
+		out, err = initWith(t, 3*time.Minute, c.Socket, "--ignore-preflight-errors=CRI")
+		took := time.Since(start)
+		t.Logf("init with the CRI check ignored failed after %v: %v", took.Round(100*time.Millisecond), err)
+		if err == nil {
+			t.Fatalf("init succeeded on a runtime that fails every sandbox:\n%s", out)
+		}
+		if !strings.Contains(err.Error(), "keeps failing") || !strings.Contains(err.Error(), "restrict_oom_score_adj = true") {
+			t.Errorf("wait-control-plane did not report the runtime's error and the fix:\n%v", err)
+		}
+		if took > 90*time.Second {
+			t.Errorf("init took %v to give up; the runtime's errors should stop it within seconds of the kubelet's start", took)
+		}
+		kf(t, n, 2*time.Minute, "reset", "--force")
+		c.Stop()
+	})
+}

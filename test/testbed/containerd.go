@@ -1,0 +1,129 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// UnpullableSandbox is the sandbox image of ContainerdConfig: nothing
+// listens on 127.0.0.1:1 in a node, so a pull fails at once and no packet
+// leaves the node.
+const UnpullableSandbox = "127.0.0.1:1/kftb/pause:3.6"
+
+// ContainerdOptions shape ContainerdConfig.
+type ContainerdOptions struct {
+	// Name names its directories /var/lib/NAME and /run/NAME (the node's
+	// own) and its socket /run/NAME/containerd.sock.
+	Name string
+	// SystemdCgroup sets the runc runtime's SystemdCgroup (wrong here: the
+	// kubelet uses cgroupfs without systemd).
+	SystemdCgroup bool
+	// OOMScoreAdjAllowed leaves restrict_oom_score_adj off, which fails
+	// every sandbox where root lacks CAP_SYS_RESOURCE (as here).
+	OOMScoreAdjAllowed bool
+}
+
+// ContainerdConfig is a config for Debian's containerd 1.6 in a node: its
+// own root, state and socket, CRI on with restrict_oom_score_adj, a
+// sandbox image that cannot be pulled (UnpullableSandbox), and kubeforge's
+// CNI plugin directory for an external runtime.
+func ContainerdConfig(o ContainerdOptions) string {
+	return fmt.Sprintf(`version = 2
+root = "/var/lib/%[1]s"
+state = "/run/%[1]s"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "/run/%[1]s/containerd.sock"
+[ttrpc]
+  address = "/run/%[1]s/containerd.sock.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %[2]q
+  restrict_oom_score_adj = %[4]t
+  stream_server_address = "127.0.0.1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = %[3]t
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/var/lib/kubeforge/cni-bin"
+    conf_dir = "/etc/cni/net.d"
+`, o.Name, UnpullableSandbox, o.SystemdCgroup, !o.OOMScoreAdjAllowed)
+}
+
+// Containerd is a containerd (Debian's package, /usr/bin/containerd) that
+// a test runs in a node. The testbed kills it with the node's other
+// processes; Stop ends it earlier.
+type Containerd struct {
+	n *Node
+	// Socket is its socket in the node; Endpoint the CRI endpoint.
+	Socket, Endpoint string
+	// Log is its log file on the host.
+	Log string
+	cmd *exec.Cmd
+}
+
+// StartContainerd starts the host's containerd in n with the config cfg
+// (ContainerdConfig) and waits until it answers at /run/NAME/containerd.sock.
+func (n *Node) StartContainerd(name, cfg string) (*Containerd, error) {
+	if _, err := exec.LookPath("containerd"); err != nil {
+		return nil, fmt.Errorf("Debian's containerd is not installed (hack/deps.sh installs it: apt-get install containerd): %w", err)
+	}
+	c := &Containerd{n: n, Socket: "/run/" + name + "/containerd.sock", Log: filepath.Join(n.Dir, name+".log")}
+	c.Endpoint = "unix://" + c.Socket
+	cfgPath := filepath.Join(n.Dir, name+".toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	log, err := os.Create(c.Log)
+	if err != nil {
+		return nil, err
+	}
+	c.cmd = n.Command(context.Background(), "containerd", "--config", cfgPath)
+	c.cmd.Stdout, c.cmd.Stderr = log, log
+	if err := c.cmd.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	go func() { _ = c.cmd.Wait(); log.Close() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := c.Ctr("version")
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			c.Stop()
+			b, _ := os.ReadFile(c.Log)
+			return nil, fmt.Errorf("containerd in %s did not answer at %s within 60s: %v; its log:\n%s", n.Name, c.Socket, err, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Stop kills it (its containers' shims keep running, as on a host).
+func (c *Containerd) Stop() {
+	if c.cmd != nil && c.cmd.Process != nil {
+		_ = c.cmd.Process.Kill()
+	}
+}
+
+// Ctr runs the host's ctr against it, in the node.
+func (c *Containerd) Ctr(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return c.n.Run(ctx, "ctr", append([]string{"--address", c.Socket}, args...)...)
+}
+
+// Images lists the image names in containerd namespace ns.
+func (c *Containerd) Images(ns string) ([]string, error) {
+	out, err := c.Ctr("-n", ns, "images", "ls", "-q")
+	return strings.Fields(out), err
+}
