@@ -98,7 +98,9 @@ type Results struct {
 	Single  []SingleRun    `json:"single_node_runs"`
 	Join    *JoinResult    `json:"join,omitempty"`
 	Network *NetworkResult `json:"network,omitempty"`
-	Errors  []string       `json:"errors,omitempty"`
+	// Snapshot: etcd snapshot save and restore (snapshot_test.go).
+	Snapshot *SnapshotResult `json:"snapshot,omitempty"`
+	Errors   []string        `json:"errors,omitempty"`
 }
 
 // Host describes the machine.
