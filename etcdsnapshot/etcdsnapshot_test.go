@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"sigs.k8s.io/yaml"
 )
 
 // writeSnapshot writes a file shaped like etcd's snapshot: a bolt database
@@ -242,5 +243,43 @@ func TestMemberAndSingleMemberManifest(t *testing.T) {
 	}
 	if _, err := ParseMember("etcd.yaml", []byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: etcd\n    command: [etcd]\n")); err == nil {
 		t.Error("a manifest without --name was accepted")
+	}
+}
+
+func TestAnnotate(t *testing.T) {
+	golden, err := os.ReadFile("../manifests/testdata/etcd.yaml.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	once := Annotate(golden, "kubeforge.io/etcd-restored", "t1 abc")
+	twice := Annotate(once, "kubeforge.io/etcd-restored", "t2 def")
+	for _, tc := range []struct {
+		data []byte
+		want string
+	}{{once, "t1 abc"}, {twice, "t2 def"}} {
+		m, err := ParseMember("etcd.yaml", tc.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pod struct {
+			Metadata struct{ Annotations map[string]string }
+		}
+		if err := yaml.Unmarshal(tc.data, &pod); err != nil {
+			t.Fatal(err)
+		}
+		a := pod.Metadata.Annotations
+		if a["kubeforge.io/etcd-restored"] != tc.want || a["kubeadm.kubernetes.io/etcd.advertise-client-urls"] == "" || m.Name != "n1" {
+			t.Errorf("annotations %v (want %q kept beside the others), member %+v", a, tc.want, m.Name)
+		}
+	}
+	if strings.Count(string(twice), "etcd-restored") != 1 || len(strings.Split(string(twice), "\n")) != len(strings.Split(string(golden), "\n"))+1 {
+		t.Errorf("Annotate twice:\n%s", twice)
+	}
+	bare := []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\nspec: {}\n")
+	var pod struct {
+		Metadata struct{ Annotations map[string]string }
+	}
+	if err := yaml.Unmarshal(Annotate(bare, "k", "v"), &pod); err != nil || pod.Metadata.Annotations["k"] != "v" {
+		t.Errorf("annotating a manifest without annotations: %v %v", pod.Metadata.Annotations, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -106,4 +107,49 @@ func (m Member) SingleMemberManifest() ([]byte, bool) {
 		out = append(out, l)
 	}
 	return []byte(strings.Join(out, "\n")), changed
+}
+
+// Annotate sets annotation key to value in a static pod manifest as
+// kubeforge renders it (metadata first, two-space indents), keeping every
+// other line as it was.
+func Annotate(manifest []byte, key, value string) []byte {
+	line := "    " + key + ": " + strconv.Quote(value)
+	lines := strings.Split(string(manifest), "\n")
+	out := make([]string, 0, len(lines)+2)
+	done := false
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		if done {
+			out = append(out, l)
+			continue
+		}
+		switch {
+		case strings.HasPrefix(l, "    "+key+":"):
+			out = append(out, line)
+			done = true
+		case l == "  annotations:":
+			out = append(out, l)
+			// Replace the key within the block, or add it at its start.
+			j := i + 1
+			for ; j < len(lines) && strings.HasPrefix(lines[j], "    "); j++ {
+				if strings.HasPrefix(lines[j], "    "+key+":") {
+					break
+				}
+			}
+			if j < len(lines) && strings.HasPrefix(lines[j], "    "+key+":") {
+				out = append(out, lines[i+1:j]...)
+				out = append(out, line)
+				i = j
+			} else {
+				out = append(out, line)
+			}
+			done = true
+		case l == "metadata:" && !strings.Contains(string(manifest), "\n  annotations:\n"):
+			out = append(out, l, "  annotations:", line)
+			done = true
+		default:
+			out = append(out, l)
+		}
+	}
+	return []byte(strings.Join(out, "\n"))
 }

@@ -21,6 +21,7 @@ import (
 
 type etcdOptions struct {
 	paths   config.Paths
+	rootDir string
 	output  string
 	timeout time.Duration
 }
@@ -33,6 +34,12 @@ func newEtcdCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.PersistentFlags().StringVar(&o.paths.StateDir, "state-dir", o.paths.StateDir, "kubeforge's state; snapshots are kept in its etcd-snapshots directory")
+	cmd.PersistentFlags().StringVar(&o.rootDir, "root-dir", "", "do all file I/O under this directory (for tests)")
+	cmd.PersistentPreRun = func(*cobra.Command, []string) {
+		if o.rootDir != "" {
+			o.paths = o.paths.WithRoot(o.rootDir)
+		}
+	}
 	cmd.PersistentFlags().DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long to wait for etcd (and, on restore, for each step)")
 
 	snap := &cobra.Command{

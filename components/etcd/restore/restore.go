@@ -35,6 +35,10 @@ const phase = "etcd-restore"
 // and list again, instead of waiting for revisions they already saw.
 const RevisionBump = 1_000_000_000
 
+// RestoredAnnotation on the etcd static pod says when and from which
+// snapshot (the start of its sha256) etcd was last restored.
+const RestoredAnnotation = "kubeforge.io/etcd-restored"
+
 // Options configure Restore.
 type Options struct {
 	Paths config.Paths
@@ -151,6 +155,7 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 		_ = os.RemoveAll(tmp)
 		return res, fmt.Errorf("restore %s with etcd's restore into %s: %w (the running etcd was not touched)", file, tmp, err)
 	}
+	defer os.RemoveAll(tmp) // left over only when a later step failed
 	out.Done(phase, "restored", tmp, start, "Restored the snapshot into %s as member %s (%s), revision bumped by %d", tmp, mem.Name, mem.PeerURL, RevisionBump)
 
 	// 3. Stop etcd: move its manifest aside; the kubelet stops the pod.
@@ -163,7 +168,12 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 	}
 	res.OldManifest = keptManifest
 	if fsutil.Exists(manifest) {
-		if err := os.Rename(manifest, aside); err != nil {
+		// A copy, then the removal: the state directory may be on
+		// another file system than the manifests.
+		if _, err := fsutil.WriteFile(aside, mem.ManifestBytes, 0o600); err != nil {
+			return res, fmt.Errorf("move the etcd manifest aside to stop etcd: %w", err)
+		}
+		if err := os.Remove(manifest); err != nil {
 			return res, fmt.Errorf("move the etcd manifest aside to stop etcd: %w", err)
 		}
 	}
@@ -191,6 +201,9 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 
 	// 5. The manifest, for a single member, back in place.
 	fixed, changed := mem.SingleMemberManifest()
+	// A new annotation makes it a new static pod for the kubelet (a pod's
+	// UID is its manifest's hash), never the old one coming back.
+	fixed = etcdsnapshot.Annotate(fixed, RestoredAnnotation, stamp+" "+got.SHA256[:12])
 	if changed {
 		out.Printf(phase, "The etcd manifest now names %s as the only member (was: %s)", mem.Name, flagOr(mem, "initial-cluster"))
 	}
