@@ -86,7 +86,7 @@ etcdSnapshots:
 	var initStart time.Time
 	step("init", func(t *testing.T) {
 		initStart = time.Now()
-		c.kubeforge(3*time.Minute, "init", "--config", cfg, "--advertise-address", n.IP.String(), "--node-name", n.Name, "--single-node")
+		c.kubeforge(4*time.Minute, "init", "--config", cfg, "--advertise-address", n.IP.String(), "--node-name", n.Name, "--single-node")
 		poll(t, 90*time.Second, "node Ready and control plane Running", func() string {
 			if s := c.nodeReady(time.Time{}); s != "" {
 				return s
