@@ -134,10 +134,10 @@ etcdSnapshots:
 			t.Errorf("a snapshot name with a path was accepted:\n%s", out)
 		}
 		// Changes after the snapshot, which the restore must undo.
-		c.kubectl("delete", "namespace", "snap", "--wait=true", "--timeout=90s")
+		c.kubectl("delete", "configmap", "-n", "snap", "cm-1", "cm-2", "cm-3")
 		c.kubectl("create", "configmap", "after-snapshot", "-n", "default", "--from-literal=k=v")
 		if out, err := n.Kubectl("get", "configmap", "-n", "snap", "cm-1"); err == nil {
-			t.Fatalf("cm-1 still there after the namespace was deleted:\n%s", out)
+			t.Fatalf("cm-1 still there after it was deleted:\n%s", out)
 		}
 	})
 
