@@ -38,6 +38,9 @@ type KubeforgeConfiguration struct {
 	// (the control plane, the addons, pause) are never pulled either way.
 	// The flag --air-gapped of init and join sets it.
 	AirGapped bool `json:"airGapped,omitempty"`
+
+	// EtcdSnapshots: the scheduled etcd snapshots (see EtcdSnapshots).
+	EtcdSnapshots EtcdSnapshots `json:"etcdSnapshots,omitempty"`
 }
 
 // KubeforgeConfigFile is the node's effective KubeforgeConfiguration.
@@ -46,11 +49,14 @@ func (p Paths) KubeforgeConfigFile() string { return filepath.Join(p.StateDir, "
 // defaultKubeforge fills in k's unset fields.
 func defaultKubeforge(k *KubeforgeConfiguration) {
 	k.APIVersion, k.Kind = KubeforgeAPIVersion, KubeforgeKind
+	defaultEtcdSnapshots(&k.EtcdSnapshots)
 }
 
 // validateKubeforge checks k; errors name the field (kind.field) and the fix.
 func validateKubeforge(k *KubeforgeConfiguration) []error {
-	return nil
+	var errs []error
+	errs = append(errs, validateEtcdSnapshots(&k.EtcdSnapshots)...)
+	return errs
 }
 
 // MarshalKubeforge renders k as the YAML document of KubeforgeConfigFile.

@@ -82,10 +82,10 @@ func loadConfig(t *testing.T) config {
 	for _, s := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			switch s {
-			case "single", "restart", "join", "network", "external":
+			case "single", "restart", "join", "network", "external", "snapshot":
 				c.skip[s] = true
 			default:
-				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external)", s)
+				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot)", s)
 			}
 		}
 	}
@@ -197,6 +197,9 @@ func TestBench(t *testing.T) {
 	}
 	if !cfg.skip["join"] {
 		t.Run("join", b.joinBench)
+	}
+	if !cfg.skip["snapshot"] {
+		t.Run("snapshot", b.snapshotBench)
 	}
 }
 

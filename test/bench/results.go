@@ -99,7 +99,9 @@ type Results struct {
 	External []ExternalRun  `json:"external_containerd_runs,omitempty"`
 	Join     *JoinResult    `json:"join,omitempty"`
 	Network  *NetworkResult `json:"network,omitempty"`
-	Errors   []string       `json:"errors,omitempty"`
+	// Snapshot: etcd snapshot save and restore (snapshot_test.go).
+	Snapshot *SnapshotResult `json:"snapshot,omitempty"`
+	Errors   []string        `json:"errors,omitempty"`
 }
 
 // Host describes the machine.

@@ -522,6 +522,7 @@ func (s *supervisor) startKubelet(ctx context.Context) error {
 func (s *supervisor) dutyList() []duty.Duty {
 	return []duty.Duty{
 		{Name: "pod-network", Run: s.runPodNetworkAgent},
+		{Name: "etcd-snapshots", Run: s.runEtcdSnapshots},
 	}
 }
 

@@ -1,0 +1,352 @@
+// Package restore brings a control-plane node's etcd back from a snapshot
+// (`kubeforge etcd snapshot restore FILE`) as a new single-member cluster,
+// with etcd's own restore (go.etcd.io/etcd/etcdutl/v3/snapshot). It imports
+// etcd's server packages, which is why it lives under components/ while
+// saving and listing snapshots (package etcdsnapshot) stay light.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/etcdsnapshot"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/progress"
+)
+
+const phase = "etcd-restore"
+
+// RevisionBump is added to the snapshot's revision, and the restored
+// revisions marked compacted, as etcd advises for Kubernetes: the API
+// server's watch caches and every client's informers then see a compaction
+// and list again, instead of waiting for revisions they already saw.
+const RevisionBump = 1_000_000_000
+
+// RestoredAnnotation on the etcd static pod says when and from which
+// snapshot (the start of its sha256) etcd was last restored.
+const RestoredAnnotation = "kubeforge.io/etcd-restored"
+
+// Options configure Restore.
+type Options struct {
+	Paths config.Paths
+	// File is the snapshot (a path, or a name in the node's store).
+	File string
+	// Timeout bounds each wait (etcd stopping, etcd and the API server
+	// coming back); 3 minutes by default.
+	Timeout time.Duration
+	Out     *progress.Reporter
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+}
+
+// Result says where things went.
+type Result struct {
+	Snapshot etcdsnapshot.Meta
+	// OldData is where the member's previous data directory was kept.
+	OldData string
+	// OldManifest is the etcd manifest as it was.
+	OldManifest string
+}
+
+// Status is etcd's own check of a snapshot file (etcdutl snapshot status):
+// bolt's consistency check of every page, the revision and the key count.
+func Status(path string) (etcdutl.Status, error) {
+	return etcdutl.NewV3(zap.NewNop()).Status(path)
+}
+
+// Verify checks a snapshot file before anything is touched: etcd's
+// integrity hash, the metadata's sha256 when the store has it, and
+// etcdutl's status check.
+func Verify(path string, m *etcdsnapshot.Meta) (etcdsnapshot.Meta, error) {
+	got, err := etcdsnapshot.Check(path, m)
+	if err != nil {
+		return got, err
+	}
+	st, err := Status(path)
+	if err != nil {
+		return got, fmt.Errorf("%s: etcd's snapshot check failed: %w", path, err)
+	}
+	got.Revision = st.Revision
+	return got, nil
+}
+
+// Restore restores o.File into this node's etcd member as a single-member
+// cluster: it verifies the file, restores it into a new directory beside
+// the data (the running etcd is not touched until that worked), stops
+// etcd (its manifest moved aside, the kubelet removes the pod), keeps the
+// old data, puts the restored data in place, rewrites the manifest for a
+// single member and waits for etcd and the API server.
+func Restore(ctx context.Context, o Options) (Result, error) {
+	var res Result
+	p, out := o.Paths, o.Out
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 3 * time.Minute
+	}
+	stamp := now().UTC().Format("20060102T150405Z")
+	manifest := p.Host(p.Manifest(etcdsnapshot.EtcdManifestName))
+	workDir := p.Host(filepath.Join(p.StateDir, "etcd-restore"))
+	aside := filepath.Join(workDir, "etcd.yaml") // the manifest while etcd is stopped
+
+	// The member, from its manifest (or, after an interrupted restore,
+	// from the copy moved aside).
+	mem, err := etcdsnapshot.ReadMember(p)
+	if errors.Is(err, etcdsnapshot.ErrNoEtcd) && fsutil.Exists(aside) {
+		data, rerr := os.ReadFile(aside)
+		if rerr != nil {
+			return res, rerr
+		}
+		mem, err = etcdsnapshot.ParseMember(aside, data)
+		out.Warnf(phase, "Found the etcd manifest moved aside by an interrupted restore (%s); continuing from it", aside)
+	}
+	if err != nil {
+		return res, err
+	}
+
+	// 1. Verify, before anything is touched.
+	store := etcdsnapshot.NewStore(p)
+	file, meta := store.Resolve(o.File)
+	start := time.Now()
+	got, err := Verify(file, meta)
+	if err != nil {
+		return res, fmt.Errorf("refusing to restore: %w (nothing was changed)", err)
+	}
+	got.Name = filepath.Base(file)
+	res.Snapshot = got
+	out.Done(phase, "verified", file, start, "Snapshot %s is sound: %d bytes, revision %d, sha256 %s", file, got.Size, got.Revision, got.SHA256)
+
+	// 2. Restore into a new directory inside the data directory (the same
+	// file system, which may be a mount point), with the running etcd
+	// untouched.
+	dataDir := p.Host(mem.DataDir)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return res, err
+	}
+	tmp := filepath.Join(dataDir, "restore-"+stamp)
+	_ = os.RemoveAll(tmp)
+	start = time.Now()
+	err = etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
+		SnapshotPath:        file,
+		Name:                mem.Name,
+		OutputDataDir:       tmp,
+		PeerURLs:            []string{mem.PeerURL},
+		InitialCluster:      mem.Name + "=" + mem.PeerURL,
+		InitialClusterToken: initialClusterToken(mem),
+		RevisionBump:        RevisionBump,
+		MarkCompacted:       true,
+	})
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return res, fmt.Errorf("restore %s with etcd's restore into %s: %w (the running etcd was not touched)", file, tmp, err)
+	}
+	defer os.RemoveAll(tmp) // left over only when a later step failed
+	out.Done(phase, "restored", tmp, start, "Restored the snapshot into %s as member %s (%s), revision bumped by %d", tmp, mem.Name, mem.PeerURL, RevisionBump)
+
+	// 3. Stop etcd: move its manifest aside; the kubelet stops the pod.
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return res, err
+	}
+	keptManifest := filepath.Join(workDir, "etcd.yaml."+stamp)
+	if _, err := fsutil.WriteFile(keptManifest, mem.ManifestBytes, 0o600); err != nil {
+		return res, fmt.Errorf("keep a copy of the etcd manifest: %w", err)
+	}
+	res.OldManifest = keptManifest
+	if fsutil.Exists(manifest) {
+		// A copy, then the removal: the state directory may be on
+		// another file system than the manifests.
+		if _, err := fsutil.WriteFile(aside, mem.ManifestBytes, 0o600); err != nil {
+			return res, fmt.Errorf("move the etcd manifest aside to stop etcd: %w", err)
+		}
+		if err := os.Remove(manifest); err != nil {
+			return res, fmt.Errorf("move the etcd manifest aside to stop etcd: %w", err)
+		}
+	}
+	start = time.Now()
+	out.Printf(phase, "Moved the etcd manifest to %s; waiting for the kubelet to stop etcd", aside)
+	member := filepath.Join(dataDir, "member")
+	if err := waitStopped(ctx, member, o.Timeout); err != nil {
+		return res, fmt.Errorf("%w; the manifest is at %s: move it back to %s to start the old etcd again", err, aside, manifest)
+	}
+	out.Done(phase, "stopped", "", start, "etcd has stopped")
+
+	// 4. Keep the old data, put the restored data in place.
+	if fsutil.Exists(member) {
+		old, err := keepOld(dataDir, member, stamp)
+		if err != nil {
+			return res, fmt.Errorf("move the old etcd data aside: %w; the manifest is at %s", err, aside)
+		}
+		res.OldData = old
+		out.Printf(phase, "Kept the old etcd data in %s (delete it once the restored cluster is fine)", old)
+	}
+	if err := os.Rename(filepath.Join(tmp, "member"), member); err != nil {
+		return res, fmt.Errorf("put the restored data in place: %w; the manifest is at %s", err, aside)
+	}
+	_ = os.RemoveAll(tmp)
+
+	// 5. The manifest, for a single member, back in place.
+	fixed, changed := mem.SingleMemberManifest()
+	// A new annotation makes it a new static pod for the kubelet (a pod's
+	// UID is its manifest's hash), never the old one coming back.
+	fixed = etcdsnapshot.Annotate(fixed, RestoredAnnotation, stamp+" "+got.SHA256[:12])
+	if changed {
+		out.Printf(phase, "The etcd manifest now names %s as the only member (was: %s)", mem.Name, flagOr(mem, "initial-cluster"))
+	}
+	if _, err := fsutil.WriteFile(manifest, fixed, 0o600); err != nil {
+		return res, fmt.Errorf("write the etcd manifest: %w", err)
+	}
+	_ = os.Remove(aside)
+
+	// 6. Wait for etcd, then the API server.
+	start = time.Now()
+	if err := waitHTTP(ctx, "http://127.0.0.1:2381/readyz", o.Timeout); err != nil {
+		return res, fmt.Errorf("etcd did not become ready after the restore: %w (see kubectl/crictl logs of etcd; the old data is in %s, the old manifest in %s)", err, res.OldData, keptManifest)
+	}
+	out.Done(phase, "etcd", "", start, "etcd is ready")
+	start = time.Now()
+	if err := waitAPIServer(ctx, p, o.Timeout); err != nil {
+		return res, err
+	}
+	out.Done(phase, "apiserver", "", start, "The API server is ready")
+	return res, nil
+}
+
+func flagOr(m etcdsnapshot.Member, name string) string {
+	if v := m.Flags[name]; v != "" {
+		return v
+	}
+	return "unset"
+}
+
+// initialClusterToken is the manifest's, or etcd's default.
+func initialClusterToken(m etcdsnapshot.Member) string {
+	if v := m.Flags["initial-cluster-token"]; v != "" {
+		return v
+	}
+	return "etcd-cluster"
+}
+
+// keepOld moves the member directory next to the data directory, or,
+// when the data directory is a mount point, inside it.
+func keepOld(dataDir, member, stamp string) (string, error) {
+	old := filepath.Clean(dataDir) + ".before-restore-" + stamp
+	if err := os.MkdirAll(old, 0o700); err == nil {
+		if err := os.Rename(member, filepath.Join(old, "member")); err == nil {
+			return old, nil
+		}
+		_ = os.Remove(old)
+	}
+	old = filepath.Join(dataDir, "member.before-restore-"+stamp)
+	return old, os.Rename(member, old)
+}
+
+// waitStopped waits until no process holds etcd's WAL files locked (etcd
+// locks each while it runs) and its metrics port stops answering.
+func waitStopped(ctx context.Context, member string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		if !answers(ctx, "http://127.0.0.1:2381/readyz") && !walLocked(filepath.Join(member, "wal")) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcd did not stop within %s", timeout)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func walLocked(dir string) bool {
+	names, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	for _, n := range names {
+		l, err := fileutil.TryLockFile(n, os.O_RDWR, fileutil.PrivateFileMode)
+		if err != nil {
+			return true
+		}
+		_ = l.Close()
+	}
+	return false
+}
+
+func answers(ctx context.Context, url string) bool {
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
+
+func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				rcancel()
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		rcancel()
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready within %s: %v", timeout, last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// waitAPIServer waits for the API server's /readyz with admin.conf.
+func waitAPIServer(ctx context.Context, p config.Paths, timeout time.Duration) error {
+	logical := p.Kubeconfig("admin.conf")
+	cfg, err := clientcmd.BuildConfigFromFlags("", p.Host(logical))
+	if err != nil {
+		return fmt.Errorf("load %s: %w", logical, err)
+	}
+	cfg.Timeout = 5 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err == nil {
+			return nil
+		}
+		last = fmt.Errorf("%v %s", err, strings.TrimSpace(string(body)))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the API server did not become ready within %s after the restore: %v", timeout, last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kubeforge/kubeforge/components/node/duty"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/etcdsnapshot"
+)
+
+// etcdSnapshotRecheck is how often a node without an etcd member looks
+// again (a worker stays one; a node being joined as a control plane gets
+// its etcd manifest after the service started).
+const etcdSnapshotRecheck = 30 * time.Second
+
+// runEtcdSnapshots takes the scheduled etcd snapshots on a control-plane
+// node (KubeforgeConfiguration etcdSnapshots): one every interval after
+// the last scheduled one (or after the service started, when there is
+// none), the oldest scheduled ones beyond the retention count deleted.
+func (s *supervisor) runEtcdSnapshots(ctx context.Context, h *duty.Health) error {
+	kf, err := config.LoadKubeforge(s.p)
+	if err != nil {
+		return err
+	}
+	sc := kf.EtcdSnapshots
+	if sc.Disabled {
+		h.Disabled("turned off (%s etcdSnapshots.disabled in %s)", config.KubeforgeKind, s.p.KubeforgeConfigFile())
+		<-ctx.Done()
+		return nil
+	}
+	return runSnapshotSchedule(ctx, h, snapshotSchedule{
+		paths:    s.p,
+		store:    etcdsnapshot.NewStore(s.p),
+		interval: sc.Interval.Duration,
+		keep:     int(sc.Retention),
+		started:  time.Now(),
+		recheck:  etcdSnapshotRecheck,
+		log:      func(msg string, args ...any) { s.log.Info(msg, append([]any{"duty", "etcd-snapshots"}, args...)...) },
+	})
+}
+
+type snapshotSchedule struct {
+	paths    config.Paths
+	store    etcdsnapshot.Store
+	interval time.Duration
+	keep     int
+	started  time.Time
+	recheck  time.Duration
+	log      func(msg string, args ...any)
+	// save takes one snapshot (Store.Save from the local member by default).
+	save func(ctx context.Context, node string) (etcdsnapshot.Meta, error)
+}
+
+// next is when the next scheduled snapshot is due.
+func (sc snapshotSchedule) next() (time.Time, error) {
+	last, err := sc.store.LastScheduled()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("list the snapshots in %s: %w", sc.store.Dir, err)
+	}
+	if last.IsZero() {
+		return sc.started.Add(sc.interval), nil
+	}
+	return last.Add(sc.interval), nil
+}
+
+func runSnapshotSchedule(ctx context.Context, h *duty.Health, sc snapshotSchedule) error {
+	if sc.save == nil {
+		sc.save = func(ctx context.Context, node string) (etcdsnapshot.Meta, error) {
+			return sc.store.Save(ctx, sc.paths, etcdsnapshot.SaveOptions{Node: node, Scheduled: true, Endpoint: etcdsnapshot.LocalClientURL})
+		}
+	}
+	lastMsg := ""
+	say := func(msg string) {
+		if msg != lastMsg {
+			h.OK("%s", msg)
+			lastMsg = msg
+		}
+	}
+	var lastTaken string
+	for {
+		mem, err := etcdsnapshot.ReadMember(sc.paths)
+		var wait time.Duration
+		switch {
+		case errors.Is(err, etcdsnapshot.ErrNoEtcd):
+			if lastMsg != "disabled" {
+				h.Disabled("not a control-plane node: no local etcd member (%s)", sc.paths.Manifest(etcdsnapshot.EtcdManifestName))
+				lastMsg = "disabled"
+			}
+			wait = sc.recheck
+		case err != nil:
+			return err
+		default:
+			next, err := sc.next()
+			if err != nil {
+				return err
+			}
+			if wait = time.Until(next); wait <= 0 {
+				sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+				m, err := sc.save(sctx, mem.Name)
+				cancel()
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("scheduled etcd snapshot: %w", err)
+				}
+				lastTaken = fmt.Sprintf("; last %s (revision %d, %d bytes)", m.Name, m.Revision, m.Size)
+				sc.log("saved a scheduled etcd snapshot", "name", m.Name, "revision", m.Revision, "size", m.Size)
+				removed, err := sc.store.Prune(sc.keep)
+				if len(removed) > 0 {
+					sc.log("pruned scheduled etcd snapshots", "names", removed)
+				}
+				if err != nil {
+					return fmt.Errorf("prune scheduled etcd snapshots: %w", err)
+				}
+				continue
+			}
+			say(fmt.Sprintf("next snapshot at %s (every %s, keeping the last %d scheduled) in %s%s",
+				next.UTC().Format(time.RFC3339), sc.interval, sc.keep, sc.store.Dir, lastTaken))
+			wait = min(wait, sc.recheck)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
