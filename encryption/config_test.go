@@ -332,6 +332,13 @@ func TestSyncOnce(t *testing.T) {
 	if _, _, _, err := SyncOnce(ctx, o); err == nil || !strings.Contains(err.Error(), "refusing") {
 		t.Errorf("garbage accepted: %v", err)
 	}
+	s.Data[ConfigDataKey] = Render(Config{Providers: []Provider{{Type: Identity}, key(Secretbox, "k", 32)}})
+	if _, err := c.CoreV1().Secrets("kube-system").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := SyncOnce(ctx, o); err == nil || !strings.Contains(err.Error(), "unencrypted") {
+		t.Errorf("identity first accepted: %v", err)
+	}
 	if b2, _ := os.ReadFile(file); string(b2) != string(published) {
 		t.Error("the file changed after a refused configuration")
 	}

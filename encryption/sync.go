@@ -32,14 +32,21 @@ type SyncOptions struct {
 
 // SyncOnce brings File to the published configuration: nothing when no
 // rotation was ever published or the file already holds it. A published
-// configuration that does not parse is refused (the file is left alone).
+// configuration that does not parse, or that would write unencrypted, is
+// refused (the file is left alone).
 func SyncOnce(ctx context.Context, o SyncOptions) (st State, found bool, res fsutil.Result, err error) {
 	st, found, err = LoadState(ctx, o.Client)
 	if err != nil || !found {
 		return st, found, fsutil.Unchanged, err
 	}
-	if _, err := Parse(st.Config, "kube-system/"+StateSecret); err != nil {
+	cfg, err := Parse(st.Config, "kube-system/"+StateSecret)
+	if err != nil {
 		return st, true, fsutil.Unchanged, fmt.Errorf("refusing the published encryption configuration: %w", err)
+	}
+	// Whoever can write that Secret must not be able to turn encryption
+	// off: identity first would store new Secrets in plain text.
+	if cfg.Write().Type == Identity {
+		return st, true, fsutil.Unchanged, fmt.Errorf("refusing the published encryption configuration in kube-system/%s: its first provider is identity, which would store Secrets unencrypted", StateSecret)
 	}
 	res, err = fsutil.WriteFile(o.File, st.Config, 0o600)
 	if err != nil {
