@@ -157,6 +157,17 @@ func runRotateRewrite(ctx context.Context, d *RotateData) error {
 		return fmt.Errorf("these Secrets are still not stored under key %s in etcd after rewriting them: %s (run the command again; if it persists, check each API server's --encryption-provider-config)",
 			key.Name, strings.Join(stale, ", "))
 	}
+	// The rewrite updated the state Secret too: continue from its new
+	// version, unless another run changed the rotation meanwhile.
+	cur, found, err := encryption.LoadState(ctx, d.Client)
+	if err != nil {
+		return err
+	}
+	if !found || cur.Step != d.State.Step || cur.Key != d.State.Key {
+		return fmt.Errorf("kube-system/%s changed during the rewrite (now step %q key %q, was %q %q): is another rotate-key running?",
+			encryption.StateSecret, cur.Step, cur.Key, d.State.Step, d.State.Key)
+	}
+	d.State = cur
 	return d.advance(ctx, encryption.Provider{})
 }
 
