@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
@@ -36,6 +38,7 @@ type fakeRotation struct {
 	mu     sync.Mutex
 	stored map[string]string // ns/name → prefix in etcd
 	saves  int
+	rv     int
 	downAt int // API servers unreachable from this save on (0: never)
 }
 
@@ -64,9 +67,20 @@ func newFakeRotation(t *testing.T, initial []byte) *fakeRotation {
 		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		// Resource versions as the API server keeps them: every write
+		// makes a new one; an update of the state from an older one is
+		// a conflict.
 		if s.Name == encryption.StateSecret {
+			if _, ok := a.(k8stesting.UpdateAction); ok {
+				cur, err := f.client.Tracker().Get(corev1.SchemeGroupVersion.WithResource("secrets"), s.Namespace, s.Name)
+				if err == nil && cur.(*corev1.Secret).ResourceVersion != s.ResourceVersion {
+					return true, nil, apierrors.NewConflict(corev1.Resource("secrets"), s.Name, errors.New("the object has been modified"))
+				}
+			}
 			f.saves++
 		}
+		f.rv++
+		s.ResourceVersion = strconv.Itoa(f.rv)
 		w := f.writeKey()
 		f.stored[s.Namespace+"/"+s.Name] = encryption.StoragePrefix(w.Type, w.Name)
 		return false, nil, nil
