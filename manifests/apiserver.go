@@ -1,7 +1,6 @@
 package manifests
 
 import (
-	"encoding/base64"
 	"fmt"
 )
 
@@ -59,24 +58,6 @@ plugins:
 		s += "      - " + ns + "\n"
 	}
 	return []byte(s)
-}
-
-// EncryptionConfig renders an EncryptionConfiguration that encrypts Secrets
-// at rest with AES-GCM under key (32 random bytes), still reading
-// unencrypted data written before.
-func EncryptionConfig(key []byte) []byte {
-	return []byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-- resources:
-  - secrets
-  providers:
-  - aesgcm:
-      keys:
-      - name: key1
-        secret: %s
-  - identity: {}
-`, base64.StdEncoding.EncodeToString(key)))
 }
 
 // AuditPolicy is the API server's audit policy: metadata for everything

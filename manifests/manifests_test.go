@@ -177,7 +177,6 @@ func TestKubeletFilesGolden(t *testing.T) {
 	golden(t, "cni.conflist", CNIConfig(c.Paths.PodCIDRFile(), true, false))
 	golden(t, "authentication-config.yaml", AuthenticationConfig())
 	golden(t, "audit-policy.yaml", AuditPolicy())
-	golden(t, "encryption-config.yaml", EncryptionConfig(make([]byte, 32)))
 }
 
 func TestFirstNodeCIDR(t *testing.T) {

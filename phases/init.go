@@ -2,7 +2,6 @@ package phases
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/encryption"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/manifests"
@@ -276,7 +276,7 @@ func writeNodeManifest(n *Node, phase, component string) error {
 }
 
 // ensureEncryptionConfig writes the secrets-at-rest encryption config with
-// a new random key, once: an existing file is kept (its key encrypts data
+// a new random secretbox key, once (`kubeforge secrets rotate-key` rotates it): an existing file is kept (its key encrypts data
 // already in etcd).
 func ensureEncryptionConfig(n *Node, phase string) error {
 	logical := n.Cfg.Paths.EncryptionConfigFile()
@@ -284,11 +284,12 @@ func ensureEncryptionConfig(n *Node, phase string) error {
 		n.Out.Printf(phase, "Using existing secrets encryption configuration %q", logical)
 		return nil
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return fmt.Errorf("generate the secrets encryption key: %w", err)
+	key, err := encryption.NewKey(time.Now())
+	if err != nil {
+		return err
 	}
-	return n.WriteFile(phase, "secrets encryption configuration", logical, manifests.EncryptionConfig(key), 0o600, HideContent)
+	return n.WriteFile(phase, "secrets encryption configuration ("+encryption.Secretbox+" key "+key.Name+")", logical,
+		encryption.Render(encryption.Initial(key)), 0o600, HideContent)
 }
 
 func runKubeletConfig(_ context.Context, d *InitData) error {

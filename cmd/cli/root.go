@@ -68,6 +68,7 @@ containerd and CoreDNS; nothing is pulled from a registry.`,
 		newInitCmd, newJoinCmd, newResetCmd, newTokenCmd, newCertsCmd, newConfigCmd,
 		newNodeCmd, newImagesCmd, newComponentCmd, newVersionCmd,
 		newEtcdCmd,
+		newSecretsCmd,
 	} {
 		root.AddCommand(c(in, out, errOut))
 	}

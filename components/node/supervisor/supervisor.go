@@ -21,6 +21,9 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/image"
 	"github.com/kubeforge/kubeforge/components/node"
@@ -29,6 +32,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/podnet"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/cri"
+	"github.com/kubeforge/kubeforge/encryption"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/internal/version"
@@ -523,6 +527,7 @@ func (s *supervisor) dutyList() []duty.Duty {
 	return []duty.Duty{
 		{Name: "pod-network", Run: s.runPodNetworkAgent},
 		{Name: "etcd-snapshots", Run: s.runEtcdSnapshots},
+		{Name: "secrets-encryption-config", Run: s.runEncryptionConfigSync},
 	}
 }
 
@@ -540,6 +545,32 @@ func (s *supervisor) runPodNetworkAgent(ctx context.Context, h *duty.Health) err
 		CIDRFile:   s.p.Host(s.p.PodCIDRFile()),
 		Log:        s.log.With("component", "podnet"),
 	})
+}
+
+// runEncryptionConfigSync keeps a control-plane node's secrets encryption
+// configuration equal to the one `kubeforge secrets rotate-key` published
+// in kube-system (see encryption.RunSync), with the node's admin.conf: a
+// kubelet's credentials cannot read that Secret. Workers have no API server
+// and no admin.conf: the duty is disabled there.
+func (s *supervisor) runEncryptionConfigSync(ctx context.Context, h *duty.Health) error {
+	if !fsutil.Exists(s.p.Host(s.p.Manifest("kube-apiserver"))) {
+		h.Disabled("not a control-plane node (no %s)", s.p.Manifest("kube-apiserver"))
+		return nil
+	}
+	admin := s.p.Kubeconfig("admin.conf")
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.p.Host(admin))
+	if err != nil {
+		return fmt.Errorf("load %s: %w", admin, err)
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("client from %s: %w", admin, err)
+	}
+	return encryption.RunSync(ctx, encryption.SyncOptions{
+		Client: c,
+		File:   s.p.Host(s.p.EncryptionConfigFile()),
+		Log:    s.log.With("duty", "secrets-encryption-config"),
+	}, h)
 }
 
 // ensureLink makes link a symlink to target.
