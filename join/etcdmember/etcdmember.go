@@ -26,22 +26,32 @@ import (
 // Client connects to etcd at endpoints with the API server's etcd client
 // certificate (etcd has no RBAC: any client certificate of its CA works).
 func Client(p config.Paths, endpoints []string) (*clientv3.Client, error) {
+	cfg, err := ClientConfig(p, endpoints)
+	if err != nil {
+		return nil, err
+	}
+	return clientv3.New(cfg)
+}
+
+// ClientConfig is Client's configuration (for etcd's own helpers that make
+// their client themselves, such as the snapshot saver).
+func ClientConfig(p config.Paths, endpoints []string) (clientv3.Config, error) {
 	cert, err := tls.LoadX509KeyPair(p.Host(p.Cert("apiserver-etcd-client.crt")), p.Host(p.Cert("apiserver-etcd-client.key")))
 	if err != nil {
-		return nil, fmt.Errorf("etcd client certificate: %w", err)
+		return clientv3.Config{}, fmt.Errorf("etcd client certificate: %w", err)
 	}
 	caPEM, err := os.ReadFile(p.Host(p.Cert("etcd/ca.crt")))
 	if err != nil {
-		return nil, fmt.Errorf("etcd CA: %w", err)
+		return clientv3.Config{}, fmt.Errorf("etcd CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	return clientv3.New(clientv3.Config{
+	return clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		TLS:         &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
 		Logger:      zap.NewNop(),
-	})
+	}, nil
 }
 
 // Member is one etcd member.
