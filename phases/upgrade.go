@@ -84,7 +84,7 @@ func (d *UpgradeData) stateFile() string {
 }
 
 func (d *UpgradeData) loadState() {
-	b, err := os.ReadFile(d.Paths.Host(d.stateFile()))
+	b, err := os.ReadFile(d.Cfg.Paths.Host(d.stateFile()))
 	if err != nil {
 		return
 	}

@@ -118,7 +118,8 @@ func (d *UpgradeData) checkEtcd(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	c, err := etcdmember.Client(d.Paths, endpoints)
+	// The real host's certificates, also in a dry run.
+	c, err := etcdmember.Client(d.Cfg.Paths, endpoints)
 	if err != nil {
 		return 0, err
 	}
@@ -161,7 +162,7 @@ func (d *UpgradeData) checkEtcd(ctx context.Context) (int64, error) {
 func (d *UpgradeData) checkDiskSpace(dbSize int64) error {
 	dir := d.Cfg.Paths.StateDir
 	var st unix.Statfs_t
-	if err := unix.Statfs(d.Paths.Host(dir), &st); err != nil {
+	if err := unix.Statfs(d.Cfg.Paths.Host(dir), &st); err != nil {
 		return fmt.Errorf("check the free space in %s: %w", dir, err)
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)

@@ -217,7 +217,7 @@ func (d *UpgradeData) etcdVersions(ctx context.Context, pods []corev1.Pod) map[s
 			continue
 		}
 		ep := strings.Split(u, ",")[0]
-		c, err := etcdmember.Client(d.Paths, []string{ep})
+		c, err := etcdmember.Client(d.Cfg.Paths, []string{ep})
 		if err != nil {
 			continue
 		}
