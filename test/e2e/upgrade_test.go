@@ -267,16 +267,26 @@ func TestUpgrade(t *testing.T) {
 		text := kfWith(t, cp, newBin, time.Minute, "upgrade", "plan")
 		t.Logf("upgrade plan:\n%s", text)
 		diff := kfWith(t, cp, newBin, time.Minute, "upgrade", "diff")
-		for _, want := range []string{"-  image: kubeforge.local/kubeforge:" + oldVersion, "+  image: kubeforge.local/kubeforge:" + newVersion, "/etc/kubernetes/manifests/etcd.yaml"} {
-			if !strings.Contains(diff, want) {
-				t.Errorf("upgrade diff lacks %q:\n%s", want, diff)
-			}
-		}
-		// Only the image changes between two stamps of one source.
+		var removed, added int
 		for _, l := range strings.Split(diff, "\n") {
-			if (strings.HasPrefix(l, "+ ") || strings.HasPrefix(l, "- ")) && !strings.Contains(l, "image: kubeforge.local/kubeforge:") {
+			if strings.HasPrefix(l, "---") || strings.HasPrefix(l, "+++") {
+				continue
+			}
+			switch {
+			case strings.HasPrefix(l, "-") && strings.Contains(l, "image: kubeforge.local/kubeforge:"+oldVersion):
+				removed++
+			case strings.HasPrefix(l, "+") && strings.Contains(l, "image: kubeforge.local/kubeforge:"+newVersion):
+				added++
+			case strings.HasPrefix(l, "-") || strings.HasPrefix(l, "+"):
+				// Only the image changes between two stamps of one source.
 				t.Errorf("upgrade diff changes more than the image: %q", l)
 			}
+		}
+		if removed != 4 || added != 4 || !strings.Contains(diff, "/etc/kubernetes/manifests/etcd.yaml") {
+			t.Errorf("upgrade diff: %d old and %d new image lines, want 4 each:\n%s", removed, added, diff)
+		}
+		if wd := kfWith(t, w, newBin, time.Minute, "upgrade", "diff"); !strings.Contains(wd, "No changes") {
+			t.Errorf("upgrade diff on the worker (its kubelet configuration should not change):\n%s", wd)
 		}
 		dry := kfWith(t, cp, newBin, 2*time.Minute, "upgrade", "apply", "--dry-run")
 		if m, _ := cp.ReadFile("/etc/kubernetes/manifests/kube-apiserver.yaml"); !strings.Contains(string(m), oldVersion) {
@@ -285,9 +295,11 @@ func TestUpgrade(t *testing.T) {
 	})
 
 	step("apply", func(t *testing.T) {
+		stop := watchAPIGaps(api)
 		start := time.Now()
 		out := kfWith(t, cp, newBin, 15*time.Minute, "upgrade", "apply")
 		bench(t, "upgrade.apply_seconds", time.Since(start))
+		bench(t, "upgrade.api_unavailable_max_seconds", stop())
 		t.Logf("upgrade apply:\n%s", out)
 		for _, want := range []string{"Backed up 4 manifests and an etcd snapshot", "Not upgrading CoreDNS yet: node(s) " + w.Name} {
 			if !strings.Contains(out, want) {
@@ -329,15 +341,19 @@ func TestUpgrade(t *testing.T) {
 				t.Errorf("node %s reports kubeforge %q, want %s", n, v, newVersion)
 			}
 		}
-		pods, err := api.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range pods.Items {
-			if img := p.Spec.Containers[0].Image; !strings.HasSuffix(img, ":"+newVersion) {
-				t.Errorf("kube-system pod %s runs %s", p.Name, img)
+		poll(t, 2*time.Minute, "every kube-system pod on the new image", func() string {
+			pods, err := api.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				return err.Error()
 			}
-		}
+			var oldPods []string
+			for _, p := range pods.Items {
+				if img := p.Spec.Containers[0].Image; !strings.HasSuffix(img, ":"+newVersion) {
+					oldPods = append(oldPods, p.Name+" "+img)
+				}
+			}
+			return strings.Join(oldPods, ", ")
+		})
 		again := kfWith(t, cp, newBin, 5*time.Minute, "upgrade", "apply")
 		if !strings.Contains(again, "nothing changed on it") || strings.Contains(again, "Updated ") || strings.Contains(again, "Wrote ") {
 			t.Errorf("a third apply changed something:\n%s", again)
@@ -459,4 +475,39 @@ func TestUpgradeRollback(t *testing.T) {
 			t.Errorf("the API server manifest after the rerun:\n%s", m)
 		}
 	})
+}
+
+// watchAPIGaps asks the API server's /readyz every 100 ms until the
+// returned function is called; that returns the longest time it did not
+// answer ok.
+func watchAPIGaps(api kubernetes.Interface) func() time.Duration {
+	done := make(chan struct{})
+	result := make(chan time.Duration, 1)
+	go func() {
+		var longest time.Duration
+		var downSince time.Time
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := api.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+			cancel()
+			now := time.Now()
+			switch {
+			case err != nil && downSince.IsZero():
+				downSince = now
+			case err == nil && !downSince.IsZero():
+				longest = max(longest, now.Sub(downSince))
+				downSince = time.Time{}
+			}
+			select {
+			case <-done:
+				if !downSince.IsZero() {
+					longest = max(longest, time.Since(downSince))
+				}
+				result <- longest
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() time.Duration { close(done); return <-result }
 }
