@@ -3,6 +3,8 @@ package phases
 import (
 	"bytes"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -141,5 +143,70 @@ func TestCommandFlags(t *testing.T) {
 	f := commandFlags(&pod)
 	if f["name"] != "cp1" || f["initial-cluster"] != "a=https://1.2.3.4:2380,b=https://1.2.3.5:2380" || f["initial-cluster-state"] != "existing" {
 		t.Errorf("flags: %v", f)
+	}
+}
+
+// TestUpgradeDiff: manifests written by an older build differ from this
+// build's in their image only, and Diff shows exactly that.
+func TestUpgradeDiff(t *testing.T) {
+	root := t.TempDir()
+	cfg := config.New()
+	cfg.Paths = cfg.Paths.WithRoot(root)
+	cfg.Init.NodeRegistration.Name = "cp1"
+	cfg.Init.LocalAPIEndpoint.AdvertiseAddress = "10.201.0.2"
+	if err := cfg.Complete(upgradeHost); err != nil {
+		t.Fatal(err)
+	}
+	saved := version.Version
+	t.Cleanup(func() { version.Version = saved })
+	version.Version = "v0.0.1-old"
+	write := func(logical string, b []byte) {
+		if err := os.MkdirAll(filepath.Dir(cfg.Paths.Host(logical)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cfg.Paths.Host(logical), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range manifests.ControlPlaneComponents {
+		pod, err := manifests.StaticPod(cfg, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := manifests.MarshalPod(pod)
+		write(cfg.Paths.Manifest(c), b)
+	}
+	kc, _ := manifests.KubeletConfig(cfg)
+	write(cfg.Paths.KubeletConfigFile(), kc)
+	version.Version = "v0.0.2-new"
+	d := &UpgradeData{Node: &Node{Cfg: cfg, Paths: cfg.Paths}, ControlPlane: true}
+	var out bytes.Buffer
+	n, err := d.Diff(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(manifests.ControlPlaneComponents) {
+		t.Errorf("%d files differ, want %d:\n%s", n, len(manifests.ControlPlaneComponents), out.String())
+	}
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(l, "---") || strings.HasPrefix(l, "+++") || !(strings.HasPrefix(l, "-") || strings.HasPrefix(l, "+")) {
+			continue
+		}
+		if !strings.Contains(l, "image: kubeforge.local/kubeforge:v0.0.") {
+			t.Errorf("a changed line that is not the image: %q", l)
+		}
+	}
+	changes := d.localChanges()
+	if len(changes) != len(manifests.ControlPlaneComponents)+1 || !strings.Contains(changes[0], "v0.0.1-old → v0.0.2-new") {
+		t.Errorf("local changes: %q", changes)
+	}
+	// Once written, nothing differs.
+	for _, c := range manifests.ControlPlaneComponents {
+		_, want, _ := d.manifestPair(c)
+		write(cfg.Paths.Manifest(c), want)
+	}
+	out.Reset()
+	if n, _ := d.Diff(&out); n != 0 {
+		t.Errorf("after the upgrade %d files differ:\n%s", n, out.String())
 	}
 }
