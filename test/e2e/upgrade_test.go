@@ -18,17 +18,21 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/internal/testutil"
+	"github.com/kubeforge/kubeforge/test/netbench"
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
-// oldVersion is the version stamp of the "older" build the upgrade tests
+// oldStamp is the version stamp of the "older" build the upgrade tests
 // start from: the same source as the build under test, so every manifest
 // and image tag differs between the two and nothing else does.
-const oldVersion = "v0.0.0-e2e-old"
+// $KUBEFORGE_UPGRADE_FROM names another older binary to start from instead
+// (a build of an older commit, or one kept from an earlier run).
+const oldStamp = "v0.0.0-e2e-old"
 
 var (
 	oldBuildOnce sync.Once
 	oldBinary    string
+	oldVersion   string
 	oldBuildErr  error
 )
 
@@ -39,6 +43,20 @@ var (
 func buildOldKubeforge(t *testing.T) string {
 	t.Helper()
 	oldBuildOnce.Do(func() {
+		if b := os.Getenv("KUBEFORGE_UPGRADE_FROM"); b != "" {
+			oldBinary, oldVersion, oldBuildErr = b, "", nil
+			out, err := exec.Command(b, "version", "-o", "json").Output()
+			var v map[string]string
+			if err == nil {
+				err = json.Unmarshal(out, &v)
+			}
+			if err != nil {
+				oldBuildErr = fmt.Errorf("KUBEFORGE_UPGRADE_FROM=%s: %v", b, err)
+			}
+			oldVersion = v["kubeforge"]
+			return
+		}
+		oldVersion = oldStamp
 		root := testutil.RepoRoot()
 		for _, f := range []string{"build/go.mod", "components/containerd/shim.bin", "components/hosttools/trampoline.bin"} {
 			if _, err := os.Stat(filepath.Join(root, f)); err != nil {
@@ -54,14 +72,14 @@ func buildOldKubeforge(t *testing.T) string {
 		oldBinary = filepath.Join(dir, "kubeforge")
 		start := time.Now()
 		cmd := exec.Command("go", "build", "-modfile", "build/go.mod", "-trimpath", "-tags", "embedshim,embedhosttools",
-			"-ldflags", "-s -w -X github.com/kubeforge/kubeforge/internal/version.Version="+oldVersion, "-o", oldBinary, "./cmd/kubeforge")
+			"-ldflags", "-s -w -X github.com/kubeforge/kubeforge/internal/version.Version="+oldStamp, "-o", oldBinary, "./cmd/kubeforge")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			oldBuildErr = fmt.Errorf("build the old kubeforge: %v\n%s", err, out)
 			return
 		}
-		t.Logf("built kubeforge %s in %v", oldVersion, time.Since(start).Round(time.Second))
+		t.Logf("built kubeforge %s in %v (%s)", oldVersion, time.Since(start).Round(time.Second), oldBinary)
 	})
 	if oldBuildErr != nil {
 		t.Fatal(oldBuildErr)
@@ -133,43 +151,9 @@ func planOf(t *testing.T, n *testbed.Node, bin string) upgradePlan {
 	return p
 }
 
-const upgradeWorkload = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: echo
-  namespace: default
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: echo}
-  template:
-    metadata:
-      labels: {app: echo}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: httpd
-        image: ` + busyboxRef + `
-        imagePullPolicy: Never
-        command: ["busybox", "sh", "-c", "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && exec busybox httpd -f -p 8080 -h /tmp/www"]
-        readinessProbe:
-          tcpSocket: {port: 8080}
-          periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: echo
-  namespace: default
-spec:
-  selector: {app: echo}
-  ports:
-  - port: 80
-    targetPort: 8080
-`
-
-// upgradeClient is a pod that asks the echo Service five times a second
-// and logs each answer: "ok" or "FAIL <time>".
+// upgradeClient is a pod that asks the echo Service five times a second,
+// each request on a new connection, and logs each answer (netbench's
+// client: "req … body=…" or "req … err=…").
 func upgradeClient(clusterIP string) string {
 	return `apiVersion: v1
 kind: Pod
@@ -180,9 +164,9 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: loop
-    image: ` + busyboxRef + `
+    image: ` + netbench.ImageRef + `
     imagePullPolicy: Never
-    command: ["busybox", "sh", "-c", "while true; do if busybox wget -q -T 2 -O /dev/null http://` + clusterIP + `/; then echo ok; else echo FAIL $(busybox date +%T); fi; busybox sleep 0.2; done"]
+    command: ["/bin/sh", "-c", "while true; do ` + netbench.ClientPath + ` http -timeout 2s http://` + clusterIP + `/; busybox sleep 0.2; done"]
 `
 }
 
@@ -233,18 +217,14 @@ func TestUpgrade(t *testing.T) {
 	api := apiClient(t, cp, "")
 	step("workload", func(t *testing.T) {
 		poll(t, 2*time.Minute, "both nodes Ready", func() string { return nodesReady(api, cp.Name, w.Name) })
-		tarball := filepath.Join(tb.Dir, "busybox.tar")
-		if _, err := testbed.WriteBusyboxImage(tarball, busyboxRef); err != nil {
-			t.Fatal(err)
-		}
-		kf(t, w, 2*time.Minute, "images", "import", tarball)
-		kubectlOn(t, cp, "", "apply", "-f", cp.WriteConfigFile("echo.yaml", upgradeWorkload))
+		netImportImage(t, tb, w)
+		kubectlOn(t, cp, "", "apply", "-f", cp.WriteConfigFile("echo.yaml", netbench.ServerYAML("echo", 2)))
 		ip := strings.TrimSpace(kubectlOn(t, cp, "", "get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
 		poll(t, 2*time.Minute, "2 echo pods Ready", func() string { _, s := podsReady(api, "default", "app=echo", 2); return s })
 		kubectlOn(t, cp, "", "apply", "-f", cp.WriteConfigFile("loop.yaml", upgradeClient(ip)))
 		poll(t, 2*time.Minute, "the loop pod answered", func() string {
 			logs, _ := cp.Kubectl("logs", "loop")
-			if !strings.Contains(logs, "ok\n") {
+			if !strings.Contains(logs, "body=") {
 				return "no answer yet: " + logs
 			}
 			return ""
@@ -373,10 +353,10 @@ func TestUpgrade(t *testing.T) {
 			t.Errorf("workload containers restarted or changed:\n%s", strings.Join(changed, "\n"))
 		}
 		logs := kubectlOn(t, cp, "", "logs", "loop")
-		ok := strings.Count(logs, "ok\n")
+		ok := strings.Count(logs, " body=")
 		var fails []string
 		for _, l := range strings.Split(logs, "\n") {
-			if strings.HasPrefix(l, "FAIL") {
+			if strings.Contains(l, " err=") {
 				fails = append(fails, l)
 			}
 		}
