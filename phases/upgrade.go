@@ -64,6 +64,9 @@ type UpgradeData struct {
 	LocalUpToDate bool
 
 	state upgradeState
+	// podsBefore are the UIDs of the pods of the component being replaced
+	// before its new manifest was written.
+	podsBefore map[string]bool
 }
 
 // upgradeState is /var/lib/kubeforge/upgrade-state.json: an upgrade under

@@ -33,6 +33,8 @@ type Plan struct {
 	UpToDate      bool          `json:"upToDate"`
 	// Changes lists what `upgrade apply` on this node will change.
 	Changes []string `json:"changes"`
+	// Local is the node the plan was made on.
+	Local string `json:"node"`
 }
 
 // Versions are the versions a kubeforge build carries.
@@ -117,7 +119,7 @@ func nodeReady(n *corev1.Node) bool {
 // through etcd) and compares them with this binary's.
 func (d *UpgradeData) GatherPlan(ctx context.Context) (*Plan, error) {
 	t := TargetVersions()
-	p := &Plan{Target: t}
+	p := &Plan{Target: t, Local: d.Cfg.NodeName()}
 	sv, err := d.Client.Discovery().ServerVersion()
 	if err != nil {
 		return nil, fmt.Errorf("ask the API server its version: %w", err)
@@ -348,7 +350,7 @@ func PrintPlan(w io.Writer, p *Plan, asJSON bool) error {
 	var lagging []string
 	for _, n := range p.Nodes {
 		for _, c := range n.Components {
-			if c.Name == "kubelet" && !c.UpToDate {
+			if c.Name == "kubelet" && !c.UpToDate && n.Name != p.Local {
 				lagging = append(lagging, n.Name)
 			}
 		}

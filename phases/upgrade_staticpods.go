@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -42,6 +43,7 @@ func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) er
 	start := time.Now()
 	image := podImage(want)
 	oldHash := ""
+	d.podsBefore = d.podUIDs(component)
 	if !bytes.Equal(cur, want) {
 		if pod, err := d.mirrorPod(ctx, component); err == nil {
 			oldHash = pod.Annotations[configHashAnnotation]
@@ -101,6 +103,18 @@ func (d *UpgradeData) componentRunning(ctx context.Context, component, oldHash, 
 	for {
 		pod, err := d.mirrorPod(wctx, component)
 		switch {
+		case err != nil && component == manifests.Etcd && d.newLocalPod(component):
+			// While etcd restarts, the API server may be unavailable for
+			// a while (on one node it depends on this very etcd): the
+			// kubelet's own record (a new pod directory) and etcd's
+			// health then say the new etcd runs.
+			hctx, hcancel := context.WithTimeout(wctx, 3*time.Second)
+			err := pollHealthy(hctx, h)
+			hcancel()
+			if err == nil {
+				return nil
+			}
+			last = fmt.Errorf("its health check: %w (the API server does not answer for its mirror pod either)", err)
 		case err != nil:
 			last = fmt.Errorf("its mirror pod: %w", err)
 		case oldHash != "" && pod.Annotations[configHashAnnotation] == oldHash:
@@ -164,6 +178,9 @@ func (d *UpgradeData) rollback(ctx context.Context, component string, cause erro
 		failedHash = pod.Annotations[configHashAnnotation]
 	}
 	logical := d.Cfg.Paths.Manifest(component)
+	// The old etcd's health alone tells it is back when the API is down:
+	// the failed one does not answer it.
+	d.podsBefore = map[string]bool{}
 	if err := d.WriteFile(phase, "previous static Pod manifest for "+component, logical, old, 0o600, HideContent); err != nil {
 		return fmt.Errorf("%w\nRolling back failed: %v; restore %s from %s by hand", fail, err, logical, backup)
 	}
@@ -185,4 +202,32 @@ func (d *UpgradeData) rollback(ctx context.Context, component string, cause erro
 	}
 	d.Out.Printf(phase, "%s is back on its previous manifest and healthy", component)
 	return fmt.Errorf("%w\nRolled back: %s runs its previous manifest again and is healthy; the upgrade stopped here (fix the cause, then run it again)", fail, component)
+}
+
+// podUIDs are the UIDs of the component's pods whose logs the kubelet
+// keeps (a static pod's UID is its manifest's hash).
+func (d *UpgradeData) podUIDs(component string) map[string]bool {
+	prefix := metav1.NamespaceSystem + "_" + component + "-" + d.Cfg.NodeName() + "_"
+	dirs, _ := filepath.Glob(d.Paths.Host(filepath.Join(d.Cfg.Paths.PodLogDir, prefix+"*")))
+	out := map[string]bool{}
+	for _, dir := range dirs {
+		out[strings.TrimPrefix(filepath.Base(dir), prefix)] = true
+	}
+	return out
+}
+
+// newLocalPod reports whether the kubelet has started a pod of the
+// component that was not there before its manifest was written (the
+// kubelet starts a static pod's new version only once the old one has
+// stopped).
+func (d *UpgradeData) newLocalPod(component string) bool {
+	if d.podsBefore == nil {
+		return false
+	}
+	for uid := range d.podUIDs(component) {
+		if !d.podsBefore[uid] {
+			return true
+		}
+	}
+	return false
 }

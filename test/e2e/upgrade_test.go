@@ -424,7 +424,7 @@ func TestUpgradeRollback(t *testing.T) {
 		setAPIServerArgs(t, []map[string]string{{"name": "no-such-flag", "value": "1"}})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		out, err := cp.Run(ctx, newBin, "upgrade", "apply", "--component-timeout", "90s")
+		out, err := cp.Run(ctx, newBin, "upgrade", "apply", "--component-timeout", "3m")
 		t.Logf("upgrade apply:\n%s", out)
 		if err == nil {
 			t.Fatal("upgrade apply succeeded with an API server that cannot start")
