@@ -348,7 +348,9 @@ func UpgradeApplyWorkflow() *Workflow[*UpgradeData] {
 		{Name: "upload-config", Short: "Upload the new ClusterConfiguration and KubeletConfiguration", RunIf: work, Run: runUpgradeUploadConfig},
 		{Name: "kubelet-config", Short: "Write this node's new kubelet configuration", RunIf: work, Run: runUpgradeKubeletConfig},
 		{Name: "node-service", Short: "Restart this node's node service (containerd, kubelet) on the new binary; containers keep running", RunIf: work, Run: runUpgradeNodeService},
-		{Name: "addon", Short: "Upgrade the CoreDNS and kube-proxy addons once every node runs the new version", RunIf: work, Phases: []Phase[*UpgradeData]{
+		// The addons are the cluster's: they run also when this node is
+		// up to date (the apply after the other nodes' `upgrade node`).
+		{Name: "addon", Short: "Upgrade the CoreDNS and kube-proxy addons once every node runs the new version", Phases: []Phase[*UpgradeData]{
 			{Name: "coredns", Short: "Upgrade CoreDNS, keeping the cluster's Corefile edits", Run: runUpgradeCoreDNS},
 			{Name: "kube-proxy", Short: "Upgrade kube-proxy", Run: runUpgradeKubeProxy},
 		}},
