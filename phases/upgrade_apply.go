@@ -27,11 +27,21 @@ func runUpgradePreflight(ctx context.Context, d *UpgradeData) error {
 	if d.Workflow == "apply" && !d.ControlPlane {
 		return errors.New("this node runs no control plane (no kube-apiserver manifest): run `kubeforge upgrade apply` on a control-plane node, and `kubeforge upgrade node` here")
 	}
-	if b, err := d.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
-		return fmt.Errorf("the API server is not healthy (/readyz: %v %s): fix it before upgrading", err, strings.TrimSpace(string(b)))
+	// A busy etcd fails one /readyz now and then: the API server must be
+	// ready within a minute, not at the first try.
+	var body []byte
+	err := pollUntil(ctx, time.Minute, func() (bool, error) {
+		var err error
+		body, err = d.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil {
+			time.Sleep(time.Second)
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("the API server has not been ready for a minute (/readyz: %v %s): fix it before upgrading", err, strings.TrimSpace(string(body)))
 	}
 	var plan *Plan
-	var err error
 	if d.Workflow == "apply" {
 		if plan, err = d.GatherPlan(ctx); err != nil {
 			return err
