@@ -69,6 +69,7 @@ containerd and CoreDNS; nothing is pulled from a registry.`,
 		newNodeCmd, newImagesCmd, newComponentCmd, newVersionCmd,
 		newEtcdCmd,
 		newSecretsCmd,
+		newUpgradeCmd,
 	} {
 		root.AddCommand(c(in, out, errOut))
 	}

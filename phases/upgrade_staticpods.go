@@ -1,0 +1,233 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubeforge/kubeforge/internal/version"
+	"github.com/kubeforge/kubeforge/manifests"
+)
+
+// configHashAnnotation is where the kubelet puts the hash of the static pod
+// a mirror pod stands for.
+const configHashAnnotation = "kubernetes.io/config.hash"
+
+// replaceStaticPod writes a component's new manifest and waits until the
+// kubelet runs it: its mirror pod carries a new config hash and the new
+// image, is Ready, and the component answers its health check. If that
+// does not happen within the timeout, the previous manifest goes back.
+func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) error {
+	const phase = "upgrade/control-plane"
+	cur, want, err := d.manifestPair(component)
+	if err != nil {
+		return err
+	}
+	logical := d.Cfg.Paths.Manifest(component)
+	if d.DryRun {
+		if bytes.Equal(cur, want) {
+			d.Out.Printf(phase, "%s is up to date", component)
+			return nil
+		}
+		return d.WriteFile(phase, "static Pod manifest for "+component, logical, want, 0o600, ShowContent)
+	}
+	start := time.Now()
+	image := podImage(want)
+	oldHash := ""
+	d.podsBefore = d.podUIDs(component)
+	if !bytes.Equal(cur, want) {
+		if pod, err := d.mirrorPod(ctx, component); err == nil {
+			oldHash = pod.Annotations[configHashAnnotation]
+		}
+		if err := d.WriteFile(phase, "static Pod manifest for "+component, logical, want, 0o600, HideContent); err != nil {
+			return err
+		}
+	} else if d.componentRunning(ctx, component, "", image, 5*time.Second) == nil {
+		d.Out.Printf(phase, "%s already runs %s", component, image)
+		return nil
+	}
+	if err := d.componentRunning(ctx, component, oldHash, image, d.ComponentTimeout); err != nil {
+		return d.rollback(ctx, component, err)
+	}
+	d.Out.Done(phase, "upgraded", logical, start, "%s runs %s and is healthy", component, image)
+	return nil
+}
+
+func podImage(manifest []byte) string {
+	var pod corev1.Pod
+	if yaml.Unmarshal(manifest, &pod) != nil || len(pod.Spec.Containers) == 0 {
+		return ""
+	}
+	return pod.Spec.Containers[0].Image
+}
+
+func (d *UpgradeData) mirrorPod(ctx context.Context, component string) (*corev1.Pod, error) {
+	return d.Client.CoreV1().Pods(metav1.NamespaceSystem).Get(ctx, component+"-"+d.Cfg.NodeName(), metav1.GetOptions{})
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// componentRunning waits until the component's mirror pod has a config
+// hash other than oldHash (when set), runs image, is Ready, and the
+// component answers its health check.
+func (d *UpgradeData) componentRunning(ctx context.Context, component, oldHash, image string, timeout time.Duration) error {
+	checks, err := d.healthChecks()
+	if err != nil {
+		return err
+	}
+	var h health
+	for _, c := range checks {
+		if c.name == component {
+			h = c
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := errors.New("not checked yet")
+	for {
+		pod, err := d.mirrorPod(wctx, component)
+		switch {
+		case err != nil && component == manifests.Etcd && d.newLocalPod(component):
+			// While etcd restarts, the API server may be unavailable for
+			// a while (on one node it depends on this very etcd): the
+			// kubelet's own record (a new pod directory) and etcd's
+			// health then say the new etcd runs.
+			hctx, hcancel := context.WithTimeout(wctx, 3*time.Second)
+			err := pollHealthy(hctx, h)
+			hcancel()
+			if err == nil {
+				return nil
+			}
+			last = fmt.Errorf("its health check: %w (the API server does not answer for its mirror pod either)", err)
+		case err != nil:
+			last = fmt.Errorf("its mirror pod: %w", err)
+		case oldHash != "" && pod.Annotations[configHashAnnotation] == oldHash:
+			last = errors.New("the kubelet has not picked up the new manifest yet (the mirror pod has the old config hash)")
+		case pod.Spec.Containers[0].Image != image:
+			last = fmt.Errorf("its mirror pod runs %s, not %s yet", pod.Spec.Containers[0].Image, image)
+		case !podReady(pod):
+			last = fmt.Errorf("its pod is not Ready%s", containerState(pod))
+		default:
+			hctx, hcancel := context.WithTimeout(wctx, 3*time.Second)
+			err := pollHealthy(hctx, h)
+			hcancel()
+			if err == nil {
+				return nil
+			}
+			last = fmt.Errorf("its health check: %w", err)
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("not running and healthy within %s: %w", timeout, last)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func containerState(p *corev1.Pod) string {
+	for _, s := range p.Status.ContainerStatuses {
+		if w := s.State.Waiting; w != nil {
+			return fmt.Sprintf(" (container %s: %s, %d restarts)", s.Name, w.Reason, s.RestartCount)
+		}
+		if s.RestartCount > 0 {
+			return fmt.Sprintf(" (container %s: %d restarts)", s.Name, s.RestartCount)
+		}
+	}
+	return ""
+}
+
+// rollback puts a component's previous manifest back after its new one
+// failed, waits for it to be healthy again, and returns the error that
+// stops the upgrade: the component, why, and the end of its log.
+func (d *UpgradeData) rollback(ctx context.Context, component string, cause error) error {
+	const phase = "upgrade/control-plane"
+	checks, _ := d.healthChecks()
+	var diag string
+	for _, h := range checks {
+		if h.name == component {
+			diag = d.diagnose(h, cause)
+		}
+	}
+	fail := fmt.Errorf("%s did not come up with kubeforge %s's manifest: %w\n%s", component, version.Version, cause, diag)
+	backup := filepath.Join(d.state.BackupDir, "manifests", filepath.Base(d.Cfg.Paths.Manifest(component)))
+	old, err := os.ReadFile(d.Paths.Host(backup))
+	if d.state.BackupDir == "" || err != nil {
+		return fmt.Errorf("%w\nNo backup of its previous manifest to roll back to (%s); its new manifest stays in place", fail, backup)
+	}
+	failedHash := ""
+	if pod, err := d.mirrorPod(ctx, component); err == nil {
+		failedHash = pod.Annotations[configHashAnnotation]
+	}
+	logical := d.Cfg.Paths.Manifest(component)
+	// The old etcd's health alone tells it is back when the API is down:
+	// the failed one does not answer it.
+	d.podsBefore = map[string]bool{}
+	if err := d.WriteFile(phase, "previous static Pod manifest for "+component, logical, old, 0o600, HideContent); err != nil {
+		return fmt.Errorf("%w\nRolling back failed: %v; restore %s from %s by hand", fail, err, logical, backup)
+	}
+	d.Out.Warnf(phase, "%s did not come up: restored its previous manifest from %s", component, backup)
+	err = d.componentRunning(ctx, component, failedHash, podImage(old), d.ComponentTimeout)
+	if err != nil && component == manifests.Etcd {
+		snap := filepath.Join(d.state.BackupDir, "etcd-snapshot.db")
+		if d.RestoreEtcd == nil {
+			return fmt.Errorf("%w\nThe previous etcd did not come back either (%v): restore its data from the snapshot %s (`kubeforge etcd snapshot restore %s`)", fail, err, snap, snap)
+		}
+		d.Out.Warnf(phase, "the previous etcd does not come back on its data (%v): restoring the data directory from %s", err, snap)
+		if rerr := d.RestoreEtcd(ctx, d.Cfg, snap); rerr != nil {
+			return fmt.Errorf("%w\nRestoring etcd's data from %s failed too: %v", fail, snap, rerr)
+		}
+		err = d.componentRunning(ctx, component, "", podImage(old), d.ComponentTimeout)
+	}
+	if err != nil {
+		return fmt.Errorf("%w\nIts previous manifest is back in place, but it is not healthy yet either: %v", fail, err)
+	}
+	d.Out.Printf(phase, "%s is back on its previous manifest and healthy", component)
+	return fmt.Errorf("%w\nRolled back: %s runs its previous manifest again and is healthy; the upgrade stopped here (fix the cause, then run it again)", fail, component)
+}
+
+// podUIDs are the UIDs of the component's pods whose logs the kubelet
+// keeps (a static pod's UID is its manifest's hash).
+func (d *UpgradeData) podUIDs(component string) map[string]bool {
+	prefix := metav1.NamespaceSystem + "_" + component + "-" + d.Cfg.NodeName() + "_"
+	dirs, _ := filepath.Glob(d.Paths.Host(filepath.Join(d.Cfg.Paths.PodLogDir, prefix+"*")))
+	out := map[string]bool{}
+	for _, dir := range dirs {
+		out[strings.TrimPrefix(filepath.Base(dir), prefix)] = true
+	}
+	return out
+}
+
+// newLocalPod reports whether the kubelet has started a pod of the
+// component that was not there before its manifest was written (the
+// kubelet starts a static pod's new version only once the old one has
+// stopped).
+func (d *UpgradeData) newLocalPod(component string) bool {
+	if d.podsBefore == nil {
+		return false
+	}
+	for uid := range d.podUIDs(component) {
+		if !d.podsBefore[uid] {
+			return true
+		}
+	}
+	return false
+}

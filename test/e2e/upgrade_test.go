@@ -1,0 +1,493 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubeforge/kubeforge/internal/testutil"
+	"github.com/kubeforge/kubeforge/test/netbench"
+	"github.com/kubeforge/kubeforge/test/testbed"
+)
+
+// oldStamp is the version stamp of the "older" build the upgrade tests
+// start from: the same source as the build under test, so every manifest
+// and image tag differs between the two and nothing else does.
+// $KUBEFORGE_UPGRADE_FROM names another older binary to start from instead
+// (a build of an older commit, or one kept from an earlier run).
+const oldStamp = "v0.0.0-e2e-old"
+
+var (
+	oldBuildOnce sync.Once
+	oldBinary    string
+	oldVersion   string
+	oldBuildErr  error
+)
+
+// buildOldKubeforge relinks the source under test with another version
+// stamp, once per test run, the way `make build` links (the warm cache
+// makes it a relink). It needs `make build` to have run (build/go.mod and
+// the embedded shim and trampoline).
+func buildOldKubeforge(t *testing.T) string {
+	t.Helper()
+	oldBuildOnce.Do(func() {
+		if b := os.Getenv("KUBEFORGE_UPGRADE_FROM"); b != "" {
+			oldBinary, oldVersion, oldBuildErr = b, "", nil
+			out, err := exec.Command(b, "version", "-o", "json").Output()
+			var v map[string]string
+			if err == nil {
+				err = json.Unmarshal(out, &v)
+			}
+			if err != nil {
+				oldBuildErr = fmt.Errorf("KUBEFORGE_UPGRADE_FROM=%s: %v", b, err)
+			}
+			oldVersion = v["kubeforge"]
+			return
+		}
+		oldVersion = oldStamp
+		root := testutil.RepoRoot()
+		for _, f := range []string{"build/go.mod", "components/containerd/shim.bin", "components/hosttools/trampoline.bin"} {
+			if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+				oldBuildErr = fmt.Errorf("%s is missing: run `make build` first (%v)", f, err)
+				return
+			}
+		}
+		dir, err := os.MkdirTemp("", "kubeforge-old-")
+		if err != nil {
+			oldBuildErr = err
+			return
+		}
+		oldBinary = filepath.Join(dir, "kubeforge")
+		start := time.Now()
+		cmd := exec.Command("go", "build", "-modfile", "build/go.mod", "-trimpath", "-tags", "embedshim,embedhosttools",
+			"-ldflags", "-s -w -X github.com/kubeforge/kubeforge/internal/version.Version="+oldStamp, "-o", oldBinary, "./cmd/kubeforge")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			oldBuildErr = fmt.Errorf("build the old kubeforge: %v\n%s", err, out)
+			return
+		}
+		t.Logf("built kubeforge %s in %v (%s)", oldVersion, time.Since(start).Round(time.Second), oldBinary)
+	})
+	if oldBuildErr != nil {
+		t.Fatal(oldBuildErr)
+	}
+	return oldBinary
+}
+
+// newKubeforge copies the build under test into the testbed (visible in
+// every node at the same path) and returns its path and version.
+func newKubeforge(t *testing.T, tb *testbed.Testbed) (string, string) {
+	t.Helper()
+	path := filepath.Join(tb.Dir, "bin", "kubeforge-new")
+	if err := testbed.CopyFile(testutil.Binary(t), path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(path, "version", "-o", "json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]string
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v["kubeforge"] == oldVersion {
+		t.Fatalf("the build under test has the old build's version %s", oldVersion)
+	}
+	return path, v["kubeforge"]
+}
+
+// kfWith runs another kubeforge binary in a node; it fails the test when
+// that fails.
+func kfWith(t *testing.T, n *testbed.Node, bin string, timeout time.Duration, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := n.Run(ctx, bin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+type upgradePlan struct {
+	ClusterKubernetesVersion string
+	UpToDate                 bool
+	Allowed                  bool
+	Changes                  []string
+	Nodes                    []struct {
+		Name       string
+		Components []struct {
+			Name      string
+			Kubeforge string
+			UpToDate  bool
+		}
+	}
+	Addons []struct {
+		Name      string
+		Kubeforge string
+	}
+}
+
+func planOf(t *testing.T, n *testbed.Node, bin string) upgradePlan {
+	t.Helper()
+	out := kfWith(t, n, bin, 2*time.Minute, "upgrade", "plan", "--output", "json")
+	var p upgradePlan
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatalf("upgrade plan --output json: %v\n%s", err, out)
+	}
+	return p
+}
+
+// upgradeClient is a pod that asks the echo Service five times a second,
+// each request on a new connection, and logs each answer (netbench's
+// client: "req … body=…" or "req … err=…").
+func upgradeClient(clusterIP string) string {
+	return `apiVersion: v1
+kind: Pod
+metadata:
+  name: loop
+  namespace: default
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: loop
+    image: ` + netbench.ImageRef + `
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "while true; do ` + netbench.ClientPath + ` http -timeout 2s http://` + clusterIP + `/; busybox sleep 0.2; done"]
+`
+}
+
+// workloadContainers maps each default-namespace container to its
+// container ID and restart count.
+func workloadContainers(t *testing.T, api kubernetes.Interface) map[string]string {
+	t.Helper()
+	pods, err := api.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range pods.Items {
+		for _, s := range p.Status.ContainerStatuses {
+			out[p.Name+"/"+s.Name] = fmt.Sprintf("%s restarts=%d", s.ContainerID, s.RestartCount)
+		}
+	}
+	return out
+}
+
+// TestUpgrade makes a cluster of a control-plane node and a worker with an
+// older kubeforge build, runs a Deployment behind a Service with a pod
+// asking it in a loop, and upgrades the cluster to the build under test
+// (`upgrade apply` on the control-plane node, `upgrade node` on the
+// worker, `upgrade apply` again for the addons): no request fails, no
+// workload container restarts, every component reports the new version,
+// `upgrade plan` then says the cluster is up to date and another apply
+// changes nothing.
+func TestUpgrade(t *testing.T) {
+	testbed.RequireHost(t)
+	if err := testbed.RequireStaticBusybox(); err != nil {
+		t.Fatal(err)
+	}
+	old := buildOldKubeforge(t)
+	tb := testbed.New(t, testbed.WithBinary(old))
+	holdOnFailure(t, tb)
+	newBin, newVersion := newKubeforge(t, tb)
+	cp := tb.AddNode("cp1")
+	w := tb.AddNode("w1")
+	step := stepper(t)
+	resolv := netResolvConf(t, tb)
+
+	var initOut string
+	step("cluster", func(t *testing.T) {
+		initOut = kf(t, cp, 3*time.Minute, "init", "--config", netInitConfig(t, cp, resolv, ""), "--advertise-address", cp.IP.String())
+		kf(t, w, 3*time.Minute, "join", "--config", netJoinConfig(t, w, initOut))
+	})
+	api := apiClient(t, cp, "")
+	step("workload", func(t *testing.T) {
+		poll(t, 2*time.Minute, "both nodes Ready", func() string { return nodesReady(api, cp.Name, w.Name) })
+		netImportImage(t, tb, w)
+		kubectlOn(t, cp, "", "apply", "-f", cp.WriteConfigFile("echo.yaml", netbench.ServerYAML("echo", 2)))
+		ip := strings.TrimSpace(kubectlOn(t, cp, "", "get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
+		poll(t, 2*time.Minute, "2 echo pods Ready", func() string { _, s := podsReady(api, "default", "app=echo", 2); return s })
+		kubectlOn(t, cp, "", "apply", "-f", cp.WriteConfigFile("loop.yaml", upgradeClient(ip)))
+		poll(t, 2*time.Minute, "the loop pod answered", func() string {
+			logs, _ := cp.Kubectl("logs", "loop")
+			if !strings.Contains(logs, "body=") {
+				return "no answer yet: " + logs
+			}
+			return ""
+		})
+	})
+	before := workloadContainers(t, api)
+
+	step("plan-and-diff", func(t *testing.T) {
+		p := planOf(t, cp, newBin)
+		if p.UpToDate || !p.Allowed || len(p.Changes) == 0 {
+			t.Errorf("plan before the upgrade: upToDate %v, allowed %v, changes %v", p.UpToDate, p.Allowed, p.Changes)
+		}
+		for _, n := range p.Nodes {
+			for _, c := range n.Components {
+				if c.Kubeforge != oldVersion {
+					t.Errorf("plan: node %s %s runs %q, want %s", n.Name, c.Name, c.Kubeforge, oldVersion)
+				}
+			}
+		}
+		text := kfWith(t, cp, newBin, time.Minute, "upgrade", "plan")
+		t.Logf("upgrade plan:\n%s", text)
+		diff := kfWith(t, cp, newBin, time.Minute, "upgrade", "diff")
+		var removed, added int
+		for _, l := range strings.Split(diff, "\n") {
+			if strings.HasPrefix(l, "---") || strings.HasPrefix(l, "+++") {
+				continue
+			}
+			switch {
+			case strings.HasPrefix(l, "-") && strings.Contains(l, "image: kubeforge.local/kubeforge:"+oldVersion):
+				removed++
+			case strings.HasPrefix(l, "+") && strings.Contains(l, "image: kubeforge.local/kubeforge:"+newVersion):
+				added++
+			case strings.HasPrefix(l, "-") || strings.HasPrefix(l, "+"):
+				// Only the image changes between two stamps of one source.
+				t.Errorf("upgrade diff changes more than the image: %q", l)
+			}
+		}
+		if removed != 4 || added != 4 || !strings.Contains(diff, "/etc/kubernetes/manifests/etcd.yaml") {
+			t.Errorf("upgrade diff: %d old and %d new image lines, want 4 each:\n%s", removed, added, diff)
+		}
+		if wd := kfWith(t, w, newBin, time.Minute, "upgrade", "diff"); !strings.Contains(wd, "No changes") {
+			t.Errorf("upgrade diff on the worker (its kubelet configuration should not change):\n%s", wd)
+		}
+		dry := kfWith(t, cp, newBin, 2*time.Minute, "upgrade", "apply", "--dry-run")
+		if m, _ := cp.ReadFile("/etc/kubernetes/manifests/kube-apiserver.yaml"); !strings.Contains(string(m), oldVersion) {
+			t.Errorf("apply --dry-run changed the API server manifest:\n%s", dry)
+		}
+	})
+
+	step("apply", func(t *testing.T) {
+		stop := watchAPIGaps(api)
+		start := time.Now()
+		out := kfWith(t, cp, newBin, 15*time.Minute, "upgrade", "apply")
+		bench(t, "upgrade.apply_seconds", time.Since(start))
+		bench(t, "upgrade.api_unavailable_max_seconds", stop())
+		t.Logf("upgrade apply:\n%s", out)
+		for _, want := range []string{"Backed up 4 manifests and an etcd snapshot", "Not upgrading CoreDNS yet: node(s) " + w.Name} {
+			if !strings.Contains(out, want) {
+				t.Errorf("upgrade apply output lacks %q", want)
+			}
+		}
+		backups, _ := filepath.Glob(cp.Path("/var/lib/kubeforge/upgrade-backups/*/etcd-snapshot.db"))
+		if len(backups) != 1 {
+			t.Errorf("backups: %v", backups)
+		}
+	})
+	step("node", func(t *testing.T) {
+		out := kfWith(t, w, newBin, 10*time.Minute, "upgrade", "node")
+		t.Logf("upgrade node:\n%s", out)
+	})
+	step("addons", func(t *testing.T) {
+		out := kfWith(t, cp, newBin, 10*time.Minute, "upgrade", "apply")
+		t.Logf("upgrade apply (addons):\n%s", out)
+		if !strings.Contains(out, "nothing changed on it") {
+			t.Errorf("the second apply did not say this node was up to date")
+		}
+	})
+
+	step("upgraded", func(t *testing.T) {
+		p := planOf(t, cp, newBin)
+		if !p.UpToDate {
+			t.Errorf("plan after the upgrade is not up to date: %+v", p)
+		}
+		text := kfWith(t, cp, newBin, time.Minute, "upgrade", "plan")
+		if !strings.Contains(text, "The cluster is up to date") {
+			t.Errorf("upgrade plan after the upgrade:\n%s", text)
+		}
+		for _, n := range []string{cp.Name, w.Name} {
+			node, err := api.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := node.Annotations["kubeforge.io/version"]; v != newVersion {
+				t.Errorf("node %s reports kubeforge %q, want %s", n, v, newVersion)
+			}
+		}
+		poll(t, 2*time.Minute, "every kube-system pod on the new image", func() string {
+			pods, err := api.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{})
+			if err != nil {
+				return err.Error()
+			}
+			var oldPods []string
+			for _, p := range pods.Items {
+				if img := p.Spec.Containers[0].Image; !strings.HasSuffix(img, ":"+newVersion) {
+					oldPods = append(oldPods, p.Name+" "+img)
+				}
+			}
+			return strings.Join(oldPods, ", ")
+		})
+		again := kfWith(t, cp, newBin, 5*time.Minute, "upgrade", "apply")
+		if !strings.Contains(again, "nothing changed on it") || strings.Contains(again, "Updated ") || strings.Contains(again, "Wrote ") {
+			t.Errorf("a third apply changed something:\n%s", again)
+		}
+	})
+
+	step("workload-undisturbed", func(t *testing.T) {
+		after := workloadContainers(t, api)
+		var changed []string
+		for k, v := range before {
+			if after[k] != v {
+				changed = append(changed, fmt.Sprintf("%s: %s -> %s", k, v, after[k]))
+			}
+		}
+		sort.Strings(changed)
+		if len(changed) > 0 {
+			t.Errorf("workload containers restarted or changed:\n%s", strings.Join(changed, "\n"))
+		}
+		logs := kubectlOn(t, cp, "", "logs", "loop")
+		ok := strings.Count(logs, " body=")
+		var fails []string
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, " err=") {
+				fails = append(fails, l)
+			}
+		}
+		t.Logf("request loop: %d answers, %d failures", ok, len(fails))
+		if len(fails) > 0 || ok < 100 {
+			t.Errorf("request loop: %d answers, failures %v", ok, fails)
+		}
+	})
+}
+
+// TestUpgradeRollback makes the new kube-apiserver fail (an unknown flag in
+// the cluster's ClusterConfiguration): `upgrade apply` exits non-zero
+// naming it with the end of its log, the API server runs its previous
+// manifest again and the cluster answers; with the flag removed, the same
+// command finishes the upgrade.
+func TestUpgradeRollback(t *testing.T) {
+	testbed.RequireHost(t)
+	old := buildOldKubeforge(t)
+	tb := testbed.New(t, testbed.WithBinary(old))
+	holdOnFailure(t, tb)
+	newBin, newVersion := newKubeforge(t, tb)
+	cp := tb.AddNode("cp1")
+	step := stepper(t)
+	resolv := netResolvConf(t, tb)
+	step("cluster", func(t *testing.T) {
+		kf(t, cp, 3*time.Minute, "init", "--config", netInitConfig(t, cp, resolv, ""), "--advertise-address", cp.IP.String())
+	})
+	api := apiClient(t, cp, "")
+	oldManifest, err := cp.ReadFile("/etc/kubernetes/manifests/kube-apiserver.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// setAPIServerArgs rewrites the API server's extraArgs in the cluster's
+	// ClusterConfiguration (what the upgrade renders the manifests from).
+	setAPIServerArgs := func(t *testing.T, args []map[string]string) {
+		cm, err := api.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "kubeadm-config", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cc map[string]any
+		if err := yaml.Unmarshal([]byte(cm.Data["ClusterConfiguration"]), &cc); err != nil {
+			t.Fatal(err)
+		}
+		as, _ := cc["apiServer"].(map[string]any)
+		if as == nil {
+			as = map[string]any{}
+		}
+		if args == nil {
+			delete(as, "extraArgs")
+		} else {
+			as["extraArgs"] = args
+		}
+		cc["apiServer"] = as
+		b, err := yaml.Marshal(cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data["ClusterConfiguration"] = string(b)
+		if _, err := api.CoreV1().ConfigMaps("kube-system").Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step("broken-apiserver", func(t *testing.T) {
+		poll(t, 2*time.Minute, "node Ready", func() string { return nodesReady(api, cp.Name) })
+		setAPIServerArgs(t, []map[string]string{{"name": "no-such-flag", "value": "1"}})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		out, err := cp.Run(ctx, newBin, "upgrade", "apply", "--component-timeout", "3m")
+		t.Logf("upgrade apply:\n%s", out)
+		if err == nil {
+			t.Fatal("upgrade apply succeeded with an API server that cannot start")
+		}
+		for _, want := range []string{"kube-apiserver did not come up", "no-such-flag", "Rolled back"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the failed apply's output lacks %q", want)
+			}
+		}
+		m, _ := cp.ReadFile("/etc/kubernetes/manifests/kube-apiserver.yaml")
+		if string(m) != string(oldManifest) {
+			t.Errorf("the API server manifest is not the previous one:\n%s", m)
+		}
+		poll(t, time.Minute, "the API server answers", func() string { return nodesReady(api, cp.Name) })
+	})
+	step("rerun", func(t *testing.T) {
+		setAPIServerArgs(t, nil)
+		out := kfWith(t, cp, newBin, 15*time.Minute, "upgrade", "apply")
+		t.Logf("upgrade apply, again:\n%s", out)
+		if !strings.Contains(out, "Continuing the upgrade") || !strings.Contains(out, "Using this upgrade's backup") {
+			t.Errorf("the rerun did not continue the interrupted upgrade")
+		}
+		p := planOf(t, cp, newBin)
+		if !p.UpToDate {
+			t.Errorf("not up to date after the rerun: %+v", p)
+		}
+		if m, _ := cp.ReadFile("/etc/kubernetes/manifests/kube-apiserver.yaml"); !strings.Contains(string(m), newVersion) {
+			t.Errorf("the API server manifest after the rerun:\n%s", m)
+		}
+	})
+}
+
+// watchAPIGaps asks the API server's /readyz every 100 ms until the
+// returned function is called; that returns the longest time it did not
+// answer ok.
+func watchAPIGaps(api kubernetes.Interface) func() time.Duration {
+	done := make(chan struct{})
+	result := make(chan time.Duration, 1)
+	go func() {
+		var longest time.Duration
+		var downSince time.Time
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := api.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+			cancel()
+			now := time.Now()
+			switch {
+			case err != nil && downSince.IsZero():
+				downSince = now
+			case err == nil && !downSince.IsZero():
+				longest = max(longest, now.Sub(downSince))
+				downSince = time.Time{}
+			}
+			select {
+			case <-done:
+				if !downSince.IsZero() {
+					longest = max(longest, time.Since(downSince))
+				}
+				result <- longest
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() time.Duration { close(done); return <-result }
+}
