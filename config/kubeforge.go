@@ -29,6 +29,10 @@ const (
 type KubeforgeConfiguration struct {
 	APIVersion string `json:"apiVersion,omitempty"`
 	Kind       string `json:"kind,omitempty"`
+
+	// CertificateRenewal: the node service's automatic renewal of the
+	// certificates and kubeconfig files (control-plane nodes).
+	CertificateRenewal CertificateRenewal `json:"certificateRenewal"`
 }
 
 // KubeforgeConfigFile is the node's effective KubeforgeConfiguration.
@@ -37,11 +41,14 @@ func (p Paths) KubeforgeConfigFile() string { return filepath.Join(p.StateDir, "
 // defaultKubeforge fills in k's unset fields.
 func defaultKubeforge(k *KubeforgeConfiguration) {
 	k.APIVersion, k.Kind = KubeforgeAPIVersion, KubeforgeKind
+	defaultCertificateRenewal(&k.CertificateRenewal)
 }
 
 // validateKubeforge checks k; errors name the field (kind.field) and the fix.
 func validateKubeforge(k *KubeforgeConfiguration) []error {
-	return nil
+	var errs []error
+	errs = append(errs, validateCertificateRenewal(&k.CertificateRenewal)...)
+	return errs
 }
 
 // MarshalKubeforge renders k as the YAML document of KubeforgeConfigFile.

@@ -1308,3 +1308,74 @@ func TestAlgorithmP384(t *testing.T) {
 		t.Error("ECDSA certificate has key encipherment usage")
 	}
 }
+
+func TestRenewKeepLifetimeAndRenewalSchedule(t *testing.T) {
+	spec := newSpec(t, AlgorithmECDSAP256)
+	spec.Validity = 10 * time.Minute
+	if _, err := EnsureAll(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureAllKubeconfigs(spec); err != nil {
+		t.Fatal(err)
+	}
+	now := spec.Now()
+	// KeepLifetime: renewed with the old lifetime, not the 1-year default.
+	keep := spec
+	keep.Validity, keep.KeepLifetime = 0, true
+	for _, name := range []string{"apiserver", "admin.conf"} {
+		r, err := Renew(keep, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Cert.NotAfter.Sub(now); got != 10*time.Minute {
+			t.Errorf("%s renewed for %s, want its former 10m", name, got)
+		}
+	}
+	// A renewal never outlives the CA.
+	long := spec
+	long.Validity = 20 * 365 * 24 * time.Hour
+	r, err := Renew(long, "apiserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := LoadCert(spec.Paths, "ca")
+	if !r.Cert.NotAfter.Equal(ca.NotAfter) {
+		t.Errorf("renewed until %s, after its CA %s", r.Cert.NotAfter, ca.NotAfter)
+	}
+
+	rows, err := CheckExpiration(spec.Paths, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	SetRenewal(rows, true, 0.5)
+	byName := map[string]ExpirationInfo{}
+	for _, r := range rows {
+		byName[r.Name] = r
+	}
+	if r := byName["admin.conf"]; r.Renewal != RenewalAutomatic || !r.RenewalDate.Equal(RenewalPoint(r.NotBefore, r.ExpirationDate, 0.5)) {
+		t.Errorf("admin.conf: %+v", r)
+	}
+	if r := byName["ca"]; r.Renewal != RenewalNeverCA || !r.RenewalDate.IsZero() {
+		t.Errorf("ca: %+v", r)
+	}
+	var b strings.Builder
+	if err := FormatRenewal(&b, rows, AutomaticRenewal{Enabled: true, RenewAt: "1/2"}, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Automatic renewal: on", "1/2 of its lifetime", "admin.conf", "automatic, ", "never automatically (CA)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("FormatRenewal lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "WARNING") {
+		t.Errorf("a CA warning for a 10-year CA:\n%s", b.String())
+	}
+	b.Reset()
+	SetRenewal(rows, false, 0.5)
+	_ = FormatRenewal(&b, rows, AutomaticRenewal{Reason: "not a control-plane node"}, now.Add(DefaultCAValidity-CAWarningWindow+time.Hour))
+	for _, want := range []string{"Automatic renewal: off (not a control-plane node)", "kubeforge certs renew apiserver", "WARNING: the CA ca "} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("FormatRenewal (off, CA near expiry) lacks %q:\n%s", want, b.String())
+		}
+	}
+}

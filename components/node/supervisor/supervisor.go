@@ -24,6 +24,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/image"
 	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/components/node/certrenew"
 	"github.com/kubeforge/kubeforge/components/node/duty"
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/components/podnet"
@@ -442,6 +443,7 @@ func (s *supervisor) startKubelet(ctx context.Context) error {
 func (s *supervisor) dutyList() []duty.Duty {
 	return []duty.Duty{
 		{Name: "pod-network", Run: s.runPodNetworkAgent},
+		certrenew.Duty(certrenew.Options{Paths: s.p, Log: s.log.With("duty", certrenew.Name)}),
 	}
 }
 
