@@ -147,45 +147,59 @@ func IsControlPlane(p config.Paths) bool {
 	return true
 }
 
-// Run is the duty: Disabled when turned off or on a worker, else it serves
-// the metrics endpoint and renews what is due, until ctx ends.
+// Run is the duty, until ctx ends. Each round reads the node's
+// KubeforgeConfiguration: turned off, or not (yet) a control-plane node (the
+// node service starts before init writes the manifests), it reports
+// Disabled and looks again later; otherwise it serves the metrics endpoint
+// and renews what is due.
 func (r *Renewer) Run(ctx context.Context, h *duty.Health) error {
 	p := r.o.Paths
-	kf, err := config.LoadKubeforge(p)
-	if err != nil {
-		return err
-	}
-	cr := kf.CertificateRenewal
-	if !cr.On() {
-		h.Disabled("turned off (%s: certificateRenewal.enabled is false); renew with `kubeforge certs renew`", p.KubeforgeConfigFile())
-		<-ctx.Done()
-		return nil
-	}
-	if !IsControlPlane(p) {
-		h.Disabled("not a control-plane node (no %s): the kubelet rotates its own client certificate", p.Manifest("kube-apiserver"))
-		<-ctx.Done()
-		return nil
-	}
-	share, err := cr.Share()
-	if err != nil {
-		return fmt.Errorf("%s: certificateRenewal.renewAt: %w", p.KubeforgeConfigFile(), err)
-	}
-	if r.metrics == nil {
-		r.metrics = newMetrics(p, r.o.Now, share)
-	}
-	stop, err := r.metrics.serve(cr.MetricsBindAddress, r.o.Log)
-	if err != nil {
-		return err
-	}
-	defer stop()
+	var stop func()
+	var serving string
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
 	for {
-		rep := r.Reconcile(ctx, share)
-		rep.report(h, cr.MetricsBindAddress)
-		wait := time.Until(rep.Next)
-		wait = max(wait, 5*time.Second)
-		wait = min(wait, 10*time.Minute)
-		if len(rep.Failed) > 0 {
-			wait = min(wait, time.Minute)
+		kf, err := config.LoadKubeforge(p)
+		if err != nil {
+			return err
+		}
+		cr := kf.CertificateRenewal
+		share, err := cr.Share()
+		if err != nil {
+			return fmt.Errorf("%s: certificateRenewal.renewAt: %w", p.KubeforgeConfigFile(), err)
+		}
+		wait := time.Minute
+		switch {
+		case !cr.On():
+			h.Disabled("turned off (%s: certificateRenewal.enabled is false); renew with `kubeforge certs renew`", p.KubeforgeConfigFile())
+		case !IsControlPlane(p):
+			h.Disabled("not a control-plane node (no %s): the kubelet rotates its own client certificate", p.Manifest("kube-apiserver"))
+			wait = 10 * time.Second
+		default:
+			if serving != cr.MetricsBindAddress {
+				if stop != nil {
+					stop()
+					stop = nil
+				}
+				r.metrics = newMetrics(p, r.o.Now, share)
+				if stop, err = r.metrics.serve(cr.MetricsBindAddress, r.o.Log); err != nil {
+					return err
+				}
+				serving = cr.MetricsBindAddress
+			}
+			r.metrics.setShare(share)
+			rep := r.Reconcile(ctx, share)
+			rep.report(h, cr.MetricsBindAddress)
+			if !rep.Next.IsZero() {
+				wait = min(wait, max(time.Until(rep.Next), time.Second))
+			}
+		}
+		if (!cr.On() || !IsControlPlane(p)) && stop != nil {
+			stop()
+			stop, serving = nil, ""
 		}
 		select {
 		case <-ctx.Done():

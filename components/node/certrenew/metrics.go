@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,7 @@ const (
 
 // metrics holds the duty's registry (its own, not the global one).
 type metrics struct {
+	exp      *expiryCollector
 	reg      *prometheus.Registry
 	renewals *prometheus.CounterVec
 	failures *prometheus.CounterVec
@@ -45,12 +47,21 @@ func newMetrics(p config.Paths, now func() time.Time, share float64) *metrics {
 			Name: FailuresMetric, Help: "Failed automatic renewals of a certificate or kubeconfig by the node service.",
 		}, []string{"name"}),
 	}
-	m.reg.MustRegister(m.renewals, m.failures, &expiryCollector{p: p, now: now, share: share})
+	m.exp = &expiryCollector{p: p, now: now, share: share}
+	m.reg.MustRegister(m.renewals, m.failures, m.exp)
 	return m
+}
+
+// setShare changes the renewal share the gauges are computed with.
+func (m *metrics) setShare(share float64) {
+	m.exp.mu.Lock()
+	m.exp.share = share
+	m.exp.mu.Unlock()
 }
 
 // expiryCollector reads the certificates at each scrape.
 type expiryCollector struct {
+	mu    sync.Mutex
 	p     config.Paths
 	now   func() time.Time
 	share float64
@@ -77,7 +88,10 @@ func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(expiryDesc, err)
 		return
 	}
-	pki.SetRenewal(rows, true, c.share)
+	c.mu.Lock()
+	share := c.share
+	c.mu.Unlock()
+	pki.SetRenewal(rows, true, share)
 	for _, r := range rows {
 		if r.Missing || r.Error != "" {
 			continue
