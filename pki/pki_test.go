@@ -1379,3 +1379,48 @@ func TestRenewKeepLifetimeAndRenewalSchedule(t *testing.T) {
 		}
 	}
 }
+
+func TestUserKubeconfig(t *testing.T) {
+	spec := newSpec(t, AlgorithmECDSAP256)
+	if _, err := EnsureAll(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureAllKubeconfigs(spec); err != nil {
+		t.Fatal(err)
+	}
+	b, err := UserKubeconfig(spec, "alice", []string{"devs", "ops"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := clientcmd.Load(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := kc.Contexts[kc.CurrentContext]
+	certs, err := ParseCerts(kc.AuthInfos[ctx.AuthInfo].ClientCertificateData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := certs[0]
+	orgs := slices.Sorted(slices.Values(c.Subject.Organization))
+	if c.Subject.CommonName != "alice" || strings.Join(orgs, ",") != "devs,ops" || c.NotAfter.Sub(spec.Now()) != time.Hour {
+		t.Errorf("certificate %s, valid %s", DescribeCert(c), c.NotAfter.Sub(spec.Now()))
+	}
+	ca, _ := LoadCert(spec.Paths, "ca")
+	if err := c.CheckSignatureFrom(ca); err != nil {
+		t.Errorf("not signed by the cluster CA: %v", err)
+	}
+	admin, _ := LoadKubeconfig(spec.Paths, KubeconfigPath(spec.Paths, "admin.conf"))
+	if got, want := kc.Clusters[ctx.Cluster].Server, admin.Clusters[admin.Contexts[admin.CurrentContext].Cluster].Server; got != want {
+		t.Errorf("server %s, want admin.conf's %s", got, want)
+	}
+	if _, err := UserKubeconfig(spec, " ", nil, 0); err == nil || !strings.Contains(err.Error(), "--client-name") {
+		t.Errorf("empty name: %v", err)
+	}
+	if err := os.Remove(spec.Paths.Host(KeyPath(spec.Paths, "ca"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UserKubeconfig(spec, "bob", nil, 0); err == nil || !strings.Contains(err.Error(), "external") {
+		t.Errorf("external CA: %v", err)
+	}
+}

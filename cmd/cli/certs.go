@@ -134,8 +134,11 @@ func (o *certsOptions) renew(out io.Writer, name string) error {
 		spec.Algorithm = string(c.Cluster.EncryptionAlgorithm)
 	} else {
 		// As kubeadm: the cluster's ClusterConfiguration decides; when it
-		// cannot be read, each certificate keeps its lifetime.
+		// cannot be read (or under --root-dir, which never touches a live
+		// cluster), each certificate keeps its lifetime.
 		spec.KeepLifetime = true
+	}
+	if o.configFile == "" && o.rootDir == "" {
 		kc := o.kubeconfig
 		if kc == "" {
 			kc = spec.Paths.Kubeconfig("admin.conf")

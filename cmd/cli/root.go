@@ -67,6 +67,7 @@ containerd and CoreDNS; nothing is pulled from a registry.`,
 	for _, c := range []func(in io.Reader, out, errOut io.Writer) *cobra.Command{
 		newInitCmd, newJoinCmd, newResetCmd, newTokenCmd, newCertsCmd, newConfigCmd,
 		newNodeCmd, newImagesCmd, newComponentCmd, newVersionCmd,
+		newKubeconfigCmd,
 	} {
 		root.AddCommand(c(in, out, errOut))
 	}
