@@ -1424,3 +1424,31 @@ func TestUserKubeconfig(t *testing.T) {
 		t.Errorf("external CA: %v", err)
 	}
 }
+
+func TestEnsureKubeletClientLink(t *testing.T) {
+	p := config.DefaultPaths().WithRoot(t.TempDir())
+	if changed, err := EnsureKubeletClientLink(p, time.Now()); changed || err != nil {
+		t.Fatalf("no file: %v %v", changed, err)
+	}
+	cur := p.Host(filepath.Join(p.KubeletPKIDir(), KubeletClientCurrent))
+	if err := os.MkdirAll(filepath.Dir(cur), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cur, []byte("PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	if changed, err := EnsureKubeletClientLink(p, now); !changed || err != nil {
+		t.Fatalf("regular file: %v %v", changed, err)
+	}
+	target, err := os.Readlink(cur)
+	if err != nil || target != filepath.Join(p.KubeletPKIDir(), "kubelet-client-2026-12-05-12-00-00.pem") {
+		t.Errorf("link %q, %v", target, err)
+	}
+	if b, _ := os.ReadFile(p.Host(target)); string(b) != "PEM" {
+		t.Errorf("target holds %q", b)
+	}
+	if changed, err := EnsureKubeletClientLink(p, now.Add(time.Hour)); changed || err != nil {
+		t.Errorf("second run: %v %v, want nothing done", changed, err)
+	}
+}

@@ -255,6 +255,13 @@ func (r *Renewer) Reconcile(ctx context.Context, share float64) Report {
 		return rep
 	}
 	pki.SetRenewal(rows, true, share)
+	// A kubelet client certificate written as a plain file (by kubeforge
+	// before the symlink layout) is never rotated by the kubelet.
+	if changed, err := pki.EnsureKubeletClientLink(p, now); err != nil {
+		rep.Failed["kubelet.conf"] = "the kubelet cannot rotate its client certificate: " + err.Error()
+	} else if changed {
+		r.o.Log.Info("made the kubelet's client certificate a symlink so that the kubelet rotates it", "path", pki.KubeletClientCurrent)
+	}
 	var cluster *clusterSettings
 	for _, row := range rows {
 		switch {
