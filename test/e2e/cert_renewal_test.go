@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -240,6 +241,13 @@ func TestCertificateRenewal(t *testing.T) {
 // nodeCert reads the first certificate of a PEM file of the node, or the
 // client certificate embedded in a kubeconfig.
 func nodeCert(n *testbed.Node, path string) (*x509.Certificate, error) {
+	// kubelet-client-current.pem links to an absolute path in the node.
+	if target, err := os.Readlink(n.Path(path)); err == nil {
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+	}
 	data, err := n.ReadFile(path)
 	if err != nil {
 		return nil, err
