@@ -41,6 +41,10 @@ type KubeforgeConfiguration struct {
 
 	// EtcdSnapshots: the scheduled etcd snapshots (see EtcdSnapshots).
 	EtcdSnapshots EtcdSnapshots `json:"etcdSnapshots,omitempty"`
+
+	// CertificateRenewal: the node service's automatic renewal of the
+	// certificates and kubeconfig files (control-plane nodes).
+	CertificateRenewal CertificateRenewal `json:"certificateRenewal"`
 }
 
 // KubeforgeConfigFile is the node's effective KubeforgeConfiguration.
@@ -50,12 +54,14 @@ func (p Paths) KubeforgeConfigFile() string { return filepath.Join(p.StateDir, "
 func defaultKubeforge(k *KubeforgeConfiguration) {
 	k.APIVersion, k.Kind = KubeforgeAPIVersion, KubeforgeKind
 	defaultEtcdSnapshots(&k.EtcdSnapshots)
+	defaultCertificateRenewal(&k.CertificateRenewal)
 }
 
 // validateKubeforge checks k; errors name the field (kind.field) and the fix.
 func validateKubeforge(k *KubeforgeConfiguration) []error {
 	var errs []error
 	errs = append(errs, validateEtcdSnapshots(&k.EtcdSnapshots)...)
+	errs = append(errs, validateCertificateRenewal(&k.CertificateRenewal)...)
 	return errs
 }
 

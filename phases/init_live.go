@@ -105,13 +105,19 @@ func useRotatingKubeletCert(n *Node, phase string) error {
 		return fmt.Errorf("%s has no current context/user", logical)
 	}
 	auth := kc.AuthInfos[ctx.AuthInfo]
-	pem := filepath.Join(n.Cfg.Paths.KubeletPKIDir(), "kubelet-client-current.pem")
+	pem := filepath.Join(n.Cfg.Paths.KubeletPKIDir(), pki.KubeletClientCurrent)
 	if len(auth.ClientCertificateData) == 0 {
-		return nil // already done
+		// Already done; a node made before the symlink layout gets it now.
+		_, err := pki.EnsureKubeletClientLink(n.Paths, time.Now())
+		return err
 	}
 	if err := n.WriteFile(phase, "kubelet client certificate", pem,
 		append(append([]byte{}, auth.ClientCertificateData...), auth.ClientKeyData...), 0o600, HideContent); err != nil {
 		return err
+	}
+	// The kubelet rotates the certificate only when this is a symlink.
+	if _, err := pki.EnsureKubeletClientLink(n.Paths, time.Now()); err != nil {
+		return fmt.Errorf("kubelet client certificate: %w", err)
 	}
 	auth.ClientCertificateData, auth.ClientKeyData = nil, nil
 	auth.ClientCertificate, auth.ClientKey = pem, pem

@@ -38,6 +38,64 @@ type ExpirationInfo struct {
 	Missing bool `json:"missing"`
 	// Error says why an existing file could not be read.
 	Error string `json:"error,omitempty"`
+	// NotBefore is the start of the certificate's validity, in UTC.
+	NotBefore time.Time `json:"notBefore,omitzero"`
+	// RotatedByKubelet: a kubeconfig (kubelet.conf) whose client
+	// certificate is a file the kubelet rotates itself.
+	RotatedByKubelet bool `json:"rotatedByKubelet,omitempty"`
+	// RenewalDate is when automatic renewal renews it (see SetRenewal);
+	// zero when it is not renewed automatically.
+	RenewalDate time.Time `json:"renewalDate,omitzero"`
+	// Renewal says how the certificate is renewed: "automatic", "off",
+	// "external CA", "kubelet", "never (CA)"; empty when not computed.
+	Renewal string `json:"renewal,omitempty"`
+	// Cert is the certificate read (nil when Missing or Error).
+	Cert *x509.Certificate `json:"-"`
+}
+
+// RenewalPoint is when share (0 < share < 1) of the validity period
+// [notBefore, notAfter] has passed.
+func RenewalPoint(notBefore, notAfter time.Time, share float64) time.Time {
+	return notBefore.Add(time.Duration(float64(notAfter.Sub(notBefore)) * share))
+}
+
+// Renewal kinds of ExpirationInfo.Renewal.
+const (
+	RenewalAutomatic = "automatic"
+	RenewalOff       = "off"
+	RenewalExternal  = "external CA"
+	RenewalKubelet   = "kubelet"
+	RenewalNeverCA   = "never (CA)"
+)
+
+// CAWarningWindow: a CA expiring within this time gets a warning (CAs are
+// never renewed automatically).
+const CAWarningWindow = 365 * 24 * time.Hour
+
+// SetRenewal fills Renewal and RenewalDate of each row: when automatic
+// renewal is on, a leaf certificate or kubeforge-made kubeconfig signed by
+// a CA whose key is present is renewed once share of its lifetime has
+// passed. CAs are never renewed automatically; the kubelet rotates its own
+// client certificate.
+func SetRenewal(rows []ExpirationInfo, on bool, share float64) {
+	for i := range rows {
+		r := &rows[i]
+		switch {
+		case r.CertificateAuthority:
+			r.Renewal = RenewalNeverCA
+		case r.RotatedByKubelet:
+			r.Renewal = RenewalKubelet
+		case r.ExternallyManaged:
+			r.Renewal = RenewalExternal
+		case !on:
+			r.Renewal = RenewalOff
+		default:
+			r.Renewal = RenewalAutomatic
+			if !r.Missing && r.Error == "" && !r.NotBefore.IsZero() {
+				r.RenewalDate = RenewalPoint(r.NotBefore, r.ExpirationDate, share).UTC()
+			}
+		}
+	}
 }
 
 // Residual is the time left before expiry.
@@ -82,10 +140,12 @@ func CheckExpiration(p config.Paths, now time.Time) ([]ExpirationInfo, error) {
 		var cert *x509.Certificate
 		if err == nil {
 			var source string
-			cert, _, source, _, err = v.clientCert(p, row.Path)
+			var embedded bool
+			cert, _, source, embedded, err = v.clientCert(p, row.Path)
 			if cert != nil {
 				err = nil // the key is not needed to report expiry
 				row.Path = source
+				row.RotatedByKubelet = !embedded && k.FileName == "kubelet.conf"
 			}
 		}
 		fill(&row, cert, err, now)
@@ -104,6 +164,8 @@ func fill(row *ExpirationInfo, cert *x509.Certificate, err error, now time.Time)
 		row.Error = err.Error()
 	default:
 		row.ExpirationDate = cert.NotAfter.UTC()
+		row.NotBefore = cert.NotBefore.UTC()
+		row.Cert = cert
 		row.ResidualTimeSeconds = int64(cert.NotAfter.Sub(now) / time.Second)
 	}
 }
@@ -116,6 +178,8 @@ type ExpirationReport struct {
 	APIVersion             string           `json:"apiVersion"`
 	Certificates           []ExpirationInfo `json:"certificates"`
 	CertificateAuthorities []ExpirationInfo `json:"certificateAuthorities"`
+	// AutomaticRenewal is kubeforge's addition (nil: not computed).
+	AutomaticRenewal *AutomaticRenewal `json:"automaticRenewal,omitempty"`
 }
 
 // NewExpirationReport splits rows into kubeadm's two lists.
@@ -194,6 +258,66 @@ func FormatExpirationTable(w io.Writer, rows []ExpirationInfo) error {
 			first = false
 		}
 		fmt.Fprintf(w, "!INVALID! %s (%s): %s\n", r.Name, r.Path, r.Error)
+	}
+	return nil
+}
+
+// AutomaticRenewal says whether and how the node service renews this
+// node's certificates (the JSON report's automaticRenewal).
+type AutomaticRenewal struct {
+	Enabled bool `json:"enabled"`
+	// RenewAt is the configured share of the lifetime ("2/3").
+	RenewAt string `json:"renewAt"`
+	// Reason says why it is off, when it is.
+	Reason string `json:"reason,omitempty"`
+}
+
+// FormatRenewal prints, after FormatExpirationTable, whether automatic
+// renewal is on, when each certificate will be renewed, and a warning for
+// each CA that expires within CAWarningWindow. Rows must have been through
+// SetRenewal.
+func FormatRenewal(w io.Writer, rows []ExpirationInfo, a AutomaticRenewal, now time.Time) error {
+	const date = "Jan 02, 2006 15:04 MST"
+	fmt.Fprintln(w)
+	if a.Enabled {
+		fmt.Fprintf(w, "Automatic renewal: on. The node service renews each leaf certificate and kubeconfig once %s of its lifetime has passed.\n", a.RenewAt)
+	} else {
+		fmt.Fprintf(w, "Automatic renewal: off (%s). Renew with `kubeforge certs renew all`.\n", a.Reason)
+	}
+	tw := tabwriter.NewWriter(w, 10, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tRENEWAL")
+	for _, r := range rows {
+		var s string
+		switch {
+		case r.Missing || r.Error != "":
+			continue
+		case r.Renewal == RenewalAutomatic && !r.RenewalDate.IsZero():
+			if r.RenewalDate.After(now) {
+				s = fmt.Sprintf("automatic, %s (in %s)", r.RenewalDate.Format(date), duration.HumanDuration(r.RenewalDate.Sub(now)))
+			} else {
+				s = fmt.Sprintf("automatic, due since %s", r.RenewalDate.Format(date))
+			}
+		case r.Renewal == RenewalKubelet:
+			s = "rotated by the kubelet"
+		case r.Renewal == RenewalExternal:
+			s = "external CA: renew it with your CA"
+		case r.Renewal == RenewalNeverCA:
+			s = "never automatically (CA)"
+		case r.Renewal == RenewalOff:
+			s = "by hand: `kubeforge certs renew " + r.Name + "`"
+		default:
+			s = r.Renewal
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", r.Name, s)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.CertificateAuthority && !r.Missing && r.Error == "" && r.ExpirationDate.Sub(now) < CAWarningWindow {
+			fmt.Fprintf(w, "WARNING: the CA %s (%s) expires on %s, within a year; CAs are never renewed automatically: plan its rotation.\n",
+				r.Name, r.Path, r.ExpirationDate.Format(date))
+		}
 	}
 	return nil
 }

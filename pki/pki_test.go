@@ -1308,3 +1308,147 @@ func TestAlgorithmP384(t *testing.T) {
 		t.Error("ECDSA certificate has key encipherment usage")
 	}
 }
+
+func TestRenewKeepLifetimeAndRenewalSchedule(t *testing.T) {
+	spec := newSpec(t, AlgorithmECDSAP256)
+	spec.Validity = 10 * time.Minute
+	if _, err := EnsureAll(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureAllKubeconfigs(spec); err != nil {
+		t.Fatal(err)
+	}
+	now := spec.Now()
+	// KeepLifetime: renewed with the old lifetime, not the 1-year default.
+	keep := spec
+	keep.Validity, keep.KeepLifetime = 0, true
+	for _, name := range []string{"apiserver", "admin.conf"} {
+		r, err := Renew(keep, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Cert.NotAfter.Sub(now); got != 10*time.Minute {
+			t.Errorf("%s renewed for %s, want its former 10m", name, got)
+		}
+	}
+	// A renewal never outlives the CA.
+	long := spec
+	long.Validity = 20 * 365 * 24 * time.Hour
+	r, err := Renew(long, "apiserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := LoadCert(spec.Paths, "ca")
+	if !r.Cert.NotAfter.Equal(ca.NotAfter) {
+		t.Errorf("renewed until %s, after its CA %s", r.Cert.NotAfter, ca.NotAfter)
+	}
+
+	rows, err := CheckExpiration(spec.Paths, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	SetRenewal(rows, true, 0.5)
+	byName := map[string]ExpirationInfo{}
+	for _, r := range rows {
+		byName[r.Name] = r
+	}
+	if r := byName["admin.conf"]; r.Renewal != RenewalAutomatic || !r.RenewalDate.Equal(RenewalPoint(r.NotBefore, r.ExpirationDate, 0.5)) {
+		t.Errorf("admin.conf: %+v", r)
+	}
+	if r := byName["ca"]; r.Renewal != RenewalNeverCA || !r.RenewalDate.IsZero() {
+		t.Errorf("ca: %+v", r)
+	}
+	var b strings.Builder
+	if err := FormatRenewal(&b, rows, AutomaticRenewal{Enabled: true, RenewAt: "1/2"}, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Automatic renewal: on", "1/2 of its lifetime", "admin.conf", "automatic, ", "never automatically (CA)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("FormatRenewal lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "WARNING") {
+		t.Errorf("a CA warning for a 10-year CA:\n%s", b.String())
+	}
+	b.Reset()
+	SetRenewal(rows, false, 0.5)
+	_ = FormatRenewal(&b, rows, AutomaticRenewal{Reason: "not a control-plane node"}, now.Add(DefaultCAValidity-CAWarningWindow+time.Hour))
+	for _, want := range []string{"Automatic renewal: off (not a control-plane node)", "kubeforge certs renew apiserver", "WARNING: the CA ca "} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("FormatRenewal (off, CA near expiry) lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestUserKubeconfig(t *testing.T) {
+	spec := newSpec(t, AlgorithmECDSAP256)
+	if _, err := EnsureAll(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureAllKubeconfigs(spec); err != nil {
+		t.Fatal(err)
+	}
+	b, err := UserKubeconfig(spec, "alice", []string{"devs", "ops"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := clientcmd.Load(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := kc.Contexts[kc.CurrentContext]
+	certs, err := ParseCerts(kc.AuthInfos[ctx.AuthInfo].ClientCertificateData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := certs[0]
+	orgs := slices.Sorted(slices.Values(c.Subject.Organization))
+	if c.Subject.CommonName != "alice" || strings.Join(orgs, ",") != "devs,ops" || c.NotAfter.Sub(spec.Now()) != time.Hour {
+		t.Errorf("certificate %s, valid %s", DescribeCert(c), c.NotAfter.Sub(spec.Now()))
+	}
+	ca, _ := LoadCert(spec.Paths, "ca")
+	if err := c.CheckSignatureFrom(ca); err != nil {
+		t.Errorf("not signed by the cluster CA: %v", err)
+	}
+	admin, _ := LoadKubeconfig(spec.Paths, KubeconfigPath(spec.Paths, "admin.conf"))
+	if got, want := kc.Clusters[ctx.Cluster].Server, admin.Clusters[admin.Contexts[admin.CurrentContext].Cluster].Server; got != want {
+		t.Errorf("server %s, want admin.conf's %s", got, want)
+	}
+	if _, err := UserKubeconfig(spec, " ", nil, 0); err == nil || !strings.Contains(err.Error(), "--client-name") {
+		t.Errorf("empty name: %v", err)
+	}
+	if err := os.Remove(spec.Paths.Host(KeyPath(spec.Paths, "ca"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UserKubeconfig(spec, "bob", nil, 0); err == nil || !strings.Contains(err.Error(), "external") {
+		t.Errorf("external CA: %v", err)
+	}
+}
+
+func TestEnsureKubeletClientLink(t *testing.T) {
+	p := config.DefaultPaths().WithRoot(t.TempDir())
+	if changed, err := EnsureKubeletClientLink(p, time.Now()); changed || err != nil {
+		t.Fatalf("no file: %v %v", changed, err)
+	}
+	cur := p.Host(filepath.Join(p.KubeletPKIDir(), KubeletClientCurrent))
+	if err := os.MkdirAll(filepath.Dir(cur), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cur, []byte("PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	if changed, err := EnsureKubeletClientLink(p, now); !changed || err != nil {
+		t.Fatalf("regular file: %v %v", changed, err)
+	}
+	target, err := os.Readlink(cur)
+	if err != nil || target != filepath.Join(p.KubeletPKIDir(), "kubelet-client-2026-12-05-12-00-00.pem") {
+		t.Errorf("link %q, %v", target, err)
+	}
+	if b, _ := os.ReadFile(p.Host(target)); string(b) != "PEM" {
+		t.Errorf("target holds %q", b)
+	}
+	if changed, err := EnsureKubeletClientLink(p, now.Add(time.Hour)); changed || err != nil {
+		t.Errorf("second run: %v %v, want nothing done", changed, err)
+	}
+}

@@ -122,7 +122,7 @@ func renewCert(spec Spec, c Cert, pool *KeyPool) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("renew %s: %w", c.Name, err)
 	}
-	cert, err := issue(configOf(old), false, key, caCert, caKey, spec.Now(), spec.Validity)
+	cert, err := issue(configOf(old), false, key, caCert, caKey, spec.Now(), capToCA(spec.renewValidity(old), caCert, spec.Now()))
 	if err != nil {
 		return res, fmt.Errorf("renew %s: %w", c.Name, err)
 	}
@@ -188,7 +188,7 @@ func renewKubeconfig(spec Spec, k Kubeconfig, pool *KeyPool) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("renew %s: %w", k.FileName, err)
 	}
-	cert, err := issue(want, false, key, caCert, caKey, spec.Now(), spec.Validity)
+	cert, err := issue(want, false, key, caCert, caKey, spec.Now(), capToCA(spec.renewValidity(old), caCert, spec.Now()))
 	if err != nil {
 		return res, fmt.Errorf("renew %s: %w", k.FileName, err)
 	}
@@ -212,4 +212,26 @@ func renewKubeconfig(spec Spec, k Kubeconfig, pool *KeyPool) (Result, error) {
 	res.Action = ActionRenewed
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// capToCA shortens validity so that a renewed certificate does not outlive
+// its CA (it could not be verified past the CA's expiry anyway).
+func capToCA(validity time.Duration, ca *x509.Certificate, now time.Time) time.Duration {
+	if left := ca.NotAfter.Sub(now); left > 0 && left < validity {
+		return left
+	}
+	return validity
+}
+
+// renewValidity is the validity of old's replacement: spec.Validity, or
+// old's own lifetime (without the backdating) under KeepLifetime.
+func (s Spec) renewValidity(old *x509.Certificate) time.Duration {
+	if !s.keepLifetime {
+		return s.Validity
+	}
+	d := old.NotAfter.Sub(old.NotBefore)
+	if d > CertificateBackdate {
+		d -= CertificateBackdate
+	}
+	return d
 }

@@ -80,6 +80,13 @@ type Spec struct {
 	// CAValidity and Validity default to 10 years and 1 year.
 	CAValidity time.Duration
 	Validity   time.Duration
+	// KeepLifetime: when Validity is unset, a renewal (Renew, RenewAll)
+	// keeps the lifetime of the certificate it replaces instead of the
+	// 1-year default (for `certs renew` when the cluster's
+	// certificateValidityPeriod is unknown). New certificates still get
+	// the default.
+	KeepLifetime bool
+	keepLifetime bool
 
 	// Algorithm is one of the Algorithm* names (default RSA-2048).
 	Algorithm string
@@ -100,6 +107,7 @@ func (s Spec) withDefaults() (Spec, error) {
 		s.CAValidity = DefaultCAValidity
 	}
 	if s.Validity == 0 {
+		s.keepLifetime = s.KeepLifetime
 		s.Validity = DefaultValidity
 	}
 	if s.Algorithm == "" {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +12,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeforge/kubeforge/components/node/certrenew"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/pki"
@@ -21,6 +25,7 @@ import (
 type certsOptions struct {
 	certDir    string
 	configFile string
+	kubeconfig string
 	output     string
 	rootDir    string
 }
@@ -52,17 +57,28 @@ func newCertsCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 		Short: "Show when each certificate and kubeconfig expires",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			rows, err := pki.CheckExpiration(o.paths(), time.Now())
+			now := time.Now()
+			rows, err := pki.CheckExpiration(o.paths(), now)
 			if err != nil {
 				return err
 			}
+			auto, share, err := automaticRenewal(o.paths())
+			if err != nil {
+				return err
+			}
+			pki.SetRenewal(rows, auto.Enabled, share)
 			switch o.output {
 			case "json":
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(pki.NewExpirationReport(rows))
+				rep := pki.NewExpirationReport(rows)
+				rep.AutomaticRenewal = &auto
+				return enc.Encode(rep)
 			case "", "text":
-				return pki.FormatExpirationTable(out, rows)
+				if err := pki.FormatExpirationTable(out, rows); err != nil {
+					return err
+				}
+				return pki.FormatRenewal(out, rows, auto, now)
 			}
 			return fmt.Errorf("--output %q: must be text or json", o.output)
 		},
@@ -81,7 +97,8 @@ func newCertsCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 			return o.renew(out, args[0])
 		},
 	}
-	renew.Flags().StringVar(&o.configFile, "config", "", "config file with certificateValidityPeriod / encryptionAlgorithm")
+	renew.Flags().StringVar(&o.configFile, "config", "", "config file with certificateValidityPeriod / encryptionAlgorithm (default: the cluster's ClusterConfiguration)")
+	renew.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig to read the cluster's ClusterConfiguration with (default /etc/kubernetes/admin.conf)")
 	cmd.AddCommand(renew)
 
 	cmd.AddCommand(&cobra.Command{
@@ -105,6 +122,7 @@ func (o *certsOptions) renew(out io.Writer, name string) error {
 		return fmt.Errorf("unknown certificate %q; choose all or one of: %s", name, strings.Join(pki.RenewNames(), ", "))
 	}
 	spec := pki.Spec{Paths: o.paths()}
+	rep := progress.New(out, false)
 	if o.configFile != "" {
 		c, err := config.Load(o.configFile)
 		if err != nil {
@@ -114,8 +132,24 @@ func (o *certsOptions) renew(out io.Writer, name string) error {
 			spec.Validity = c.Cluster.CertificateValidityPeriod.Duration
 		}
 		spec.Algorithm = string(c.Cluster.EncryptionAlgorithm)
+	} else {
+		// As kubeadm: the cluster's ClusterConfiguration decides; when it
+		// cannot be read (or under --root-dir, which never touches a live
+		// cluster), each certificate keeps its lifetime.
+		spec.KeepLifetime = true
 	}
-	rep := progress.New(out, false)
+	if o.configFile == "" && o.rootDir == "" {
+		kc := o.kubeconfig
+		if kc == "" {
+			kc = spec.Paths.Kubeconfig("admin.conf")
+		}
+		validity, alg, err := clusterSettingsFrom(spec.Paths.Host(kc))
+		if err != nil {
+			rep.Warnf("certs", "Could not read the ClusterConfiguration from the cluster with %s (%v): renewed certificates keep their current lifetime; pass --config to set certificateValidityPeriod", kc, err)
+		} else {
+			spec.Validity, spec.Algorithm = validity, alg
+		}
+	}
 	var results []pki.Result
 	var err error
 	if name == "all" {
@@ -139,4 +173,42 @@ func (o *certsOptions) renew(out io.Writer, name string) error {
 	}
 	rep.Printf("certs", "Done. Restart kube-apiserver, kube-controller-manager, kube-scheduler and etcd to use the new certificates (move their manifests out of %s and back)", spec.Paths.ManifestsDir)
 	return nil
+}
+
+// automaticRenewal says whether the node service renews this node's
+// certificates (its KubeforgeConfiguration, and whether it is a
+// control-plane node) and at which share of their lifetime.
+func automaticRenewal(p config.Paths) (pki.AutomaticRenewal, float64, error) {
+	kf, err := config.LoadKubeforge(p)
+	if err != nil {
+		return pki.AutomaticRenewal{}, 0, err
+	}
+	cr := kf.CertificateRenewal
+	share, err := cr.Share()
+	if err != nil {
+		return pki.AutomaticRenewal{}, 0, fmt.Errorf("%s: certificateRenewal.renewAt: %w", p.KubeforgeConfigFile(), err)
+	}
+	a := pki.AutomaticRenewal{Enabled: cr.On(), RenewAt: cr.RenewAt}
+	switch {
+	case !cr.On():
+		a.Reason = "certificateRenewal.enabled is false in " + p.KubeforgeConfigFile()
+	case !certrenew.IsControlPlane(p):
+		a.Enabled, a.Reason = false, "not a control-plane node"
+	}
+	return a, share, nil
+}
+
+// clusterSettingsFrom reads the cluster's certificateValidityPeriod and
+// encryptionAlgorithm with a kubeconfig.
+func clusterSettingsFrom(kubeconfig string) (time.Duration, string, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return 0, "", err
+	}
+	cfg.Timeout = 10 * time.Second
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return 0, "", err
+	}
+	return certrenew.ReadClusterSettings(context.Background(), c)
 }

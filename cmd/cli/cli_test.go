@@ -404,6 +404,28 @@ func TestCertsCheckExpirationAndRenew(t *testing.T) {
 	}
 }
 
+func TestKubeconfigUserAndRenewalReport(t *testing.T) {
+	root := t.TempDir()
+	mustRun(t, append([]string{"init", "phase", "certs", "all"}, offline(root)...)...)
+	mustRun(t, append([]string{"init", "phase", "kubeconfig", "all"}, offline(root)...)...)
+	out := mustRun(t, "kubeconfig", "user", "--client-name", "alice", "--org", "devs", "--validity-period", "2h", "--root-dir", root)
+	for _, w := range []string{"alice@kubernetes", "client-certificate-data", "server: https://127.0.0.5:6443"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("kubeconfig user lacks %s:\n%s", w, out)
+		}
+	}
+	if out, code := run(t, "kubeconfig", "user", "--root-dir", root); code == 0 || !strings.Contains(out, "client-name") {
+		t.Errorf("no --client-name accepted: %s", out)
+	}
+	// Not a control-plane node (no manifests): renewal is reported off.
+	out = mustRun(t, "certs", "check-expiration", "--root-dir", root)
+	for _, w := range []string{"Automatic renewal: off (not a control-plane node)", "never automatically (CA)", "kubeforge certs renew admin.conf"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("check-expiration lacks %q:\n%s", w, out)
+		}
+	}
+}
+
 func TestLivePhasesRefusedUnderRootDir(t *testing.T) {
 	root := t.TempDir()
 	for _, ph := range offlinePhases {

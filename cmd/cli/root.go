@@ -70,6 +70,7 @@ containerd and CoreDNS; nothing is pulled from a registry.`,
 		newEtcdCmd,
 		newSecretsCmd,
 		newUpgradeCmd,
+		newKubeconfigCmd,
 	} {
 		root.AddCommand(c(in, out, errOut))
 	}

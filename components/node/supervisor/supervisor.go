@@ -27,6 +27,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/image"
 	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/components/node/certrenew"
 	"github.com/kubeforge/kubeforge/components/node/duty"
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/components/podnet"
@@ -528,6 +529,7 @@ func (s *supervisor) dutyList() []duty.Duty {
 		{Name: "pod-network", Run: s.runPodNetworkAgent},
 		{Name: "etcd-snapshots", Run: s.runEtcdSnapshots},
 		{Name: "secrets-encryption-config", Run: s.runEncryptionConfigSync},
+		certrenew.Duty(certrenew.Options{Paths: s.p, Log: s.log.With("duty", certrenew.Name)}),
 	}
 }
 
