@@ -420,14 +420,20 @@ func (a *approver) handle(ctx context.Context, name string) (retry bool) {
 	if err != nil && d.Verdict == Approve {
 		d = Decision{Verdict: Wait, Reason: err.Error()}
 	}
-	if a.opts.Decided != nil {
-		a.opts.Decided(name, d)
+	// The hook hears a verdict once it holds: an approval or denial after
+	// the API server has it.
+	decided := func(d Decision) {
+		if a.opts.Decided != nil {
+			a.opts.Decided(name, d)
+		}
 	}
 	var cond certificatesv1.CertificateSigningRequestCondition
 	switch d.Verdict {
 	case Ignore:
+		decided(d)
 		return false
 	case Wait:
+		decided(d)
 		a.log.Info("kubelet serving CSR not approved yet", "csr", name, "reason", d.Reason)
 		return true
 	case Approve:
@@ -440,8 +446,10 @@ func (a *approver) handle(ctx context.Context, name string) (retry bool) {
 	csr.Status.Conditions = append(csr.Status.Conditions, cond)
 	if _, err := a.client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, name, csr, metav1.UpdateOptions{}); err != nil {
 		a.log.Warn("update kubelet serving CSR", "csr", name, "verdict", d.Verdict, "err", err)
+		decided(Decision{Verdict: Wait, Reason: "recording the verdict failed: " + err.Error()})
 		return true
 	}
+	decided(d)
 	if d.Verdict == Deny {
 		a.log.Warn("denied kubelet serving CSR", "csr", name, "requester", csr.Spec.Username, "reason", d.Reason)
 	} else {
