@@ -505,8 +505,14 @@ func Terminate(ctx context.Context, pid int, identity []string, timeout time.Dur
 // at most timeout. It reports whether the process is gone.
 func WaitGone(ctx context.Context, pid int, identity []string, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
+	if !Matches(pid, identity) {
+		return true // gone, or another program
+	}
+	// Ours: wait until it is no live process at all. (An exiting process's
+	// command line reads empty before it is a zombie, so identity would
+	// let it go too early.)
 	for {
-		if !Matches(pid, identity) {
+		if !Matches(pid, nil) {
 			return true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
