@@ -24,7 +24,8 @@ export KUBE_BENCH_DIR
 if [ $# -gt 0 ]; then
   exec go test -timeout 75m -p 1 "$@" ./...
 fi
-go test -timeout 30m -p 1 $(go list ./... | grep -v /test/e2e)
+rc=0
+go test -timeout 30m -p 1 $(go list ./... | grep -v /test/e2e) || rc=$?
 # The end-to-end tests in two groups at once: each test bed lives in its own
 # namespaces, and the nodes mostly wait (certificate lifetimes, the API
 # server's config reloads), so two beds share the 2 cores well. The day-2
@@ -33,7 +34,6 @@ day2='^(TestUpgrade|TestUpgradeRollback|TestSecretsRotateKey|TestCertificateRene
 day2log="$(mktemp /tmp/kubeforge-e2e-day2.XXXXXX)"
 go test -timeout 60m -p 1 -run "$day2" ./test/e2e/ >"$day2log" 2>&1 &
 day2pid=$!
-rc=0
 go test -timeout 60m -p 1 -skip "$day2" ./test/e2e/ || rc=$?
 wait "$day2pid" || rc=$?
 cat "$day2log"
