@@ -29,18 +29,31 @@ func (r *recorder) publish(s node.DutyState) {
 	r.ch <- s
 }
 
-// await returns the first published state of name with status.
+// await returns the first published state of name with status, looking at
+// every state published so far, then at the new ones.
 func (r *recorder) await(t *testing.T, name, status string) node.DutyState {
 	t.Helper()
+	return r.awaitMsg(t, name, status, "")
+}
+
+// awaitMsg is await for a state whose message contains sub.
+func (r *recorder) awaitMsg(t *testing.T, name, status, sub string) node.DutyState {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
+	seen := 0
 	for {
-		select {
-		case s := <-r.ch:
-			if s.Name == name && s.Status == status {
+		r.mu.Lock()
+		states := append([]node.DutyState(nil), r.states...)
+		r.mu.Unlock()
+		for ; seen < len(states); seen++ {
+			if s := states[seen]; s.Name == name && s.Status == status && strings.Contains(s.Message, sub) {
 				return s
 			}
+		}
+		select {
+		case <-r.ch:
 		case <-deadline:
-			t.Fatalf("duty %s never reported %s; saw %+v", name, status, r.states)
+			t.Fatalf("duty %s never reported %s %q; saw %+v", name, status, sub, states)
 		}
 	}
 }
@@ -100,12 +113,8 @@ func TestFailureIsReportedAndRetried(t *testing.T) {
 	m := NewManager(Options{Publish: rec.publish, Log: quiet(), RestartDelay: time.Millisecond, MaxRestartDelay: 2 * time.Millisecond}, d)
 	m.Start(context.Background())
 	defer m.Stop()
-	if s := rec.await(t, "flaky", node.DutyFailing); s.Message == "" || !contains(s.Message, "etcd unreachable") {
-		t.Errorf("first failure: %q", s.Message)
-	}
-	if s := rec.await(t, "flaky", node.DutyFailing); !contains(s.Message, "panic: boom") {
-		t.Errorf("panic not reported: %q", s.Message)
-	}
+	rec.awaitMsg(t, "flaky", node.DutyFailing, "etcd unreachable")
+	rec.awaitMsg(t, "flaky", node.DutyFailing, "panic: boom")
 	s := rec.await(t, "flaky", node.DutyWarning)
 	if !contains(s.Message, "no CA key") || s.Since.IsZero() {
 		t.Errorf("warning: %+v", s)
