@@ -109,7 +109,7 @@ func TestBadFiles(t *testing.T) {
 		{"bad token", "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: nope\n", []string{"token"}},
 		{"unsupported external etcd", head + "etcd:\n  external:\n    endpoints: [https://e:2379]\n    caFile: a\n    certFile: b\n    keyFile: c\n",
 			[]string{"ClusterConfiguration.etcd.external", "not supported"}},
-		{"unsupported version", head + "kubernetesVersion: v1.30.0\n", []string{"kubernetesVersion", "v1.37.2"}},
+		{"unsupported version", head + "kubernetesVersion: v1.30.0\n", []string{"kubernetesVersion", "v1.37.2", "upgrade plan"}},
 		{"feature gate", head + "featureGates:\n  ControlPlaneKubeletLocalMode: true\n", []string{"featureGates.ControlPlaneKubeletLocalMode"}},
 		{"old api", "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n", []string{"v1beta3", "kubeadm config migrate"}},
 		{"unknown kind", "apiVersion: v1\nkind: Pod\n", []string{`unknown kind "Pod"`}},
@@ -230,5 +230,30 @@ func TestKubeforgeConfigurationDocument(t *testing.T) {
 	}
 	if _, err := LoadKubeforge(p); err == nil || !strings.Contains(err.Error(), p.KubeforgeConfigFile()) {
 		t.Errorf("wrong kind: %v, want an error naming the file", err)
+	}
+}
+
+// kubeadm's version labels, its placeholder and other patches of the bundled
+// minor are accepted with a note naming the version that runs.
+func TestKubernetesVersionAccepted(t *testing.T) {
+	for _, v := range []string{"v1.37.2", "1.37.0", "v1.37.9", "stable", "stable-1", "latest-1.37", "1.37"} {
+		c := New()
+		c.Cluster.KubernetesVersion = v
+		if err := c.Complete(testHost()); err != nil {
+			t.Errorf("%s: %v", v, err)
+			continue
+		}
+		noted := false
+		for _, w := range c.Warnings {
+			noted = noted || strings.Contains(w, "kubernetesVersion") && strings.Contains(w, "v1.37.2")
+		}
+		if noted != (v != "v1.37.2") {
+			t.Errorf("%s: warnings %q (a note unless it is exactly the bundled version)", v, c.Warnings)
+		}
+	}
+	c := New()
+	c.Cluster.KubernetesVersion = "v1.38.0"
+	if err := c.Complete(testHost()); err == nil || !strings.Contains(err.Error(), "upgrade plan") {
+		t.Errorf("another minor: %v", err)
 	}
 }

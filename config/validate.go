@@ -51,8 +51,16 @@ func (c *Config) checkUnsupported() error {
 		want := strings.TrimPrefix(version.Kubernetes, "v")
 		got := strings.TrimPrefix(v, "v")
 		minor := want[:strings.LastIndex(want, ".")]
-		if got != "stable" && got != minor && !strings.HasPrefix(got, minor+".") {
-			bad("ClusterConfiguration.kubernetesVersion", fmt.Sprintf("%q: this kubeforge bundles Kubernetes %s; remove the field or set it to %s", v, version.Kubernetes, version.Kubernetes))
+		switch {
+		case got == want:
+		case got == "stable" || got == "latest" || got == "stable-1" || got == "latest-1" ||
+			got == "stable-"+minor || got == "latest-"+minor || got == minor || strings.HasPrefix(got, minor+"."):
+			// kubeadm's labels and placeholder (`config print init-defaults`
+			// prints x.y.0) and other patches of the bundled minor.
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %q: kubeforge runs the Kubernetes it bundles, %s",
+				c.where("ClusterConfiguration.kubernetesVersion"), v, version.Kubernetes))
+		default:
+			bad("ClusterConfiguration.kubernetesVersion", fmt.Sprintf("%q: this kubeforge bundles Kubernetes %s; remove the field or set it to %s (another minor version comes with another kubeforge binary: see `kubeforge upgrade plan`)", v, version.Kubernetes, version.Kubernetes))
 		}
 	}
 	for _, name := range sortedKeys(cl.FeatureGates) {
