@@ -115,20 +115,26 @@ func EnsureImages(ctx context.Context, p config.Paths, socket string) error {
 		return fmt.Errorf("self-image: %w", err)
 	}
 	e := ensurer{c: c, p: p, snapshotter: snapshotter, exe: exe}
-	// Both at once: each import has a fixed cost (fsyncs in containerd).
-	pauseErr := make(chan error, 1)
-	go func() { pauseErr <- e.ensure(ctx, pauseSpec(exe.Size)) }()
-	var errs []error
-	if err := e.ensure(ctx, selfSpec(exe.Size)); err != nil {
-		errs = append(errs, fmt.Errorf("self-image %s: %w", version.Image(), err))
-	}
-	if err := <-pauseErr; err != nil {
-		errs = append(errs, fmt.Errorf("pause image %s: %w", version.PauseImage(), err))
-	}
-	if len(errs) == 0 {
+	selfErr, pauseErr := e.ensureBoth(ctx)
+	errs := []error{selfErr, pauseErr}
+	if selfErr == nil && pauseErr == nil {
 		return waitCRI(ctx, c, version.Image(), version.PauseImage())
 	}
 	return errors.Join(errs...)
+}
+
+// ensureBoth ensures the self-image and the pause image, both at once: each
+// import has a fixed cost (fsyncs in containerd). Each error names its image.
+func (e ensurer) ensureBoth(ctx context.Context) (selfErr, pauseErr error) {
+	pauseDone := make(chan error, 1)
+	go func() { pauseDone <- e.ensure(ctx, pauseSpec(e.exe.Size)) }()
+	if err := e.ensure(ctx, selfSpec(e.exe.Size)); err != nil {
+		selfErr = fmt.Errorf("self-image %s: %w", version.Image(), err)
+	}
+	if err := <-pauseDone; err != nil {
+		pauseErr = fmt.Errorf("pause image %s: %w", version.PauseImage(), err)
+	}
+	return selfErr, pauseErr
 }
 
 // AliasLabel marks an image record kubeforge made under another name for
@@ -159,23 +165,17 @@ func EnsureInRuntime(ctx context.Context, p config.Paths, socket, sandboxAlias s
 	}
 	e := ensurer{c: c, p: p, snapshotter: snapshotter, exe: exe, external: true}
 	names := []string{version.Image(), version.PauseImage()}
-	pauseErr := make(chan error, 1)
-	go func() { pauseErr <- e.ensure(ctx, pauseSpec(exe.Size)) }()
-	var errs []error
-	if err := e.ensure(ctx, selfSpec(exe.Size)); err != nil {
-		errs = append(errs, fmt.Errorf("self-image %s: %w", version.Image(), err))
-	}
-	if err := <-pauseErr; err != nil {
-		errs = append(errs, fmt.Errorf("pause image %s: %w", version.PauseImage(), err))
-	} else if sandboxAlias != "" && sandboxAlias != version.PauseImage() {
+	selfErr, pauseErr := e.ensureBoth(ctx)
+	errs := []error{selfErr, pauseErr}
+	if pauseErr == nil && sandboxAlias != "" && sandboxAlias != version.PauseImage() {
 		if ours, err := e.alias(ctx, sandboxAlias, version.PauseImage()); err != nil {
 			errs = append(errs, fmt.Errorf("pause image %s as the runtime's sandbox image %s: %w", version.PauseImage(), sandboxAlias, err))
 		} else if ours {
 			names = append(names, sandboxAlias)
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return names, waitCRI(ctx, c, names...)
 }

@@ -15,10 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 
 	kjson "sigs.k8s.io/json"
@@ -113,7 +114,7 @@ func Parse(path string, data []byte, hostPath func(string) string) (*Config, err
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s: %s", path, field, fmt.Sprintf(format, args...)))
 	}
-	for _, name := range sortedKeys(c.Mirrors) {
+	for _, name := range slices.Sorted(maps.Keys(c.Mirrors)) {
 		m := c.Mirrors[name]
 		field := fmt.Sprintf("mirrors[%q]", name)
 		if name != Wildcard {
@@ -143,7 +144,7 @@ func Parse(path string, data []byte, hostPath func(string) string) (*Config, err
 			seen[u.String()] = true
 		}
 	}
-	for _, name := range sortedKeys(c.Configs) {
+	for _, name := range slices.Sorted(maps.Keys(c.Configs)) {
 		rc := c.Configs[name]
 		field := fmt.Sprintf("configs[%q]", name)
 		if err := checkHost(name); err != nil {
@@ -309,13 +310,4 @@ func decodeStrict(data []byte, v any) error {
 		errs = append(errs, errors.New(strings.TrimPrefix(e.Error(), "json: ")))
 	}
 	return errors.Join(errs...)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

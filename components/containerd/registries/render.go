@@ -3,7 +3,9 @@ package registries
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -55,7 +57,7 @@ func Render(c *Config, airGapped bool, source string) Rendered {
 		return r
 	}
 	dirs := map[string]bool{}
-	for _, name := range sortedKeys(c.Mirrors) {
+	for _, name := range slices.Sorted(maps.Keys(c.Mirrors)) {
 		dir := name
 		if name == Wildcard {
 			dir = DefaultDir
@@ -63,7 +65,7 @@ func Render(c *Config, airGapped bool, source string) Rendered {
 		dirs[name] = true
 		r.Hosts = append(r.Hosts, HostsFile{dir, c.renderMirror(name, c.Mirrors[name], source)})
 	}
-	for _, name := range sortedKeys(c.Configs) {
+	for _, name := range slices.Sorted(maps.Keys(c.Configs)) {
 		rc := c.Configs[name]
 		if rc.Auth != nil {
 			if r.Auth == nil {
@@ -154,7 +156,7 @@ func q(s string) string {
 // `plugins."io.containerd.cri.v1.images"`), hosts sorted.
 func (r Rendered) AuthTOML(plugin string) string {
 	var b strings.Builder
-	for _, h := range sortedKeys(r.Auth) {
+	for _, h := range slices.Sorted(maps.Keys(r.Auth)) {
 		a := r.Auth[h]
 		fmt.Fprintf(&b, "    [%s.registry.configs.%s.auth]\n", plugin, q(h))
 		for _, kv := range [][2]string{{"username", a.Username}, {"password", a.Password}, {"auth", a.Auth}, {"identitytoken", a.IdentityToken}} {

@@ -38,8 +38,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -225,10 +226,10 @@ type Report struct {
 
 func (rep Report) report(h *duty.Health, metricsAddr string) {
 	var msgs []string
-	for _, n := range sortedKeys(rep.Failed) {
+	for _, n := range slices.Sorted(maps.Keys(rep.Failed)) {
 		msgs = append(msgs, n+": "+rep.Failed[n])
 	}
-	for _, n := range sortedKeys(rep.CAWarnings) {
+	for _, n := range slices.Sorted(maps.Keys(rep.CAWarnings)) {
 		msgs = append(msgs, n+": "+rep.CAWarnings[n])
 	}
 	next := "no certificate to renew automatically"
@@ -337,7 +338,7 @@ func (r *Renewer) restartStale(rep Report) []string {
 	for _, n := range rep.Renewed {
 		renewed[n] = true
 	}
-	for _, conf := range sortedKeys(restartOnRenewal) {
+	for _, conf := range slices.Sorted(maps.Keys(restartOnRenewal)) {
 		component := restartOnRenewal[conf]
 		serial, err := kubeconfigSerial(r.o.Paths, conf)
 		if err != nil {
@@ -525,10 +526,10 @@ func (r *Renewer) client() (kubernetes.Interface, error) {
 func (r *Renewer) postEvents(ctx context.Context, rep Report, now time.Time) {
 	type ev struct{ reason, name, msg string }
 	var evs []ev
-	for _, n := range sortedKeys(rep.Failed) {
+	for _, n := range slices.Sorted(maps.Keys(rep.Failed)) {
 		evs = append(evs, ev{ReasonRenewalFailed, n, fmt.Sprintf("Certificate %s was not renewed: %s", n, rep.Failed[n])})
 	}
-	for _, n := range sortedKeys(rep.CAWarnings) {
+	for _, n := range slices.Sorted(maps.Keys(rep.CAWarnings)) {
 		evs = append(evs, ev{ReasonCAExpiring, n, fmt.Sprintf("Certificate authority %s: %s", n, rep.CAWarnings[n])})
 	}
 	if len(evs) == 0 {
@@ -575,13 +576,4 @@ func (r *Renewer) postEvents(ctx context.Context, rep Report, now time.Time) {
 		r.lastEvent[key] = now
 		r.mu.Unlock()
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
