@@ -29,6 +29,8 @@ const (
 type KubeforgeConfiguration struct {
 	APIVersion string `json:"apiVersion,omitempty"`
 	Kind       string `json:"kind,omitempty"`
+	// Addons turns kubeforge's optional cluster addons on and off.
+	Addons Addons `json:"addons"`
 }
 
 // KubeforgeConfigFile is the node's effective KubeforgeConfiguration.
@@ -37,6 +39,7 @@ func (p Paths) KubeforgeConfigFile() string { return filepath.Join(p.StateDir, "
 // defaultKubeforge fills in k's unset fields.
 func defaultKubeforge(k *KubeforgeConfiguration) {
 	k.APIVersion, k.Kind = KubeforgeAPIVersion, KubeforgeKind
+	defaultAddons(&k.Addons)
 }
 
 // validateKubeforge checks k; errors name the field (kind.field) and the fix.
