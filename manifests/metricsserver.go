@@ -26,8 +26,12 @@ const (
 	// MetricsAPIService is the aggregated API metrics-server serves.
 	MetricsAPIService = "v1beta1.metrics.k8s.io"
 	// MetricsServerResolution is how often metrics-server scrapes the
-	// kubelets (upstream's manifests say 15s; 10s is its minimum).
+	// kubelets (upstream's manifests say 15s; 10s is its minimum), and
+	// metricsKubeletTimeout how long one scrape may take: metrics-server
+	// refuses a timeout above 90% of the resolution (its default, 10s,
+	// with a 10s resolution makes it exit at start).
 	MetricsServerResolution = "10s"
+	metricsKubeletTimeout   = "5s"
 
 	metricsServerPort   = 10250
 	metricsTLSDir       = "/etc/metrics-server/tls"
@@ -95,6 +99,7 @@ func MetricsServerObjects(c *config.Config, tls MetricsServerTLS) []runtime.Obje
 							"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
 							"--kubelet-use-node-status-port",
 							"--metric-resolution=" + MetricsServerResolution,
+							"--kubelet-request-timeout=" + metricsKubeletTimeout,
 						},
 						Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: metricsServerPort, Protocol: corev1.ProtocolTCP}},
 						Resources: corev1.ResourceRequirements{

@@ -1,0 +1,48 @@
+package metricsserver
+
+import (
+	"net"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/metrics-server/cmd/metrics-server/app/options"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/manifests"
+)
+
+// The arguments kubeforge's metrics-server Deployment passes are accepted
+// by metrics-server's own flag parsing and validation (a 10 s resolution
+// with the default 10 s kubelet timeout, for one, makes it exit at start).
+func TestDeploymentArgsValidate(t *testing.T) {
+	c := config.New()
+	c.Init.NodeRegistration.Name = "n1"
+	c.Init.LocalAPIEndpoint.AdvertiseAddress = "10.201.0.2"
+	if err := c.Complete(config.HostFacts{Hostname: "n1", CgroupV1: true,
+		DefaultAddress: func() (net.IP, error) { return net.ParseIP("10.201.0.2"), nil }}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range manifests.MetricsServerObjects(c, manifests.MetricsServerTLS{}) {
+		dep, ok := o.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		opts := options.NewOptions()
+		fs := opts.Flags()
+		all := fs.FlagSet("metrics-server")
+		for _, f := range fs.FlagSets {
+			all.AddFlagSet(f)
+		}
+		if err := all.Parse(dep.Spec.Template.Spec.Containers[0].Args); err != nil {
+			t.Fatalf("metrics-server refuses the Deployment's args: %v", err)
+		}
+		if errs := opts.Validate(); len(errs) > 0 {
+			t.Fatalf("metrics-server's validation refuses the Deployment's args: %v", errs)
+		}
+		if opts.KubeletClient.InsecureKubeletTLS || opts.KubeletClient.KubeletCAFile == "" {
+			t.Errorf("kubelet TLS not verified: insecure %v, CA %q", opts.KubeletClient.InsecureKubeletTLS, opts.KubeletClient.KubeletCAFile)
+		}
+		return
+	}
+	t.Fatal("no Deployment")
+}
