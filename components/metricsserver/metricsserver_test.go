@@ -5,7 +5,10 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/kube-openapi/pkg/validation/spec"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 	"sigs.k8s.io/metrics-server/cmd/metrics-server/app/options"
+	generatedopenapi "sigs.k8s.io/metrics-server/pkg/api/generated/openapi"
 
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/manifests"
@@ -45,4 +48,31 @@ func TestDeploymentArgsValidate(t *testing.T) {
 		return
 	}
 	t.Fatal("no Deployment")
+}
+
+// Every metrics.k8s.io type's OpenAPI model name (what the API server
+// machinery of Kubernetes 0.37 looks up) has a definition once modelNamed
+// wraps metrics-server's generated ones (keyed by Go path): without it
+// metrics-server exits at start with "cannot find model definition".
+func TestModelNamedDefinitions(t *testing.T) {
+	ref := func(path string) spec.Ref { return spec.MustCreateRef("#/definitions/" + path) }
+	plain := generatedopenapi.GetOpenAPIDefinitions(ref)
+	defs := modelNamed(generatedopenapi.GetOpenAPIDefinitions)(ref)
+	for _, typ := range []interface{ OpenAPIModelName() string }{
+		metricsv1beta1.NodeMetrics{}, metricsv1beta1.NodeMetricsList{}, metricsv1beta1.PodMetrics{},
+		metricsv1beta1.PodMetricsList{}, metricsv1beta1.ContainerMetrics{},
+	} {
+		name := typ.OpenAPIModelName()
+		if _, ok := plain[name]; ok {
+			t.Logf("%s: metrics-server's own definitions have it now; modelNamed may go", name)
+		}
+		if _, ok := defs[name]; !ok {
+			t.Errorf("no definition for %s", name)
+		}
+	}
+	for k := range plain {
+		if _, ok := defs[k]; !ok {
+			t.Errorf("modelNamed lost %s", k)
+		}
+	}
 }
