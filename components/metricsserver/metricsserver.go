@@ -75,10 +75,12 @@ func run(o *options.Options, stopCh <-chan struct{}) error {
 		return err
 	}
 	if c := cfg.Apiserver.OpenAPIConfig; c != nil {
-		c.GetDefinitions = modelNamed(c.GetDefinitions)
+		c.GetDefinitions, c.Definitions = modelNamed(c.GetDefinitions), aliasModelNames(c.Definitions)
 	}
 	if c := cfg.Apiserver.OpenAPIV3Config; c != nil {
-		c.GetDefinitions = modelNamed(c.GetDefinitions)
+		// DefaultOpenAPIV3Config precomputes Definitions, which the
+		// builder prefers to GetDefinitions: alias both.
+		c.GetDefinitions, c.Definitions = modelNamed(c.GetDefinitions), aliasModelNames(c.Definitions)
 	}
 	s, err := cfg.Complete()
 	if err != nil {
@@ -91,20 +93,27 @@ func run(o *options.Options, stopCh <-chan struct{}) error {
 // ("io.k8s.…", what the 0.35+ types' OpenAPIModelName returns) besides
 // its Go path key ("k8s.io/…", what metrics-server's generated code uses).
 func modelNamed(get common.GetOpenAPIDefinitions) common.GetOpenAPIDefinitions {
-	return func(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
-		defs := get(ref)
-		out := make(map[string]common.OpenAPIDefinition, 2*len(defs))
-		for name, d := range defs {
-			out[name] = d
-			if alias := openapiutil.ToRESTFriendlyName(name); alias != name {
-				if _, taken := out[alias]; !taken {
-					out[alias] = d
-				}
-			}
-		}
-		for name, d := range defs {
-			out[name] = d // a real definition wins over an alias
-		}
-		return out
+	if get == nil {
+		return nil
 	}
+	return func(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
+		return aliasModelNames(get(ref))
+	}
+}
+
+// aliasModelNames is defs plus each definition under its model name.
+func aliasModelNames(defs map[string]common.OpenAPIDefinition) map[string]common.OpenAPIDefinition {
+	if defs == nil {
+		return nil
+	}
+	out := make(map[string]common.OpenAPIDefinition, 2*len(defs))
+	for name, d := range defs {
+		if alias := openapiutil.ToRESTFriendlyName(name); alias != name {
+			out[alias] = d
+		}
+	}
+	for name, d := range defs {
+		out[name] = d // a real definition wins over an alias
+	}
+	return out
 }
