@@ -9,6 +9,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/kubelet"
 	"github.com/kubeforge/kubeforge/components/kubeproxy"
 	"github.com/kubeforge/kubeforge/components/kubescheduler"
+	"github.com/kubeforge/kubeforge/components/metricsserver"
 	"github.com/kubeforge/kubeforge/components/pause"
 )
 
@@ -76,6 +77,12 @@ var Registry = []Component{
 		Short:  "cluster DNS (the plugins a cluster needs; list them with -plugins)",
 		Source: "github.com/coredns/coredns/coremain",
 		Main:   coredns.Main,
+	},
+	{
+		Name:   "metrics-server",
+		Short:  "resource metrics API (metrics.k8s.io) for kubectl top and autoscaling",
+		Source: "sigs.k8s.io/metrics-server/cmd/metrics-server",
+		Main:   metricsserver.Main,
 	},
 	{
 		Name:   "pause",

@@ -45,6 +45,9 @@ type KubeforgeConfiguration struct {
 	// CertificateRenewal: the node service's automatic renewal of the
 	// certificates and kubeconfig files (control-plane nodes).
 	CertificateRenewal CertificateRenewal `json:"certificateRenewal"`
+
+	// Addons turns kubeforge's optional cluster addons on and off.
+	Addons Addons `json:"addons"`
 }
 
 // KubeforgeConfigFile is the node's effective KubeforgeConfiguration.
@@ -55,6 +58,7 @@ func defaultKubeforge(k *KubeforgeConfiguration) {
 	k.APIVersion, k.Kind = KubeforgeAPIVersion, KubeforgeKind
 	defaultEtcdSnapshots(&k.EtcdSnapshots)
 	defaultCertificateRenewal(&k.CertificateRenewal)
+	defaultAddons(&k.Addons)
 }
 
 // validateKubeforge checks k; errors name the field (kind.field) and the fix.

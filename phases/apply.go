@@ -40,6 +40,7 @@ var resources = map[schema.GroupVersionKind]string{
 	{Group: "certificates.k8s.io", Version: "v1", Kind: "CertificateSigningRequest"}:          "certificatesigningrequests",
 	{Group: "discovery.k8s.io", Version: "v1", Kind: "EndpointSlice"}:                         "endpointslices",
 	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingAdmissionPolicy"}: "validatingadmissionpolicies",
+	{Group: "apiregistration.k8s.io", Version: "v1", Kind: "APIService"}:                      "apiservices",
 }
 
 // FieldManager is kubeforge's server-side apply field manager.

@@ -39,6 +39,7 @@ func TestClassify(t *testing.T) {
 		{"/var/lib/kubeforge/bin/containerd-shim-runc-v2 -namespace k8s.io -id abc -address /run/x", "", "shims"},
 		{"/pause", "/pause", "pause"},
 		{"kubeforge component coredns -conf /etc/coredns/Corefile", "", "coredns"},
+		{"kubeforge component metrics-server --cert-dir=/tmp --secure-port=10250", "", "metrics-server"},
 		{"sleep 3600", "/bin/busybox", "other: sleep"},
 	} {
 		if got := Classify(strings.Fields(c.cmd), c.exe); got != c.want {

@@ -423,3 +423,19 @@ func (r *Results) PrintTable(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 }
+
+// SnapshotConfigMaps is how many ConfigMaps the snapshot bench stores.
+const SnapshotConfigMaps = 10000
+
+// SnapshotResult is the etcd snapshot measurement: `kubeforge etcd
+// snapshot save` and `restore` on a single node holding SnapshotConfigMaps
+// ConfigMaps.
+type SnapshotResult struct {
+	ConfigMaps   int      `json:"configmaps"`
+	Bytes        int64    `json:"snapshot_bytes"`
+	SaveSeconds  float64  `json:"save_seconds"`
+	RestoreWall  float64  `json:"restore_seconds"`
+	CreateWall   float64  `json:"create_seconds"`
+	RestoredBack bool     `json:"restored_objects_back"`
+	Errors       []string `json:"errors,omitempty"`
+}

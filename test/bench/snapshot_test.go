@@ -18,22 +18,6 @@ import (
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
-// SnapshotConfigMaps is how many ConfigMaps the snapshot bench stores.
-const SnapshotConfigMaps = 10000
-
-// SnapshotResult is the etcd snapshot measurement: `kubeforge etcd
-// snapshot save` and `restore` on a single node holding SnapshotConfigMaps
-// ConfigMaps.
-type SnapshotResult struct {
-	ConfigMaps   int      `json:"configmaps"`
-	Bytes        int64    `json:"snapshot_bytes"`
-	SaveSeconds  float64  `json:"save_seconds"`
-	RestoreWall  float64  `json:"restore_seconds"`
-	CreateWall   float64  `json:"create_seconds"`
-	RestoredBack bool     `json:"restored_objects_back"`
-	Errors       []string `json:"errors,omitempty"`
-}
-
 // snapshotBench brings up a single node, stores the ConfigMaps, and times
 // a snapshot save and a restore of it (until the API server is ready; the
 // restore waits for that itself).

@@ -1,0 +1,52 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// The metrics-server addon is on unless the KubeforgeConfiguration turns
+// it off; a typo or a non-boolean is refused with the file's name.
+func TestAddonsSwitch(t *testing.T) {
+	head := "apiVersion: kubeforge.io/v1alpha1\nkind: KubeforgeConfiguration\n"
+	for _, c := range []struct {
+		doc     string
+		on      bool
+		wantErr string
+	}{
+		{doc: head, on: true},
+		{doc: head + "addons: {}\n", on: true},
+		{doc: head + "addons:\n  metricsServer:\n    enabled: true\n", on: true},
+		{doc: head + "addons:\n  metricsServer:\n    enabled: false\n", on: false},
+		{doc: head + "addons:\n  metricServer:\n    enabled: false\n", wantErr: "metricServer"},
+		{doc: head + "addons:\n  metricsServer:\n    enabled: \"no\"\n", wantErr: "enabled"},
+	} {
+		cfg := New()
+		cfg.Source = "cluster.yaml"
+		err := cfg.Decode([]byte(c.doc))
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), "cluster.yaml") {
+				t.Errorf("%q: error %v, want one naming cluster.yaml and %s", c.doc, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", c.doc, err)
+		}
+		defaultKubeforge(&cfg.Kubeforge)
+		if got := cfg.Kubeforge.Addons.MetricsServer.On(); got != c.on {
+			t.Errorf("%q: metrics-server on = %v, want %v", c.doc, got, c.on)
+		}
+		if cfg.Kubeforge.Addons.MetricsServer.Enabled == nil {
+			t.Errorf("%q: the default is not written out", c.doc)
+		}
+		out, err := MarshalKubeforge(cfg.Kubeforge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "metricsServer:\n    enabled: " + map[bool]string{true: "true", false: "false"}[c.on]
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%q: the effective document lacks %q:\n%s", c.doc, want, out)
+		}
+	}
+}
