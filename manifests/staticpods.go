@@ -254,7 +254,12 @@ func apiServerPod(c *config.Config) *corev1.Pod {
 		"client-ca-file":                cert("ca.crt"),
 		"enable-admission-plugins":      "NodeRestriction",
 		"enable-bootstrap-token-auth":   "true",
-		"encryption-provider-config":    p.EncryptionConfigFile(),
+		// The aggregator dials an APIService's endpoints (pod IPs, routed
+		// by the pod network) rather than its ClusterIP: a node without a
+		// default route has no route to the Service range, so a dial of a
+		// ClusterIP from the host fails before kube-proxy's DNAT applies.
+		"enable-aggregator-routing":  "true",
+		"encryption-provider-config": p.EncryptionConfigFile(),
 		// Reread the file once a minute: `kubeforge secrets rotate-key`
 		// changes keys without restarting the API server.
 		"encryption-provider-config-automatic-reload": "true",
