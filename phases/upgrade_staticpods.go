@@ -12,8 +12,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubeforge/kubeforge/components/kubelet/staticpod"
 	"github.com/kubeforge/kubeforge/internal/version"
 	"github.com/kubeforge/kubeforge/manifests"
 )
@@ -45,12 +47,14 @@ func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) er
 	oldHash := ""
 	d.podsBefore = d.podUIDs(component)
 	if !bytes.Equal(cur, want) {
+		var oldMirror types.UID
 		if pod, err := d.mirrorPod(ctx, component); err == nil {
-			oldHash = pod.Annotations[configHashAnnotation]
+			oldHash, oldMirror = pod.Annotations[configHashAnnotation], pod.UID
 		}
 		if err := d.WriteFile(phase, "static Pod manifest for "+component, logical, want, 0o600, HideContent); err != nil {
 			return err
 		}
+		d.replaceMirror(ctx, component, oldMirror)
 	} else if d.componentRunning(ctx, component, "", image, 5*time.Second) == nil {
 		d.Out.Printf(phase, "%s already runs %s", component, image)
 		return nil
@@ -60,6 +64,35 @@ func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) er
 	}
 	d.Out.Done(phase, "upgraded", logical, start, "%s runs %s and is healthy", component, image)
 	return nil
+}
+
+// replaceMirror puts the mirror pod of the component's new manifest in
+// place at once, while the API server still answers, so that the kubelet
+// starts the new static pod without waiting on the API server first (see
+// package staticpod: on one control-plane node that wait kept etcd down
+// for a minute). It only saves time: when it cannot, the kubelet replaces
+// the mirror pod itself, as before.
+func (d *UpgradeData) replaceMirror(ctx context.Context, component string, old types.UID) {
+	dir := filepath.Dir(d.Cfg.Paths.Manifest(component))
+	// The kubelet's hash covers the manifest's path as the kubelet sees
+	// it: only the same path gives the same hash.
+	if old == "" || d.Paths.Host(dir) != dir {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	node := d.Cfg.NodeName()
+	pods, err := staticpod.Read(ctx, dir, node)
+	static := staticpod.Find(pods, component, node)
+	if err == nil && static == nil {
+		err = fmt.Errorf("the kubelet would find no pod %s-%s in %s", component, node, dir)
+	}
+	if err == nil {
+		err = staticpod.ReplaceMirror(ctx, d.Client, node, static, old)
+	}
+	if err != nil {
+		d.Out.Printf("upgrade/control-plane", "The kubelet replaces the mirror pod of %s itself: %v", component, err)
+	}
 }
 
 func podImage(manifest []byte) string {
