@@ -371,6 +371,11 @@ volumeBindingMode: WaitForFirstConsumer
 		if !strings.Contains(out, "local-path volume(s) and their data: "+kept) {
 			t.Errorf("reset did not list the volume %s:\n%s", kept, out)
 		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "local-path volume") {
+				t.Logf("reset on %s: %s", node.Name, l)
+			}
+		}
 		if _, err := os.Stat(node.Path(localPathRoot)); !os.IsNotExist(err) {
 			t.Errorf("after reset, %s on %s: %v", localPathRoot, node.Name, err)
 		}
