@@ -9,6 +9,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/kubelet"
 	"github.com/kubeforge/kubeforge/components/kubeproxy"
 	"github.com/kubeforge/kubeforge/components/kubescheduler"
+	"github.com/kubeforge/kubeforge/components/localpath"
 	"github.com/kubeforge/kubeforge/components/metricsserver"
 	"github.com/kubeforge/kubeforge/components/pause"
 )
@@ -83,6 +84,12 @@ var Registry = []Component{
 		Short:  "resource metrics API (metrics.k8s.io) for kubectl top and autoscaling",
 		Source: "sigs.k8s.io/metrics-server/cmd/metrics-server",
 		Main:   metricsserver.Main,
+	},
+	{
+		Name:   "local-path-provisioner",
+		Short:  "node-local PersistentVolumes for the local-path StorageClass (one per node, serving that node's claims)",
+		Source: "sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller",
+		Main:   localpath.Main,
 	},
 	{
 		Name:   "pause",

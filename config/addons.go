@@ -7,6 +7,9 @@ type Addons struct {
 	// MetricsServer is the resource metrics API (metrics.k8s.io) behind
 	// `kubectl top` and the HorizontalPodAutoscaler. On by default.
 	MetricsServer AddonSwitch `json:"metricsServer"`
+	// LocalPath is the default StorageClass local-path and its
+	// provisioner (node-local directories). On by default.
+	LocalPath LocalPathAddon `json:"localPath"`
 }
 
 // AddonSwitch turns one addon on or off.
@@ -24,4 +27,5 @@ func defaultAddons(a *Addons) {
 		on := true
 		a.MetricsServer.Enabled = &on
 	}
+	defaultLocalPath(&a.LocalPath)
 }

@@ -41,6 +41,7 @@ var resources = map[schema.GroupVersionKind]string{
 	{Group: "discovery.k8s.io", Version: "v1", Kind: "EndpointSlice"}:                         "endpointslices",
 	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingAdmissionPolicy"}: "validatingadmissionpolicies",
 	{Group: "apiregistration.k8s.io", Version: "v1", Kind: "APIService"}:                      "apiservices",
+	{Group: "storage.k8s.io", Version: "v1", Kind: "StorageClass"}:                            "storageclasses",
 }
 
 // FieldManager is kubeforge's server-side apply field manager.

@@ -206,6 +206,7 @@ func runCleanupNode(ctx context.Context, d *ResetData) error {
 			}
 		}
 	}
+	d.listVolumes(phase)
 	own := map[string]bool{}
 	for _, path := range remove {
 		own[realPath(d.Paths.Host(path))] = true
@@ -235,7 +236,7 @@ func (d *ResetData) resetPaths() []string {
 		p.ManifestsDir, p.CertDir, filepath.Dir(p.AuthnConfigFile()),
 		p.Kubeconfig("admin.conf"), p.Kubeconfig("super-admin.conf"), p.Kubeconfig("kubelet.conf"),
 		p.Kubeconfig("bootstrap-kubelet.conf"), p.Kubeconfig("controller-manager.conf"), p.Kubeconfig("scheduler.conf"),
-		p.KubeletDir, dataDir, p.StateDir, p.RunDir, p.LogDir,
+		p.KubeletDir, dataDir, d.localPathRoot(), p.StateDir, p.RunDir, p.LogDir,
 		filepath.Join(p.CNIConfDir, manifests.CNIConfigName),
 		filepath.Join(p.CNIStateDir, "networks", "kubeforge"),
 		p.PodLogDir, p.ContainerLogDir, "/var/lib/kube-proxy",
@@ -813,4 +814,38 @@ func run(name string, args ...string) error {
 		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// localPathRoot is the local-path addon's volume root on this node
+// (addons.localPath.root of the node's KubeforgeConfiguration, the
+// default when the file is absent or unreadable).
+func (d *ResetData) localPathRoot() string {
+	k, err := config.LoadKubeforge(d.Paths)
+	if err != nil || k.Addons.LocalPath.Root == "" {
+		return config.DefaultLocalPathRoot
+	}
+	return filepath.Clean(k.Addons.LocalPath.Root)
+}
+
+// listVolumes names the local-path volume directories that reset is about
+// to delete with their data.
+func (d *ResetData) listVolumes(phase string) {
+	root := d.localPathRoot()
+	entries, err := os.ReadDir(d.Paths.Host(root))
+	if err != nil {
+		return // no root: no volumes
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, filepath.Join(root, e.Name()))
+	}
+	verb := "Deleting"
+	if d.DryRun {
+		verb = "Would delete"
+	}
+	if len(names) == 0 {
+		d.Out.Printf(phase, "No local-path volumes in %s", root)
+		return
+	}
+	d.Out.Printf(phase, "%s %d local-path volume(s) and their data: %s", verb, len(names), strings.Join(names, ", "))
 }

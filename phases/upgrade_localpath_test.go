@@ -1,0 +1,85 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/internal/version"
+	"github.com/kubeforge/kubeforge/manifests"
+)
+
+// The local-path upgrade moves the DaemonSet to this version's image and
+// keeps its root; it waits for nodes on an older kubeforge, skips a
+// cluster without the addon, and a rerun changes nothing.
+func TestUpgradeLocalPath(t *testing.T) {
+	cfg := config.New()
+	cfg.Kubeforge.Addons.LocalPath.Root = "/srv/volumes"
+	old := "kubeforge.local/kubeforge:v0.0.1"
+	ds := func() *appsv1.DaemonSet {
+		for _, o := range manifests.LocalPathObjects(cfg) {
+			if d, ok := o.(*appsv1.DaemonSet); ok {
+				d = d.DeepCopy()
+				d.Spec.Template.Spec.Containers[0].Image = old
+				return d
+			}
+		}
+		t.Fatal("no DaemonSet")
+		return nil
+	}
+	node := func(v string) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: map[string]string{NodeVersionAnnotation: v}}}
+	}
+	run := func(t *testing.T, client *fake.Clientset, dry bool) string {
+		var buf bytes.Buffer
+		d := &UpgradeData{Node: &Node{Cfg: cfg, Paths: cfg.Paths, Out: progress.New(&buf, false), DryRun: dry}, Client: client}
+		if err := runUpgradeLocalPath(context.Background(), d); err != nil && !strings.Contains(err.Error(), "rollout") {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	image := func(client *fake.Clientset) (string, []string) {
+		got, err := client.AppsV1().DaemonSets("kube-system").Get(context.Background(), manifests.LocalPathName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Spec.Template.Spec.Containers[0].Image, got.Spec.Template.Spec.Containers[0].Command
+	}
+
+	if out := run(t, fake.NewClientset(node(version.Version)), false); !strings.Contains(out, "Skipping local-path storage") {
+		t.Errorf("no DaemonSet: %s", out)
+	}
+	lagging := fake.NewClientset(node("v0.0.1"), ds())
+	if out := run(t, lagging, false); !strings.Contains(out, "Not upgrading local-path storage yet") {
+		t.Errorf("lagging node: %s", out)
+	}
+	if img, _ := image(lagging); img != old {
+		t.Errorf("lagging node: image set to %s", img)
+	}
+	dry := fake.NewClientset(node(version.Version), ds())
+	if out := run(t, dry, true); !strings.Contains(out, "Would set the image") {
+		t.Errorf("dry run: %s", out)
+	}
+	if img, _ := image(dry); img != old {
+		t.Errorf("dry run: image set to %s", img)
+	}
+	// The fake clientset reports no rollout status: the wait fails and
+	// run tolerates that; the image is what this test checks.
+	client := fake.NewClientset(node(version.Version), ds())
+	run(t, client, false)
+	img, cmd := image(client)
+	if img != version.Image() || !strings.Contains(strings.Join(cmd, " "), "--root=/srv/volumes") {
+		t.Errorf("after upgrade: %s %v", img, cmd)
+	}
+	if out := run(t, client, false); !strings.Contains(out, "already runs") {
+		t.Errorf("rerun: %s", out)
+	}
+}
