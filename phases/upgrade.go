@@ -350,11 +350,10 @@ func UpgradeApplyWorkflow() *Workflow[*UpgradeData] {
 		{Name: "node-service", Short: "Restart this node's node service (containerd, kubelet) on the new binary; containers keep running", RunIf: work, Run: runUpgradeNodeService},
 		// The addons are the cluster's: they run also when this node is
 		// up to date (the apply after the other nodes' `upgrade node`).
-		{Name: "addon", Short: "Upgrade the CoreDNS and kube-proxy addons once every node runs the new version", Phases: []Phase[*UpgradeData]{
+		{Name: "addon", Short: "Upgrade the addons once every node runs the new version", Phases: append([]Phase[*UpgradeData]{
 			{Name: "coredns", Short: "Upgrade CoreDNS, keeping the cluster's Corefile edits", Run: runUpgradeCoreDNS},
 			{Name: "kube-proxy", Short: "Upgrade kube-proxy", Run: runUpgradeKubeProxy},
-			{Name: "local-path", Short: "Move the local-path storage provisioner to the new image (its volume root unchanged)", Run: runUpgradeLocalPath},
-		}},
+		}, selfImageAddonPhases()...)},
 	}}
 }
 

@@ -41,7 +41,7 @@ func TestUpgradeLocalPath(t *testing.T) {
 	run := func(t *testing.T, client *fake.Clientset, dry bool) string {
 		var buf bytes.Buffer
 		d := &UpgradeData{Node: &Node{Cfg: cfg, Paths: cfg.Paths, Out: progress.New(&buf, false), DryRun: dry}, Client: client}
-		if err := runUpgradeLocalPath(context.Background(), d); err != nil && !strings.Contains(err.Error(), "rollout") {
+		if err := upgradeSelfImageAddon(context.Background(), d, addonByPhase(t, "local-path")); err != nil && !strings.Contains(err.Error(), "rollout") {
 			t.Fatal(err)
 		}
 		return buf.String()
@@ -81,5 +81,39 @@ func TestUpgradeLocalPath(t *testing.T) {
 	}
 	if out := run(t, client, false); !strings.Contains(out, "already runs") {
 		t.Errorf("rerun: %s", out)
+	}
+}
+
+func addonByPhase(t *testing.T, phase string) selfImageAddon {
+	t.Helper()
+	for _, a := range selfImageAddons {
+		if a.Phase == phase {
+			return a
+		}
+	}
+	t.Fatalf("no self-image addon %q", phase)
+	return selfImageAddon{}
+}
+
+// A Deployment addon (metrics-server) moves to the new image too, and
+// every addon on the self-image that init deploys has an upgrade line.
+func TestUpgradeSelfImageDeployment(t *testing.T) {
+	cfg := config.New()
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: manifests.MetricsServerName, Namespace: "kube-system"},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: manifests.MetricsServerName, Image: "kubeforge.local/kubeforge:v0.0.1"}}}}}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: map[string]string{NodeVersionAnnotation: version.Version}}}
+	client := fake.NewClientset(node, dep)
+	var buf bytes.Buffer
+	d := &UpgradeData{Node: &Node{Cfg: cfg, Paths: cfg.Paths, Out: progress.New(&buf, false)}, Client: client}
+	if err := upgradeSelfImageAddon(context.Background(), d, addonByPhase(t, "metrics-server")); err != nil && !strings.Contains(err.Error(), "rollout") {
+		t.Fatal(err)
+	}
+	got, err := client.AppsV1().Deployments("kube-system").Get(context.Background(), manifests.MetricsServerName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := got.Spec.Template.Spec.Containers[0].Image; img != version.Image() {
+		t.Errorf("metrics-server image after upgrade: %s", img)
 	}
 }
