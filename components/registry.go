@@ -1,6 +1,7 @@
 package components
 
 import (
+	"github.com/kubeforge/kubeforge/components/cloudcontroller"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/coredns"
 	"github.com/kubeforge/kubeforge/components/etcd"
@@ -83,6 +84,12 @@ var Registry = []Component{
 		Short:  "resource metrics API (metrics.k8s.io) for kubectl top and autoscaling",
 		Source: "sigs.k8s.io/metrics-server/cmd/metrics-server",
 		Main:   metricsserver.Main,
+	},
+	{
+		Name:   "cloud-controller-manager",
+		Short:  "bare-metal cloud controller manager: LoadBalancer Service addresses and node addresses (cloud provider \"kubeforge\")",
+		Source: "k8s.io/cloud-provider/app",
+		Main:   cloudcontroller.Main,
 	},
 	{
 		Name:   "pause",
