@@ -80,6 +80,9 @@ func parseEntry(e string) (Range, error) {
 		if pfx.Masked() != pfx {
 			return Range{}, fmt.Errorf("has host bits set: write %s", pfx.Masked())
 		}
+		if pfx.Addr().Is6() {
+			return Range{}, errors.New("IPv6 addresses cannot be announced yet (the speakers answer ARP, not NDP): use IPv4 addresses")
+		}
 		if pfx.Addr().BitLen()-pfx.Bits() > 16 {
 			return Range{}, fmt.Errorf("too large: at most %d addresses", maxPool)
 		}
@@ -106,6 +109,9 @@ func parseEntry(e string) (Range, error) {
 	}
 	if first.Is4In6() || last.Is4In6() || first.BitLen() != last.BitLen() {
 		return Range{}, errors.New("both ends must be of the same family")
+	}
+	if first.Is6() {
+		return Range{}, errors.New("IPv6 addresses cannot be announced yet (the speakers answer ARP, not NDP): use IPv4 addresses")
 	}
 	if last.Less(first) {
 		return Range{}, errors.New("the range ends before it starts")

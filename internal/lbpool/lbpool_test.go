@@ -17,7 +17,8 @@ func TestParse(t *testing.T) {
 		{in: []string{"10.0.0.240/30"}, want: "10.0.0.240-10.0.0.243"},
 		{in: []string{"10.0.0.5"}, want: "10.0.0.5"},
 		{in: []string{"10.0.0.5-10.0.0.9", " 10.0.1.0/31 "}, want: "10.0.0.5-10.0.0.9,10.0.1.0-10.0.1.1"},
-		{in: []string{"fd00::10-fd00::20"}, want: "fd00::10-fd00::20"},
+		{in: []string{"fd00::10-fd00::20"}, wantErr: "IPv6 addresses cannot be announced yet"},
+		{in: []string{"fd00::/120"}, wantErr: "IPv6"},
 		{in: []string{""}, wantErr: "[0] \"\": empty"},
 		{in: []string{"10.0.0.1/24"}, wantErr: "host bits set: write 10.0.0.0/24"},
 		{in: []string{"10.0.0.0/8"}, wantErr: "too large"},
@@ -52,7 +53,6 @@ func TestAllocate(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := netip.MustParseAddr
-	none := netip.Addr{}
 	for _, tc := range []struct {
 		name       string
 		key        string
@@ -84,7 +84,6 @@ func TestAllocate(t *testing.T) {
 			}
 		})
 	}
-	_ = none
 }
 
 func TestAnnouncer(t *testing.T) {

@@ -208,6 +208,19 @@ func TestLoadBalancer(t *testing.T) {
 		if out := kf(t, w1, 30*time.Second, "node", "status"); !strings.Contains(out, vip.String()) {
 			t.Errorf("%s's node status does not show the address it announces:\n%s", w1.Name, out)
 		}
+		// What the cloud controller adds (the speakers run inside the
+		// node services).
+		var found bool
+		for _, p := range cp.Processes() {
+			if hasWords(p.Cmdline, "component", "cloud-controller-manager") {
+				found = true
+				rss, pss := smapsRollup(t, p.PID)
+				t.Logf("BENCH cloud-controller-manager.rss_mib=%.1f cloud-controller-manager.pss_mib=%.1f (pid %d)", rss, pss, p.PID)
+			}
+		}
+		if !found {
+			t.Error("no cloud-controller-manager process on the control-plane node")
+		}
 	})
 
 	step("failover", func(t *testing.T) {
@@ -380,4 +393,80 @@ func lbNodeMAC(t *testing.T, n *testbed.Node) string {
 	}
 	t.Fatalf("%s: no MAC in %q", n.Name, out)
 	return ""
+}
+
+// TestCloudProviderExternalCost measures what running the kubelets with
+// --cloud-provider=external would cost on day 1: such a kubelet taints its
+// node node.cloudprovider.kubernetes.io/uninitialized until the cloud
+// controller (itself a pod) has initialized it. The same two-node bed is
+// brought up twice, with the default kubelet flags and with the external
+// cloud provider, measuring init start → CoreDNS Ready and join start →
+// the worker Ready and schedulable (no uninitialized taint). It logs BENCH
+// lines; it fails only when a round does not come up.
+func TestCloudProviderExternalCost(t *testing.T) {
+	testbed.RequireHost(t)
+	tb := testbed.New(t)
+	holdOnFailure(t, tb)
+	cp := tb.AddNode("cp1")
+	w1 := tb.AddNode("w1")
+	resolvConf := netResolvConf(t, tb)
+	step := stepper(t)
+	const extArg = "  - name: cloud-provider\n    value: external\n"
+	for _, round := range []string{"default", "external"} {
+		step(round, func(t *testing.T) {
+			doc, err := os.ReadFile(netInitConfig(t, cp, resolvConf, ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := string(doc)
+			if round == "external" {
+				cfg = strings.Replace(cfg, "nodeRegistration:\n  name: "+cp.Name+"\n", "nodeRegistration:\n  name: "+cp.Name+"\n  kubeletExtraArgs:\n"+extArg, 1)
+				if !strings.Contains(cfg, extArg) {
+					t.Fatalf("could not add the kubelet flag to:\n%s", cfg)
+				}
+			}
+			begin := time.Now()
+			out := kf(t, cp, 3*time.Minute, "init", "--config", cp.WriteConfigFile("cost-init.yaml", cfg), "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
+			pollEvery(t, 3*time.Minute, 200*time.Millisecond, "CoreDNS Ready", func() string {
+				out, err := cp.Kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o", `jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status} {end}`)
+				if err != nil {
+					return err.Error()
+				}
+				if f := strings.Fields(out); len(f) == 0 || strings.Count(out, "True") != len(f) {
+					return "CoreDNS pods Ready: " + out
+				}
+				return ""
+			})
+			t.Logf("BENCH lb.kubelet_%s.init_coredns_ready_s=%.3f", round, time.Since(begin).Seconds())
+			joinCfg := netJoinConfig(t, w1, out)
+			if round == "external" {
+				b, err := os.ReadFile(joinCfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				joinCfg = w1.WriteConfigFile("cost-join.yaml", string(b)+extArg)
+			}
+			begin = time.Now()
+			kf(t, w1, 3*time.Minute, "join", "--config", joinCfg)
+			pollEvery(t, 3*time.Minute, 200*time.Millisecond, "w1 Ready and initialized", func() string {
+				out, err := cp.Kubectl("get", "node", w1.Name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.spec.taints[*].key}`)
+				if err != nil {
+					return err.Error()
+				}
+				if !strings.HasPrefix(out, "True") || strings.Contains(out, "uninitialized") {
+					return out
+				}
+				return ""
+			})
+			t.Logf("BENCH lb.kubelet_%s.join_ready_schedulable_s=%.3f", round, time.Since(begin).Seconds())
+			if round == "external" {
+				id, _ := cp.Kubectl("get", "node", w1.Name, "-o", "jsonpath={.spec.providerID}")
+				if id != "kubeforge://"+w1.Name {
+					t.Errorf("the cloud controller initialized %s with provider ID %q, want kubeforge://%s", w1.Name, id, w1.Name)
+				}
+			}
+			kf(t, w1, 2*time.Minute, "reset", "--force")
+			kf(t, cp, 2*time.Minute, "reset", "--force")
+		})
+	}
 }
