@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -207,6 +208,18 @@ func TestLoadBalancer(t *testing.T) {
 		lbWaitIngress(t, cp, "more", other.String())
 		if out := kf(t, w1, 30*time.Second, "node", "status"); !strings.Contains(out, vip.String()) {
 			t.Errorf("%s's node status does not show the address it announces:\n%s", w1.Name, out)
+		}
+		// The controller's port (host network, 127.0.0.1 only) answers
+		// health checks to anyone and refuses its metrics to an anonymous
+		// client.
+		for path, want := range map[string]string{"/healthz": "200", "/metrics": "401|403"} {
+			code, err := cp.Run(context.Background(), "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", fmt.Sprintf("https://127.0.0.1:%d%s", 10258, path))
+			if err != nil || !slices.Contains(strings.Split(want, "|"), strings.TrimSpace(code)) {
+				t.Errorf("GET %s on the cloud controller's port: %q, %v; want %s", path, code, err, want)
+			}
+		}
+		if code, err := cp.Run(context.Background(), "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", fmt.Sprintf("https://%s:%d/healthz", cp.IP, 10258)); err == nil {
+			t.Errorf("the cloud controller's port answers on the node address %s: %s; want 127.0.0.1 only", cp.IP, code)
 		}
 		// What the cloud controller adds (the speakers run inside the
 		// node services).
