@@ -122,7 +122,7 @@ func Run(ctx context.Context, o Options) error {
 	f.Start(ctx.Done())
 	defer f.Shutdown()
 
-	if err := mark(ctx, o, "ready"); err != nil {
+	if err := mark(ctx, o, "ready", o.Health); err != nil {
 		return err
 	}
 	defer func() {
@@ -130,7 +130,7 @@ func Run(ctx context.Context, o Options) error {
 		// even though ctx has ended.
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		if err := mark(sctx, o, "stopped"); err != nil {
+		if err := mark(sctx, o, "stopped", nil); err != nil {
 			o.Log.Warn("cannot mark the node's speaker stopped: its addresses move when the node turns NotReady", "err", err)
 		}
 	}()
@@ -159,12 +159,16 @@ func Run(ctx context.Context, o Options) error {
 
 // mark sets the node's SpeakerAnnotation, retrying while the Node does
 // not exist yet (a joining node's kubelet registers it).
-func mark(ctx context.Context, o Options, v string) error {
+// Failures are reported to h (when not nil) from the fifth on.
+func mark(ctx context.Context, o Options, v string, h Reporter) error {
 	patch := []byte(`{"metadata":{"annotations":{` + strconv.Quote(SpeakerAnnotation) + `:` + strconv.Quote(v) + `}}}`)
-	for {
+	for tries := 1; ; tries++ {
 		_, err := o.Client.CoreV1().Nodes().Patch(ctx, o.NodeName, types.MergePatchType, patch, metav1.PatchOptions{})
 		if err == nil {
 			return nil
+		}
+		if h != nil && tries >= 5 {
+			h.Warn("cannot mark Node %s with %s=%s, so no address is announced from it (retrying every second): %v", o.NodeName, SpeakerAnnotation, v, err)
 		}
 		select {
 		case <-ctx.Done():

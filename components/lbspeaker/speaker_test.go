@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,4 +168,54 @@ func TestSpeakersFailover(t *testing.T) {
 		t.Fatalf("stopped speaker's node annotation: %v, %v", n.Annotations, err)
 	}
 	waitFor("takeover", func(h []string) bool { return len(h) == 1 && h[0] != old })
+}
+
+type recHealth struct {
+	mu   sync.Mutex
+	warn string
+}
+
+func (r *recHealth) OK(string, ...any) {}
+func (r *recHealth) Warn(f string, a ...any) {
+	r.mu.Lock()
+	r.warn = fmt.Sprintf(f, a...)
+	r.mu.Unlock()
+}
+func (r *recHealth) get() string { r.mu.Lock(); defer r.mu.Unlock(); return r.warn }
+
+// A speaker whose Node does not exist (or cannot be annotated) says so in
+// its health, and keeps trying until its Node appears.
+func TestSpeakerWaitsForItsNode(t *testing.T) {
+	client := fake.NewClientset()
+	h := &recHealth{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Client: client, NodeName: "late", Health: h, Announce: &fakeAnnouncer{}, Resync: 50 * time.Millisecond})
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(h.get(), "cannot mark Node late") {
+		if time.Now().After(deadline) {
+			t.Fatalf("health after 15 s: %q", h.get())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := client.CoreV1().Nodes().Create(ctx, node("late", "10.0.0.9", true, ""), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n, err := client.CoreV1().Nodes().Get(ctx, "late", metav1.GetOptions{})
+		if err == nil && n.Annotations[SpeakerAnnotation] == "ready" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the speaker did not mark its Node once it appeared: %v, %v", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
