@@ -1,6 +1,7 @@
 package components
 
 import (
+	"github.com/kubeforge/kubeforge/components/cloudcontroller"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/coredns"
 	"github.com/kubeforge/kubeforge/components/etcd"
@@ -90,6 +91,12 @@ var Registry = []Component{
 		Short:  "node-local PersistentVolumes for the local-path StorageClass (one per node, serving that node's claims)",
 		Source: "sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller",
 		Main:   localpath.Main,
+	},
+	{
+		Name:   "cloud-controller-manager",
+		Short:  "bare-metal cloud controller manager: LoadBalancer Service addresses and node addresses (cloud provider \"kubeforge\")",
+		Source: "k8s.io/cloud-provider/app",
+		Main:   cloudcontroller.Main,
 	},
 	{
 		Name:   "pause",

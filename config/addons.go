@@ -1,5 +1,11 @@
 package config
 
+import (
+	"fmt"
+
+	"github.com/kubeforge/kubeforge/internal/lbpool"
+)
+
 // Addons switches kubeforge's optional cluster addons on and off
 // (KubeforgeConfiguration.addons). CoreDNS and kube-proxy are kubeadm's and
 // keep kubeadm's switches (ClusterConfiguration dns.disabled, proxy.disabled).
@@ -10,6 +16,32 @@ type Addons struct {
 	// LocalPath is the default StorageClass local-path and its
 	// provisioner (node-local directories). On by default.
 	LocalPath LocalPathAddon `json:"localPath"`
+	// CloudController is kubeforge's bare-metal cloud controller manager:
+	// LoadBalancer Services get an EXTERNAL-IP. On by default.
+	CloudController CloudControllerAddon `json:"cloudController"`
+}
+
+// CloudControllerAddon configures the cloud-controller addon.
+type CloudControllerAddon struct {
+	// Enabled says whether init installs it; defaulted to true.
+	Enabled *bool `json:"enabled,omitempty"`
+	// AddressPool lists the addresses LoadBalancer Services get theirs
+	// from, each a CIDR ("192.168.1.240/28") or a range
+	// ("192.168.1.240-192.168.1.250"), on the nodes' own network: the node
+	// chosen for an address answers ARP for it. Empty: a Service's
+	// EXTERNAL-IPs are the nodes' own InternalIPs.
+	AddressPool []string `json:"addressPool,omitempty"`
+}
+
+// On reports whether the addon is enabled (an unset switch is on).
+func (c CloudControllerAddon) On() bool { return c.Enabled == nil || *c.Enabled }
+
+// validateCloudController checks the address pool, naming the field.
+func validateCloudController(c *CloudControllerAddon) []error {
+	if _, err := lbpool.Parse(c.AddressPool); err != nil {
+		return []error{fmt.Errorf("%s.addons.cloudController.addressPool: %w", KubeforgeKind, err)}
+	}
+	return nil
 }
 
 // AddonSwitch turns one addon on or off.
@@ -28,4 +60,8 @@ func defaultAddons(a *Addons) {
 		a.MetricsServer.Enabled = &on
 	}
 	defaultLocalPath(&a.LocalPath)
+	if a.CloudController.Enabled == nil {
+		on := true
+		a.CloudController.Enabled = &on
+	}
 }

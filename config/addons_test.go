@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -47,6 +48,44 @@ func TestAddonsSwitch(t *testing.T) {
 		want := "metricsServer:\n    enabled: " + map[bool]string{true: "true", false: "false"}[c.on]
 		if !strings.Contains(string(out), want) {
 			t.Errorf("%q: the effective document lacks %q:\n%s", c.doc, want, out)
+		}
+	}
+}
+
+// The cloud controller's address pool is checked when the configuration
+// is: a bad entry is refused naming the field and the entry.
+func TestCloudControllerAddressPool(t *testing.T) {
+	head := "apiVersion: kubeforge.io/v1alpha1\nkind: KubeforgeConfiguration\naddons:\n  cloudController:\n"
+	for _, c := range []struct {
+		doc     string
+		wantErr string
+		on      bool
+	}{
+		{doc: head + "    enabled: true\n", on: true},
+		{doc: head + "    enabled: false\n", on: false},
+		{doc: head + "    addressPool: [10.0.0.240/28, 10.0.1.5-10.0.1.9]\n", on: true},
+		{doc: head + "    addressPool: [10.0.0.241/28]\n", wantErr: "KubeforgeConfiguration.addons.cloudController.addressPool: [0] \"10.0.0.241/28\": has host bits set"},
+		{doc: head + "    addressPool: [10.0.1.9-10.0.1.5]\n", wantErr: "addons.cloudController.addressPool: [0]"},
+		{doc: head + "    adressPool: [10.0.0.240/28]\n", wantErr: "adressPool"},
+	} {
+		cfg := New()
+		cfg.Source = "cluster.yaml"
+		err := cfg.Decode([]byte(c.doc))
+		if err == nil {
+			defaultKubeforge(&cfg.Kubeforge)
+			err = errors.Join(validateKubeforge(&cfg.Kubeforge)...)
+		}
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q: error %v, want one containing %q", c.doc, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", c.doc, err)
+		}
+		if got := cfg.Kubeforge.Addons.CloudController.On(); got != c.on {
+			t.Errorf("%q: on = %v, want %v", c.doc, got, c.on)
 		}
 	}
 }

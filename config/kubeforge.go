@@ -67,6 +67,7 @@ func validateKubeforge(k *KubeforgeConfiguration) []error {
 	errs = append(errs, validateEtcdSnapshots(&k.EtcdSnapshots)...)
 	errs = append(errs, validateCertificateRenewal(&k.CertificateRenewal)...)
 	errs = append(errs, validateLocalPath(&k.Addons.LocalPath)...)
+	errs = append(errs, validateCloudController(&k.Addons.CloudController)...)
 	return errs
 }
 

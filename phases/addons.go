@@ -10,11 +10,12 @@ import (
 // addonPhase installs CoreDNS and kube-proxy (kubeadm's `addon` phase),
 // reapplying them idempotently on a rerun.
 func addonPhase() Phase[*InitData] {
-	return Phase[*InitData]{Name: "addon", Short: "Install the addons: CoreDNS, kube-proxy, metrics-server and local-path storage", Phases: []Phase[*InitData]{
+	return Phase[*InitData]{Name: "addon", Short: "Install the addons: CoreDNS, kube-proxy and kubeforge's cluster addons (each can be turned off in KubeforgeConfiguration.addons)", Phases: []Phase[*InitData]{
 		{Name: "coredns", Short: "Install the CoreDNS addon (Deployment, kube-dns Service, Corefile)", Run: runAddonCoreDNS},
 		{Name: "kube-proxy", Short: "Install the kube-proxy addon (DaemonSet and its configuration)", Run: runAddonKubeProxy},
 		{Name: "metrics-server", Short: "Install metrics-server, the resource metrics API behind kubectl top and autoscaling (unless addons.metricsServer.enabled is false)", Run: runAddonMetricsServer},
 		{Name: "local-path", Short: "Install the default StorageClass local-path and its provisioner: node-local persistent volumes (unless addons.localPath.enabled is false)", Run: runAddonLocalPath},
+		{Name: "cloud-controller", Short: "Install the cloud controller manager: LoadBalancer Services get an address from addons.cloudController.addressPool or the nodes' own (unless addons.cloudController.enabled is false)", Run: runAddonCloudController},
 	}}
 }
 

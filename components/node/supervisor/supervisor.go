@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kubeforge/kubeforge/components/lbspeaker"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -530,7 +531,29 @@ func (s *supervisor) dutyList() []duty.Duty {
 		{Name: "etcd-snapshots", Run: s.runEtcdSnapshots},
 		{Name: "secrets-encryption-config", Run: s.runEncryptionConfigSync},
 		certrenew.Duty(certrenew.Options{Paths: s.p, Log: s.log.With("duty", certrenew.Name)}),
+		{Name: "lb-speaker", Run: s.runLBSpeaker},
 	}
+}
+
+// runLBSpeaker announces the LoadBalancer pool addresses this node is
+// chosen for on the node network (ARP, see lbspeaker), with the kubelet's
+// credentials.
+func (s *supervisor) runLBSpeaker(ctx context.Context, h *duty.Health) error {
+	name := node.NodeName(s.p)
+	if name == "" {
+		return errors.New("no node name recorded by init or join (" + node.InfoFile(s.p) + ") nor --hostname-override in the kubelet flags")
+	}
+	kc := s.p.Kubeconfig("kubelet.conf")
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.p.Host(kc))
+	if err != nil {
+		return fmt.Errorf("load %s: %w", kc, err)
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("client from %s: %w", kc, err)
+	}
+	h.OK("starting for node %s", name)
+	return lbspeaker.Run(ctx, lbspeaker.Options{Client: c, NodeName: name, Health: h, Log: s.log.With("duty", "lb-speaker")})
 }
 
 // runPodNetworkAgent keeps the node's pod CIDR and its routes to the other
