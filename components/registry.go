@@ -3,6 +3,7 @@ package components
 import (
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/coredns"
+	"github.com/kubeforge/kubeforge/components/dashboard"
 	"github.com/kubeforge/kubeforge/components/etcd"
 	"github.com/kubeforge/kubeforge/components/kubeapiserver"
 	"github.com/kubeforge/kubeforge/components/kubecontrollermanager"
@@ -83,6 +84,12 @@ var Registry = []Component{
 		Short:  "resource metrics API (metrics.k8s.io) for kubectl top and autoscaling",
 		Source: "sigs.k8s.io/metrics-server/cmd/metrics-server",
 		Main:   metricsserver.Main,
+	},
+	{
+		Name:   "dashboard",
+		Short:  "kubeforge's web dashboard (acts with the signed-in user's token; `kubeforge dashboard` opens it)",
+		Source: "kubeforge",
+		Main:   dashboard.Main,
 	},
 	{
 		Name:   "pause",

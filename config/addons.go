@@ -7,6 +7,9 @@ type Addons struct {
 	// MetricsServer is the resource metrics API (metrics.k8s.io) behind
 	// `kubectl top` and the HorizontalPodAutoscaler. On by default.
 	MetricsServer AddonSwitch `json:"metricsServer"`
+	// Dashboard is kubeforge's web dashboard (`kubeforge dashboard`
+	// opens it). On by default.
+	Dashboard AddonSwitch `json:"dashboard"`
 }
 
 // AddonSwitch turns one addon on or off.
@@ -23,5 +26,9 @@ func defaultAddons(a *Addons) {
 	if a.MetricsServer.Enabled == nil {
 		on := true
 		a.MetricsServer.Enabled = &on
+	}
+	if a.Dashboard.Enabled == nil {
+		on := true
+		a.Dashboard.Enabled = &on
 	}
 }

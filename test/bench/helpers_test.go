@@ -40,6 +40,7 @@ func TestClassify(t *testing.T) {
 		{"/pause", "/pause", "pause"},
 		{"kubeforge component coredns -conf /etc/coredns/Corefile", "", "coredns"},
 		{"kubeforge component metrics-server --cert-dir=/tmp --secure-port=10250", "", "metrics-server"},
+		{"kubeforge component dashboard --listen=127.0.0.1:8080", "", "dashboard"},
 		{"sleep 3600", "/bin/busybox", "other: sleep"},
 	} {
 		if got := Classify(strings.Fields(c.cmd), c.exe); got != c.want {
