@@ -90,6 +90,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, se *session) {
 			d.MetricsNote = "Resource usage needs metrics-server (addon/metrics-server)."
 		} else if m, err := se.clients.Metrics.MetricsV1beta1().NodeMetricses().List(ctx, metav1.ListOptions{}); err != nil {
 			d.MetricsNote = "No resource usage: metrics.k8s.io answered: " + err.Error()
+			s.opts.Log.Info("no node metrics", "user", se.user, "err", err)
 		} else {
 			for _, nm := range m.Items {
 				usage[nm.Name] = nm.Usage

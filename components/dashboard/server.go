@@ -292,11 +292,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, se *session) {
+	s.endSession(w, se)
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func (s *Server) endSession(w http.ResponseWriter, se *session) {
 	s.mu.Lock()
 	delete(s.sessions, se.id)
 	s.mu.Unlock()
 	http.SetCookie(w, s.cookie(sessionCookie, "", "/", -1))
-	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
 // access is one question for SelfSubjectAccessReview.
@@ -362,6 +366,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, se *session, code 
 // apiFail shows an API error with the API's status code (403 when RBAC
 // refused the user).
 func (s *Server) apiFail(w http.ResponseWriter, r *http.Request, se *session, what string, err error) {
+	if apierrors.IsUnauthorized(err) {
+		// The token expired or was revoked: the session ends with it.
+		s.endSession(w, se)
+		s.renderLogin(w, r, http.StatusUnauthorized, "The API server no longer accepts your token (expired or revoked): sign in again.")
+		return
+	}
 	code := http.StatusBadGateway
 	var st apierrors.APIStatus
 	if errors.As(err, &st) && st.Status().Code != 0 {

@@ -86,9 +86,9 @@ func newTestCluster() *testCluster {
 // clients is the ClientFactory: the user's clients are the shared fake
 // wrapped so that each call is checked against that user's rights.
 func (c *testCluster) clients(token string) (Clients, error) {
-	user, known := users[token]
 	kube := &fake.Clientset{}
 	kube.AddReactor("*", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		user, known := users[token] // looked up per call: a token can be revoked
 		gr := schema.GroupResource{Group: a.GetResource().Group, Resource: a.GetResource().Resource}
 		switch {
 		case !known:
@@ -422,4 +422,21 @@ type watchIface = watch.Interface
 
 func errForbiddenFor(user, verb string) error {
 	return fmt.Errorf("User %q cannot %s this resource", user, verb)
+}
+
+// A session whose token the API server stops accepting ends: the user is
+// asked to sign in again.
+func TestExpiredTokenEndsSession(t *testing.T) {
+	_, ts := newTestServer(t, false)
+	b := browser(t)
+	signIn(t, b, ts.URL, "admin-token")
+	delete(users, "admin-token")
+	defer func() { users["admin-token"] = "admin" }()
+	code, body, _ := get(t, b, ts.URL+"/namespaces")
+	if code != http.StatusUnauthorized || !strings.Contains(body, "sign in again") {
+		t.Errorf("expired token: %d\n%s", code, body)
+	}
+	if code, _, resp := get(t, b, ts.URL+"/namespaces"); code != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("after the expired token the session lives on: %d", code)
+	}
 }

@@ -196,7 +196,7 @@ func TestDashboard(t *testing.T) {
 		if err := chromedp.Do(ctx, steps...); err != nil {
 			html, _ := chromedp.Run(browser, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
 			loc, _ := chromedp.Run(browser, chromedp.Location())
-			t.Fatalf("browser: %v\nat %s:\n%s", err, loc, html)
+			t.Fatalf("browser: %v\nat %s:\n%s", err, redactToken(loc), html)
 		}
 	}
 	shot := func(t *testing.T, name string) {
@@ -234,7 +234,8 @@ func TestDashboard(t *testing.T) {
 	})
 
 	step("sign-in-and-node", func(t *testing.T) {
-		run(t, 60*time.Second, chromedp.Navigate(signIn), chromedp.WaitVisible(chromedp.CSS("#nodes")))
+		// From a blank page, as a user opening the link in a new tab.
+		run(t, 60*time.Second, chromedp.Navigate("about:blank"), chromedp.Navigate(signIn), chromedp.WaitVisible(chromedp.CSS("#nodes")))
 		if loc := location(t); strings.Contains(loc, "token") {
 			t.Errorf("the token stayed in the address bar: %s", redactToken(loc))
 		}
@@ -242,7 +243,22 @@ func TestDashboard(t *testing.T) {
 		if user != "system:serviceaccount:kube-system:kubeforge-dashboard-admin" {
 			t.Errorf("signed in as %q", user)
 		}
-		// The node, Ready, with its usage once metrics-server has scraped.
+		// The node, Ready, with its usage once metrics-server has scraped
+		// (kubectl top answers first).
+		poll(t, 3*time.Minute, "kubectl top nodes", func() string {
+			if _, err := n.Kubectl("top", "nodes"); err != nil {
+				return err.Error()
+			}
+			return ""
+		})
+		defer func() {
+			if t.Failed() {
+				note, _ := chromedp.Run(browser, chromedp.Evaluate[string](`[...document.querySelectorAll(".note")].map(e => e.textContent).join("\n")`))
+				t.Logf("notes on the page:\n%s", note)
+				out, _ := n.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=kubeforge-dashboard", "--tail=30")
+				t.Logf("dashboard log:\n%s", out)
+			}
+		}()
 		run(t, 90*time.Second, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 			for {
 				row, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`tr.node[data-node="`+n.Name+`"]`)))

@@ -5,12 +5,17 @@ document.addEventListener("DOMContentLoaded", () => {
   // A sign-in link (`kubeforge dashboard`) carries the token in the URL's
   // fragment, which browsers never send to a server: move it into the form,
   // drop it from the address bar and history, and sign in.
+  // (hashchange: the link may be opened on a sign-in page already shown.)
   const login = document.getElementById("login");
-  if (login && location.hash.startsWith("#token=")) {
-    document.getElementById("token").value = decodeURIComponent(location.hash.slice(7));
-    history.replaceState(null, "", location.pathname);
-    login.submit();
-  }
+  const signInFromLink = () => {
+    if (login && location.hash.startsWith("#token=")) {
+      document.getElementById("token").value = decodeURIComponent(location.hash.slice(7));
+      history.replaceState(null, "", location.pathname);
+      login.submit();
+    }
+  };
+  window.addEventListener("hashchange", signInFromLink);
+  signInFromLink();
 
   // Ask before destructive actions.
   for (const b of document.querySelectorAll("button[data-confirm]")) {
