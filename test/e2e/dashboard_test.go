@@ -105,8 +105,15 @@ func TestDashboard(t *testing.T) {
 		}
 		c.kubeforge(2*time.Minute, "images", "import", tarball)
 		c.kubectl("apply", "-f", n.WriteConfigFile("web.yaml", dashboardWorkload))
-		c.kubectl("rollout", "status", "-n", "kube-system", "deploy/kubeforge-dashboard", "--timeout=120s")
-		c.kubectl("rollout", "status", "deploy/web", "--timeout=90s")
+		// (n.Kubectl gives up after a minute: wait in shorter rounds.)
+		for _, d := range [][]string{{"-n", "kube-system", "deploy/kubeforge-dashboard"}, {"-n", "default", "deploy/web"}} {
+			poll(t, 3*time.Minute, "rollout of "+strings.Join(d, " "), func() string {
+				if _, err := n.Kubectl(append([]string{"rollout", "status", "--timeout=40s"}, d...)...); err != nil {
+					return err.Error()
+				}
+				return ""
+			})
+		}
 	})
 
 	step("no-rights", func(t *testing.T) {
@@ -346,13 +353,17 @@ func TestDashboard(t *testing.T) {
 	step("read-only-user", func(t *testing.T) {
 		token := strings.TrimSpace(c.kubectl("create", "token", "viewer", "--duration=10m"))
 		run(t, 30*time.Second, chromedp.Click(chromedp.CSS(`form.user button`)), chromedp.WaitVisible(chromedp.CSS("#login")),
-			chromedp.SetValue(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS("#signin")), chromedp.WaitVisible(chromedp.CSS("#nodes")))
+			chromedp.SetValue(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS("#signin")), chromedp.WaitVisible(chromedp.CSS("#user")))
 		user, _ := chromedp.Run(browser, chromedp.Text(chromedp.CSS("#user")))
 		if user != "system:serviceaccount:default:viewer" {
 			t.Errorf("signed in as %q, want the viewer", user)
 		}
 		if k := evalInt(t, `document.querySelectorAll("button.action").length`); k != 0 {
 			t.Errorf("the overview shows the viewer %d action buttons", k)
+		}
+		// The view role cannot list nodes: the overview shows the API's refusal.
+		if e, _ := chromedp.Run(browser, chromedp.Text(chromedp.CSS("main"))); !strings.Contains(e, "nodes is forbidden") {
+			t.Errorf("the viewer's overview does not show the API's refusal to list nodes:\n%s", e)
 		}
 		run(t, 30*time.Second, chromedp.Navigate(base+"workloads?ns=default"), chromedp.WaitVisible(chromedp.CSS(`section[data-name="default/web"] tr.pod`)))
 		if k := evalInt(t, `document.querySelectorAll("button.action").length`); k != 0 {
