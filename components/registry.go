@@ -4,6 +4,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/cloudcontroller"
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/coredns"
+	"github.com/kubeforge/kubeforge/components/dashboard"
 	"github.com/kubeforge/kubeforge/components/etcd"
 	"github.com/kubeforge/kubeforge/components/kubeapiserver"
 	"github.com/kubeforge/kubeforge/components/kubecontrollermanager"
@@ -97,6 +98,12 @@ var Registry = []Component{
 		Short:  "bare-metal cloud controller manager: LoadBalancer Service addresses and node addresses (cloud provider \"kubeforge\")",
 		Source: "k8s.io/cloud-provider/app",
 		Main:   cloudcontroller.Main,
+	},
+	{
+		Name:   "dashboard",
+		Short:  "kubeforge's web dashboard (acts with the signed-in user's token; `kubeforge dashboard` opens it)",
+		Source: "kubeforge",
+		Main:   dashboard.Main,
 	},
 	{
 		Name:   "pause",

@@ -19,6 +19,9 @@ type Addons struct {
 	// CloudController is kubeforge's bare-metal cloud controller manager:
 	// LoadBalancer Services get an EXTERNAL-IP. On by default.
 	CloudController CloudControllerAddon `json:"cloudController"`
+	// Dashboard is kubeforge's web dashboard (`kubeforge dashboard`
+	// opens it). On by default.
+	Dashboard AddonSwitch `json:"dashboard"`
 }
 
 // CloudControllerAddon configures the cloud-controller addon.
@@ -63,5 +66,9 @@ func defaultAddons(a *Addons) {
 	if a.CloudController.Enabled == nil {
 		on := true
 		a.CloudController.Enabled = &on
+	}
+	if a.Dashboard.Enabled == nil {
+		on := true
+		a.Dashboard.Enabled = &on
 	}
 }

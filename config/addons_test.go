@@ -89,3 +89,31 @@ func TestCloudControllerAddressPool(t *testing.T) {
 		}
 	}
 }
+
+// The dashboard addon has its own switch, on unless turned off.
+func TestAddonsDashboardSwitch(t *testing.T) {
+	head := "apiVersion: kubeforge.io/v1alpha1\nkind: KubeforgeConfiguration\n"
+	for doc, on := range map[string]bool{
+		head: true,
+		head + "addons:\n  dashboard:\n    enabled: false\n":                                      false,
+		head + "addons:\n  metricsServer:\n    enabled: false\n":                                  true,
+		head + "addons:\n  dashboard:\n    enabled: true\n  metricsServer:\n    enabled: false\n": true,
+	} {
+		cfg := New()
+		cfg.Source = "cluster.yaml"
+		if err := cfg.Decode([]byte(doc)); err != nil {
+			t.Fatalf("%q: %v", doc, err)
+		}
+		defaultKubeforge(&cfg.Kubeforge)
+		if got := cfg.Kubeforge.Addons.Dashboard.On(); got != on {
+			t.Errorf("%q: dashboard on = %v, want %v", doc, got, on)
+		}
+		out, err := MarshalKubeforge(cfg.Kubeforge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "dashboard:\n    enabled: " + map[bool]string{true: "true", false: "false"}[on]; !strings.Contains(string(out), want) {
+			t.Errorf("%q: the effective document lacks %q:\n%s", doc, want, out)
+		}
+	}
+}

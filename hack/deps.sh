@@ -11,6 +11,7 @@ command -v nsenter >/dev/null || need+=(util-linux)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v jq >/dev/null || need+=(jq) # kube-bench's policies checks (test/e2e/cis_test.go)
+command -v chromium >/dev/null || need+=(chromium) # the dashboard's browser test (test/e2e/dashboard_test.go)
 command -v gcc >/dev/null || need+=(gcc libc6-dev) # go test -race needs cgo (hack/test.sh)
 # Debian's containerd 1.6 for the --cri-socket tests (test/e2e/crisocket_test.go start it themselves; without
 # systemd as PID 1 the package starts no host service).

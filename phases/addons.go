@@ -16,6 +16,7 @@ func addonPhase() Phase[*InitData] {
 		{Name: "metrics-server", Short: "Install metrics-server, the resource metrics API behind kubectl top and autoscaling (unless addons.metricsServer.enabled is false)", Run: runAddonMetricsServer},
 		{Name: "local-path", Short: "Install the default StorageClass local-path and its provisioner: node-local persistent volumes (unless addons.localPath.enabled is false)", Run: runAddonLocalPath},
 		{Name: "cloud-controller", Short: "Install the cloud controller manager: LoadBalancer Services get an address from addons.cloudController.addressPool or the nodes' own (unless addons.cloudController.enabled is false)", Run: runAddonCloudController},
+		{Name: "dashboard", Short: "Install kubeforge's web dashboard, opened with `kubeforge dashboard` (unless addons.dashboard.enabled is false)", Run: runAddonDashboard},
 	}}
 }
 

@@ -32,7 +32,7 @@ func (b *bench) figures() []Figure {
 	add(sInit, "init.node_ready", "→ Node Ready", "s", single(func(s SingleRun) float64 { return ms(s.Milestones, CheckNodeReady) }), "")
 	add(sInit, "init.coredns_ready", "→ CoreDNS Ready", "s", single(func(s SingleRun) float64 { return ms(s.Milestones, CheckCoreDNSReady) }), "")
 	add(sInit, "init.all_pods_ready", "→ every kube-system pod Ready", "s", single(func(s SingleRun) float64 { return ms(s.Milestones, CheckAllPodsReady) }), "")
-	for _, g := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns", "metrics-server", "local-path-provisioner"} {
+	for _, g := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns", "metrics-server", "local-path-provisioner", "kubeforge-dashboard"} {
 		add(sInit, "init.ready."+g, "  → "+g+" pod(s) Ready", "s", single(func(s SingleRun) float64 { return ms(s.Milestones, "ready/"+g) }), "")
 	}
 

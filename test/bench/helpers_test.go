@@ -41,6 +41,7 @@ func TestClassify(t *testing.T) {
 		{"kubeforge component coredns -conf /etc/coredns/Corefile", "", "coredns"},
 		{"kubeforge component metrics-server --cert-dir=/tmp --secure-port=10250", "", "metrics-server"},
 		{"kubeforge component local-path-provisioner --root=/var/lib/kubeforge/storage", "", "local-path-provisioner"},
+		{"kubeforge component dashboard --listen=127.0.0.1:8080", "", "dashboard"},
 		{"sleep 3600", "/bin/busybox", "other: sleep"},
 	} {
 		if got := Classify(strings.Fields(c.cmd), c.exe); got != c.want {
