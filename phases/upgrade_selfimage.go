@@ -35,6 +35,8 @@ type selfImageAddon struct {
 var selfImageAddons = []selfImageAddon{
 	{Phase: "metrics-server", Title: "metrics-server", Name: manifests.MetricsServerName},
 	{Phase: "local-path", Title: "local-path storage", DaemonSet: true, Name: manifests.LocalPathName},
+	{Phase: "cloud-controller", Title: "the cloud controller manager", Name: manifests.CloudControllerName},
+	{Phase: "dashboard", Title: "the dashboard", Name: manifests.DashboardName},
 }
 
 // selfImageAddonPhases are the upgrade phases of selfImageAddons.
