@@ -9,6 +9,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/kubelet"
 	"github.com/kubeforge/kubeforge/components/kubeproxy"
 	"github.com/kubeforge/kubeforge/components/kubescheduler"
+	"github.com/kubeforge/kubeforge/components/logstore"
 	"github.com/kubeforge/kubeforge/components/metricsserver"
 	"github.com/kubeforge/kubeforge/components/pause"
 )
@@ -83,6 +84,12 @@ var Registry = []Component{
 		Short:  "resource metrics API (metrics.k8s.io) for kubectl top and autoscaling",
 		Source: "sigs.k8s.io/metrics-server/cmd/metrics-server",
 		Main:   metricsserver.Main,
+	},
+	{
+		Name:   logstore.Name,
+		Short:  "cluster log store (VictoriaLogs): the logs every node ships, searched by kubeforge logs",
+		Source: "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs",
+		Main:   logstore.Main,
 	},
 	{
 		Name:   "pause",

@@ -1,5 +1,10 @@
 package config
 
+import (
+	"fmt"
+	"regexp"
+)
+
 // Addons switches kubeforge's optional cluster addons on and off
 // (KubeforgeConfiguration.addons). CoreDNS and kube-proxy are kubeadm's and
 // keep kubeadm's switches (ClusterConfiguration dns.disabled, proxy.disabled).
@@ -7,6 +12,36 @@ type Addons struct {
 	// MetricsServer is the resource metrics API (metrics.k8s.io) behind
 	// `kubectl top` and the HorizontalPodAutoscaler. On by default.
 	MetricsServer AddonSwitch `json:"metricsServer"`
+	// LogStore is the cluster log store (VictoriaLogs) that every node
+	// ships its containers' and its own logs to, searched with `kubeforge
+	// logs`. On by default.
+	LogStore LogStoreAddon `json:"logStore"`
+}
+
+// LogStoreAddon configures the log-store addon.
+type LogStoreAddon struct {
+	// Enabled says whether init installs the log store (and whether the
+	// nodes ship logs: they ship only while it is installed); default true.
+	Enabled *bool `json:"enabled,omitempty"`
+	// Retention is how long the store keeps log lines, in VictoriaLogs'
+	// units: a number and h, d, w or y ("7d", "72h", "4w"). Default 7d.
+	Retention string `json:"retention,omitempty"`
+}
+
+// DefaultLogRetention is the log store's default retention.
+const DefaultLogRetention = "7d"
+
+// On reports whether the log store is enabled (unset is on).
+func (l LogStoreAddon) On() bool { return l.Enabled == nil || *l.Enabled }
+
+var logRetentionRE = regexp.MustCompile(`^[1-9][0-9]*(h|d|w|y)$`)
+
+func validateLogStore(l *LogStoreAddon) []error {
+	if l.Retention != "" && !logRetentionRE.MatchString(l.Retention) {
+		return []error{fmt.Errorf("%s.addons.logStore.retention: %q is not a retention: write a whole number and a unit, h, d, w or y (such as 7d, 72h or 4w)",
+			KubeforgeKind, l.Retention)}
+	}
+	return nil
 }
 
 // AddonSwitch turns one addon on or off.
@@ -23,5 +58,12 @@ func defaultAddons(a *Addons) {
 	if a.MetricsServer.Enabled == nil {
 		on := true
 		a.MetricsServer.Enabled = &on
+	}
+	if a.LogStore.Enabled == nil {
+		on := true
+		a.LogStore.Enabled = &on
+	}
+	if a.LogStore.Retention == "" {
+		a.LogStore.Retention = DefaultLogRetention
 	}
 }

@@ -66,6 +66,7 @@ func validateKubeforge(k *KubeforgeConfiguration) []error {
 	var errs []error
 	errs = append(errs, validateEtcdSnapshots(&k.EtcdSnapshots)...)
 	errs = append(errs, validateCertificateRenewal(&k.CertificateRenewal)...)
+	errs = append(errs, validateLogStore(&k.Addons.LogStore)...)
 	return errs
 }
 
