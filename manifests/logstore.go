@@ -149,7 +149,10 @@ func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 		&corev1.Service{TypeMeta: serviceType,
 			ObjectMeta: metav1.ObjectMeta{Name: LogStoreName, Namespace: ns, Labels: labels},
 			Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
-				{Name: "http", Port: LogStorePort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")}}}},
+				// Unnamed: the API server's Service proxy path then needs
+				// no port ("services/log-store/proxy/..."), and the RBAC
+				// resource name is the Service's name alone.
+				{Port: LogStorePort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")}}}},
 		sts,
 		shipper,
 		roleBinding(ns, LogShipperRole, group("system:nodes")),

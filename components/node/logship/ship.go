@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeforge/kubeforge/components/node/duty"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -92,6 +93,16 @@ func Run(ctx context.Context, o Options, h *duty.Health) error {
 		o.BufferBytes = DefaultBufferBytes
 	}
 	if o.Sink == nil || o.Installed == nil {
+		// A joining node's kubelet writes kubelet.conf once its TLS
+		// bootstrap is done.
+		for !fsutil.Exists(o.Kubeconfig) {
+			h.Warn("waiting for the node's credentials (%s)", o.Kubeconfig)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
 		cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 		if err != nil {
 			return fmt.Errorf("load %s: %w", o.Kubeconfig, err)
