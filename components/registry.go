@@ -12,6 +12,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/kubeproxy"
 	"github.com/kubeforge/kubeforge/components/kubescheduler"
 	"github.com/kubeforge/kubeforge/components/localpath"
+	"github.com/kubeforge/kubeforge/components/logstore"
 	"github.com/kubeforge/kubeforge/components/metricsserver"
 	"github.com/kubeforge/kubeforge/components/pause"
 )
@@ -104,6 +105,12 @@ var Registry = []Component{
 		Short:  "kubeforge's web dashboard (acts with the signed-in user's token; `kubeforge dashboard` opens it)",
 		Source: "kubeforge",
 		Main:   dashboard.Main,
+	},
+	{
+		Name:   logstore.Name,
+		Short:  "cluster log store (VictoriaLogs): the logs every node ships, searched by kubeforge logs",
+		Source: "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs",
+		Main:   logstore.Main,
 	},
 	{
 		Name:   "pause",

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 
 	"github.com/kubeforge/kubeforge/internal/lbpool"
 )
@@ -22,6 +23,10 @@ type Addons struct {
 	// Dashboard is kubeforge's web dashboard (`kubeforge dashboard`
 	// opens it). On by default.
 	Dashboard AddonSwitch `json:"dashboard"`
+	// LogStore is the cluster log store (VictoriaLogs) that every node
+	// ships its containers' and its own logs to, searched with `kubeforge
+	// logs`. On by default.
+	LogStore LogStoreAddon `json:"logStore"`
 }
 
 // CloudControllerAddon configures the cloud-controller addon.
@@ -71,4 +76,37 @@ func defaultAddons(a *Addons) {
 		on := true
 		a.Dashboard.Enabled = &on
 	}
+	if a.LogStore.Enabled == nil {
+		on := true
+		a.LogStore.Enabled = &on
+	}
+	if a.LogStore.Retention == "" {
+		a.LogStore.Retention = DefaultLogRetention
+	}
+}
+
+// LogStoreAddon configures the log-store addon.
+type LogStoreAddon struct {
+	// Enabled says whether init installs the log store (and whether the
+	// nodes ship logs: they ship only while it is installed); default true.
+	Enabled *bool `json:"enabled,omitempty"`
+	// Retention is how long the store keeps log lines, in VictoriaLogs'
+	// units: a number and h, d, w or y ("7d", "72h", "4w"). Default 7d.
+	Retention string `json:"retention,omitempty"`
+}
+
+// DefaultLogRetention is the log store's default retention.
+const DefaultLogRetention = "7d"
+
+// On reports whether the log store is enabled (unset is on).
+func (l LogStoreAddon) On() bool { return l.Enabled == nil || *l.Enabled }
+
+var logRetentionRE = regexp.MustCompile(`^[1-9][0-9]*(h|d|w|y)$`)
+
+func validateLogStore(l *LogStoreAddon) []error {
+	if l.Retention != "" && !logRetentionRE.MatchString(l.Retention) {
+		return []error{fmt.Errorf("%s.addons.logStore.retention: %q is not a retention: write a whole number and a unit, h, d, w or y (such as 7d, 72h or 4w)",
+			KubeforgeKind, l.Retention)}
+	}
+	return nil
 }

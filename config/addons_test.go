@@ -117,3 +117,45 @@ func TestAddonsDashboardSwitch(t *testing.T) {
 		}
 	}
 }
+
+// The log store is on with a 7d retention unless the configuration says
+// otherwise; a retention the store would not understand is refused with
+// the field's name and the fix.
+func TestLogStoreAddon(t *testing.T) {
+	head := "apiVersion: kubeforge.io/v1alpha1\nkind: KubeforgeConfiguration\n"
+	for _, c := range []struct {
+		doc, retention, wantErr string
+		on                      bool
+	}{
+		{doc: head, on: true, retention: "7d"},
+		{doc: head + "addons:\n  logStore:\n    enabled: false\n", on: false, retention: "7d"},
+		{doc: head + "addons:\n  logStore:\n    retention: 72h\n", on: true, retention: "72h"},
+		{doc: head + "addons:\n  logStore:\n    retention: 2w\n", on: true, retention: "2w"},
+		{doc: head + "addons:\n  logStore:\n    retention: 7days\n", wantErr: "addons.logStore.retention"},
+		{doc: head + "addons:\n  logStore:\n    retention: 0d\n", wantErr: "addons.logStore.retention"},
+		{doc: head + "addons:\n  logStore:\n    retention: 10m\n", wantErr: "h, d, w or y"},
+	} {
+		cfg := New()
+		cfg.Source = "cluster.yaml"
+		err := cfg.Decode([]byte(c.doc))
+		if err == nil {
+			defaultKubeforge(&cfg.Kubeforge)
+			if errs := validateKubeforge(&cfg.Kubeforge); len(errs) > 0 {
+				err = errs[0]
+			}
+		}
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q: error %v, want one naming %s", c.doc, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", c.doc, err)
+		}
+		l := cfg.Kubeforge.Addons.LogStore
+		if l.On() != c.on || l.Retention != c.retention {
+			t.Errorf("%q: on=%v retention=%q, want %v %q", c.doc, l.On(), l.Retention, c.on, c.retention)
+		}
+	}
+}

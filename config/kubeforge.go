@@ -68,6 +68,7 @@ func validateKubeforge(k *KubeforgeConfiguration) []error {
 	errs = append(errs, validateCertificateRenewal(&k.CertificateRenewal)...)
 	errs = append(errs, validateLocalPath(&k.Addons.LocalPath)...)
 	errs = append(errs, validateCloudController(&k.Addons.CloudController)...)
+	errs = append(errs, validateLogStore(&k.Addons.LogStore)...)
 	return errs
 }
 

@@ -31,6 +31,7 @@ var resources = map[schema.GroupVersionKind]string{
 	{Version: "v1", Kind: "Namespace"}:                                                        "namespaces",
 	{Group: "apps", Version: "v1", Kind: "Deployment"}:                                        "deployments",
 	{Group: "apps", Version: "v1", Kind: "DaemonSet"}:                                         "daemonsets",
+	{Group: "apps", Version: "v1", Kind: "StatefulSet"}:                                       "statefulsets",
 	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "Role"}:                         "roles",
 	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "RoleBinding"}:                  "rolebindings",
 	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"}:                  "clusterroles",
@@ -87,7 +88,7 @@ const applyConcurrency = 8
 // first pods find them.
 func workload(u *unstructured.Unstructured) bool {
 	switch u.GetKind() {
-	case "Deployment", "DaemonSet":
+	case "Deployment", "DaemonSet", "StatefulSet":
 		return true
 	}
 	return false

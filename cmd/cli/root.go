@@ -72,6 +72,7 @@ containerd and CoreDNS; nothing is pulled from a registry.`,
 		newUpgradeCmd,
 		newKubeconfigCmd,
 		newDashboardCmd,
+		newLogsCmd,
 	} {
 		root.AddCommand(c(in, out, errOut))
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/certrenew"
 	"github.com/kubeforge/kubeforge/components/node/duty"
+	"github.com/kubeforge/kubeforge/components/node/logship"
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/components/podnet"
 	"github.com/kubeforge/kubeforge/config"
@@ -532,6 +533,7 @@ func (s *supervisor) dutyList() []duty.Duty {
 		{Name: "secrets-encryption-config", Run: s.runEncryptionConfigSync},
 		certrenew.Duty(certrenew.Options{Paths: s.p, Log: s.log.With("duty", certrenew.Name)}),
 		{Name: "lb-speaker", Run: s.runLBSpeaker},
+		{Name: logship.Name, Run: s.runLogShipping},
 	}
 }
 
@@ -570,6 +572,24 @@ func (s *supervisor) runPodNetworkAgent(ctx context.Context, h *duty.Health) err
 		CIDRFile:   s.p.Host(s.p.PodCIDRFile()),
 		Log:        s.log.With("component", "podnet"),
 	})
+}
+
+// runLogShipping ships this node's container logs and its own logs
+// (node service, containerd, kubelet) to the cluster's log store, with the
+// kubelet's credentials (see logship).
+func (s *supervisor) runLogShipping(ctx context.Context, h *duty.Health) error {
+	return logship.Run(ctx, logship.Options{
+		NodeName:   node.NodeName(s.p),
+		Kubeconfig: s.p.Host(s.p.Kubeconfig("kubelet.conf")),
+		PodLogDir:  s.p.Host(s.p.PodLogDir),
+		OwnLogs: map[string]string{
+			s.p.Host(s.p.NodeLogFile()):           "node-service",
+			s.p.Host(node.ContainerdLogFile(s.p)): "containerd",
+			s.p.Host(node.KubeletLogFile(s.p)):    "kubelet",
+		},
+		StateDir: s.p.Host(filepath.Join(s.p.StateDir, "logship")),
+		Log:      s.log.With("duty", logship.Name),
+	}, h)
 }
 
 // runEncryptionConfigSync keeps a control-plane node's secrets encryption

@@ -1,0 +1,135 @@
+// Package logstore runs VictoriaLogs (github.com/VictoriaMetrics/VictoriaLogs,
+// Apache-2.0), the cluster's log store, as `kubeforge component log-store`
+// with its upstream flags (-storageDataPath, -retentionPeriod,
+// -httpListenAddr, ...). Main does what upstream's app/victoria-logs main
+// does: storage, select and insert in one process on one HTTP port.
+//
+// VictoriaMetrics' libraries declare their flags as package variables on
+// the process-wide standard flag set. In a multicall binary that set is
+// shared: kube-proxy merges it into its own flags (VictoriaLogs' -version
+// would shadow kube-proxy's --version, and some 200 flags would join its
+// help), and lib/buildinfo's -version collides with CoreDNS's. Package
+// storeflags therefore moves exactly VictoriaLogs' flags onto a flag set of
+// their own, which Main makes the standard set before parsing: the store's
+// flag parsing then owns the process, and no other component sees its
+// flags.
+package logstore
+
+import (
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo"
+	"github.com/VictoriaMetrics/VictoriaMetrics/lib/envflag"
+	"github.com/VictoriaMetrics/VictoriaMetrics/lib/flagutil"
+	"github.com/VictoriaMetrics/VictoriaMetrics/lib/httpserver"
+	"github.com/VictoriaMetrics/VictoriaMetrics/lib/logger"
+	"github.com/VictoriaMetrics/VictoriaMetrics/lib/procutil"
+	"github.com/VictoriaMetrics/VictoriaMetrics/lib/pushmetrics"
+
+	"github.com/VictoriaMetrics/VictoriaLogs/app/vlinsert"
+	"github.com/VictoriaMetrics/VictoriaLogs/app/vlinsert/insertutil"
+	"github.com/VictoriaMetrics/VictoriaLogs/app/vlselect"
+	"github.com/VictoriaMetrics/VictoriaLogs/app/vlstorage"
+
+	"github.com/kubeforge/kubeforge/components/logstore/storeflags"
+)
+
+// Name is the component's name: `kubeforge component log-store`.
+const Name = "log-store"
+
+// DefaultPort is VictoriaLogs' HTTP port (insert, select and /health).
+const DefaultPort = 9428
+
+// flags is VictoriaLogs' own flag set (see the package comment).
+var flags = storeflags.Set
+
+// Upstream main's own flags, on the store's set.
+var (
+	httpListenAddrs  = flagutil.NewArrayString("httpListenAddr", "TCP address to listen for incoming http requests. See also -httpListenAddr.useProxyProtocol")
+	useProxyProtocol = flagutil.NewArrayBool("httpListenAddr.useProxyProtocol", "Whether to use proxy protocol for connections accepted at the given -httpListenAddr")
+)
+
+func init() { storeflags.Move() }
+
+// Main runs VictoriaLogs with its upstream flags (args excludes the program
+// name) and returns its exit code once SIGTERM or SIGINT stopped it.
+// VictoriaLogs exits the process itself on fatal errors, as upstream does.
+func Main(args []string) int {
+	os.Args = append([]string{Name}, args...)
+	flags.SetOutput(os.Stdout)
+	flags.Usage = func() {
+		flagutil.Usage("log-store is VictoriaLogs " + buildinfo.Version + ", kubeforge's cluster log store (https://docs.victoriametrics.com/victorialogs/).\n")
+	}
+	flag.CommandLine = flags
+	if buildinfo.Version == "" { // upstream sets it at link time
+		buildinfo.Version = "victoria-logs-" + moduleVersion("github.com/VictoriaMetrics/VictoriaLogs")
+	}
+	envflag.Parse()
+	buildinfo.Init()
+	vlselect.InitSecretFlags()
+	logger.Init()
+
+	listenAddrs := *httpListenAddrs
+	if len(listenAddrs) == 0 {
+		listenAddrs = []string{fmt.Sprintf(":%d", DefaultPort)}
+	}
+	logger.Infof("starting VictoriaLogs at %q...", listenAddrs)
+	start := time.Now()
+	vlstorage.Init()
+	vlselect.Init()
+	insertutil.SetLogRowsStorage(&vlstorage.Storage{})
+	vlinsert.Init()
+	go httpserver.Serve(listenAddrs, requestHandler, httpserver.ServeOptions{UseProxyProtocol: useProxyProtocol})
+	logger.Infof("started VictoriaLogs in %.3f seconds", time.Since(start).Seconds())
+
+	pushmetrics.Init()
+	sig := procutil.WaitForSigterm()
+	logger.Infof("received signal %s", sig)
+	pushmetrics.Stop()
+	start = time.Now()
+	if err := httpserver.Stop(listenAddrs); err != nil {
+		logger.Errorf("cannot stop the web service: %s", err)
+		return 1
+	}
+	vlinsert.Stop()
+	vlselect.Stop()
+	vlstorage.Stop()
+	logger.Infof("VictoriaLogs stopped in %.3f seconds", time.Since(start).Seconds())
+	return 0
+}
+
+// moduleVersion is the version of module path linked in.
+func moduleVersion(path string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == path {
+				return m.Version
+			}
+		}
+	}
+	return "unknown"
+}
+
+// requestHandler is upstream's: insert, select and storage endpoints on
+// one port.
+func requestHandler(w http.ResponseWriter, r *http.Request) bool {
+	if r.URL.Path == "/" {
+		if r.Method != http.MethodGet {
+			return false
+		}
+		w.Header().Add("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, "<h2>VictoriaLogs (kubeforge log-store)</h2>Version %s<br>", buildinfo.Version)
+		httpserver.WriteAPIHelp(w, [][2]string{
+			{"select/vmui", "Web UI for VictoriaLogs"},
+			{"metrics", "available service metrics"},
+			{"flags", "command-line flags"},
+		})
+		return true
+	}
+	return vlinsert.RequestHandler(w, r) || vlselect.RequestHandler(w, r) || vlstorage.RequestHandler(w, r)
+}

@@ -1,0 +1,74 @@
+package logsearch
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+)
+
+func TestLogsQL(t *testing.T) {
+	for _, c := range []struct {
+		q    Query
+		want string
+	}{
+		{Query{}, "* | sort by (_time)"},
+		{Query{Filter: "error"}, "(error) | sort by (_time)"},
+		{Query{Filter: ` "x" or y `, Namespace: "kube-system", Pod: "etcd-cp", Node: "cp", Since: 90 * time.Minute},
+			`_time:5400s namespace:="kube-system" pod:="etcd-cp" node:="cp" ("x" or y) | sort by (_time)`},
+		{Query{Pod: `we"ird`, Limit: 20}, `pod:="we\"ird" | sort by (_time desc) limit 20`},
+	} {
+		if got := c.q.LogsQL(); got != c.want {
+			t.Errorf("%+v:\n got %s\nwant %s", c.q, got, c.want)
+		}
+	}
+	at := time.Date(2026, 12, 5, 14, 0, 1, 5, time.UTC)
+	if got, want := (Query{Namespace: "default"}).after(at), `_time:>=2026-12-05T14:00:01.000000005Z namespace:="default" | sort by (_time)`; got != want {
+		t.Errorf("after: %s, want %s", got, want)
+	}
+}
+
+// The client asks the store's select endpoint through the API server's
+// Service proxy path and prints lines with their source; an error answer
+// names the query and how to check the store.
+func TestClientRun(t *testing.T) {
+	var gotPath, gotQuery string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotPath, gotQuery = r.URL.Path, r.URL.Query().Get("query")
+		if strings.Contains(gotQuery, "broken") {
+			http.Error(w, "no endpoints available for service \"log-store\"", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"_msg":"hello one","_stream_id":"s1","_time":"2026-12-05T14:00:01.000000001Z","container":"app","namespace":"default","node":"n1","pod":"web-0","source":"pod"}
+{"_msg":"kubelet line","_stream_id":"s2","_time":"2026-12-05T14:00:02Z","node":"n1","source":"kubelet"}
+`))
+	}))
+	defer srv.Close()
+	c, err := NewClient(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := c.Run(context.Background(), Query{Namespace: "default"}, false, time.Second, &out); err != nil {
+		t.Fatal(err)
+	}
+	if gotPath != "/api/v1/namespaces/kube-system/services/log-store/proxy/select/logsql/query" {
+		t.Errorf("path %s", gotPath)
+	}
+	if gotQuery != `namespace:="default" | sort by (_time)` {
+		t.Errorf("query %s", gotQuery)
+	}
+	want := "2026-12-05T14:00:01.000000001Z n1/default/web-0/app: hello one\n2026-12-05T14:00:02.000000000Z n1/kubelet: kubelet line\n"
+	if out.String() != want {
+		t.Errorf("printed:\n%s\nwant:\n%s", out.String(), want)
+	}
+	err = c.Run(context.Background(), Query{Filter: "broken"}, false, time.Second, &out)
+	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "log-store addon") {
+		t.Errorf("error %v, want the status and a hint", err)
+	}
+}

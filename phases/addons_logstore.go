@@ -1,0 +1,78 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubeforge/kubeforge/manifests"
+)
+
+// runAddonLogStore installs the cluster log store (VictoriaLogs, `kubeforge
+// component log-store`) unless KubeforgeConfiguration
+// addons.logStore.enabled is false. Its data goes to a volume claim of the
+// local-path StorageClass when the cluster has that class, else to a
+// hostPath on a control-plane node; a rerun keeps what the StatefulSet
+// already uses (its volume claims cannot change).
+func runAddonLogStore(ctx context.Context, d *InitData) error {
+	const phase = "addons"
+	ls := d.Cfg.Kubeforge.Addons.LogStore
+	if !ls.On() {
+		d.Out.Printf(phase, "Skipping the log store: KubeforgeConfiguration addons.logStore.enabled is false")
+		return nil
+	}
+	var st manifests.LogStorage
+	if !d.DryRun {
+		client, _, err := d.clients()
+		if err != nil {
+			return err
+		}
+		if st, err = logStorage(ctx, client); err != nil {
+			return err
+		}
+	}
+	if st.Class != "" {
+		d.Out.Printf(phase, "Log store data: a %s volume claim (StorageClass %s)", manifests.LogStoreVolumeSize, st.Class)
+	} else {
+		d.Out.Printf(phase, "Log store data: %s on a control-plane node (no StorageClass %s at init)", manifests.LogStoreHostDir, manifests.LogStoreClass)
+	}
+	a, err := d.applier()
+	if err != nil {
+		return err
+	}
+	if err := a.Apply(ctx, phase, manifests.LogStoreObjects(d.Cfg, st)...); err != nil {
+		return err
+	}
+	reportAddon(d, a, fmt.Sprintf("log store (retention %s)", ls.Retention))
+	return nil
+}
+
+// logStorage chooses the store's storage: what an existing StatefulSet
+// uses, else a local-path volume claim when that class exists, else the
+// control-plane hostPath.
+func logStorage(ctx context.Context, client kubernetes.Interface) (manifests.LogStorage, error) {
+	sts, err := client.AppsV1().StatefulSets(metav1.NamespaceSystem).Get(ctx, manifests.LogStoreName, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		for _, t := range sts.Spec.VolumeClaimTemplates {
+			if t.Spec.StorageClassName != nil {
+				return manifests.LogStorage{Class: *t.Spec.StorageClassName}, nil
+			}
+		}
+		return manifests.LogStorage{}, nil
+	case !apierrors.IsNotFound(err):
+		return manifests.LogStorage{}, fmt.Errorf("read StatefulSet %s/%s: %w", metav1.NamespaceSystem, manifests.LogStoreName, err)
+	}
+	_, err = client.StorageV1().StorageClasses().Get(ctx, manifests.LogStoreClass, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		return manifests.LogStorage{Class: manifests.LogStoreClass}, nil
+	case apierrors.IsNotFound(err):
+		return manifests.LogStorage{}, nil
+	default:
+		return manifests.LogStorage{}, fmt.Errorf("look for StorageClass %s: %w", manifests.LogStoreClass, err)
+	}
+}

@@ -1,0 +1,317 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeforge/kubeforge/test/testbed"
+)
+
+// logPrinters are one pod per node (nodeName, so the control-plane taint
+// does not matter), each printing logLines numbered lines, 5 a second,
+// then a last line, then sleeping.
+func logPrinters(run string, nodes []*testbed.Node) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Namespace\nmetadata: {name: logtest}\n")
+	for _, n := range nodes {
+		fmt.Fprintf(&b, `---
+apiVersion: v1
+kind: Pod
+metadata: {name: printer-%[1]s, namespace: logtest, labels: {app: printer}}
+spec:
+  nodeName: %[1]s
+  terminationGracePeriodSeconds: 0
+  restartPolicy: Never
+  containers:
+  - name: printer
+    image: %[2]s
+    imagePullPolicy: Never
+    command: ["busybox", "sh", "-c", "i=0; while [ $i -lt %[4]d ]; do i=$((i+1)); echo \"%[3]s-%[1]s-$i\"; busybox sleep 0.2; done; echo \"%[3]s-%[1]s-done\"; busybox sleep 3600"]
+`, n.Name, busyboxRef, run, logLines)
+	}
+	return b.String()
+}
+
+const logLines = 500
+
+var logLineRE = regexp.MustCompile(`^(\S+) (\S+)/logtest/printer-(\S+)/printer: (\S+)-(\S+)-(\d+|done)$`)
+
+// TestLogging checks the log-store addon and the nodes' log shipping on a
+// three-node bed (control plane and two workers): pods on every node print
+// numbered lines; `kubeforge logs` finds them (from the control plane and
+// from a worker with the admin kubeconfig) within 10 s of their printing;
+// the store is scaled to 0 for 30 s while they keep printing, and after
+// it is back every line is there once; the lines of the deleted pods can
+// still be found. The nodes' credentials may POST to the store through
+// the Service proxy and nothing more.
+func TestLogging(t *testing.T) {
+	testbed.RequireHost(t)
+	if err := testbed.RequireStaticBusybox(); err != nil {
+		t.Fatal(err)
+	}
+	tb := testbed.New(t)
+	holdOnFailure(t, tb)
+	cp := tb.AddNode("cp1")
+	w1 := tb.AddNode("w1")
+	w2 := tb.AddNode("w2")
+	nodes := []*testbed.Node{cp, w1, w2}
+	step := stepper(t)
+	run := fmt.Sprintf("LOGT%d", time.Now().Unix()%100000)
+
+	step("cluster", func(t *testing.T) {
+		cfg := netInitConfig(t, cp, netResolvConf(t, tb), "")
+		out := kf(t, cp, 3*time.Minute, "init", "--config", cfg, "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
+		if !strings.Contains(out, "log store (retention 7d)") || !strings.Contains(out, "/var/lib/kubeforge/log-store on a control-plane node") {
+			t.Errorf("init did not report the log store on the control plane's disk:\n%s", out)
+		}
+		for _, w := range []*testbed.Node{w1, w2} {
+			kf(t, w, 3*time.Minute, "join", "--config", netJoinConfig(t, w, out))
+		}
+		pollEvery(t, 2*time.Minute, 500*time.Millisecond, "3 nodes Ready", func() string {
+			out, err := cp.Kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+			if err != nil {
+				return err.Error()
+			}
+			if strings.Count(out, "=True") != 3 {
+				return out
+			}
+			return ""
+		})
+		start := time.Now()
+		netWaitPods(t, cp, 3*time.Minute, "kube-system", "k8s-app=log-store", 1)
+		t.Logf("BENCH logging.store_ready_after_join_s=%.3f", time.Since(start).Seconds())
+		// A rerun of the phase changes nothing.
+		again := kf(t, cp, time.Minute, "init", "phase", "addon", "log-store", "--config", cfg)
+		if !strings.Contains(again, "up to date") {
+			t.Errorf("a second addon/log-store run changed something:\n%s", again)
+		}
+	})
+
+	step("node-credentials", func(t *testing.T) {
+		// Refusals first: a node may not read the store, nor reach any
+		// other Service through the proxy.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		kubeletKC := "--kubeconfig=/etc/kubernetes/kubelet.conf"
+		out, err := w1.Run(ctx, "/usr/bin/kubectl", kubeletKC, "get", "--raw", "/api/v1/namespaces/kube-system/services/log-store/proxy/select/logsql/query?query=*")
+		if err == nil || !strings.Contains(out, "Forbidden") && !strings.Contains(out, "forbidden") {
+			t.Errorf("a node's credentials read the store (GET through the proxy): err=%v\n%s", err, out)
+		}
+		for _, c := range []struct{ verb, what, want string }{
+			{"create", "services/log-store", "yes"},
+			{"get", "services/log-store", "no"},
+			{"create", "services/kube-dns", "no"},
+			{"create", "services/metrics-server", "no"},
+		} {
+			out, _ := w1.Run(ctx, "/usr/bin/kubectl", kubeletKC, "auth", "can-i", c.verb, c.what, "--subresource=proxy", "-n", "kube-system")
+			if got := strings.TrimSpace(out); got != c.want {
+				t.Errorf("node w1: can-i %s %s/proxy = %q, want %s", c.verb, c.what, got, c.want)
+			}
+		}
+		// A pod's service account may not write to the store either.
+		out, _ = cp.Kubectl("auth", "can-i", "create", "services/log-store", "--subresource=proxy", "-n", "kube-system", "--as=system:serviceaccount:default:default")
+		if strings.TrimSpace(out) != "no" {
+			t.Errorf("a service account may write to the store: %q", out)
+		}
+	})
+
+	adminOnW1 := w1.WriteConfigFile("admin.conf", readNodeFile(t, cp, "/etc/kubernetes/admin.conf"))
+	newestAt := map[string]time.Time{} // per node, the newest line's time seen by the last logsOn
+	logsOn := func(n *testbed.Node, kubeconfig string) (map[string]map[string]int, []string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		args := []string{"logs", run, "--namespace", "logtest"}
+		if kubeconfig != "" {
+			args = append(args, "--kubeconfig", kubeconfig)
+		}
+		out, err := n.Kubeforge(ctx, args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		seen := map[string]map[string]int{}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			m := logLineRE.FindStringSubmatch(l)
+			if m == nil || m[4] != run {
+				continue
+			}
+			if m[2] != m[3] || m[3] != m[5] {
+				return nil, nil, fmt.Errorf("line %q: its source node is %s, printed by the pod on %s", l, m[2], m[5])
+			}
+			if seen[m[3]] == nil {
+				seen[m[3]] = map[string]int{}
+			}
+			seen[m[3]][m[6]]++
+			lines = append(lines, l)
+			if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil && at.After(newestAt[m[3]]) {
+				newestAt[m[3]] = at
+			}
+		}
+		return seen, lines, nil
+	}
+	newest := func(seen map[string]int) int {
+		top := 0
+		for k := range seen {
+			if i, err := strconv.Atoi(k); err == nil && i > top {
+				top = i
+			}
+		}
+		return top
+	}
+
+	var printStart time.Time
+	step("lines-found-within-10s", func(t *testing.T) {
+		tarball := filepath.Join(tb.Dir, "busybox.tar")
+		if _, err := testbed.WriteBusyboxImage(tarball, busyboxRef); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			kf(t, n, 2*time.Minute, "images", "import", tarball)
+		}
+		netKubectl(t, cp, "apply", "-f", cp.WriteConfigFile("printers.yaml", logPrinters(run, nodes)))
+		netWaitPods(t, cp, 2*time.Minute, "logtest", "app=printer", 3)
+		printStart = time.Now()
+		// How far behind the pods is the store? When asked, the newest
+		// line it has of a pod was printed at T (its CRI timestamp): the
+		// lines printed since (every 0.2 s) were not found yet.
+		lag := time.Duration(0)
+		for range 8 {
+			time.Sleep(time.Second)
+			asked := time.Now()
+			if _, _, err := logsOn(cp, ""); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range nodes {
+				at, ok := newestAt[n.Name]
+				if !ok {
+					at = printStart.Add(-5 * time.Second) // none yet: count from before the pods were Ready
+				}
+				lag = max(lag, asked.Sub(at))
+			}
+		}
+		t.Logf("BENCH logging.lag_s=%.3f", lag.Seconds())
+		if lag > 10*time.Second {
+			t.Errorf("the store is %v behind the pods (want at most 10s)", lag)
+		}
+		// From a worker, with the admin kubeconfig only.
+		seen, _, err := logsOn(w1, adminOnW1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			if len(seen[n.Name]) == 0 {
+				t.Errorf("kubeforge logs on w1 found no line of the pod on %s", n.Name)
+			}
+		}
+		st := kf(t, w2, 30*time.Second, "node", "status")
+		if !regexp.MustCompile(`log-shipping: ok`).MatchString(st) {
+			t.Errorf("node status on w2 does not say log-shipping is ok:\n%s", st)
+		}
+		t.Logf("node status on w2:\n%s", st)
+	})
+
+	step("store-down-30s", func(t *testing.T) {
+		// The store is scaled to 0 (its pod stops gracefully); the pods
+		// keep printing for 30 s; then it is scaled back to 1.
+		netKubectl(t, cp, "scale", "-n", "kube-system", "statefulset/log-store", "--replicas=0")
+		pollEvery(t, time.Minute, 250*time.Millisecond, "log-store pod gone", func() string {
+			out, _ := cp.Kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=log-store", "-o", "name")
+			return strings.TrimSpace(out)
+		})
+		down := time.Now()
+		time.Sleep(15 * time.Second)
+		st := kf(t, w1, 30*time.Second, "node", "status")
+		t.Logf("node status on w1 while the store is down:\n%s", st)
+		if !strings.Contains(st, "on disk") || !strings.Contains(st, "log-shipping") {
+			t.Errorf("node status on w1 does not report the buffered lines:\n%s", st)
+		}
+		time.Sleep(30*time.Second - time.Since(down))
+		netKubectl(t, cp, "scale", "-n", "kube-system", "statefulset/log-store", "--replicas=1")
+		back := time.Now()
+		netWaitPods(t, cp, 2*time.Minute, "kube-system", "k8s-app=log-store", 1)
+		t.Logf("the store was down %v; Ready again after %v", time.Since(down).Round(time.Second), time.Since(back).Round(100*time.Millisecond))
+	})
+
+	check := func(t *testing.T, when string) {
+		seen, _, err := logsOn(cp, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			var missing, dup []int
+			for i := 1; i <= logLines; i++ {
+				switch seen[n.Name][strconv.Itoa(i)] {
+				case 0:
+					missing = append(missing, i)
+				case 1:
+				default:
+					dup = append(dup, i)
+				}
+			}
+			if len(missing) > 0 {
+				t.Errorf("%s: %d of the %d lines of the pod on %s are missing (first: %v)", when, len(missing), logLines, n.Name, missing[:min(10, len(missing))])
+			}
+			if len(dup) > 0 {
+				t.Errorf("%s: %d lines of the pod on %s are there more than once (first: %v)", when, len(dup), n.Name, dup[:min(10, len(dup))])
+			}
+		}
+	}
+
+	step("no-line-lost", func(t *testing.T) {
+		begin := time.Now()
+		pollEvery(t, 3*time.Minute, time.Second, "every pod's last line", func() string {
+			seen, _, err := logsOn(cp, "")
+			if err != nil {
+				return err.Error()
+			}
+			for _, n := range nodes {
+				if seen[n.Name]["done"] == 0 {
+					return fmt.Sprintf("no last line of %s yet (newest %d)", n.Name, newest(seen[n.Name]))
+				}
+			}
+			return ""
+		})
+		t.Logf("printing took %v; every last line found %v after the store was back", time.Since(printStart).Round(time.Second), time.Since(begin).Round(100*time.Millisecond))
+		check(t, "after the store was down")
+	})
+
+	step("deleted-pods", func(t *testing.T) {
+		netKubectl(t, cp, "delete", "pods", "-n", "logtest", "--all", "--wait=true")
+		// The pods are gone from the API; the kubelet removes their log
+		// directories later (with its container garbage collection, a
+		// minute or more under load). The store has the lines either way.
+		gone := time.Now()
+		for time.Since(gone) < 2*time.Minute {
+			left := ""
+			for _, n := range nodes {
+				if files := filesUnder(n, "/var/log/pods"); strings.Contains(strings.Join(files, " "), "logtest_") {
+					left = n.Name
+				}
+			}
+			if left == "" {
+				t.Logf("the printers' log directories were removed %v after the pods were deleted", time.Since(gone).Round(time.Second))
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		check(t, "after the pods were deleted")
+	})
+}
+
+// readNodeFile reads a file in n's filesystem.
+func readNodeFile(t *testing.T, n *testbed.Node, path string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := n.Run(ctx, "cat", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
