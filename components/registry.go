@@ -10,6 +10,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/kubeproxy"
 	"github.com/kubeforge/kubeforge/components/kubescheduler"
 	"github.com/kubeforge/kubeforge/components/metricsserver"
+	"github.com/kubeforge/kubeforge/components/netpol"
 	"github.com/kubeforge/kubeforge/components/pause"
 )
 
@@ -83,6 +84,12 @@ var Registry = []Component{
 		Short:  "resource metrics API (metrics.k8s.io) for kubectl top and autoscaling",
 		Source: "sigs.k8s.io/metrics-server/cmd/metrics-server",
 		Main:   metricsserver.Main,
+	},
+	{
+		Name:   "network-policies",
+		Short:  "NetworkPolicy enforcement on this node (nftables + NFQUEUE)",
+		Source: "sigs.k8s.io/kube-network-policies/pkg/networkpolicy",
+		Main:   netpol.Main,
 	},
 	{
 		Name:   "pause",

@@ -7,6 +7,10 @@ type Addons struct {
 	// MetricsServer is the resource metrics API (metrics.k8s.io) behind
 	// `kubectl top` and the HorizontalPodAutoscaler. On by default.
 	MetricsServer AddonSwitch `json:"metricsServer"`
+	// NetworkPolicy enforces NetworkPolicy objects on every node with the
+	// SIG Network controller (sigs.k8s.io/kube-network-policies). On by
+	// default.
+	NetworkPolicy AddonSwitch `json:"networkPolicy"`
 }
 
 // AddonSwitch turns one addon on or off.
@@ -23,5 +27,9 @@ func defaultAddons(a *Addons) {
 	if a.MetricsServer.Enabled == nil {
 		on := true
 		a.MetricsServer.Enabled = &on
+	}
+	if a.NetworkPolicy.Enabled == nil {
+		on := true
+		a.NetworkPolicy.Enabled = &on
 	}
 }

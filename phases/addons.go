@@ -10,10 +10,11 @@ import (
 // addonPhase installs CoreDNS and kube-proxy (kubeadm's `addon` phase),
 // reapplying them idempotently on a rerun.
 func addonPhase() Phase[*InitData] {
-	return Phase[*InitData]{Name: "addon", Short: "Install the addons: CoreDNS, kube-proxy and metrics-server", Phases: []Phase[*InitData]{
+	return Phase[*InitData]{Name: "addon", Short: "Install the addons: CoreDNS, kube-proxy, metrics-server and network policy", Phases: []Phase[*InitData]{
 		{Name: "coredns", Short: "Install the CoreDNS addon (Deployment, kube-dns Service, Corefile)", Run: runAddonCoreDNS},
 		{Name: "kube-proxy", Short: "Install the kube-proxy addon (DaemonSet and its configuration)", Run: runAddonKubeProxy},
 		{Name: "metrics-server", Short: "Install metrics-server, the resource metrics API behind kubectl top and autoscaling (unless addons.metricsServer.enabled is false)", Run: runAddonMetricsServer},
+		{Name: "network-policy", Short: "Install NetworkPolicy enforcement on every node, kube-network-policies (unless addons.networkPolicy.enabled is false)", Run: runAddonNetworkPolicy},
 	}}
 }
 

@@ -353,6 +353,7 @@ func UpgradeApplyWorkflow() *Workflow[*UpgradeData] {
 		{Name: "addon", Short: "Upgrade the CoreDNS and kube-proxy addons once every node runs the new version", Phases: []Phase[*UpgradeData]{
 			{Name: "coredns", Short: "Upgrade CoreDNS, keeping the cluster's Corefile edits", Run: runUpgradeCoreDNS},
 			{Name: "kube-proxy", Short: "Upgrade kube-proxy", Run: runUpgradeKubeProxy},
+			{Name: "network-policy", Short: "Upgrade the network policy DaemonSet where the cluster has it", Run: runUpgradeNetworkPolicy},
 		}},
 	}}
 }
