@@ -14,6 +14,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/localpath"
 	"github.com/kubeforge/kubeforge/components/logstore"
 	"github.com/kubeforge/kubeforge/components/metricsserver"
+	"github.com/kubeforge/kubeforge/components/netpol"
 	"github.com/kubeforge/kubeforge/components/pause"
 )
 
@@ -111,6 +112,12 @@ var Registry = []Component{
 		Short:  "cluster log store (VictoriaLogs): the logs every node ships, searched by kubeforge logs",
 		Source: "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs",
 		Main:   logstore.Main,
+	},
+	{
+		Name:   "network-policies",
+		Short:  "NetworkPolicy enforcement on this node (nftables + NFQUEUE)",
+		Source: "sigs.k8s.io/kube-network-policies/pkg/networkpolicy",
+		Main:   netpol.Main,
 	},
 	{
 		Name:   "pause",

@@ -27,6 +27,10 @@ type Addons struct {
 	// ships its containers' and its own logs to, searched with `kubeforge
 	// logs`. On by default.
 	LogStore LogStoreAddon `json:"logStore"`
+	// NetworkPolicy enforces NetworkPolicy objects on every node with the
+	// SIG Network controller (sigs.k8s.io/kube-network-policies). On by
+	// default.
+	NetworkPolicy AddonSwitch `json:"networkPolicy"`
 }
 
 // CloudControllerAddon configures the cloud-controller addon.
@@ -82,6 +86,10 @@ func defaultAddons(a *Addons) {
 	}
 	if a.LogStore.Retention == "" {
 		a.LogStore.Retention = DefaultLogRetention
+	}
+	if a.NetworkPolicy.Enabled == nil {
+		on := true
+		a.NetworkPolicy.Enabled = &on
 	}
 }
 

@@ -18,6 +18,7 @@ func addonPhase() Phase[*InitData] {
 		{Name: "cloud-controller", Short: "Install the cloud controller manager: LoadBalancer Services get an address from addons.cloudController.addressPool or the nodes' own (unless addons.cloudController.enabled is false)", Run: runAddonCloudController},
 		{Name: "dashboard", Short: "Install kubeforge's web dashboard, opened with `kubeforge dashboard` (unless addons.dashboard.enabled is false)", Run: runAddonDashboard},
 		{Name: "log-store", Short: "Install the cluster log store the nodes ship logs to, searched by kubeforge logs (unless addons.logStore.enabled is false)", Run: runAddonLogStore},
+		{Name: "network-policy", Short: "Install NetworkPolicy enforcement on every node, kube-network-policies (unless addons.networkPolicy.enabled is false)", Run: runAddonNetworkPolicy},
 	}}
 }
 

@@ -721,7 +721,8 @@ func mountPoints() ([]string, error) {
 
 // cleanupNetwork removes the pod bridge and the iptables/nftables rules
 // kube-proxy, the kubelet and the CNI plugins created (chains named KUBE-*
-// and CNI-*, nftables tables kube-proxy).
+// and CNI-*, nftables tables kube-proxy) and the network policy
+// controller's nftables tables.
 func (d *ResetData) cleanupNetwork(phase string) error {
 	var errs []error
 	// Ask the kernel (netlink), not /sys/class/net: a node started with
@@ -746,6 +747,19 @@ func (d *ResetData) cleanupNetwork(phase string) error {
 		if exec.Command("nft", "list", "table", family, "kube-proxy").Run() == nil {
 			errs = append(errs, d.action(phase, "delete the nftables table "+family+" kube-proxy", func() error {
 				return run("nft", "delete", "table", family, "kube-proxy")
+			}))
+		}
+	}
+	// The network policy controller's tables (it removes them when it
+	// stops; a killed one leaves them, holding new connections of the pods
+	// a policy selects in a queue nobody reads).
+	for _, table := range manifests.NetworkPolicyTables {
+		if _, err := exec.LookPath("nft"); err != nil {
+			break
+		}
+		if exec.Command("nft", "list", "table", "inet", table).Run() == nil {
+			errs = append(errs, d.action(phase, "delete the nftables table inet "+table, func() error {
+				return run("nft", "delete", "table", "inet", table)
 			}))
 		}
 	}

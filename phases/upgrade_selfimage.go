@@ -37,6 +37,9 @@ var selfImageAddons = []selfImageAddon{
 	{Phase: "local-path", Title: "local-path storage", DaemonSet: true, Name: manifests.LocalPathName},
 	{Phase: "cloud-controller", Title: "the cloud controller manager", Name: manifests.CloudControllerName},
 	{Phase: "dashboard", Title: "the dashboard", Name: manifests.DashboardName},
+	// An upgrade does not start enforcing NetworkPolicy in a cluster made
+	// without it: `kubeforge init phase addon network-policy` installs it.
+	{Phase: "network-policy", Title: "network policy", DaemonSet: true, Name: manifests.NetworkPolicyName},
 }
 
 // selfImageAddonPhases are the upgrade phases of selfImageAddons.

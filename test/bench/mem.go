@@ -46,7 +46,7 @@ type MemSnapshot struct {
 // Components are the node's process groups in report order.
 var Components = []string{
 	"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kubelet", "containerd",
-	"node service", "kube-proxy", "coredns", "metrics-server", "local-path-provisioner", "dashboard", "log-store", "shims", "pause",
+	"node service", "kube-proxy", "coredns", "metrics-server", "local-path-provisioner", "dashboard", "log-store", "network-policies", "shims", "pause",
 }
 
 // Classify names the component a node process belongs to, from its
