@@ -263,14 +263,45 @@ var NodeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // cgroup root. name is also its Kubernetes node name. On an error, what it
 // made of the node is removed again.
 func (b *Bed) AddNode(name string) (*Node, error) {
+	n, err := b.reserve(name)
+	if err != nil {
+		return nil, err
+	}
+	return n, b.create(n)
+}
+
+// AddNodes makes several nodes at once; their addresses follow the order
+// of names. On an error the bed holds what was made (Destroy removes it).
+func (b *Bed) AddNodes(names []string) ([]*Node, error) {
+	nodes := make([]*Node, len(names))
+	for i, name := range names {
+		n, err := b.reserve(name)
+		if err != nil {
+			return nil, err
+		}
+		nodes[i] = n
+	}
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = b.create(n) }()
+	}
+	wg.Wait()
+	return nodes, errors.Join(errs...)
+}
+
+// reserve names a node and gives it the next address.
+func (b *Bed) reserve(name string) (*Node, error) {
 	if !NodeNameRE.MatchString(name) {
 		return nil, fmt.Errorf("node name %q: want 1-63 lower case letters, digits or '-', starting and ending with a letter or digit", name)
 	}
 	b.mu.Lock()
+	defer b.saveRecord()
+	defer b.mu.Unlock()
 	idx := len(b.nodes)
 	for _, n := range b.nodes {
 		if n.Name == name {
-			b.mu.Unlock()
 			return nil, fmt.Errorf("node %s exists", name)
 		}
 	}
@@ -279,7 +310,6 @@ func (b *Bed) AddNode(name string) (*Node, error) {
 		ip = ip.Next()
 	}
 	if !b.Subnet.Contains(ip.Next()) { // keep .255 out
-		b.mu.Unlock()
 		return nil, fmt.Errorf("no address left in %s", b.Subnet)
 	}
 	n := &Node{
@@ -293,24 +323,25 @@ func (b *Bed) AddNode(name string) (*Node, error) {
 	}
 	b.nodes = append(b.nodes, n)
 	b.rec.Nodes = append(b.rec.Nodes, n.record())
-	b.mu.Unlock()
-	b.saveRecord()
+	return n, nil
+}
 
+func (b *Bed) create(n *Node) error {
 	start := time.Now()
 	if err := n.create(); err != nil {
 		for _, e := range n.destroy(false) {
-			b.logf("node %s: cleanup after a failed create: %v", name, e)
+			b.logf("node %s: cleanup after a failed create: %v", n.Name, e)
 		}
 		b.mu.Lock()
 		b.nodes = slices.DeleteFunc(b.nodes, func(x *Node) bool { return x == n })
 		b.rec.Nodes = slices.DeleteFunc(b.rec.Nodes, func(x NodeRecord) bool { return x.NetNS == n.NetNS })
 		b.mu.Unlock()
 		b.saveRecord()
-		return nil, fmt.Errorf("node %s: %w", name, err)
+		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
 	b.logf("bed %s: node %s at %s (netns %s, holder pid %d, cgroup root %s) in %v",
-		b.ID, name, ip, n.NetNS, n.holderPID, n.CgroupRoot, time.Since(start).Round(time.Millisecond))
-	return n, nil
+		b.ID, n.Name, n.IP, n.NetNS, n.holderPID, n.CgroupRoot, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // Nodes returns the bed's nodes in the order they were added.

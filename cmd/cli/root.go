@@ -71,6 +71,7 @@ containerd and CoreDNS; nothing is pulled from a registry.`,
 		newSecretsCmd,
 		newUpgradeCmd,
 		newKubeconfigCmd,
+		newClusterCmd,
 	} {
 		root.AddCommand(c(in, out, errOut))
 	}
