@@ -23,6 +23,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -298,6 +299,9 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 		for _, e := range bed.Destroy(true) {
 			c.printf("[cluster] cleanup: %v\n", e)
 		}
+		if left := bed.Leftovers(); len(left) > 0 {
+			c.printf("[cluster] cleanup left on the host (remove by hand):\n  %s\n", strings.Join(left, "\n  "))
+		}
 		if merged {
 			if e := RemoveKubeconfigContext(c.Kubeconfig, o.Name); e != nil {
 				c.printf("[cluster] cleanup: %v\n", e)
@@ -419,7 +423,7 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 	}
 
 	t0 = time.Now()
-	if err := waitReady(ctx, c.KubeconfigPath(o.Name), cp1, names, cfg.DNSServiceIP().String(), cfg.Cluster.Networking.DNSDomain, o.Wait); err != nil {
+	if err := waitReady(ctx, c.KubeconfigPath(o.Name), nodes, cfg.Cluster.Networking.DNSDomain, o.Wait); err != nil {
 		return nil, tm, fmt.Errorf("cluster %s: waiting for the nodes and CoreDNS: %w", o.Name, err)
 	}
 	tm.Ready = time.Since(t0)
@@ -475,9 +479,11 @@ func redact(args []string) []string {
 }
 
 // waitReady waits until exactly the named nodes are Ready and CoreDNS
-// answers for the API server's Service name, asked from inside the first
-// node (the Service network is the cluster's own, not the host's).
-func waitReady(ctx context.Context, kubeconfig string, cp1 *Node, names []string, dnsIP, domain string, timeout time.Duration) error {
+// answers for the API server's Service name. CoreDNS is asked at its pods'
+// addresses (the kube-dns Service's ready endpoints), each from inside the
+// node it runs on: the nodes have no default route, so a Service address
+// is reachable from pods only, not from a node's own processes.
+func waitReady(ctx context.Context, kubeconfig string, nodes []*Node, domain string, timeout time.Duration) error {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
@@ -486,6 +492,12 @@ func waitReady(ctx context.Context, kubeconfig string, cp1 *Node, names []string
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
+	}
+	var names []string
+	byName := map[string]*Node{}
+	for _, n := range nodes {
+		names = append(names, n.Name)
+		byName[n.Name] = n
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -497,9 +509,7 @@ func waitReady(ctx context.Context, kubeconfig string, cp1 *Node, names []string
 			nodesOK = last == ""
 		}
 		if nodesOK {
-			if err := dnsAnswers(ctx, cp1, dnsIP, "kubernetes.default.svc."+domain+"."); err != nil {
-				last = "CoreDNS at " + dnsIP + ": " + err.Error()
-			} else {
+			if last = corednsAnswers(ctx, cs, byName, "kubernetes.default.svc."+domain+"."); last == "" {
 				return nil
 			}
 		}
@@ -509,6 +519,37 @@ func waitReady(ctx context.Context, kubeconfig string, cp1 *Node, names []string
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// corednsAnswers reports "" once a ready CoreDNS endpoint answers.
+func corednsAnswers(ctx context.Context, cs kubernetes.Interface, nodes map[string]*Node, name string) string {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := cs.DiscoveryV1().EndpointSlices("kube-system").List(c, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kube-dns"})
+	if err != nil {
+		return "CoreDNS: " + err.Error()
+	}
+	var errs []string
+	for _, sl := range l.Items {
+		for _, ep := range sl.Endpoints {
+			if ep.Conditions.Ready == nil || !*ep.Conditions.Ready || ep.NodeName == nil || len(ep.Addresses) == 0 {
+				continue
+			}
+			n := nodes[*ep.NodeName]
+			if n == nil {
+				continue
+			}
+			if err := dnsAnswers(ctx, n, ep.Addresses[0], name); err != nil {
+				errs = append(errs, ep.Addresses[0]+": "+err.Error())
+				continue
+			}
+			return ""
+		}
+	}
+	if len(errs) == 0 {
+		return "CoreDNS has no ready endpoint yet"
+	}
+	return "CoreDNS does not answer: " + strings.Join(errs, "; ")
 }
 
 func nodesReady(ctx context.Context, cs kubernetes.Interface, names []string) string {
