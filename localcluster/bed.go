@@ -371,11 +371,28 @@ func (b *Bed) saveRecord() {
 // in each first when reset is set, then the bridge and the bed's
 // directory. It returns what it could not remove. The record is the
 // caller's to remove (RemoveRecord for owned beds).
-func (b *Bed) Destroy(reset bool) []error {
+func (b *Bed) Destroy(reset bool) []error { return b.destroy(reset, false) }
+
+// DestroyParallel is Destroy with the nodes reset and removed all at once
+// (a cluster that is deleted as a whole: nobody waits for a node to leave).
+func (b *Bed) DestroyParallel(reset bool) []error { return b.destroy(reset, true) }
+
+func (b *Bed) destroy(reset, parallel bool) []error {
 	var errs []error
 	nodes := b.Nodes()
+	nodeErrs := make([][]error, len(nodes))
+	var wg sync.WaitGroup
 	for i := len(nodes) - 1; i >= 0; i-- {
-		for _, err := range nodes[i].destroy(reset) {
+		if !parallel {
+			nodeErrs[i] = nodes[i].destroy(reset)
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); nodeErrs[i] = nodes[i].destroy(reset) }()
+	}
+	wg.Wait()
+	for i := len(nodes) - 1; i >= 0; i-- {
+		for _, err := range nodeErrs[i] {
 			errs = append(errs, fmt.Errorf("node %s: %w", nodes[i].Name, err))
 		}
 	}

@@ -296,7 +296,7 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 			return
 		}
 		c.printf("[cluster] Creation failed; removing what was made of cluster %s\n", o.Name)
-		for _, e := range bed.Destroy(true) {
+		for _, e := range bed.DestroyParallel(true) {
 			c.printf("[cluster] cleanup: %v\n", e)
 		}
 		if left := bed.Leftovers(); len(left) > 0 {
@@ -679,7 +679,7 @@ func (c *Clusters) Delete(name string) error {
 	}
 	bed.logf = func(format string, args ...any) { c.printf("[cluster] "+format+"\n", args...) }
 	start := time.Now()
-	errs := bed.Destroy(true)
+	errs := bed.DestroyParallel(true)
 	if left := bed.Leftovers(); len(left) > 0 {
 		errs = append(errs, fmt.Errorf("left on the host:\n  %s", strings.Join(left, "\n  ")))
 	}
