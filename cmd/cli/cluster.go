@@ -167,7 +167,7 @@ func printCreated(out io.Writer, c *localcluster.Clusters, st *localcluster.Stat
 	fmt.Fprintf(out, "\nThe context %s is in %s and is the current one:\n  kubectl --context %s get nodes\n", ctx, c.Kubeconfig, ctx)
 	fmt.Fprintf(out, "The admin kubeconfig: kubeforge cluster kubeconfig %s\n", st.Name)
 	fmt.Fprintf(out, "\nNodePort Services: http://<any node address above>:<nodePort> from this host.\n")
-	fmt.Fprintf(out, "LoadBalancer Services: no load-balancer controller runs, so they get no external address; reach\n"+
-		"them at their NodePort on a node's address (kubectl get svc NAME -o jsonpath='{.spec.ports[0].nodePort}').\n")
+	fmt.Fprintf(out, "LoadBalancer Services: at their EXTERNAL-IP (kubectl get svc) when a load-balancer addon gives\n"+
+		"them one in the cluster's network %s; otherwise at their NodePort on a node's address, as above.\n", st.Bed.Subnet)
 	fmt.Fprintf(out, "Images: kubeforge cluster load-image %s FILE.tar. Delete: kubeforge cluster delete %s\n", st.Name, st.Name)
 }
