@@ -1,6 +1,7 @@
 package localcluster
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/join/tokens"
 	"github.com/kubeforge/kubeforge/pki"
 )
@@ -288,6 +290,9 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 		Subnet: o.Subnet, Range: ClusterRange, Save: save, Logf: logf})
 	if err != nil {
 		os.RemoveAll(dir)
+		if o.Subnet.IsValid() {
+			return nil, tm, fmt.Errorf("cluster %s: --subnet %s: %w", o.Name, o.Subnet, err)
+		}
 		return nil, tm, fmt.Errorf("cluster %s: network: %w", o.Name, err)
 	}
 	merged := false
@@ -348,11 +353,46 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 	if o.ControlPlanes > 1 {
 		args = append(args, "--upload-certs", "--certificate-key", hex.EncodeToString(certKey))
 	}
-	if _, err := c.run(ctx, cp1, "init", 5*time.Minute, args...); err != nil {
-		return nil, tm, err
+	// The joins start as soon as init has made the bootstrap token (and
+	// uploaded the certificates): its last phases (kubelet-finalize, the
+	// addons) overlap with them.
+	args = append(args, "--output", "json")
+	joinable := make(chan struct{})
+	initDone := make(chan error, 1)
+	var joinableOnce sync.Once
+	go func() {
+		err := c.runEvents(ctx, cp1, "init", 5*time.Minute, func(ev progress.Event) {
+			if ev.Action == "phase-done" && ev.Phase == "bootstrap-token" {
+				joinableOnce.Do(func() { close(joinable) })
+			}
+		}, args...)
+		tm.Init = time.Since(t0)
+		initDone <- err
+	}()
+	initFinished := false
+	select {
+	case <-joinable:
+		c.printf("[cluster] %s: the API server is up and the join token made (%.1fs); the other nodes join now\n", cp1.Name, time.Since(t0).Seconds())
+	case err := <-initDone:
+		if err != nil {
+			return nil, tm, err
+		}
+		initFinished = true
+		c.printf("[cluster] %s: kubeforge init in %.1fs\n", cp1.Name, tm.Init.Seconds())
 	}
-	tm.Init = time.Since(t0)
-	c.printf("[cluster] %s: kubeforge init in %.1fs\n", cp1.Name, tm.Init.Seconds())
+	// On every return from here on, init has ended (it is not left running).
+	waitInit := func() error {
+		if initFinished {
+			return nil
+		}
+		initFinished = true
+		err := <-initDone
+		if err == nil {
+			c.printf("[cluster] %s: kubeforge init in %.1fs\n", cp1.Name, tm.Init.Seconds())
+		}
+		return err
+	}
+	defer func() { _ = waitInit() }()
 
 	caPEM, err := cp1.ReadFile("/etc/kubernetes/pki/ca.crt")
 	if err != nil {
@@ -414,7 +454,7 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 		go func() { defer wg.Done(); joinNode(i) }()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(append([]error{waitInit()}, errs...)...); err != nil {
 		return nil, tm, err
 	}
 	tm.Joins = time.Since(t0)
@@ -444,6 +484,42 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 	return st, tm, nil
 }
 
+// runEvents runs kubeforge with --output json in a node and hands each
+// progress event to f as it comes; its error is run's.
+func (c *Clusters) runEvents(ctx context.Context, n *Node, step string, timeout time.Duration, f func(progress.Event), args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := n.Command(ctx, n.Binary, args...)
+	var text, stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("node %s: step %s: %w", n.Name, step, err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		var ev progress.Event
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			text.WriteString(sc.Text() + "\n")
+			continue
+		}
+		fmt.Fprintf(&text, "[%s] %s\n", ev.Phase, ev.Message)
+		f(ev)
+	}
+	if err := cmd.Wait(); err != nil {
+		out := strings.TrimSpace(text.String() + stderr.String())
+		if len(out) > 3000 {
+			out = "…" + out[len(out)-3000:]
+		}
+		return fmt.Errorf("node %s: step %s (kubeforge %s) failed: %v\n%s\n(the node's logs are in %s/var-log/kubeforge until the cleanup)", n.Name, step, strings.Join(redact(args), " "), err, out, n.Dir)
+	}
+	return nil
+}
+
 // run runs kubeforge in a node; its error names the node and the step and
 // ends with the command's output.
 func (c *Clusters) run(ctx context.Context, n *Node, step string, timeout time.Duration, args ...string) (string, error) {
@@ -454,7 +530,7 @@ func (c *Clusters) run(ctx context.Context, n *Node, step string, timeout time.D
 		if t := strings.TrimSpace(out); len(t) > 3000 {
 			out = "…" + t[len(t)-3000:]
 		}
-		return out, fmt.Errorf("node %s: step %s (kubeforge %s) failed: %v\n%s\n(the node's logs were in %s/var-log/kubeforge)", n.Name, step, strings.Join(redact(args), " "), errOnly(err), strings.TrimSpace(out), n.Dir)
+		return out, fmt.Errorf("node %s: step %s (kubeforge %s) failed: %v\n%s\n(the node's logs are in %s/var-log/kubeforge until the cleanup)", n.Name, step, strings.Join(redact(args), " "), errOnly(err), strings.TrimSpace(out), n.Dir)
 	}
 	return out, nil
 }
