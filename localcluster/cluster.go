@@ -169,6 +169,8 @@ type CreateOptions struct {
 // Timing is how long create's steps took.
 type Timing struct {
 	Nodes, Init, Joins, Ready, Total time.Duration
+	// Joinable is when, after init began, the joins could start.
+	Joinable time.Duration
 }
 
 // CheckHost says what this host lacks to run clusters.
@@ -360,18 +362,20 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 	joinable := make(chan struct{})
 	initDone := make(chan error, 1)
 	var joinableOnce sync.Once
+	initStart := t0
 	go func() {
 		err := c.runEvents(ctx, cp1, "init", 5*time.Minute, func(ev progress.Event) {
 			if ev.Action == "phase-done" && ev.Phase == "bootstrap-token" {
 				joinableOnce.Do(func() { close(joinable) })
 			}
 		}, args...)
-		tm.Init = time.Since(t0)
+		tm.Init = time.Since(initStart)
 		initDone <- err
 	}()
 	initFinished := false
 	select {
 	case <-joinable:
+		tm.Joinable = time.Since(t0)
 		c.printf("[cluster] %s: the API server is up and the join token made (%.1fs); the other nodes join now\n", cp1.Name, time.Since(t0).Seconds())
 	case err := <-initDone:
 		if err != nil {

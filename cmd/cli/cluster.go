@@ -158,8 +158,9 @@ func newClusterCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 
 func printCreated(out io.Writer, c *localcluster.Clusters, st *localcluster.State, tm localcluster.Timing) {
 	ctx := localcluster.ContextName(st.Name)
-	fmt.Fprintf(out, "\nCluster %s is up: %d control-plane and %d worker nodes Ready, CoreDNS answering (%.1fs: nodes %.1fs, init %.1fs, joins %.1fs, ready %.1fs).\n",
-		st.Name, st.ControlPlanes, st.Workers, tm.Total.Seconds(), tm.Nodes.Seconds(), tm.Init.Seconds(), tm.Joins.Seconds(), tm.Ready.Seconds())
+	fmt.Fprintf(out, "\nCluster %s is up: %d control-plane and %d worker nodes Ready, CoreDNS answering in %.1fs\n"+
+		"(namespaces %.1fs; init %.1fs, the joins began %.1fs into it and ended %.1fs later; then %.1fs until all Ready).\n",
+		st.Name, st.ControlPlanes, st.Workers, tm.Total.Seconds(), tm.Nodes.Seconds(), tm.Init.Seconds(), tm.Joinable.Seconds(), tm.Joins.Seconds(), tm.Ready.Seconds())
 	fmt.Fprintf(out, "\nNodes (reachable from this host over the bridge %s):\n", st.Bed.Bridge)
 	for _, n := range st.Bed.Nodes {
 		fmt.Fprintf(out, "  %-32s %s\n", n.Name, n.IP)
