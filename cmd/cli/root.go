@@ -73,6 +73,7 @@ containerd and CoreDNS; nothing is pulled from a registry.`,
 		newKubeconfigCmd,
 		newDashboardCmd,
 		newLogsCmd,
+		newClusterCmd,
 	} {
 		root.AddCommand(c(in, out, errOut))
 	}

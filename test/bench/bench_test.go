@@ -82,10 +82,10 @@ func loadConfig(t *testing.T) config {
 	for _, s := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			switch s {
-			case "single", "restart", "join", "network", "external", "snapshot":
+			case "single", "restart", "join", "network", "external", "snapshot", "cluster":
 				c.skip[s] = true
 			default:
-				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot)", s)
+				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot, cluster)", s)
 			}
 		}
 	}
@@ -200,6 +200,9 @@ func TestBench(t *testing.T) {
 	}
 	if !cfg.skip["snapshot"] {
 		t.Run("snapshot", b.snapshotBench)
+	}
+	if !cfg.skip["cluster"] { // `kubeforge cluster create --workers 2`
+		t.Run("cluster", b.clusterBench)
 	}
 }
 

@@ -16,5 +16,7 @@
 // default 500), BENCH_WAIT_QUIET (wait up to this long for the load
 // average to drop below BENCH_BUSY_LOAD, default 1.5, before each run;
 // default 0: do not wait), BENCH_SKIP (comma-separated: single, restart,
-// join, network, external), BENCH_OUT (output directory, default <repo>/bench).
+// join, network, external, snapshot, cluster), BENCH_OUT (output directory,
+// default <repo>/bench). The cluster part times `kubeforge cluster create
+// --workers 2` BENCH_RUNS times and the idle memory of the first cluster.
 package bench

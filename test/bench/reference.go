@@ -36,6 +36,8 @@ var References = map[string]Reference{
 	"join.worker.wall":       {1.0, "1.0 s", 0, ""},
 	"join.first.node_ready":  {8, "~8 s", 2, "≤ 2 s"},
 
+	"cluster.create_3nodes": {0, "", 15, "≤ 15 s (issue 13)"},
+
 	// kubeadm's idle RSS per component (DESIGN.md, "Memory:").
 	"memory.kube-apiserver.rss":          {288, "288 MB", 0, ""},
 	"memory.kube-controller-manager.rss": {123, "123 MB", 0, ""},

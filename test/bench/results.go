@@ -101,7 +101,9 @@ type Results struct {
 	Network  *NetworkResult `json:"network,omitempty"`
 	// Snapshot: etcd snapshot save and restore (snapshot_test.go).
 	Snapshot *SnapshotResult `json:"snapshot,omitempty"`
-	Errors   []string        `json:"errors,omitempty"`
+	// Cluster: `kubeforge cluster create --workers 2` (cluster_test.go).
+	Cluster *ClusterResult `json:"cluster,omitempty"`
+	Errors  []string       `json:"errors,omitempty"`
 }
 
 // Host describes the machine.

@@ -1,96 +1,57 @@
 // Package testbed makes isolated Kubernetes nodes on this machine for
 // end-to-end tests, and removes them again when the test ends (also when
-// it fails midway or a step hangs until its context expires).
+// it fails midway or a step hangs until its context expires). It is a thin
+// layer over localcluster, the same machinery `kubeforge cluster` uses: it
+// ties a bed to a test (t.Fatal on errors, cleanup at the end, diagnostics
+// of a failed test) and records it as owned by the test process, so that a
+// later bed sweeps what a killed test left.
 //
 //	tb := testbed.New(t)     // one host bridge, one subnet 10.x.y.0/24
 //	n := tb.AddNode("cp1")   // a node at 10.x.y.2
 //	out, err := n.Kubeforge(ctx, "init", "--config", n.InitConfigFile(), "--single-node")
 //	pods, err := n.Kubectl("get", "pods", "-A")
 //
-// Each node has
-//
-//   - its own network namespace kftb-<id>-<name>, joined by a veth pair
-//     (eth0 inside) to the testbed's bridge kftb<id> on the host. The bridge
-//     has 10.x.y.1/24, the nodes 10.x.y.2, .3, …; the nodes have no default
-//     route, so nothing they send can leave the test network. ip_forward and
-//     bridge-nf-call-iptables are on inside.
-//   - its own mount namespace, held by a process the testbed starts
-//     (`unshare --mount --propagation private sleep infinity` in the node's
-//     network namespace). In it /var/lib and /var/log are bind mounts of the
-//     node's own directories (its "disk"; /var/lib is rshared so that the
-//     kubelet's volume mounts propagate into containers), /run is a tmpfs,
-//     and /etc is an overlay of the host's /etc in which /etc/kubernetes and
-//     /etc/cni/net.d start empty. Every path kubeforge writes (/etc/kubernetes,
-//     /etc/cni/net.d, /var/lib/{kubelet,etcd,kubeforge,cni,kube-proxy},
-//     /var/log/{pods,containers,kubeforge}, /run/{kubeforge,containerd}) is
-//     thus private to the node, yet an ordinary directory that `kubeforge
-//     reset` can delete. (Mounting on those paths themselves would make them
-//     undeletable, and a mount on a host directory that something on the host
-//     deletes is silently detached.) /sys, /proc, /dev and /tmp are the host's.
-//   - its own kubelet cgroup root, /kftb-<id>-<name>, set by the
-//     KubeletConfiguration in the node's config file (InitConfigFile), so that
-//     two kubelets never share /kubepods. The same document sets resolvConf
-//     to the testbed's resolv.conf, whose only nameserver is the bridge's
-//     address (which serves no DNS): CoreDNS's upstream stays in the test
-//     network.
-//
-// Commands run in a node with nsenter into both namespaces (never `ip netns
-// exec`, which remounts /sys and hides the cgroups). The kubeforge binary
-// under test is copied into the testbed first: the original may be rebuilt
-// while the test runs.
-//
-// Cleanup, per node: diagnostics if the test failed, `kubeforge reset
-// --force` in the node, SIGKILL for every process still in the node's
-// network or mount namespace or cgroup root, unmount, stop the holder,
-// delete the netns and veth; then the bridge, the cgroup directories and the
-// temporary files. Testbeds are recorded in /run/kftb so that a later
-// testbed removes those of a test process that died without cleaning up.
+// See localcluster's documentation for what a node is made of. Names start
+// with "kftb"; the kubeforge binary under test is copied into the testbed
+// first (the original may be rebuilt while the test runs). Testbeds are
+// recorded in /run/kftb so that a later testbed removes those of a test
+// process that died without cleaning up.
 package testbed
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"io"
-	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/kubeforge/kubeforge/internal/testutil"
+	"github.com/kubeforge/kubeforge/localcluster"
 )
 
-// Testbed is a set of nodes on one host bridge.
+// Testbed is a set of nodes on one host bridge (a localcluster.Bed tied to
+// a test).
 type Testbed struct {
+	*localcluster.Bed
 	t testing.TB
-
-	// ID is the testbed's random id: it is part of every name it creates.
-	ID string
-	// Bridge is the host bridge the nodes' veths are attached to.
-	Bridge string
-	// Subnet is the nodes' network (a /24); Gateway, the bridge's address in it.
-	Subnet  netip.Prefix
-	Gateway netip.Addr
-	// Binary is the kubeforge executable the nodes run (a private copy).
-	Binary string
-	// Dir is the testbed's temporary directory on the host (visible in the
-	// nodes too, at the same path).
-	Dir string
-	// ResolvConf is the nodes' resolv.conf for their pods (in Dir; the
-	// kubelet's resolvConf): its only nameserver is Gateway, an address of
-	// the test network where nothing serves DNS.
-	ResolvConf string
 
 	mu    sync.Mutex
 	nodes []*Node
-	rec   record
 }
+
+// Node is one node of a testbed.
+type Node struct {
+	*localcluster.Node
+	tb *Testbed
+}
+
+// Types of localcluster that tests use by these names.
+type (
+	Mount    = localcluster.Mount
+	Process  = localcluster.Process
+	RunError = localcluster.RunError
+)
 
 // Option tunes New.
 type Option func(*options)
@@ -118,6 +79,13 @@ func RequireHost(t testing.TB) {
 	}
 }
 
+// Sweep removes the testbeds whose owning process is gone: a test binary
+// that was killed (timeout, signal) ran no cleanup. New calls it.
+func Sweep(logf func(format string, args ...any)) { localcluster.Sweep(logf) }
+
+// CopyFile copies src to a new file dst (its directory made as needed).
+func CopyFile(src, dst string, mode os.FileMode) error { return localcluster.CopyFile(src, dst, mode) }
+
 // New makes an empty testbed: its bridge on the host and a copy of the
 // kubeforge binary. Everything is removed when the test ends.
 func New(t testing.TB, opts ...Option) *Testbed {
@@ -129,55 +97,23 @@ func New(t testing.TB, opts ...Option) *Testbed {
 	}
 	Sweep(t.Logf)
 
-	tb := &Testbed{t: t, ID: randomID()}
-	tb.Bridge = "kftb" + tb.ID
-	t.Cleanup(tb.cleanup)
-	var err error
-	if tb.Dir, err = os.MkdirTemp("", "kftb-"+tb.ID+"-"); err != nil {
-		t.Fatal(err)
-	}
-	tb.rec = record{ID: tb.ID, Owner: self(), Bridge: tb.Bridge, Dir: tb.Dir}
-
-	// Pick a subnet nobody uses and claim it (the record and the bridge's
-	// address) under the registry lock, so two testbeds never pick the same.
-	err = withRegistry(func(r *registry) error {
-		prefix, err := r.freeSubnet()
-		if err != nil {
-			return err
-		}
-		tb.Subnet = prefix
-		tb.Gateway = prefix.Addr().Next()
-		tb.rec.Subnet = prefix.String()
-		if err := r.save(tb.rec); err != nil {
-			return err
-		}
-		return runHost("ip", "link", "add", tb.Bridge, "type", "bridge")
-	})
-	if err != nil {
-		t.Fatalf("testbed: %v", err)
-	}
-	for _, args := range [][]string{
-		{"addr", "add", fmt.Sprintf("%s/%d", tb.Gateway, tb.Subnet.Bits()), "dev", tb.Bridge},
-		{"link", "set", tb.Bridge, "up"},
-	} {
-		if err := runHost("ip", args...); err != nil {
-			t.Fatalf("testbed: %v", err)
-		}
-	}
-
-	tb.ResolvConf = filepath.Join(tb.Dir, "resolv.conf")
-	if err := os.WriteFile(tb.ResolvConf, []byte("nameserver "+tb.Gateway.String()+"\n"), 0o644); err != nil {
-		t.Fatalf("testbed: %v", err)
-	}
-
 	src := o.binary
 	if src == "" {
 		src = testutil.Binary(t)
 	}
-	tb.Binary = filepath.Join(tb.Dir, "bin", "kubeforge")
-	if err := CopyFile(src, tb.Binary, 0o755); err != nil {
-		t.Fatalf("testbed: copy the kubeforge binary: %v", err)
+	dir, err := os.MkdirTemp("", "kftb-")
+	if err != nil {
+		t.Fatal(err)
 	}
+	bed, err := localcluster.NewBed(localcluster.BedOptions{
+		Prefix: "kftb", Dir: dir, Binary: src, Range: localcluster.TestRange, Random: true, Owner: true, Logf: t.Logf,
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("testbed: %v", err)
+	}
+	tb := &Testbed{Bed: bed, t: t}
+	t.Cleanup(tb.cleanup)
 	t.Logf("testbed %s: bridge %s %s/%d, binary %s (copy of %s)", tb.ID, tb.Bridge, tb.Gateway, tb.Subnet.Bits(), tb.Binary, src)
 	return tb
 }
@@ -193,42 +129,14 @@ func (tb *Testbed) AddNode(name string) *Node {
 	if !nodeName.MatchString(name) {
 		t.Fatalf("testbed: node name %q: want 1-20 lower case letters, digits or '-'", name)
 	}
+	ln, err := tb.Bed.AddNode(name)
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	n := &Node{Node: ln, tb: tb}
 	tb.mu.Lock()
-	idx := len(tb.nodes)
-	for _, n := range tb.nodes {
-		if n.Name == name {
-			tb.mu.Unlock()
-			t.Fatalf("testbed: node %s exists", name)
-		}
-	}
-	ip := tb.Subnet.Addr()
-	for i := 0; i < idx+2; i++ {
-		ip = ip.Next()
-	}
-	if !tb.Subnet.Contains(ip.Next()) { // keep .255 out
-		tb.mu.Unlock()
-		t.Fatalf("testbed: no address left in %s", tb.Subnet)
-	}
-	n := &Node{
-		tb:         tb,
-		Name:       name,
-		IP:         ip,
-		NetNS:      "kftb-" + tb.ID + "-" + name,
-		HostVeth:   fmt.Sprintf("kftb%sv%d", tb.ID, idx),
-		CgroupRoot: "/kftb-" + tb.ID + "-" + name,
-		Dir:        filepath.Join(tb.Dir, "nodes", name),
-	}
 	tb.nodes = append(tb.nodes, n)
-	tb.rec.Nodes = append(tb.rec.Nodes, nodeRecord{NetNS: n.NetNS, HostVeth: n.HostVeth, CgroupRoot: n.CgroupRoot})
 	tb.mu.Unlock()
-	tb.saveRecord()
-
-	start := time.Now()
-	if err := n.create(); err != nil {
-		t.Fatalf("testbed: node %s: %v", name, err)
-	}
-	t.Logf("testbed %s: node %s at %s (netns %s, holder pid %d, cgroup root %s) in %v",
-		tb.ID, name, ip, n.NetNS, n.holderPID, n.CgroupRoot, time.Since(start).Round(time.Millisecond))
 	return n
 }
 
@@ -239,114 +147,45 @@ func (tb *Testbed) Nodes() []*Node {
 	return append([]*Node(nil), tb.nodes...)
 }
 
-func (tb *Testbed) saveRecord() {
-	tb.mu.Lock()
-	rec := tb.rec
-	rec.Nodes = append([]nodeRecord(nil), tb.rec.Nodes...)
-	tb.mu.Unlock()
-	if err := withRegistry(func(r *registry) error { return r.save(rec) }); err != nil {
-		tb.t.Logf("testbed: record %s: %v", tb.ID, err)
-	}
-}
-
 // cleanup removes the nodes (last first), then the bridge and files.
 func (tb *Testbed) cleanup() {
 	t := tb.t
-	nodes := tb.Nodes()
-	for i := len(nodes) - 1; i >= 0; i-- {
-		n := nodes[i]
-		if t.Failed() && n.holderPID != 0 {
-			t.Logf("node %s diagnostics:\n%s", n.Name, n.Diagnostics(context.Background()))
-		}
-		for _, err := range n.destroy(true) {
-			t.Errorf("testbed: cleanup of node %s: %v", n.Name, err)
+	if t.Failed() {
+		nodes := tb.Nodes()
+		for i := len(nodes) - 1; i >= 0; i-- {
+			if n := nodes[i]; n.HolderPID() != 0 {
+				t.Logf("node %s diagnostics:\n%s", n.Name, n.Diagnostics(context.Background()))
+			}
 		}
 	}
-	if linkExists(tb.Bridge) {
-		if err := runHost("ip", "link", "delete", tb.Bridge); err != nil {
-			t.Errorf("testbed: %v", err)
-		}
+	for _, err := range tb.Destroy(true) {
+		t.Errorf("testbed: cleanup: %v", err)
 	}
-	if tb.Dir != "" {
-		if err := removeAll(tb.Dir); err != nil {
-			t.Errorf("testbed: %v", err)
-		}
-	}
-	if err := withRegistry(func(r *registry) error { return r.remove(tb.ID) }); err != nil {
+	if err := tb.RemoveRecord(); err != nil {
 		t.Errorf("testbed: %v", err)
 	}
 }
 
-func randomID() string {
-	b := make([]byte, 3)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
+// InitConfigFile writes InitConfigYAML and returns its path, which is the
+// same in the node.
+func (n *Node) InitConfigFile() string {
+	return n.WriteConfigFile("init.yaml", n.InitConfigYAML())
 }
 
-// runHost runs a command on the host and returns its error with output.
-func runHost(name string, args ...string) error {
-	_, err := outputHost(name, args...)
-	return err
+// JoinConfigFile writes the node-local part of a join (JoinConfigYAML) and
+// returns its path: the node's name and, as kubeletExtraArgs, the kubelet
+// cgroup root of its own that every testbed node needs. Discovery comes
+// from the join command's flags.
+func (n *Node) JoinConfigFile() string {
+	return n.WriteConfigFile("join.yaml", n.JoinConfigYAML())
 }
 
-func outputHost(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+// WriteConfigFile writes a config file into the node's directory (visible
+// in the node at the same path) and returns its path.
+func (n *Node) WriteConfigFile(name, content string) string {
+	p, err := n.Node.WriteConfigFile(name, content)
 	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		n.tb.t.Fatalf("testbed: %v", err)
 	}
-	return string(out), nil
-}
-
-func linkExists(name string) bool {
-	_, err := os.Lstat("/sys/class/net/" + name)
-	return err == nil
-}
-
-// linkOrCopy hard-links src at dst, or copies it where it cannot.
-func linkOrCopy(src, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	return CopyFile(src, dst, 0o755)
-}
-
-// CopyFile copies src to a new file dst (its directory made as needed).
-func CopyFile(src, dst string, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-// removeAll removes a tree, retrying for a while: mounts of a namespace
-// that just died may take a moment to go.
-func removeAll(dir string) error {
-	var err error
-	for i := 0; i < 50; i++ {
-		if err = os.RemoveAll(dir); err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("remove %s: %w", dir, err)
+	return p
 }

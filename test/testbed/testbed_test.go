@@ -11,7 +11,22 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubeforge/kubeforge/localcluster"
 )
+
+func runHost(name string, args ...string) error {
+	_, err := outputHost(name, args...)
+	return err
+}
+
+func outputHost(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
 
 // leftovers lists what of the given testbed still exists on the host.
 func leftovers(id string, netns []string, cgroupRoots []string, dir string) []string {
@@ -27,23 +42,23 @@ func leftovers(id string, netns []string, cgroupRoots []string, dir string) []st
 			left = append(left, "netns "+ns)
 		}
 	}
-	hs, _ := cgroupHierarchies()
+	hs, _ := localcluster.CgroupMounts()
 	for _, h := range hs {
 		for _, r := range cgroupRoots {
-			if _, err := os.Stat(filepath.Join(h.point, r)); err == nil {
-				left = append(left, "cgroup "+filepath.Join(h.point, r))
+			if _, err := os.Stat(filepath.Join(h, r)); err == nil {
+				left = append(left, "cgroup "+filepath.Join(h, r))
 			}
 		}
 	}
 	if _, err := os.Stat(dir); err == nil {
 		left = append(left, "dir "+dir)
 	}
-	if _, err := os.Stat(filepath.Join(registryDir, id+".json")); err == nil {
+	if _, err := os.Stat(filepath.Join(localcluster.RegistryDir, id+".json")); err == nil {
 		left = append(left, "record "+id)
 	}
-	mounts, _ := readMountinfo("/proc/self/mountinfo")
+	mounts, _ := localcluster.ReadMountinfo("/proc/self/mountinfo")
 	for _, m := range mounts {
-		if strings.Contains(m.Point, "kftb-"+id) || strings.Contains(m.Source, "kftb-"+id) {
+		if strings.Contains(m.Point, "kftb-"+id) || strings.Contains(m.Source, "kftb-"+id) || dir != "" && strings.HasPrefix(m.Point, dir) {
 			left = append(left, "host mount "+m.Point)
 		}
 	}
@@ -62,7 +77,7 @@ func processesIn(ids []nodeNamespaces) []string {
 		for _, id := range ids {
 			var pid int
 			fmt.Sscan(e.Name(), &pid)
-			if net == id.net || mnt == id.mnt || pid > 0 && inCgroup(pid, id.cgroup) {
+			if net == id.net || mnt == id.mnt || pid > 0 && localcluster.InCgroup(pid, id.cgroup) {
 				cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
 				left = append(left, e.Name()+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
 			}
@@ -107,7 +122,7 @@ func TestTwoNodes(t *testing.T) {
 	ok := t.Run("bed", func(t *testing.T) {
 		tb := New(t, WithBinary("/bin/true")) // no kubeforge needed here
 		a, b := tb.AddNode("a"), tb.AddNode("b")
-		if m, _ := readMountinfo("/proc/self/mountinfo"); !containsMount(m, inner) {
+		if m, _ := localcluster.ReadMountinfo("/proc/self/mountinfo"); !containsMount(m, inner) {
 			t.Fatalf("making a node unmounted the host's %s", inner)
 		}
 		if m, _ := a.Mounts(); containsMount(m, probe) {
@@ -117,7 +132,7 @@ func TestTwoNodes(t *testing.T) {
 		for _, n := range []*Node{a, b} {
 			netns = append(netns, n.NetNS)
 			roots = append(roots, n.CgroupRoot)
-			namespaces = append(namespaces, nodeNamespaces{n.netnsID, n.mountNSID, n.CgroupRoot})
+			namespaces = append(namespaces, nodeNamespaces{n.NetNSID(), n.MountNSID(), n.CgroupRoot})
 		}
 		ctx := context.Background()
 		must := func(n *Node, args ...string) string {
@@ -189,7 +204,7 @@ func TestTwoNodes(t *testing.T) {
 		if out := must(a, "findmnt", "-n", "-o", "PROPAGATION", "--target", "/var/lib/kubelet"); !strings.Contains(out, "shared") {
 			t.Errorf("/var/lib/kubelet propagation: %s", out)
 		}
-		if m, _ := readMountinfo("/proc/self/mountinfo"); containsMount(m, "/var/lib/kubelet/pods/v") {
+		if m, _ := localcluster.ReadMountinfo("/proc/self/mountinfo"); containsMount(m, "/var/lib/kubelet/pods/v") {
 			t.Error("a node's mount propagated to the host")
 		}
 		if m, _ := b.Mounts(); containsMount(m, "/var/lib/kubelet/pods/v") {
@@ -329,6 +344,6 @@ func TestSweepHelper(t *testing.T) {
 		}
 		return false
 	}, func() string { return fmt.Sprint(n.Processes()) })
-	fmt.Printf("KFTB-READY %s %s %s %s %s %s x\n", tb.ID, tb.Dir, n.NetNS, n.CgroupRoot, n.netnsID, n.mountNSID)
+	fmt.Printf("KFTB-READY %s %s %s %s %s %s x\n", tb.ID, tb.Dir, n.NetNS, n.CgroupRoot, n.NetNSID(), n.MountNSID())
 	time.Sleep(time.Minute) // killed by TestSweep
 }

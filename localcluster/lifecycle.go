@@ -1,4 +1,4 @@
-package testbed
+package localcluster
 
 import (
 	"bufio"
@@ -50,6 +50,9 @@ func (n *Node) MountsUnder(paths ...string) ([]Mount, error) {
 	}
 	return out, nil
 }
+
+// ReadMountinfo parses a mountinfo file (/proc/PID/mountinfo).
+func ReadMountinfo(path string) ([]Mount, error) { return readMountinfo(path) }
 
 func readMountinfo(path string) ([]Mount, error) {
 	f, err := os.Open(path)
@@ -152,6 +155,9 @@ func (n *Node) InNetNS(pid int) bool {
 	return err == nil && n.netnsID != "" && ns == n.netnsID
 }
 
+// InCgroup reports whether pid is in cgroup root (or below) in any hierarchy.
+func InCgroup(pid int, root string) bool { return inCgroup(pid, root) }
+
 func inCgroup(pid int, root string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
@@ -205,7 +211,7 @@ func (n *Node) Crash(ctx context.Context) error {
 	for i := len(mounts) - 1; i >= 0; i-- {
 		fmt.Fprintf(&script, "umount -l %s 2>/dev/null || true\n", shellQuote(mounts[i].Point))
 	}
-	script.WriteString("umount -l /run\nmount -t tmpfs -o mode=0755,nosuid,nodev kftb-run /run\nmkdir -p /run/lock\n")
+	fmt.Fprintf(&script, "umount -l /run\nmount -t tmpfs -o mode=0755,nosuid,nodev %s-run /run\nmkdir -p /run/lock\n", n.bed.Prefix)
 	if out, err := n.Run(ctx, "sh", "-ec", script.String()); err != nil {
 		return fmt.Errorf("crash: %w\n%s", err, out)
 	}
@@ -222,24 +228,20 @@ func (n *Node) Crash(ctx context.Context) error {
 // it first. It returns what it could not remove.
 func (n *Node) destroy(reset bool) []error {
 	var errs []error
-	logf := func(format string, args ...any) {
-		if n.tb != nil {
-			n.tb.t.Logf(format, args...)
-		}
-	}
-	if reset && n.tb != nil && n.mountsIntact() {
+	logf := n.bed.logf
+	if reset && n.mountsIntact() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		start := time.Now()
 		out, err := n.Kubeforge(ctx, "reset", "--force")
 		cancel()
 		if err != nil {
-			logf("testbed: node %s: reset failed (ignored; the testbed removes the rest): %v", n.Name, err)
+			logf("node %s: reset failed (ignored; the rest is removed anyway): %v", n.Name, err)
 		} else {
-			logf("testbed: node %s: reset in %v", n.Name, time.Since(start).Round(time.Millisecond))
+			logf("node %s: reset in %v", n.Name, time.Since(start).Round(time.Millisecond))
 		}
 		_ = out
-	} else if reset && n.tb != nil && n.holderPID != 0 {
-		logf("testbed: node %s: its mounts are not intact; no reset", n.Name)
+	} else if reset && n.holderPID != 0 {
+		logf("node %s: its mounts are not intact; no reset", n.Name)
 	}
 	if err := n.KillAll(15 * time.Second); err != nil {
 		errs = append(errs, err)
@@ -275,7 +277,7 @@ func (n *Node) destroy(reset bool) []error {
 			errs = append(errs, err)
 		}
 	}
-	if n.CgroupRoot != "" && strings.HasPrefix(n.CgroupRoot, "/kftb-") {
+	if n.CgroupRoot != "" && strings.HasPrefix(n.CgroupRoot, "/"+n.bed.Prefix+"-") {
 		if err := removeCgroups(n.cgroupDirs()); err != nil {
 			errs = append(errs, err)
 		}
@@ -370,4 +372,14 @@ func tail(path string, lines int) string {
 		ls = ls[len(ls)-lines:]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// CgroupMounts lists the host's cgroup hierarchies' mount points.
+func CgroupMounts() ([]string, error) {
+	hs, err := cgroupHierarchies()
+	var out []string
+	for _, h := range hs {
+		out = append(out, h.point)
+	}
+	return out, err
 }

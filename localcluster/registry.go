@@ -1,4 +1,4 @@
-package testbed
+package localcluster
 
 import (
 	"encoding/json"
@@ -13,11 +13,14 @@ import (
 	"syscall"
 )
 
-// registryDir holds one JSON record per live testbed on this machine: what
-// it created and which process owns it. A testbed whose owner died (a test
-// binary killed by a timeout or a signal runs no cleanup) is removed by
-// the next New (Sweep).
-const registryDir = "/run/kftb"
+// RegistryDir holds one JSON record per live owned bed (a test's) on this
+// machine: what it created and which process owns it. A bed whose owner
+// died (a test binary killed by a timeout or a signal runs no cleanup) is
+// removed by the next Sweep. Its lock also serialises the choice of
+// subnets between all beds, clusters included.
+const RegistryDir = "/run/kftb"
+
+const registryDir = RegistryDir
 
 type procID struct {
 	PID   int    `json:"pid"`
@@ -61,22 +64,45 @@ func startTime(pid int) (uint64, error) {
 	return strconv.ParseUint(f[19], 10, 64)
 }
 
-type record struct {
+// Record is what a bed made: enough for another process to find it again
+// (OpenBed) and remove it.
+type Record struct {
 	ID     string       `json:"id"`
+	Prefix string       `json:"prefix,omitempty"`
 	Owner  procID       `json:"owner"`
 	Bridge string       `json:"bridge"`
 	Subnet string       `json:"subnet"`
 	Dir    string       `json:"dir"`
-	Nodes  []nodeRecord `json:"nodes"`
+	Nodes  []NodeRecord `json:"nodes"`
 }
 
-type nodeRecord struct {
+// NodeRecord is what a node is made of.
+type NodeRecord struct {
+	Name       string `json:"name,omitempty"`
+	IP         string `json:"ip,omitempty"`
+	Dir        string `json:"dir,omitempty"`
 	NetNS      string `json:"netns"`
 	HostVeth   string `json:"hostVeth"`
 	CgroupRoot string `json:"cgroupRoot"`
 	Holder     procID `json:"holder"`
 	NetNSID    string `json:"netnsID"`   // readlink of /proc/PID/ns/net: net:[inode]
 	MountNSID  string `json:"mountNSID"` // mnt:[inode]
+}
+
+// HolderAlive reports whether the node's namespace holder still runs.
+func (nr NodeRecord) HolderAlive() bool { return nr.Holder.alive() }
+
+// HolderPID is the pid of the node's namespace holder.
+func (nr NodeRecord) HolderPID() int { return nr.Holder.PID }
+
+func (nr NodeRecord) node(b *Bed) *Node {
+	n := &Node{bed: b, Name: nr.Name, Dir: nr.Dir, NetNS: nr.NetNS, HostVeth: nr.HostVeth, CgroupRoot: nr.CgroupRoot,
+		netnsID: nr.NetNSID, mountNSID: nr.MountNSID, holder: nr.Holder, holderPID: nr.Holder.PID}
+	n.IP, _ = netip.ParseAddr(nr.IP)
+	if n.holder.alive() {
+		n.Binary = filepath.Join(binaryDirOf(b.Prefix), "kubeforge")
+	}
+	return n
 }
 
 type registry struct{ dir string }
@@ -120,7 +146,7 @@ func withRegistry(f func(*registry) error) error {
 
 func (r *registry) path(id string) string { return filepath.Join(r.dir, id+".json") }
 
-func (r *registry) save(rec record) error {
+func (r *registry) save(rec Record) error {
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
@@ -139,8 +165,8 @@ func (r *registry) remove(id string) error {
 	return nil
 }
 
-func (r *registry) records() []record {
-	var out []record
+func (r *registry) records() []Record {
+	var out []Record
 	entries, _ := os.ReadDir(r.dir)
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".json") {
@@ -150,7 +176,7 @@ func (r *registry) records() []record {
 		if err != nil {
 			continue
 		}
-		var rec record
+		var rec Record
 		if json.Unmarshal(b, &rec) == nil && rec.ID != "" {
 			out = append(out, rec)
 		}
@@ -158,10 +184,9 @@ func (r *registry) records() []record {
 	return out
 }
 
-// freeSubnet picks a 10.x.y.0/24 that overlaps no address or route of the
-// host and no other testbed's subnet. x stays in 160–199: clear of the
-// default service (10.96.0.0/12) and pod (10.244.0.0/16) networks.
-func (r *registry) freeSubnet() (netip.Prefix, error) {
+// usedSubnets lists the owned beds' subnets and every IPv4 address and
+// route of the host (in all routing tables).
+func (r *registry) usedSubnets() ([]netip.Prefix, error) {
 	var used []netip.Prefix
 	for _, rec := range r.records() {
 		if p, err := netip.ParsePrefix(rec.Subnet); err == nil {
@@ -171,36 +196,71 @@ func (r *registry) freeSubnet() (netip.Prefix, error) {
 	for _, args := range [][]string{{"-4", "-o", "route", "show", "table", "all"}, {"-4", "-o", "addr", "show"}} {
 		out, err := outputHost("ip", args...)
 		if err != nil {
-			return netip.Prefix{}, err
+			return nil, err
 		}
-		for _, tok := range strings.Fields(out) {
-			if p, err := netip.ParsePrefix(tok); err == nil && p.Addr().Is4() {
-				used = append(used, p.Masked())
-			} else if a, err := netip.ParseAddr(tok); err == nil && a.Is4() {
-				used = append(used, netip.PrefixFrom(a, 32))
+		used = append(used, ParseIPOutput(out)...)
+	}
+	return used, nil
+}
+
+// ParseIPOutput picks the IPv4 prefixes and addresses (as /32) out of the
+// output of `ip -4 -o route|addr show`.
+func ParseIPOutput(out string) []netip.Prefix {
+	var used []netip.Prefix
+	for _, tok := range strings.Fields(out) {
+		if p, err := netip.ParsePrefix(tok); err == nil && p.Addr().Is4() {
+			used = append(used, p.Masked())
+		} else if a, err := netip.ParseAddr(tok); err == nil && a.Is4() {
+			used = append(used, netip.PrefixFrom(a, 32))
+		}
+	}
+	return used
+}
+
+// Overlapping returns the first of used that overlaps p (a default route,
+// 0.0.0.0/0, overlaps nothing here: it is where everything else goes).
+func Overlapping(p netip.Prefix, used []netip.Prefix) netip.Prefix {
+	for _, u := range used {
+		if u.Bits() > 0 && u.Overlaps(p) {
+			return u
+		}
+	}
+	return netip.Prefix{}
+}
+
+// FreeSubnet picks a /24 in rng that overlaps nothing in used: at random,
+// or the lowest free one.
+func FreeSubnet(rng netip.Prefix, used []netip.Prefix, random bool) (netip.Prefix, error) {
+	rng = rng.Masked()
+	if !rng.Addr().Is4() || rng.Bits() > 24 {
+		return netip.Prefix{}, fmt.Errorf("range %s: want an IPv4 range of at least a /24", rng)
+	}
+	count := 1 << (24 - rng.Bits())
+	base := rng.Addr().As4()
+	nth := func(i int) netip.Prefix {
+		v := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8
+		v += uint32(i) << 8
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), 0}), 24)
+	}
+	if random {
+		for i := 0; i < 1000; i++ {
+			if cand := nth(rand.IntN(count)); !Overlapping(cand, used).IsValid() {
+				return cand, nil
 			}
 		}
 	}
-	for i := 0; i < 1000; i++ {
-		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(160 + rand.IntN(40)), byte(rand.IntN(256)), 0}), 24)
-		free := true
-		for _, u := range used {
-			if u.Bits() > 0 && u.Overlaps(cand) {
-				free = false
-				break
-			}
-		}
-		if free {
+	for i := 0; i < count; i++ {
+		if cand := nth(i); !Overlapping(cand, used).IsValid() {
 			return cand, nil
 		}
 	}
-	return netip.Prefix{}, errors.New("no free 10.x.y.0/24 subnet in 10.160.0.0–10.199.255.255")
+	return netip.Prefix{}, fmt.Errorf("%w in %s: every one overlaps an address or route of this host or another bed", errNoSubnet, rng)
 }
 
 // Sweep removes the testbeds whose owning process is gone: a test binary
 // that was killed (timeout, signal) ran no cleanup. New calls it.
 func Sweep(logf func(format string, args ...any)) {
-	var stale []record
+	var stale []Record
 	_ = withRegistry(func(r *registry) error {
 		for _, rec := range r.records() {
 			if !rec.Owner.alive() {
@@ -211,23 +271,9 @@ func Sweep(logf func(format string, args ...any)) {
 	})
 	for _, rec := range stale {
 		logf("testbed: removing testbed %s left by process %d, which is gone", rec.ID, rec.Owner.PID)
-		for i := len(rec.Nodes) - 1; i >= 0; i-- {
-			nr := rec.Nodes[i]
-			n := &Node{NetNS: nr.NetNS, HostVeth: nr.HostVeth, CgroupRoot: nr.CgroupRoot,
-				netnsID: nr.NetNSID, mountNSID: nr.MountNSID, holder: nr.Holder, holderPID: nr.Holder.PID}
-			for _, err := range n.destroy(false) {
-				logf("testbed %s: %v", rec.ID, err)
-			}
-		}
-		if rec.Bridge != "" && linkExists(rec.Bridge) {
-			if err := runHost("ip", "link", "delete", rec.Bridge); err != nil {
-				logf("testbed %s: %v", rec.ID, err)
-			}
-		}
-		if rec.Dir != "" && strings.HasPrefix(filepath.Base(rec.Dir), "kftb-") {
-			if err := removeAll(rec.Dir); err != nil {
-				logf("testbed %s: %v", rec.ID, err)
-			}
+		b := OpenBed(rec, func(Record) error { return nil }, logf)
+		for _, err := range b.Destroy(false) {
+			logf("testbed %s: %v", rec.ID, err)
 		}
 		_ = withRegistry(func(r *registry) error { return r.remove(rec.ID) })
 	}

@@ -1,4 +1,4 @@
-package testbed
+package localcluster
 
 import (
 	"bytes"
@@ -15,10 +15,10 @@ import (
 	"time"
 )
 
-// Node is one node of a testbed: a network namespace, a mount namespace
-// and a kubelet cgroup root of its own (see the package documentation).
+// Node is one node of a bed: a network namespace, a mount namespace and a
+// kubelet cgroup root of its own (see the package documentation).
 type Node struct {
-	tb *Testbed
+	bed *Bed
 
 	// Name is the node's name (and its Kubernetes node name).
 	Name string
@@ -51,8 +51,8 @@ type Node struct {
 	cgroups   []string // cgroup directories the testbed made
 }
 
-// binaryDir is where, in the node's /var/lib, the node finds the binary.
-const binaryDir = "/var/lib/kftb-bin"
+// binaryDirOf is where, in the node's /var/lib, the node finds the binary.
+func binaryDirOf(prefix string) string { return "/var/lib/" + prefix + "-bin" }
 
 // basePaths are where the testbed mounts the node's own filesystems.
 var basePaths = []string{"/etc", "/var/lib", "/var/log", "/run"}
@@ -66,9 +66,9 @@ func (n *Node) create() error {
 			return err
 		}
 	}
-	_ = os.Chmod(n.tb.Dir, 0o755)
-	n.Binary = filepath.Join(binaryDir, "kubeforge")
-	if err := linkOrCopy(n.tb.Binary, filepath.Join(n.Dir, "var-lib", strings.TrimPrefix(n.Binary, "/var/lib/"))); err != nil {
+	_ = os.Chmod(n.bed.Dir, 0o755)
+	n.Binary = filepath.Join(binaryDirOf(n.bed.Prefix), "kubeforge")
+	if err := linkOrCopy(n.bed.Binary, filepath.Join(n.Dir, "var-lib", strings.TrimPrefix(n.Binary, "/var/lib/"))); err != nil {
 		return fmt.Errorf("the kubeforge binary in the node: %w", err)
 	}
 	for _, d := range []string{n.Dir, filepath.Dir(n.Dir), filepath.Join(n.Dir, "etc.upper")} {
@@ -97,10 +97,10 @@ func (n *Node) create() error {
 		return err
 	}
 	n.netnsID = fmt.Sprintf("net:[%d]", st.Ino)
-	prefix := fmt.Sprintf("%s/%d", n.IP, n.tb.Subnet.Bits())
+	prefix := fmt.Sprintf("%s/%d", n.IP, n.bed.Subnet.Bits())
 	for _, args := range [][]string{
 		{"link", "add", n.HostVeth, "type", "veth", "peer", "name", "eth0", "netns", n.NetNS},
-		{"link", "set", n.HostVeth, "master", n.tb.Bridge, "up"},
+		{"link", "set", n.HostVeth, "master", n.bed.Bridge, "up"},
 		{"-n", n.NetNS, "addr", "add", prefix, "dev", "eth0"},
 		{"-n", n.NetNS, "link", "set", "eth0", "up"},
 		{"-n", n.NetNS, "link", "set", "lo", "up"},
@@ -120,7 +120,7 @@ func (n *Node) create() error {
 	if err := n.startHolder(); err != nil {
 		return err
 	}
-	n.tb.updateNode(n)
+	n.bed.updateNode(n)
 	if err := n.setupMounts(); err != nil {
 		return err
 	}
@@ -130,26 +130,45 @@ func (n *Node) create() error {
 	return nil
 }
 
-func (tb *Testbed) updateNode(n *Node) {
-	tb.mu.Lock()
-	for i := range tb.rec.Nodes {
-		if tb.rec.Nodes[i].NetNS == n.NetNS {
-			tb.rec.Nodes[i].Holder = n.holder
-			tb.rec.Nodes[i].NetNSID = n.netnsID
-			tb.rec.Nodes[i].MountNSID = n.mountNSID
+func (b *Bed) updateNode(n *Node) {
+	b.mu.Lock()
+	for i := range b.rec.Nodes {
+		if b.rec.Nodes[i].NetNS == n.NetNS {
+			b.rec.Nodes[i] = n.record()
 		}
 	}
-	tb.mu.Unlock()
-	tb.saveRecord()
+	b.mu.Unlock()
+	b.saveRecord()
+}
+
+func (n *Node) record() NodeRecord {
+	return NodeRecord{Name: n.Name, IP: n.IP.String(), Dir: n.Dir, NetNS: n.NetNS, HostVeth: n.HostVeth, CgroupRoot: n.CgroupRoot,
+		Holder: n.holder, NetNSID: n.netnsID, MountNSID: n.mountNSID}
+}
+
+// fileText reads a small file for an error message.
+type fileText string
+
+func (f fileText) String() string {
+	b, _ := os.ReadFile(string(f))
+	return strings.TrimSpace(string(b))
 }
 
 func (n *Node) startHolder() error {
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+n.NetNS, "--",
 		"unshare", "--mount", "--propagation", "private", "--", "sleep", "infinity")
+	// A session of its own: the holder outlives the process that made it
+	// (a cluster outlives `kubeforge cluster create`). Its stderr is a file
+	// in the node's directory, not a pipe that would close with its maker.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	errFile, err := os.Create(filepath.Join(n.Dir, "holder.log"))
+	if err != nil {
+		return err
+	}
+	defer errFile.Close()
+	cmd.Stderr = errFile
+	stderr := fileText(errFile.Name())
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start the mount namespace holder: %w", err)
 	}
@@ -200,8 +219,8 @@ func (n *Node) setupMounts() error {
 	fmt.Fprintf(&script, "mount --bind %s /var/lib\n", q("var-lib"))
 	script.WriteString("mount --make-rshared /var/lib\n")
 	fmt.Fprintf(&script, "mount --bind %s /var/log\n", q("var-log"))
-	script.WriteString("mount -t tmpfs -o mode=0755,nosuid,nodev kftb-run /run\nmkdir -p /run/lock\n")
-	fmt.Fprintf(&script, "mount -t overlay -o lowerdir=/etc,upperdir=%s,workdir=%s kftb-etc /etc\n", q("etc.upper"), q("etc.work"))
+	fmt.Fprintf(&script, "mount -t tmpfs -o mode=0755,nosuid,nodev %s-run /run\nmkdir -p /run/lock\n", n.bed.Prefix)
+	fmt.Fprintf(&script, "mount -t overlay -o lowerdir=/etc,upperdir=%s,workdir=%s %s-etc /etc\n", q("etc.upper"), q("etc.work"), n.bed.Prefix)
 	if out, err := n.Run(context.Background(), "sh", "-c", script.String()); err != nil {
 		return fmt.Errorf("mounts: %w\n%s", err, out)
 	}
@@ -408,6 +427,14 @@ func (n *Node) WriteFile(p string, data []byte, mode os.FileMode) error {
 // HolderPID is the pid of the process that holds the node's mount namespace.
 func (n *Node) HolderPID() int { return n.holderPID }
 
+// Alive reports whether the node's namespace holder still runs.
+func (n *Node) Alive() bool { return n.holder.alive() }
+
+// NetNSID and MountNSID are the node's namespaces as /proc/PID/ns links
+// show them (net:[inode], mnt:[inode]).
+func (n *Node) NetNSID() string   { return n.netnsID }
+func (n *Node) MountNSID() string { return n.mountNSID }
+
 // KubeletConfigYAML is the KubeletConfiguration document the node needs:
 // its own cgroup root, and the testbed's resolv.conf (ResolvConf) as
 // resolvConf, so that CoreDNS, which forwards what is not the cluster's to
@@ -415,7 +442,7 @@ func (n *Node) HolderPID() int { return n.holderPID }
 // network.
 func (n *Node) KubeletConfigYAML() string {
 	return "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupRoot: " + n.CgroupRoot +
-		"\nresolvConf: " + n.tb.ResolvConf + "\n"
+		"\nresolvConf: " + n.bed.ResolvConf + "\n"
 }
 
 // InitConfigYAML is the node's `kubeforge init --config` document:
@@ -435,33 +462,25 @@ kind: ClusterConfiguration
 %s`, n.IP, n.Name, n.KubeletConfigYAML())
 }
 
-// InitConfigFile writes InitConfigYAML and returns its path, which is the
-// same in the node.
-func (n *Node) InitConfigFile() string {
-	return n.WriteConfigFile("init.yaml", n.InitConfigYAML())
-}
-
-// JoinConfigFile writes the node-local part of a join and returns its
-// path: the node's name and, as kubeletExtraArgs (kubeadm's way to give one
-// node a kubelet flag), the kubelet cgroup root of its own that every
-// testbed node needs. Discovery comes from the join command's flags.
-func (n *Node) JoinConfigFile() string {
-	return n.WriteConfigFile("join.yaml", fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+// JoinConfigYAML is the node-local part of a join: the node's name and, as
+// kubeletExtraArgs (kubeadm's way to give one node a kubelet flag), the
+// kubelet cgroup root of its own that every node needs (the
+// KubeletConfiguration comes from the cluster). Discovery comes from the
+// join command's flags.
+func (n *Node) JoinConfigYAML() string {
+	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: JoinConfiguration
 nodeRegistration:
   name: %s
   kubeletExtraArgs:
   - name: cgroup-root
     value: %s
-`, n.Name, n.CgroupRoot))
+`, n.Name, n.CgroupRoot)
 }
 
 // WriteConfigFile writes a config file into the node's directory (visible
 // in the node at the same path) and returns its path.
-func (n *Node) WriteConfigFile(name, content string) string {
+func (n *Node) WriteConfigFile(name, content string) (string, error) {
 	p := filepath.Join(n.Dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		n.tb.t.Fatalf("testbed: %v", err)
-	}
-	return p
+	return p, os.WriteFile(p, []byte(content), 0o600)
 }
