@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -14,7 +15,7 @@ import (
 )
 
 // selfImageAddon is a cluster addon that runs on kubeforge's self-image as
-// one Deployment or DaemonSet in kube-system. `upgrade apply` moves each to
+// one Deployment, DaemonSet or StatefulSet in kube-system. `upgrade apply` moves each to
 // this version's image once every node runs this version (older nodes'
 // container runtimes lack the image). Only the image changes: the addon's
 // settings stay those of the running object. An addon that is not there
@@ -24,8 +25,8 @@ type selfImageAddon struct {
 	Phase string
 	// Title names the addon in messages.
 	Title string
-	// DaemonSet is true for a DaemonSet, false for a Deployment.
-	DaemonSet bool
+	// Kind is the object's kind: Deployment, DaemonSet or StatefulSet.
+	Kind string
 	// Name is the object's name and its container's.
 	Name string
 }
@@ -33,14 +34,22 @@ type selfImageAddon struct {
 // selfImageAddons are the addons upgrade moves to the new self-image, in
 // order. Each addon on the self-image adds its line here.
 var selfImageAddons = []selfImageAddon{
-	{Phase: "metrics-server", Title: "metrics-server", Name: manifests.MetricsServerName},
-	{Phase: "local-path", Title: "local-path storage", DaemonSet: true, Name: manifests.LocalPathName},
-	{Phase: "cloud-controller", Title: "the cloud controller manager", Name: manifests.CloudControllerName},
-	{Phase: "dashboard", Title: "the dashboard", Name: manifests.DashboardName},
+	{Phase: "metrics-server", Title: "metrics-server", Kind: deployment, Name: manifests.MetricsServerName},
+	{Phase: "local-path", Title: "local-path storage", Kind: daemonSet, Name: manifests.LocalPathName},
+	{Phase: "cloud-controller", Title: "the cloud controller manager", Kind: deployment, Name: manifests.CloudControllerName},
+	{Phase: "dashboard", Title: "the dashboard", Kind: deployment, Name: manifests.DashboardName},
 	// An upgrade does not start enforcing NetworkPolicy in a cluster made
 	// without it: `kubeforge init phase addon network-policy` installs it.
-	{Phase: "network-policy", Title: "network policy", DaemonSet: true, Name: manifests.NetworkPolicyName},
+	{Phase: "network-policy", Title: "network policy", Kind: daemonSet, Name: manifests.NetworkPolicyName},
+	// The store restarts on the new image with its data (its volume).
+	{Phase: "log-store", Title: "the log store", Kind: statefulSet, Name: manifests.LogStoreName},
 }
+
+const (
+	deployment  = "Deployment"
+	daemonSet   = "DaemonSet"
+	statefulSet = "StatefulSet"
+)
 
 // selfImageAddonPhases are the upgrade phases of selfImageAddons.
 func selfImageAddonPhases() []Phase[*UpgradeData] {
@@ -52,72 +61,63 @@ func selfImageAddonPhases() []Phase[*UpgradeData] {
 	return out
 }
 
-func (a selfImageAddon) kind() string {
-	if a.DaemonSet {
-		return "DaemonSet"
+// object reads the addon's object: its pod template and whether its pods
+// run the current template everywhere (with a short status).
+func (a selfImageAddon) object(ctx context.Context, d *UpgradeData) (*corev1.PodTemplateSpec, bool, string, error) {
+	apps := d.Client.AppsV1()
+	get := metav1.GetOptions{}
+	ns := metav1.NamespaceSystem
+	switch a.Kind {
+	case daemonSet:
+		o, err := apps.DaemonSets(ns).Get(ctx, a.Name, get)
+		if err != nil {
+			return nil, false, "", err
+		}
+		s := o.Status
+		done := s.ObservedGeneration >= o.Generation && s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberAvailable == s.DesiredNumberScheduled
+		return &o.Spec.Template, done, fmt.Sprintf("%d/%d updated, %d available", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberAvailable), nil
+	case statefulSet:
+		o, err := apps.StatefulSets(ns).Get(ctx, a.Name, get)
+		if err != nil {
+			return nil, false, "", err
+		}
+		want, s := replicas(o.Spec.Replicas), o.Status
+		done := s.ObservedGeneration >= o.Generation && s.UpdatedReplicas == want && s.ReadyReplicas == want && s.CurrentRevision == s.UpdateRevision
+		return &o.Spec.Template, done, fmt.Sprintf("%d/%d updated, %d ready", s.UpdatedReplicas, want, s.ReadyReplicas), nil
+	default:
+		o, err := apps.Deployments(ns).Get(ctx, a.Name, get)
+		if err != nil {
+			return nil, false, "", err
+		}
+		want, s := replicas(o.Spec.Replicas), o.Status
+		done := s.ObservedGeneration >= o.Generation && s.UpdatedReplicas == want && s.Replicas == want && s.AvailableReplicas == want
+		return &o.Spec.Template, done, fmt.Sprintf("%d/%d updated, %d available", s.UpdatedReplicas, want, s.AvailableReplicas), nil
 	}
-	return "Deployment"
 }
 
-// workload reads the addon's object: the image of its container, and
-// whether it exists.
-func (a selfImageAddon) image(ctx context.Context, d *UpgradeData) (string, bool, error) {
-	var err error
-	var spec []string
-	if a.DaemonSet {
-		ds, e := d.Client.AppsV1().DaemonSets(metav1.NamespaceSystem).Get(ctx, a.Name, metav1.GetOptions{})
-		if err = e; e == nil {
-			for _, c := range ds.Spec.Template.Spec.Containers {
-				if c.Name == a.Name {
-					spec = append(spec, c.Image)
-				}
-			}
-		}
-	} else {
-		dep, e := d.Client.AppsV1().Deployments(metav1.NamespaceSystem).Get(ctx, a.Name, metav1.GetOptions{})
-		if err = e; e == nil {
-			for _, c := range dep.Spec.Template.Spec.Containers {
-				if c.Name == a.Name {
-					spec = append(spec, c.Image)
-				}
-			}
-		}
+func replicas(r *int32) int32 {
+	if r == nil {
+		return 1
 	}
+	return *r
+}
+
+// image is the image of the addon's container, and whether the addon's
+// object exists.
+func (a selfImageAddon) image(ctx context.Context, d *UpgradeData) (string, bool, error) {
+	tmpl, _, _, err := a.object(ctx, d)
 	if apierrors.IsNotFound(err) {
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("read %s %s/%s: %w", a.kind(), metav1.NamespaceSystem, a.Name, err)
+		return "", false, fmt.Errorf("read %s %s/%s: %w", a.Kind, metav1.NamespaceSystem, a.Name, err)
 	}
-	if len(spec) == 0 {
-		return "", true, fmt.Errorf("%s %s/%s has no container %q: it is not kubeforge's %s", a.kind(), metav1.NamespaceSystem, a.Name, a.Name, a.Title)
-	}
-	return spec[0], true, nil
-}
-
-// rolledOut reports whether the addon's object runs its current template
-// everywhere, with a short status.
-func (a selfImageAddon) rolledOut(ctx context.Context, d *UpgradeData) (bool, string, error) {
-	if a.DaemonSet {
-		ds, err := d.Client.AppsV1().DaemonSets(metav1.NamespaceSystem).Get(ctx, a.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, "", err
+	for _, c := range tmpl.Spec.Containers {
+		if c.Name == a.Name {
+			return c.Image, true, nil
 		}
-		s := ds.Status
-		done := s.ObservedGeneration >= ds.Generation && s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberAvailable == s.DesiredNumberScheduled
-		return done, fmt.Sprintf("%d/%d updated, %d available", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberAvailable), nil
 	}
-	dep, err := d.Client.AppsV1().Deployments(metav1.NamespaceSystem).Get(ctx, a.Name, metav1.GetOptions{})
-	if err != nil {
-		return false, "", err
-	}
-	want := int32(1)
-	if dep.Spec.Replicas != nil {
-		want = *dep.Spec.Replicas
-	}
-	s := dep.Status
-	done := s.ObservedGeneration >= dep.Generation && s.UpdatedReplicas == want && s.Replicas == want && s.AvailableReplicas == want
-	return done, fmt.Sprintf("%d/%d updated, %d available", s.UpdatedReplicas, want, s.AvailableReplicas), nil
+	return "", true, fmt.Errorf("%s %s/%s has no container %q: it is not kubeforge's %s", a.Kind, metav1.NamespaceSystem, a.Name, a.Name, a.Title)
 }
 
 func upgradeSelfImageAddon(ctx context.Context, d *UpgradeData, a selfImageAddon) error {
@@ -127,7 +127,7 @@ func upgradeSelfImageAddon(ctx context.Context, d *UpgradeData, a selfImageAddon
 		return err
 	}
 	if !found {
-		d.Out.Printf(phase, "Skipping %s: there is no %s %s/%s (the addon is off)", a.Title, a.kind(), metav1.NamespaceSystem, a.Name)
+		d.Out.Printf(phase, "Skipping %s: there is no %s %s/%s (the addon is off)", a.Title, a.Kind, metav1.NamespaceSystem, a.Name)
 		return nil
 	}
 	if current == version.Image() {
@@ -138,7 +138,7 @@ func upgradeSelfImageAddon(ctx context.Context, d *UpgradeData, a selfImageAddon
 		return err
 	}
 	if d.DryRun {
-		d.Out.Printf(phase, "Would set the image of %s %s/%s from %s to %s", a.kind(), metav1.NamespaceSystem, a.Name, current, version.Image())
+		d.Out.Printf(phase, "Would set the image of %s %s/%s from %s to %s", a.Kind, metav1.NamespaceSystem, a.Name, current, version.Image())
 		return nil
 	}
 	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
@@ -146,13 +146,20 @@ func upgradeSelfImageAddon(ctx context.Context, d *UpgradeData, a selfImageAddon
 	if err != nil {
 		return err
 	}
-	if a.DaemonSet {
-		_, err = d.Client.AppsV1().DaemonSets(metav1.NamespaceSystem).Patch(ctx, a.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
-	} else {
-		_, err = d.Client.AppsV1().Deployments(metav1.NamespaceSystem).Patch(ctx, a.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+	apps, ns, pt, opts := d.Client.AppsV1(), metav1.NamespaceSystem, types.StrategicMergePatchType, metav1.PatchOptions{FieldManager: FieldManager}
+	switch a.Kind {
+	case daemonSet:
+		_, err = apps.DaemonSets(ns).Patch(ctx, a.Name, pt, patch, opts)
+	case statefulSet:
+		_, err = apps.StatefulSets(ns).Patch(ctx, a.Name, pt, patch, opts)
+	default:
+		_, err = apps.Deployments(ns).Patch(ctx, a.Name, pt, patch, opts)
 	}
 	if err != nil {
-		return fmt.Errorf("set the image of %s %s/%s to %s: %w", a.kind(), metav1.NamespaceSystem, a.Name, version.Image(), err)
+		return fmt.Errorf("set the image of %s %s/%s to %s: %w", a.Kind, metav1.NamespaceSystem, a.Name, version.Image(), err)
 	}
-	return d.waitRollout(ctx, a.Title, func(ctx context.Context) (bool, string, error) { return a.rolledOut(ctx, d) })
+	return d.waitRollout(ctx, a.Title, func(ctx context.Context) (bool, string, error) {
+		_, done, status, err := a.object(ctx, d)
+		return done, status, err
+	})
 }

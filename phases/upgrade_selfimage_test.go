@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubeforge/kubeforge/config"
@@ -115,5 +116,52 @@ func TestUpgradeSelfImageDeployment(t *testing.T) {
 	}
 	if img := got.Spec.Template.Spec.Containers[0].Image; img != version.Image() {
 		t.Errorf("metrics-server image after upgrade: %s", img)
+	}
+}
+
+// Every workload an addon of kubeforge's runs on the self-image has its
+// line in selfImageAddons, with its kind and its container's name: an
+// addon added without one would stay on the old image after an upgrade.
+func TestSelfImageAddonsComplete(t *testing.T) {
+	cfg := config.New()
+	var objs []runtime.Object
+	cc, err := manifests.CloudControllerObjects(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs = append(objs, cc...)
+	objs = append(objs, manifests.DashboardObjects(cfg)...)
+	objs = append(objs, manifests.LocalPathObjects(cfg)...)
+	objs = append(objs, manifests.LogStoreObjects(cfg, manifests.LogStorage{})...)
+	objs = append(objs, manifests.MetricsServerObjects(cfg, manifests.MetricsServerTLS{})...)
+	objs = append(objs, manifests.NetworkPolicyObjects(cfg)...)
+	inTable := map[string]string{}
+	for _, a := range selfImageAddons {
+		inTable[a.Name] = a.Kind
+	}
+	for _, o := range objs {
+		var kind, name string
+		var tmpl corev1.PodTemplateSpec
+		switch w := o.(type) {
+		case *appsv1.Deployment:
+			kind, name, tmpl = deployment, w.Name, w.Spec.Template
+		case *appsv1.DaemonSet:
+			kind, name, tmpl = daemonSet, w.Name, w.Spec.Template
+		case *appsv1.StatefulSet:
+			kind, name, tmpl = statefulSet, w.Name, w.Spec.Template
+		default:
+			continue
+		}
+		for _, c := range tmpl.Spec.Containers {
+			if c.Image != version.Image() {
+				continue
+			}
+			if c.Name != name {
+				t.Errorf("%s %s: its self-image container is %q; the upgrade table expects the object's name", kind, name, c.Name)
+			}
+			if got, ok := inTable[name]; !ok || got != kind {
+				t.Errorf("%s %s runs the self-image but selfImageAddons has %q for it: add its line", kind, name, got)
+			}
+		}
 	}
 }
