@@ -51,10 +51,10 @@ func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) er
 		if pod, err := d.mirrorPod(ctx, component); err == nil {
 			oldHash, oldMirror = pod.Annotations[configHashAnnotation], pod.UID
 		}
+		d.replaceMirror(ctx, component, logical, want, oldMirror)
 		if err := d.WriteFile(phase, "static Pod manifest for "+component, logical, want, 0o600, HideContent); err != nil {
 			return err
 		}
-		d.replaceMirror(ctx, component, oldMirror)
 	} else if d.componentRunning(ctx, component, "", image, 5*time.Second) == nil {
 		d.Out.Printf(phase, "%s already runs %s", component, image)
 		return nil
@@ -67,26 +67,23 @@ func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) er
 }
 
 // replaceMirror puts the mirror pod of the component's new manifest in
-// place at once, while the API server still answers, so that the kubelet
-// starts the new static pod without waiting on the API server first (see
-// package staticpod: on one control-plane node that wait kept etcd down
-// for a minute). It only saves time: when it cannot, the kubelet replaces
-// the mirror pod itself, as before.
-func (d *UpgradeData) replaceMirror(ctx context.Context, component string, old types.UID) {
-	dir := filepath.Dir(d.Cfg.Paths.Manifest(component))
+// place just before the manifest is written, while etcd and the API server
+// still answer, so that the kubelet starts the new static pod without
+// waiting on the API server first (see package staticpod: on one
+// control-plane node that wait kept etcd down for a minute; after the
+// manifest is written it is too late, the kubelet stops the old etcd at
+// once). It only saves time: when it cannot, or when the kubelet reads the
+// manifest otherwise, the kubelet replaces the mirror pod itself, as before.
+func (d *UpgradeData) replaceMirror(ctx context.Context, component, path string, manifest []byte, old types.UID) {
 	// The kubelet's hash covers the manifest's path as the kubelet sees
 	// it: only the same path gives the same hash.
-	if old == "" || d.Paths.Host(dir) != dir {
+	if old == "" || d.Paths.Host(path) != path {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	node := d.Cfg.NodeName()
-	pods, err := staticpod.Read(ctx, dir, node)
-	static := staticpod.Find(pods, component, node)
-	if err == nil && static == nil {
-		err = fmt.Errorf("the kubelet would find no pod %s-%s in %s", component, node, dir)
-	}
+	static, err := staticpod.Pod(ctx, manifest, path, node)
 	if err == nil {
 		err = staticpod.ReplaceMirror(ctx, d.Client, node, static, old)
 	}

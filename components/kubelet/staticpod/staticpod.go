@@ -12,19 +12,29 @@ package staticpod
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/pkg/api/legacyscheme"
+	api "k8s.io/kubernetes/pkg/apis/core"
+	_ "k8s.io/kubernetes/pkg/apis/core/install" // the core types in legacyscheme, as the kubelet has them
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/config"
 	kubepod "k8s.io/kubernetes/pkg/kubelet/pod"
 	kubetypes "k8s.io/kubernetes/pkg/kubelet/types"
+	hashutil "k8s.io/kubernetes/pkg/util/hash"
 )
 
 // ConfigHashAnnotation is where a static pod and its mirror pod carry the
@@ -96,3 +106,60 @@ func (g nodeGetter) Get(name string) (*corev1.Node, error) {
 type noObserver struct{}
 
 func (noObserver) ObservedPodOnWatch(klog.Logger, *corev1.Pod, time.Time) {}
+
+// Hash is the config hash (and UID) that the kubelet of node nodeName gives
+// the static pod in manifest once it reads it from path: the kubelet's file
+// source decodes the manifest into the internal Pod type (defaults
+// applied) and hashes that object, the node's name and the file's path
+// (k8s.io/kubernetes/pkg/kubelet/config, applyDefaults). Computing it
+// before the file is written lets a caller put the mirror pod in place
+// first. TestHashAsTheKubelet checks it against the kubelet's own reading.
+func Hash(manifest []byte, path, nodeName string) (string, error) {
+	js, err := utilyaml.ToJSON(manifest)
+	if err != nil {
+		return "", fmt.Errorf("static pod manifest for %s: %w", path, err)
+	}
+	obj, err := runtime.Decode(legacyscheme.Codecs.UniversalDecoder(), js)
+	if err != nil {
+		return "", fmt.Errorf("static pod manifest for %s: %w", path, err)
+	}
+	pod, ok := obj.(*api.Pod)
+	if !ok {
+		return "", fmt.Errorf("static pod manifest for %s holds a %T, not a Pod", path, obj)
+	}
+	h := fnv.New128a()
+	hashutil.DeepHashObject(h, pod)
+	fmt.Fprintf(h, "host:%s", nodeName)
+	fmt.Fprintf(h, "file:%s", path)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Pod is the static pod the kubelet of node nodeName will run once
+// manifest is at path, as the kubelet's file source makes it (see Read),
+// before the file is there: it reads a copy elsewhere and gives it the
+// hash of path (Hash).
+func Pod(ctx context.Context, manifest []byte, path, nodeName string) (*corev1.Pod, error) {
+	hash, err := Hash(manifest, path, nodeName)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "kubeforge-staticpod-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, filepath.Base(path)), manifest, 0o600); err != nil {
+		return nil, err
+	}
+	pods, err := Read(ctx, dir, nodeName)
+	if err != nil {
+		return nil, err
+	}
+	if len(pods) != 1 {
+		return nil, fmt.Errorf("the kubelet would read %d pods from the static pod manifest for %s", len(pods), path)
+	}
+	p := pods[0]
+	p.UID = types.UID(hash)
+	p.Annotations[ConfigHashAnnotation] = hash
+	return p, nil
+}

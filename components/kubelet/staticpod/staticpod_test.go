@@ -89,3 +89,42 @@ func TestReplaceMirror(t *testing.T) {
 		t.Errorf("owner references %+v, want the Node", got.OwnerReferences)
 	}
 }
+
+// Hash gives the hash the kubelet's own file source gives the same file at
+// the same path; Pod gives the pod it makes, before the file is there.
+func TestHashAsTheKubelet(t *testing.T) {
+	dir := t.TempDir()
+	kubelet := readOne(t, dir, "x")
+	path := filepath.Join(dir, "etcd.yaml")
+	manifest, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Hash(manifest, path, "cp1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != string(kubelet.UID) {
+		t.Fatalf("Hash = %s, the kubelet's file source says %s", h, kubelet.UID)
+	}
+	if other, _ := Hash(manifest, path, "cp2"); other == h {
+		t.Errorf("another node's kubelet hashes to the same %s", h)
+	}
+	before, err := Pod(context.Background(), manifest, filepath.Join(t.TempDir(), "etcd.yaml"), "cp1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.UID == kubelet.UID {
+		t.Errorf("Pod at another path kept the hash %s", before.UID)
+	}
+	p, err := Pod(context.Background(), manifest, path, "cp1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.UID != kubelet.UID || p.Annotations[ConfigHashAnnotation] != string(kubelet.UID) || p.Name != "etcd-cp1" {
+		t.Errorf("Pod: uid %s, hash %s, name %s; the kubelet: %s", p.UID, p.Annotations[ConfigHashAnnotation], p.Name, kubelet.UID)
+	}
+	if _, err := Hash([]byte("kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n"), path, "cp1"); err == nil {
+		t.Error("Hash of a ConfigMap: no error")
+	}
+}
