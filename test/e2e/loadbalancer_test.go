@@ -135,7 +135,13 @@ func TestLoadBalancer(t *testing.T) {
 		}
 		kf(t, cp, 2*time.Minute, "images", "import", tarball)
 		kubectl(t, "apply", "-f", cp.WriteConfigFile("lb-backend.yaml", lbBackend))
-		kubectl(t, "rollout", "status", "deployment/lb-web", "--timeout=2m")
+		// kubectl's own 2 min, not kubectlOn's 30 s: with every addon
+		// starting on a fresh cluster the first pod can take longer.
+		rctx, rcancel := context.WithTimeout(context.Background(), 150*time.Second)
+		defer rcancel()
+		if out, err := cp.KubectlContext(rctx, "rollout", "status", "deployment/lb-web", "--timeout=2m"); err != nil {
+			t.Fatalf("lb-web rollout: %v\n%s", err, out)
+		}
 	})
 
 	step("without-pool", func(t *testing.T) {

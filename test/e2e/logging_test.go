@@ -67,8 +67,11 @@ func TestLogging(t *testing.T) {
 	step("cluster", func(t *testing.T) {
 		cfg := netInitConfig(t, cp, netResolvConf(t, tb), "")
 		out := kf(t, cp, 3*time.Minute, "init", "--config", cfg, "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
-		if !strings.Contains(out, "log store (retention 7d)") || !strings.Contains(out, "/var/lib/kubeforge/log-store on a control-plane node") {
-			t.Errorf("init did not report the log store on the control plane's disk:\n%s", out)
+		// The local-path StorageClass is installed before the log store
+		// (addon order), so a default cluster keeps the store's data on a
+		// local-path volume.
+		if !strings.Contains(out, "log store (retention 7d)") || !strings.Contains(out, "volume claim (StorageClass local-path)") {
+			t.Errorf("init did not report the log store on a local-path volume claim:\n%s", out)
 		}
 		for _, w := range []*testbed.Node{w1, w2} {
 			kf(t, w, 3*time.Minute, "join", "--config", netJoinConfig(t, w, out))
