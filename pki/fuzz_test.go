@@ -76,6 +76,9 @@ func FuzzKubeconfig(f *testing.F) {
 	f.Add(refs, rotated)
 	f.Add(refs, append(EncodeCertPEM(cert), otherPEM...))
 	f.Add(refs, []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"))
+	// A reference to a missing file outside the kubernetes directory: the
+	// error must still name the kubeconfig that holds the reference.
+	f.Add(bytes.Replace(refs, []byte("/etc/kubernetes/pki/ref.pem"), []byte("/etcJkubernetes/pki/ref.pem"), 1), rotated)
 	f.Add(bytes.Replace(embedded, []byte("current-context: "), []byte("current-context: x"), 1), []byte{})
 	f.Add([]byte("apiVersion: v1\nkind: Config\n"), []byte{})
 	f.Add([]byte("clusters: ["), []byte{})

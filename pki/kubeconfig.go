@@ -273,7 +273,7 @@ func (v kubeconfigView) caCerts(p config.Paths, logical string) ([]*x509.Certifi
 		src = refPath(logical, v.cluster.CertificateAuthority)
 		b, err := readFile(p, src)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("certificate-authority of cluster in %s: %w", logical, err)
 		}
 		data = b
 	}
@@ -300,7 +300,7 @@ func (v kubeconfigView) clientCert(p config.Paths, logical string) (cert *x509.C
 		}
 		source = refPath(logical, v.auth.ClientCertificate)
 		if certData, err = readFile(p, source); err != nil {
-			return nil, nil, source, false, err
+			return nil, nil, source, false, fmt.Errorf("client-certificate of user %q in %s: %w", v.authName, logical, err)
 		}
 	}
 	certs, err := ParseCerts(certData)
@@ -310,7 +310,7 @@ func (v kubeconfigView) clientCert(p config.Paths, logical string) (cert *x509.C
 	if len(keyData) == 0 && v.auth.ClientKey != "" {
 		kp := refPath(logical, v.auth.ClientKey)
 		if keyData, err = readFile(p, kp); err != nil {
-			return certs[0], nil, source, embedded, err
+			return certs[0], nil, source, embedded, fmt.Errorf("client-key of user %q in %s: %w", v.authName, logical, err)
 		}
 	}
 	if len(keyData) == 0 {
