@@ -74,6 +74,9 @@ type Record struct {
 	Subnet string       `json:"subnet"`
 	Dir    string       `json:"dir"`
 	Nodes  []NodeRecord `json:"nodes"`
+	// StateDir marks a guard (GuardStateDir), not a bed: every cluster
+	// made under this state directory belongs to Owner.
+	StateDir string `json:"stateDir,omitempty"`
 }
 
 // NodeRecord is what a node is made of.
@@ -270,6 +273,10 @@ func Sweep(logf func(format string, args ...any)) {
 		return nil
 	})
 	for _, rec := range stale {
+		if rec.StateDir != "" {
+			sweepStateDir(rec, logf)
+			continue
+		}
 		logf("testbed: removing testbed %s left by process %d, which is gone", rec.ID, rec.Owner.PID)
 		b := OpenBed(rec, func(Record) error { return nil }, logf)
 		for _, err := range b.Destroy(false) {
@@ -277,4 +284,50 @@ func Sweep(logf func(format string, args ...any)) {
 		}
 		_ = withRegistry(func(r *registry) error { return r.remove(rec.ID) })
 	}
+}
+
+// GuardStateDir makes the clusters that `kubeforge cluster create
+// --state-dir dir` makes belong to this process, as a test's beds do: if the
+// process dies without deleting them (a test binary killed by its timeout
+// runs no cleanup), the next Sweep removes them. A cluster normally outlives
+// the process that made it, so only a test asks for this. release drops the
+// guard once the clusters are deleted.
+func GuardStateDir(dir string) (release func() error, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	rec := Record{ID: "guard-" + randomID(), Owner: self(), StateDir: abs}
+	if err := withRegistry(func(r *registry) error { return r.save(rec) }); err != nil {
+		return nil, fmt.Errorf("guard %s: %w", abs, err)
+	}
+	return func() error { return withRegistry(func(r *registry) error { return r.remove(rec.ID) }) }, nil
+}
+
+// sweepStateDir removes every cluster under a dead owner's guarded state
+// directory: its processes, namespaces, links and cgroups, as for a bed.
+func sweepStateDir(rec Record, logf func(format string, args ...any)) {
+	c := &Clusters{Root: rec.StateDir}
+	entries, _ := os.ReadDir(rec.StateDir)
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		st, err := c.LoadState(e.Name())
+		if err != nil {
+			logf("testbed: cluster %s in %s: %v", e.Name(), rec.StateDir, err)
+			continue
+		}
+		if !st.Ready && st.Creator.alive() {
+			logf("testbed: cluster %s in %s is still being created by process %d: left alone", e.Name(), rec.StateDir, st.Creator.PID)
+			return // the guard stays for the next sweep
+		}
+		logf("testbed: removing cluster %s (in %s) left by process %d, which is gone", st.Name, rec.StateDir, rec.Owner.PID)
+		b := OpenBed(st.Bed, func(Record) error { return nil }, logf)
+		for _, err := range b.Destroy(false) {
+			logf("cluster %s: %v", st.Name, err)
+		}
+		_ = os.RemoveAll(c.dir(e.Name()))
+	}
+	_ = withRegistry(func(r *registry) error { return r.remove(rec.ID) })
 }

@@ -86,6 +86,16 @@ func TestClusterCommand(t *testing.T) {
 		return string(out), nil
 	}
 	clusters := &localcluster.Clusters{Root: stateDir}
+	// If this test is killed (its timeout), the next Sweep removes its clusters.
+	release, err := localcluster.GuardStateDir(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := release(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
 	// Whatever happens, nothing stays: delete, else remove from the record.
 	records := map[string]localcluster.Record{}
 	t.Cleanup(func() {

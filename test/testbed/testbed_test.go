@@ -3,6 +3,7 @@ package testbed
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -282,7 +283,7 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool, what func() 
 // TestSweep: a test process that dies without cleanup leaves its testbed
 // behind; the next testbed removes it.
 func TestSweep(t *testing.T) {
-	if os.Getenv("KFTB_HELPER") == "1" {
+	if os.Getenv("KFTB_HELPER") != "" {
 		return // run as the helper below, not as a test
 	}
 	RequireHost(t)
@@ -322,6 +323,107 @@ func TestSweep(t *testing.T) {
 	if left := processesIn([]nodeNamespaces{{net, mnt, root}}); len(left) > 0 {
 		t.Errorf("processes left behind after Sweep:\n%s", strings.Join(left, "\n"))
 	}
+}
+
+// TestSweepGuard: the clusters a test makes with `kubeforge cluster create
+// --state-dir DIR` under a guard (localcluster.GuardStateDir) are removed
+// by the next Sweep when the test dies without deleting them.
+func TestSweepGuard(t *testing.T) {
+	if os.Getenv("KFTB_HELPER") != "" {
+		return
+	}
+	RequireHost(t)
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSweepGuardHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "KFTB_HELPER=guard", "KFTB_STATE_DIR="+dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var id, bedDir, netns, root, net, mnt string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 7 && f[0] == "KFTB-READY" {
+			id, bedDir, netns, root, net, mnt = f[1], f[2], f[3], f[4], f[5], f[6]
+			break
+		}
+	}
+	if id == "" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal("the helper did not make its cluster")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if left := leftovers(id, []string{netns}, []string{root}, bedDir); len(left) == 0 {
+		t.Fatal("a killed helper left nothing behind: the test cannot tell whether Sweep works")
+	}
+	Sweep(t.Logf)
+	if left := leftovers(id, []string{netns}, []string{root}, bedDir); len(left) > 0 {
+		t.Errorf("left behind after Sweep:\n%s", strings.Join(left, "\n"))
+	}
+	if left := processesIn([]nodeNamespaces{{net, mnt, root}}); len(left) > 0 {
+		t.Errorf("processes left behind after Sweep:\n%s", strings.Join(left, "\n"))
+	}
+	if _, err := os.Stat(bedDir); !os.IsNotExist(err) {
+		t.Errorf("the cluster's directory %s is still there (%v)", bedDir, err)
+	}
+	guards, _ := filepath.Glob(filepath.Join(localcluster.RegistryDir, "guard-*.json"))
+	for _, g := range guards {
+		if b, _ := os.ReadFile(g); strings.Contains(string(b), dir) {
+			t.Errorf("the guard %s is still registered", g)
+		}
+	}
+}
+
+// TestSweepGuardHelper makes a guarded cluster as `kubeforge cluster
+// create` does (a state file naming its bed) and waits to be killed.
+func TestSweepGuardHelper(t *testing.T) {
+	if os.Getenv("KFTB_HELPER") != "guard" {
+		t.Skip("helper of TestSweepGuard")
+	}
+	dir := os.Getenv("KFTB_STATE_DIR")
+	if _, err := localcluster.GuardStateDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	cdir := filepath.Join(dir, "orphan")
+	if err := os.MkdirAll(cdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	save := func(rec localcluster.Record) error {
+		b, err := json.Marshal(localcluster.State{Name: "orphan", Ready: true, Bed: rec})
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(cdir, "cluster.json"), b, 0o600)
+	}
+	bed, err := localcluster.NewBed(localcluster.BedOptions{Prefix: "kftb", Dir: cdir, Binary: "/bin/true", Range: localcluster.TestRange, Random: true, Save: save})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := bed.AddNode("orphan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := n.Command(context.Background(), "sleep", "1000")
+	bg.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := bg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		for _, p := range n.Processes() {
+			if strings.Join(p.Cmdline, " ") == "sleep 1000" {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprint(n.Processes()) })
+	fmt.Printf("KFTB-READY %s %s %s %s %s %s\n", bed.ID, cdir, n.NetNS, n.CgroupRoot, n.NetNSID(), n.MountNSID())
+	time.Sleep(time.Minute) // killed by TestSweepGuard
 }
 
 func TestSweepHelper(t *testing.T) {
