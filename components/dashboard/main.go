@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
+
+	"github.com/kubeforge/kubeforge/internal/logsearch"
 )
 
 // Main runs the dashboard (`kubeforge component dashboard [flags]`) and
@@ -111,7 +113,11 @@ func InClusterClients(server string, caPEM []byte) ClientFactory {
 		if err != nil {
 			return Clients{}, fmt.Errorf("metrics client for %s: %w", server, err)
 		}
-		return Clients{Kube: kube, Metrics: m}, nil
+		logs, err := logsearch.NewClient(cfg)
+		if err != nil {
+			return Clients{}, fmt.Errorf("log store client for %s: %w", server, err)
+		}
+		return Clients{Kube: kube, Metrics: m, Logs: logs}, nil
 	}
 }
 

@@ -18,6 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kubeforge/kubeforge/internal/logsearch"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // funcs are the templates' helpers.
@@ -38,6 +41,7 @@ func funcs(now func() time.Time) template.FuncMap {
 		},
 		"date": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") },
 		"join": strings.Join,
+		"stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") },
 		"storage": func(l corev1.ResourceList) string {
 			if q, ok := l[corev1.ResourceStorage]; ok {
 				return q.String()
@@ -307,7 +311,7 @@ func (s *Server) pod(w http.ResponseWriter, r *http.Request, se *session) {
 	ns, name := r.PathValue("ns"), r.PathValue("name")
 	p, err := se.clients.Kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		s.fail(w, r, se, http.StatusNotFound, fmt.Sprintf("Pod %s/%s is gone. Its logs went with it: kubeforge has no log store yet to keep the logs of deleted pods.", ns, name))
+		s.storedLogsPage(w, r, se, ns, name, true)
 		return
 	}
 	if err != nil {
@@ -328,6 +332,58 @@ func (s *Server) pod(w http.ResponseWriter, r *http.Request, se *session) {
 	d.CanDelete = se.can(ctx, access{verb: "delete", resource: "pods", namespace: ns})
 	d.CanLogs = se.can(ctx, access{verb: "get", resource: "pods", subresource: "log", namespace: ns})
 	s.page(w, r, se, "pod", "Pod "+name, d)
+}
+
+// storedLogsLimit bounds the lines the stored-logs page shows (the newest).
+const storedLogsLimit = 2000
+
+type storedLogsData struct {
+	Namespace, Name string
+	// Gone: the pod no longer exists.
+	Gone bool
+	// CanSearch: the user may search the store (get on the log-store
+	// Service's proxy); Error is the store's answer when the search failed.
+	CanSearch bool
+	Error     string
+	Lines     []logsearch.Line
+	Limit     int
+	Truncated bool
+}
+
+// storedLogs shows a pod's lines from the cluster's log store: the logs
+// that outlive the pod.
+func (s *Server) storedLogs(w http.ResponseWriter, r *http.Request, se *session) {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	_, err := se.clients.Kube.CoreV1().Pods(ns).Get(r.Context(), name, metav1.GetOptions{})
+	s.storedLogsPage(w, r, se, ns, name, apierrors.IsNotFound(err))
+}
+
+func (s *Server) storedLogsPage(w http.ResponseWriter, r *http.Request, se *session, ns, name string, gone bool) {
+	ctx := r.Context()
+	d := storedLogsData{Namespace: ns, Name: name, Gone: gone, Limit: storedLogsLimit}
+	switch {
+	case se.clients.Logs == nil:
+		d.Error = "This dashboard has no way to the log store."
+	case !se.can(ctx, access{verb: "get", resource: "services", subresource: "proxy", namespace: metav1.NamespaceSystem, name: manifests.LogStoreName}):
+		// The store holds every namespace's lines: reading it through
+		// the API server is a right of its own.
+	default:
+		d.CanSearch = true
+		lines, err := se.clients.Logs.Search(ctx, logsearch.Query{Namespace: ns, Pod: name, Limit: storedLogsLimit}.LogsQL())
+		if err != nil {
+			d.Error = err.Error()
+			break
+		}
+		slices.Reverse(lines) // newest first from the store, oldest first here
+		d.Lines, d.Truncated = lines, len(lines) >= storedLogsLimit
+	}
+	title := "Pod " + name + ": stored logs"
+	v := &view{Title: title, User: se.user, CSRF: se.csrf, Nav: "pod", Data: d}
+	code := http.StatusOK
+	if gone {
+		code = http.StatusNotFound
+	}
+	s.render(w, r, code, "storedlogs", v)
 }
 
 // podLog streams a container's log as plain text; with follow=1 it keeps

@@ -32,6 +32,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubeforge/kubeforge/internal/logsearch"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 )
 
@@ -48,9 +50,17 @@ const (
 
 // Clients are the API clients of one signed-in user (made with that
 // user's token). Metrics may be nil: the overview then shows no usage.
+// Logs may be nil: pages then offer no stored logs.
 type Clients struct {
 	Kube    kubernetes.Interface
 	Metrics metricsclient.Interface
+	Logs    LogSearcher
+}
+
+// LogSearcher searches the cluster's log store (the log-store addon), as
+// the user: through the API server's Service proxy, so RBAC applies.
+type LogSearcher interface {
+	Search(ctx context.Context, logsql string) ([]logsearch.Line, error)
 }
 
 // ClientFactory makes a user's clients from the token the user signed in
@@ -146,6 +156,7 @@ func New(o Options) (*Server, error) {
 	m.HandleFunc("GET /workloads", s.auth(s.workloads))
 	m.HandleFunc("GET /pods/{ns}/{name}", s.auth(s.pod))
 	m.HandleFunc("GET /pods/{ns}/{name}/log", s.auth(s.podLog))
+	m.HandleFunc("GET /pods/{ns}/{name}/stored", s.auth(s.storedLogs))
 	m.HandleFunc("GET /services", s.auth(s.services))
 	m.HandleFunc("GET /storage", s.auth(s.storage))
 	m.HandleFunc("GET /events", s.auth(s.events))
@@ -305,7 +316,7 @@ func (s *Server) endSession(w http.ResponseWriter, se *session) {
 
 // access is one question for SelfSubjectAccessReview.
 type access struct {
-	verb, group, resource, subresource, namespace string
+	verb, group, resource, subresource, namespace, name string
 }
 
 // can asks the API server, as the user, whether the user may do a.
@@ -313,7 +324,7 @@ type access struct {
 func (se *session) can(ctx context.Context, a access) bool {
 	r, err := se.clients.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authzv1.SelfSubjectAccessReview{
 		Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authzv1.ResourceAttributes{
-			Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource, Namespace: a.namespace}},
+			Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource, Namespace: a.namespace, Name: a.name}},
 	}, metav1.CreateOptions{})
 	return err == nil && r.Status.Allowed
 }

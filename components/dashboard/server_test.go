@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +30,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 	metricsfake "k8s.io/metrics/pkg/client/clientset/versioned/fake"
+
+	"github.com/kubeforge/kubeforge/internal/logsearch"
 )
 
 // The test cluster's users, by token: an admin who may do anything and a
@@ -72,10 +76,26 @@ func testObjects() []runtime.Object {
 type testCluster struct {
 	kube    *fake.Clientset
 	metrics *metricsfake.Clientset
+	logs    *fakeLogs
+}
+
+// fakeLogs plays the log store: it records the queries and answers lines.
+type fakeLogs struct {
+	mu      sync.Mutex
+	queries []string
+	lines   []logsearch.Line // newest first, as the store sorts them
+	err     error
+}
+
+func (f *fakeLogs) Search(_ context.Context, q string) ([]logsearch.Line, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queries = append(f.queries, q)
+	return slices.Clone(f.lines), f.err
 }
 
 func newTestCluster() *testCluster {
-	c := &testCluster{kube: fake.NewClientset(testObjects()...), metrics: metricsfake.NewSimpleClientset()}
+	c := &testCluster{kube: fake.NewClientset(testObjects()...), metrics: metricsfake.NewSimpleClientset(), logs: &fakeLogs{}}
 	c.metrics.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, &metricsv1beta1.NodeMetricsList{Items: []metricsv1beta1.NodeMetrics{{ObjectMeta: metav1.ObjectMeta{Name: "cp1"},
 			Usage: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("1Gi")}}}}, nil
@@ -100,7 +120,8 @@ func (c *testCluster) clients(token string) (Clients, error) {
 		case gr.Resource == "selfsubjectaccessreviews":
 			r := a.(k8stesting.CreateAction).GetObject().(*authzv1.SelfSubjectAccessReview)
 			v := r.Spec.ResourceAttributes.Verb
-			r.Status.Allowed = user == "admin" || v == "get" || v == "list" || v == "watch"
+			// As RBAC's view role: reads, but not the Service proxy.
+			r.Status.Allowed = user == "admin" || (v == "get" || v == "list" || v == "watch") && r.Spec.ResourceAttributes.Subresource != "proxy"
 			return true, r, nil
 		case user != "admin" && a.GetVerb() != "get" && a.GetVerb() != "list" && a.GetVerb() != "watch":
 			return true, nil, apierrors.NewForbidden(gr, "", errForbiddenFor(user, a.GetVerb()))
@@ -112,7 +133,7 @@ func (c *testCluster) clients(token string) (Clients, error) {
 		w, err := c.kube.InvokesWatch(a)
 		return true, w, err
 	})
-	return Clients{Kube: kube, Metrics: c.metrics}, nil
+	return Clients{Kube: kube, Metrics: c.metrics, Logs: c.logs}, nil
 }
 
 func newTestServer(t *testing.T, secure bool) (*testCluster, *httptest.Server) {
@@ -323,7 +344,7 @@ func TestAdminActions(t *testing.T) {
 		t.Errorf("the pod is still there: %v", err)
 	}
 	code, body, _ := get(t, b, ts.URL+"/pods/default/web-1")
-	if code != http.StatusNotFound || !strings.Contains(body, "no log store") {
+	if code != http.StatusNotFound || !strings.Contains(body, "is gone") {
 		t.Errorf("a deleted pod's page: %d\n%s", code, body)
 	}
 	if code, body, _ := post(t, b, ts.URL+"/workloads/deployments/default/web/scale", url.Values{"_csrf": {csrf}, "replicas": {"-1"}}); code != http.StatusBadRequest {
@@ -438,5 +459,52 @@ func TestExpiredTokenEndsSession(t *testing.T) {
 	}
 	if code, _, resp := get(t, b, ts.URL+"/namespaces"); code != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
 		t.Errorf("after the expired token the session lives on: %d", code)
+	}
+}
+
+// A deleted pod's page shows its lines from the log store, oldest first,
+// to a user who may search the store; a viewer (no Service proxy right)
+// is told why there are none, and the store is not asked for them.
+func TestStoredLogs(t *testing.T) {
+	c, ts := newTestServer(t, false)
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	c.logs.lines = []logsearch.Line{
+		{Time: t0.Add(2 * time.Second), Msg: "second <b>line</b>", Node: "w1", Namespace: "default", Pod: "gone-1", Container: "app"},
+		{Time: t0, Msg: "first line", Node: "w1", Namespace: "default", Pod: "gone-1", Container: "app"},
+	}
+	admin := browser(t)
+	signIn(t, admin, ts.URL, "admin-token")
+	code, body, _ := get(t, admin, ts.URL+"/pods/default/gone-1")
+	if code != http.StatusNotFound || !strings.Contains(body, `id="gone"`) {
+		t.Fatalf("a deleted pod's page: %d\n%s", code, body)
+	}
+	first, second := strings.Index(body, "first line"), strings.Index(body, "second &lt;b&gt;line&lt;/b&gt;")
+	if first < 0 || second < 0 || first > second || !strings.Contains(body, "2026-12-05T10:00:00.000Z w1/app: first line") {
+		t.Errorf("the stored lines, oldest first and escaped, are not on the page:\n%s", body)
+	}
+	if len(c.logs.queries) != 1 || !strings.Contains(c.logs.queries[0], `namespace:="default"`) || !strings.Contains(c.logs.queries[0], `pod:="gone-1"`) {
+		t.Errorf("queries to the store: %q", c.logs.queries)
+	}
+
+	// A live pod links to its stored logs; the store's error is shown.
+	_, body, _ = get(t, admin, ts.URL+"/pods/default/web-1")
+	if !strings.Contains(body, `href="/pods/default/web-1/stored"`) {
+		t.Errorf("the pod page does not link to the stored logs:\n%s", body)
+	}
+	c.logs.err = fmt.Errorf("the log store answered 503 Service Unavailable")
+	code, body, _ = get(t, admin, ts.URL+"/pods/default/web-1/stored")
+	if code != http.StatusOK || !strings.Contains(body, "503 Service Unavailable") {
+		t.Errorf("stored logs with the store down: %d\n%s", code, body)
+	}
+
+	viewer := browser(t)
+	signIn(t, viewer, ts.URL, "view-token")
+	n := len(c.logs.queries)
+	code, body, _ = get(t, viewer, ts.URL+"/pods/default/gone-1")
+	if code != http.StatusNotFound || !strings.Contains(body, "You may not search the log store") || strings.Contains(body, "first line") {
+		t.Errorf("a viewer on a deleted pod's page: %d\n%s", code, body)
+	}
+	if len(c.logs.queries) != n {
+		t.Errorf("the store was asked for a user who may not search it: %q", c.logs.queries[n:])
 	}
 }

@@ -350,6 +350,32 @@ func TestDashboard(t *testing.T) {
 		}
 	})
 
+	// A deleted pod's page shows its lines from the log store.
+	step("deleted-pod-logs", func(t *testing.T) {
+		pods := strings.Fields(c.kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"))
+		if len(pods) == 0 {
+			t.Fatal("no web pod")
+		}
+		gone := pods[0]
+		c.kubectl("delete", "pod", gone, "--wait=true")
+		run(t, 2*time.Minute, chromedp.Navigate(base+"pods/default/"+gone), chromedp.WaitVisible(chromedp.CSS("#gone")))
+		run(t, 2*time.Minute, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			for {
+				text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.getElementById("stored-log") || document.querySelector("main")).textContent`))
+				if err != nil {
+					return err
+				}
+				if strings.Contains(text, "dashboard-e2e-hello") {
+					return nil
+				}
+				if err := chromedp.Do(ctx, chromedp.Sleep(3*time.Second), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#gone"))); err != nil {
+					return fmt.Errorf("stored logs of %s: %w (last page: %s)", gone, err, text)
+				}
+			}
+		}))
+		shot(t, "stored-logs")
+	})
+
 	step("read-only-user", func(t *testing.T) {
 		token := strings.TrimSpace(c.kubectl("create", "token", "viewer", "--duration=10m"))
 		run(t, 30*time.Second, chromedp.Click(chromedp.CSS(`form.user button`)), chromedp.WaitVisible(chromedp.CSS("#login")),
