@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo"
@@ -54,6 +55,12 @@ var (
 	useProxyProtocol = flagutil.NewArrayBool("httpListenAddr.useProxyProtocol", "Whether to use proxy protocol for connections accepted at the given -httpListenAddr")
 )
 
+// insertListenAddr is kubeforge's own flag: a second port that serves only
+// ingestion (/insert/...) and /health. The nodes ship through a Service on
+// this port, so their credentials, which may POST to that Service's proxy,
+// cannot run a query (a POSTed query form) against the store.
+var insertListenAddr = flags.String("insertListenAddr", "", "kubeforge: TCP address of a port that serves only /insert/... and /health (empty: none)")
+
 func init() { storeflags.Move() }
 
 // Main runs VictoriaLogs with its upstream flags (args excludes the program
@@ -85,6 +92,11 @@ func Main(args []string) int {
 	insertutil.SetLogRowsStorage(&vlstorage.Storage{})
 	vlinsert.Init()
 	go httpserver.Serve(listenAddrs, requestHandler, httpserver.ServeOptions{UseProxyProtocol: useProxyProtocol})
+	if *insertListenAddr != "" {
+		listenAddrs = append(listenAddrs, *insertListenAddr)
+		// No built-in routes there (/metrics, /flags, /debug/pprof/).
+		go httpserver.Serve([]string{*insertListenAddr}, insertOnly(vlinsert.RequestHandler), httpserver.ServeOptions{DisableBuiltinRoutes: true})
+	}
 	logger.Infof("started VictoriaLogs in %.3f seconds", time.Since(start).Seconds())
 
 	pushmetrics.Init()
@@ -132,4 +144,22 @@ func requestHandler(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	return vlinsert.RequestHandler(w, r) || vlselect.RequestHandler(w, r) || vlstorage.RequestHandler(w, r)
+}
+
+// insertOnly serves ingestion and nothing else: paths under /insert/ go to
+// insert, /health answers OK (the probes), and every other path is refused
+// with 403 before any store code sees it.
+func insertOnly(insert func(w http.ResponseWriter, r *http.Request) bool) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/health" && r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte("OK"))
+			return true
+		}
+		if !strings.HasPrefix(r.URL.Path, "/insert/") || strings.Contains(r.URL.Path, "..") {
+			http.Error(w, "this port only takes logs (/insert/...): queries go to the store's main port", http.StatusForbidden)
+			return true
+		}
+		return insert(w, r)
+	}
 }

@@ -2,6 +2,8 @@ package logstore
 
 import (
 	"flag"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -35,5 +37,41 @@ func TestStoreFlagNames(t *testing.T) {
 		if flags.Lookup(name) == nil {
 			t.Errorf("the store's flag set lacks -%s", name)
 		}
+	}
+}
+
+// The insert-only port passes /insert/... to the store, answers /health,
+// and refuses a query, the UI, metrics and anything else.
+func TestInsertOnly(t *testing.T) {
+	var got []string
+	h := insertOnly(func(w http.ResponseWriter, r *http.Request) bool {
+		got = append(got, r.URL.Path)
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	})
+	for _, tc := range []struct {
+		method, path string
+		code         int
+	}{
+		{"POST", "/insert/jsonline", http.StatusNoContent},
+		{"GET", "/health", http.StatusOK},
+		{"POST", "/select/logsql/query", http.StatusForbidden},
+		{"GET", "/select/vmui/", http.StatusForbidden},
+		{"GET", "/metrics", http.StatusForbidden},
+		{"GET", "/flags", http.StatusForbidden},
+		{"GET", "/internal/force_flush", http.StatusForbidden},
+		{"POST", "/insert/../select/logsql/query", http.StatusForbidden},
+		{"POST", "/health", http.StatusForbidden},
+	} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(tc.method, "http://store"+tc.path, nil)
+		r.URL.Path = tc.path // as sent, not cleaned
+		h(w, r)
+		if w.Code != tc.code {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, w.Code, tc.code)
+		}
+	}
+	if !slices.Equal(got, []string{"/insert/jsonline"}) {
+		t.Errorf("the store saw %q, want only /insert/jsonline", got)
 	}
 }
