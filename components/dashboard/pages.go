@@ -39,8 +39,8 @@ func funcs(now func() time.Time) template.FuncMap {
 			}
 			return "in " + humanDuration(d)
 		},
-		"date": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") },
-		"join": strings.Join,
+		"date":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") },
+		"join":  strings.Join,
 		"stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") },
 		"storage": func(l corev1.ResourceList) string {
 			if q, ok := l[corev1.ResourceStorage]; ok {
