@@ -932,6 +932,51 @@ func TestMultiNodeHA(t *testing.T) {
 			t.Errorf("the ConfigMap through %s after its rejoin: %q %v", cp3.Name, out, err)
 		}
 	})
+
+	// The README's HA restore: a snapshot restored on cp1 makes a
+	// single-member cluster; cp2 and cp3 are reset and join again.
+	step("snapshot-restore-ha", func(t *testing.T) {
+		kubectlOn(t, cp1, "", "create", "configmap", "ha-in-snapshot", "--from-literal=k=v")
+		kf(t, cp1, 2*time.Minute, "etcd", "snapshot", "save", "ha")
+		kubectlOn(t, cp1, "", "delete", "configmap", "ha-in-snapshot")
+		kubectlOn(t, cp1, "", "create", "configmap", "ha-after-snapshot", "--from-literal=k=v")
+		start := time.Now()
+		out := kf(t, cp1, 5*time.Minute, "etcd", "snapshot", "restore", "ha")
+		t.Logf("restore on %s took %v:\n%s", cp1.Name, time.Since(start).Round(100*time.Millisecond), out)
+		poll(t, 2*time.Minute, "the snapshot's objects through cp1", func() string {
+			if _, err := kubectlTry(cp1, "", "get", "configmap", "ha-in-snapshot"); err != nil {
+				return err.Error()
+			}
+			if _, err := kubectlTry(cp1, "", "get", "configmap", "ha-after-snapshot"); err == nil {
+				return "ha-after-snapshot, made after the snapshot, is there"
+			}
+			return ""
+		})
+		poll(t, time.Minute, "one etcd member", func() string { return votingMembers(cp1, cp1) })
+		key := regexp.MustCompile(`certificate key: ([0-9a-f]{64})`).FindStringSubmatch(kf(t, cp1, time.Minute, "init", "phase", "upload-certs", "--upload-certs"))
+		if key == nil {
+			t.Fatal("init phase upload-certs printed no certificate key")
+		}
+		for _, n := range []*testbed.Node{cp2, cp3} {
+			out := kf(t, n, 2*time.Minute, "reset", "--force")
+			t.Logf("reset of %s:\n%s", n.Name, grepLines(out, "etcd"))
+			kubectlOn(t, cp1, "", "delete", "node", n.Name)
+		}
+		for _, n := range []*testbed.Node{cp2, cp3} {
+			start := time.Now()
+			kf(t, n, 5*time.Minute, append(replaceFlag(cpJoin, "--certificate-key", key[1]), "--config", n.JoinConfigFile())...)
+			t.Logf("%s joined the restored cluster in %v", n.Name, time.Since(start).Round(100*time.Millisecond))
+		}
+		poll(t, 3*time.Minute, "three voting etcd members after the restore", func() string { return votingMembers(cp1, cps...) })
+		poll(t, 2*time.Minute, "three nodes Ready after the restore", func() string { return nodesReady(api, cp1.Name, cp2.Name, cp3.Name) })
+		for _, n := range []*testbed.Node{cp2, cp3} {
+			poll(t, 3*time.Minute, n.Name+"'s control plane ready after the restore", func() string { return controlPlaneOf(api, n.Name) })
+			if out, err := kubectlTry(n, apiServer(n), "get", "configmap", "ha-in-snapshot", "-o", "jsonpath={.data.k}"); err != nil || out != "v" {
+				t.Errorf("the snapshot's ConfigMap through %s: %q %v", n.Name, out, err)
+			}
+		}
+		t.Logf("HA restore and rejoin of two control-plane nodes: %v", time.Since(start).Round(time.Second))
+	})
 }
 
 // refuseJoin runs a join in x that must be refused: its output must name
