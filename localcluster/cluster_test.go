@@ -143,7 +143,7 @@ nodeRegistration:
 	s := string(b)
 	for _, want := range []string{"advertiseAddress: 10.200.0.2", "name: dev-control-plane", "token: abcdef.0123456789abcdef",
 		"controlPlaneEndpoint: 10.200.0.2:6443", "podSubnet: 10.250.0.0/16", "cgroupRoot: /kfc-x-dev-control-plane",
-		"resolvConf: /r/resolv.conf", "maxPods: 50"} {
+		"resolvConf: /r/resolv.conf", "maxPods: 50", "imagefs.available: 0%"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("init config lacks %q:\n%s", want, s)
 		}

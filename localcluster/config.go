@@ -153,6 +153,13 @@ func (nc *NodeConfigs) Init(f InitFacts) ([]byte, error) {
 	kl := nc.doc("KubeletConfiguration", "kubelet.config.k8s.io/v1beta1")
 	set(kl, f.CgroupRoot, "cgroupRoot")
 	set(kl, f.ResolvConf, "resolvConf")
+	if _, ok := lookup(kl, "evictionHard"); !ok { // the user's, when the config has one
+		ev := map[string]any{}
+		for k, v := range noDiskEviction {
+			ev[k] = v
+		}
+		set(kl, ev, "evictionHard")
+	}
 	docs := []map[string]any{in, cl, kl}
 	for _, kind := range nc.order {
 		if kind == "KubeProxyConfiguration" || kind == "KubeforgeConfiguration" {

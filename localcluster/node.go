@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -439,10 +440,31 @@ func (n *Node) MountNSID() string { return n.mountNSID }
 // its own cgroup root, and the testbed's resolv.conf (ResolvConf) as
 // resolvConf, so that CoreDNS, which forwards what is not the cluster's to
 // the nameservers the kubelet gives it, sends nothing beyond the test
-// network.
+// network. Disk eviction is off, as kind has it: every node of every bed
+// sees the host's one disk, whose free share says nothing about the node
+// (the kubelet's default, imagefs.available<15%, evicted every pod on a
+// 252 GB disk with 37 GB free).
 func (n *Node) KubeletConfigYAML() string {
 	return "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupRoot: " + n.CgroupRoot +
-		"\nresolvConf: " + n.bed.ResolvConf + "\n"
+		"\nresolvConf: " + n.bed.ResolvConf + "\nevictionHard:\n" + evictionYAML()
+}
+
+// noDiskEviction is the nodes' evictionHard: the kubelet's memory threshold
+// kept, the disk ones off (a map given replaces the kubelet's whole
+// default).
+var noDiskEviction = map[string]string{
+	"memory.available":  "100Mi",
+	"nodefs.available":  "0%",
+	"nodefs.inodesFree": "0%",
+	"imagefs.available": "0%",
+}
+
+func evictionYAML() string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(noDiskEviction)) {
+		fmt.Fprintf(&b, "  %s: %q\n", k, noDiskEviction[k])
+	}
+	return b.String()
 }
 
 // InitConfigYAML is the node's `kubeforge init --config` document:
