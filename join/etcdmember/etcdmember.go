@@ -56,16 +56,17 @@ func ClientConfig(p config.Paths, endpoints []string) (clientv3.Config, error) {
 
 // Member is one etcd member.
 type Member struct {
-	ID       uint64
-	Name     string
-	PeerURLs []string
-	Learner  bool
+	ID         uint64
+	Name       string
+	PeerURLs   []string
+	ClientURLs []string
+	Learner    bool
 }
 
 func convert(ms []*etcdserverpb.Member) []Member {
 	out := make([]Member, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, Learner: m.IsLearner})
+		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Learner: m.IsLearner})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -176,6 +177,12 @@ func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) 
 			if err == nil {
 				return true, nil
 			}
+			if stoppedError(err) {
+				// Asked through the member itself: etcd stops a member once
+				// it applied its own removal, and the answer is lost with
+				// it. Whether it is gone, the other members say.
+				return removedPerOthers(ctx, c, members, m)
+			}
 			if !transientRemoveError(err) || ctx.Err() != nil {
 				return false, fmt.Errorf("remove etcd member %s: %w", name, err)
 			}
@@ -187,4 +194,43 @@ func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) 
 		}
 	}
 	return false, nil
+}
+
+// stoppedError reports etcd's "server stopped": the member that was asked
+// stopped while answering.
+func stoppedError(err error) bool {
+	return errors.Is(err, rpctypes.ErrStopped) || strings.Contains(err.Error(), "etcdserver: server stopped")
+}
+
+// removedPerOthers asks the other members (their client URLs) whether m
+// is still a member, after m stopped while answering its own removal.
+func removedPerOthers(ctx context.Context, c *clientv3.Client, members []Member, m Member) (bool, error) {
+	var urls []string
+	for _, o := range members {
+		if o.ID != m.ID {
+			urls = append(urls, o.ClientURLs...)
+		}
+	}
+	if len(urls) == 0 {
+		return false, fmt.Errorf("remove etcd member %s: it stopped while answering, and no other member has a client URL to ask", m.Name)
+	}
+	c.SetEndpoints(urls...)
+	var last error
+	for {
+		resp, err := c.MemberList(ctx)
+		if err == nil {
+			for _, o := range resp.Members {
+				if o.ID == m.ID {
+					return false, fmt.Errorf("remove etcd member %s: it stopped while answering, and the other members still list it", m.Name)
+				}
+			}
+			return true, nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("remove etcd member %s: it stopped while answering, and the other members (%s) did not answer: %w", m.Name, strings.Join(urls, ", "), last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
