@@ -295,3 +295,38 @@ func RequestedUsages(csr *x509.CertificateRequest) (x509.KeyUsage, []x509.ExtKey
 	}
 	return ku, eku, nil
 }
+
+// ExternalCAs lists the base names of the table's CAs whose certificate is
+// present without its key (external CA mode), in table order.
+func ExternalCAs(p config.Paths) []string {
+	var out []string
+	for _, c := range Certificates {
+		if c.IsCA && exists(p, CertPath(p, c.BaseName)) && !exists(p, KeyPath(p, c.BaseName)) {
+			out = append(out, c.BaseName)
+		}
+	}
+	return out
+}
+
+// DescribeRequest summarises a request in one line: subject, SANs and the
+// usages it asks for.
+func DescribeRequest(r *x509.CertificateRequest) string {
+	if r == nil {
+		return "<no request>"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "CN=%s", r.Subject.CommonName)
+	for _, o := range r.Subject.Organization {
+		fmt.Fprintf(&b, ", O=%s", o)
+	}
+	if len(r.DNSNames) > 0 {
+		fmt.Fprintf(&b, "; DNS names %v", r.DNSNames)
+	}
+	if len(r.IPAddresses) > 0 {
+		fmt.Fprintf(&b, "; IPs %v", r.IPAddresses)
+	}
+	if _, eku, err := RequestedUsages(r); err == nil && len(eku) > 0 {
+		fmt.Fprintf(&b, "; %s", describeUsages(eku))
+	}
+	return b.String()
+}
