@@ -408,3 +408,13 @@ func writeTestFile(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// Under an external CA the kubelet's own rotation cannot work (the
+// controller-manager has no signer): kubelet.conf is the external CA's too.
+func TestSetRenewalExternalKubelet(t *testing.T) {
+	rows := []ExpirationInfo{{Name: "kubelet.conf", RotatedByKubelet: true, ExternallyManaged: true}, {Name: "kubelet.conf", RotatedByKubelet: true}}
+	SetRenewal(rows, true, 2.0/3)
+	if rows[0].Renewal != RenewalExternal || rows[1].Renewal != RenewalKubelet {
+		t.Errorf("renewal %q (external CA), %q (own CA)", rows[0].Renewal, rows[1].Renewal)
+	}
+}
