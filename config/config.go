@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,18 @@ type Config struct {
 	// EtcdInitialCluster, when set, is the --initial-cluster of a member
 	// joining an existing etcd cluster (control-plane join).
 	EtcdInitialCluster string
+
+	// ExternalCAs are the certificate authorities (base names under the
+	// certificate dir: "ca", "kubelet-serving-ca") whose certificate is
+	// present without its key: external CA mode. Not read from a file: the
+	// phases set it from the certificate dir before rendering manifests,
+	// and the controller-manager then runs no signer for them (as kubeadm,
+	// which drops --cluster-signing-* under an external CA).
+	ExternalCAs []string
 }
+
+// ExternalCA reports whether the CA with this base name is external.
+func (c *Config) ExternalCA(baseName string) bool { return slices.Contains(c.ExternalCAs, baseName) }
 
 // SetFrom records that the field at path was set by flag (for error messages).
 func (c *Config) SetFrom(path, flag string) {

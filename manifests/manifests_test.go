@@ -188,3 +188,24 @@ func TestFirstNodeCIDR(t *testing.T) {
 }
 
 func argOf(name, value string) v1beta4.Arg { return v1beta4.Arg{Name: name, Value: value} }
+
+// Under an external CA the controller-manager runs no signer for it (as
+// kubeadm), and keeps the kubelet serving signer while that CA's key is there.
+func TestControllerManagerExternalCA(t *testing.T) {
+	c := testConfig(t)
+	c.ExternalCAs = []string{"ca", "front-proxy-ca"}
+	cm, _ := StaticPod(c, KubeControllerMgr)
+	cmd := strings.Join(cm.Spec.Containers[0].Command, " ")
+	if strings.Contains(cmd, "/pki/ca.key") || strings.Contains(cmd, "--cluster-signing-kubelet-client") || strings.Contains(cmd, "--cluster-signing-legacy-unknown") ||
+		strings.Contains(cmd, "--cluster-signing-kube-apiserver-client") || strings.Contains(cmd, "--cluster-signing-cert-file") {
+		t.Errorf("external ca: the controller-manager still signs with it: %s", cmd)
+	}
+	if !strings.Contains(cmd, "--cluster-signing-kubelet-serving-key-file=/etc/kubernetes/pki/kubelet-serving-ca.key") {
+		t.Errorf("external ca: the kubelet serving signer is gone: %s", cmd)
+	}
+	c.ExternalCAs = []string{"ca", "kubelet-serving-ca"}
+	cm, _ = StaticPod(c, KubeControllerMgr)
+	if cmd := strings.Join(cm.Spec.Containers[0].Command, " "); strings.Contains(cmd, "--cluster-signing-") {
+		t.Errorf("every signing CA external: %s", cmd)
+	}
+}

@@ -344,6 +344,17 @@ func controllerManagerPod(c *config.Config) *corev1.Pod {
 		"terminated-pod-gc-threshold":      "1000",
 		"use-service-account-credentials":  "true",
 	}
+	// Under an external CA (its key absent) the signers it backs are left
+	// out, as kubeadm leaves out --cluster-signing-{cert,key}-file: their
+	// CSRs stay pending for the CA's owner to sign.
+	for _, s := range []struct{ ca, signer string }{
+		{"kubelet-serving-ca", "kubelet-serving"}, {"ca", "kubelet-client"}, {"ca", "kube-apiserver-client"}, {"ca", "legacy-unknown"},
+	} {
+		if c.ExternalCA(s.ca) {
+			delete(defaults, "cluster-signing-"+s.signer+"-cert-file")
+			delete(defaults, "cluster-signing-"+s.signer+"-key-file")
+		}
+	}
 	// kube-controller-manager refuses --cluster-signing-{cert,key}-file
 	// next to the per-signer flags: a user who sets the former (kubeadm's
 	// flags) gets one CA for every signer, as with kubeadm.

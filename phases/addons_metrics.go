@@ -25,6 +25,12 @@ func runAddonMetricsServer(ctx context.Context, d *InitData) error {
 		d.Out.Printf(phase, "Skipping metrics-server: KubeforgeConfiguration addons.metricsServer.enabled is false")
 		return nil
 	}
+	if _, caKey, err := pki.TryLoadCA(d.Paths, pki.CAName); err == nil && caKey == nil {
+		// External CA mode: kubeforge signs nothing with the cluster CA.
+		d.Out.Warnf(phase, "Skipping metrics-server: its serving certificate is signed by the cluster CA, whose key %s is absent (external CA); set addons.metricsServer.enabled: false in the KubeforgeConfiguration to leave it out without this warning",
+			pki.KeyPath(d.Cfg.Paths, "ca"))
+		return nil
+	}
 	tls, err := metricsServerTLS(ctx, d, time.Now())
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 // The addon/metrics-server phase (dry run): on by default it applies the
 // Secret, the kubelet CA, RBAC, Service, Deployment and APIService; turned
 // off in the KubeforgeConfiguration it applies nothing; without the
-// cluster CA's key it says how to proceed.
+// cluster CA's key (external CA) it is skipped with a warning.
 func TestAddonMetricsServerPhase(t *testing.T) {
 	setup := func(t *testing.T, enabled *bool, withCAKey bool) (*InitData, *bytes.Buffer) {
 		cfg := config.New()
@@ -71,9 +71,13 @@ func TestAddonMetricsServerPhase(t *testing.T) {
 	if strings.Contains(buf.String(), "Would apply") || !strings.Contains(buf.String(), "Skipping metrics-server") {
 		t.Errorf("disabled: applied objects or said nothing:\n%s", buf)
 	}
-	d, _ = setup(t, nil, false)
-	err := runAddonMetricsServer(context.Background(), d)
-	if err == nil || !strings.Contains(err.Error(), "ca.key") || !strings.Contains(err.Error(), "addons.metricsServer.enabled: false") {
+	// External CA: init goes on without it and says why.
+	d, buf = setup(t, nil, false)
+	if err := runAddonMetricsServer(context.Background(), d); err != nil {
 		t.Errorf("no CA key: %v", err)
+	}
+	if out := buf.String(); strings.Contains(out, "Would apply") || !strings.Contains(out, "Skipping metrics-server") ||
+		!strings.Contains(out, "ca.key is absent (external CA)") || !strings.Contains(out, "addons.metricsServer.enabled: false") {
+		t.Errorf("no CA key: applied objects or did not say why:\n%s", out)
 	}
 }

@@ -9,10 +9,13 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/manifests"
 	"github.com/kubeforge/kubeforge/pki"
 )
 
@@ -168,4 +171,13 @@ func (n *Node) MkdirAll(phase, logical string, mode fs.FileMode) error {
 		n.Out.Printf(phase, "Created directory %q", logical)
 	}
 	return nil
+}
+
+// renderStaticPod renders a control-plane component's static pod for this
+// node. The controller-manager's signers depend on which CA keys are on
+// disk (external CA mode), so Cfg.ExternalCAs is refreshed from the
+// certificate dir first.
+func (n *Node) renderStaticPod(component string) (*corev1.Pod, error) {
+	n.Cfg.ExternalCAs = pki.ExternalCAs(n.Paths)
+	return manifests.StaticPod(n.Cfg, component)
 }

@@ -145,6 +145,10 @@ func certsPhase() Phase[*InitData] {
 			d.StartNodeEarly(ctx)
 		}
 		d.Out.Printf("certs", "Using certificateDir folder %q", d.Cfg.Paths.CertDir)
+		for _, base := range pki.ExternalCAs(d.Paths) {
+			d.Out.Printf("certs", "External CA mode for %s: %s is present without its key, so kubeforge signs and renews nothing with it (nor does the controller-manager): the certificates it signs must be provided, and renewed with your CA",
+				base, pki.CertPath(d.Cfg.Paths, base))
+		}
 		return nil
 	}}
 	for _, c := range pki.Certificates {
@@ -264,7 +268,7 @@ func writeAPIServerConfig(n *Node, phase string) error {
 
 // writeNodeManifest renders and writes one control-plane static pod manifest.
 func writeNodeManifest(n *Node, phase, component string) error {
-	pod, err := manifests.StaticPod(n.Cfg, component)
+	pod, err := n.renderStaticPod(component)
 	if err != nil {
 		return err
 	}

@@ -301,7 +301,7 @@ func (d *InitData) createMirrorPod(ctx context.Context, client kubernetes.Interf
 		return fmt.Errorf("cannot tell the kubelet's UID of static pod %s (%d log directories)", name, len(dirs))
 	}
 	hash := strings.TrimPrefix(filepath.Base(dirs[0]), metav1.NamespaceSystem+"_"+name+"_")
-	pod, err := manifests.StaticPod(d.Cfg, component)
+	pod, err := d.renderStaticPod(component)
 	if err != nil {
 		return err
 	}

@@ -272,7 +272,7 @@ func manifestImageTag(b []byte) string {
 
 // manifestPair is a component's manifest on disk and as this binary renders it.
 func (d *UpgradeData) manifestPair(component string) (cur, want []byte, err error) {
-	pod, err := manifests.StaticPod(d.Cfg, component)
+	pod, err := d.renderStaticPod(component)
 	if err != nil {
 		return nil, nil, err
 	}

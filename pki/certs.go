@@ -264,6 +264,10 @@ func ensureLeaf(spec Spec, c Cert, want CertConfig, pool *KeyPool, res Result) (
 		if certOK {
 			missing = res.KeyPath
 		}
+		if csr := CSRPath(p, c.BaseName); keyOK && exists(p, csr) {
+			return res, fmt.Errorf("%s is missing and must be provided: the %s CA is external (%s present, %s absent), so kubeforge cannot sign %s; sign the request %s with your CA (%s) and save the certificate as %s",
+				res.CertPath, caDef.Name, CertPath(p, caDef.BaseName), KeyPath(p, caDef.BaseName), c.Name, csr, describeWant(want), res.CertPath)
+		}
 		return res, fmt.Errorf("%s is missing and must be provided: the %s CA is external (%s present, %s absent), so kubeforge cannot sign %s; issue it from your CA (%s) and place the certificate and key at %s and %s",
 			missing, caDef.Name, CertPath(p, caDef.BaseName), KeyPath(p, caDef.BaseName), c.Name, describeWant(want), res.CertPath, res.KeyPath)
 	}

@@ -76,17 +76,19 @@ const CAWarningWindow = 365 * 24 * time.Hour
 // renewal is on, a leaf certificate or kubeforge-made kubeconfig signed by
 // a CA whose key is present is renewed once share of its lifetime has
 // passed. CAs are never renewed automatically; the kubelet rotates its own
-// client certificate.
+// client certificate, unless the CA is external.
 func SetRenewal(rows []ExpirationInfo, on bool, share float64) {
 	for i := range rows {
 		r := &rows[i]
 		switch {
 		case r.CertificateAuthority:
 			r.Renewal = RenewalNeverCA
+		case r.ExternallyManaged:
+			// Before the kubelet's rotation: under an external CA the
+			// controller-manager signs no kubelet client certificate.
+			r.Renewal = RenewalExternal
 		case r.RotatedByKubelet:
 			r.Renewal = RenewalKubelet
-		case r.ExternallyManaged:
-			r.Renewal = RenewalExternal
 		case !on:
 			r.Renewal = RenewalOff
 		default:

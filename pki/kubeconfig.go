@@ -332,6 +332,19 @@ func verifyKubeconfig(p config.Paths, k Kubeconfig, logical string, caCert *x509
 	if err != nil {
 		return nil, fmt.Errorf("%s exists but cannot be used (%v): %s", logical, err, regen)
 	}
+	if external {
+		// A kubeconfig from `certs generate-csr` that is not complete yet.
+		var todo []string
+		if len(v.cluster.CertificateAuthorityData) == 0 && v.cluster.CertificateAuthority == "" {
+			todo = append(todo, fmt.Sprintf("the CA certificate %s as certificate-authority-data of cluster %q", caPath, v.cfg.Contexts[v.cfg.CurrentContext].Cluster))
+		}
+		if len(v.auth.ClientCertificateData) == 0 && v.auth.ClientCertificate == "" {
+			todo = append(todo, fmt.Sprintf("the client certificate your CA issued for %s.csr as client-certificate-data of user %q", logical, v.authName))
+		}
+		if len(todo) > 0 {
+			return nil, fmt.Errorf("%s is not complete: the CA is external, so add %s (base64 of the PEM, as kubeadm's external CA mode)", logical, strings.Join(todo, " and "))
+		}
+	}
 	cas, err := v.caCerts(p, logical)
 	if err != nil {
 		return nil, fmt.Errorf("%s exists but cannot be used (%v): %s", logical, err, regen)

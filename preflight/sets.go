@@ -87,8 +87,12 @@ func InitChecks(o InitOptions, sys System) []Check {
 		bindAddress:      o.BindAddress,
 		bindPort:         o.BindPort,
 		externalEtcd:     o.ExternalEtcd,
-		kubeconfigs:      []string{"admin.conf", "super-admin.conf", "kubelet.conf", "controller-manager.conf", "scheduler.conf"},
-		subnets:          splitList(o.ServiceSubnet, o.PodSubnet),
+		// No FileAvailable check of the kubeconfig files, as kubeadm's init:
+		// existing ones are the user's in external CA mode (`certs
+		// generate-csr`, signed elsewhere), and the kubeconfig phase verifies
+		// each (CA, server, client certificate) and refuses, naming the
+		// file, one that belongs to another cluster.
+		subnets: splitList(o.ServiceSubnet, o.PodSubnet),
 	})...)
 	checks = append(checks, nodeChecks(sys, o.NodeName, o.BindAddress, o.ExternalCRI, o.AdvertiseAddress)...)
 	if o.Runtime != nil {

@@ -37,14 +37,8 @@ var (
 	wantInitNames = concat(
 		[]string{"IsPrivilegedUser"},
 		wantControlPlaneHead,
-		[]string{
-			"FileAvailable--etc-kubernetes-admin.conf",
-			"FileAvailable--etc-kubernetes-super-admin.conf",
-			"FileAvailable--etc-kubernetes-kubelet.conf",
-			"FileAvailable--etc-kubernetes-controller-manager.conf",
-			"FileAvailable--etc-kubernetes-scheduler.conf",
-			"HTTPProxy",
-		},
+		// No kubeconfig file checks, as kubeadm's init (external CA mode).
+		[]string{"HTTPProxy"},
 		wantNode,
 		wantEtcd,
 	)
@@ -94,7 +88,7 @@ func TestInitChecksNames(t *testing.T) {
 		{name: "IPv6", o: InitOptions{AdvertiseAddress: "fd00::2"},
 			want: concat(wantInitNames[:len(wantInitNames)-5], []string{"FileContent--proc-sys-net-ipv6-conf-default-forwarding"}, wantEtcd)},
 		{name: "subnets", o: InitOptions{ServiceSubnet: "10.96.0.0/12", PodSubnet: "10.244.0.0/16,fd00:10:244::/56"},
-			want: concat(wantInitNames[:16], []string{"HTTPProxyCIDR", "HTTPProxyCIDR", "HTTPProxyCIDR"}, wantInitNames[16:])},
+			want: concat(wantInitNames[:11], []string{"HTTPProxyCIDR", "HTTPProxyCIDR", "HTTPProxyCIDR"}, wantInitNames[11:])},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { sameNames(t, InitChecks(tt.o, f), tt.want) })
@@ -210,11 +204,7 @@ func TestInitRefusesExistingCluster(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		"[ERROR FileAvailable--etc-kubernetes-admin.conf]: /etc/kubernetes/admin.conf already exists; this host already runs a cluster or holds the leftovers of one: run `kubeforge reset` first",
-		"[ERROR FileAvailable--etc-kubernetes-super-admin.conf]: /etc/kubernetes/super-admin.conf already exists",
-		"[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists",
-		"[ERROR FileAvailable--etc-kubernetes-controller-manager.conf]: /etc/kubernetes/controller-manager.conf already exists",
-		"[ERROR FileAvailable--etc-kubernetes-scheduler.conf]: /etc/kubernetes/scheduler.conf already exists",
+		"[ERROR FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml]: /etc/kubernetes/manifests/kube-apiserver.yaml already exists; this host already runs a cluster or holds the leftovers of one: run `kubeforge reset` first",
 		"[ERROR FileAvailable--etc-kubernetes-manifests-etcd.yaml]: /etc/kubernetes/manifests/etcd.yaml already exists",
 		"[ERROR DirAvailable--var-lib-etcd]: /var/lib/etcd is not empty; it holds the data of a previous etcd member: run `kubeforge reset`",
 		"[ERROR Port-6443]: Port 6443 is in use",
@@ -229,8 +219,8 @@ func TestInitRefusesExistingCluster(t *testing.T) {
 	if strings.Contains(msg, "ERROR Port-10250") {
 		t.Errorf("ignored Port-10250 reported as an error:\n%s", msg)
 	}
-	if len(perr.Failures) != 17 {
-		t.Errorf("%d failures, want 17:\n%s", len(perr.Failures), msg)
+	if len(perr.Failures) != 12 { // the kubeconfig files are not checked (kubeadm)
+		t.Errorf("%d failures, want 12:\n%s", len(perr.Failures), msg)
 	}
 	var got []string
 	for _, w := range warnings {
@@ -253,5 +243,19 @@ func TestDefaultPaths(t *testing.T) {
 	checks := InitChecks(InitOptions{Paths: custom}, goodHost())
 	if n := checks[len(checks)-1].Name(); n != "DirAvailable--data-etcd" {
 		t.Errorf("last check = %q, want DirAvailable--data-etcd", n)
+	}
+}
+
+// External CA mode, as kubeadm: the kubeconfig files the user made with
+// `certs generate-csr` and signed elsewhere are in place before init, and
+// its preflight accepts them (the kubeconfig phase verifies them).
+func TestInitAcceptsProvidedKubeconfigs(t *testing.T) {
+	f := goodHost()
+	for _, k := range []string{"admin.conf", "super-admin.conf", "kubelet.conf", "controller-manager.conf", "scheduler.conf"} {
+		f.files["/etc/kubernetes/"+k] = "x"
+	}
+	f.files["/etc/kubernetes/pki/ca.crt"] = "x"
+	if warnings, err := Run(InitChecks(InitOptions{AdvertiseAddress: "10.201.0.2"}, f), nil); err != nil || len(warnings) != 0 {
+		t.Errorf("init preflight with provided kubeconfigs = %v, %v; want no findings", warnings, err)
 	}
 }

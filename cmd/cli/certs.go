@@ -18,6 +18,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node/certrenew"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/phases"
 	"github.com/kubeforge/kubeforge/pki"
 )
 
@@ -100,6 +101,8 @@ func newCertsCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 	renew.Flags().StringVar(&o.configFile, "config", "", "config file with certificateValidityPeriod / encryptionAlgorithm (default: the cluster's ClusterConfiguration)")
 	renew.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig to read the cluster's ClusterConfiguration with (default /etc/kubernetes/admin.conf)")
 	cmd.AddCommand(renew)
+
+	cmd.AddCommand(newGenerateCSRCmd(o, out))
 
 	cmd.AddCommand(&cobra.Command{
 		Use:   "certificate-key",
@@ -211,4 +214,80 @@ func clusterSettingsFrom(kubeconfig string) (time.Duration, string, error) {
 		return 0, "", err
 	}
 	return certrenew.ReadClusterSettings(context.Background(), c)
+}
+
+// generateCSROptions are the flags of `kubeforge certs generate-csr` (kubeadm's).
+type generateCSROptions struct {
+	configFile    string
+	kubeconfigDir string
+}
+
+func newGenerateCSRCmd(certs *certsOptions, out io.Writer) *cobra.Command {
+	o := &generateCSROptions{}
+	cmd := &cobra.Command{
+		Use:   "generate-csr",
+		Short: "Generate keys and certificate signing requests (external CA mode)",
+		Long: "Generate a private key and a certificate signing request (CSR) for every certificate the control plane\n" +
+			"needs (.key and .csr in --cert-dir), and for every kubeconfig file a kubeconfig with its private key in\n" +
+			"users > user > client-key-data and a .csr next to it (as `kubeadm certs generate-csr`). Subjects, SANs and\n" +
+			"usages are those `kubeforge init` would issue for --config. Have your CA sign each request; save the\n" +
+			"certificates next to the keys as .crt, put each kubeconfig's certificate (base64 of the PEM) in\n" +
+			"client-certificate-data and the CA certificate in certificate-authority-data (filled already when ca.crt\n" +
+			"was in --cert-dir), and place ca.crt, front-proxy-ca.crt and etcd/ca.crt without their keys: `kubeforge\n" +
+			"init` then runs in external CA mode. Existing keys, CSRs and kubeconfigs are never overwritten.",
+		Example: "  kubeforge certs generate-csr --config init.yaml --kubeconfig-dir /tmp/etc-k8s --cert-dir /tmp/etc-k8s/pki",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd, certs, out)
+		},
+	}
+	cmd.Flags().StringVar(&o.configFile, "config", "", "kubeadm-style config file (InitConfiguration, ClusterConfiguration) with the names and addresses the certificates carry; default: this host's defaults")
+	cmd.Flags().StringVar(&o.kubeconfigDir, "kubeconfig-dir", "", "where to write the kubeconfig files (default /etc/kubernetes)")
+	return cmd
+}
+
+func (o *generateCSROptions) run(cmd *cobra.Command, certs *certsOptions, out io.Writer) error {
+	cfg := config.New()
+	if o.configFile != "" {
+		var err error
+		if cfg, err = config.Load(o.configFile); err != nil {
+			return err
+		}
+	}
+	host := config.HostDefaults()
+	if err := cfg.Complete(host); err != nil {
+		return err
+	}
+	// --cert-dir and --kubeconfig-dir win over the config file, as in kubeadm.
+	if certs.certDir != "" {
+		cfg.Paths.CertDir = certs.certDir
+	}
+	if o.kubeconfigDir != "" {
+		cfg.Paths.KubernetesDir = o.kubeconfigDir
+	}
+	if certs.rootDir != "" {
+		cfg.Paths = cfg.Paths.WithRoot(certs.rootDir)
+	}
+	rep := progress.New(out, false)
+	node, err := phases.NewNode(cfg, rep, false, host)
+	if err != nil {
+		return err
+	}
+	csrs, err := pki.GenerateCSRs(node.PKISpec())
+	if err != nil {
+		return err
+	}
+	for _, c := range csrs {
+		what, where := "key and CSR", c.KeyPath+", "+c.CSRPath
+		if c.Kubeconfig != "" {
+			what, where = "kubeconfig with its key, and CSR", c.Kubeconfig+", "+c.CSRPath
+		}
+		rep.Emit(progress.Event{Phase: "certs", Action: "generated", Path: c.CSRPath,
+			Message: fmt.Sprintf("Generated %q %s: %s (%s)", c.Name, what, where, pki.DescribeRequest(c.Request))})
+	}
+	rep.Printf("certs", "Next: sign each .csr with your CA (CN, O and SANs as requested; usages as requested); save the certificates as .crt next to the keys in %s; "+
+		"in each kubeconfig in %s set client-certificate-data to its certificate and certificate-authority-data to the CA certificate; "+
+		"place ca.crt, front-proxy-ca.crt and etcd/ca.crt (without their keys) in %s; then run `kubeforge init`",
+		cfg.Paths.CertDir, cfg.Paths.KubernetesDir, cfg.Paths.CertDir)
+	return nil
 }
