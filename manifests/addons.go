@@ -4,17 +4,14 @@ import (
 	"fmt"
 	"net/url"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/config"
-	"github.com/kubeforge/kubeforge/internal/version"
 )
 
 // Addon object names, as kubeadm's.
@@ -70,98 +67,65 @@ func Corefile(domain string) string {
 func CoreDNSObjects(c *config.Config) []runtime.Object {
 	ns := metav1.NamespaceSystem
 	labels := map[string]string{"k8s-app": KubeDNSService}
-	replicas := int32(2)
-	maxUnavailable := intstr.FromInt32(1)
-	falseV, trueV := false, true
-	dep := &appsv1.Deployment{
-		TypeMeta:   deploymentType,
-		ObjectMeta: metav1.ObjectMeta{Name: CoreDNSName, Namespace: ns, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &maxUnavailable}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
-						PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 100,
-							PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: corev1.LabelHostname,
-								LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-									Key: "k8s-app", Operator: metav1.LabelSelectorOpIn, Values: []string{KubeDNSService}}}}}}}}},
-					Containers: []corev1.Container{{
-						Name:            CoreDNSName,
-						Image:           version.Image(),
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command:         []string{"kubeforge", "component", "coredns"},
-						Args:            []string{"-conf", "/etc/coredns/Corefile"},
-						Ports: []corev1.ContainerPort{
-							{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
-							{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},
-							{Name: "metrics", ContainerPort: 9153, Protocol: corev1.ProtocolTCP},
-							{Name: "liveness-probe", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
-							{Name: "readiness-probe", ContainerPort: 8181, Protocol: corev1.ProtocolTCP},
-						},
-						Resources: corev1.ResourceRequirements{
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("170Mi")},
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("70Mi")},
-						},
-						LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-							Path: "/health", Port: intstr.FromString("liveness-probe"), Scheme: corev1.URISchemeHTTP}},
-							InitialDelaySeconds: 60, TimeoutSeconds: 5, SuccessThreshold: 1, FailureThreshold: 5},
-						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-							Path: "/ready", Port: intstr.FromString("readiness-probe"), Scheme: corev1.URISchemeHTTP}},
-							PeriodSeconds: 1, TimeoutSeconds: 1, FailureThreshold: 3},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: &falseV,
-							Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_BIND_SERVICE"},
-								Drop: []corev1.Capability{"ALL"}},
-							ReadOnlyRootFilesystem: &trueV,
-						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "config-volume", MountPath: "/etc/coredns", ReadOnly: true}},
-						Env:          apiServerEnv(c),
-					}},
-					DNSPolicy:          corev1.DNSDefault,
-					NodeSelector:       map[string]string{corev1.LabelOSStable: "linux"},
-					PriorityClassName:  "system-cluster-critical",
-					ServiceAccountName: CoreDNSName,
-					Tolerations: []corev1.Toleration{
-						{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists},
-						{Key: config.ControlPlaneTaint.Key, Effect: corev1.TaintEffectNoSchedule},
-					},
-					Volumes: []corev1.Volume{{Name: "config-volume", VolumeSource: corev1.VolumeSource{
-						ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: CoreDNSName},
-							Items: []corev1.KeyToPath{{Key: corefileKey, Path: corefileKey}}}}}},
+	a := Addon{WorkloadRef: CoreDNSWorkload, App: KubeDNSService,
+		Args: []string{"-conf", "/etc/coredns/Corefile"},
+		Env:  apiServerEnv(c),
+		Ports: []corev1.ContainerPort{
+			{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
+			tcpPort("dns-tcp", 53),
+			tcpPort("metrics", 9153),
+			tcpPort("liveness-probe", 8080),
+			tcpPort("readiness-probe", 8181),
+		},
+		CPU:         "100m",
+		Memory:      "70Mi",
+		MemoryLimit: "170Mi",
+		Liveness: &corev1.Probe{ProbeHandler: httpGet("/health", intstr.FromString("liveness-probe"), corev1.URISchemeHTTP),
+			InitialDelaySeconds: 60, TimeoutSeconds: 5, SuccessThreshold: 1, FailureThreshold: 5},
+		Readiness: &corev1.Probe{ProbeHandler: httpGet("/ready", intstr.FromString("readiness-probe"), corev1.URISchemeHTTP),
+			PeriodSeconds: 1, TimeoutSeconds: 1, FailureThreshold: 3},
+		Security: Security{Add: []corev1.Capability{"NET_BIND_SERVICE"}, NoSeccomp: true},
+		Mounts:   []corev1.VolumeMount{{Name: "config-volume", MountPath: "/etc/coredns", ReadOnly: true}},
+		Volumes: []corev1.Volume{{Name: "config-volume", VolumeSource: corev1.VolumeSource{
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: CoreDNSName},
+				Items: []corev1.KeyToPath{{Key: corefileKey, Path: corefileKey}}}}}},
+		DNSPolicy:   corev1.DNSDefault,
+		Priority:    "system-cluster-critical",
+		Tolerations: criticalAddon(),
+		// Two replicas, preferably on two nodes.
+		Replicas:       2,
+		MaxUnavailable: ptr(intstr.FromInt32(1)),
+		Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 100,
+				PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: corev1.LabelHostname,
+					LabelSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+						Key: "k8s-app", Operator: metav1.LabelSelectorOpIn, Values: []string{KubeDNSService}}}}}}}}},
+		PlainServiceAccount: true,
+		ClusterRole: Rules{Name: "system:coredns", Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"endpoints", "services", "pods", "namespaces"}, Verbs: []string{"list", "watch"}},
+			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}}}},
+	}
+	a.Extra = []runtime.Object{
+		&corev1.ConfigMap{TypeMeta: configMapType, ObjectMeta: metav1.ObjectMeta{Name: CoreDNSName, Namespace: ns},
+			Data: map[string]string{corefileKey: Corefile(c.Cluster.Networking.DNSDomain)}},
+		// The kube-dns Service, at the tenth address of the service CIDR.
+		&corev1.Service{
+			TypeMeta: serviceType,
+			ObjectMeta: metav1.ObjectMeta{Name: KubeDNSService, Namespace: ns,
+				Labels:      map[string]string{"k8s-app": KubeDNSService, "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
+				Annotations: map[string]string{"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
+			Spec: corev1.ServiceSpec{
+				ClusterIP: c.DNSServiceIP().String(),
+				Selector:  labels,
+				Ports: []corev1.ServicePort{
+					{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
+					{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
+					{Name: "metrics", Port: 9153, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(9153)},
 				},
 			},
 		},
 	}
-	svc := &corev1.Service{
-		TypeMeta: serviceType,
-		ObjectMeta: metav1.ObjectMeta{Name: KubeDNSService, Namespace: ns,
-			Labels:      map[string]string{"k8s-app": KubeDNSService, "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
-			Annotations: map[string]string{"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
-		Spec: corev1.ServiceSpec{
-			ClusterIP: c.DNSServiceIP().String(),
-			Selector:  labels,
-			Ports: []corev1.ServicePort{
-				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
-				{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
-				{Name: "metrics", Port: 9153, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(9153)},
-			},
-		},
-	}
-	return []runtime.Object{
-		&corev1.ConfigMap{TypeMeta: configMapType, ObjectMeta: metav1.ObjectMeta{Name: CoreDNSName, Namespace: ns},
-			Data: map[string]string{corefileKey: Corefile(c.Cluster.Networking.DNSDomain)}},
-		clusterRole("system:coredns",
-			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"endpoints", "services", "pods", "namespaces"}, Verbs: []string{"list", "watch"}},
-			rbacv1.PolicyRule{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}}),
-		clusterRoleBinding("system:coredns", "system:coredns", rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: CoreDNSName, Namespace: ns}),
-		&corev1.ServiceAccount{TypeMeta: saType, ObjectMeta: metav1.ObjectMeta{Name: CoreDNSName, Namespace: ns}},
-		dep,
-		svc,
-	}
+	return a.Objects()
 }
 
 // apiServerEnv points a pod's in-cluster client (client-go reads
@@ -224,61 +188,33 @@ users:
   user:
     tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
 `, c.ControlPlaneEndpoint())
-	labels := map[string]string{"k8s-app": KubeProxyName}
-	privileged := true
-	fileOrCreate, dirType := corev1.HostPathFileOrCreate, corev1.HostPathDirectory
-	recursiveRO := corev1.RecursiveReadOnlyIfPossible
-	ds := &appsv1.DaemonSet{
-		TypeMeta:   daemonSetType,
-		ObjectMeta: metav1.ObjectMeta{Name: KubeProxyName, Namespace: ns, Labels: labels},
-		Spec: appsv1.DaemonSetSpec{
-			Selector:       &metav1.LabelSelector{MatchLabels: labels},
-			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{
-						Name:            KubeProxyName,
-						Image:           version.Image(),
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command: []string{"kubeforge", "component", "kube-proxy",
-							"--config=/var/lib/kube-proxy/" + kubeProxyConfig, "--hostname-override=$(NODE_NAME)"},
-						Env: []corev1.EnvVar{
-							{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
-							{Name: KubeProxyHostRootEnv, Value: KubeProxyHostRootDir},
-						},
-						SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: KubeProxyName, MountPath: "/var/lib/kube-proxy"},
-							{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
-							{Name: "lib-modules", MountPath: "/lib/modules", ReadOnly: true},
-							{Name: "host-root", MountPath: KubeProxyHostRootDir, ReadOnly: true, RecursiveReadOnly: &recursiveRO},
-							{Name: "xtables-lock", MountPath: KubeProxyHostRootDir + "/run/xtables.lock"},
-						},
-					}},
-					HostNetwork:        true,
-					NodeSelector:       map[string]string{corev1.LabelOSStable: "linux"},
-					PriorityClassName:  "system-node-critical",
-					ServiceAccountName: KubeProxyName,
-					Tolerations:        []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					Volumes: []corev1.Volume{
-						{Name: KubeProxyName, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-							LocalObjectReference: corev1.LocalObjectReference{Name: KubeProxyName}}}},
-						{Name: "xtables-lock", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/run/xtables.lock", Type: &fileOrCreate}}},
-						{Name: "lib-modules", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/lib/modules"}}},
-						{Name: "host-root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/", Type: &dirType}}},
-					},
-				},
-			},
+	return Addon{WorkloadRef: KubeProxyWorkload,
+		Command:  []string{"--config=/var/lib/kube-proxy/" + kubeProxyConfig, "--hostname-override=$(NODE_NAME)"},
+		Env:      []corev1.EnvVar{nodeNameEnv(), {Name: KubeProxyHostRootEnv, Value: KubeProxyHostRootDir}},
+		Security: Security{Privileged: true},
+		Mounts: []corev1.VolumeMount{
+			{Name: KubeProxyName, MountPath: "/var/lib/kube-proxy"},
+			{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
+			{Name: "lib-modules", MountPath: "/lib/modules", ReadOnly: true},
+			{Name: "host-root", MountPath: KubeProxyHostRootDir, ReadOnly: true, RecursiveReadOnly: ptr(corev1.RecursiveReadOnlyIfPossible)},
+			{Name: "xtables-lock", MountPath: KubeProxyHostRootDir + "/run/xtables.lock"},
 		},
-	}
-	return []runtime.Object{
-		&corev1.ConfigMap{TypeMeta: configMapType, ObjectMeta: metav1.ObjectMeta{Name: KubeProxyName, Namespace: ns, Labels: map[string]string{"app": KubeProxyName}},
-			Data: map[string]string{kubeProxyConfig: string(cfg), kubeProxyKC: kubeconfig}},
-		&corev1.ServiceAccount{TypeMeta: saType, ObjectMeta: metav1.ObjectMeta{Name: KubeProxyName, Namespace: ns}},
-		clusterRoleBinding("kubeadm:node-proxier", "system:node-proxier", rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: KubeProxyName, Namespace: ns}),
-		role(ns, KubeProxyName, getNamed("configmaps", KubeProxyName)),
-		roleBinding(ns, KubeProxyName, group(NodeBootstrapGroup)),
-		ds,
-	}, nil
+		Volumes: []corev1.Volume{
+			configMapVolume(KubeProxyName, KubeProxyName),
+			{Name: "xtables-lock", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/run/xtables.lock", Type: ptr(corev1.HostPathFileOrCreate)}}},
+			{Name: "lib-modules", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/lib/modules"}}},
+			{Name: "host-root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/", Type: ptr(corev1.HostPathDirectory)}}},
+		},
+		HostNetwork:         true,
+		Priority:            "system-node-critical",
+		Tolerations:         anyTaint(),
+		PlainServiceAccount: true,
+		Bindings:            []Binding{{Name: "kubeadm:node-proxier", ClusterRole: "system:node-proxier"}},
+		Extra: []runtime.Object{
+			&corev1.ConfigMap{TypeMeta: configMapType, ObjectMeta: metav1.ObjectMeta{Name: KubeProxyName, Namespace: ns, Labels: map[string]string{"app": KubeProxyName}},
+				Data: map[string]string{kubeProxyConfig: string(cfg), kubeProxyKC: kubeconfig}},
+			role(ns, KubeProxyName, getNamed("configmaps", KubeProxyName)),
+			roleBinding(ns, KubeProxyName, group(NodeBootstrapGroup)),
+		},
+	}.Objects(), nil
 }

@@ -7,19 +7,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 )
 
 func TestDashboardGolden(t *testing.T) {
-	var out []byte
-	for _, o := range DashboardObjects(testConfig(t)) {
-		b, err := yaml.Marshal(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(append(out, "---\n"...), b...)
-	}
-	golden(t, "kubeforge-dashboard.yaml", out)
+	golden(t, "kubeforge-dashboard.yaml", objectsYAML(t, DashboardObjects(testConfig(t))))
 }
 
 // The dashboard has no rights of its own (no RBAC object, no token in the

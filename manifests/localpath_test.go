@@ -8,19 +8,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	"sigs.k8s.io/yaml"
 )
 
 func TestLocalPathGolden(t *testing.T) {
-	var out []byte
-	for _, o := range LocalPathObjects(testConfig(t)) {
-		b, err := yaml.Marshal(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(append(out, "---\n"...), b...)
-	}
-	golden(t, "local-path.yaml", out)
+	golden(t, "local-path.yaml", objectsYAML(t, LocalPathObjects(testConfig(t))))
 }
 
 // The provisioner runs the self-image with the configured root mounted at

@@ -3,7 +3,6 @@ package manifests
 import (
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -12,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kubeforge/kubeforge/config"
-	"github.com/kubeforge/kubeforge/internal/version"
 )
 
 // The log-store addon's names.
@@ -61,75 +59,49 @@ func LogStoreProxyPath(sub string) string {
 func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 	ns := metav1.NamespaceSystem
 	labels := map[string]string{"k8s-app": LogStoreName}
-	replicas := int32(1)
-	falseV, trueV := false, true
-	root := int64(0)
 	retention := c.Kubeforge.Addons.LogStore.Retention
 	if retention == "" {
 		retention = config.DefaultLogRetention
 	}
-	spec := corev1.PodSpec{
-		Containers: []corev1.Container{{
-			Name:            LogStoreName,
-			Image:           version.Image(),
-			ImagePullPolicy: corev1.PullIfNotPresent,
-			Command:         []string{"kubeforge", "component", LogStoreName},
-			Args: []string{
-				"-storageDataPath=" + logStoreDataDir,
-				"-retentionPeriod=" + retention,
-				fmt.Sprintf("-httpListenAddr=:%d", LogStorePort),
-				// Caches sized for a small cluster, not 60% of the node.
-				"-memory.allowedBytes=96MiB",
-				"-loggerLevel=WARN",
-			},
-			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: LogStorePort, Protocol: corev1.ProtocolTCP}},
-			Resources: corev1.ResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-			},
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/health", Port: intstr.FromString("http")}},
-				PeriodSeconds: 2, TimeoutSeconds: 1, FailureThreshold: 3},
-			LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/health", Port: intstr.FromString("http")}},
-				InitialDelaySeconds: 30, PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 3},
-			// Root owns the data directory (a hostPath the kubelet creates);
-			// no capability, no escalation, a read-only root.
-			SecurityContext: &corev1.SecurityContext{
-				AllowPrivilegeEscalation: &falseV,
-				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-				ReadOnlyRootFilesystem:   &trueV,
-				RunAsUser:                &root,
-				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
-			VolumeMounts: []corev1.VolumeMount{{Name: logStoreVolume, MountPath: logStoreDataDir}},
-		}},
-		AutomountServiceAccountToken:  &falseV,
-		EnableServiceLinks:            &falseV,
-		NodeSelector:                  map[string]string{corev1.LabelOSStable: "linux"},
-		PriorityClassName:             "system-cluster-critical",
-		TerminationGracePeriodSeconds: ptr(int64(10)),
-		Tolerations: []corev1.Toleration{
-			{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists},
-			{Key: config.ControlPlaneTaint.Key, Effect: corev1.TaintEffectNoSchedule},
+	a := Addon{WorkloadRef: LogStoreWorkload,
+		Args: []string{
+			"-storageDataPath=" + logStoreDataDir,
+			"-retentionPeriod=" + retention,
+			fmt.Sprintf("-httpListenAddr=:%d", LogStorePort),
+			// Caches sized for a small cluster, not 60% of the node.
+			"-memory.allowedBytes=96MiB",
+			"-loggerLevel=WARN",
 		},
-	}
-	sts := &appsv1.StatefulSet{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
-		ObjectMeta: metav1.ObjectMeta{Name: LogStoreName, Namespace: ns, Labels: labels},
-		Spec: appsv1.StatefulSetSpec{
-			Replicas:    &replicas,
-			ServiceName: LogStoreName,
-			Selector:    &metav1.LabelSelector{MatchLabels: labels},
+		Ports:     []corev1.ContainerPort{tcpPort("http", LogStorePort)},
+		CPU:       "50m",
+		Memory:    "64Mi",
+		Readiness: quickReadiness(httpGet("/health", intstr.FromString("http"), "")),
+		Liveness: &corev1.Probe{ProbeHandler: httpGet("/health", intstr.FromString("http"), ""),
+			InitialDelaySeconds: 30, PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 3},
+		// Root owns the data directory (a hostPath the kubelet creates); no
+		// capability, no escalation, a read-only root.
+		Security:    Security{User: ptr(int64(0))},
+		Mounts:      []corev1.VolumeMount{{Name: logStoreVolume, MountPath: logStoreDataDir}},
+		Priority:    "system-cluster-critical",
+		Tolerations: criticalAddon(),
+		GracePeriod: ptr(int64(10)),
+		// The store calls no API: no ServiceAccount, no token.
+		NoServiceAccount: true,
+		NoToken:          true,
+		NoServiceLinks:   true,
+		Extra: []runtime.Object{
+			role(ns, LogShipperRole, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services/proxy"},
+				ResourceNames: []string{LogStoreName}, Verbs: []string{"create"}}),
+			roleBinding(ns, LogShipperRole, group("system:nodes")),
 		},
 	}
 	if st.Class != "" {
-		class := st.Class
-		sts.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{
+		a.Claims = []corev1.PersistentVolumeClaim{{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 			ObjectMeta: metav1.ObjectMeta{Name: logStoreVolume, Labels: labels},
 			Spec: corev1.PersistentVolumeClaimSpec{
 				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				StorageClassName: &class,
+				StorageClassName: ptr(st.Class),
 				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{
 					corev1.ResourceStorage: resource.MustParse(LogStoreVolumeSize)}},
 			},
@@ -137,24 +109,14 @@ func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 	} else {
 		// No persistent volume class: the data stays on a control-plane
 		// node, where the store is pinned.
-		spec.NodeSelector["node-role.kubernetes.io/control-plane"] = ""
-		spec.Volumes = []corev1.Volume{{Name: logStoreVolume, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+		a.NodeSelector = map[string]string{"node-role.kubernetes.io/control-plane": ""}
+		a.Volumes = []corev1.Volume{{Name: logStoreVolume, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 			Path: LogStoreHostDir, Type: ptr(corev1.HostPathDirectoryOrCreate)}}}}
 	}
-	sts.Spec.Template = corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}
-
-	shipper := role(ns, LogShipperRole, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services/proxy"},
-		ResourceNames: []string{LogStoreName}, Verbs: []string{"create"}})
-	return []runtime.Object{
-		&corev1.Service{TypeMeta: serviceType,
-			ObjectMeta: metav1.ObjectMeta{Name: LogStoreName, Namespace: ns, Labels: labels},
-			Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
-				// Unnamed: the API server's Service proxy path then needs
-				// no port ("services/log-store/proxy/..."), and the RBAC
-				// resource name is the Service's name alone.
-				{Port: LogStorePort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")}}}},
-		sts,
-		shipper,
-		roleBinding(ns, LogShipperRole, group("system:nodes")),
-	}
+	a.Extra = append(a.Extra, a.service(corev1.ServiceSpec{Ports: []corev1.ServicePort{
+		// Unnamed: the API server's Service proxy path then needs no port
+		// ("services/log-store/proxy/..."), and the RBAC resource name is
+		// the Service's name alone.
+		{Port: LogStorePort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")}}}))
+	return a.Objects()
 }

@@ -1,17 +1,14 @@
 package manifests
 
 import (
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 
 	"github.com/kubeforge/kubeforge/config"
-	"github.com/kubeforge/kubeforge/internal/version"
 )
 
 // The metrics-server addon's names (those of the upstream manifests).
@@ -70,87 +67,7 @@ func MetricsServerDNSNames(dnsDomain string) []string {
 func MetricsServerObjects(c *config.Config, tls MetricsServerTLS) []runtime.Object {
 	ns := metav1.NamespaceSystem
 	labels := map[string]string{"k8s-app": MetricsServerName}
-	replicas := int32(1)
-	maxUnavailable := intstr.FromInt32(0)
-	falseV, trueV := false, true
 	uid := int64(1000)
-	dep := &appsv1.Deployment{
-		TypeMeta:   deploymentType,
-		ObjectMeta: metav1.ObjectMeta{Name: MetricsServerName, Namespace: ns, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &maxUnavailable}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{
-						Name:            MetricsServerName,
-						Image:           version.Image(),
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command:         []string{"kubeforge", "component", MetricsServerName},
-						Args: []string{
-							"--cert-dir=/tmp",
-							"--secure-port=10250",
-							"--tls-cert-file=" + metricsTLSDir + "/" + corev1.TLSCertKey,
-							"--tls-private-key-file=" + metricsTLSDir + "/" + corev1.TLSPrivateKeyKey,
-							"--kubelet-certificate-authority=" + metricsKubeletCADir + "/" + caCertKey,
-							"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-							"--kubelet-use-node-status-port",
-							"--metric-resolution=" + MetricsServerResolution,
-							"--kubelet-request-timeout=" + metricsKubeletTimeout,
-						},
-						Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: metricsServerPort, Protocol: corev1.ProtocolTCP}},
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("200Mi")},
-						},
-						// metrics-server is ready once it has scraped the
-						// nodes: probe often so that `kubectl top` answers
-						// soon after the first scrape.
-						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-							Path: "/readyz", Port: intstr.FromString("https"), Scheme: corev1.URISchemeHTTPS}},
-							PeriodSeconds: 2, TimeoutSeconds: 1, FailureThreshold: 3},
-						LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-							Path: "/livez", Port: intstr.FromString("https"), Scheme: corev1.URISchemeHTTPS}},
-							InitialDelaySeconds: 30, PeriodSeconds: 10, TimeoutSeconds: 1, FailureThreshold: 3},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: &falseV,
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-							ReadOnlyRootFilesystem:   &trueV,
-							RunAsNonRoot:             &trueV,
-							RunAsUser:                &uid,
-							SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-						},
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: "tmp-dir", MountPath: "/tmp"},
-							{Name: "tls", MountPath: metricsTLSDir, ReadOnly: true},
-							{Name: "kubelet-ca", MountPath: metricsKubeletCADir, ReadOnly: true},
-						},
-						Env: apiServerEnv(c),
-					}},
-					NodeSelector:       map[string]string{corev1.LabelOSStable: "linux"},
-					PriorityClassName:  "system-cluster-critical",
-					ServiceAccountName: MetricsServerName,
-					// The pod runs as uid 1000; the Secret's files are
-					// readable by its group only.
-					SecurityContext: &corev1.PodSecurityContext{FSGroup: &uid},
-					Tolerations: []corev1.Toleration{
-						{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists},
-						{Key: config.ControlPlaneTaint.Key, Effect: corev1.TaintEffectNoSchedule},
-					},
-					Volumes: []corev1.Volume{
-						{Name: "tmp-dir", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-						{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-							SecretName: MetricsServerTLSSecret, DefaultMode: ptr(int32(0o440))}}},
-						{Name: "kubelet-ca", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-							LocalObjectReference: corev1.LocalObjectReference{Name: KubeletServingCAConfigMap}}}},
-					},
-				},
-			},
-		},
-	}
-	sa := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: MetricsServerName, Namespace: ns}
 	reader := clusterRole("system:aggregated-metrics-reader",
 		rbacv1.PolicyRule{APIGroups: []string{"metrics.k8s.io"}, Resources: []string{"pods", "nodes"}, Verbs: []string{"get", "list", "watch"}})
 	reader.Labels = map[string]string{
@@ -159,31 +76,53 @@ func MetricsServerObjects(c *config.Config, tls MetricsServerTLS) []runtime.Obje
 		"rbac.authorization.k8s.io/aggregate-to-edit":  "true",
 		"rbac.authorization.k8s.io/aggregate-to-view":  "true",
 	}
-	authReader := &rbacv1.RoleBinding{TypeMeta: metav1.TypeMeta{APIVersion: rbacGV, Kind: "RoleBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: "metrics-server-auth-reader", Namespace: ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "extension-apiserver-authentication-reader"},
-		Subjects:   []rbacv1.Subject{sa}}
-	return []runtime.Object{
-		&corev1.ServiceAccount{TypeMeta: saType, ObjectMeta: metav1.ObjectMeta{Name: MetricsServerName, Namespace: ns, Labels: labels}},
-		reader,
-		clusterRole("system:metrics-server",
-			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes/metrics"}, Verbs: []string{"get"}},
-			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"get", "list", "watch"}}),
-		authReader,
-		clusterRoleBinding("metrics-server:system:auth-delegator", "system:auth-delegator", sa),
-		clusterRoleBinding("system:metrics-server", "system:metrics-server", sa),
-		&corev1.ConfigMap{TypeMeta: configMapType, ObjectMeta: metav1.ObjectMeta{Name: KubeletServingCAConfigMap, Namespace: ns},
-			Data: map[string]string{caCertKey: string(tls.KubeletCA)}},
-		&corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: metav1.ObjectMeta{Name: MetricsServerTLSSecret, Namespace: ns, Labels: labels},
-			Type:       corev1.SecretTypeTLS,
-			Data:       map[string][]byte{corev1.TLSCertKey: tls.Cert, corev1.TLSPrivateKeyKey: tls.Key}},
-		&corev1.Service{TypeMeta: serviceType,
-			ObjectMeta: metav1.ObjectMeta{Name: MetricsServerName, Namespace: ns, Labels: labels},
-			Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
-				{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("https")}}}},
-		dep,
-		&apiregv1.APIService{TypeMeta: metav1.TypeMeta{APIVersion: apiregv1.SchemeGroupVersion.String(), Kind: "APIService"},
+	a := Addon{WorkloadRef: MetricsServerWorkload,
+		Args: []string{
+			"--cert-dir=/tmp",
+			"--secure-port=10250",
+			"--tls-cert-file=" + metricsTLSDir + "/" + corev1.TLSCertKey,
+			"--tls-private-key-file=" + metricsTLSDir + "/" + corev1.TLSPrivateKeyKey,
+			"--kubelet-certificate-authority=" + metricsKubeletCADir + "/" + caCertKey,
+			"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+			"--kubelet-use-node-status-port",
+			"--metric-resolution=" + MetricsServerResolution,
+			"--kubelet-request-timeout=" + metricsKubeletTimeout,
+		},
+		Env:    apiServerEnv(c),
+		Ports:  []corev1.ContainerPort{tcpPort("https", metricsServerPort)},
+		CPU:    "100m",
+		Memory: "200Mi",
+		// metrics-server is ready once it has scraped the nodes: probe
+		// often so that `kubectl top` answers soon after the first scrape.
+		Readiness: quickReadiness(httpGet("/readyz", intstr.FromString("https"), corev1.URISchemeHTTPS)),
+		Liveness: &corev1.Probe{ProbeHandler: httpGet("/livez", intstr.FromString("https"), corev1.URISchemeHTTPS),
+			InitialDelaySeconds: 30, PeriodSeconds: 10, TimeoutSeconds: 1, FailureThreshold: 3},
+		Security: Security{User: &uid},
+		Mounts: []corev1.VolumeMount{
+			{Name: "tmp-dir", MountPath: "/tmp"},
+			{Name: "tls", MountPath: metricsTLSDir, ReadOnly: true},
+			{Name: "kubelet-ca", MountPath: metricsKubeletCADir, ReadOnly: true},
+		},
+		Volumes: []corev1.Volume{
+			{Name: "tmp-dir", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: MetricsServerTLSSecret, DefaultMode: ptr(int32(0o440))}}},
+			configMapVolume("kubelet-ca", KubeletServingCAConfigMap),
+		},
+		Priority:    "system-cluster-critical",
+		Tolerations: criticalAddon(),
+		// The pod runs as uid 1000; the Secret's files are readable by its
+		// group only.
+		FSGroup:        &uid,
+		MaxUnavailable: ptr(intstr.FromInt32(0)),
+		ClusterRole: Rules{Name: "system:metrics-server", Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"nodes/metrics"}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"get", "list", "watch"}}}},
+		Bindings: []Binding{
+			{Name: "metrics-server-auth-reader", Role: "extension-apiserver-authentication-reader"},
+			{Name: "metrics-server:system:auth-delegator", ClusterRole: "system:auth-delegator"},
+		},
+		After: []runtime.Object{&apiregv1.APIService{TypeMeta: metav1.TypeMeta{APIVersion: apiregv1.SchemeGroupVersion.String(), Kind: "APIService"},
 			ObjectMeta: metav1.ObjectMeta{Name: MetricsAPIService, Labels: labels},
 			Spec: apiregv1.APIServiceSpec{
 				Service:              &apiregv1.ServiceReference{Name: MetricsServerName, Namespace: ns, Port: ptr(int32(443))},
@@ -192,8 +131,18 @@ func MetricsServerObjects(c *config.Config, tls MetricsServerTLS) []runtime.Obje
 				CABundle:             tls.CA,
 				GroupPriorityMinimum: 100,
 				VersionPriority:      100,
-			}},
+			}}},
 	}
+	a.Extra = []runtime.Object{
+		reader,
+		&corev1.ConfigMap{TypeMeta: configMapType, ObjectMeta: metav1.ObjectMeta{Name: KubeletServingCAConfigMap, Namespace: ns},
+			Data: map[string]string{caCertKey: string(tls.KubeletCA)}},
+		&corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: MetricsServerTLSSecret, Namespace: ns, Labels: labels},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{corev1.TLSCertKey: tls.Cert, corev1.TLSPrivateKeyKey: tls.Key}},
+		a.service(corev1.ServiceSpec{Ports: []corev1.ServicePort{
+			{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("https")}}}),
+	}
+	return a.Objects()
 }
-
-func ptr[T any](v T) *T { return &v }

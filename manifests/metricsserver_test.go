@@ -9,21 +9,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
-	"sigs.k8s.io/yaml"
 )
 
 var testMetricsTLS = MetricsServerTLS{Cert: []byte("SERVING CERT\n"), Key: []byte("SERVING KEY\n"), CA: []byte("CLUSTER CA\n"), KubeletCA: []byte("KUBELET CA\n")}
 
 func TestMetricsServerGolden(t *testing.T) {
-	var out []byte
-	for _, o := range MetricsServerObjects(testConfig(t), testMetricsTLS) {
-		b, err := yaml.Marshal(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(append(out, "---\n"...), b...)
-	}
-	golden(t, "metrics-server.yaml", out)
+	golden(t, "metrics-server.yaml", objectsYAML(t, MetricsServerObjects(testConfig(t), testMetricsTLS)))
 }
 
 // metrics-server is verified and verifies: the APIService carries the CA

@@ -8,19 +8,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"sigs.k8s.io/yaml"
 )
 
 func TestNetworkPolicyGolden(t *testing.T) {
-	var out []byte
-	for _, o := range NetworkPolicyObjects(testConfig(t)) {
-		b, err := yaml.Marshal(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(append(out, "---\n"...), b...)
-	}
-	golden(t, "network-policy.yaml", out)
+	golden(t, "network-policy.yaml", objectsYAML(t, NetworkPolicyObjects(testConfig(t))))
 }
 
 // The controller gets what it needs and no more: read-only list/watch of

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -28,14 +30,20 @@ func runAddonCoreDNS(ctx context.Context, d *InitData) error {
 		d.Out.Printf(phase, "Skipping CoreDNS: ClusterConfiguration.dns.disabled is set")
 		return nil
 	}
+	return applyAddon(ctx, d, "CoreDNS", manifests.CoreDNSObjects(d.Cfg)...)
+}
+
+// applyAddon applies an addon's objects (server-side apply; a dry run
+// prints them) and reports it as what.
+func applyAddon(ctx context.Context, d *InitData, what string, objs ...runtime.Object) error {
 	a, err := d.applier()
 	if err != nil {
 		return err
 	}
-	if err := a.Apply(ctx, phase, manifests.CoreDNSObjects(d.Cfg)...); err != nil {
+	if err := a.Apply(ctx, "addons", objs...); err != nil {
 		return err
 	}
-	reportAddon(d, a, "CoreDNS")
+	reportAddon(d, a, what)
 	return nil
 }
 
@@ -60,13 +68,5 @@ func runAddonKubeProxy(ctx context.Context, d *InitData) error {
 	if err != nil {
 		return err
 	}
-	a, err := d.applier()
-	if err != nil {
-		return err
-	}
-	if err := a.Apply(ctx, phase, objs...); err != nil {
-		return err
-	}
-	reportAddon(d, a, fmt.Sprintf("kube-proxy (%s mode)", d.Cfg.KubeProxy.Mode))
-	return nil
+	return applyAddon(ctx, d, fmt.Sprintf("kube-proxy (%s mode)", d.Cfg.KubeProxy.Mode), objs...)
 }

@@ -22,13 +22,5 @@ func runAddonCloudController(ctx context.Context, d *InitData) error {
 	if err != nil {
 		return err
 	}
-	a, err := d.applier()
-	if err != nil {
-		return err
-	}
-	if err := a.Apply(ctx, phase, objs...); err != nil {
-		return err
-	}
-	reportAddon(d, a, "cloud-controller-manager")
-	return nil
+	return applyAddon(ctx, d, "cloud-controller-manager", objs...)
 }

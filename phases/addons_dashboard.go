@@ -15,13 +15,5 @@ func runAddonDashboard(ctx context.Context, d *InitData) error {
 		d.Out.Printf(phase, "Skipping the dashboard: KubeforgeConfiguration addons.dashboard.enabled is false")
 		return nil
 	}
-	a, err := d.applier()
-	if err != nil {
-		return err
-	}
-	if err := a.Apply(ctx, phase, manifests.DashboardObjects(d.Cfg)...); err != nil {
-		return err
-	}
-	reportAddon(d, a, "dashboard (open it with `kubeforge dashboard`)")
-	return nil
+	return applyAddon(ctx, d, "dashboard (open it with `kubeforge dashboard`)", manifests.DashboardObjects(d.Cfg)...)
 }

@@ -19,13 +19,5 @@ func runAddonLocalPath(ctx context.Context, d *InitData) error {
 		d.Out.Printf(phase, "Skipping local-path storage: KubeforgeConfiguration addons.localPath.enabled is false")
 		return nil
 	}
-	a, err := d.applier()
-	if err != nil {
-		return err
-	}
-	if err := a.Apply(ctx, phase, manifests.LocalPathObjects(d.Cfg)...); err != nil {
-		return err
-	}
-	reportAddon(d, a, fmt.Sprintf("local-path storage (default StorageClass %s, volumes under %s on each node)", manifests.LocalPathClass, manifests.LocalPathRoot(d.Cfg)))
-	return nil
+	return applyAddon(ctx, d, fmt.Sprintf("local-path storage (default StorageClass %s, volumes under %s on each node)", manifests.LocalPathClass, manifests.LocalPathRoot(d.Cfg)), manifests.LocalPathObjects(d.Cfg)...)
 }

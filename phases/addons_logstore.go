@@ -39,15 +39,7 @@ func runAddonLogStore(ctx context.Context, d *InitData) error {
 	} else {
 		d.Out.Printf(phase, "Log store data: %s on a control-plane node (no StorageClass %s at init)", manifests.LogStoreHostDir, manifests.LogStoreClass)
 	}
-	a, err := d.applier()
-	if err != nil {
-		return err
-	}
-	if err := a.Apply(ctx, phase, manifests.LogStoreObjects(d.Cfg, st)...); err != nil {
-		return err
-	}
-	reportAddon(d, a, fmt.Sprintf("log store (retention %s)", ls.Retention))
-	return nil
+	return applyAddon(ctx, d, fmt.Sprintf("log store (retention %s)", ls.Retention), manifests.LogStoreObjects(d.Cfg, st)...)
 }
 
 // logStorage chooses the store's storage: what an existing StatefulSet

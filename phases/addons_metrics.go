@@ -35,15 +35,7 @@ func runAddonMetricsServer(ctx context.Context, d *InitData) error {
 	if err != nil {
 		return err
 	}
-	a, err := d.applier()
-	if err != nil {
-		return err
-	}
-	if err := a.Apply(ctx, phase, manifests.MetricsServerObjects(d.Cfg, tls)...); err != nil {
-		return err
-	}
-	reportAddon(d, a, "metrics-server")
-	return nil
+	return applyAddon(ctx, d, "metrics-server", manifests.MetricsServerObjects(d.Cfg, tls)...)
 }
 
 // metricsServerTLS gathers the CAs and the serving pair metrics-server's

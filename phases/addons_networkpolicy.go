@@ -17,13 +17,5 @@ func runAddonNetworkPolicy(ctx context.Context, d *InitData) error {
 		d.Out.Printf(phase, "Skipping network policy: KubeforgeConfiguration addons.networkPolicy.enabled is false (NetworkPolicy objects are then not enforced)")
 		return nil
 	}
-	a, err := d.applier()
-	if err != nil {
-		return err
-	}
-	if err := a.Apply(ctx, phase, manifests.NetworkPolicyObjects(d.Cfg)...); err != nil {
-		return err
-	}
-	reportAddon(d, a, "network policy (kube-network-policies)")
-	return nil
+	return applyAddon(ctx, d, "network policy (kube-network-policies)", manifests.NetworkPolicyObjects(d.Cfg)...)
 }

@@ -1,27 +1,21 @@
 package phases
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/kubeforge/kubeforge/components/node"
-	"github.com/kubeforge/kubeforge/components/node/proc"
+	"github.com/kubeforge/kubeforge/components/node/teardown"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/kubeletflags"
@@ -98,8 +92,7 @@ func runResetPreflight(_ context.Context, d *ResetData) error {
 
 func runRemoveEtcdMember(ctx context.Context, d *ResetData) error {
 	const phase = "remove-etcd-member"
-	manifest := d.Paths.Host(d.Cfg.Paths.Manifest(manifests.Etcd))
-	name, endpoints := etcdManifestMember(manifest)
+	name, endpoints := etcdManifestMember(d.Paths)
 	if name == "" {
 		d.Out.Printf(phase, "No local etcd member (no etcd manifest); skipping")
 		return nil
@@ -131,22 +124,18 @@ func runRemoveEtcdMember(ctx context.Context, d *ResetData) error {
 	return nil
 }
 
-// etcdManifestMember reads --name and the client URLs from the etcd manifest.
-func etcdManifestMember(manifest string) (name string, endpoints []string) {
-	b, err := os.ReadFile(manifest)
+// etcdManifestMember reads --name and the client URLs from the etcd
+// manifest ("" when there is none, or none that decodes).
+func etcdManifestMember(p config.Paths) (name string, endpoints []string) {
+	pod, err := readManifest(p, p.Manifest(manifests.Etcd))
 	if err != nil {
 		return "", nil
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if v, ok := strings.CutPrefix(line, "- --name="); ok {
-			name = v
-		}
-		if v, ok := strings.CutPrefix(line, "- --advertise-client-urls="); ok {
-			endpoints = append([]string{"https://127.0.0.1:2379"}, strings.Split(v, ",")...)
-		}
+	flags := commandFlags(pod)
+	if v, ok := flags["advertise-client-urls"]; ok {
+		endpoints = append([]string{"https://127.0.0.1:2379"}, strings.Split(v, ",")...)
 	}
-	return name, endpoints
+	return flags["name"], endpoints
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
@@ -193,11 +182,11 @@ func runCleanupNode(ctx context.Context, d *ResetData) error {
 	try(d.removeKubeconfigCopy(phase))
 	// Read the mounts again: unmountAll took those below the kubelet's,
 	// containerd's and etcd's directories away.
-	list, err := mountPoints()
+	list, err := teardown.MountPoints()
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("read the mount table: %w; no file was removed", err))...)
 	}
-	mounts := newMountSet(list)
+	mounts := teardown.NewMountSet(list)
 	if d.DryRun {
 		// What a real run would have unmounted by now.
 		if _, targets, err := d.unmountPlan(remove); err == nil {
@@ -281,12 +270,9 @@ func (d *ResetData) checkOwnedDirs() error {
 // from names the manifest's flag when the directory came from there.
 func etcdDataDir(io config.Paths, p config.Paths) (dir, from string) {
 	manifest := p.Manifest(manifests.Etcd)
-	b, err := os.ReadFile(io.Host(manifest))
-	if err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "- --data-dir="); ok {
-				return v, manifest + ": --data-dir"
-			}
+	if pod, err := readManifest(io, manifest); err == nil {
+		if v, ok := commandFlags(pod)["data-dir"]; ok {
+			return v, manifest + ": --data-dir"
 		}
 	}
 	return p.EtcdDataDir, ""
@@ -300,7 +286,7 @@ func etcdDataDir(io config.Paths, p config.Paths) (dir, from string) {
 // below it that unmountAll did not take away are left, with the
 // directories leading to them, and reported unless they are on own
 // (reset's other paths, which it empties on their own).
-func (d *ResetData) removePath(phase, path string, mounts mountSet, own map[string]bool) error {
+func (d *ResetData) removePath(phase, path string, mounts teardown.MountSet, own map[string]bool) error {
 	host := d.Paths.Host(path)
 	st, err := os.Lstat(host)
 	if err != nil {
@@ -330,7 +316,7 @@ func (d *ResetData) removePath(phase, path string, mounts mountSet, own map[stri
 			what = "empty " + path + " (a mount point: left mounted)"
 		}
 	}
-	if below := mounts.outermostBelow(dir); len(below) > 0 {
+	if below := mounts.OutermostBelow(dir); len(below) > 0 {
 		for i, b := range below {
 			below[i] = path + strings.TrimPrefix(b, dir)
 		}
@@ -339,7 +325,7 @@ func (d *ResetData) removePath(phase, path string, mounts mountSet, own map[stri
 	var kept []string
 	err = d.action(phase, what, func() error {
 		var err error
-		kept, err = removeTree(dir, keepDir, mounts)
+		kept, err = teardown.RemoveTree(dir, keepDir, mounts)
 		return err
 	})
 	kept = slices.DeleteFunc(kept, func(k string) bool { return own[k] })
@@ -351,91 +337,6 @@ func (d *ResetData) removePath(phase, path string, mounts mountSet, own map[stri
 			strings.Join(kept, ", "), path)
 	}
 	return err
-}
-
-// removeTree removes path, a file or a directory tree, except the mount
-// points in it (from mountinfo: a directory of another filesystem, or a
-// bind-mounted file) and the directories leading to them, which it
-// returns. With keepDir, a directory path itself stays (emptied).
-func removeTree(path string, keepDir bool, mounts mountSet) (kept []string, err error) {
-	st, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !st.IsDir() || !keepDir && !mounts.below(path) {
-		if mounts[path] {
-			return []string{path}, nil
-		}
-		return nil, os.RemoveAll(path)
-	}
-	entries, err := os.ReadDir(path)
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	for _, e := range entries {
-		child := filepath.Join(path, e.Name())
-		if mounts[child] {
-			kept = append(kept, child)
-			continue
-		}
-		k, err := removeTree(child, false, mounts)
-		kept = append(kept, k...)
-		errs = append(errs, err)
-	}
-	if len(kept) == 0 && !keepDir {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return kept, errors.Join(errs...)
-}
-
-// mountSet holds the mount points of this mount namespace.
-type mountSet map[string]bool
-
-func newMountSet(points []string) mountSet {
-	m := mountSet{}
-	for _, p := range points {
-		m[p] = true
-	}
-	return m
-}
-
-// below reports whether anything is mounted strictly below dir.
-func (m mountSet) below(dir string) bool {
-	for p := range m {
-		if strings.HasPrefix(p, dir+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-// outermostBelow lists, sorted, the mount points strictly below dir that
-// are not below another of them.
-func (m mountSet) outermostBelow(dir string) []string {
-	var out []string
-	for p := range m {
-		if !strings.HasPrefix(p, dir+"/") {
-			continue
-		}
-		outer := true
-		for q := filepath.Dir(p); q != dir && len(q) > len(dir); q = filepath.Dir(q) {
-			if m[q] {
-				outer = false
-				break
-			}
-		}
-		if outer {
-			out = append(out, p)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // realPath is path with its symlinks resolved (as mountinfo names mount
@@ -493,149 +394,39 @@ func (d *ResetData) removeKubeconfigCopy(phase string) error {
 // are killed, and any process still in the kubelet's cgroups is killed;
 // then those cgroups are removed.
 func (d *ResetData) stopContainers(phase string) error {
-	root := d.Paths.Host(d.Cfg.Paths.RuncRoot())
-	var ids []string
-	namespaces, _ := os.ReadDir(root)
-	for _, ns := range namespaces {
-		entries, _ := os.ReadDir(filepath.Join(root, ns.Name()))
-		for _, e := range entries {
-			ids = append(ids, ns.Name()+"/"+e.Name())
-		}
-	}
-	shims := d.shimPIDs()
-	cgroups := d.kubeletCgroups()
-	if len(ids) == 0 && len(shims) == 0 && len(cgroups) == 0 {
+	containers := teardown.Containers(d.Paths.Host(d.Cfg.Paths.RuncRoot()))
+	socket := d.Cfg.Paths.ContainerdSocket()
+	shims := teardown.ShimPIDs(socket)
+	cgroups := d.kubeletCgroups(phase)
+	if len(containers) == 0 && len(shims) == 0 && len(cgroups) == 0 {
 		return nil
 	}
-	return d.action(phase, fmt.Sprintf("stop %d containers and %d runtime shims, remove %d pod cgroups", len(ids), len(shims), len(cgroups)), func() error {
-		var errs []error
-		if len(ids) > 0 {
-			runc, err := exec.LookPath("runc")
-			if err != nil {
-				errs = append(errs, fmt.Errorf("runc is not installed to delete the containers' state: %w", err))
-			}
-			for _, id := range ids {
-				if runc == "" {
-					break
-				}
-				ns, cid, _ := strings.Cut(id, "/")
-				nsRoot := filepath.Join(root, ns)
-				_ = exec.Command(runc, "--root", nsRoot, "kill", "--all", cid, "KILL").Run()
-				_ = exec.Command(runc, "--root", nsRoot, "delete", "--force", cid).Run()
-			}
-		}
-		for _, pid := range d.shimPIDs() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			proc.WaitGone(context.Background(), pid, nil, 5*time.Second)
-		}
-		errs = append(errs, removeCgroups(cgroups))
-		return errors.Join(errs...)
+	return d.action(phase, fmt.Sprintf("stop %d containers and %d runtime shims, remove %d pod cgroups", len(containers), len(shims), len(cgroups)), func() error {
+		return teardown.StopContainers(containers, socket, cgroups)
 	})
-}
-
-// shimPIDs lists the runc shims serving this node's containerd (their
-// command line names its socket after -address). Only shims in this
-// process's mount namespace count: another node on the same machine (its
-// own mount namespace, the same socket path) has shims of its own.
-func (d *ResetData) shimPIDs() []int {
-	socket := d.Cfg.Paths.ContainerdSocket()
-	mountNS, _ := os.Readlink("/proc/self/ns/mnt")
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ns, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "mnt")); err != nil || ns != mountNS {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if i := slices.Index(args, "-address"); i > 0 && i+1 < len(args) && args[i+1] == socket && slices.Contains(args, "-namespace") {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // kubeletCgroups lists the kubelet's pod cgroup trees (<cgroupRoot>/kubepods
 // in every mounted hierarchy). Only for the real host: a test root has none.
-func (d *ResetData) kubeletCgroups() []string {
+func (d *ResetData) kubeletCgroups(phase string) []string {
 	if d.Paths.Root != "" && d.Paths.Root != "/" {
 		return nil
 	}
 	// Without the kubelet's configuration (a second reset, or no kubelet
 	// ever configured here) this node's cgroup root is unknown: the default
 	// could be another kubelet's on the same machine, so leave them all.
-	if !fsutil.Exists(d.Paths.Host(d.Cfg.Paths.KubeletConfigFile())) && !fsutil.Exists(d.Paths.Host(d.Cfg.Paths.KubeletFlagsFile())) {
+	p := d.Cfg.Paths
+	if !fsutil.Exists(d.Paths.Host(p.KubeletConfigFile())) && !fsutil.Exists(d.Paths.Host(p.KubeletFlagsFile())) {
 		return nil
 	}
-	root := "/"
-	if b, err := os.ReadFile(d.Cfg.Paths.KubeletConfigFile()); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "cgroupRoot:"); ok && strings.TrimSpace(v) != "" {
-				root = strings.Trim(strings.TrimSpace(v), `"'`)
-			}
-		}
+	config, _ := os.ReadFile(p.KubeletConfigFile())
+	root, err := teardown.CgroupRoot(config, kubeletFlag(p, "cgroup-root"))
+	if err != nil {
+		// Not knowing this kubelet's root, leave every kubelet's pods alone.
+		d.Out.Warnf(phase, "%s: %v; leaving the pod cgroups in place (find them below /sys/fs/cgroup/…/kubepods)", p.KubeletConfigFile(), err)
+		return nil
 	}
-	// The flag wins in the kubelet: a joined node's config.yaml may carry
-	// the first node's cgroupRoot (from the cluster's kubelet-config) while
-	// kubeletExtraArgs gave this node its own.
-	if v := kubeletFlag(d.Cfg.Paths, "cgroup-root"); v != "" {
-		root = v
-	}
-	var out []string
-	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
-	hierarchies = append(hierarchies, "/sys/fs/cgroup")
-	for _, h := range hierarchies {
-		dir := filepath.Join(h, root, "kubepods")
-		if st, err := os.Stat(dir); err == nil && st.IsDir() {
-			out = append(out, dir)
-		}
-	}
-	return out
-}
-
-// removeCgroups kills whatever still runs in the trees, then removes them
-// bottom-up, retrying while the kernel finishes tearing processes down.
-func removeCgroups(trees []string) error {
-	var dirs []string
-	for _, t := range trees {
-		filepath.WalkDir(t, func(p string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-	}
-	for _, dir := range dirs {
-		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-	}
-	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
-	var last error
-	for attempt := 0; attempt < 50; attempt++ {
-		last = nil
-		for _, dir := range dirs {
-			if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, syscall.ENOENT) {
-				last = fmt.Errorf("remove cgroup %s: %w", dir, err)
-			}
-		}
-		if last == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return last
+	return teardown.PodCgroups("/sys/fs/cgroup", root)
 }
 
 // unmountAll unmounts what the kubelet and containerd mounted, and
@@ -653,13 +444,7 @@ func (d *ResetData) unmountAll(phase string, keep []string) error {
 		return err
 	}
 	return d.action(phase, fmt.Sprintf("unmount %d mounts below %s", len(targets), strings.Join(dirs, ", ")), func() error {
-		var errs []error
-		for _, t := range targets {
-			if err := syscall.Unmount(t, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
-				errs = append(errs, fmt.Errorf("unmount %s: %w", t, err))
-			}
-		}
-		return errors.Join(errs...)
+		return teardown.Unmount(targets)
 	})
 }
 
@@ -676,158 +461,23 @@ func (d *ResetData) unmountPlan(keep []string) (dirs, targets []string, err erro
 	for _, k := range keep {
 		kept = append(kept, realPath(d.Paths.Host(k)))
 	}
-	mounts, err := mountPoints()
+	mounts, err := teardown.MountPoints()
 	if err != nil {
 		return nil, nil, err
 	}
-	return dirs, unmountTargets(mounts, below, kept), nil
+	return dirs, teardown.UnmountTargets(mounts, below, kept), nil
 }
 
-// unmountTargets picks, from the mount points (in mountinfo order), those
-// strictly below one of the directories below and not on keep, deepest
-// first. A point mounted over twice is listed twice: each unmount takes one.
-func unmountTargets(mounts, below, keep []string) []string {
-	var targets []string
-	for _, m := range mounts {
-		if slices.Contains(keep, m) {
-			continue
-		}
-		if slices.ContainsFunc(below, func(dir string) bool { return strings.HasPrefix(m, dir+"/") }) {
-			targets = append(targets, m)
-		}
-	}
-	slices.SortStableFunc(targets, func(a, b string) int { return len(b) - len(a) })
-	return targets
-}
-
-// mountPoints lists this mount namespace's mount points (octal escapes decoded).
-func mountPoints() ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) > 4 {
-			out = append(out, fsutil.UnescapeMountinfo(fields[4]))
-		}
-	}
-	return out, s.Err()
-}
-
-// cleanupNetwork removes the pod bridge and the iptables/nftables rules
-// kube-proxy, the kubelet and the CNI plugins created (chains named KUBE-*
-// and CNI-*, nftables tables kube-proxy) and the network policy
-// controller's nftables tables.
+// cleanupNetwork removes the pod bridge, the routes to other nodes' pods
+// and the iptables/nftables rules kube-proxy, the kubelet, the CNI plugins
+// and the network policy controller created (components/node/teardown
+// finds them).
 func (d *ResetData) cleanupNetwork(phase string) error {
 	var errs []error
-	// Ask the kernel (netlink), not /sys/class/net: a node started with
-	// `nsenter --net` keeps the host's /sys, which lists the host's links.
-	if _, err := net.InterfaceByName(manifests.BridgeName); err == nil {
-		errs = append(errs, d.action(phase, "delete the pod network bridge "+manifests.BridgeName, func() error {
-			return run("ip", "link", "delete", manifests.BridgeName)
-		}))
-	}
-	// Routes the pod network agent made to other nodes' pods (protocol 75).
-	for _, fam := range []string{"-4", "-6"} {
-		if out, err := exec.Command("ip", fam, "route", "show", "proto", "75").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
-			errs = append(errs, d.action(phase, "remove the routes to other nodes' pods ("+fam+")", func() error {
-				return run("ip", fam, "route", "flush", "proto", "75")
-			}))
-		}
-	}
-	for _, family := range []string{"ip", "ip6"} {
-		if _, err := exec.LookPath("nft"); err != nil {
-			break
-		}
-		if exec.Command("nft", "list", "table", family, "kube-proxy").Run() == nil {
-			errs = append(errs, d.action(phase, "delete the nftables table "+family+" kube-proxy", func() error {
-				return run("nft", "delete", "table", family, "kube-proxy")
-			}))
-		}
-	}
-	// The network policy controller's tables (it removes them when it
-	// stops; a killed one leaves them, holding new connections of the pods
-	// a policy selects in a queue nobody reads).
-	for _, table := range manifests.NetworkPolicyTables {
-		if _, err := exec.LookPath("nft"); err != nil {
-			break
-		}
-		if exec.Command("nft", "list", "table", "inet", table).Run() == nil {
-			errs = append(errs, d.action(phase, "delete the nftables table inet "+table, func() error {
-				return run("nft", "delete", "table", "inet", table)
-			}))
-		}
-	}
-	for _, tool := range []string{"iptables", "ip6tables"} {
-		errs = append(errs, d.cleanupIptables(phase, tool))
+	for _, s := range teardown.Network(manifests.BridgeName, manifests.NetworkPolicyTables) {
+		errs = append(errs, d.action(phase, s.What, s.Run))
 	}
 	return errors.Join(errs...)
-}
-
-func (d *ResetData) cleanupIptables(phase, tool string) error {
-	save, err := exec.LookPath(tool + "-save")
-	if err != nil {
-		return nil
-	}
-	out, err := exec.Command(save).Output()
-	if err != nil {
-		return nil // no such table family (e.g. IPv6 disabled)
-	}
-	filtered, removed := FilterIptablesRules(string(out))
-	if removed == 0 {
-		return nil
-	}
-	return d.action(phase, fmt.Sprintf("remove %d %s rules and chains of kube-proxy, the kubelet and CNI", removed, tool), func() error {
-		cmd := exec.Command(tool+"-restore", "-w", "5")
-		cmd.Stdin = strings.NewReader(filtered)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%s-restore: %v: %s", tool, err, bytes.TrimSpace(b))
-		}
-		return nil
-	})
-}
-
-// FilterIptablesRules drops, from iptables-save output, the chains named
-// KUBE-* or CNI-* and every rule in them or jumping to them, and reports
-// how many lines it dropped.
-func FilterIptablesRules(save string) (string, int) {
-	ours := func(s string) bool { return strings.HasPrefix(s, "KUBE-") || strings.HasPrefix(s, "CNI-") }
-	var b strings.Builder
-	removed := 0
-	for _, line := range strings.Split(save, "\n") {
-		f := strings.Fields(line)
-		drop := false
-		switch {
-		case strings.HasPrefix(line, ":") && len(f) > 0:
-			drop = ours(strings.TrimPrefix(f[0], ":"))
-		case strings.HasPrefix(line, "-A ") && len(f) > 1:
-			drop = ours(f[1])
-			for i := 2; i+1 < len(f) && !drop; i++ {
-				if (f[i] == "-j" || f[i] == "-g") && ours(f[i+1]) {
-					drop = true
-				}
-			}
-		}
-		if drop {
-			removed++
-			continue
-		}
-		b.WriteString(line)
-		b.WriteByte('\n')
-	}
-	return strings.TrimSuffix(b.String(), "\n") + "\n", removed
-}
-
-func run(name string, args ...string) error {
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
 }
 
 // localPathRoot is the local-path addon's volume root on this node

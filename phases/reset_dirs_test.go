@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubeforge/kubeforge/components/node/teardown"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/manifests"
@@ -59,86 +60,6 @@ func tree(t *testing.T, root string) []string {
 	return out
 }
 
-func TestUnmountTargets(t *testing.T) {
-	mounts := []string{"/", "/var/lib/kubelet", "/var/lib/kubelet/pods/u1/volumes/v", "/var/lib/kubeletx/m",
-		"/run/kubeforge/containerd/t/rootfs", "/var/lib/kubeforge/etcd", "/var/lib/kubeforge/etcd/member/snap",
-		"/var/lib/kubelet/pods/u1/volumes/v", "/var/lib/etcd", "/var/log/kubeforge/x"}
-	below := []string{"/var/lib/kubelet", "/run/kubeforge", "/var/lib/kubeforge", "/var/lib/etcd"}
-	keep := []string{"/var/lib/kubelet", "/var/lib/kubeforge/etcd", "/var/lib/etcd", "/var/log/kubeforge"}
-	got := unmountTargets(mounts, below, keep)
-	// Longest (so a mount before its parent) first, ties in mountinfo
-	// order; twice a point mounted over twice.
-	want := []string{
-		"/var/lib/kubeforge/etcd/member/snap",
-		"/var/lib/kubelet/pods/u1/volumes/v",
-		"/run/kubeforge/containerd/t/rootfs",
-		"/var/lib/kubelet/pods/u1/volumes/v",
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("unmount\n  %q\nwant\n  %q", got, want)
-	}
-}
-
-// removeTree deletes around mount points, never into them, and keeps a
-// directory it is told to keep (a mount point itself).
-func TestRemoveTreeKeepsMountPoints(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		keepDir  bool
-		mounts   []string // relative to the directory
-		wantKept []string
-		wantLeft []string // what is left of the directory; nil: it is gone
-	}{
-		{name: "no mounts", wantLeft: nil},
-		{name: "mount point itself", keepDir: true, mounts: []string{""}, wantLeft: []string{}},
-		{name: "mount below", mounts: []string{"pods/u1/volumes/v"}, wantKept: []string{"pods/u1/volumes/v"},
-			wantLeft: []string{"pods", "pods/u1", "pods/u1/volumes", "pods/u1/volumes/v", "pods/u1/volumes/v/data"}},
-		{name: "mount point with a mount below", keepDir: true, mounts: []string{"", "pods/u1/volumes/v"}, wantKept: []string{"pods/u1/volumes/v"},
-			wantLeft: []string{"pods", "pods/u1", "pods/u1/volumes", "pods/u1/volumes/v", "pods/u1/volumes/v/data"}},
-		{name: "bind-mounted file", mounts: []string{"pods/u1/etc-hosts"}, wantKept: []string{"pods/u1/etc-hosts"},
-			wantLeft: []string{"pods", "pods/u1", "pods/u1/etc-hosts"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "kubelet")
-			mkfiles(t, dir, "config.yaml", "pki/kubelet.key", "pods/u1/volumes/v/data", "pods/u1/etc-hosts", "pods/u2/x")
-			// A symlink goes, not what it points to.
-			outside := t.TempDir()
-			mkfiles(t, outside, "keep")
-			if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
-				t.Fatal(err)
-			}
-			var mounts []string
-			for _, m := range tc.mounts {
-				mounts = append(mounts, filepath.Join(dir, m))
-			}
-			kept, err := removeTree(dir, tc.keepDir, newMountSet(mounts))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range kept {
-				kept[i], _ = filepath.Rel(dir, kept[i])
-			}
-			if !slices.Equal(kept, tc.wantKept) {
-				t.Errorf("kept %q, want %q", kept, tc.wantKept)
-			}
-			_, statErr := os.Lstat(dir)
-			switch {
-			case tc.wantLeft == nil && statErr == nil:
-				t.Errorf("%s is left: %q", dir, tree(t, dir))
-			case tc.wantLeft != nil && statErr != nil:
-				t.Errorf("%s is gone: %v", dir, statErr)
-			case tc.wantLeft != nil:
-				if left := tree(t, dir); !slices.Equal(left, tc.wantLeft) {
-					t.Errorf("left %q, want %q", left, tc.wantLeft)
-				}
-			}
-			if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
-				t.Errorf("removed through a symlink: %v", err)
-			}
-		})
-	}
-}
-
 // removePath empties a directory that is a mount point and says so, removes
 // one that is not, and empties the target of a symlinked directory.
 func TestRemovePath(t *testing.T) {
@@ -157,7 +78,7 @@ func TestRemovePath(t *testing.T) {
 	if err := os.Symlink(filepath.Join(root, "srv"), filepath.Join(root, "var/log/kubeforge")); err != nil {
 		t.Fatal(err)
 	}
-	mounts := newMountSet([]string{realPath(filepath.Join(root, "var/lib/etcd"))})
+	mounts := teardown.NewMountSet([]string{realPath(filepath.Join(root, "var/lib/etcd"))})
 	for _, path := range []string{p.EtcdDataDir, p.StateDir, p.KubeletDir, p.Kubeconfig("admin.conf"), p.LogDir, "/nonexistent"} {
 		if err := d.removePath("reset", path, mounts, nil); err != nil {
 			t.Fatal(err)
@@ -188,7 +109,7 @@ func TestRemovePath(t *testing.T) {
 	d, out = resetData(t)
 	d.DryRun = true
 	mkfiles(t, d.Paths.Root, "var/lib/etcd/member/snap/db")
-	mounts = newMountSet([]string{realPath(filepath.Join(d.Paths.Root, "var/lib/etcd"))})
+	mounts = teardown.NewMountSet([]string{realPath(filepath.Join(d.Paths.Root, "var/lib/etcd"))})
 	if err := d.removePath("reset", "/var/lib/etcd", mounts, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -25,31 +25,24 @@ type selfImageAddon struct {
 	Phase string
 	// Title names the addon in messages.
 	Title string
-	// Kind is the object's kind: Deployment, DaemonSet or StatefulSet.
-	Kind string
-	// Name is the object's name and its container's.
-	Name string
+	// The addon's workload (its kind and name, its container's name),
+	// as its renderer in manifests/ makes it.
+	manifests.WorkloadRef
 }
 
 // selfImageAddons are the addons upgrade moves to the new self-image, in
 // order. Each addon on the self-image adds its line here.
 var selfImageAddons = []selfImageAddon{
-	{Phase: "metrics-server", Title: "metrics-server", Kind: deployment, Name: manifests.MetricsServerName},
-	{Phase: "local-path", Title: "local-path storage", Kind: daemonSet, Name: manifests.LocalPathName},
-	{Phase: "cloud-controller", Title: "the cloud controller manager", Kind: deployment, Name: manifests.CloudControllerName},
-	{Phase: "dashboard", Title: "the dashboard", Kind: deployment, Name: manifests.DashboardName},
+	{Phase: "metrics-server", Title: "metrics-server", WorkloadRef: manifests.MetricsServerWorkload},
+	{Phase: "local-path", Title: "local-path storage", WorkloadRef: manifests.LocalPathWorkload},
+	{Phase: "cloud-controller", Title: "the cloud controller manager", WorkloadRef: manifests.CloudControllerWorkload},
+	{Phase: "dashboard", Title: "the dashboard", WorkloadRef: manifests.DashboardWorkload},
 	// An upgrade does not start enforcing NetworkPolicy in a cluster made
 	// without it: `kubeforge init phase addon network-policy` installs it.
-	{Phase: "network-policy", Title: "network policy", Kind: daemonSet, Name: manifests.NetworkPolicyName},
+	{Phase: "network-policy", Title: "network policy", WorkloadRef: manifests.NetworkPolicyWorkload},
 	// The store restarts on the new image with its data (its volume).
-	{Phase: "log-store", Title: "the log store", Kind: statefulSet, Name: manifests.LogStoreName},
+	{Phase: "log-store", Title: "the log store", WorkloadRef: manifests.LogStoreWorkload},
 }
-
-const (
-	deployment  = "Deployment"
-	daemonSet   = "DaemonSet"
-	statefulSet = "StatefulSet"
-)
 
 // selfImageAddonPhases are the upgrade phases of selfImageAddons.
 func selfImageAddonPhases() []Phase[*UpgradeData] {
@@ -68,7 +61,7 @@ func (a selfImageAddon) object(ctx context.Context, d *UpgradeData) (*corev1.Pod
 	get := metav1.GetOptions{}
 	ns := metav1.NamespaceSystem
 	switch a.Kind {
-	case daemonSet:
+	case manifests.DaemonSet:
 		o, err := apps.DaemonSets(ns).Get(ctx, a.Name, get)
 		if err != nil {
 			return nil, false, "", err
@@ -76,7 +69,7 @@ func (a selfImageAddon) object(ctx context.Context, d *UpgradeData) (*corev1.Pod
 		s := o.Status
 		done := s.ObservedGeneration >= o.Generation && s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberAvailable == s.DesiredNumberScheduled
 		return &o.Spec.Template, done, fmt.Sprintf("%d/%d updated, %d available", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberAvailable), nil
-	case statefulSet:
+	case manifests.StatefulSet:
 		o, err := apps.StatefulSets(ns).Get(ctx, a.Name, get)
 		if err != nil {
 			return nil, false, "", err
@@ -148,9 +141,9 @@ func upgradeSelfImageAddon(ctx context.Context, d *UpgradeData, a selfImageAddon
 	}
 	apps, ns, pt, opts := d.Client.AppsV1(), metav1.NamespaceSystem, types.StrategicMergePatchType, metav1.PatchOptions{FieldManager: FieldManager}
 	switch a.Kind {
-	case daemonSet:
+	case manifests.DaemonSet:
 		_, err = apps.DaemonSets(ns).Patch(ctx, a.Name, pt, patch, opts)
-	case statefulSet:
+	case manifests.StatefulSet:
 		_, err = apps.StatefulSets(ns).Patch(ctx, a.Name, pt, patch, opts)
 	default:
 		_, err = apps.Deployments(ns).Patch(ctx, a.Name, pt, patch, opts)

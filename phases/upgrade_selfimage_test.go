@@ -135,20 +135,21 @@ func TestSelfImageAddonsComplete(t *testing.T) {
 	objs = append(objs, manifests.LogStoreObjects(cfg, manifests.LogStorage{})...)
 	objs = append(objs, manifests.MetricsServerObjects(cfg, manifests.MetricsServerTLS{})...)
 	objs = append(objs, manifests.NetworkPolicyObjects(cfg)...)
-	inTable := map[string]string{}
+	inTable := map[string]manifests.Kind{}
 	for _, a := range selfImageAddons {
 		inTable[a.Name] = a.Kind
 	}
 	for _, o := range objs {
-		var kind, name string
+		var kind manifests.Kind
+		var name string
 		var tmpl corev1.PodTemplateSpec
 		switch w := o.(type) {
 		case *appsv1.Deployment:
-			kind, name, tmpl = deployment, w.Name, w.Spec.Template
+			kind, name, tmpl = manifests.Deployment, w.Name, w.Spec.Template
 		case *appsv1.DaemonSet:
-			kind, name, tmpl = daemonSet, w.Name, w.Spec.Template
+			kind, name, tmpl = manifests.DaemonSet, w.Name, w.Spec.Template
 		case *appsv1.StatefulSet:
-			kind, name, tmpl = statefulSet, w.Name, w.Spec.Template
+			kind, name, tmpl = manifests.StatefulSet, w.Name, w.Spec.Template
 		default:
 			continue
 		}

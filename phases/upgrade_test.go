@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
 	"sigs.k8s.io/yaml"
 
@@ -48,7 +49,7 @@ func TestUpgradeConfigRendersTheSameManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxyYAML := []byte(proxyObjs[0].(*corev1.ConfigMap).Data["config.conf"])
+	proxyYAML := []byte(kubeProxyConfig(t, proxyObjs))
 	nodeKubelet, err := manifests.KubeletConfig(initCfg)
 	if err != nil {
 		t.Fatal(err)
@@ -83,9 +84,21 @@ func TestUpgradeConfigRendersTheSameManifests(t *testing.T) {
 		t.Errorf("kubelet config differs:\n--- init\n%s\n--- upgrade\n%s", a, b)
 	}
 	pa, _ := manifests.KubeProxyObjects(up)
-	if got := pa[0].(*corev1.ConfigMap).Data["config.conf"]; got != string(proxyYAML) {
+	if got := kubeProxyConfig(t, pa); got != string(proxyYAML) {
 		t.Errorf("kube-proxy config differs:\n%s\nvs\n%s", got, proxyYAML)
 	}
+}
+
+// kubeProxyConfig is the KubeProxyConfiguration in kube-proxy's objects.
+func kubeProxyConfig(t *testing.T, objs []runtime.Object) string {
+	t.Helper()
+	for _, o := range objs {
+		if cm, ok := o.(*corev1.ConfigMap); ok && cm.Name == manifests.KubeProxyName && cm.Data["config.conf"] != "" {
+			return cm.Data["config.conf"]
+		}
+	}
+	t.Fatal("kube-proxy's objects have no ConfigMap with config.conf")
+	return ""
 }
 
 func v1beta4Arg(name, value string) v1beta4.Arg { return v1beta4.Arg{Name: name, Value: value} }

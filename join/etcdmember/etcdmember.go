@@ -142,13 +142,16 @@ func Promote(ctx context.Context, c *clientv3.Client, id uint64) error {
 }
 
 // transientRemoveError reports whether a member removal may succeed when
-// retried: etcd's strict reconfiguration check, or a leader change.
+// retried: etcd's strict reconfiguration check, or a leader change. An
+// error the client left as a gRPC status (or its text) is turned into
+// etcd's own first (rpctypes.Error).
 func transientRemoveError(err error) bool {
-	if errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrLeaderChanged) || errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) {
-		return true
+	for _, e := range []error{err, rpctypes.Error(err)} {
+		if errors.Is(e, rpctypes.ErrUnhealthy) || errors.Is(e, rpctypes.ErrLeaderChanged) || errors.Is(e, rpctypes.ErrNoLeader) || errors.Is(e, rpctypes.ErrTimeout) {
+			return true
+		}
 	}
-	msg := err.Error()
-	return strings.Contains(msg, "unhealthy cluster") || strings.Contains(msg, "leader changed") || strings.Contains(msg, "no leader")
+	return false
 }
 
 // ErrOnlyMember is Remove's refusal to remove a cluster's last member.

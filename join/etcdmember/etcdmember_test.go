@@ -13,6 +13,7 @@ func TestTransientRemoveError(t *testing.T) {
 		rpctypes.ErrUnhealthy,
 		fmt.Errorf("wrapped: %w", rpctypes.ErrLeaderChanged),
 		errors.New("etcdserver: unhealthy cluster"),
+		rpctypes.ErrGRPCNoLeader,
 	} {
 		if !transientRemoveError(err) {
 			t.Errorf("%v: not retried", err)
