@@ -202,7 +202,7 @@ func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) 
 // stoppedError reports etcd's "server stopped": the member that was asked
 // stopped while answering.
 func stoppedError(err error) bool {
-	return errors.Is(err, rpctypes.ErrStopped) || strings.Contains(err.Error(), "etcdserver: server stopped")
+	return errors.Is(err, rpctypes.ErrStopped) || errors.Is(rpctypes.Error(err), rpctypes.ErrStopped)
 }
 
 // removedPerOthers asks the other members (their client URLs) whether m
