@@ -21,6 +21,14 @@ const (
 	// LogStorePort is the store's HTTP port (VictoriaLogs' insert, select
 	// and /health endpoints).
 	LogStorePort = 9428
+	// LogStoreInsertPort serves only /insert/... and /health
+	// (`-insertListenAddr`): the Service LogStoreName, which the nodes may
+	// POST to through the API server's Service proxy, leads there, so a
+	// node's credentials cannot run a query.
+	LogStoreInsertPort = 9429
+	// LogStoreQueryName is the Service on LogStorePort, for searches
+	// (`kubeforge logs`, the dashboard): no node may use its proxy.
+	LogStoreQueryName = "log-store-query"
 	// LogShipperRole lets the nodes (group system:nodes) POST to the
 	// store through the API server's Service proxy, and nothing else.
 	LogShipperRole = "kubeforge:log-shipper"
@@ -45,10 +53,17 @@ type LogStorage struct {
 	Class string
 }
 
-// LogStoreProxyPath is the API server path that reaches the store through
-// its Service proxy; sub is the store's own path ("/insert/jsonline").
+// LogStoreProxyPath is the API server path that reaches the store's
+// insert port through its Service proxy; sub is the store's own path
+// ("/insert/jsonline").
 func LogStoreProxyPath(sub string) string {
 	return fmt.Sprintf("/api/v1/namespaces/%s/services/%s/proxy%s", metav1.NamespaceSystem, LogStoreName, sub)
+}
+
+// LogStoreQueryProxyPath is the API server path that reaches the store's
+// main port (searches) through the query Service's proxy.
+func LogStoreQueryProxyPath(sub string) string {
+	return fmt.Sprintf("/api/v1/namespaces/%s/services/%s/proxy%s", metav1.NamespaceSystem, LogStoreQueryName, sub)
 }
 
 // LogStoreObjects are the log-store addon: VictoriaLogs as a one-replica
@@ -68,11 +83,12 @@ func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 			"-storageDataPath=" + logStoreDataDir,
 			"-retentionPeriod=" + retention,
 			fmt.Sprintf("-httpListenAddr=:%d", LogStorePort),
+			fmt.Sprintf("-insertListenAddr=:%d", LogStoreInsertPort),
 			// Caches sized for a small cluster, not 60% of the node.
 			"-memory.allowedBytes=96MiB",
 			"-loggerLevel=WARN",
 		},
-		Ports:     []corev1.ContainerPort{tcpPort("http", LogStorePort)},
+		Ports:     []corev1.ContainerPort{tcpPort("http", LogStorePort), tcpPort("insert", LogStoreInsertPort)},
 		CPU:       "50m",
 		Memory:    "64Mi",
 		Readiness: quickReadiness(httpGet("/health", intstr.FromString("http"), "")),
@@ -113,10 +129,15 @@ func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 		a.Volumes = []corev1.Volume{{Name: logStoreVolume, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 			Path: LogStoreHostDir, Type: ptr(corev1.HostPathDirectoryOrCreate)}}}}
 	}
-	a.Extra = append(a.Extra, a.service(corev1.ServiceSpec{Ports: []corev1.ServicePort{
-		// Unnamed: the API server's Service proxy path then needs no port
-		// ("services/log-store/proxy/..."), and the RBAC resource name is
-		// the Service's name alone.
-		{Port: LogStorePort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")}}}))
+	// Unnamed ports: the API server's Service proxy path then needs no port
+	// ("services/log-store/proxy/..."), and the RBAC resource name is the
+	// Service's name alone. The nodes' Service leads to the insert-only
+	// port; searches go through the query Service.
+	insert := a.service(corev1.ServiceSpec{Ports: []corev1.ServicePort{
+		{Port: LogStorePort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("insert")}}})
+	query := a.service(corev1.ServiceSpec{Ports: []corev1.ServicePort{
+		{Port: LogStorePort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")}}})
+	query.Name = LogStoreQueryName
+	a.Extra = append(a.Extra, insert, query)
 	return a.Objects()
 }

@@ -120,12 +120,15 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 // Search runs a LogsQL query and returns its lines in the order the query
 // gives them.
 func (c *Client) Search(ctx context.Context, logsql string) ([]Line, error) {
-	u := c.host + manifests.LogStoreProxyPath("/select/logsql/query") + "?" + url.Values{"query": {logsql}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
+	q := "?" + url.Values{"query": {logsql}}.Encode()
+	resp, err := c.get(ctx, manifests.LogStoreQueryProxyPath("/select/logsql/query")+q)
+	if err == nil && resp.StatusCode == http.StatusNotFound {
+		// A store installed before the query Service existed (an upgraded
+		// cluster whose addon was not applied again) serves searches on
+		// its only Service.
+		resp.Body.Close()
+		resp, err = c.get(ctx, manifests.LogStoreProxyPath("/select/logsql/query")+q)
 	}
-	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("ask the log store: %w", err)
 	}
@@ -139,6 +142,14 @@ func (c *Client) Search(ctx context.Context, logsql string) ([]Line, error) {
 		return nil, fmt.Errorf("the log store answered %s to %q: %s%s", resp.Status, logsql, strings.TrimSpace(string(msg)), hint)
 	}
 	return decode(resp.Body)
+}
+
+func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.host+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.http.Do(req)
 }
 
 // decode reads the store's JSON lines.

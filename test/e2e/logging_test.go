@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -106,9 +107,21 @@ func TestLogging(t *testing.T) {
 		if err == nil || !strings.Contains(out, "Forbidden") && !strings.Contains(out, "forbidden") {
 			t.Errorf("a node's credentials read the store (GET through the proxy): err=%v\n%s", err, out)
 		}
+		// The Service a node may POST to leads to the store's insert-only
+		// port: a POSTed query is refused there.
+		body := filepath.Join(w1.Dir, "query.form")
+		if err := os.WriteFile(body, []byte("query=*"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err = w1.Run(ctx, "/usr/bin/kubectl", kubeletKC, "create", "--raw", "/api/v1/namespaces/kube-system/services/log-store/proxy/select/logsql/query?query=*", "-f", body)
+		if err == nil || !strings.Contains(out, "only takes logs") {
+			t.Errorf("a node's credentials POSTed a query to the store: err=%v\n%s", err, out)
+		}
 		for _, c := range []struct{ verb, what, want string }{
 			{"create", "services/log-store", "yes"},
 			{"get", "services/log-store", "no"},
+			{"create", "services/log-store-query", "no"},
+			{"get", "services/log-store-query", "no"},
 			{"create", "services/kube-dns", "no"},
 			{"create", "services/metrics-server", "no"},
 		} {
