@@ -364,7 +364,7 @@ func (s *Server) storedLogsPage(w http.ResponseWriter, r *http.Request, se *sess
 	switch {
 	case se.clients.Logs == nil:
 		d.Error = "This dashboard has no way to the log store."
-	case !se.can(ctx, access{verb: "get", resource: "services", subresource: "proxy", namespace: metav1.NamespaceSystem, name: manifests.LogStoreName}):
+	case !se.can(ctx, access{verb: "get", resource: "services", subresource: "proxy", namespace: metav1.NamespaceSystem, name: manifests.LogStoreQueryName}):
 		// The store holds every namespace's lines: reading it through
 		// the API server is a right of its own.
 	default:
