@@ -39,6 +39,7 @@ func (n *Node) runtimeCheck() *preflight.ContainerRuntimeCheck {
 		Host:         host,
 		CgroupDriver: driver,
 		OwnPause:     version.PauseImage(),
+		AllowPulls:   !n.Cfg.Kubeforge.AirGapped,
 		CNIBinDir:    node.ExternalCNIBinDir(n.Cfg.Paths),
 	}
 }
