@@ -138,9 +138,15 @@ func socketListener(proc, path string) (int, error) {
 		return 0, err
 	}
 	self := os.Getpid()
+	ownNet, _ := os.Readlink(filepath.Join(proc, "self", "ns", "net"))
 	for _, d := range pids {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil || pid == self {
+			continue
+		}
+		// The socket is of this network namespace: skip the processes of
+		// others (on a host with many, most of the fd links to read).
+		if net, err := os.Readlink(filepath.Join(proc, d.Name(), "ns", "net")); err == nil && ownNet != "" && net != ownNet {
 			continue
 		}
 		fdDir := filepath.Join(proc, d.Name(), "fd")

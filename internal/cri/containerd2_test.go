@@ -111,7 +111,16 @@ func TestSocketListener(t *testing.T) {
 		"10": {"/dev/null", "socket:[5004]", "socket:[5002]"}, // a client: the accepted end, not the listener
 		"20": {"/dev/null", "socket:[5003]"},
 		"30": {"pipe:[7]", "socket:[5001]"},
+		"25": {"socket:[5001]"}, // another network namespace: skipped
 	}, nil)
+	for pid, ns := range map[string]string{"self": "net:[1]", "30": "net:[1]", "25": "net:[2]"} {
+		if err := os.MkdirAll(filepath.Join(proc, pid, "ns"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(ns, filepath.Join(proc, pid, "ns", "net")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if pid, err := socketListener(proc, "/run/ctr2/containerd.sock"); err != nil || pid != 30 {
 		t.Errorf("listener of /run/ctr2/containerd.sock = %d, %v; want 30", pid, err)
 	}
