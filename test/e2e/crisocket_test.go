@@ -114,16 +114,16 @@ func containsStr(list []string, s string) bool {
 	return false
 }
 
-// TestCRISocketExistingContainerd: a control-plane node and a worker, each
-// on its own Debian containerd 1.6 whose sandbox image cannot be pulled
-// (no registry): init and join succeed offline, pods run, reset removes
-// exactly what kubeforge made there (testExternalRuntime).
-func TestCRISocketExistingContainerd(t *testing.T) { testExternalRuntime(t, containerd16) }
-
-// TestCRISocketContainerd2: the same on containerd v2, whose CRI status
-// does not report its sandbox image (kubeforge reads it from the config
-// file of the process serving the socket).
+// TestCRISocketContainerd2: a control-plane node and a worker, each on its
+// own containerd v2 whose sandbox image cannot be pulled (no registry) and
+// whose CRI status does not report it (kubeforge reads it from the config
+// file of the process serving the socket): init and join succeed offline,
+// pods run, reset removes exactly what kubeforge made there
+// (testExternalRuntime).
 func TestCRISocketContainerd2(t *testing.T) { testExternalRuntime(t, containerd2) }
+
+// TestCRISocketExistingContainerd: the same on Debian's containerd 1.6.
+func TestCRISocketExistingContainerd(t *testing.T) { testExternalRuntime(t, containerd16) }
 
 // testExternalRuntime: a control-plane node and a worker, each on its own
 // runtime rt whose sandbox image cannot be pulled (no registry): init and
