@@ -219,11 +219,11 @@ spec:
     command: ["busybox", "sh", "-c", "echo hello-from-ext; exec sleep 3600"]
 `, w1.Name, busyboxRef)))
 		poll(t, 2*time.Minute, "pod hello Running on "+w1.Name, func() string {
-			out, err := kubectlTry(cp, "", "get", "pod", "hello", "-o", "jsonpath={.status.phase}")
+			out, err := kubectlTry(cp, "", "get", "pod", "hello", "-o", "jsonpath={.status.phase} {.status.reason} {.status.message}")
 			if err != nil {
 				return err.Error()
 			}
-			if out != "Running" {
+			if strings.TrimSpace(out) != "Running" {
 				return "phase " + out
 			}
 			return ""
