@@ -211,10 +211,18 @@ func (r *Runtime) containerd2Sandbox(ctx context.Context, info *Info) {
 	if err != nil {
 		return
 	}
+	// kubeforge pins its own images too (kubeforge.local/…): not the
+	// runtime's choice.
 	var pinned []string
 	for _, im := range resp.GetImages() {
-		if im.GetPinned() && len(im.GetRepoTags()) > 0 {
-			pinned = append(pinned, im.GetRepoTags()[0])
+		if !im.GetPinned() {
+			continue
+		}
+		for _, tag := range im.GetRepoTags() {
+			if !strings.HasPrefix(tag, "kubeforge.local/") {
+				pinned = append(pinned, tag)
+				break
+			}
 		}
 	}
 	if len(pinned) == 1 {

@@ -221,7 +221,8 @@ func TestContainerd2Sandbox(t *testing.T) {
 		}
 		return rt, i
 	}
-	_, i := info(&fakeRuntime{version: "v2.4.2", info: status, images: []string{"registry.k8s.io/pause:3.10.2", "x/app:1"}, pinned: []string{"registry.k8s.io/pause:3.10.2"}})
+	_, i := info(&fakeRuntime{version: "v2.4.2", info: status, images: []string{"registry.k8s.io/pause:3.10.2", "x/app:1", "kubeforge.local/pause:v1"},
+		pinned: []string{"registry.k8s.io/pause:3.10.2", "kubeforge.local/pause:v1"}})
 	if i.SandboxImage != "registry.k8s.io/pause:3.10.2" || !i.SandboxImagePresent || !strings.Contains(i.SandboxImageFrom, "the one image it pins") ||
 		!strings.Contains(i.SandboxImageFrom, "could not be read") || i.CgroupDriver != CgroupFS {
 		t.Errorf("pinned sandbox image: %+v", i)
