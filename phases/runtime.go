@@ -39,6 +39,7 @@ func (n *Node) runtimeCheck() *preflight.ContainerRuntimeCheck {
 		Host:         host,
 		CgroupDriver: driver,
 		OwnPause:     version.PauseImage(),
+		AllowPulls:   !n.Cfg.Kubeforge.AirGapped && !n.DryRun, // a dry run changes nothing, in the runtime neither
 		CNIBinDir:    node.ExternalCNIBinDir(n.Cfg.Paths),
 	}
 }

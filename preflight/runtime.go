@@ -27,10 +27,16 @@ type ContainerRuntimeCheck struct {
 	CgroupDriver string
 	// OwnPause is kubeforge's pause image.
 	OwnPause string
+	// AllowPulls lets the check pull the runtime's sandbox image when the
+	// runtime lacks it (the node is not air-gapped), as kubeadm's preflight
+	// pulls its images; when the pull fails kubeforge's own pause image is
+	// stored under that name.
+	AllowPulls bool
 	// CNIBinDir is where the node service links the pod network's CNI
 	// plugins for this runtime (node.ExternalCNIBinDir).
 	CNIBinDir string
-	// Query asks the runtime (cri.Dial and Info when nil).
+	// Query asks the runtime (cri.Dial, Info and, with AllowPulls,
+	// PullSandbox when nil).
 	Query func(ctx context.Context) (cri.Info, error)
 	// CanRaiseOOMScore reports whether this process may set a negative
 	// oom_score_adj (CAP_SYS_RESOURCE); read from /proc when nil.
@@ -48,10 +54,14 @@ func (c ContainerRuntimeCheck) Check() (warnings, errs []error) {
 				return cri.Info{}, err
 			}
 			defer rt.Close()
-			return rt.Info(ctx)
+			info, err := rt.Info(ctx)
+			if err == nil && c.AllowPulls {
+				rt.PullSandbox(ctx, &info, sandboxPullTimeout)
+			}
+			return info, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second+sandboxPullTimeout)
 	defer cancel()
 	info, err := query(ctx)
 	if err != nil {
@@ -99,6 +109,10 @@ func (c ContainerRuntimeCheck) Check() (warnings, errs []error) {
 	}
 	return warnings, errs
 }
+
+// sandboxPullTimeout bounds the pull of the runtime's sandbox image (a
+// pause image is a few hundred kilobytes).
+const sandboxPullTimeout = 30 * time.Second
 
 // atLeast compares a version like "1.6.20~ds1" or "v2.1.0" with major.minor.
 func atLeast(v string, major, minor int) bool {

@@ -34,6 +34,13 @@ func TestContainerRuntimeCheck(t *testing.T) {
 		{name: "oom restricted off, no capability", info: with(func(i *cri.Info) { i.RestrictOOMScoreAdj = &fa }), wantErrs: []string{"restrict_oom_score_adj = true"}},
 		{name: "oom restricted off, capability", info: with(func(i *cri.Info) { i.RestrictOOMScoreAdj = &fa }), canRaise: true, noWarnings: true},
 		{name: "sandbox missing", info: with(func(i *cri.Info) { i.SandboxImagePresent = false }), wantWarns: []string{"registry.k8s.io/pause:3.6 is not present"}},
+		{name: "sandbox pulled", info: with(func(i *cri.Info) { i.SandboxImagePresent, i.SandboxPulled = true, true }), noWarnings: true},
+		{name: "sandbox cannot be pulled", info: with(func(i *cri.Info) { i.SandboxImagePresent, i.SandboxPullError = false, "connection refused" }),
+			wantWarns: []string{"registry.k8s.io/pause:3.6 is not present and cannot be pulled (connection refused)"}},
+		{name: "containerd 2 sandbox from its config", info: with(func(i *cri.Info) {
+			i.RuntimeVersion, i.SandboxImage, i.SandboxImageFrom, i.SandboxImagePresent = "v2.4.2", "r/pause:3.10", "pinned_images.sandbox in its config /etc/c2.toml", false
+		}), wantWarns: []string{"r/pause:3.10 is not present (read from pinned_images.sandbox in its config /etc/c2.toml)"}},
+		{name: "containerd 2 systemd driver", info: with(func(i *cri.Info) { i.RuntimeVersion, i.CgroupDriver = "v2.4.2", cri.Systemd }), wantErrs: []string{"io.containerd.cri.v1.runtime"}},
 		{name: "sandbox unknown", info: with(func(i *cri.Info) { i.SandboxImage = "" }), wantWarns: []string{"does not report its sandbox"}},
 		{name: "CNI dir", info: with(func(i *cri.Info) { i.CNIBinDirs = []string{"/opt/cni/bin"} }), wantWarns: []string{"bin_dir to /var/lib/kubeforge/cni-bin"}},
 	} {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,9 +34,11 @@ type Runtime struct {
 	Endpoint string
 	// Socket is its path on the host.
 	Socket string
-	conn   *grpc.ClientConn
-	RT     runtimeapi.RuntimeServiceClient
-	Img    runtimeapi.ImageServiceClient
+	// host is the socket's path as this process opens it.
+	host string
+	conn *grpc.ClientConn
+	RT   runtimeapi.RuntimeServiceClient
+	Img  runtimeapi.ImageServiceClient
 }
 
 // SocketPath turns a CRI endpoint ("unix:///path", "unix:/path" or a
@@ -78,7 +81,7 @@ func Dial(ctx context.Context, endpoint, host string) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to the container runtime at %s: %w", endpoint, err)
 	}
-	r := &Runtime{Endpoint: endpoint, Socket: sock, conn: conn,
+	r := &Runtime{Endpoint: endpoint, Socket: sock, host: host, conn: conn,
 		RT: runtimeapi.NewRuntimeServiceClient(conn), Img: runtimeapi.NewImageServiceClient(conn)}
 	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -117,9 +120,16 @@ type Info struct {
 	CgroupDriver     string
 	CgroupDriverFrom string
 	// SandboxImage is the pause image the runtime runs pod sandboxes on
-	// ("" when it does not say); SandboxImagePresent whether it has it.
+	// ("" when it does not say); SandboxImageFrom says where it was read
+	// or, when SandboxImage is "", why it is not known.
+	// SandboxImagePresent is whether the runtime has it.
 	SandboxImage        string
+	SandboxImageFrom    string
 	SandboxImagePresent bool
+	// SandboxPulled is set when PullSandbox pulled it; SandboxPullError
+	// says why it could not.
+	SandboxPulled    bool
+	SandboxPullError string
 	// RestrictOOMScoreAdj is containerd's restrict_oom_score_adj (nil when
 	// the runtime does not say).
 	RestrictOOMScoreAdj *bool
@@ -153,6 +163,11 @@ func (r *Runtime) Info(ctx context.Context) (Info, error) {
 	}
 	sc := ParseStatusConfig(st.GetInfo())
 	info.SandboxImage, info.CgroupDriver, info.RestrictOOMScoreAdj = sc.SandboxImage, sc.CgroupDriver, sc.RestrictOOMScoreAdj
+	if info.SandboxImage != "" {
+		info.SandboxImageFrom = "its CRI status"
+	} else if info.RuntimeName == "containerd" && atLeastMajor(info.RuntimeVersion, 2) {
+		r.containerd2Sandbox(ctx, &info)
+	}
 	info.CNIBinDirs = sc.CNIBinDirs
 	if sc.CgroupDriver != "" {
 		info.CgroupDriverFrom = sc.CgroupDriverFrom
@@ -173,6 +188,75 @@ func (r *Runtime) Info(ctx context.Context) (Info, error) {
 		info.SandboxImagePresent = ok
 	}
 	return info, nil
+}
+
+// containerd2Sandbox learns the sandbox image of a containerd 2.x, which
+// its CRI status does not report: from the config file of the process
+// serving the socket (ContainerdConfigSandbox), else, when the config
+// cannot be read or leaves it to containerd's default, from the one image
+// the runtime pins (2.x pins exactly its pinned_images that it has, and
+// by default that is only the sandbox image).
+func (r *Runtime) containerd2Sandbox(ctx context.Context, info *Info) {
+	img, file, err := ContainerdConfigSandbox(ctx, r.host)
+	switch {
+	case err != nil:
+		info.SandboxImageFrom = fmt.Sprintf("containerd %s does not report it over the CRI and its config could not be read: %v", info.RuntimeVersion, err)
+	case img != "":
+		info.SandboxImage, info.SandboxImageFrom = img, fmt.Sprintf("pinned_images.sandbox in its config %s", file)
+		return
+	default:
+		info.SandboxImageFrom = fmt.Sprintf("its config %s does not set pinned_images.sandbox, so containerd %s uses its built-in default", file, info.RuntimeVersion)
+	}
+	resp, err := r.Img.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	if err != nil {
+		return
+	}
+	// kubeforge pins its own images too (kubeforge.local/…): not the
+	// runtime's choice.
+	var pinned []string
+	for _, im := range resp.GetImages() {
+		if !im.GetPinned() {
+			continue
+		}
+		for _, tag := range im.GetRepoTags() {
+			if !strings.HasPrefix(tag, "kubeforge.local/") {
+				pinned = append(pinned, tag)
+				break
+			}
+		}
+	}
+	if len(pinned) == 1 {
+		info.SandboxImage, info.SandboxImageFrom = pinned[0], "the one image it pins ("+info.SandboxImageFrom+")"
+	}
+}
+
+// atLeastMajor reports whether a version like "v2.4.2" or "1.6.20~ds1"
+// has at least the major version major (unknown versions do not).
+func atLeastMajor(v string, major int) bool {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "v")
+	ma, err := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+	return err == nil && ma >= major
+}
+
+// PullSandbox pulls info's sandbox image when the runtime lacks it (the
+// node may pull: not air-gapped), within timeout; it records the outcome
+// in info (SandboxImagePresent and SandboxPulled, or SandboxPullError).
+func (r *Runtime) PullSandbox(ctx context.Context, info *Info, timeout time.Duration) {
+	if info.SandboxImage == "" || info.SandboxImagePresent {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := r.Img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: info.SandboxImage}})
+	if err != nil {
+		msg := err.Error()
+		if s, ok := status.FromError(err); ok {
+			msg = s.Message()
+		}
+		info.SandboxPullError = msg
+		return
+	}
+	info.SandboxImagePresent, info.SandboxPulled = true, true
 }
 
 // HasImage reports whether the runtime has the image ref.
@@ -269,19 +353,37 @@ type SandboxPlan struct {
 func PlanSandbox(info Info, own string) SandboxPlan {
 	switch {
 	case info.SandboxImage == "":
+		why := fmt.Sprintf("%s %s does not report its sandbox (pause) image", info.RuntimeName, info.RuntimeVersion)
+		if info.SandboxImageFrom != "" {
+			why = fmt.Sprintf("the sandbox (pause) image of %s %s is not known (%s)", info.RuntimeName, info.RuntimeVersion, info.SandboxImageFrom)
+		}
 		return SandboxPlan{Unknown: true, Why: fmt.Sprintf(
-			"%s %s does not report its sandbox (pause) image; kubeforge imports its own as %s, but the runtime uses the one in its config "+
+			"%s; kubeforge imports its own as %s, but the runtime uses the one in its config "+
 				"(containerd 2.x: [plugins.'io.containerd.cri.v1.images'.pinned_images] sandbox; CRI-O: pause_image): "+
 				"set it to %s, or make sure the configured image is present (`kubeforge images import FILE.tar`) or pullable",
-			info.RuntimeName, info.RuntimeVersion, own, own)}
+			why, own, own)}
 	case info.SandboxImage == own:
 		return SandboxPlan{Image: own, Why: fmt.Sprintf("the runtime's sandbox image is kubeforge's own %s", own)}
+	case info.SandboxPulled:
+		return SandboxPlan{Image: info.SandboxImage, Why: fmt.Sprintf("pod sandboxes use the runtime's sandbox image %s%s, which it pulled", info.SandboxImage, readFrom(info))}
 	case info.SandboxImagePresent:
-		return SandboxPlan{Image: info.SandboxImage, Why: fmt.Sprintf("pod sandboxes use the runtime's sandbox image %s, which it has", info.SandboxImage)}
+		return SandboxPlan{Image: info.SandboxImage, Why: fmt.Sprintf("pod sandboxes use the runtime's sandbox image %s%s, which it has", info.SandboxImage, readFrom(info))}
 	default:
+		pull := ""
+		if info.SandboxPullError != "" {
+			pull = fmt.Sprintf(" and cannot be pulled (%s)", info.SandboxPullError)
+		}
 		return SandboxPlan{Image: info.SandboxImage, Alias: true, Why: fmt.Sprintf(
-			"the runtime's sandbox image %s is not present, and pulling it needs a registry: kubeforge stores its own pause image %s under that name "+
+			"the runtime's sandbox image %s is not present%s%s: kubeforge stores its own pause image %s under that name "+
 				"(reset removes it again); to use the real one instead, import or pull %s before init",
-			info.SandboxImage, own, info.SandboxImage)}
+			info.SandboxImage, pull, readFrom(info), own, info.SandboxImage)}
 	}
+}
+
+// readFrom says where info's sandbox image was read, for a message.
+func readFrom(info Info) string {
+	if info.SandboxImageFrom == "" {
+		return ""
+	}
+	return " (read from " + info.SandboxImageFrom + ")"
 }

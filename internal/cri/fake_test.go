@@ -2,11 +2,14 @@ package cri
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -24,10 +27,38 @@ type fakeRuntime struct {
 	images  []string
 	info    map[string]string
 	driver  runtimeapi.CgroupDriver
+	version string   // "1.6.20" when empty
+	pinned  []string // images it pins (ListImages)
+	// pullable are the images PullImage can fetch (others fail).
+	pullable []string
 }
 
 func (f *fakeRuntime) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
-	return &runtimeapi.VersionResponse{RuntimeName: "containerd", RuntimeVersion: "1.6.20", RuntimeApiVersion: "v1"}, nil
+	v := f.version
+	if v == "" {
+		v = "1.6.20"
+	}
+	return &runtimeapi.VersionResponse{RuntimeName: "containerd", RuntimeVersion: v, RuntimeApiVersion: "v1"}, nil
+}
+
+func (f *fakeRuntime) ListImages(context.Context, *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	resp := &runtimeapi.ListImagesResponse{}
+	for _, im := range f.images {
+		resp.Images = append(resp.Images, &runtimeapi.Image{Id: im, RepoTags: []string{im}, Pinned: slices.Contains(f.pinned, im)})
+	}
+	return resp, nil
+}
+
+func (f *fakeRuntime) PullImage(_ context.Context, r *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Contains(f.pullable, r.Image.Image) {
+		return nil, fmt.Errorf("failed to pull and unpack image %q: dial tcp 127.0.0.1:1: connect: connection refused", r.Image.Image)
+	}
+	f.images = append(f.images, r.Image.Image)
+	return &runtimeapi.PullImageResponse{ImageRef: r.Image.Image}, nil
 }
 
 func (f *fakeRuntime) Status(_ context.Context, r *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
@@ -165,5 +196,54 @@ func TestOwnedRecord(t *testing.T) {
 	}
 	if o, _ := ReadOwned(p); o.Endpoint != "unix:///b.sock" || !slices.Equal(o.Images, []string{"w"}) {
 		t.Errorf("record after a runtime change %+v", o)
+	}
+}
+
+// TestContainerd2Sandbox: containerd 2.x does not report its sandbox image
+// over the CRI. Here the runtime is this test process, which
+// ContainerdConfigSandbox does not read, so the image comes from the one
+// image the runtime pins; without one it stays unknown and says why.
+// PullSandbox fetches a missing one, or records why it could not.
+func TestContainerd2Sandbox(t *testing.T) {
+	status := map[string]string{"config": `{"containerd":{"defaultRuntimeName":"runc","runtimes":{"runc":{"runtimeType":"io.containerd.runc.v2","options":{"SystemdCgroup":false}}}},"restrictOOMScoreAdj":true}`}
+	ctx := context.Background()
+	info := func(f *fakeRuntime) (*Runtime, Info) {
+		t.Helper()
+		f.driver = runtimeapi.CgroupDriver_CGROUPFS // 2.x's RuntimeConfig, from its runc options
+		rt, err := Dial(ctx, "unix://"+serveFake(t, f), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Close() })
+		i, err := rt.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt, i
+	}
+	_, i := info(&fakeRuntime{version: "v2.4.2", info: status, images: []string{"registry.k8s.io/pause:3.10.2", "x/app:1", "kubeforge.local/pause:v1"},
+		pinned: []string{"registry.k8s.io/pause:3.10.2", "kubeforge.local/pause:v1"}})
+	if i.SandboxImage != "registry.k8s.io/pause:3.10.2" || !i.SandboxImagePresent || !strings.Contains(i.SandboxImageFrom, "the one image it pins") ||
+		!strings.Contains(i.SandboxImageFrom, "could not be read") || i.CgroupDriver != CgroupFS {
+		t.Errorf("pinned sandbox image: %+v", i)
+	}
+	rt, i := info(&fakeRuntime{version: "v2.4.2", info: status, images: []string{"x/app:1"}})
+	if i.SandboxImage != "" || !strings.Contains(PlanSandbox(i, "own/pause:1").Why, "could not be read") {
+		t.Errorf("no pinned image: %+v, plan %q", i, PlanSandbox(i, "own/pause:1").Why)
+	}
+	i.SandboxImage, i.SandboxImageFrom = "127.0.0.1:1/p/pause:1", "pinned_images.sandbox in its config /c.toml"
+	rt.PullSandbox(ctx, &i, time.Second)
+	if i.SandboxImagePresent || !strings.Contains(i.SandboxPullError, "connection refused") {
+		t.Errorf("failed pull: %+v", i)
+	}
+	p := PlanSandbox(i, "own/pause:1")
+	if !p.Alias || !strings.Contains(p.Why, "127.0.0.1:1/p/pause:1 is not present and cannot be pulled") || !strings.Contains(p.Why, "/c.toml") {
+		t.Errorf("plan after a failed pull: %+v", p)
+	}
+	rt, i = info(&fakeRuntime{version: "v2.4.2", info: status, pullable: []string{"r/pause:2"}})
+	i.SandboxImage = "r/pause:2"
+	rt.PullSandbox(ctx, &i, 5*time.Second)
+	if p := PlanSandbox(i, "own/pause:1"); !i.SandboxPulled || p.Alias || !strings.Contains(p.Why, "which it pulled") {
+		t.Errorf("pulled: %+v, plan %+v", i, p)
 	}
 }

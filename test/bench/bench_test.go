@@ -190,9 +190,11 @@ func TestBench(t *testing.T) {
 			t.Run(fmt.Sprintf("single-%d", i), func(t *testing.T) { b.singleRun(t, i) })
 		}
 	}
-	if !cfg.skip["external"] { // init on the host's containerd (--cri-socket)
-		for i := 1; i <= cfg.runs; i++ {
-			t.Run(fmt.Sprintf("external-%d", i), func(t *testing.T) { b.externalRun(t, i) })
+	if !cfg.skip["external"] { // init on the host's containerd (--cri-socket): 1.6 and the v2 line
+		for _, l := range externalLines {
+			for i := 1; i <= cfg.runs; i++ {
+				t.Run(fmt.Sprintf("external-%s-%d", l.line, i), func(t *testing.T) { b.externalRun(t, i, l.line) })
+			}
 		}
 	}
 	if !cfg.skip["join"] {

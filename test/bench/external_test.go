@@ -10,11 +10,30 @@ import (
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
-// externalRun brings up a single-node cluster on a Debian containerd whose
-// sandbox image cannot be pulled (kubeforge imports its own images into it)
-// and measures init the way singleRun does.
-func (b *bench) externalRun(t *testing.T, i int) {
-	er := ExternalRun{Run: i, Milestones: map[string]float64{}}
+// externalLines are the containerd lines the external runs use: Debian's
+// 1.6 and the v2 line (the containerd of the binary under test, run as
+// the host's own).
+var externalLines = []struct {
+	line, section, note, prefix string
+	start                       func(n *testbed.Node) (*testbed.Containerd, error)
+}{
+	{"1.6", "single-node init on the host's containerd 1.6 (`--cri-socket`, from `init` start)",
+		"Debian's containerd; includes importing the self-image over containerd's API", "external",
+		func(n *testbed.Node) (*testbed.Containerd, error) {
+			return n.StartContainerd("ext-containerd", testbed.ContainerdConfig(testbed.ContainerdOptions{Name: "ext-containerd"}))
+		}},
+	{"2", "single-node init on the host's containerd v2 (`--cri-socket`, from `init` start)",
+		"upstream containerd 2.4 run as the host's (config version 3); includes importing the self-image", "external2",
+		func(n *testbed.Node) (*testbed.Containerd, error) {
+			return n.StartContainerd2("ext-containerd", testbed.Containerd2Config(testbed.ContainerdOptions{Name: "ext-containerd"}))
+		}},
+}
+
+// externalRun brings up a single-node cluster on a containerd of the line
+// line (externalLines) whose sandbox image cannot be pulled (kubeforge
+// imports its own images into it) and measures init the way singleRun does.
+func (b *bench) externalRun(t *testing.T, i int, line string) {
+	er := ExternalRun{Run: i, Line: line, Milestones: map[string]float64{}}
 	defer func() {
 		b.mu.Lock()
 		b.res.External = append(b.res.External, er)
@@ -28,7 +47,13 @@ func (b *bench) externalRun(t *testing.T, i int) {
 	er.Load = b.loadSample(t, fmt.Sprintf("external containerd run %d", i))
 	tb := testbed.New(t, testbed.WithBinary(b.cfg.binary))
 	n := tb.AddNode("benchext")
-	c, err := n.StartContainerd("ext-containerd", testbed.ContainerdConfig(testbed.ContainerdOptions{Name: "ext-containerd"}))
+	var c *testbed.Containerd
+	err := fmt.Errorf("no containerd line %q", line)
+	for _, l := range externalLines {
+		if l.line == line {
+			c, err = l.start(n)
+		}
+	}
 	if err != nil {
 		problem("%v", err)
 		t.Fatal(err)
@@ -61,24 +86,34 @@ func (b *bench) externalRun(t *testing.T, i int) {
 		get(er.Milestones, CheckReadyz), get(er.Milestones, CheckNodeReady), get(er.Milestones, CheckAllPodsReady))
 }
 
-// externalFigures are the external containerd runs' rows.
+// externalFigures are the external containerd runs' rows, a section per
+// containerd line (runs without a line are 1.6's, from before there were
+// two).
 func (b *bench) externalFigures() []Figure {
-	if len(b.res.External) == 0 {
-		return nil
-	}
-	const s = "single-node init on the host's containerd 1.6 (`--cri-socket`, from `init` start)"
-	vals := func(f func(ExternalRun) float64) []float64 {
-		var v []float64
+	var out []Figure
+	for _, l := range externalLines {
+		var runs []ExternalRun
 		for _, r := range b.res.External {
-			v = append(v, f(r))
+			if r.Line == l.line || (r.Line == "" && l.line == "1.6") {
+				runs = append(runs, r)
+			}
 		}
-		return v
+		if len(runs) == 0 {
+			continue
+		}
+		vals := func(f func(ExternalRun) float64) []float64 {
+			var v []float64
+			for _, r := range runs {
+				v = append(v, f(r))
+			}
+			return v
+		}
+		s, k := l.section, l.prefix
+		out = append(out,
+			NewFigure(s, k+".init.wall", "`init` wall time", "s", vals(func(r ExternalRun) float64 { return nz(r.InitWall) }), l.note),
+			NewFigure(s, k+".init.readyz", "→ apiserver /readyz ok", "s", vals(func(r ExternalRun) float64 { return get(r.Milestones, CheckReadyz) }), ""),
+			NewFigure(s, k+".init.node_ready", "→ Node Ready", "s", vals(func(r ExternalRun) float64 { return get(r.Milestones, CheckNodeReady) }), ""),
+			NewFigure(s, k+".init.all_pods_ready", "→ every kube-system pod Ready", "s", vals(func(r ExternalRun) float64 { return get(r.Milestones, CheckAllPodsReady) }), ""))
 	}
-	note := "Debian's containerd; includes importing the self-image over containerd's API"
-	return []Figure{
-		NewFigure(s, "external.init.wall", "`init` wall time", "s", vals(func(r ExternalRun) float64 { return nz(r.InitWall) }), note),
-		NewFigure(s, "external.init.readyz", "→ apiserver /readyz ok", "s", vals(func(r ExternalRun) float64 { return get(r.Milestones, CheckReadyz) }), ""),
-		NewFigure(s, "external.init.node_ready", "→ Node Ready", "s", vals(func(r ExternalRun) float64 { return get(r.Milestones, CheckNodeReady) }), ""),
-		NewFigure(s, "external.init.all_pods_ready", "→ every kube-system pod Ready", "s", vals(func(r ExternalRun) float64 { return get(r.Milestones, CheckAllPodsReady) }), ""),
-	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +13,13 @@ import (
 )
 
 // The --cri-socket tests: nodes on a container runtime that the host
-// already has, here Debian's own containerd package (1.6), which each test
-// starts itself inside the node's namespaces with its own config, root,
-// state and socket (hack/deps.sh installs the package; without systemd it
-// does not start as a host service).
+// already has, which each test starts itself inside the node's namespaces
+// with its own config, root, state and socket: Debian's own containerd
+// package (1.6; hack/deps.sh installs it, and without systemd it does not
+// start as a host service), and a containerd of the v2 line, the upstream
+// containerd v2.4 that kubeforge bundles, run from the binary under test
+// as a host's own would be (`kubeforge component containerd --config
+// FILE`, its own config version 3 and shim).
 
 const unpullableSandbox = testbed.UnpullableSandbox
 
@@ -31,6 +35,37 @@ func startExtContainerd(t *testing.T, n *testbed.Node, o testbed.ContainerdOptio
 	t.Logf("containerd in %s at %s:\n%s", n.Name, c.Socket, out)
 	return c
 }
+
+// startContainerd2 starts the containerd v2 of the binary under test in n
+// (see testbed.Containerd2Config) or fails the test.
+func startContainerd2(t *testing.T, n *testbed.Node, o testbed.ContainerdOptions) *testbed.Containerd {
+	t.Helper()
+	c, err := n.StartContainerd2(o.Name, testbed.Containerd2Config(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := c.Ctr("version")
+	t.Logf("containerd v2 in %s at %s:\n%s", n.Name, c.Socket, out)
+	return c
+}
+
+// extRuntime is a container runtime of the kind a host already has, as
+// the --cri-socket tests start it in a node.
+type extRuntime struct {
+	name  string // for logs
+	bench string // the BENCH key of init's wall time on it
+	start func(t *testing.T, n *testbed.Node, o testbed.ContainerdOptions) *testbed.Containerd
+	// sandboxFrom is where kubeforge reads the runtime's sandbox image, as
+	// the preflight warning names it.
+	sandboxFrom string
+}
+
+var (
+	containerd16 = extRuntime{name: "Debian's containerd 1.6", bench: "init.external_containerd.seconds",
+		start: startExtContainerd, sandboxFrom: "its CRI status"}
+	containerd2 = extRuntime{name: "containerd v2 (the upstream containerd kubeforge bundles, run as the host's)", bench: "init.external_containerd2.seconds",
+		start: startContainerd2, sandboxFrom: "pinned_images.sandbox in its config"}
+)
 
 func mustCtr(t *testing.T, c *testbed.Containerd, args ...string) string {
 	t.Helper()
@@ -79,11 +114,22 @@ func containsStr(list []string, s string) bool {
 	return false
 }
 
-// TestCRISocketExistingContainerd: a control-plane node and a worker, each
-// on its own Debian containerd 1.6 whose sandbox image cannot be pulled
-// (no registry): init and join succeed offline, pods run, reset removes
-// exactly what kubeforge made there.
-func TestCRISocketExistingContainerd(t *testing.T) {
+// TestCRISocketContainerd2: a control-plane node and a worker, each on its
+// own containerd v2 whose sandbox image cannot be pulled (no registry) and
+// whose CRI status does not report it (kubeforge reads it from the config
+// file of the process serving the socket): init and join succeed offline,
+// pods run, reset removes exactly what kubeforge made there
+// (testExternalRuntime).
+func TestCRISocketContainerd2(t *testing.T) { testExternalRuntime(t, containerd2) }
+
+// TestCRISocketExistingContainerd: the same on Debian's containerd 1.6.
+func TestCRISocketExistingContainerd(t *testing.T) { testExternalRuntime(t, containerd16) }
+
+// testExternalRuntime: a control-plane node and a worker, each on its own
+// runtime rt whose sandbox image cannot be pulled (no registry): init and
+// join succeed offline, pods run, reset removes exactly what kubeforge
+// made there and leaves the runtime's other containers and images alone.
+func testExternalRuntime(t *testing.T, rt extRuntime) {
 	testbed.RequireHost(t)
 	if err := testbed.RequireStaticBusybox(); err != nil {
 		t.Fatal(err)
@@ -105,7 +151,7 @@ func TestCRISocketExistingContainerd(t *testing.T) {
 	}
 	ctrds := map[*testbed.Node]*testbed.Containerd{}
 	for _, n := range []*testbed.Node{cp, w1} {
-		c := startExtContainerd(t, n, testbed.ContainerdOptions{Name: "ext-containerd"})
+		c := rt.start(t, n, testbed.ContainerdOptions{Name: "ext-containerd"})
 		otherWorkload(t, n, c, otherTar, otherRef)
 		ctrds[n] = c
 	}
@@ -117,15 +163,16 @@ func TestCRISocketExistingContainerd(t *testing.T) {
 		out := kf(t, cp, 5*time.Minute, "init", "--config", cp.InitConfigFile(), "--advertise-address", cp.IP.String(),
 			"--node-name", cp.Name, "--cri-socket", endpoint)
 		took := time.Since(start)
-		t.Logf("kubeforge init on containerd 1.6 took %v:\n%s", took.Round(10*time.Millisecond), out)
-		bench(t, "init.external_containerd.seconds", took)
+		t.Logf("kubeforge init on %s took %v:\n%s", rt.name, took.Round(10*time.Millisecond), out)
+		bench(t, rt.bench, took)
 		workerJoin, _ = joinCommands(t, out)
 		// Preflight said which sandbox image and why.
-		if !strings.Contains(out, "[CRI]") || !strings.Contains(out, unpullableSandbox) || !strings.Contains(out, "is not present") {
-			t.Errorf("init did not warn that the runtime's sandbox image %s is missing and what it does instead:\n%s", unpullableSandbox, out)
+		if !strings.Contains(out, "[CRI]") || !strings.Contains(out, unpullableSandbox+" is not present and cannot be pulled") || !strings.Contains(out, rt.sandboxFrom) {
+			t.Errorf("init did not warn that the runtime's sandbox image %s (read from %s) is missing and cannot be pulled, and what it does instead:\n%s",
+				unpullableSandbox, rt.sandboxFrom, out)
 		}
 		for _, p := range cp.Processes() {
-			if hasWords(p.Cmdline, "component", "containerd") {
+			if hasWords(p.Cmdline, "component", "containerd") && !slices.Contains(p.Cmdline, ctrds[cp].Config) { // not the runtime under test
 				t.Errorf("the bundled containerd runs although --cri-socket was given: %v", p)
 			}
 		}
@@ -172,11 +219,11 @@ spec:
     command: ["busybox", "sh", "-c", "echo hello-from-ext; exec sleep 3600"]
 `, w1.Name, busyboxRef)))
 		poll(t, 2*time.Minute, "pod hello Running on "+w1.Name, func() string {
-			out, err := kubectlTry(cp, "", "get", "pod", "hello", "-o", "jsonpath={.status.phase}")
+			out, err := kubectlTry(cp, "", "get", "pod", "hello", "-o", "jsonpath={.status.phase} {.status.reason} {.status.message}")
 			if err != nil {
 				return err.Error()
 			}
-			if out != "Running" {
+			if strings.TrimSpace(out) != "Running" {
 				return "phase " + out
 			}
 			return ""
@@ -210,8 +257,8 @@ spec:
 
 // TestCRISocketPreflight: init refuses, before it writes anything, a
 // runtime that is down, one with the systemd cgroup driver (the kubelet
-// uses cgroupfs here), and one that would fail every sandbox for want of
-// restrict_oom_score_adj; with that check ignored, wait-control-plane
+// uses cgroupfs here; containerd 1.6 and v2), and one that would fail
+// every sandbox for want of restrict_oom_score_adj; with that check ignored, wait-control-plane
 // stops within seconds with the runtime's own message instead of waiting
 // out its timeout.
 func TestCRISocketPreflight(t *testing.T) {
@@ -249,16 +296,18 @@ func TestCRISocketPreflight(t *testing.T) {
 	})
 
 	step("systemd-cgroup-driver", func(t *testing.T) {
-		c := startExtContainerd(t, n, testbed.ContainerdOptions{Name: "sd-containerd", SystemdCgroup: true})
-		defer c.Stop()
-		out, err := initWith(t, time.Minute, c.Socket)
-		if err == nil {
-			t.Fatalf("init succeeded on a runtime with the systemd cgroup driver:\n%s", out)
+		for i, rt := range []extRuntime{containerd16, containerd2} {
+			c := rt.start(t, n, testbed.ContainerdOptions{Name: fmt.Sprintf("sd-containerd%d", i), SystemdCgroup: true})
+			out, err := initWith(t, time.Minute, c.Socket)
+			c.Stop()
+			if err == nil {
+				t.Fatalf("init succeeded on %s with the systemd cgroup driver:\n%s", rt.name, out)
+			}
+			if !strings.Contains(err.Error(), "systemd cgroup driver") || !strings.Contains(err.Error(), "SystemdCgroup = false") {
+				t.Errorf("init's refusal on %s does not say the cgroup drivers differ and the fix:\n%v", rt.name, err)
+			}
+			nothingWritten(t)
 		}
-		if !strings.Contains(err.Error(), "systemd cgroup driver") || !strings.Contains(err.Error(), "SystemdCgroup = false") {
-			t.Errorf("init's refusal does not say the cgroup drivers differ and the fix:\n%v", err)
-		}
-		nothingWritten(t)
 	})
 
 	step("oom-score-adj", func(t *testing.T) {

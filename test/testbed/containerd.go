@@ -58,16 +58,54 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 `, o.Name, UnpullableSandbox, o.SystemdCgroup, !o.OOMScoreAdjAllowed)
 }
 
-// Containerd is a containerd (Debian's package, /usr/bin/containerd) that
-// a test runs in a node. The testbed kills it with the node's other
+// Containerd2Config is ContainerdConfig for a containerd of the v2 line
+// (the upstream containerd kubeforge bundles, run as a host's own would
+// be: `kubeforge component containerd --config FILE`, StartContainerd2):
+// config version 3, containerd 2.0's, with the sandbox image in the CRI
+// image service's pinned_images, which its CRI status does not report.
+// Plugins that reach outside the node (NRI's host-wide socket, /opt) are
+// off.
+func Containerd2Config(o ContainerdOptions) string {
+	return fmt.Sprintf(`version = 3
+root = "/var/lib/%[1]s"
+state = "/run/%[1]s"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs", "io.containerd.differ.v1.erofs"]
+[grpc]
+  address = "/run/%[1]s/containerd.sock"
+[ttrpc]
+  address = "/run/%[1]s/containerd.sock.ttrpc"
+[plugins]
+  [plugins."io.containerd.cri.v1.images"]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.cri.v1.images".pinned_images]
+      sandbox = %[2]q
+  [plugins."io.containerd.cri.v1.runtime"]
+    restrict_oom_score_adj = %[4]t
+    [plugins."io.containerd.cri.v1.runtime".containerd]
+      default_runtime_name = "runc"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+          SystemdCgroup = %[3]t
+    [plugins."io.containerd.cri.v1.runtime".cni]
+      bin_dirs = ["/var/lib/kubeforge/cni-bin"]
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri"]
+    disable_tcp_service = true
+    stream_server_address = "127.0.0.1"
+`, o.Name, UnpullableSandbox, o.SystemdCgroup, !o.OOMScoreAdjAllowed)
+}
+
+// Containerd is a containerd (Debian's package, /usr/bin/containerd, or
+// the v2 one kubeforge bundles) that a test runs in a node. The testbed kills it with the node's other
 // processes; Stop ends it earlier.
 type Containerd struct {
 	n *Node
 	// Socket is its socket in the node; Endpoint the CRI endpoint.
 	Socket, Endpoint string
-	// Log is its log file on the host.
-	Log string
-	cmd *exec.Cmd
+	// Log is its log file on the host; Config its config file.
+	Log, Config string
+	cmd         *exec.Cmd
 }
 
 // StartContainerd starts the host's containerd in n with the config cfg
@@ -76,17 +114,47 @@ func (n *Node) StartContainerd(name, cfg string) (*Containerd, error) {
 	if _, err := exec.LookPath("containerd"); err != nil {
 		return nil, fmt.Errorf("Debian's containerd is not installed (hack/deps.sh installs it: apt-get install containerd): %w", err)
 	}
+	return n.startContainerd(name, cfg, "", "containerd")
+}
+
+// StartContainerd2 starts the containerd v2 of the kubeforge binary under
+// test in n, as a host's own containerd: `kubeforge component containerd
+// --config FILE` with the config cfg (Containerd2Config), and that binary
+// as its runc shim, found as containerd-shim-runc-v2 on its PATH like a
+// host's. It waits until it answers at /run/NAME/containerd.sock.
+func (n *Node) StartContainerd2(name, cfg string) (*Containerd, error) {
+	bin := filepath.Join(n.Dir, name+"-bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return nil, err
+	}
+	shim := filepath.Join(bin, "containerd-shim-runc-v2")
+	if err := os.Symlink(n.Binary, shim); err != nil && !os.IsExist(err) {
+		return nil, err
+	}
+	return n.startContainerd(name, cfg, bin, n.Binary, "component", "containerd")
+}
+
+// startContainerd runs argv with --config and cfg, pathDir first on its
+// PATH when not empty.
+func (n *Node) startContainerd(name, cfg, pathDir string, argv ...string) (*Containerd, error) {
 	c := &Containerd{n: n, Socket: "/run/" + name + "/containerd.sock", Log: filepath.Join(n.Dir, name+".log")}
 	c.Endpoint = "unix://" + c.Socket
-	cfgPath := filepath.Join(n.Dir, name+".toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+	c.Config = filepath.Join(n.Dir, name+".toml")
+	if err := os.WriteFile(c.Config, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
 	log, err := os.Create(c.Log)
 	if err != nil {
 		return nil, err
 	}
-	c.cmd = n.Command(context.Background(), "containerd", "--config", cfgPath)
+	c.cmd = n.Command(context.Background(), argv[0], append(argv[1:], "--config", c.Config)...)
+	if pathDir != "" {
+		for i, e := range c.cmd.Env {
+			if v, ok := strings.CutPrefix(e, "PATH="); ok {
+				c.cmd.Env[i] = "PATH=" + pathDir + ":" + v
+			}
+		}
+	}
 	c.cmd.Stdout, c.cmd.Stderr = log, log
 	if err := c.cmd.Start(); err != nil {
 		log.Close()
