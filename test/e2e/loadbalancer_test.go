@@ -421,8 +421,13 @@ func lbNodeMAC(t *testing.T, n *testbed.Node) string {
 // brought up twice, with the default kubelet flags and with the external
 // cloud provider, measuring init start → CoreDNS Ready and join start →
 // the worker Ready and schedulable (no uninitialized taint). It logs BENCH
-// lines; it fails only when a round does not come up.
+// lines; it fails only when a round does not come up. It is a measurement
+// behind a README figure, not a check, so CI leaves it out: run it with
+// KUBEFORGE_MEASURE=1.
 func TestCloudProviderExternalCost(t *testing.T) {
+	if os.Getenv("KUBEFORGE_MEASURE") == "" {
+		t.Skip("a measurement (two beds brought up twice), not a check: KUBEFORGE_MEASURE=1 runs it")
+	}
 	testbed.RequireHost(t)
 	tb := testbed.New(t)
 	holdOnFailure(t, tb)
