@@ -719,7 +719,8 @@ func mountPoints() ([]string, error) {
 	return out, s.Err()
 }
 
-// cleanupNetwork removes the pod bridge and the iptables/nftables rules
+// cleanupNetwork removes the pod bridge, the VXLAN device, the pod network
+// agent's masquerading table and the iptables/nftables rules
 // kube-proxy, the kubelet and the CNI plugins created (chains named KUBE-*
 // and CNI-*, nftables tables kube-proxy) and the network policy
 // controller's nftables tables.
@@ -730,6 +731,13 @@ func (d *ResetData) cleanupNetwork(phase string) error {
 	if _, err := net.InterfaceByName(manifests.BridgeName); err == nil {
 		errs = append(errs, d.action(phase, "delete the pod network bridge "+manifests.BridgeName, func() error {
 			return run("ip", "link", "delete", manifests.BridgeName)
+		}))
+	}
+	// The pod network's VXLAN device (its routes, neighbour and FDB
+	// entries go with it).
+	if _, err := net.InterfaceByName(manifests.VXLANName); err == nil {
+		errs = append(errs, d.action(phase, "delete the pod network's VXLAN device "+manifests.VXLANName, func() error {
+			return run("ip", "link", "delete", manifests.VXLANName)
 		}))
 	}
 	// Routes the pod network agent made to other nodes' pods (protocol 75).
@@ -743,6 +751,12 @@ func (d *ResetData) cleanupNetwork(phase string) error {
 	for _, family := range []string{"ip", "ip6"} {
 		if _, err := exec.LookPath("nft"); err != nil {
 			break
+		}
+		// The pod network agent's masquerading.
+		if exec.Command("nft", "list", "table", family, manifests.PodNetworkTable).Run() == nil {
+			errs = append(errs, d.action(phase, "delete the nftables table "+family+" "+manifests.PodNetworkTable, func() error {
+				return run("nft", "delete", "table", family, manifests.PodNetworkTable)
+			}))
 		}
 		if exec.Command("nft", "list", "table", family, "kube-proxy").Run() == nil {
 			errs = append(errs, d.action(phase, "delete the nftables table "+family+" kube-proxy", func() error {
