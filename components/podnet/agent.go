@@ -297,6 +297,7 @@ func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
 
 // report publishes the agent's state when it changed.
 func (a *agent) report(own, direct, overlay []string, vx *vtep, problems []string) {
+	direct, overlay = slices.Sorted(slices.Values(direct)), slices.Sorted(slices.Values(overlay))
 	msg := fmt.Sprintf("backend %s, pod CIDR %s: %d peer(s) routed directly %v, %d over VXLAN %v",
 		a.o.Backend, strings.Join(own, ","), len(direct), direct, len(overlay), overlay)
 	if vx != nil {
