@@ -439,10 +439,14 @@ func (n *Node) MountNSID() string { return n.mountNSID }
 // its own cgroup root, and the testbed's resolv.conf (ResolvConf) as
 // resolvConf, so that CoreDNS, which forwards what is not the cluster's to
 // the nameservers the kubelet gives it, sends nothing beyond the test
-// network.
+// network. Disk-pressure eviction is off (as in kind): every node of a
+// bed shares the machine's disk, whose free share says nothing about the
+// node, and a shared build machine near the kubelet's default 15 % would
+// evict every test's pods.
 func (n *Node) KubeletConfigYAML() string {
 	return "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupRoot: " + n.CgroupRoot +
-		"\nresolvConf: " + n.bed.ResolvConf + "\n"
+		"\nresolvConf: " + n.bed.ResolvConf +
+		"\nevictionHard: {memory.available: 100Mi, nodefs.available: \"0%\", imagefs.available: \"0%\", nodefs.inodesFree: \"0%\"}\n"
 }
 
 // InitConfigYAML is the node's `kubeforge init --config` document:
