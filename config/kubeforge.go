@@ -48,6 +48,9 @@ type KubeforgeConfiguration struct {
 
 	// Addons turns kubeforge's optional cluster addons on and off.
 	Addons Addons `json:"addons"`
+
+	// PodNetwork: the built-in pod network, its backend or none at all.
+	PodNetwork PodNetwork `json:"podNetwork"`
 }
 
 // KubeforgeConfigFile is the node's effective KubeforgeConfiguration.
@@ -59,6 +62,7 @@ func defaultKubeforge(k *KubeforgeConfiguration) {
 	defaultEtcdSnapshots(&k.EtcdSnapshots)
 	defaultCertificateRenewal(&k.CertificateRenewal)
 	defaultAddons(&k.Addons)
+	defaultPodNetwork(&k.PodNetwork)
 }
 
 // validateKubeforge checks k; errors name the field (kind.field) and the fix.
@@ -69,6 +73,7 @@ func validateKubeforge(k *KubeforgeConfiguration) []error {
 	errs = append(errs, validateLocalPath(&k.Addons.LocalPath)...)
 	errs = append(errs, validateCloudController(&k.Addons.CloudController)...)
 	errs = append(errs, validateLogStore(&k.Addons.LogStore)...)
+	errs = append(errs, validatePodNetwork(&k.PodNetwork)...)
 	return errs
 }
 

@@ -46,19 +46,44 @@ const BridgeName = "kubeforge0"
 // CNIConfigName is the CNI configuration file's name in /etc/cni/net.d.
 const CNIConfigName = "10-kubeforge.conflist"
 
-// CNIConfig renders the node's CNI configuration: a bridge, masquerading
-// traffic that leaves the pod network, portmap for hostPorts, and
-// kubeforge's IPAM plugin, which hands out addresses from the node's own
-// pod CIDR once the node agent has written it to podCIDRFile (see
-// components/podnet). The file exists from the node's start, so the kubelet
-// reports the network ready at once.
-func CNIConfig(podCIDRFile string, ipv4, ipv6 bool) []byte {
+// VXLANName is the pod network's VXLAN device on every node (the overlay
+// to peers on other subnets, see components/podnet), VXLANID its VNI and
+// VXLANPort its UDP port (the Linux kernel's default, flannel's too).
+const (
+	VXLANName = "kubeforge.1"
+	VXLANID   = 1
+	VXLANPort = 8472
+	// VXLANOverhead is what VXLAN encapsulation adds to a packet (outer
+	// Ethernet, IPv4, UDP and VXLAN headers): the overlay's MTU is the
+	// node link's less this.
+	VXLANOverhead = 50
+)
+
+// PodNetworkTable is the nftables table (families ip and ip6) in which
+// the node agent masquerades pod traffic that leaves the pod network.
+const PodNetworkTable = "kubeforge-podnet"
+
+// CNIConfig renders the node's CNI configuration: a bridge, portmap for
+// hostPorts, and kubeforge's IPAM plugin, which hands out addresses from
+// the node's own pod CIDR once the node agent has written it to
+// podCIDRFile (see components/podnet). The bridge does not masquerade
+// (ipMasq false): the node agent masquerades only traffic that leaves the
+// cluster's pod network, so a pod on another node sees a client pod's own
+// address (which NetworkPolicy rules by pod label need). mtu, when not 0,
+// is the pods' MTU (the VXLAN overlay's, so that a pod's packets fit in
+// it). The file exists from the node's start, so the kubelet reports the
+// network ready at once.
+func CNIConfig(podCIDRFile string, ipv4, ipv6 bool, mtu int) []byte {
 	var routes []string
 	if ipv4 {
 		routes = append(routes, `{"dst": "0.0.0.0/0"}`)
 	}
 	if ipv6 {
 		routes = append(routes, `{"dst": "::/0"}`)
+	}
+	mtuLine := ""
+	if mtu > 0 {
+		mtuLine = fmt.Sprintf("\n      \"mtu\": %d,", mtu)
 	}
 	return []byte(fmt.Sprintf(`{
   "cniVersion": "1.0.0",
@@ -68,8 +93,8 @@ func CNIConfig(podCIDRFile string, ipv4, ipv6 bool) []byte {
       "type": "bridge",
       "bridge": %q,
       "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
+      "ipMasq": false,
+      "hairpinMode": true,%s
       "ipam": {
         "type": "kubeforge-ipam",
         "podCIDRFile": %q,
@@ -82,7 +107,7 @@ func CNIConfig(podCIDRFile string, ipv4, ipv6 bool) []byte {
     }
   ]
 }
-`, BridgeName, podCIDRFile, strings.Join(routes, ", ")))
+`, BridgeName, mtuLine, podCIDRFile, strings.Join(routes, ", ")))
 }
 
 // FirstNodeCIDR is the first per-node subnet of a cluster pod CIDR (/24 for

@@ -174,7 +174,8 @@ func TestKubeletFilesGolden(t *testing.T) {
 	}
 	golden(t, "kubelet-config.yaml", b)
 	golden(t, "kubeadm-flags.env", KubeletFlags(c, "10.201.0.2"))
-	golden(t, "cni.conflist", CNIConfig(c.Paths.PodCIDRFile(), true, false))
+	golden(t, "cni.conflist", CNIConfig(c.Paths.PodCIDRFile(), true, false, 0))
+	golden(t, "cni-mtu.conflist", CNIConfig(c.Paths.PodCIDRFile(), true, false, 1450))
 	golden(t, "authentication-config.yaml", AuthenticationConfig())
 	golden(t, "audit-policy.yaml", AuditPolicy())
 }

@@ -2,9 +2,7 @@ package phases
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -86,7 +84,8 @@ func InitWorkflow() *Workflow[*InitData] {
 			Phases: []Phase[*InitData]{{Name: "local", Short: "Generate the static Pod manifest for a local, single-node etcd",
 				Run: runEtcdLocal}}},
 		controlPlanePhase(),
-		{Name: "kubelet-config", Short: "Write the kubelet configuration, its flags and the node's CNI configuration",
+		{Name: "pod-network", Short: podNetworkShort, Run: runInitPodNetwork},
+		{Name: "kubelet-config", Short: "Write the kubelet configuration and its flags",
 			Run: runKubeletConfig, Flags: []string{"air-gapped"}},
 	}
 	w.Phases = append(w.Phases, livePhases()...)
@@ -297,36 +296,11 @@ func ensureEncryptionConfig(n *Node, phase string) error {
 }
 
 func runKubeletConfig(_ context.Context, d *InitData) error {
-	// The first node's pod CIDR is the first of the cluster's pod network
-	// (the controller-manager's allocator gives it the first block): noting
-	// it now lets the node's first pods start before the controller-manager
-	// is up. The node agent replaces it with the allocated one.
-	var first []string
-	for _, c := range d.Cfg.PodSubnets() {
-		first = append(first, manifests.FirstNodeCIDR(c).String())
-	}
-	b, _ := json.Marshal(first)
-	if err := d.WriteFile("kubelet-config", "node pod CIDRs", d.Cfg.Paths.PodCIDRFile(), b, 0o600, ShowContent); err != nil {
-		return err
-	}
-	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.AdvertiseAddress(), true)
+	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.AdvertiseAddress())
 }
 
-// writeCNIConfig writes the node's CNI configuration (the same on every node).
-func writeCNIConfig(n *Node, phase string) error {
-	var v4, v6 bool
-	for _, c := range n.Cfg.PodSubnets() {
-		v4 = v4 || c.Addr().Is4()
-		v6 = v6 || c.Addr().Is6()
-	}
-	p := n.Cfg.Paths
-	return n.WriteFile(phase, "CNI configuration", filepath.Join(p.CNIConfDir, manifests.CNIConfigName),
-		manifests.CNIConfig(p.PodCIDRFile(), v4, v6), 0o600, ShowContent)
-}
-
-// writeKubeletFiles writes the kubelet's config.yaml and flags, and the
-// node's CNI configuration when withCNI.
-func writeKubeletFiles(n *Node, phase, nodeIP string, withCNI bool) error {
+// writeKubeletFiles writes the kubelet's config.yaml and flags.
+func writeKubeletFiles(n *Node, phase, nodeIP string) error {
 	cfg, err := manifests.KubeletConfig(n.Cfg)
 	if err != nil {
 		return fmt.Errorf("render the kubelet configuration: %w", err)
@@ -344,11 +318,6 @@ func writeKubeletFiles(n *Node, phase, nodeIP string, withCNI bool) error {
 	}
 	if err := n.WriteFile(phase, "kubelet flags", p.KubeletFlagsFile(), manifests.KubeletFlags(n.Cfg, nodeIP), 0o600, ShowContent); err != nil {
 		return err
-	}
-	if withCNI {
-		if err := writeCNIConfig(n, phase); err != nil {
-			return err
-		}
 	}
 	// The configuration last: the node service starts the kubelet once it appears.
 	return n.WriteFile(phase, "kubelet configuration", p.KubeletConfigFile(), cfg, 0o600, ShowContent)

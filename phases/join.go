@@ -63,6 +63,7 @@ func JoinWorkflow() *Workflow[*JoinData] {
 			{Name: "kubeconfig", Short: "Generate the kubeconfig files of this control-plane node", Run: runJoinKubeconfig},
 			{Name: "control-plane", Short: "Generate the control plane's static Pod manifests", Run: runJoinControlPlaneManifests},
 		}},
+		{Name: "pod-network", Short: podNetworkShort, Run: runJoinPodNetwork},
 		{Name: "kubelet-start", Short: "Write the kubelet's configuration, start the node service and wait for the kubelet's TLS bootstrap", Run: runJoinKubeletStart,
 			Flags: []string{"air-gapped"}},
 		{Name: "control-plane-join", Short: "Join the machine as a control-plane instance", RunIf: cp, Phases: []Phase[*JoinData]{
@@ -261,7 +262,7 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 			return err
 		}
 	}
-	if err := writeKubeletFiles(d.Node, phase, d.NodeIP, true); err != nil {
+	if err := writeKubeletFiles(d.Node, phase, d.NodeIP); err != nil {
 		return err
 	}
 	if d.DryRun {

@@ -468,13 +468,13 @@ func (d *ResetData) unmountPlan(keep []string) (dirs, targets []string, err erro
 	return dirs, teardown.UnmountTargets(mounts, below, kept), nil
 }
 
-// cleanupNetwork removes the pod bridge, the routes to other nodes' pods
-// and the iptables/nftables rules kube-proxy, the kubelet, the CNI plugins
-// and the network policy controller created (components/node/teardown
-// finds them).
+// cleanupNetwork removes the pod bridge, the VXLAN device, the routes to
+// other nodes' pods, the pod network agent's masquerading table and the
+// iptables/nftables rules kube-proxy, the kubelet, the CNI plugins and the
+// network policy controller created (components/node/teardown finds them).
 func (d *ResetData) cleanupNetwork(phase string) error {
 	var errs []error
-	for _, s := range teardown.Network(manifests.BridgeName, manifests.NetworkPolicyTables) {
+	for _, s := range teardown.Network(manifests.BridgeName, manifests.VXLANName, manifests.PodNetworkTable, manifests.NetworkPolicyTables) {
 		errs = append(errs, d.action(phase, s.What, s.Run))
 	}
 	return errors.Join(errs...)

@@ -81,7 +81,7 @@ var wantFiles = map[string]os.FileMode{
 
 // offlinePhases are run one by one, as a user would with `init phase`.
 var offlinePhases = [][]string{
-	{"certs", "all"}, {"kubeconfig", "all"}, {"etcd", "local"}, {"control-plane", "all"}, {"kubelet-config"},
+	{"certs", "all"}, {"kubeconfig", "all"}, {"etcd", "local"}, {"control-plane", "all"}, {"pod-network"}, {"kubelet-config"},
 }
 
 type fileState struct {
@@ -171,7 +171,7 @@ func TestInitWithSkipPhases(t *testing.T) {
 		}
 		phases[strings.SplitN(e.Phase, "/", 2)[0]] = true
 	}
-	for _, p := range []string{"certs", "kubeconfig", "etcd", "control-plane", "kubelet-config"} {
+	for _, p := range []string{"certs", "kubeconfig", "etcd", "control-plane", "pod-network", "kubelet-config"} {
 		if !phases[p] {
 			t.Errorf("no JSON events for phase %s", p)
 		}
@@ -250,7 +250,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 			t.Errorf("dry run changed %s", p)
 		}
 	}
-	for _, want := range []string{"[preflight]", "[certs]", "[kubeconfig]", "[etcd]", "[control-plane]", "[kubelet-config]",
+	for _, want := range []string{"[preflight]", "[certs]", "[kubeconfig]", "[etcd]", "[control-plane]", "[pod-network]", "[kubelet-config]",
 		"[kubelet-start]", "[wait-control-plane]", "[upload-config]", "[mark-control-plane]", "[bootstrap-token]",
 		"/etc/kubernetes/manifests/kube-apiserver.yaml", "/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/admin.conf",
 		"/var/lib/kubelet/config.yaml", `"apiserver"`, "not after", "(mode 0600)", "- --advertise-address=127.0.0.1",
@@ -323,7 +323,7 @@ func TestExternalCAMissingLeaf(t *testing.T) {
 func TestHelpListsPhases(t *testing.T) {
 	out := mustRun(t, "init", "--help")
 	for _, p := range []string{"preflight", "certs", "/apiserver-etcd-client", "/sa", "kubeconfig", "/super-admin", "etcd", "/local",
-		"control-plane", "/controller-manager", "kubelet-config", "kubelet-start", "wait-control-plane", "bootstrap-token", "show-join-command"} {
+		"control-plane", "/controller-manager", "pod-network", "kubelet-config", "kubelet-start", "wait-control-plane", "bootstrap-token", "show-join-command"} {
 		if !strings.Contains(out, p) {
 			t.Errorf("init --help lacks %s", p)
 		}

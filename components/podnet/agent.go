@@ -2,20 +2,30 @@ package podnet
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubeforge/kubeforge/components/node/duty"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // RouteProtocol marks the routes the agent installs (so it finds its own
@@ -31,7 +41,12 @@ type AgentOptions struct {
 	NodeName string
 	// CIDRFile is where the node's pod CIDRs go for the IPAM plugin (host path).
 	CIDRFile string
-	Log      *slog.Logger
+	// Backend is config.PodNetworkAuto (also when empty), PodNetworkHostGW
+	// or PodNetworkVXLAN.
+	Backend string
+	// Health, when set, receives the agent's state for `node status`.
+	Health *duty.Health
+	Log    *slog.Logger
 }
 
 // RunAgent keeps the node's pod CIDR file and its routes to the other
@@ -63,8 +78,11 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 			}
 		}
 	}
-	log.Info("pod network agent started", "node", o.NodeName)
-	a := &agent{o: o, log: log}
+	if o.Backend == "" {
+		o.Backend = config.PodNetworkAuto
+	}
+	log.Info("pod network agent started", "node", o.NodeName, "backend", o.Backend)
+	a := &agent{o: o, log: log, ctx: ctx, client: client}
 	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	nodes := factory.Core().V1().Nodes()
 	sync := func(any) { a.sync(nodes.Lister().List) }
@@ -97,9 +115,30 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 const ResyncPeriod = 15 * time.Second
 
 type agent struct {
-	o   AgentOptions
-	log *slog.Logger
-	mu  sync.Mutex
+	o      AgentOptions
+	log    *slog.Logger
+	ctx    context.Context
+	client kubernetes.Interface
+
+	mu      sync.Mutex
+	masqKey [2]string // what each family's table was last made from
+	health  string    // the last health message
+}
+
+// route is a route the agent wants to a peer's pod CIDR: through the
+// peer's node address (host-gw, link 0), or onlink through the VXLAN
+// device to the first address of the peer's pod CIDR.
+type route struct {
+	dst  *net.IPNet
+	gw   net.IP
+	link int
+}
+
+func podCIDRs(n *corev1.Node) []string {
+	if len(n.Spec.PodCIDRs) == 0 && n.Spec.PodCIDR != "" {
+		return []string{n.Spec.PodCIDR}
+	}
+	return n.Spec.PodCIDRs
 }
 
 func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
@@ -109,38 +148,74 @@ func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
 	if err != nil {
 		return
 	}
-	want := map[string]net.IP{}
+	var self *corev1.Node
+	var all []string // every node's pod CIDRs: the cluster's pod network
 	for _, n := range nodes {
-		cidrs := n.Spec.PodCIDRs
-		if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
-			cidrs = []string{n.Spec.PodCIDR}
-		}
+		all = append(all, podCIDRs(n)...)
 		if n.Name == a.o.NodeName {
-			if len(cidrs) > 0 && !slices.Equal(cidrs, ReadCIDRs(a.o.CIDRFile)) {
-				if err := WriteCIDRs(a.o.CIDRFile, cidrs); err != nil {
-					a.log.Error("write the node's pod CIDRs", "err", err)
-				} else {
-					a.log.Info("this node's pod CIDRs", "cidrs", cidrs)
-				}
+			self = n
+		}
+	}
+	var problems []string
+	var own []string
+	var vx *vtep
+	if self != nil {
+		own = podCIDRs(self)
+		if len(own) > 0 && !slices.Equal(own, ReadCIDRs(a.o.CIDRFile)) {
+			if err := WriteCIDRs(a.o.CIDRFile, own); err != nil {
+				a.log.Error("write the node's pod CIDRs", "err", err)
+			} else {
+				a.log.Info("this node's pod CIDRs", "cidrs", own)
 			}
+		}
+		if vx, err = a.syncDevice(self, own); err != nil {
+			a.log.Error("the pod network's VXLAN device", "err", err)
+			problems = append(problems, err.Error())
+		}
+	}
+
+	want := map[string]route{}
+	var neighbours []peerEntry
+	var direct, overlay []string
+	for _, n := range nodes {
+		if n.Name == a.o.NodeName {
 			continue
 		}
 		ip := internalIP(n)
 		if ip == nil {
 			continue
 		}
-		for _, c := range cidrs {
-			if (ip.To4() != nil) == isV4CIDR(c) {
-				want[c] = ip
+		mac, _ := net.ParseMAC(n.Annotations[AnnotationVTEPMAC])
+		linked := onLink(ip)
+		useOverlay := vx != nil && mac != nil && ip.To4() != nil &&
+			(a.o.Backend == config.PodNetworkVXLAN || n.Annotations[AnnotationBackend] == config.PodNetworkVXLAN || !linked)
+		for _, c := range podCIDRs(n) {
+			_, ipnet, err := net.ParseCIDR(c)
+			if err != nil || (ip.To4() != nil) != (ipnet.IP.To4() != nil) {
+				continue
+			}
+			if useOverlay {
+				gw := ipnet.IP.Mask(ipnet.Mask)
+				want[ipnet.String()] = route{dst: ipnet, gw: gw, link: vx.index}
+				neighbours = append(neighbours, peerEntry{gw: gw, mac: mac, nodeIP: ip})
+			} else {
+				want[ipnet.String()] = route{dst: ipnet, gw: ip}
 			}
 		}
-	}
-	wantNet := map[string]bool{}
-	for c := range want {
-		if _, ipnet, err := net.ParseCIDR(c); err == nil {
-			wantNet[ipnet.String()] = true
+		switch {
+		case useOverlay:
+			overlay = append(overlay, n.Name)
+		case linked:
+			direct = append(direct, n.Name)
+		default:
+			why := "backend host-gw on this node: set KubeforgeConfiguration podNetwork.backend to auto or vxlan"
+			if a.o.Backend != config.PodNetworkHostGW {
+				why = "it has no VXLAN device (its podNetwork.backend is host-gw, or its agent has not started): give every node podNetwork.backend auto or vxlan"
+			}
+			problems = append(problems, fmt.Sprintf("node %s (%s) is not on this node's subnet and %s", n.Name, ip, why))
 		}
 	}
+
 	// Compare with the kernel's table, not with what the agent did before:
 	// routes are also removed by others (a link going down) and left over
 	// from before a restart.
@@ -149,26 +224,32 @@ func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
 		a.log.Error("list the routes to other nodes' pods", "err", err)
 		return
 	}
-	have := map[string]net.IP{}
+	type hop struct {
+		gw   net.IP
+		link int
+	}
+	have := map[string]hop{}
 	for _, r := range existing {
 		if r.Dst != nil {
-			have[r.Dst.String()] = r.Gw
+			have[r.Dst.String()] = hop{r.Gw, r.LinkIndex}
 		}
 	}
-	for dst, gw := range want {
-		_, ipnet, err := net.ParseCIDR(dst)
-		if err != nil {
+	for dst, w := range want {
+		if cur, ok := have[dst]; ok && cur.gw.Equal(w.gw) && (w.link == 0 || cur.link == w.link) {
 			continue
 		}
-		if cur, ok := have[ipnet.String()]; ok && cur.Equal(gw) {
-			continue
+		r := &netlink.Route{Dst: w.dst, Gw: w.gw, Protocol: RouteProtocol}
+		via := w.gw.String()
+		if w.link != 0 {
+			r.LinkIndex, r.Flags = w.link, int(netlink.FLAG_ONLINK)
+			via += " dev " + manifests.VXLANName
 		}
-		r := &netlink.Route{Dst: ipnet, Gw: gw, Protocol: RouteProtocol}
 		if err := netlink.RouteReplace(r); err != nil {
-			a.log.Error("route to a node's pods", "cidr", dst, "via", gw, "err", err)
+			a.log.Error("route to a node's pods", "cidr", dst, "via", via, "err", err)
+			problems = append(problems, fmt.Sprintf("route %s via %s: %v", dst, via, err))
 			continue
 		}
-		a.log.Info("route to a node's pods", "cidr", dst, "via", gw)
+		a.log.Info("route to a node's pods", "cidr", dst, "via", via)
 	}
 	// Routes of nodes that left (including ones from before a restart).
 	for i := range existing {
@@ -176,13 +257,110 @@ func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
 		if r.Dst == nil {
 			continue
 		}
-		if _, keep := wantNet[r.Dst.String()]; keep {
+		if _, keep := want[r.Dst.String()]; keep {
 			continue
 		}
 		if err := netlink.RouteDel(&r); err == nil {
 			a.log.Info("removed the route to a node that left", "cidr", r.Dst)
 		}
 	}
+	if vx != nil {
+		if err := syncNeighbours(vx, neighbours); err != nil {
+			a.log.Error("the VXLAN device's neighbour entries", "err", err)
+			problems = append(problems, err.Error())
+		}
+	}
+
+	// Masquerading of traffic that leaves the pod network: once this
+	// node's pod CIDR is known (until then, whatever a previous run made
+	// stays).
+	if len(own) > 0 {
+		for i, s := range masqSpecs(own, all) {
+			key := s.key()
+			if key == a.masqKey[i] && masqTableExists(s.v6) == (len(s.local) > 0) {
+				continue
+			}
+			if err := applyMasq(s); err != nil {
+				a.log.Error("masquerading of pod traffic leaving the pod network", "err", err)
+				problems = append(problems, err.Error())
+				a.masqKey[i] = ""
+				continue
+			}
+			a.masqKey[i] = key
+			if len(s.local) > 0 {
+				a.log.Info("masquerading pod traffic that leaves the pod network", "from", s.local, "except to", s.cluster)
+			}
+		}
+	}
+	a.report(own, direct, overlay, vx, problems)
+}
+
+// report publishes the agent's state when it changed.
+func (a *agent) report(own, direct, overlay []string, vx *vtep, problems []string) {
+	direct, overlay = slices.Sorted(slices.Values(direct)), slices.Sorted(slices.Values(overlay))
+	msg := fmt.Sprintf("backend %s, pod CIDR %s: %d peer(s) routed directly %v, %d over VXLAN %v",
+		a.o.Backend, strings.Join(own, ","), len(direct), direct, len(overlay), overlay)
+	if vx != nil {
+		msg += fmt.Sprintf(" (%s, MTU %d)", manifests.VXLANName, vx.mtu)
+	}
+	if len(problems) > 0 {
+		msg += "; " + strings.Join(problems, "; ")
+	}
+	if msg == a.health {
+		return
+	}
+	a.health = msg
+	if a.o.Health == nil {
+		return
+	}
+	if len(problems) > 0 {
+		a.o.Health.Warn("%s", msg)
+	} else {
+		a.o.Health.OK("%s", msg)
+	}
+}
+
+// syncDevice keeps the node's VXLAN device (none with backend host-gw)
+// and tells the other nodes about it through this node's annotations.
+func (a *agent) syncDevice(self *corev1.Node, own []string) (*vtep, error) {
+	var vx *vtep
+	var devErr error
+	if a.o.Backend == config.PodNetworkHostGW {
+		devErr = deleteVXLAN()
+	} else {
+		ip := internalIP(self)
+		var v4 *net.IPNet
+		for _, c := range own {
+			if _, n, err := net.ParseCIDR(c); err == nil && n.IP.To4() != nil {
+				v4 = n
+				break
+			}
+		}
+		if ip != nil && ip.To4() != nil && v4 != nil {
+			vx, devErr = ensureVXLAN(ip, v4)
+		}
+	}
+	want := map[string]*string{AnnotationBackend: &a.o.Backend, AnnotationVTEPMAC: nil}
+	if vx != nil {
+		mac := vx.mac.String()
+		want[AnnotationVTEPMAC] = &mac
+	}
+	changed := false
+	for k, v := range want {
+		cur, ok := self.Annotations[k]
+		if (v == nil && ok) || (v != nil && (!ok || cur != *v)) {
+			changed = true
+		}
+	}
+	if changed {
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": want}})
+		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+		defer cancel()
+		if _, err := a.client.CoreV1().Nodes().Patch(ctx, a.o.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return vx, errors.Join(devErr, fmt.Errorf("annotate node %s with its VXLAN device: %w", a.o.NodeName, err))
+		}
+	}
+	return vx, devErr
 }
 
 func internalIP(n *corev1.Node) net.IP {

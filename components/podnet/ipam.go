@@ -1,10 +1,12 @@
 // Package podnet is kubeforge's pod network: a Linux bridge per node (the
 // CNI bridge plugin), pod addresses from the node's own pod CIDR (which the
-// controller-manager allocates from --pod-network-cidr), and routes on each
-// node to every other node's pod CIDR through that node's address, so pods
-// reach pods and nodes across the cluster (flannel's host-gw design: nodes
-// share a layer-2 network). Traffic from pods to outside the pod network
-// is masqueraded.
+// controller-manager allocates from --pod-network-cidr), and, kept by the
+// node agent, routes on each node to every other node's pod CIDR: through
+// that node's address when it is on this node's subnet (flannel's host-gw
+// design), else through a VXLAN overlay (one device per node, neighbour and
+// FDB entries per peer: flannel's vxlan backend with DirectRouting).
+// Traffic from pods to outside the cluster's pod network is masqueraded by
+// the agent's nftables table; pod-to-pod traffic keeps its source address.
 //
 // The CNI configuration exists from the node's start, so the kubelet
 // reports the network ready at once; its IPAM is this package's plugin,

@@ -312,7 +312,7 @@ func netSingleNode(t *testing.T, proxyMode string) {
 // or the CNI plugins is left in n.
 func netCheckNetworkClean(t *testing.T, n *testbed.Node) {
 	t.Helper()
-	if out := netRun(t, n, 30*time.Second, "ip", "-o", "link", "show"); strings.Contains(out, "kubeforge0") || strings.Contains(out, "veth") {
+	if out := netRun(t, n, 30*time.Second, "ip", "-o", "link", "show"); strings.Contains(out, "kubeforge0") || strings.Contains(out, "kubeforge.1") || strings.Contains(out, "veth") {
 		t.Errorf("links left after reset:\n%s", out)
 	}
 	if routes := netPodRoutes(t, n); len(routes) > 0 {
@@ -321,7 +321,7 @@ func netCheckNetworkClean(t *testing.T, n *testbed.Node) {
 	if out := netRun(t, n, 30*time.Second, "ip", "-4", "route", "show"); strings.Contains(out, "10.244.") {
 		t.Errorf("routes to the pod network left after reset:\n%s", out)
 	}
-	if out, err := n.Run(context.Background(), "nft", "list", "ruleset"); err == nil && (strings.Contains(out, "kube-proxy") || strings.Contains(out, "CNI-") || strings.Contains(out, "KUBE-")) {
+	if out, err := n.Run(context.Background(), "nft", "list", "ruleset"); err == nil && (strings.Contains(out, "kube-proxy") || strings.Contains(out, "kubeforge-podnet") || strings.Contains(out, "CNI-") || strings.Contains(out, "KUBE-")) {
 		t.Errorf("nftables rules left after reset:\n%s", out)
 	}
 	for _, tool := range []string{"iptables-save", "ip6tables-save"} {

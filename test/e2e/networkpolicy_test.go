@@ -159,21 +159,13 @@ func TestNetworkPolicy(t *testing.T) {
 		want(t, "client-w1", map[string]bool{"web:8080": true, "svc web": true, "svc web name": true, "dns": true})
 		want(t, "other", map[string]bool{"dns": true})
 		// Across nodes the web pod must see the client's own address: a
-		// pod network that masquerades pod-to-pod traffic between nodes
-		// hides it, and the rule cannot match. Today's bridge CNI does
-		// (ipMasq exempts only the node's own pod CIDR): a known gap of the
-		// pod network (issue 9 §4), reported as a skip, not hidden.
+		// pod network that masqueraded pod-to-pod traffic between nodes
+		// would hide it, and the rule could not match (the node agent
+		// masquerades only traffic that leaves the pod network).
 		if got := npGet(cp, "client", web8080); got != "web" {
-			nat, _ := cp.Run(context.Background(), "iptables-save", "-t", "nat")
-			var masq []string
-			for _, l := range strings.Split(nat, "\n") {
-				if strings.Contains(l, "MASQUERADE") || (strings.HasPrefix(l, "-A CNI-") && strings.Contains(l, "ACCEPT")) {
-					masq = append(masq, l)
-				}
-			}
-			t.Skipf("KNOWN GAP: client on cp1 → web on w1 (allowed by label and port) answers %q while the same rule lets client-w1 through: "+
-				"the pod network masquerades pod-to-pod traffic between nodes (bridge CNI ipMasq exempts only the node's own pod CIDR), so w1 sees cp1's address, not the client's. cp1's NAT rules:\n%s",
-				got, strings.Join(masq, "\n"))
+			nat, _ := cp.Run(context.Background(), "nft", "list", "table", "ip", "kubeforge-podnet")
+			t.Errorf("client on cp1 → web on w1 (allowed by label and port) answers %q while the same rule lets client-w1 through: "+
+				"is pod-to-pod traffic between nodes masqueraded? cp1's masquerading table:\n%s", got, nat)
 		}
 		// Exactly client → web on 8080, directly and through the Service
 		// (evaluated after kube-proxy's DNAT), by IP and by name.

@@ -39,6 +39,7 @@ import (
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/internal/version"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // Options configure Run.
@@ -558,20 +559,39 @@ func (s *supervisor) runLBSpeaker(ctx context.Context, h *duty.Health) error {
 	return lbspeaker.Run(ctx, lbspeaker.Options{Client: c, NodeName: name, Health: h, Log: s.log.With("duty", "lb-speaker")})
 }
 
-// runPodNetworkAgent keeps the node's pod CIDR and its routes to the other
-// nodes' pods up to date (see podnet), with the kubelet's credentials.
+// runPodNetworkAgent keeps the node's pod CIDR, its routes (and VXLAN
+// overlay) to the other nodes' pods and its masquerading up to date (see
+// podnet), with the kubelet's credentials. It does nothing when the
+// built-in pod network is off (podNetwork.enabled false, or the
+// pod-network phase skipped: no kubeforge CNI configuration).
 func (s *supervisor) runPodNetworkAgent(ctx context.Context, h *duty.Health) error {
 	name := node.NodeName(s.p)
 	if name == "" {
 		return errors.New("no node name recorded by init or join (" + node.InfoFile(s.p) + ") nor --hostname-override in the kubelet flags")
 	}
-	h.OK("running for node %s: keeps this node's pod CIDR and the routes to the other nodes' pods", name)
-	return podnet.RunAgent(ctx, podnet.AgentOptions{
-		Kubeconfig: s.p.Host(s.p.Kubeconfig("kubelet.conf")),
-		NodeName:   name,
-		CIDRFile:   s.p.Host(s.p.PodCIDRFile()),
-		Log:        s.log.With("component", "podnet"),
-	})
+	kf, err := config.LoadKubeforge(s.p)
+	if err != nil {
+		return err
+	}
+	cni := filepath.Join(s.p.CNIConfDir, manifests.CNIConfigName)
+	switch {
+	case !kf.PodNetwork.On():
+		h.Disabled("turned off (%s podNetwork.enabled in %s): the pod network is your CNI's", config.KubeforgeKind, s.p.KubeforgeConfigFile())
+	case !fsutil.Exists(s.p.Host(cni)):
+		h.Disabled("no %s (the pod-network phase was skipped): the pod network is your CNI's", cni)
+	default:
+		h.OK("running for node %s (backend %s): keeps this node's pod CIDR and the routes to the other nodes' pods", name, kf.PodNetwork.Backend)
+		return podnet.RunAgent(ctx, podnet.AgentOptions{
+			Kubeconfig: s.p.Host(s.p.Kubeconfig("kubelet.conf")),
+			NodeName:   name,
+			CIDRFile:   s.p.Host(s.p.PodCIDRFile()),
+			Backend:    kf.PodNetwork.Backend,
+			Health:     h,
+			Log:        s.log.With("component", "podnet"),
+		})
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // runLogShipping ships this node's container logs and its own logs

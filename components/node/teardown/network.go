@@ -21,14 +21,17 @@ type Step struct {
 // (protocol 75), the nftables tables kube-proxy and the policy controller
 // (policyTables, family inet) made, and the iptables and ip6tables chains
 // named KUBE-* and CNI-* with the rules in them or jumping to them.
-func Network(bridge string, policyTables []string) []Step {
+func Network(bridge, vxlan, podNetTable string, policyTables []string) []Step {
 	var steps []Step
 	// Ask the kernel (netlink), not /sys/class/net: a node started with
 	// `nsenter --net` keeps the host's /sys, which lists the host's links.
-	if _, err := net.InterfaceByName(bridge); err == nil {
-		steps = append(steps, Step{"delete the pod network bridge " + bridge, func() error {
-			return run("ip", "link", "delete", bridge)
-		}})
+	// The VXLAN device's routes, neighbour and FDB entries go with it.
+	for _, l := range [][2]string{{bridge, "the pod network bridge " + bridge}, {vxlan, "the pod network's VXLAN device " + vxlan}} {
+		if _, err := net.InterfaceByName(l[0]); err == nil {
+			steps = append(steps, Step{"delete " + l[1], func() error {
+				return run("ip", "link", "delete", l[0])
+			}})
+		}
 	}
 	for _, fam := range []string{"-4", "-6"} {
 		if out, err := exec.Command("ip", fam, "route", "show", "proto", "75").Output(); err == nil && len(bytes.TrimSpace(out)) > 0 {
@@ -38,7 +41,8 @@ func Network(bridge string, policyTables []string) []Step {
 		}
 	}
 	if _, err := exec.LookPath("nft"); err == nil {
-		tables := [][2]string{{"ip", "kube-proxy"}, {"ip6", "kube-proxy"}}
+		// The pod network agent's masquerading, then kube-proxy's.
+		tables := [][2]string{{"ip", podNetTable}, {"ip6", podNetTable}, {"ip", "kube-proxy"}, {"ip6", "kube-proxy"}}
 		// The network policy controller's tables (it removes them when it
 		// stops; a killed one leaves them, holding new connections of the
 		// pods a policy selects in a queue nobody reads).

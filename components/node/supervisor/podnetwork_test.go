@@ -1,0 +1,68 @@
+package supervisor
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/components/node/duty"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/manifests"
+)
+
+// TestPodNetworkDutyOff: with the built-in pod network turned off in the
+// node's KubeforgeConfiguration, or its CNI configuration never written
+// (--skip-phases pod-network), the pod-network duty is disabled and says
+// why in `node status`; a broken backend in the file is a failure naming
+// the file.
+func TestPodNetworkDutyOff(t *testing.T) {
+	head := "apiVersion: kubeforge.io/v1alpha1\nkind: KubeforgeConfiguration\n"
+	for _, tc := range []struct {
+		name, kf   string
+		cni        bool
+		status     string
+		wantInText string
+	}{
+		{"turned off", head + "podNetwork:\n  enabled: false\n", true, node.DutyDisabled, "podNetwork.enabled"},
+		{"phase skipped", head, false, node.DutyDisabled, "the pod-network phase was skipped"},
+		{"bad backend", head + "podNetwork:\n  backend: geneve\n", true, node.DutyFailing, "podNetwork.backend"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := config.DefaultPaths().WithRoot(t.TempDir())
+			write := func(logical string, data []byte) {
+				t.Helper()
+				if _, err := fsutil.WriteFile(p.Host(logical), data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(node.InfoFile(p), node.MarshalInfo(node.Info{NodeName: "n1"}))
+			write(p.KubeforgeConfigFile(), []byte(tc.kf))
+			if tc.cni {
+				write(filepath.Join(p.CNIConfDir, manifests.CNIConfigName), []byte("{}"))
+			}
+			s := &supervisor{p: p, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			states := make(chan node.DutyState, 20)
+			m := duty.NewManager(duty.Options{Publish: func(st node.DutyState) { states <- st }, Log: s.log, RestartDelay: time.Hour},
+				duty.Duty{Name: "pod-network", Run: s.runPodNetworkAgent})
+			m.Start(context.Background())
+			defer m.Stop()
+			deadline := time.After(10 * time.Second)
+			for {
+				select {
+				case st := <-states:
+					if st.Status == tc.status && strings.Contains(st.Message, tc.wantInText) {
+						return
+					}
+				case <-deadline:
+					t.Fatalf("no %s state mentioning %q; last states: %+v", tc.status, tc.wantInText, m.States())
+				}
+			}
+		})
+	}
+}
