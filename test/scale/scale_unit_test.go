@@ -274,9 +274,9 @@ func TestPrintTable(t *testing.T) {
 	r := &Results{Kwok: "v0.8.0", MaxLoad: 7.5, Host: bench.Host{CPUs: 2, MemMiB: 24000}, Kubeforge: bench.Binary{Version: "v0.1.0"},
 		Steps: []Step{{
 			Nodes: 100, Pods: 1000, RegisterSeconds: 2.5, ScheduledSeconds: 9, RunningSeconds: 11, CreateRate: 95, ScheduleRate: 97,
-			PodStartup: Latency{Count: 1000, P50: 1.2, P99: 3.4},
-			Idle:       map[string]bench.CompMem{"kube-apiserver": {RSSMiB: 400, PSSMiB: 350}},
-			Loaded:     map[string]bench.CompMem{"kube-apiserver": {RSSMiB: 500, PSSMiB: 450}, "total": {RSSMiB: 1500, PSSMiB: 1200}},
+			PodStartup:  Latency{Count: 1000, P50: 1.2, P99: 3.4},
+			Idle:        map[string]bench.CompMem{"kube-apiserver": {RSSMiB: 400, PSSMiB: 350}},
+			Loaded:      map[string]bench.CompMem{"kube-apiserver": {RSSMiB: 500, PSSMiB: 450}, "total": {RSSMiB: 1500, PSSMiB: 1200}},
 			EtcdDBBytes: 20 << 20, EtcdInUseBytes: 10 << 20, EtcdKeys: 3000, LoadRequests: 4500, LoadSeconds: 45,
 			Client:     map[string]Latency{"GET resource pods": {Count: 400, P50: 0.004, P99: 0.03, Errors: 2}},
 			ServerVerb: map[string]Latency{"LIST cluster": {Count: 40, P50: 0.5, P99: 2.5}},
