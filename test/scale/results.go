@@ -95,7 +95,11 @@ type Step struct {
 	SetupServerVerb map[string]Latency `json:"setup_server_latency_by_verb"`
 	// APF during the load: requests rejected (429) and the p99 of the
 	// time requests waited in a queue, by priority level.
-	Rejected     float64             `json:"apf_rejected"`
+	Rejected float64 `json:"apf_rejected"`
+	// Throttled counts, per component, its log lines saying a request
+	// waited over a second for its own client rate limit (--kube-api-qps),
+	// over the node's life up to the end of the step (-1: no log found).
+	Throttled    map[string]int      `json:"client_throttled_log_lines,omitempty"`
 	APFWaitP99   map[string]float64  `json:"apf_wait_p99_seconds,omitempty"`
 	ErrorSamples map[string][]string `json:"error_samples,omitempty"`
 	Load1        float64             `json:"load1"`
@@ -200,6 +204,9 @@ func (r *Results) PrintTable(out io.Writer) {
 	})
 	row("load: requests, rate", func(s Step) string {
 		return fmt.Sprintf("%d, %.0f/s", s.LoadRequests, float64(s.LoadRequests)/math.Max(s.LoadSeconds, 1))
+	})
+	row("controller-manager / scheduler throttled (log lines, cumulative)", func(s Step) string {
+		return fmt.Sprintf("%d / %d", s.Throttled["kube-controller-manager"], s.Throttled["kube-scheduler"])
 	})
 	row("APF rejected (429) during load", func(s Step) string { return fmt.Sprintf("%.0f", s.Rejected) })
 	row("load average (1 min) after load", func(s Step) string { return fmt.Sprintf("%.1f", s.Load1) })

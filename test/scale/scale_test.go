@@ -445,6 +445,7 @@ func (r *run) step(nodes int) bool {
 		s.APFWaitP99[level] = round4(h.Quantile(0.99))
 	}
 	s.Objects = loadAfter.objects
+	s.Throttled = r.throttled()
 	s.Load1 = r.loadSample(fmt.Sprintf("%d nodes, after the load", nodes)).Load1
 	t.Logf("%d nodes: load %d requests in %.0f s; apiserver RSS %.0f MiB, etcd RSS %.0f MiB, etcd db %.1f MiB",
 		nodes, s.LoadRequests, s.LoadSeconds, s.Loaded["kube-apiserver"].RSSMiB, s.Loaded["etcd"].RSSMiB, float64(s.EtcdDBBytes)/(1<<20))
@@ -523,6 +524,29 @@ func (r *run) memory() map[string]bench.CompMem {
 	out := map[string]bench.CompMem{"total": snap.Total}
 	for k, v := range snap.Components {
 		out[k] = v
+	}
+	return out
+}
+
+// throttled counts the lines of the controller manager's and the
+// scheduler's logs that say a request waited for the component's own
+// client rate limit (its --kube-api-qps/--kube-api-burst): client-go logs
+// "Waited for … due to client-side throttling" for waits over a second.
+// The counts are for the node's life so far.
+func (r *run) throttled() map[string]int {
+	out := map[string]int{}
+	for _, c := range []string{"kube-controller-manager", "kube-scheduler"} {
+		files, _ := filepath.Glob(r.node.Path("/var/log/pods/kube-system_" + c + "-*/*/*.log"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			out[c] += bytes.Count(b, []byte("client-side throttling"))
+		}
+		if len(files) == 0 {
+			out[c] = -1 // no log found
+		}
 	}
 	return out
 }
