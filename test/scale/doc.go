@@ -17,7 +17,7 @@
 // running node (histograms, percentiles, the SLOs, the report), unit-tested.
 //
 // Settings (environment): SCALE_STEPS (node counts, default 100,300,1000),
-// SCALE_PODS_PER_NODE (10), SCALE_LOAD (load time per step, 45s),
+// SCALE_PODS_PER_NODE (10), SCALE_LOAD (load time per step, 30s),
 // SCALE_WORKERS (20), SCALE_QPS (the load's total rate, 100),
 // SCALE_SETTLE (wait before the idle memory sample, 10s), SCALE_OUT
 // (output directory, default <repo>/scale), KWOK_BINARY and KWOK_CONFIG

@@ -63,7 +63,7 @@ type config struct {
 }
 
 func loadConfig(t *testing.T) config {
-	c := config{steps: []int{100, 300, 1000}, podsPerNode: 10, perDeploy: 500, load: 45 * time.Second, workers: 20, qps: 100,
+	c := config{steps: []int{100, 300, 1000}, podsPerNode: 10, perDeploy: 500, load: 30 * time.Second, workers: 20, qps: 100,
 		settle: 10 * time.Second, podTimeout: 8 * time.Minute, out: filepath.Join(testutil.RepoRoot(), "scale"),
 		kwok: os.Getenv("KWOK_BINARY"), kwokConfig: os.Getenv("KWOK_CONFIG"), kwokVersion: os.Getenv("KWOK_VERSION")}
 	if v := os.Getenv("SCALE_STEPS"); v != "" {
