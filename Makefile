@@ -46,6 +46,10 @@ fuzz: ## run every Go fuzz target (func FuzzXxx in a fuzz_test.go) for FUZZTIME 
 bench: build ## bring up a node from scratch and measure it; writes bench/results.json
 	./hack/bench.sh
 
+.PHONY: scale
+scale: build ## one control-plane node with 100/300/1,000 kwok-simulated nodes (10 pods each) and a bounded API load; writes scale/results.json (hack/scale.sh, root, not in CI)
+	./hack/scale.sh
+
 up: ## build and bring up a single-node cluster
 	./hack/up.sh
 
