@@ -147,7 +147,7 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 		OutputDataDir:       tmp,
 		PeerURLs:            []string{mem.PeerURL},
 		InitialCluster:      mem.Name + "=" + mem.PeerURL,
-		InitialClusterToken: initialClusterToken(mem),
+		InitialClusterToken: restoredClusterToken(mem, stamp),
 		RevisionBump:        RevisionBump,
 		MarkCompacted:       true,
 	})
@@ -231,6 +231,18 @@ func flagOr(m etcdsnapshot.Member, name string) string {
 		return v
 	}
 	return "unset"
+}
+
+// restoredClusterToken is the restored cluster's token: a new one, so that
+// the restored member and cluster get new IDs. With the old token a member
+// restored on the node that made the cluster has the very IDs the cluster
+// had at its start, and the other control-plane nodes, still running the
+// old cluster until they are reset, send it raft messages it accepts and
+// cannot place: etcd then stops on an out-of-range commit index, again at
+// every restart (seen in TestMultiNodeHA). etcd's restore documentation
+// asks for a new token for this reason.
+func restoredClusterToken(m etcdsnapshot.Member, stamp string) string {
+	return initialClusterToken(m) + "-restored-" + strings.ToLower(stamp)
 }
 
 // initialClusterToken is the manifest's, or etcd's default.
