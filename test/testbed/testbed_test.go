@@ -287,42 +287,7 @@ func TestSweep(t *testing.T) {
 		return // run as the helper below, not as a test
 	}
 	RequireHost(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSweepHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "KFTB_HELPER=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var id, dir, netns, root, net, mnt string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 8 && f[0] == "KFTB-READY" {
-			id, dir, netns, root, net, mnt = f[1], f[2], f[3], f[4], f[5], f[6]
-			break
-		}
-	}
-	if id == "" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal("the helper did not make its testbed")
-	}
-	// The helper's node runs a process of its own, like a node service would.
-	cmd.Process.Kill()
-	cmd.Wait()
-	if left := leftovers(id, []string{netns}, []string{root}, dir); len(left) == 0 {
-		t.Fatal("a killed helper left nothing behind: the test cannot tell whether Sweep works")
-	}
-	Sweep(t.Logf)
-	if left := leftovers(id, []string{netns}, []string{root}, dir); len(left) > 0 {
-		t.Errorf("left behind after Sweep:\n%s", strings.Join(left, "\n"))
-	}
-	if left := processesIn([]nodeNamespaces{{net, mnt, root}}); len(left) > 0 {
-		t.Errorf("processes left behind after Sweep:\n%s", strings.Join(left, "\n"))
-	}
+	killedHelperSwept(t, "TestSweepHelper", "KFTB_HELPER=1")
 }
 
 // TestSweepGuard: the clusters a test makes with `kubeforge cluster create
@@ -334,41 +299,7 @@ func TestSweepGuard(t *testing.T) {
 	}
 	RequireHost(t)
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSweepGuardHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "KFTB_HELPER=guard", "KFTB_STATE_DIR="+dir)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var id, bedDir, netns, root, net, mnt string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 7 && f[0] == "KFTB-READY" {
-			id, bedDir, netns, root, net, mnt = f[1], f[2], f[3], f[4], f[5], f[6]
-			break
-		}
-	}
-	if id == "" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal("the helper did not make its cluster")
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	if left := leftovers(id, []string{netns}, []string{root}, bedDir); len(left) == 0 {
-		t.Fatal("a killed helper left nothing behind: the test cannot tell whether Sweep works")
-	}
-	Sweep(t.Logf)
-	if left := leftovers(id, []string{netns}, []string{root}, bedDir); len(left) > 0 {
-		t.Errorf("left behind after Sweep:\n%s", strings.Join(left, "\n"))
-	}
-	if left := processesIn([]nodeNamespaces{{net, mnt, root}}); len(left) > 0 {
-		t.Errorf("processes left behind after Sweep:\n%s", strings.Join(left, "\n"))
-	}
+	bedDir := killedHelperSwept(t, "TestSweepGuardHelper", "KFTB_HELPER=guard", "KFTB_STATE_DIR="+dir)
 	if _, err := os.Stat(bedDir); !os.IsNotExist(err) {
 		t.Errorf("the cluster's directory %s is still there (%v)", bedDir, err)
 	}
@@ -378,6 +309,50 @@ func TestSweepGuard(t *testing.T) {
 			t.Errorf("the guard %s is still registered", g)
 		}
 	}
+}
+
+// killedHelperSwept runs this test binary's helper test (which makes a bed
+// with one node running a process, prints "KFTB-READY id dir netns
+// cgroup-root netns-id mntns-id" and waits), kills it, checks that it left
+// its bed behind and that Sweep removes all of it. It returns the bed's
+// directory.
+func killedHelperSwept(t *testing.T, helper string, env ...string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var id, dir, netns, root, net, mnt string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 7 && f[0] == "KFTB-READY" {
+			id, dir, netns, root, net, mnt = f[1], f[2], f[3], f[4], f[5], f[6]
+			break
+		}
+	}
+	// The helper's node runs a process of its own, like a node service would.
+	cmd.Process.Kill()
+	cmd.Wait()
+	if id == "" {
+		t.Fatalf("%s did not make its bed", helper)
+	}
+	if left := leftovers(id, []string{netns}, []string{root}, dir); len(left) == 0 {
+		t.Fatal("a killed helper left nothing behind: the test cannot tell whether Sweep works")
+	}
+	Sweep(t.Logf)
+	if left := leftovers(id, []string{netns}, []string{root}, dir); len(left) > 0 {
+		t.Errorf("left behind after Sweep:\n%s", strings.Join(left, "\n"))
+	}
+	if left := processesIn([]nodeNamespaces{{net, mnt, root}}); len(left) > 0 {
+		t.Errorf("processes left behind after Sweep:\n%s", strings.Join(left, "\n"))
+	}
+	return dir
 }
 
 // TestSweepGuardHelper makes a guarded cluster as `kubeforge cluster
