@@ -32,7 +32,7 @@ go test -timeout 30m -p 1 $(go list ./... | grep -v /test/e2e) || rc=$?
 # third made the load average pass 60 and inits time out). The groups are
 # balanced by their measured lengths; the day-2 group's output follows the
 # other's.
-day2='^(TestUpgrade|TestUpgradeRollback|TestSecretsRotateKey|TestCertificateRenewal|TestEtcdSnapshot|TestMetrics|TestDashboard|TestLogging|TestClusterCommand)$'
+day2='^(TestUpgrade|TestUpgradeRollback|TestSecretsRotateKey|TestCertificateRenewal|TestEtcdSnapshot|TestMetrics|TestDashboard|TestLogging|TestClusterCommand|TestExternalCA|TestCRISocketContainerd2)$'
 day2log="$(mktemp /tmp/kubeforge-e2e-day2.XXXXXX)"
 go test -timeout 75m -p 1 -run "$day2" ./test/e2e/ >"$day2log" 2>&1 &
 day2pid=$!
