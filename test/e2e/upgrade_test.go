@@ -233,7 +233,20 @@ func TestUpgrade(t *testing.T) {
 	before := workloadContainers(t, api)
 
 	step("plan-and-diff", func(t *testing.T) {
-		p := planOf(t, cp, newBin)
+		// A node's version comes from its kubelet's image list in the Node
+		// status, which the kubelet reports some seconds after a join.
+		var p upgradePlan
+		poll(t, 90*time.Second, "every node's version known to upgrade plan", func() string {
+			p = planOf(t, cp, newBin)
+			for _, n := range p.Nodes {
+				for _, c := range n.Components {
+					if c.Kubeforge == "" || c.Kubeforge == "unknown" {
+						return fmt.Sprintf("node %s %s: version %q", n.Name, c.Name, c.Kubeforge)
+					}
+				}
+			}
+			return ""
+		})
 		if p.UpToDate || !p.Allowed || len(p.Changes) == 0 {
 			t.Errorf("plan before the upgrade: upToDate %v, allowed %v, changes %v", p.UpToDate, p.Allowed, p.Changes)
 		}
