@@ -57,7 +57,7 @@ func TestClientRun(t *testing.T) {
 	if err := c.Run(context.Background(), Query{Namespace: "default"}, false, time.Second, &out); err != nil {
 		t.Fatal(err)
 	}
-	if gotPath != "/api/v1/namespaces/kube-system/services/log-store/proxy/select/logsql/query" {
+	if gotPath != "/api/v1/namespaces/kube-system/services/log-store-query/proxy/select/logsql/query" {
 		t.Errorf("path %s", gotPath)
 	}
 	if gotQuery != `namespace:="default" | sort by (_time)` {
@@ -70,5 +70,31 @@ func TestClientRun(t *testing.T) {
 	err = c.Run(context.Background(), Query{Filter: "broken"}, false, time.Second, &out)
 	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "log-store addon") {
 		t.Errorf("error %v, want the status and a hint", err)
+	}
+}
+
+// A store made before the query Service existed (404 for it) is searched
+// through its one Service.
+func TestClientFallsBackToTheOldService(t *testing.T) {
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		if strings.Contains(r.URL.Path, "/log-store-query/") {
+			http.Error(w, `services "log-store-query" not found`, http.StatusNotFound)
+			return
+		}
+		w.Write([]byte(`{"_msg":"old store","_time":"2026-12-05T14:00:01Z","node":"n1","source":"kubelet"}` + "\n"))
+	}))
+	defer srv.Close()
+	c, err := NewClient(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := c.Search(context.Background(), "*")
+	if err != nil || len(lines) != 1 || lines[0].Msg != "old store" {
+		t.Fatalf("lines %v, err %v", lines, err)
+	}
+	if len(paths) != 2 || !strings.Contains(paths[1], "/services/log-store/proxy/") {
+		t.Errorf("paths asked: %q", paths)
 	}
 }
