@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/internal/testutil"
 )
 
 // The addon/local-path phase (dry run): on by default it applies the
@@ -63,7 +64,7 @@ func TestResetListsVolumes(t *testing.T) {
 	} {
 		d, out := resetData(t)
 		if c.config != "" {
-			mkfiles(t, d.Paths.Root, d.Cfg.Paths.KubeforgeConfigFile())
+			testutil.MkFiles(t, d.Paths.Root, d.Cfg.Paths.KubeforgeConfigFile())
 			if err := os.WriteFile(d.Paths.Host(d.Cfg.Paths.KubeforgeConfigFile()), []byte(c.config), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +79,7 @@ func TestResetListsVolumes(t *testing.T) {
 		if strings.Contains(out.String(), "Deleting") {
 			t.Errorf("no root: %q", out)
 		}
-		mkfiles(t, d.Paths.Root, filepath.Join(c.root, "pvc-1_default_data-web-0", "f"), filepath.Join(c.root, "pvc-2_ns_c", "g"))
+		testutil.MkFiles(t, d.Paths.Root, filepath.Join(c.root, "pvc-1_default_data-web-0", "f"), filepath.Join(c.root, "pvc-2_ns_c", "g"))
 		out.Reset()
 		d.listVolumes("reset")
 		want := "Deleting 2 local-path volume(s) and their data: " + c.root + "/pvc-1_default_data-web-0, " + c.root + "/pvc-2_ns_c"

@@ -12,6 +12,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node/teardown"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/internal/testutil"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -25,48 +26,13 @@ func resetData(t *testing.T) (*ResetData, *bytes.Buffer) {
 	return &ResetData{Node: &Node{Cfg: cfg, Paths: cfg.Paths, Out: progress.New(&out, false)}}, &out
 }
 
-// mkfiles creates files (and their directories) under root.
-func mkfiles(t *testing.T, root string, files ...string) {
-	t.Helper()
-	for _, f := range files {
-		p := filepath.Join(root, f)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(f), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// tree lists the files and directories under root, relative, sorted.
-func tree(t *testing.T, root string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != root {
-			rel, _ := filepath.Rel(root, p)
-			out = append(out, rel)
-		}
-		return nil
-	})
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // removePath empties a directory that is a mount point and says so, removes
 // one that is not, and empties the target of a symlinked directory.
 func TestRemovePath(t *testing.T) {
 	d, out := resetData(t)
 	p := d.Cfg.Paths
 	root := p.Root
-	mkfiles(t, root, "var/lib/etcd/member/snap/db", "var/lib/kubeforge/pod-cidrs.json",
+	testutil.MkFiles(t, root, "var/lib/etcd/member/snap/db", "var/lib/kubeforge/pod-cidrs.json",
 		"data/kubelet/config.yaml", "data/kubelet/pods/u/x", "etc/kubernetes/admin.conf", "srv/log/x")
 	if err := os.Symlink(filepath.Join(root, "data/kubelet"), filepath.Join(root, "var/lib/kubelet")); err != nil {
 		t.Fatal(err)
@@ -84,7 +50,7 @@ func TestRemovePath(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if left := tree(t, root); !slices.Equal(left, []string{"data", "data/kubelet", "etc", "etc/kubernetes", "srv", "srv/log", "srv/log/x",
+	if left := testutil.Tree(t, root); !slices.Equal(left, []string{"data", "data/kubelet", "etc", "etc/kubernetes", "srv", "srv/log", "srv/log/x",
 		"var", "var/lib", "var/lib/etcd", "var/lib/kubelet", "var/log"}) {
 		t.Errorf("left: %q", left)
 	}
@@ -108,7 +74,7 @@ func TestRemovePath(t *testing.T) {
 	// In a dry run nothing goes, and the output says what would.
 	d, out = resetData(t)
 	d.DryRun = true
-	mkfiles(t, d.Paths.Root, "var/lib/etcd/member/snap/db")
+	testutil.MkFiles(t, d.Paths.Root, "var/lib/etcd/member/snap/db")
 	mounts = teardown.NewMountSet([]string{realPath(filepath.Join(d.Paths.Root, "var/lib/etcd"))})
 	if err := d.removePath("reset", "/var/lib/etcd", mounts, nil); err != nil {
 		t.Fatal(err)
@@ -116,7 +82,7 @@ func TestRemovePath(t *testing.T) {
 	if want := "[reset] Would empty /var/lib/etcd (a mount point: left mounted)"; !strings.Contains(out.String(), want) {
 		t.Errorf("dry run output lacks %q:\n%s", want, out)
 	}
-	if left := tree(t, filepath.Join(d.Paths.Root, "var/lib/etcd")); len(left) != 3 {
+	if left := testutil.Tree(t, filepath.Join(d.Paths.Root, "var/lib/etcd")); len(left) != 3 {
 		t.Errorf("a dry run removed files: %q", left)
 	}
 }
@@ -145,15 +111,15 @@ func TestResetRefusesSystemDirs(t *testing.T) {
 				tc.setup(d)
 			}
 			root := d.Paths.Root
-			mkfiles(t, root, "etc/kubernetes/admin.conf", "var/lib/kubelet/config.yaml")
+			testutil.MkFiles(t, root, "etc/kubernetes/admin.conf", "var/lib/kubelet/config.yaml")
 			if tc.manifest != "" {
 				m := d.Paths.Host(d.Cfg.Paths.Manifest(manifests.Etcd))
-				mkfiles(t, root, "etc/kubernetes/manifests/etcd.yaml")
+				testutil.MkFiles(t, root, "etc/kubernetes/manifests/etcd.yaml")
 				if err := os.WriteFile(m, []byte("spec:\n  containers:\n  - command:\n    - etcd\n"+tc.manifest), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
-			before := tree(t, root)
+			before := testutil.Tree(t, root)
 			for _, run := range []func(context.Context, *ResetData) error{runResetPreflight, runCleanupNode} {
 				err := run(context.Background(), d)
 				if err == nil {
@@ -165,7 +131,7 @@ func TestResetRefusesSystemDirs(t *testing.T) {
 					}
 				}
 			}
-			if after := tree(t, root); !slices.Equal(before, after) {
+			if after := testutil.Tree(t, root); !slices.Equal(before, after) {
 				t.Errorf("files changed:\n  before %q\n  after  %q", before, after)
 			}
 		})

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/testutil"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -82,36 +83,36 @@ func TestResetKeepsMountPoints(t *testing.T) {
 			cleanupMounts(t, root)
 			d.Cfg.Paths, d.Paths = d.Cfg.Paths.WithRoot(root), d.Paths.WithRoot(root)
 			p := d.Cfg.Paths
-			mkfiles(t, root, "etc/kubernetes/admin.conf", "etc/kubernetes/pki/ca.crt", "var/lib/kubelet/config.yaml",
+			testutil.MkFiles(t, root, "etc/kubernetes/admin.conf", "etc/kubernetes/pki/ca.crt", "var/lib/kubelet/config.yaml",
 				"var/lib/etcd/member/snap/db", "var/lib/kubeforge/pod-cidrs.json", "var/log/kubeforge/node.log")
 			if tc.etcdDataDir != "" {
 				manifest := p.Host(p.Manifest(manifests.Etcd))
-				mkfiles(t, root, strings.TrimPrefix(p.Manifest(manifests.Etcd), "/"))
+				testutil.MkFiles(t, root, strings.TrimPrefix(p.Manifest(manifests.Etcd), "/"))
 				if err := os.WriteFile(manifest, []byte("spec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir="+tc.etcdDataDir+"\n"), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
 			dir := p.Host(tc.dir)
 			mountTmpfs(t, dir)
-			mkfiles(t, dir, "a", "sub/b", tc.nested+"/../c")
+			testutil.MkFiles(t, dir, "a", "sub/b", tc.nested+"/../c")
 			nested := filepath.Join(dir, tc.nested)
 			mountTmpfs(t, nested)
-			mkfiles(t, nested, "data")
+			testutil.MkFiles(t, nested, "data")
 			// Below a directory reset empties but does not unmount below: left
 			// alone, contents and all.
 			other := p.Host(filepath.Join(p.LogDir, "archive"))
 			mountTmpfs(t, other)
-			mkfiles(t, other, "keep")
+			testutil.MkFiles(t, other, "keep")
 			id := mountID(t, dir)
 
 			// A dry run changes nothing, and says what a real run would do
 			// (the nested mount it would have unmounted is not "left").
 			d.DryRun = true
-			before := tree(t, root)
+			before := testutil.Tree(t, root)
 			if err := runCleanupNode(context.Background(), d); err != nil {
 				t.Fatalf("dry run: %v\n%s", err, out)
 			}
-			if after := tree(t, root); !slices.Equal(before, after) || mountID(t, nested) == "" {
+			if after := testutil.Tree(t, root); !slices.Equal(before, after) || mountID(t, nested) == "" {
 				t.Fatalf("a dry run changed files or mounts:\n  before %q\n  after  %q", before, after)
 			}
 			if want := "[reset] Would empty " + tc.dir + " (a mount point: left mounted)\n"; !strings.Contains(out.String(), want) {
@@ -130,7 +131,7 @@ func TestResetKeepsMountPoints(t *testing.T) {
 				if got := mountID(t, dir); got != id {
 					t.Fatalf("reset #%d: %s: mount %q, want the same mount %q as before\n%s", run, tc.dir, got, id, out)
 				}
-				if left := tree(t, dir); len(left) > 0 {
+				if left := testutil.Tree(t, dir); len(left) > 0 {
 					t.Errorf("reset #%d: %s is not empty: %q", run, tc.dir, left)
 				}
 				if got := mountID(t, nested); got != "" {

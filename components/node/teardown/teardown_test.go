@@ -6,42 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kubeforge/kubeforge/internal/testutil"
 )
-
-// mkfiles creates files (and their directories) under root.
-func mkfiles(t *testing.T, root string, files ...string) {
-	t.Helper()
-	for _, f := range files {
-		p := filepath.Join(root, f)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(f), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// tree lists the files and directories under root, relative, sorted.
-func tree(t *testing.T, root string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != root {
-			rel, _ := filepath.Rel(root, p)
-			out = append(out, rel)
-		}
-		return nil
-	})
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
-}
 
 func TestUnmountTargets(t *testing.T) {
 	mounts := []string{"/", "/var/lib/kubelet", "/var/lib/kubelet/pods/u1/volumes/v", "/var/lib/kubeletx/m",
@@ -84,10 +51,10 @@ func TestRemoveTreeKeepsMountPoints(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "kubelet")
-			mkfiles(t, dir, "config.yaml", "pki/kubelet.key", "pods/u1/volumes/v/data", "pods/u1/etc-hosts", "pods/u2/x")
+			testutil.MkFiles(t, dir, "config.yaml", "pki/kubelet.key", "pods/u1/volumes/v/data", "pods/u1/etc-hosts", "pods/u2/x")
 			// A symlink goes, not what it points to.
 			outside := t.TempDir()
-			mkfiles(t, outside, "keep")
+			testutil.MkFiles(t, outside, "keep")
 			if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
 				t.Fatal(err)
 			}
@@ -108,11 +75,11 @@ func TestRemoveTreeKeepsMountPoints(t *testing.T) {
 			_, statErr := os.Lstat(dir)
 			switch {
 			case tc.wantLeft == nil && statErr == nil:
-				t.Errorf("%s is left: %q", dir, tree(t, dir))
+				t.Errorf("%s is left: %q", dir, testutil.Tree(t, dir))
 			case tc.wantLeft != nil && statErr != nil:
 				t.Errorf("%s is gone: %v", dir, statErr)
 			case tc.wantLeft != nil:
-				if left := tree(t, dir); !slices.Equal(left, tc.wantLeft) {
+				if left := testutil.Tree(t, dir); !slices.Equal(left, tc.wantLeft) {
 					t.Errorf("left %q, want %q", left, tc.wantLeft)
 				}
 			}
