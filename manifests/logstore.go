@@ -66,6 +66,24 @@ func LogStoreQueryProxyPath(sub string) string {
 	return fmt.Sprintf("/api/v1/namespaces/%s/services/%s/proxy%s", metav1.NamespaceSystem, LogStoreQueryName, sub)
 }
 
+// nodeCIDRMaskSizes is the size of each node's pod CIDR, "v4,v6", as the
+// controller-manager allocates them: its defaults (24, 64) unless its
+// extraArgs say otherwise.
+func nodeCIDRMaskSizes(c *config.Config) string {
+	v4, v6 := "24", "64"
+	for _, a := range c.Cluster.ControllerManager.ExtraArgs {
+		switch a.Name {
+		case "node-cidr-mask-size":
+			v4, v6 = a.Value, a.Value
+		case "node-cidr-mask-size-ipv4":
+			v4 = a.Value
+		case "node-cidr-mask-size-ipv6":
+			v6 = a.Value
+		}
+	}
+	return v4 + "," + v6
+}
+
 // LogStoreObjects are the log-store addon: VictoriaLogs as a one-replica
 // StatefulSet on the self-image (`kubeforge component log-store`), its
 // Service, and the RBAC that lets every node's credentials POST to it
@@ -86,6 +104,9 @@ func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 			fmt.Sprintf("-insertListenAddr=:%d", LogStoreInsertPort),
 			// Caches sized for a small cluster, not 60% of the node.
 			"-memory.allowedBytes=96MiB",
+			// Pods may not connect: nodes and the API server's proxy only.
+			"-podNetwork=" + c.Cluster.Networking.PodSubnet,
+			"-podNetwork.nodeMaskSizes=" + nodeCIDRMaskSizes(c),
 			"-loggerLevel=WARN",
 		},
 		Ports:     []corev1.ContainerPort{tcpPort("http", LogStorePort), tcpPort("insert", LogStoreInsertPort)},

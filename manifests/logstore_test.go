@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -70,5 +71,27 @@ func TestLogStoreObjects(t *testing.T) {
 		if s, ok := o.(*appsv1.StatefulSet); ok && !slices.Contains(s.Spec.Template.Spec.Containers[0].Args, "-retentionPeriod=30d") {
 			t.Errorf("retention 30d not passed: %q", s.Spec.Template.Spec.Containers[0].Args)
 		}
+	}
+}
+
+// The store knows the cluster's pod network and the controller-manager's
+// node block sizes, so that it can tell pods from nodes.
+func TestLogStorePodNetworkArgs(t *testing.T) {
+	c := testConfig(t)
+	if got := nodeCIDRMaskSizes(c); got != "24,64" {
+		t.Errorf("default node blocks %q, want 24,64", got)
+	}
+	c.Cluster.ControllerManager.ExtraArgs = append(c.Cluster.ControllerManager.ExtraArgs, argOf("node-cidr-mask-size", "26"))
+	if got := nodeCIDRMaskSizes(c); got != "26,26" {
+		t.Errorf("with --node-cidr-mask-size=26: %q", got)
+	}
+	c.Cluster.ControllerManager.ExtraArgs = append(c.Cluster.ControllerManager.ExtraArgs, argOf("node-cidr-mask-size-ipv6", "80"))
+	if got := nodeCIDRMaskSizes(c); got != "26,80" {
+		t.Errorf("with -ipv6=80 after it: %q", got)
+	}
+	sts, _, _ := logStoreParts(t, LogStorage{})
+	args := strings.Join(sts.Spec.Template.Spec.Containers[0].Args, " ")
+	if !strings.Contains(args, "-podNetwork="+c.Cluster.Networking.PodSubnet) {
+		t.Errorf("the store does not get the pod network: %s", args)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/VictoriaMetrics/VictoriaMetrics/lib/appmetrics"
 	"github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo"
 	"github.com/VictoriaMetrics/VictoriaMetrics/lib/envflag"
 	"github.com/VictoriaMetrics/VictoriaMetrics/lib/flagutil"
@@ -61,6 +62,13 @@ var (
 // cannot run a query (a POSTed query form) against the store.
 var insertListenAddr = flags.String("insertListenAddr", "", "kubeforge: TCP address of a port that serves only /insert/... and /health (empty: none)")
 
+// podNetwork and podNetworkMasks are kubeforge's own flags: both ports
+// refuse connections from pods' addresses (see podSources).
+var (
+	podNetwork      = flags.String("podNetwork", "", "kubeforge: the cluster's pod CIDRs, comma-separated: connections from a pod's address are refused on every port (empty: no check)")
+	podNetworkMasks = flags.String("podNetwork.nodeMaskSizes", "", "kubeforge: the size of each node's pod CIDR, IPv4 then IPv6, comma-separated (the controller-manager's --node-cidr-mask-size-*; default 24,64)")
+)
+
 func init() { storeflags.Move() }
 
 // Main runs VictoriaLogs with its upstream flags (args excludes the program
@@ -80,6 +88,11 @@ func Main(args []string) int {
 	buildinfo.Init()
 	vlselect.InitSecretFlags()
 	logger.Init()
+	pods, err := parsePodSources(*podNetwork, *podNetworkMasks)
+	if err != nil {
+		logger.Errorf("%s", err)
+		return 2
+	}
 
 	listenAddrs := *httpListenAddrs
 	if len(listenAddrs) == 0 {
@@ -91,11 +104,19 @@ func Main(args []string) int {
 	vlselect.Init()
 	insertutil.SetLogRowsStorage(&vlstorage.Storage{})
 	vlinsert.Init()
-	go httpserver.Serve(listenAddrs, requestHandler, httpserver.ServeOptions{UseProxyProtocol: useProxyProtocol})
+	// With the pod check on, the main port serves no built-in route of
+	// upstream's server (they answer before any handler could check the
+	// source): only /health, /metrics and the store's own endpoints, all
+	// behind the check.
+	main, mainOpts := requestHandler, httpserver.ServeOptions{UseProxyProtocol: useProxyProtocol}
+	if pods != nil {
+		main, mainOpts.DisableBuiltinRoutes = refusePods(pods, withHealthAndMetrics(requestHandler)), true
+	}
+	go httpserver.Serve(listenAddrs, main, mainOpts)
 	if *insertListenAddr != "" {
 		listenAddrs = append(listenAddrs, *insertListenAddr)
 		// No built-in routes there (/metrics, /flags, /debug/pprof/).
-		go httpserver.Serve([]string{*insertListenAddr}, insertOnly(vlinsert.RequestHandler), httpserver.ServeOptions{DisableBuiltinRoutes: true})
+		go httpserver.Serve([]string{*insertListenAddr}, refusePods(pods, insertOnly(vlinsert.RequestHandler)), httpserver.ServeOptions{DisableBuiltinRoutes: true})
 	}
 	logger.Infof("started VictoriaLogs in %.3f seconds", time.Since(start).Seconds())
 
@@ -144,6 +165,24 @@ func requestHandler(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	return vlinsert.RequestHandler(w, r) || vlselect.RequestHandler(w, r) || vlstorage.RequestHandler(w, r)
+}
+
+// withHealthAndMetrics answers /health and /metrics as upstream's
+// built-in routes do and passes everything else to h.
+func withHealthAndMetrics(h func(w http.ResponseWriter, r *http.Request) bool) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		switch r.URL.Path {
+		case "/health":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte("OK"))
+			return true
+		case "/metrics":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			appmetrics.WritePrometheusMetrics(w)
+			return true
+		}
+		return h(w, r)
+	}
 }
 
 // insertOnly serves ingestion and nothing else: paths under /insert/ go to

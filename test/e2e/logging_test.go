@@ -50,7 +50,7 @@ var logLineRE = regexp.MustCompile(`^(\S+) (\S+)/logtest/printer-(\S+)/printer: 
 // the store is scaled to 0 for 30 s while they keep printing, and after
 // it is back every line is there once; the lines of the deleted pods can
 // still be found. The nodes' credentials may POST to the store through
-// the Service proxy and nothing more.
+// the Service proxy and nothing more; pods may not connect to it at all.
 func TestLogging(t *testing.T) {
 	testbed.RequireHost(t)
 	if err := testbed.RequireStaticBusybox(); err != nil {
@@ -295,6 +295,38 @@ func TestLogging(t *testing.T) {
 		})
 		t.Logf("printing took %v; every last line found %v after the store was back", time.Since(printStart).Round(time.Second), time.Since(begin).Round(100*time.Millisecond))
 		check(t, "after the store was down")
+	})
+
+	step("pods-refused", func(t *testing.T) {
+		// A pod reaches the store's Services and its pod directly, on
+		// every node (one of them is the store's), and is refused on
+		// every port and path, the probes' /health included: the store
+		// serves the nodes and the API server's proxy only.
+		ip := func(kind, name, path string) string {
+			out := netKubectl(t, cp, "get", kind, "-n", "kube-system", name, "-o", "jsonpath="+path)
+			if strings.TrimSpace(out) == "" {
+				t.Fatalf("no address for %s %s", kind, name)
+			}
+			return strings.TrimSpace(out)
+		}
+		storePod := ip("pods", "log-store-0", "{.status.podIP}")
+		targets := []string{
+			"http://" + ip("service", "log-store-query", "{.spec.clusterIP}") + ":9428/select/logsql/query?query=*",
+			"http://" + ip("service", "log-store", "{.spec.clusterIP}") + ":9428/health",
+			"http://" + storePod + ":9428/select/logsql/query?query=*",
+			"http://" + storePod + ":9428/metrics",
+			"http://" + storePod + ":9429/health",
+		}
+		for _, n := range nodes {
+			for _, u := range targets {
+				out, err := cp.Kubectl("exec", "-n", "logtest", "printer-"+n.Name, "--", "busybox", "wget", "-q", "-O-", "-T", "5", u)
+				if err == nil || !strings.Contains(out, "403") {
+					t.Errorf("a pod on %s reached %s: err=%v\n%s", n.Name, u, err, out)
+				}
+			}
+		}
+		// The store is still Ready (the kubelet's probes come from the node).
+		netWaitPods(t, cp, 30*time.Second, "kube-system", "k8s-app=log-store", 1)
 	})
 
 	step("deleted-pods", func(t *testing.T) {
