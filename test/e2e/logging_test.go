@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeforge/kubeforge/test/netbench"
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
@@ -317,11 +318,20 @@ func TestLogging(t *testing.T) {
 			"http://" + storePod + ":9428/metrics",
 			"http://" + storePod + ":9429/health",
 		}
+		// The netbench client (a static Go HTTP client) in a pod on each
+		// node: it reports a non-200 answer as "status N".
+		netImportImage(t, tb, nodes...)
+		var clients strings.Builder
+		for _, n := range nodes {
+			clients.WriteString("---\n" + netbench.ClientPodYAML("logclient-"+n.Name, n.Name))
+		}
+		netKubectl(t, cp, "apply", "-f", cp.WriteConfigFile("logclients.yaml", clients.String()))
+		netWaitPods(t, cp, 2*time.Minute, "default", "app=netbench-client", len(nodes))
 		for _, n := range nodes {
 			for _, u := range targets {
-				out, err := cp.Kubectl("exec", "-n", "logtest", "printer-"+n.Name, "--", "busybox", "wget", "-q", "-O-", "-T", "5", u)
-				if err == nil || !strings.Contains(out, "403") {
-					t.Errorf("a pod on %s reached %s: err=%v\n%s", n.Name, u, err, out)
+				out, err := netExec(cp, 30*time.Second, "logclient-"+n.Name, netbench.HTTPCommand(u, 1)...)
+				if err == nil || !strings.Contains(out, "status 403") {
+					t.Errorf("a pod on %s was not refused by %s: err=%v\n%s", n.Name, u, err, out)
 				}
 			}
 		}
