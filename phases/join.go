@@ -169,6 +169,9 @@ func runJoinPreflight(ctx context.Context, d *JoinData) error {
 	if err := d.discover(ctx); err != nil {
 		return err
 	}
+	if err := d.checkProvidedFiles(); err != nil {
+		return err
+	}
 	if d.EarlyNodeStart {
 		d.StartNodeEarly(ctx)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/components/kubelet/staticpod"
 	"github.com/kubeforge/kubeforge/internal/version"
+	"github.com/kubeforge/kubeforge/join/etcdmember"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -62,7 +64,74 @@ func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) er
 	if err := d.componentRunning(ctx, component, oldHash, image, d.ComponentTimeout); err != nil {
 		return d.rollback(ctx, component, err)
 	}
+	if component == manifests.Etcd {
+		// As kubeadm after an etcd upgrade: the whole etcd cluster, not
+		// only this member, must be available before the API server
+		// restarts on it, and before the next control-plane node takes
+		// its own member down.
+		if err := d.waitEtcdCluster(ctx, min(d.ComponentTimeout, 2*time.Minute)); err != nil {
+			return d.rollback(ctx, component, err)
+		}
+	}
 	d.Out.Done(phase, "upgraded", logical, start, "%s runs %s and is healthy", component, image)
+	return nil
+}
+
+// waitEtcdCluster waits until every etcd member, asked through this node's
+// own member, has started, is a voting member and answers at its client URL
+// with no error and the same leader.
+func (d *UpgradeData) waitEtcdCluster(ctx context.Context, timeout time.Duration) error {
+	local := "https://127.0.0.1:" + fmt.Sprint(manifests.EtcdClientPort)
+	c, err := etcdmember.Client(d.Cfg.Paths, []string{local})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	start := time.Now()
+	var members []etcdmember.Member
+	err = pollUntil(ctx, timeout, func() (bool, error) {
+		err := etcdClusterProblem(ctx, c, &members)
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("the etcd cluster is not available within %s after this member's restart: %w", timeout, err)
+	}
+	if len(members) > 1 {
+		d.Out.Done("upgrade/control-plane", "etcd-cluster", "", start, "The etcd cluster's %d members are started, voting and healthy", len(members))
+	}
+	return nil
+}
+
+// etcdClusterProblem says what keeps the etcd cluster from being available
+// (nil: nothing); members gets the member list.
+func etcdClusterProblem(ctx context.Context, c *clientv3.Client, members *[]etcdmember.Member) error {
+	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ms, err := etcdmember.List(ectx, c)
+	if err != nil {
+		return err
+	}
+	*members = ms
+	var leader uint64
+	for _, m := range ms {
+		switch {
+		case m.Name == "" || len(m.ClientURLs) == 0:
+			return fmt.Errorf("member %x (%v) has not started", m.ID, m.PeerURLs)
+		case m.Learner:
+			return fmt.Errorf("member %s is a learner", m.Name)
+		}
+		st, err := c.Status(ectx, m.ClientURLs[0])
+		if err != nil {
+			return fmt.Errorf("member %s at %s: %w", m.Name, m.ClientURLs[0], err)
+		}
+		if len(st.Errors) > 0 {
+			return fmt.Errorf("member %s reports %s", m.Name, strings.Join(st.Errors, "; "))
+		}
+		if st.Leader == 0 || leader != 0 && st.Leader != leader {
+			return fmt.Errorf("member %s sees leader %x, another %x", m.Name, st.Leader, leader)
+		}
+		leader = st.Leader
+	}
 	return nil
 }
 

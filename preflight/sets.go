@@ -108,11 +108,13 @@ func InitChecks(o InitOptions, sys System) []Check {
 // the control-plane ones when o.ControlPlane is set.
 func JoinChecks(o JoinOptions, sys System) []Check {
 	p := defaultPaths(o.Paths)
-	checks := []Check{
-		IsPrivilegedUserCheck{Sys: sys},
-		FileAvailableCheck{Sys: sys, Path: p.Kubeconfig("kubelet.conf"), Fix: resetFix},
-		FileAvailableCheck{Sys: sys, Path: p.Kubeconfig("bootstrap-kubelet.conf"), Fix: resetFix},
+	checks := []Check{IsPrivilegedUserCheck{Sys: sys}}
+	if !o.ControlPlane {
+		// A control-plane join checks kubelet.conf after discovery, with the
+		// other kubeconfig files: under an external CA they are provided.
+		checks = append(checks, FileAvailableCheck{Sys: sys, Path: p.Kubeconfig("kubelet.conf"), Fix: resetFix})
 	}
+	checks = append(checks, FileAvailableCheck{Sys: sys, Path: p.Kubeconfig("bootstrap-kubelet.conf"), Fix: resetFix})
 	if !o.ControlPlane {
 		// A joining control plane brings (or downloads) the cluster CA.
 		checks = append(checks, FileAvailableCheck{Sys: sys, Path: p.Cert("ca.crt"), Fix: resetFix})
@@ -132,7 +134,12 @@ func JoinChecks(o JoinOptions, sys System) []Check {
 			bindAddress:      o.BindAddress,
 			bindPort:         o.BindPort,
 			externalEtcd:     o.ExternalEtcd,
-			kubeconfigs:      []string{"admin.conf", "controller-manager.conf", "scheduler.conf"},
+			// No FileAvailable check of the kubeconfig files, as kubeadm's
+			// join: in external CA mode the node's own are in place before
+			// it joins. The join verifies each one that exists once it knows
+			// the cluster (its CA, endpoint and whether the CA is external),
+			// before it writes anything, and refuses, naming the file, one
+			// that does not fit (phases.JoinData.checkProvidedFiles).
 		})...)
 		if !o.ExternalEtcd {
 			checks = append(checks, etcdChecks(sys, p, o.AdvertiseAddress)...)
@@ -150,7 +157,6 @@ type controlPlaneOptions struct {
 	advertiseAddress, bindAddress string
 	bindPort                      int32
 	externalEtcd                  bool
-	kubeconfigs                   []string
 	subnets                       []string
 }
 
@@ -170,9 +176,6 @@ func controlPlaneChecks(sys System, p config.Paths, o controlPlaneOptions) []Che
 	}
 	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"} {
 		checks = append(checks, FileAvailableCheck{Sys: sys, Path: p.Manifest(c), Fix: resetFix})
-	}
-	for _, k := range o.kubeconfigs {
-		checks = append(checks, FileAvailableCheck{Sys: sys, Path: p.Kubeconfig(k), Fix: resetFix})
 	}
 	checks = append(checks, HTTPProxyCheck{Sys: sys, Host: o.advertiseAddress})
 	for _, cidr := range o.subnets {

@@ -106,14 +106,9 @@ var wantJoinWorker = concat(
 	[]string{"HTTPProxy"},
 )
 var wantJoinControlPlane = concat(
-	without(wantJoinWorker, "FileAvailable--etc-kubernetes-pki-ca.crt"),
+	without(wantJoinWorker, "FileAvailable--etc-kubernetes-pki-ca.crt", "FileAvailable--etc-kubernetes-kubelet.conf"),
 	wantControlPlaneHead,
-	[]string{
-		"FileAvailable--etc-kubernetes-admin.conf",
-		"FileAvailable--etc-kubernetes-controller-manager.conf",
-		"FileAvailable--etc-kubernetes-scheduler.conf",
-		"HTTPProxy",
-	},
+	[]string{"HTTPProxy"},
 	wantEtcd,
 )
 

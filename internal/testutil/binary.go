@@ -2,12 +2,15 @@
 package testutil
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -63,4 +66,82 @@ func RequireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
+}
+
+// OldStamp is the version stamp of the "older" kubeforge that upgrade tests
+// and the bench's upgrade part start from: the same source as the build
+// under test, so every manifest and image tag differs between the two and
+// nothing else does.
+const OldStamp = "v0.0.0-e2e-old"
+
+var (
+	oldOnce    sync.Once
+	oldBinary  string
+	oldVersion string
+	oldErr     error
+)
+
+// OldKubeforge returns an "older" kubeforge to upgrade from and its version:
+// $KUBEFORGE_UPGRADE_FROM when set (a build of an older commit, or one kept
+// from an earlier run), else the source under test relinked with OldStamp,
+// once per test process, the way `make build` links (the warm build cache
+// makes it a relink). The relink needs `make build` to have run (build/go.mod
+// and the embedded shim and trampoline).
+func OldKubeforge(t testing.TB) (path, version string) {
+	t.Helper()
+	oldOnce.Do(func() {
+		if b := os.Getenv("KUBEFORGE_UPGRADE_FROM"); b != "" {
+			oldBinary = b
+			oldVersion, oldErr = KubeforgeVersion(b)
+			if oldErr != nil {
+				oldErr = fmt.Errorf("KUBEFORGE_UPGRADE_FROM=%s: %w", b, oldErr)
+			}
+			return
+		}
+		oldVersion = OldStamp
+		root := RepoRoot()
+		for _, f := range []string{"build/go.mod", "components/containerd/shim.bin", "components/hosttools/trampoline.bin"} {
+			if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+				oldErr = fmt.Errorf("%s is missing: run `make build` first (%v)", f, err)
+				return
+			}
+		}
+		dir, err := os.MkdirTemp("", "kubeforge-old-")
+		if err != nil {
+			oldErr = err
+			return
+		}
+		oldBinary = filepath.Join(dir, "kubeforge")
+		start := time.Now()
+		cmd := exec.Command("go", "build", "-modfile", "build/go.mod", "-trimpath", "-tags", "embedshim,embedhosttools",
+			"-ldflags", "-s -w -X github.com/kubeforge/kubeforge/internal/version.Version="+OldStamp, "-o", oldBinary, "./cmd/kubeforge")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			oldErr = fmt.Errorf("build the old kubeforge: %v\n%s", err, out)
+			return
+		}
+		t.Logf("built kubeforge %s in %v (%s)", oldVersion, time.Since(start).Round(time.Second), oldBinary)
+	})
+	if oldErr != nil {
+		t.Fatal(oldErr)
+	}
+	return oldBinary, oldVersion
+}
+
+// KubeforgeVersion is the kubeforge version a binary reports
+// (`kubeforge version -o json`).
+func KubeforgeVersion(path string) (string, error) {
+	out, err := exec.Command(path, "version", "-o", "json").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s version -o json: %w", path, err)
+	}
+	var v map[string]string
+	if err := json.Unmarshal(out, &v); err != nil {
+		return "", fmt.Errorf("%s version -o json: %w", path, err)
+	}
+	if v["kubeforge"] == "" {
+		return "", fmt.Errorf("%s version -o json names no kubeforge version: %s", path, out)
+	}
+	return v["kubeforge"], nil
 }

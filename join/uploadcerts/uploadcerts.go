@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,15 @@ var Files = []string{
 	"ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key",
 	"etcd/ca.crt", "etcd/ca.key", "kubelet-serving-ca.crt", "kubelet-serving-ca.key", "encryption-config.yaml",
 }
+
+// ExternalCAKeys are the CA keys that an external CA keeps off the nodes
+// (kubeadm's external CA mode: ca.crt without ca.key): an upload without
+// them is complete, as kubeadm's, which skips the files it does not find;
+// a node joining with it gets the CA certificates only, and its own
+// certificates and kubeconfig files must already be in place.
+var ExternalCAKeys = []string{"ca.key", "front-proxy-ca.key", "etcd/ca.key"}
+
+func externalCAKey(f string) bool { return slices.Contains(ExternalCAKeys, f) }
 
 // secretKey is kubeadm's Secret data key for a file: "etcd/ca.crt" → "etcd-ca.crt".
 func secretKey(file string) string { return strings.ReplaceAll(file, "/", "-") }
@@ -101,6 +111,9 @@ func Upload(ctx context.Context, c kubernetes.Interface, p config.Paths, key []b
 	data := map[string][]byte{}
 	for _, f := range Files {
 		b, err := os.ReadFile(p.Host(filepath.Join(p.CertDir, f)))
+		if errors.Is(err, os.ErrNotExist) && externalCAKey(f) {
+			continue // external CA mode
+		}
 		if err != nil {
 			return fmt.Errorf("upload-certs: %w", err)
 		}
@@ -180,6 +193,9 @@ func Fetch(ctx context.Context, c kubernetes.Interface, key []byte) (map[string]
 	for _, f := range Files {
 		enc, ok := s.Data[secretKey(f)]
 		if !ok {
+			if externalCAKey(f) {
+				continue // the cluster's external CA keeps this key
+			}
 			if f == "encryption-config.yaml" {
 				// With a key of its own, the joining API server could read
 				// no Secret the others wrote, nor they its.

@@ -122,3 +122,41 @@ func TestFetchRefusesUploadWithoutKubeletServingCA(t *testing.T) {
 		t.Fatalf("upload without the CA key: %v", err)
 	}
 }
+
+// External CA mode: the cluster's CA keys are not on the node. The upload
+// leaves them out (as kubeadm's) and the fetch returns the rest; any other
+// missing file still fails the upload.
+func TestUploadWithoutExternalCAKeys(t *testing.T) {
+	src := sharedFiles(t)
+	for _, f := range ExternalCAKeys {
+		if err := os.Remove(src.Host(filepath.Join(src.CertDir, f))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, _ := NewKey()
+	key, _ := ParseKey(k)
+	ctx := context.Background()
+	c := fake.NewClientset()
+	if err := Upload(ctx, c, src, key); err != nil {
+		t.Fatal(err)
+	}
+	files, err := Fetch(ctx, c, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(Files)-len(ExternalCAKeys) {
+		t.Errorf("fetched %d files, want %d", len(files), len(Files)-len(ExternalCAKeys))
+	}
+	for _, f := range ExternalCAKeys {
+		if _, ok := files[f]; ok {
+			t.Errorf("fetched %s", f)
+		}
+	}
+	if string(files["ca.crt"]) != "content of ca.crt" {
+		t.Errorf("ca.crt: %q", files["ca.crt"])
+	}
+	os.Remove(src.Host(filepath.Join(src.CertDir, "sa.key")))
+	if err := Upload(ctx, fake.NewClientset(), src, key); err == nil || !strings.Contains(err.Error(), "sa.key") {
+		t.Errorf("upload without sa.key: %v", err)
+	}
+}

@@ -82,10 +82,10 @@ func loadConfig(t *testing.T) config {
 	for _, s := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			switch s {
-			case "single", "restart", "join", "network", "external", "snapshot", "cluster":
+			case "single", "restart", "join", "network", "external", "snapshot", "cluster", "upgrade":
 				c.skip[s] = true
 			default:
-				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot, cluster)", s)
+				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot, cluster, upgrade)", s)
 			}
 		}
 	}
@@ -100,6 +100,7 @@ type Samples struct {
 	Single  []*RunSamples   `json:"single_node_runs"`
 	Join    *JoinSamples    `json:"join,omitempty"`
 	Network *NetworkSamples `json:"network,omitempty"`
+	Upgrade *UpgradeSamples `json:"upgrade,omitempty"`
 }
 
 // RunSamples are one single-node run's raw samples.
@@ -205,6 +206,9 @@ func TestBench(t *testing.T) {
 	}
 	if !cfg.skip["cluster"] { // `kubeforge cluster create --workers 2`
 		t.Run("cluster", b.clusterBench)
+	}
+	if !cfg.skip["upgrade"] { // `upgrade apply` / `upgrade node` from an older build
+		t.Run("upgrade", b.upgradeBench)
 	}
 }
 

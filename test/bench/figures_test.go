@@ -24,7 +24,7 @@ func (b *bench) figures() []Figure {
 	ms := func(m map[string]float64, k string) float64 { return get(m, k) }
 
 	if len(r.Single) == 0 {
-		return append(append(append(b.externalFigures(), b.joinFigures()...), b.networkFigures()...), append(b.snapshotFigures(), b.clusterFigures()...)...)
+		return append(append(append(b.externalFigures(), b.joinFigures()...), b.networkFigures()...), append(append(b.snapshotFigures(), b.clusterFigures()...), b.upgradeFigures()...)...)
 	}
 	const sInit = "single-node init (from `init` start)"
 	add(sInit, "init.wall", "`init` wall time", "s", single(func(s SingleRun) float64 { return nz(s.InitWall) }), "")
@@ -167,6 +167,7 @@ func (b *bench) figures() []Figure {
 	out = append(out, b.networkFigures()...)
 	out = append(out, b.snapshotFigures()...)
 	out = append(out, b.clusterFigures()...)
+	out = append(out, b.upgradeFigures()...)
 	return out
 }
 

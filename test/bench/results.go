@@ -103,6 +103,8 @@ type Results struct {
 	Snapshot *SnapshotResult `json:"snapshot,omitempty"`
 	// Cluster: `kubeforge cluster create --workers 2` (cluster_test.go).
 	Cluster *ClusterResult `json:"cluster,omitempty"`
+	// Upgrade: `upgrade apply` and `upgrade node` (upgrade_test.go).
+	Upgrade *UpgradeResult `json:"upgrade,omitempty"`
 	Errors  []string       `json:"errors,omitempty"`
 }
 

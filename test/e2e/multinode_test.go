@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubeforge/kubeforge/internal/testutil"
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
@@ -682,9 +683,13 @@ func replaceFlag(args []string, name, value string) []string {
 	return out
 }
 
-// TestMultiNodeHA builds a cluster of three control-plane nodes: init with
-// --upload-certs, two control-plane joins with the certificate key (etcd
-// grows by learner and promotion to three voting members). With the first
+// TestMultiNodeHA builds a cluster of three control-plane nodes with an
+// older kubeforge build: init with --upload-certs, two control-plane joins
+// with the certificate key (etcd grows by learner and promotion to three
+// voting members). It upgrades them to the build under test (`upgrade
+// apply` on the first, `upgrade node` on the others: each node's static
+// pods, three started etcd members throughout), then goes on with that
+// build. With the first
 // node powered off the API still answers and writes through the others; the
 // node comes back and catches up. A join with a wrong certificate key, or
 // after the uploaded certificates are gone, is refused without a file left
@@ -694,8 +699,13 @@ func TestMultiNodeHA(t *testing.T) {
 	testbed.RequireHost(t)
 	begin := time.Now()
 	defer func() { t.Logf("TestMultiNodeHA took %v", time.Since(begin).Round(time.Second)) }()
-	tb := testbed.New(t)
+	// The bed starts from an older build (as TestUpgrade's) and is upgraded
+	// to the build under test once it is up (step upgrade-ha); the rest of
+	// the test runs on the new build.
+	old, oldVersion := testutil.OldKubeforge(t)
+	tb := testbed.New(t, testbed.WithBinary(old))
 	holdOnFailure(t, tb)
+	newBin, newVersion := newKubeforge(t, tb, oldVersion)
 	cp1 := tb.AddNode("cp1")
 	cp2 := tb.AddNode("cp2")
 	cp3 := tb.AddNode("cp3")
@@ -788,6 +798,63 @@ func TestMultiNodeHA(t *testing.T) {
 				}
 			}
 		}
+	})
+
+	// The upgrade of an HA control plane, as the README says: apply on the
+	// first node, `upgrade node` on the other control-plane nodes one at a
+	// time (etcd keeps its quorum: each member restarts alone, and the next
+	// starts only once all three are started and healthy), apply again for
+	// the addons. Every node then runs the new build, and so does every
+	// later step of this test.
+	step("upgrade-ha", func(t *testing.T) {
+		start := time.Now()
+		// The API through cp3's API server while cp1 upgrades.
+		stop := testbed.WatchAPIGaps(apiClient(t, cp1, apiServer(cp3)), 100*time.Millisecond)
+		out := kfWith(t, cp1, newBin, 15*time.Minute, "upgrade", "apply")
+		bench(t, "upgrade.ha.cp3_api_unavailable_max_seconds", stop())
+		t.Logf("upgrade apply on %s:\n%s", cp1.Name, out)
+		bench(t, "upgrade.ha.apply_seconds", time.Since(start))
+		if !strings.Contains(out, "The etcd cluster's 3 members are started, voting and healthy") {
+			t.Errorf("upgrade apply on %s did not wait for the three etcd members", cp1.Name)
+		}
+		for _, n := range []*testbed.Node{cp2, cp3} {
+			checkImageOnlyDiff(t, n, newBin, oldVersion, newVersion)
+			nstart := time.Now()
+			out := kfWith(t, n, newBin, 15*time.Minute, "upgrade", "node")
+			t.Logf("upgrade node on %s:\n%s", n.Name, out)
+			bench(t, "upgrade.ha.node_control_plane_seconds", time.Since(nstart))
+			if s := votingMembers(cp1, cps...); s != "" {
+				t.Errorf("after upgrade node on %s: %s", n.Name, s)
+			}
+		}
+		out = kfWith(t, cp1, newBin, 10*time.Minute, "upgrade", "apply")
+		t.Logf("upgrade apply (addons):\n%s", out)
+		if !strings.Contains(out, "nothing changed on it") {
+			t.Errorf("the second apply did not say %s was up to date", cp1.Name)
+		}
+		for _, n := range tb.Nodes() {
+			n.Binary = newBin
+		}
+		if p := planOf(t, cp1, newBin); !p.UpToDate {
+			t.Errorf("plan after the upgrade is not up to date: %+v", p)
+		}
+		for _, n := range cps {
+			node, err := api.CoreV1().Nodes().Get(context.Background(), n.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := node.Annotations["kubeforge.io/version"]; v != newVersion {
+				t.Errorf("node %s reports kubeforge %q, want %s", n.Name, v, newVersion)
+			}
+			for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+				pod, err := api.CoreV1().Pods("kube-system").Get(context.Background(), c+"-"+n.Name, metav1.GetOptions{})
+				if err != nil || !strings.HasSuffix(pod.Spec.Containers[0].Image, ":"+newVersion) {
+					t.Errorf("%s on %s: not on the new image (%v)", c, n.Name, err)
+				}
+			}
+		}
+		poll(t, time.Minute, "three voting etcd members after the upgrade", func() string { return votingMembers(cp1, cps...) })
+		bench(t, "upgrade.ha.seconds", time.Since(start))
 	})
 
 	step("wrong-certificate-key", func(t *testing.T) {

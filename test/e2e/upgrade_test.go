@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,91 +19,15 @@ import (
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
-// oldStamp is the version stamp of the "older" build the upgrade tests
-// start from: the same source as the build under test, so every manifest
-// and image tag differs between the two and nothing else does.
-// $KUBEFORGE_UPGRADE_FROM names another older binary to start from instead
-// (a build of an older commit, or one kept from an earlier run).
-const oldStamp = "v0.0.0-e2e-old"
-
-var (
-	oldBuildOnce sync.Once
-	oldBinary    string
-	oldVersion   string
-	oldBuildErr  error
-)
-
-// buildOldKubeforge relinks the source under test with another version
-// stamp, once per test run, the way `make build` links (the warm cache
-// makes it a relink). It needs `make build` to have run (build/go.mod and
-// the embedded shim and trampoline).
-func buildOldKubeforge(t *testing.T) string {
+// newKubeforge installs the build under test into a testbed that started
+// from oldVersion (testutil.OldKubeforge) and returns its path and version.
+func newKubeforge(t *testing.T, tb *testbed.Testbed, oldVersion string) (string, string) {
 	t.Helper()
-	oldBuildOnce.Do(func() {
-		if b := os.Getenv("KUBEFORGE_UPGRADE_FROM"); b != "" {
-			oldBinary, oldVersion, oldBuildErr = b, "", nil
-			out, err := exec.Command(b, "version", "-o", "json").Output()
-			var v map[string]string
-			if err == nil {
-				err = json.Unmarshal(out, &v)
-			}
-			if err != nil {
-				oldBuildErr = fmt.Errorf("KUBEFORGE_UPGRADE_FROM=%s: %v", b, err)
-			}
-			oldVersion = v["kubeforge"]
-			return
-		}
-		oldVersion = oldStamp
-		root := testutil.RepoRoot()
-		for _, f := range []string{"build/go.mod", "components/containerd/shim.bin", "components/hosttools/trampoline.bin"} {
-			if _, err := os.Stat(filepath.Join(root, f)); err != nil {
-				oldBuildErr = fmt.Errorf("%s is missing: run `make build` first (%v)", f, err)
-				return
-			}
-		}
-		dir, err := os.MkdirTemp("", "kubeforge-old-")
-		if err != nil {
-			oldBuildErr = err
-			return
-		}
-		oldBinary = filepath.Join(dir, "kubeforge")
-		start := time.Now()
-		cmd := exec.Command("go", "build", "-modfile", "build/go.mod", "-trimpath", "-tags", "embedshim,embedhosttools",
-			"-ldflags", "-s -w -X github.com/kubeforge/kubeforge/internal/version.Version="+oldStamp, "-o", oldBinary, "./cmd/kubeforge")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			oldBuildErr = fmt.Errorf("build the old kubeforge: %v\n%s", err, out)
-			return
-		}
-		t.Logf("built kubeforge %s in %v (%s)", oldVersion, time.Since(start).Round(time.Second), oldBinary)
-	})
-	if oldBuildErr != nil {
-		t.Fatal(oldBuildErr)
-	}
-	return oldBinary
-}
-
-// newKubeforge copies the build under test into the testbed (visible in
-// every node at the same path) and returns its path and version.
-func newKubeforge(t *testing.T, tb *testbed.Testbed) (string, string) {
-	t.Helper()
-	path := filepath.Join(tb.Dir, "bin", "kubeforge-new")
-	if err := testbed.CopyFile(testutil.Binary(t), path, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(path, "version", "-o", "json").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v map[string]string
-	if err := json.Unmarshal(out, &v); err != nil {
-		t.Fatal(err)
-	}
-	if v["kubeforge"] == oldVersion {
+	path, version := tb.InstallBinary(testutil.Binary(t), "kubeforge-new")
+	if version == oldVersion {
 		t.Fatalf("the build under test has the old build's version %s", oldVersion)
 	}
-	return path, v["kubeforge"]
+	return path, version
 }
 
 // kfWith runs another kubeforge binary in a node; it fails the test when
@@ -149,6 +70,31 @@ func planOf(t *testing.T, n *testbed.Node, bin string) upgradePlan {
 		t.Fatalf("upgrade plan --output json: %v\n%s", err, out)
 	}
 	return p
+}
+
+// checkImageOnlyDiff checks that `upgrade diff` on a control-plane node
+// changes the image of the four static pods and nothing else (the old and
+// new builds are one source with two version stamps).
+func checkImageOnlyDiff(t *testing.T, n *testbed.Node, newBin, oldVersion, newVersion string) {
+	t.Helper()
+	diff := kfWith(t, n, newBin, time.Minute, "upgrade", "diff")
+	var removed, added int
+	for _, l := range strings.Split(diff, "\n") {
+		if strings.HasPrefix(l, "---") || strings.HasPrefix(l, "+++") {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(l, "-") && strings.Contains(l, "image: kubeforge.local/kubeforge:"+oldVersion):
+			removed++
+		case strings.HasPrefix(l, "+") && strings.Contains(l, "image: kubeforge.local/kubeforge:"+newVersion):
+			added++
+		case strings.HasPrefix(l, "-") || strings.HasPrefix(l, "+"):
+			t.Errorf("upgrade diff on %s changes more than the image: %q", n.Name, l)
+		}
+	}
+	if removed != 4 || added != 4 || !strings.Contains(diff, "/etc/kubernetes/manifests/etcd.yaml") {
+		t.Errorf("upgrade diff on %s: %d old and %d new image lines, want 4 each:\n%s", n.Name, removed, added, diff)
+	}
 }
 
 // upgradeClient is a pod that asks the echo Service five times a second,
@@ -200,10 +146,10 @@ func TestUpgrade(t *testing.T) {
 	if err := testbed.RequireStaticBusybox(); err != nil {
 		t.Fatal(err)
 	}
-	old := buildOldKubeforge(t)
+	old, oldVersion := testutil.OldKubeforge(t)
 	tb := testbed.New(t, testbed.WithBinary(old))
 	holdOnFailure(t, tb)
-	newBin, newVersion := newKubeforge(t, tb)
+	newBin, newVersion := newKubeforge(t, tb, oldVersion)
 	cp := tb.AddNode("cp1")
 	w := tb.AddNode("w1")
 	step := stepper(t)
@@ -259,25 +205,7 @@ func TestUpgrade(t *testing.T) {
 		}
 		text := kfWith(t, cp, newBin, time.Minute, "upgrade", "plan")
 		t.Logf("upgrade plan:\n%s", text)
-		diff := kfWith(t, cp, newBin, time.Minute, "upgrade", "diff")
-		var removed, added int
-		for _, l := range strings.Split(diff, "\n") {
-			if strings.HasPrefix(l, "---") || strings.HasPrefix(l, "+++") {
-				continue
-			}
-			switch {
-			case strings.HasPrefix(l, "-") && strings.Contains(l, "image: kubeforge.local/kubeforge:"+oldVersion):
-				removed++
-			case strings.HasPrefix(l, "+") && strings.Contains(l, "image: kubeforge.local/kubeforge:"+newVersion):
-				added++
-			case strings.HasPrefix(l, "-") || strings.HasPrefix(l, "+"):
-				// Only the image changes between two stamps of one source.
-				t.Errorf("upgrade diff changes more than the image: %q", l)
-			}
-		}
-		if removed != 4 || added != 4 || !strings.Contains(diff, "/etc/kubernetes/manifests/etcd.yaml") {
-			t.Errorf("upgrade diff: %d old and %d new image lines, want 4 each:\n%s", removed, added, diff)
-		}
+		checkImageOnlyDiff(t, cp, newBin, oldVersion, newVersion)
 		if wd := kfWith(t, w, newBin, time.Minute, "upgrade", "diff"); !strings.Contains(wd, "No changes") {
 			t.Errorf("upgrade diff on the worker (its kubelet configuration should not change):\n%s", wd)
 		}
@@ -288,7 +216,7 @@ func TestUpgrade(t *testing.T) {
 	})
 
 	step("apply", func(t *testing.T) {
-		stop := watchAPIGaps(api)
+		stop := testbed.WatchAPIGaps(api, 100*time.Millisecond)
 		start := time.Now()
 		out := kfWith(t, cp, newBin, 15*time.Minute, "upgrade", "apply")
 		bench(t, "upgrade.apply_seconds", time.Since(start))
@@ -387,10 +315,10 @@ func TestUpgrade(t *testing.T) {
 // command finishes the upgrade.
 func TestUpgradeRollback(t *testing.T) {
 	testbed.RequireHost(t)
-	old := buildOldKubeforge(t)
+	old, oldVersion := testutil.OldKubeforge(t)
 	tb := testbed.New(t, testbed.WithBinary(old))
 	holdOnFailure(t, tb)
-	newBin, newVersion := newKubeforge(t, tb)
+	newBin, newVersion := newKubeforge(t, tb, oldVersion)
 	cp := tb.AddNode("cp1")
 	step := stepper(t)
 	resolv := netResolvConf(t, tb)
@@ -468,39 +396,4 @@ func TestUpgradeRollback(t *testing.T) {
 			t.Errorf("the API server manifest after the rerun:\n%s", m)
 		}
 	})
-}
-
-// watchAPIGaps asks the API server's /readyz every 100 ms until the
-// returned function is called; that returns the longest time it did not
-// answer ok.
-func watchAPIGaps(api kubernetes.Interface) func() time.Duration {
-	done := make(chan struct{})
-	result := make(chan time.Duration, 1)
-	go func() {
-		var longest time.Duration
-		var downSince time.Time
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, err := api.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-			cancel()
-			now := time.Now()
-			switch {
-			case err != nil && downSince.IsZero():
-				downSince = now
-			case err == nil && !downSince.IsZero():
-				longest = max(longest, now.Sub(downSince))
-				downSince = time.Time{}
-			}
-			select {
-			case <-done:
-				if !downSince.IsZero() {
-					longest = max(longest, time.Since(downSince))
-				}
-				result <- longest
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	return func() time.Duration { close(done); return <-result }
 }
