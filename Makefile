@@ -32,6 +32,10 @@ e2e: build ## end-to-end tests (root): real nodes in test network namespaces (te
 e2e-multinode: build ## multi-node end-to-end tests (root): 1 control plane + 2 workers, 3 control planes (HA), join refusals, kubeadm interop
 	KUBEFORGE_BINARY=$(CURDIR)/bin/kubeforge $(GO) test -count=1 -p 1 -v -timeout 30m -run 'TestMultiNode' ./test/e2e/
 
+.PHONY: upgrade-ha
+upgrade-ha: build ## HA upgrade end-to-end (root, not in CI): TestMultiNodeHA's three control-plane nodes start on an older build and are upgraded (apply, upgrade node), then the HA test goes on
+	KUBEFORGE_E2E_UPGRADE_HA=1 KUBEFORGE_BINARY=$(CURDIR)/bin/kubeforge $(GO) test -count=1 -p 1 -v -timeout 90m -run '^TestMultiNodeHA$$' ./test/e2e/
+
 .PHONY: cis
 cis: build ## CIS Kubernetes Benchmark (root): kube-bench (hack/kube-bench.sh) on a kubeforge cluster and on kubeadm's files (test/e2e/cis_test.go)
 	KUBEFORGE_BINARY=$(CURDIR)/bin/kubeforge $(GO) test -count=1 -p 1 -v -timeout 30m -run 'TestCISBenchmark' ./test/e2e/
