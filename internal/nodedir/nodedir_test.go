@@ -31,9 +31,9 @@ func fullNode(name, ip, cidr string) *corev1.Node {
 			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name + ".hostname"}},
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
 				{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status"}},
-			Capacity:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("24Gi")},
-			Images:     []corev1.ContainerImage{{Names: []string{"registry.example/secret-image:v1"}, SizeBytes: 1 << 20}},
-			NodeInfo:   corev1.NodeSystemInfo{KernelVersion: "6.1.0-secret", OSImage: "Debian"},
+			Capacity:        corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("24Gi")},
+			Images:          []corev1.ContainerImage{{Names: []string{"registry.example/secret-image:v1"}, SizeBytes: 1 << 20}},
+			NodeInfo:        corev1.NodeSystemInfo{KernelVersion: "6.1.0-secret", OSImage: "Debian"},
 			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
 		},
 	}

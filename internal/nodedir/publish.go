@@ -139,10 +139,10 @@ func Publish(ctx context.Context, client kubernetes.Interface, o PublishOptions)
 }
 
 type publisher struct {
-	client  kubernetes.Interface
-	log     *slog.Logger
-	nodes   corelisters.NodeLister
-	cms     corelisters.ConfigMapLister
+	client kubernetes.Interface
+	log    *slog.Logger
+	nodes  corelisters.NodeLister
+	cms    corelisters.ConfigMapLister
 }
 
 // publish writes the directory when it differs from the Nodes: it reports

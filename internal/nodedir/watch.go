@@ -35,7 +35,7 @@ type Watcher struct {
 	cms             corelisters.ConfigMapLister
 
 	mu        sync.Mutex
-	dirErr    error // the directory's last list/watch error
+	dirErr    error             // the directory's last list/watch error
 	decodedCM *corev1.ConfigMap // the object decoded last (the informer replaces it on change)
 	decoded   []*corev1.Node
 }
