@@ -185,7 +185,9 @@ func (a *agent) sync(v view) {
 
 	if peersErr != nil {
 		// Without the other nodes, leave the routes, neighbours and
-		// masquerading as they are rather than removing them.
+		// masquerading as they are rather than removing them; only a
+		// node's first start makes its masquerading from its own pod CIDR.
+		problems = append(problems, a.syncMasq(own, own, true)...)
 		problems = append(problems, fmt.Sprintf("the other nodes are unknown, so the routes to their pods stay as they are: %v", peersErr))
 		a.report(own, nil, nil, vx, problems)
 		return
@@ -287,25 +289,43 @@ func (a *agent) sync(v view) {
 	// Masquerading of traffic that leaves the pod network: once this
 	// node's pod CIDR is known (until then, whatever a previous run made
 	// stays).
-	if len(own) > 0 {
-		for i, s := range masqSpecs(own, all) {
-			key := s.key()
-			if key == a.masqKey[i] && masqTableExists(s.v6) == (len(s.local) > 0) {
-				continue
-			}
-			if err := applyMasq(s); err != nil {
-				a.log.Error("masquerading of pod traffic leaving the pod network", "err", err)
-				problems = append(problems, err.Error())
-				a.masqKey[i] = ""
-				continue
-			}
-			a.masqKey[i] = key
-			if len(s.local) > 0 {
-				a.log.Info("masquerading pod traffic that leaves the pod network", "from", s.local, "except to", s.cluster)
-			}
+	problems = append(problems, a.syncMasq(own, all, false)...)
+	a.report(own, direct, overlay, vx, problems)
+}
+
+// syncMasq keeps the masquerading tables for the node's pod CIDRs own and
+// the cluster's all. With onlyNew it makes a missing table and leaves an
+// existing one alone (the other nodes are unknown: a node's first start,
+// before the node directory, masquerades all but its own pods' traffic).
+func (a *agent) syncMasq(own, all []string, onlyNew bool) []string {
+	var problems []string
+	if len(own) == 0 {
+		return nil
+	}
+	for i, s := range masqSpecs(own, all) {
+		key := s.key()
+		exists := masqTableExists(s.v6)
+		if onlyNew && (exists || len(s.local) == 0) {
+			continue
+		}
+		if key == a.masqKey[i] && exists == (len(s.local) > 0) {
+			continue
+		}
+		if err := applyMasq(s); err != nil {
+			a.log.Error("masquerading of pod traffic leaving the pod network", "err", err)
+			problems = append(problems, err.Error())
+			a.masqKey[i] = ""
+			continue
+		}
+		a.masqKey[i] = key
+		if onlyNew {
+			a.masqKey[i] = "" // made from this node alone: redone once the others are known
+		}
+		if len(s.local) > 0 {
+			a.log.Info("masquerading pod traffic that leaves the pod network", "from", s.local, "except to", s.cluster)
 		}
 	}
-	a.report(own, direct, overlay, vx, problems)
+	return problems
 }
 
 // report publishes the agent's state when it changed.

@@ -260,6 +260,20 @@ func TestAgentSyncInNetns(t *testing.T) {
 		if !strings.Contains(a.health, "no kube-system/kubeforge-nodes yet: the controller-manager publishes it") {
 			return fmt.Errorf("health without the node directory: %s", a.health)
 		}
+		// A first start (no masquerading table yet) without the directory
+		// masquerades all but its own pods' traffic; the directory back,
+		// the other nodes' pods are spared again.
+		if _, err := sh("nft", "delete", "table", "ip", manifests.PodNetworkTable); err != nil {
+			return err
+		}
+		a.sync(view{self: n, selfRead: true, peers: func() ([]*corev1.Node, error) { return nil, nodedir.ErrNotPublished }})
+		if out, _ := sh("nft", "list", "table", "ip", manifests.PodNetworkTable); !strings.Contains(out, "10.244.1.0/24") || strings.Contains(out, "10.244.3.0/24") {
+			return fmt.Errorf("masquerading on a first start without the directory:\n%s", out)
+		}
+		a.sync(list(n, near, far))
+		if out, _ := sh("nft", "list", "table", "ip", manifests.PodNetworkTable); !strings.Contains(out, "ip daddr 10.244.3.0/24 return") {
+			return fmt.Errorf("masquerading once the directory is back:\n%s", out)
+		}
 		// The far node leaves.
 		a.sync(list(n, near))
 		if got := routes(); strings.Contains(got, "10.244.3.0") || !strings.Contains(got, "10.244.2.0/24 via 10.1.0.3") {

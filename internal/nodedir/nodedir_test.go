@@ -7,14 +7,19 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // fullNode is a Node as a kubelet reports it, with much the directory
@@ -302,3 +307,48 @@ func TestWatcherBeforeThePublisher(t *testing.T) {
 		t.Errorf("the node's own Node is not read")
 	}
 }
+
+// A write refused (the RBAC not there yet, as during init) is retried and
+// logged, and the directory comes as soon as it is allowed.
+func TestPublishRetriesWhenRefused(t *testing.T) {
+	client := fake.NewClientset(fullNode("cp1", "10.0.0.1", "10.244.0.0/24"))
+	var refusals atomic.Int32
+	client.PrependReactor("create", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if refusals.Add(1) <= 3 {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, Name, fmt.Errorf("RBAC: not yet"))
+		}
+		return false, nil, nil
+	})
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Publish(ctx, client, PublishOptions{Log: slog.New(slog.NewTextHandler(&logs, nil)), Debounce: 10 * time.Millisecond, RetryDelay: 20 * time.Millisecond})
+	}()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if cm, err := client.CoreV1().ConfigMaps(Namespace).Get(ctx, Name, metav1.GetOptions{}); err == nil && len(cm.Data) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no directory after 10 s; logs:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "cannot write the node directory") || !strings.Contains(logs.String(), "RBAC: not yet") {
+		t.Errorf("the refusals were not logged:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -31,8 +31,9 @@ type PublishOptions struct {
 	// thousand nodes registering) makes one write per Debounce, not one
 	// per change.
 	Debounce time.Duration
-	// RetryDelay is the first delay after a failed write (default 1 s,
-	// doubled up to 30 s).
+	// RetryDelay is the first delay after a failed write (default 500 ms,
+	// doubled up to 10 s: at init the controller-manager starts before
+	// its RBAC exists).
 	RetryDelay time.Duration
 	// OnWrite, when set, is called after each write (tests count them).
 	OnWrite func()
@@ -53,7 +54,7 @@ func Publish(ctx context.Context, client kubernetes.Interface, o PublishOptions)
 		o.Debounce = 200 * time.Millisecond
 	}
 	if o.RetryDelay <= 0 {
-		o.RetryDelay = time.Second
+		o.RetryDelay = 500 * time.Millisecond
 	}
 	// The cache keeps only the projection: a thousand full Nodes (images,
 	// capacity, conditions) would cost the controller-manager megabytes.
@@ -127,7 +128,7 @@ func Publish(ctx context.Context, client kubernetes.Interface, o PublishOptions)
 				return nil
 			case <-time.After(delay):
 			}
-			delay = min(2*delay, 30*time.Second)
+			delay = min(2*delay, 10*time.Second)
 			poke()
 			continue
 		}
