@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // ErrNotPublished says the directory does not exist (yet).
@@ -116,7 +118,7 @@ func (w *Watcher) Others() ([]*corev1.Node, error) {
 			return nil, fmt.Errorf("the node directory (%s) is not read yet", Where)
 		case apierrors.IsForbidden(w.dirErr):
 			return nil, fmt.Errorf("the node's credentials may not read the node directory (%s): %w; "+
-				"the Role kube-system/kubeforge:node-directory-reader allows it: run `kubeforge upgrade apply` on a control-plane node", Where, w.dirErr)
+				"the Role %s/%s allows it: run `kubeforge upgrade apply` on a control-plane node", Where, w.dirErr, Namespace, manifests.NodeDirectoryReader)
 		default:
 			return nil, fmt.Errorf("cannot read the node directory (%s): %w", Where, w.dirErr)
 		}
