@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -352,3 +353,27 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A node that may not read the directory (a cluster without its Role) is
+// told which Role and what to run.
+func TestWatcherRefused(t *testing.T) {
+	client := fake.NewClientset(fullNode("w1", "10.0.0.2", "10.244.1.0/24"))
+	client.PrependReactor("list", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, "", fmt.Errorf("RBAC: no"))
+	})
+	w := startWatcher(t, client, "w1", slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := w.Others()
+		if err != nil && strings.Contains(err.Error(), "may not read the node directory") {
+			if !strings.Contains(err.Error(), "kube-system/kubeforge:node-directory-reader") || !strings.Contains(err.Error(), "kubeforge upgrade apply") {
+				t.Errorf("message: %v", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Others: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
