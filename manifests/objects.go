@@ -22,7 +22,17 @@ const (
 	ClusterAdminsGroup     = "kubeadm:cluster-admins"
 	ClusterAdminsBinding   = "kubeadm:cluster-admins"
 	KubeletServingApprover = "kubeforge:kubelet-serving-approver"
-	PodNetworkReader       = "kubeforge:pod-network-reader"
+	// NodeDirectory is the ConfigMap kube-system/kubeforge-nodes: what the
+	// node-service duties need to know of every Node (internal/nodedir),
+	// published by the controller-manager, so that nodes need not list and
+	// watch all Nodes.
+	NodeDirectory          = "kubeforge-nodes"
+	NodeDirectoryReader    = "kubeforge:node-directory-reader"
+	NodeDirectoryPublisher = "kubeforge:node-directory-publisher"
+	// PodNetworkReader is the ClusterRole (and ClusterRoleBinding) that
+	// let every node list and watch all Nodes before the node directory:
+	// `upgrade apply` deletes them once no node runs an older agent.
+	PodNetworkReader = "kubeforge:pod-network-reader"
 )
 
 var (
@@ -95,9 +105,9 @@ func UploadConfigObjects(c *config.Config) ([]runtime.Object, error) {
 // automatic approval of node client certificates and their rotation, the
 // apiserver's access to the kubelet API, anonymous read of cluster-info),
 // plus the permission kubeforge's kubelet-serving CSR approver (running in
-// the controller-manager) needs.
+// the controller-manager) needs, and NodeDirectoryRBAC.
 func BootstrapRBAC() []runtime.Object {
-	return []runtime.Object{
+	return append([]runtime.Object{
 		clusterRole("kubeadm:get-nodes", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}),
 		clusterRoleBinding("kubeadm:get-nodes", "kubeadm:get-nodes", group(NodeBootstrapGroup)),
 		clusterRoleBinding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", group(NodeBootstrapGroup)),
@@ -113,11 +123,31 @@ func BootstrapRBAC() []runtime.Object {
 			// It compares a request with every Node's names and addresses.
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}),
 		clusterRoleBinding(KubeletServingApprover, KubeletServingApprover, user("system:kube-controller-manager")),
-		// The pod network agent on every node routes to the other nodes'
-		// pod CIDRs, so nodes may list and watch Nodes (the Node authorizer
-		// alone lets a node read only its own Node).
-		clusterRole(PodNetworkReader, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}),
-		clusterRoleBinding(PodNetworkReader, PodNetworkReader, group("system:nodes")),
+	}, NodeDirectoryRBAC()...)
+}
+
+// NodeDirectoryRBAC lets the nodes read the node directory (ConfigMap
+// kube-system/kubeforge-nodes) and nothing else of kube-system's
+// ConfigMaps, and the controller-manager (where the publisher runs, as
+// system:kube-controller-manager) create it and write it. Nodes read only
+// their own Node (the Node authorizer); the pod network agent and the
+// LoadBalancer speaker learn the other nodes from the directory. list and
+// watch with resourceNames work for a client that selects the object with
+// fieldSelector metadata.name=kubeforge-nodes, as their informers do.
+// create cannot be limited to a name; the controller-manager already
+// creates Secrets and ServiceAccounts everywhere.
+func NodeDirectoryRBAC() []runtime.Object {
+	ns := metav1.NamespaceSystem
+	cm := func(verbs ...string) rbacv1.PolicyRule {
+		return rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{NodeDirectory}, Verbs: verbs}
+	}
+	return []runtime.Object{
+		role(ns, NodeDirectoryReader, cm("get", "list", "watch")),
+		roleBinding(ns, NodeDirectoryReader, group("system:nodes")),
+		role(ns, NodeDirectoryPublisher,
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+			cm("get", "list", "watch", "update", "patch")),
+		roleBinding(ns, NodeDirectoryPublisher, user("system:kube-controller-manager")),
 	}
 }
 

@@ -344,10 +344,14 @@ func UpgradeApplyWorkflow() *Workflow[*UpgradeData] {
 		{Name: "backup", Short: "Save an etcd snapshot and a copy of the static Pod manifests into a timestamped backup directory", RunIf: work, Run: runUpgradeBackup},
 		{Name: "certs", Short: "Renew the leaf certificates and kubeconfig files (--certificate-renewal=false skips it)", RunIf: work, Run: runUpgradeCerts,
 			Flags: []string{"certificate-renewal"}},
+		// The RBAC is the cluster's: applied on every apply, before the new
+		// controller-manager needs it.
+		{Name: "rbac", Short: "Apply this version's bootstrap RBAC (the node directory's Roles among it)", Run: runUpgradeRBAC},
 		upgradeControlPlanePhase(work),
 		{Name: "upload-config", Short: "Upload the new ClusterConfiguration and KubeletConfiguration", RunIf: work, Run: runUpgradeUploadConfig},
 		{Name: "kubelet-config", Short: "Write this node's new kubelet configuration", RunIf: work, Run: runUpgradeKubeletConfig},
 		{Name: "node-service", Short: "Restart this node's node service (containerd, kubelet) on the new binary; containers keep running", RunIf: work, Run: runUpgradeNodeService},
+		{Name: "rbac-cleanup", Short: "Delete the RBAC that let every node list all Nodes, once no node runs an older kubeforge", Run: runUpgradeRBACCleanup},
 		// The addons are the cluster's: they run also when this node is
 		// up to date (the apply after the other nodes' `upgrade node`).
 		{Name: "addon", Short: "Upgrade the addons once every node runs the new version", Phases: append([]Phase[*UpgradeData]{

@@ -1,7 +1,8 @@
 // Package kubecontrollermanager runs the Kubernetes controller manager (kube-controller-manager), compiled in from
 // k8s.io/kubernetes/cmd/kube-controller-manager, together with kubeforge's
-// kubelet serving certificate approver (internal/csrapprover), which uses
-// the controller manager's own credentials (--kubeconfig).
+// kubelet serving certificate approver (internal/csrapprover) and the node
+// directory's publisher (internal/nodedir), which use the controller
+// manager's own credentials (--kubeconfig).
 package kubecontrollermanager
 
 import (
@@ -19,6 +20,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/components/internal/k8srun"
 	"github.com/kubeforge/kubeforge/internal/csrapprover"
+	"github.com/kubeforge/kubeforge/internal/nodedir"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -27,6 +29,7 @@ import (
 func Main(args []string) int {
 	if kc := flagValue(args, "kubeconfig"); kc != "" {
 		go runApprover(kc, apiServerCertPath(args), flagValue(args, "service-cluster-ip-range"))
+		go runNodeDirectory(kc)
 	}
 	return k8srun.Run(app.NewControllerManagerCommand(), args)
 }
@@ -88,5 +91,26 @@ func runApprover(kubeconfig, apiServerCert, serviceRange string) {
 	}
 	if err := csrapprover.Run(context.Background(), client, csrapprover.Options{Log: log, Reserved: reserved}); err != nil {
 		log.Error("kubelet serving CSR approver stopped", "err", err)
+	}
+}
+
+// runNodeDirectory publishes the node directory (every controller-manager
+// does, not only the leader: they write the same content, and only when it
+// differs, see nodedir.Publish).
+func runNodeDirectory(kubeconfig string) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "node-directory")
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		log.Error("node directory publisher disabled: the nodes' pod network agents and LoadBalancer speakers will not see the other nodes", "err", err)
+		return
+	}
+	cfg.UserAgent = "kubeforge-node-directory"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		log.Error("node directory publisher disabled: the nodes' pod network agents and LoadBalancer speakers will not see the other nodes", "err", err)
+		return
+	}
+	if err := nodedir.Publish(context.Background(), client, nodedir.PublishOptions{Log: log}); err != nil {
+		log.Error("node directory publisher stopped", "err", err)
 	}
 }

@@ -14,6 +14,10 @@
 // node is reset): the other speakers take its addresses over at once. A
 // node that dies without stopping its speaker loses its addresses when the
 // node lifecycle controller marks it NotReady (node-monitor-grace-period).
+//
+// A speaker reads its own Node directly and the other nodes from the node
+// directory (internal/nodedir): nodes may not list Nodes. While the
+// directory cannot be read, a speaker keeps what it announces.
 package lbspeaker
 
 import (
@@ -40,6 +44,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/kubeforge/kubeforge/internal/lbpool"
+	"github.com/kubeforge/kubeforge/internal/nodedir"
 )
 
 // AddressAnnotation on a Service names the pool address the cloud
@@ -49,7 +54,7 @@ import (
 const AddressAnnotation = "kubeforge.io/load-balancer-address"
 
 // SpeakerAnnotation on a Node says whether its speaker runs ("ready").
-const SpeakerAnnotation = "kubeforge.io/lb-speaker"
+const SpeakerAnnotation = nodedir.SpeakerAnnotation
 
 // Event reasons on a Service.
 const (
@@ -100,7 +105,6 @@ func Run(ctx context.Context, o Options) error {
 
 	f := informers.NewSharedInformerFactory(o.Client, 0)
 	svcs := f.Core().V1().Services()
-	nodes := f.Core().V1().Nodes()
 	kick := make(chan struct{}, 1)
 	poke := func() {
 		select {
@@ -116,11 +120,16 @@ func Run(ctx context.Context, o Options) error {
 	if _, err := svcs.Informer().AddEventHandler(h); err != nil {
 		return err
 	}
-	if _, err := nodes.Informer().AddEventHandler(h); err != nil {
+	// Its own Node directly, the others from the node directory (the Node
+	// authorizer lets a node read only its own Node).
+	nodes, err := nodedir.NewWatcher(o.Client, o.NodeName, o.Log, poke)
+	if err != nil {
 		return err
 	}
 	f.Start(ctx.Done())
 	defer f.Shutdown()
+	nodes.Start(ctx.Done())
+	defer nodes.Shutdown()
 
 	if err := mark(ctx, o, "ready", o.Health); err != nil {
 		return err
@@ -134,7 +143,7 @@ func Run(ctx context.Context, o Options) error {
 			o.Log.Warn("cannot mark the node's speaker stopped: its addresses move when the node turns NotReady", "err", err)
 		}
 	}()
-	if !cache.WaitForCacheSync(ctx.Done(), svcs.Informer().HasSynced, nodes.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), svcs.Informer().HasSynced, nodes.SelfSynced) {
 		return ctx.Err()
 	}
 
@@ -143,7 +152,7 @@ func Run(ctx context.Context, o Options) error {
 	defer bc.Shutdown()
 	rec := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubeforge-lb-speaker", Host: o.NodeName})
 
-	s := &state{o: o, rec: rec, services: svcs.Lister(), nodes: nodes.Lister(), held: map[netip.Addr]string{}}
+	s := &state{o: o, rec: rec, services: svcs.Lister(), nodes: nodes, held: map[netip.Addr]string{}}
 	t := time.NewTicker(o.Resync)
 	defer t.Stop()
 	for {
@@ -182,7 +191,7 @@ type state struct {
 	o        Options
 	rec      record.EventRecorder
 	services corelisters.ServiceLister
-	nodes    corelisters.NodeLister
+	nodes    *nodedir.Watcher
 	// held maps the addresses this node announces to their Service.
 	held map[netip.Addr]string
 }
@@ -244,7 +253,17 @@ func Decide(me string, nodes []*corev1.Node, svcs []*corev1.Service) Plan {
 func Announce(ip netip.Addr, c []lbpool.Candidate) string { return lbpool.Announcer(ip, c) }
 
 func (s *state) reconcile() {
-	nodes, _ := s.nodes.List(labels.Everything())
+	nodes, err := s.nodes.Others()
+	if err != nil {
+		// Without the other nodes this node cannot know which addresses
+		// are its own to announce: keep what it announces (when the
+		// directory comes back, the plan is computed again).
+		s.o.Health.Warn("the other nodes are unknown, so the %d address(es) announced from this node stay as they are: %v", len(s.held), err)
+		return
+	}
+	if self := s.nodes.Self(); self != nil {
+		nodes = append(nodes, self)
+	}
 	svcs, _ := s.services.List(labels.Everything())
 	plan := Decide(s.o.NodeName, nodes, svcs)
 	addrs := make([]netip.Addr, 0, len(plan.Mine))

@@ -3,6 +3,8 @@ package lbspeaker
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -13,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubeforge/kubeforge/internal/nodedir"
 )
 
 func node(name, ip string, ready bool, speaker string) *corev1.Node {
@@ -116,6 +120,7 @@ func TestSpeakersFailover(t *testing.T) {
 		lbService("web", nil, "10.0.0.200"))
 	vip := netip.MustParseAddr("10.0.0.200")
 	ann := map[string]*fakeAnnouncer{"n1": {}, "n2": {}}
+	publish(t, client)
 	cancels := map[string]context.CancelFunc{}
 	done := map[string]chan error{}
 	for _, name := range []string{"n1", "n2"} {
@@ -213,6 +218,57 @@ func TestSpeakerWaitsForItsNode(t *testing.T) {
 			t.Fatalf("the speaker did not mark its Node once it appeared: %v, %v", n, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publish runs the node directory's publisher on client until the test ends.
+func publish(t *testing.T, client *fake.Clientset) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- nodedir.Publish(ctx, client, nodedir.PublishOptions{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Debounce: 20 * time.Millisecond})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// Until the node directory is there, a speaker announces nothing and says
+// why; then it announces.
+func TestSpeakerWithoutTheDirectory(t *testing.T) {
+	client := fake.NewClientset(node("n1", "10.0.0.2", true, ""), lbService("web", nil, "10.0.0.200"))
+	h := &recHealth{}
+	ann := &fakeAnnouncer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Client: client, NodeName: "n1", Health: h, Announce: ann, Resync: 50 * time.Millisecond})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(h.get(), "no kube-system/kubeforge-nodes yet: the controller-manager publishes it") {
+		if time.Now().After(deadline) {
+			t.Fatalf("health after 10 s: %q", h.get())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := ann.get(); len(got) != 0 {
+		t.Errorf("announcing %v without knowing the other nodes", got)
+	}
+	publish(t, client)
+	vip := netip.MustParseAddr("10.0.0.200")
+	for !slices.Contains(ann.get(), vip) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not announcing %s once the directory is there: %v (health %q)", vip, ann.get(), h.get())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {

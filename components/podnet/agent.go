@@ -16,15 +16,13 @@ import (
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeforge/kubeforge/components/node/duty"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/nodedir"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -83,15 +81,16 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	}
 	log.Info("pod network agent started", "node", o.NodeName, "backend", o.Backend)
 	a := &agent{o: o, log: log, ctx: ctx, client: client}
-	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
-	nodes := factory.Core().V1().Nodes()
-	sync := func(any) { a.sync(nodes.Lister().List) }
-	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: sync, UpdateFunc: func(_, n any) { sync(n) }, DeleteFunc: sync,
-	}); err != nil {
+	// The node reads its own Node directly (its pod CIDR must not wait for
+	// anyone) and the other nodes from the node directory: the Node
+	// authorizer lets it read no other Node.
+	var w *nodedir.Watcher
+	sync := func() { a.sync(view{self: w.Self(), selfRead: w.SelfSynced(), peers: w.Others}) }
+	w, err := nodedir.NewWatcher(client, o.NodeName, log, sync)
+	if err != nil {
 		return err
 	}
-	factory.Start(ctx.Done())
+	w.Start(ctx.Done())
 	// Routes also go when something else removes them (the node's link
 	// going down and up drops every route through it): check the kernel's
 	// table now and then, not only when a Node changes.
@@ -100,12 +99,10 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	for {
 		select {
 		case <-ctx.Done():
-			factory.Shutdown()
+			w.Shutdown()
 			return nil
 		case <-tick.C:
-			if nodes.Informer().HasSynced() {
-				sync(nil)
-			}
+			sync()
 		}
 	}
 }
@@ -141,21 +138,33 @@ func podCIDRs(n *corev1.Node) []string {
 	return n.Spec.PodCIDRs
 }
 
-func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
+// view is what the agent knows of the cluster.
+type view struct {
+	// self is this node's own Node (nil while it is not registered);
+	// selfRead says it has been read.
+	self     *corev1.Node
+	selfRead bool
+	// peers are the other nodes (from the node directory); an error says
+	// why they are unknown.
+	peers func() ([]*corev1.Node, error)
+}
+
+func (a *agent) sync(v view) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	nodes, err := list(labels.Everything())
-	if err != nil {
+	if !v.selfRead {
 		return
 	}
-	var self *corev1.Node
+	self := v.self
+	peers, peersErr := v.peers()
 	var all []string // every node's pod CIDRs: the cluster's pod network
-	for _, n := range nodes {
-		all = append(all, podCIDRs(n)...)
-		if n.Name == a.o.NodeName {
-			self = n
-		}
+	if self != nil {
+		all = append(all, podCIDRs(self)...)
 	}
+	for _, n := range peers {
+		all = append(all, podCIDRs(n)...)
+	}
+	var err error
 	var problems []string
 	var own []string
 	var vx *vtep
@@ -174,13 +183,19 @@ func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
 		}
 	}
 
+	if peersErr != nil {
+		// Without the other nodes, leave the routes, neighbours and
+		// masquerading as they are rather than removing them; only a
+		// node's first start makes its masquerading from its own pod CIDR.
+		problems = append(problems, a.syncMasq(own, own, true)...)
+		problems = append(problems, fmt.Sprintf("the other nodes are unknown, so the routes to their pods stay as they are: %v", peersErr))
+		a.report(own, nil, nil, vx, problems)
+		return
+	}
 	want := map[string]route{}
 	var neighbours []peerEntry
 	var direct, overlay []string
-	for _, n := range nodes {
-		if n.Name == a.o.NodeName {
-			continue
-		}
+	for _, n := range peers {
 		ip := internalIP(n)
 		if ip == nil {
 			continue
@@ -274,25 +289,43 @@ func (a *agent) sync(list func(labels.Selector) ([]*corev1.Node, error)) {
 	// Masquerading of traffic that leaves the pod network: once this
 	// node's pod CIDR is known (until then, whatever a previous run made
 	// stays).
-	if len(own) > 0 {
-		for i, s := range masqSpecs(own, all) {
-			key := s.key()
-			if key == a.masqKey[i] && masqTableExists(s.v6) == (len(s.local) > 0) {
-				continue
-			}
-			if err := applyMasq(s); err != nil {
-				a.log.Error("masquerading of pod traffic leaving the pod network", "err", err)
-				problems = append(problems, err.Error())
-				a.masqKey[i] = ""
-				continue
-			}
-			a.masqKey[i] = key
-			if len(s.local) > 0 {
-				a.log.Info("masquerading pod traffic that leaves the pod network", "from", s.local, "except to", s.cluster)
-			}
+	problems = append(problems, a.syncMasq(own, all, false)...)
+	a.report(own, direct, overlay, vx, problems)
+}
+
+// syncMasq keeps the masquerading tables for the node's pod CIDRs own and
+// the cluster's all. With onlyNew it makes a missing table and leaves an
+// existing one alone (the other nodes are unknown: a node's first start,
+// before the node directory, masquerades all but its own pods' traffic).
+func (a *agent) syncMasq(own, all []string, onlyNew bool) []string {
+	var problems []string
+	if len(own) == 0 {
+		return nil
+	}
+	for i, s := range masqSpecs(own, all) {
+		key := s.key()
+		exists := masqTableExists(s.v6)
+		if onlyNew && (exists || len(s.local) == 0) {
+			continue
+		}
+		if key == a.masqKey[i] && exists == (len(s.local) > 0) {
+			continue
+		}
+		if err := applyMasq(s); err != nil {
+			a.log.Error("masquerading of pod traffic leaving the pod network", "err", err)
+			problems = append(problems, err.Error())
+			a.masqKey[i] = ""
+			continue
+		}
+		a.masqKey[i] = key
+		if onlyNew {
+			a.masqKey[i] = "" // made from this node alone: redone once the others are known
+		}
+		if len(s.local) > 0 {
+			a.log.Info("masquerading pod traffic that leaves the pod network", "from", s.local, "except to", s.cluster)
 		}
 	}
-	a.report(own, direct, overlay, vx, problems)
+	return problems
 }
 
 // report publishes the agent's state when it changed.

@@ -16,9 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubeforge/kubeforge/internal/nodedir"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -225,8 +225,8 @@ func TestAgentSyncInNetns(t *testing.T) {
 		}
 		a := &agent{o: AgentOptions{NodeName: "self", CIDRFile: dir + "/cidrs.json", Backend: "auto"},
 			log: slog.New(slog.NewTextHandler(io.Discard, nil)), ctx: context.Background(), client: client}
-		list := func(nodes ...*corev1.Node) func(labels.Selector) ([]*corev1.Node, error) {
-			return func(labels.Selector) ([]*corev1.Node, error) { return nodes, nil }
+		list := func(self *corev1.Node, peers ...*corev1.Node) view {
+			return view{self: self, selfRead: true, peers: func() ([]*corev1.Node, error) { return peers, nil }}
 		}
 		routes := func() string { out, _ := sh("ip", "route", "show", "proto", "75"); return out }
 		a.sync(list(self, near, far))
@@ -250,6 +250,29 @@ func TestAgentSyncInNetns(t *testing.T) {
 		}
 		if out, _ := sh("nft", "list", "table", "ip", manifests.PodNetworkTable); !strings.Contains(out, "ip daddr 10.244.3.0/24 return") {
 			return fmt.Errorf("masquerading does not spare the far peer's pods:\n%s", out)
+		}
+		// The node directory unreadable: the routes stay, and health says why.
+		before := routes()
+		a.sync(view{self: n, selfRead: true, peers: func() ([]*corev1.Node, error) { return nil, nodedir.ErrNotPublished }})
+		if got := routes(); got != before {
+			return fmt.Errorf("routes changed while the other nodes were unknown:\n%s\nbefore:\n%s", got, before)
+		}
+		if !strings.Contains(a.health, "no kube-system/kubeforge-nodes yet: the controller-manager publishes it") {
+			return fmt.Errorf("health without the node directory: %s", a.health)
+		}
+		// A first start (no masquerading table yet) without the directory
+		// masquerades all but its own pods' traffic; the directory back,
+		// the other nodes' pods are spared again.
+		if _, err := sh("nft", "delete", "table", "ip", manifests.PodNetworkTable); err != nil {
+			return err
+		}
+		a.sync(view{self: n, selfRead: true, peers: func() ([]*corev1.Node, error) { return nil, nodedir.ErrNotPublished }})
+		if out, _ := sh("nft", "list", "table", "ip", manifests.PodNetworkTable); !strings.Contains(out, "10.244.1.0/24") || strings.Contains(out, "10.244.3.0/24") {
+			return fmt.Errorf("masquerading on a first start without the directory:\n%s", out)
+		}
+		a.sync(list(n, near, far))
+		if out, _ := sh("nft", "list", "table", "ip", manifests.PodNetworkTable); !strings.Contains(out, "ip daddr 10.244.3.0/24 return") {
+			return fmt.Errorf("masquerading once the directory is back:\n%s", out)
 		}
 		// The far node leaves.
 		a.sync(list(n, near))

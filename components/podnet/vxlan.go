@@ -8,18 +8,20 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/kubeforge/kubeforge/internal/nodedir"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // Node annotations through which the nodes tell each other about their
-// overlay (each node writes its own).
+// overlay (each node writes its own; the others read it from the node
+// directory, which carries them).
 const (
 	// AnnotationBackend is the node's configured backend (auto, host-gw,
 	// vxlan): a pair of nodes uses the overlay when either asks for vxlan.
-	AnnotationBackend = "kubeforge.io/pod-network-backend"
+	AnnotationBackend = nodedir.AnnotationBackend
 	// AnnotationVTEPMAC is the MAC address of the node's VXLAN device;
 	// absent when the node has none (backend host-gw).
-	AnnotationVTEPMAC = "kubeforge.io/vxlan-mac"
+	AnnotationVTEPMAC = nodedir.AnnotationVTEPMAC
 )
 
 // vtep is this node's VXLAN device.

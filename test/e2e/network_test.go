@@ -458,6 +458,12 @@ func TestNetworkMultiNode(t *testing.T) {
 		t.Logf("the deleted route came back after %v", took.Round(100*time.Millisecond))
 	})
 
+	// The routes above came from the node directory: nodes may not list
+	// Nodes (only their own), nor read other ConfigMaps of kube-system.
+	step("node-credentials", func(t *testing.T) {
+		checkNodeCredentials(t, w1, cp.Name, w1.Name, w2.Name)
+	})
+
 	var web []netPod
 	var webIP string
 	step("workload", func(t *testing.T) {

@@ -227,6 +227,11 @@ func TestUpgrade(t *testing.T) {
 				t.Errorf("upgrade apply output lacks %q", want)
 			}
 		}
+		// The role that let every node list Nodes (an old version's) stays
+		// while w1 runs the old agent; a same-source old build never had it.
+		if !strings.Contains(out, "Keeping ClusterRole kubeforge:pod-network-reader") && !strings.Contains(out, "No ClusterRole kubeforge:pod-network-reader") {
+			t.Errorf("upgrade apply says nothing of the old kubeforge:pod-network-reader RBAC")
+		}
 		backups, _ := filepath.Glob(cp.Path("/var/lib/kubeforge/upgrade-backups/*/etcd-snapshot.db"))
 		if len(backups) != 1 {
 			t.Errorf("backups: %v", backups)
@@ -241,6 +246,9 @@ func TestUpgrade(t *testing.T) {
 		t.Logf("upgrade apply (addons):\n%s", out)
 		if !strings.Contains(out, "nothing changed on it") {
 			t.Errorf("the second apply did not say this node was up to date")
+		}
+		if !strings.Contains(out, "Deleted ClusterRoleBinding and ClusterRole kubeforge:pod-network-reader") && !strings.Contains(out, "No ClusterRole kubeforge:pod-network-reader") {
+			t.Errorf("the second apply did not delete the old kubeforge:pod-network-reader RBAC")
 		}
 	})
 
@@ -275,6 +283,13 @@ func TestUpgrade(t *testing.T) {
 			}
 			return strings.Join(oldPods, ", ")
 		})
+		// Nodes read the node directory; none may list Nodes any more.
+		for _, kind := range []string{"clusterrole", "clusterrolebinding"} {
+			if out, err := cp.Kubectl("get", kind, "kubeforge:pod-network-reader"); err == nil {
+				t.Errorf("%s kubeforge:pod-network-reader is left after the upgrade:\n%s", kind, out)
+			}
+		}
+		checkNodeCredentials(t, w, cp.Name, w.Name)
 		again := kfWith(t, cp, newBin, 5*time.Minute, "upgrade", "apply")
 		if !strings.Contains(again, "nothing changed on it") || strings.Contains(again, "Updated ") || strings.Contains(again, "Wrote ") {
 			t.Errorf("a third apply changed something:\n%s", again)
