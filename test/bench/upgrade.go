@@ -22,10 +22,3 @@ type UpgradeResult struct {
 	ApplyPhases []PhaseTime `json:"apply_phases"`
 	Errors      []string    `json:"errors,omitempty"`
 }
-
-// UpgradeSamples are the upgrade commands' JSON events.
-type UpgradeSamples struct {
-	Apply  []TimedEvent `json:"apply_events"`
-	Node   []TimedEvent `json:"node_events"`
-	Addons []TimedEvent `json:"addons_apply_events"`
-}

@@ -12,6 +12,13 @@ import (
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
+// UpgradeSamples are the upgrade commands' JSON events.
+type UpgradeSamples struct {
+	Apply  []TimedEvent `json:"apply_events"`
+	Node   []TimedEvent `json:"node_events"`
+	Addons []TimedEvent `json:"addons_apply_events"`
+}
+
 // upgradeBench makes a control-plane node and a worker with an older
 // kubeforge (testutil.OldKubeforge, as TestUpgrade) and upgrades them to the
 // build under test as the README says: `upgrade apply` on the control-plane
