@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,8 +19,10 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/etcdsnapshot"
@@ -89,8 +92,7 @@ func Verify(path string, m *etcdsnapshot.Meta) (etcdsnapshot.Meta, error) {
 // etcd (its manifest moved aside, the kubelet removes the pod), keeps the
 // old data, puts the restored data in place, rewrites the manifest for a
 // single member and waits for etcd and the API server.
-func Restore(ctx context.Context, o Options) (Result, error) {
-	var res Result
+func Restore(ctx context.Context, o Options) (res Result, err error) {
 	p, out := o.Paths, o.Out
 	now := time.Now
 	if o.Now != nil {
@@ -158,7 +160,8 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 	defer os.RemoveAll(tmp) // left over only when a later step failed
 	out.Done(phase, "restored", tmp, start, "Restored the snapshot into %s as member %s (%s), revision bumped by %d", tmp, mem.Name, mem.PeerURL, RevisionBump)
 
-	// 3. Stop etcd: move its manifest aside; the kubelet stops the pod.
+	// 3. Stop the API server, the controller manager and the scheduler,
+	// then etcd: move their manifests aside; the kubelet stops the pods.
 	if err := os.MkdirAll(workDir, 0o700); err != nil {
 		return res, err
 	}
@@ -167,6 +170,30 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("keep a copy of the etcd manifest: %w", err)
 	}
 	res.OldManifest = keptManifest
+	comps := companionsOf(p, workDir)
+	defer func() {
+		// On failure, the others run again (etcd as the error says).
+		if err != nil {
+			for _, c := range comps {
+				if started, perr := c.start(); perr != nil {
+					out.Warnf(phase, "%v", perr)
+				} else if started {
+					out.Printf(phase, "Put the %s manifest back in %s", c.name, c.manifest)
+				}
+			}
+		}
+	}()
+	start = time.Now()
+	var stopped []string
+	for _, c := range comps {
+		moved, err := c.stop()
+		if err != nil {
+			return res, err
+		}
+		if moved || fsutil.Exists(c.aside) {
+			stopped = append(stopped, c.name)
+		}
+	}
 	if fsutil.Exists(manifest) {
 		// A copy, then the removal: the state directory may be on
 		// another file system than the manifests.
@@ -177,11 +204,19 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 			return res, fmt.Errorf("move the etcd manifest aside to stop etcd: %w", err)
 		}
 	}
-	start = time.Now()
-	out.Printf(phase, "Moved the etcd manifest to %s; waiting for the kubelet to stop etcd", aside)
+	if len(stopped) > 0 {
+		out.Printf(phase, "Moved the manifests of %s and etcd to %s; waiting for the kubelet to stop them", strings.Join(stopped, ", "), workDir)
+	} else {
+		out.Printf(phase, "Moved the etcd manifest to %s; waiting for the kubelet to stop etcd", aside)
+	}
 	member := filepath.Join(dataDir, "member")
 	if err := waitStopped(ctx, member, o.Timeout); err != nil {
 		return res, fmt.Errorf("%w; the manifest is at %s: move it back to %s to start the old etcd again", err, aside, manifest)
+	}
+	if addr := comps[0].apiServerAddr(); addr != "" {
+		if err := waitClosed(ctx, addr, o.Timeout); err != nil {
+			return res, fmt.Errorf("the API server did not stop: %w", err)
+		}
 	}
 	out.Done(phase, "stopped", "", start, "etcd has stopped")
 
@@ -218,12 +253,155 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("etcd did not become ready after the restore: %w (see kubectl/crictl logs of etcd; the old data is in %s, the old manifest in %s)", err, res.OldData, keptManifest)
 	}
 	out.Done(phase, "etcd", "", start, "etcd is ready")
+
+	// 7. The API server on the restored data, then the controllers.
 	start = time.Now()
+	if _, err := comps[0].start(); err != nil {
+		return res, err
+	}
 	if err := waitAPIServer(ctx, p, o.Timeout); err != nil {
 		return res, err
 	}
 	out.Done(phase, "apiserver", "", start, "The API server is ready")
+	for _, c := range comps[1:] {
+		if started, err := c.start(); err != nil {
+			return res, err
+		} else if started {
+			out.Printf(phase, "Started %s again", c.name)
+		}
+	}
 	return res, nil
+}
+
+// companions are the control-plane components a restore stops before etcd
+// and starts again after it, the API server first. Kubernetes' own restore
+// procedure stops every API server while etcd is replaced and restarts
+// the scheduler and the controller manager after it, so that none of them
+// serves or acts on what it read from the replaced data. It also makes
+// the restore fast: with the API server gone, the kubelet's calls for
+// etcd's new mirror pod fail at once instead of hanging in an API server
+// that waits for the stopped etcd (the new etcd started only after
+// those calls timed out), the API server does not fail its liveness
+// probe and enter a growing restart back-off meanwhile, and a new API
+// server connects to the new etcd at once, where the old one waited out
+// its etcd client's reconnect back-off.
+var companions = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// companion is one of them: its manifest, and where a restore keeps it
+// while the component is stopped.
+type companion struct {
+	name, manifest, aside string
+}
+
+func companionsOf(p config.Paths, workDir string) []companion {
+	var cs []companion
+	for _, n := range companions {
+		cs = append(cs, companion{name: n, manifest: p.Host(p.Manifest(n)), aside: filepath.Join(workDir, n+".yaml")})
+	}
+	return cs
+}
+
+// stop moves the manifest aside (a copy, then the removal: the state
+// directory may be on another file system). It reports whether it did;
+// a manifest already aside (an interrupted restore) stays there.
+func (c companion) stop() (bool, error) {
+	data, err := os.ReadFile(c.manifest)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err == nil {
+		_, err = fsutil.WriteFile(c.aside, data, 0o600)
+	}
+	if err == nil {
+		err = os.Remove(c.manifest)
+	}
+	if err != nil {
+		return false, fmt.Errorf("move the %s manifest aside to stop it during the restore: %w", c.name, err)
+	}
+	return true, nil
+}
+
+// start puts the manifest moved aside back; a manifest put back by hand
+// meanwhile wins. It reports whether it wrote the manifest.
+func (c companion) start() (bool, error) {
+	data, err := os.ReadFile(c.aside)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the %s manifest kept during the restore: %w; copy %s to %s", c.name, err, c.aside, c.manifest)
+	}
+	wrote := false
+	if !fsutil.Exists(c.manifest) {
+		if _, err := fsutil.WriteFile(c.manifest, data, 0o600); err != nil {
+			return false, fmt.Errorf("put the %s manifest back: %w; copy %s to %s", c.name, err, c.aside, c.manifest)
+		}
+		wrote = true
+	}
+	return wrote, os.Remove(c.aside)
+}
+
+// apiServerAddr is where the API server of the manifest kept aside
+// listens (its --advertise-address and --secure-port), or "" when that
+// manifest is not there.
+func (c companion) apiServerAddr() string {
+	data, err := os.ReadFile(c.aside)
+	if err != nil {
+		return ""
+	}
+	flags := manifestFlags(data)
+	host := flags["advertise-address"]
+	if b := flags["bind-address"]; b != "" && b != "0.0.0.0" && b != "::" {
+		host = b
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := flags["secure-port"]
+	if port == "" {
+		port = "6443"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// manifestFlags are the --name=value flags of a static pod's first
+// container.
+func manifestFlags(data []byte) map[string]string {
+	var pod corev1.Pod
+	flags := map[string]string{}
+	if err := yaml.Unmarshal(data, &pod); err != nil || len(pod.Spec.Containers) == 0 {
+		return flags
+	}
+	c := pod.Spec.Containers[0]
+	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "="); ok && strings.HasPrefix(a, "--") {
+			flags[k] = v
+		}
+	}
+	return flags
+}
+
+// waitClosed waits until nothing accepts connections at addr.
+func waitClosed(ctx context.Context, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	for {
+		dctx, dcancel := context.WithTimeout(ctx, time.Second)
+		c, err := d.DialContext(dctx, "tcp", addr)
+		dcancel()
+		if err != nil && ctx.Err() == nil {
+			return nil
+		}
+		if c != nil {
+			c.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s still accepts connections after %s", addr, timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func flagOr(m etcdsnapshot.Member, name string) string {
