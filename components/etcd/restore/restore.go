@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubeforge/kubeforge/components/kubelet/staticpod"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/etcdsnapshot"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
@@ -234,7 +235,16 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	}
 	_ = os.RemoveAll(tmp)
 
-	// 5. The manifest, for a single member, back in place.
+	// 5. The manifest, for a single member, back in place, once the
+	// kubelet has let go of the old pod: the new one has the same name,
+	// and a static pod that finds another of its name still there waits
+	// 10-15 s before the kubelet looks at it again.
+	start = time.Now()
+	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem, p.Manifest(etcdsnapshot.EtcdManifestName)), 15*time.Second); err != nil {
+		out.Warnf(phase, "%v; starting etcd anyway", err)
+	} else if waited {
+		out.Done(phase, "released", "", start, "The kubelet has let go of the old etcd pod")
+	}
 	fixed, changed := mem.SingleMemberManifest()
 	// A new annotation makes it a new static pod for the kubelet (a pod's
 	// UID is its manifest's hash), never the old one coming back.
@@ -539,4 +549,93 @@ func waitAPIServer(ctx context.Context, p config.Paths, timeout time.Duration) e
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// cgroupFS is where the node's cgroups are mounted.
+const cgroupFS = "/sys/fs/cgroup"
+
+// podUID is the UID the kubelet gave the static pod of the member's
+// manifest at path (its hash of the manifest, the node's name, which is
+// the member's, and the path), or "" when that cannot be known.
+func podUID(m etcdsnapshot.Member, path string) string {
+	uid, err := staticpod.Hash(m.ManifestBytes, path, m.Name)
+	if err != nil {
+		return ""
+	}
+	return uid
+}
+
+// kubeletCgroupRoot is the kubelet's cgroupRoot with the cgroupfs driver
+// (its pods' cgroups are below it), or "" (the whole hierarchy).
+func kubeletCgroupRoot(p config.Paths) string {
+	data, err := os.ReadFile(p.Host(p.KubeletConfigFile()))
+	if err != nil {
+		return ""
+	}
+	var kc struct {
+		CgroupRoot   string `json:"cgroupRoot"`
+		CgroupDriver string `json:"cgroupDriver"`
+	}
+	if yaml.Unmarshal(data, &kc) != nil || kc.CgroupDriver == "systemd" {
+		return ""
+	}
+	return kc.CgroupRoot
+}
+
+// waitPodReleased waits, at most max, until the kubelet has removed the
+// cgroup of the stopped pod uid: the last thing it does for a pod before
+// it forgets it and lets another static pod of the same name start. It
+// reports whether there was such a cgroup to wait for; a UID it cannot
+// find (a runtime without pod cgroups) costs nothing.
+func waitPodReleased(ctx context.Context, fs, root, uid string, max time.Duration) (bool, error) {
+	if uid == "" {
+		return false, nil
+	}
+	base := filepath.Join(fs, root)
+	if _, err := os.Stat(filepath.Join(fs, "cgroup.controllers")); err != nil {
+		base = filepath.Join(fs, "memory", root) // cgroup v1: one hierarchy is enough
+	}
+	deadline := time.Now().Add(max)
+	for waited := false; ; waited = true {
+		if !podCgroupExists(base, uid) {
+			return waited, nil
+		}
+		if time.Now().After(deadline) {
+			return waited, fmt.Errorf("the kubelet still had the cgroup of the old etcd pod (UID %s) %s after etcd stopped", uid, max)
+		}
+		select {
+		case <-ctx.Done():
+			return waited, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// podCgroupExists reports whether a directory below base (4 levels at
+// most: kubepods, QoS class, pod) is the cgroup of pod uid, as the
+// kubelet names it with the cgroupfs driver (pod<uid>) or the systemd one
+// (kubepods-<qos>-pod<uid>.slice, dashes as underscores).
+func podCgroupExists(base, uid string) bool {
+	names := []string{"pod" + uid, "pod" + strings.ReplaceAll(uid, "-", "_") + ".slice"}
+	found := false
+	_ = filepath.WalkDir(base, func(path string, d os.DirEntry, err error) error {
+		if err != nil || found {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		n := d.Name()
+		for _, want := range names {
+			if n == want || strings.HasSuffix(n, "-"+want) {
+				found = true
+				return filepath.SkipAll
+			}
+		}
+		if rel, _ := filepath.Rel(base, path); rel != "." && strings.Count(rel, string(filepath.Separator)) >= 3 {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return found
 }

@@ -118,3 +118,36 @@ func TestWaitClosed(t *testing.T) {
 		t.Errorf("after the close: %v", err)
 	}
 }
+
+// The old pod's cgroup, as either cgroup driver names it, is waited for
+// until the kubelet removes it; an unknown UID costs nothing.
+func TestWaitPodReleased(t *testing.T) {
+	const uid = "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct{ root, dir string }{
+		{"/kftb-x-snap1", "kftb-x-snap1/kubepods/burstable/pod" + uid},
+		{"/kftb-x-snap1", "kftb-x-snap1/kubepods/pod" + uid},
+		{"", "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uid + ".slice"},
+	} {
+		fs := t.TempDir()
+		if err := os.WriteFile(filepath.Join(fs, "cgroup.controllers"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pod := filepath.Join(fs, tc.dir)
+		if err := os.MkdirAll(filepath.Join(pod, "container"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if waited, err := waitPodReleased(context.Background(), fs, tc.root, "no-such-uid", time.Second); err != nil || waited {
+			t.Errorf("%s: an unknown UID: waited %v, %v", tc.dir, waited, err)
+		}
+		if _, err := waitPodReleased(context.Background(), fs, tc.root, uid, 300*time.Millisecond); err == nil {
+			t.Errorf("%s: returned while the pod's cgroup was there", tc.dir)
+		}
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			os.RemoveAll(pod)
+		}()
+		if waited, err := waitPodReleased(context.Background(), fs, tc.root, uid, 10*time.Second); err != nil || !waited {
+			t.Errorf("%s: waited %v, %v", tc.dir, waited, err)
+		}
+	}
+}
