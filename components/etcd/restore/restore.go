@@ -214,12 +214,14 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	if err := waitStopped(ctx, member, o.Timeout); err != nil {
 		return res, fmt.Errorf("%w; the manifest is at %s: move it back to %s to start the old etcd again", err, aside, manifest)
 	}
+	what := "etcd has stopped"
 	if addr := comps[0].apiServerAddr(); addr != "" {
 		if err := waitClosed(ctx, addr, o.Timeout); err != nil {
 			return res, fmt.Errorf("the API server did not stop: %w", err)
 		}
+		what = "etcd and the API server have stopped"
 	}
-	out.Done(phase, "stopped", "", start, "etcd has stopped")
+	out.Done(phase, "stopped", "", start, "%s", what)
 
 	// 4. Keep the old data, put the restored data in place.
 	if fsutil.Exists(member) {
