@@ -195,6 +195,19 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 			stopped = append(stopped, c.name)
 		}
 	}
+	// The API server goes first, while etcd still answers: its requests
+	// in flight end and it exits at once, and so do the kubelet's calls
+	// to delete the stopped pods' mirror pods. With etcd gone first, those
+	// calls hung in the API server (and the kubelet's housekeeping with
+	// them, 28 s) until the kubelet killed it after its 30 s grace period.
+	if addr := comps[0].apiServerAddr(); addr != "" {
+		out.Printf(phase, "Moved the manifests of %s to %s; waiting for the kubelet to stop the API server", strings.Join(stopped, ", "), workDir)
+		if err := waitClosed(ctx, addr, o.Timeout); err != nil {
+			return res, fmt.Errorf("the API server did not stop: %w", err)
+		}
+		out.Done(phase, "stopped", "", start, "The API server has stopped")
+		start = time.Now()
+	}
 	if fsutil.Exists(manifest) {
 		// A copy, then the removal: the state directory may be on
 		// another file system than the manifests.
@@ -205,23 +218,12 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 			return res, fmt.Errorf("move the etcd manifest aside to stop etcd: %w", err)
 		}
 	}
-	if len(stopped) > 0 {
-		out.Printf(phase, "Moved the manifests of %s and etcd to %s; waiting for the kubelet to stop them", strings.Join(stopped, ", "), workDir)
-	} else {
-		out.Printf(phase, "Moved the etcd manifest to %s; waiting for the kubelet to stop etcd", aside)
-	}
+	out.Printf(phase, "Moved the etcd manifest to %s; waiting for the kubelet to stop etcd", aside)
 	member := filepath.Join(dataDir, "member")
 	if err := waitStopped(ctx, member, o.Timeout); err != nil {
 		return res, fmt.Errorf("%w; the manifest is at %s: move it back to %s to start the old etcd again", err, aside, manifest)
 	}
-	what := "etcd has stopped"
-	if addr := comps[0].apiServerAddr(); addr != "" {
-		if err := waitClosed(ctx, addr, o.Timeout); err != nil {
-			return res, fmt.Errorf("the API server did not stop: %w", err)
-		}
-		what = "etcd and the API server have stopped"
-	}
-	out.Done(phase, "stopped", "", start, "%s", what)
+	out.Done(phase, "stopped", "", start, "etcd has stopped")
 
 	// 4. Keep the old data, put the restored data in place.
 	if fsutil.Exists(member) {
