@@ -128,10 +128,11 @@ func newEtcdCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 		Long: `Restore this control-plane node's etcd from a snapshot (a file, or the name
 of a snapshot in the node's snapshot directory). The file is checked first
 (etcd's integrity hash, the recorded sha256, etcd's snapshot status); a
-corrupt or truncated file is refused before anything is touched. Then etcd
-is stopped, its data kept aside, the snapshot restored as a new
-single-member cluster named after this node, and etcd and the API server
-waited for. Every other control-plane node must then be reset and joined
+corrupt or truncated file is refused before anything is touched. Then the
+API server, controller manager, scheduler and etcd are stopped (their
+manifests moved aside), etcd's data kept aside, the snapshot restored as a
+new single-member cluster named after this node, and etcd, then the API
+server, then the others started again. Every other control-plane node must then be reset and joined
 again (see the README's "Backups" section).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -250,6 +251,7 @@ etcdSnapshots:
 		start := time.Now()
 		out := c.kubeforge(5*time.Minute, "etcd", "snapshot", "restore", "before")
 		t.Logf("restore took %v:\n%s", time.Since(start).Round(100*time.Millisecond), out)
+		defer keepLogs(t, n)
 		if !strings.Contains(out, "Kept the old etcd data in") || !strings.Contains(out, "reset") {
 			t.Errorf("restore output does not say where the old data is and what the other nodes do:\n%s", out)
 		}
@@ -454,4 +456,25 @@ func logTime(log, msg string) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// keepLogs copies the node's /var/log (the kubelet's, the node service's
+// and the pods' logs) to $KUBEFORGE_E2E_LOGS/NODE, when that is set, for
+// looking at timings after the test has torn the node down.
+func keepLogs(t *testing.T, n *testbed.Node) {
+	dir := os.Getenv("KUBEFORGE_E2E_LOGS")
+	if dir == "" {
+		return
+	}
+	dst := filepath.Join(dir, n.Name)
+	_ = os.RemoveAll(dst)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Logf("keep logs: %v", err)
+		return
+	}
+	if out, err := exec.Command("cp", "-r", n.Path("/var/log")+"/.", dst).CombinedOutput(); err != nil {
+		t.Logf("keep logs in %s: %v %s", dst, err, out)
+		return
+	}
+	t.Logf("kept node %s's /var/log in %s", n.Name, dst)
 }

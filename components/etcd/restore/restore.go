@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,9 +19,12 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
+	"github.com/kubeforge/kubeforge/components/kubelet/staticpod"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/etcdsnapshot"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
@@ -89,8 +93,7 @@ func Verify(path string, m *etcdsnapshot.Meta) (etcdsnapshot.Meta, error) {
 // etcd (its manifest moved aside, the kubelet removes the pod), keeps the
 // old data, puts the restored data in place, rewrites the manifest for a
 // single member and waits for etcd and the API server.
-func Restore(ctx context.Context, o Options) (Result, error) {
-	var res Result
+func Restore(ctx context.Context, o Options) (res Result, err error) {
 	p, out := o.Paths, o.Out
 	now := time.Now
 	if o.Now != nil {
@@ -158,7 +161,8 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 	defer os.RemoveAll(tmp) // left over only when a later step failed
 	out.Done(phase, "restored", tmp, start, "Restored the snapshot into %s as member %s (%s), revision bumped by %d", tmp, mem.Name, mem.PeerURL, RevisionBump)
 
-	// 3. Stop etcd: move its manifest aside; the kubelet stops the pod.
+	// 3. Stop the API server, the controller manager and the scheduler,
+	// then etcd: move their manifests aside; the kubelet stops the pods.
 	if err := os.MkdirAll(workDir, 0o700); err != nil {
 		return res, err
 	}
@@ -167,6 +171,43 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("keep a copy of the etcd manifest: %w", err)
 	}
 	res.OldManifest = keptManifest
+	comps := companionsOf(p, workDir)
+	defer func() {
+		// On failure, the others run again (etcd as the error says).
+		if err != nil {
+			for _, c := range comps {
+				if started, perr := c.start(); perr != nil {
+					out.Warnf(phase, "%v", perr)
+				} else if started {
+					out.Printf(phase, "Put the %s manifest back in %s", c.name, c.manifest)
+				}
+			}
+		}
+	}()
+	start = time.Now()
+	var stopped []string
+	for _, c := range comps {
+		moved, err := c.stop()
+		if err != nil {
+			return res, err
+		}
+		if moved || fsutil.Exists(c.aside) {
+			stopped = append(stopped, c.name)
+		}
+	}
+	// The API server goes first, while etcd still answers: its requests
+	// in flight end and it exits at once, and so do the kubelet's calls
+	// to delete the stopped pods' mirror pods. With etcd gone first, those
+	// calls hung in the API server (and the kubelet's housekeeping with
+	// them, 28 s) until the kubelet killed it after its 30 s grace period.
+	if addr := comps[0].apiServerAddr(); addr != "" {
+		out.Printf(phase, "Moved the manifests of %s to %s; waiting for the kubelet to stop the API server", strings.Join(stopped, ", "), workDir)
+		if err := waitClosed(ctx, addr, o.Timeout); err != nil {
+			return res, fmt.Errorf("the API server did not stop: %w", err)
+		}
+		out.Done(phase, "stopped", "", start, "The API server has stopped")
+		start = time.Now()
+	}
 	if fsutil.Exists(manifest) {
 		// A copy, then the removal: the state directory may be on
 		// another file system than the manifests.
@@ -177,7 +218,6 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 			return res, fmt.Errorf("move the etcd manifest aside to stop etcd: %w", err)
 		}
 	}
-	start = time.Now()
 	out.Printf(phase, "Moved the etcd manifest to %s; waiting for the kubelet to stop etcd", aside)
 	member := filepath.Join(dataDir, "member")
 	if err := waitStopped(ctx, member, o.Timeout); err != nil {
@@ -199,7 +239,16 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 	}
 	_ = os.RemoveAll(tmp)
 
-	// 5. The manifest, for a single member, back in place.
+	// 5. The manifest, for a single member, back in place, once the
+	// kubelet has let go of the old pod: the new one has the same name,
+	// and a static pod that finds another of its name still there waits
+	// 10-15 s before the kubelet looks at it again.
+	start = time.Now()
+	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem, p.Manifest(etcdsnapshot.EtcdManifestName)), 15*time.Second); err != nil {
+		out.Warnf(phase, "%v; starting etcd anyway", err)
+	} else if waited {
+		out.Done(phase, "released", "", start, "The kubelet has let go of the old etcd pod")
+	}
 	fixed, changed := mem.SingleMemberManifest()
 	// A new annotation makes it a new static pod for the kubelet (a pod's
 	// UID is its manifest's hash), never the old one coming back.
@@ -218,12 +267,159 @@ func Restore(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("etcd did not become ready after the restore: %w (see kubectl/crictl logs of etcd; the old data is in %s, the old manifest in %s)", err, res.OldData, keptManifest)
 	}
 	out.Done(phase, "etcd", "", start, "etcd is ready")
+
+	// 7. The API server on the restored data, and the controllers. All
+	// are back before the API server serves: the kubelet then finds the
+	// restored data's mirror pods of its static pods (the same
+	// manifests) and keeps them. A static pod put back later found its
+	// mirror pod deleted as an orphan meanwhile, and the kubelet made a
+	// new one only at its next periodic sync, a minute or more later.
 	start = time.Now()
+	var started []string
+	for _, c := range comps {
+		if ok, err := c.start(); err != nil {
+			return res, err
+		} else if ok {
+			started = append(started, c.name)
+		}
+	}
+	if len(started) > 0 {
+		out.Printf(phase, "Put the manifests of %s back", strings.Join(started, ", "))
+	}
 	if err := waitAPIServer(ctx, p, o.Timeout); err != nil {
 		return res, err
 	}
 	out.Done(phase, "apiserver", "", start, "The API server is ready")
 	return res, nil
+}
+
+// companions are the control-plane components a restore stops before etcd
+// and starts again after it, the API server first. Kubernetes' own restore
+// procedure stops every API server while etcd is replaced and restarts
+// the scheduler and the controller manager after it, so that none of them
+// serves or acts on what it read from the replaced data. It also makes
+// the restore fast: an API server left running without etcd holds every
+// call the kubelet makes to it (seen: its housekeeping stuck 28 s on
+// mirror-pod deletions), and the restore waited 52 s for etcd and 76 s
+// more for the API server that way; with the API server gone those calls
+// fail at once, and a new API server starts on the new etcd.
+var companions = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// companion is one of them: its manifest, and where a restore keeps it
+// while the component is stopped.
+type companion struct {
+	name, manifest, aside string
+}
+
+func companionsOf(p config.Paths, workDir string) []companion {
+	var cs []companion
+	for _, n := range companions {
+		cs = append(cs, companion{name: n, manifest: p.Host(p.Manifest(n)), aside: filepath.Join(workDir, n+".yaml")})
+	}
+	return cs
+}
+
+// stop moves the manifest aside (a copy, then the removal: the state
+// directory may be on another file system). It reports whether it did;
+// a manifest already aside (an interrupted restore) stays there.
+func (c companion) stop() (bool, error) {
+	data, err := os.ReadFile(c.manifest)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err == nil {
+		_, err = fsutil.WriteFile(c.aside, data, 0o600)
+	}
+	if err == nil {
+		err = os.Remove(c.manifest)
+	}
+	if err != nil {
+		return false, fmt.Errorf("move the %s manifest aside to stop it during the restore: %w", c.name, err)
+	}
+	return true, nil
+}
+
+// start puts the manifest moved aside back; a manifest put back by hand
+// meanwhile wins. It reports whether it wrote the manifest.
+func (c companion) start() (bool, error) {
+	data, err := os.ReadFile(c.aside)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the %s manifest kept during the restore: %w; copy %s to %s", c.name, err, c.aside, c.manifest)
+	}
+	wrote := false
+	if !fsutil.Exists(c.manifest) {
+		if _, err := fsutil.WriteFile(c.manifest, data, 0o600); err != nil {
+			return false, fmt.Errorf("put the %s manifest back: %w; copy %s to %s", c.name, err, c.aside, c.manifest)
+		}
+		wrote = true
+	}
+	return wrote, os.Remove(c.aside)
+}
+
+// apiServerAddr is where the API server of the manifest kept aside
+// listens (its --advertise-address and --secure-port), or "" when that
+// manifest is not there.
+func (c companion) apiServerAddr() string {
+	data, err := os.ReadFile(c.aside)
+	if err != nil {
+		return ""
+	}
+	flags := manifestFlags(data)
+	host := flags["advertise-address"]
+	if b := flags["bind-address"]; b != "" && b != "0.0.0.0" && b != "::" {
+		host = b
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := flags["secure-port"]
+	if port == "" {
+		port = "6443"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// manifestFlags are the --name=value flags of a static pod's first
+// container.
+func manifestFlags(data []byte) map[string]string {
+	var pod corev1.Pod
+	flags := map[string]string{}
+	if err := yaml.Unmarshal(data, &pod); err != nil || len(pod.Spec.Containers) == 0 {
+		return flags
+	}
+	c := pod.Spec.Containers[0]
+	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "="); ok && strings.HasPrefix(a, "--") {
+			flags[k] = v
+		}
+	}
+	return flags
+}
+
+// waitClosed waits until nothing accepts connections at addr.
+func waitClosed(ctx context.Context, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	for {
+		dctx, dcancel := context.WithTimeout(ctx, time.Second)
+		c, err := d.DialContext(dctx, "tcp", addr)
+		dcancel()
+		if err != nil && ctx.Err() == nil {
+			return nil
+		}
+		if c != nil {
+			c.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s still accepts connections after %s", addr, timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func flagOr(m etcdsnapshot.Member, name string) string {
@@ -361,4 +557,93 @@ func waitAPIServer(ctx context.Context, p config.Paths, timeout time.Duration) e
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// cgroupFS is where the node's cgroups are mounted.
+const cgroupFS = "/sys/fs/cgroup"
+
+// podUID is the UID the kubelet gave the static pod of the member's
+// manifest at path (its hash of the manifest, the node's name, which is
+// the member's, and the path), or "" when that cannot be known.
+func podUID(m etcdsnapshot.Member, path string) string {
+	uid, err := staticpod.Hash(m.ManifestBytes, path, m.Name)
+	if err != nil {
+		return ""
+	}
+	return uid
+}
+
+// kubeletCgroupRoot is the kubelet's cgroupRoot with the cgroupfs driver
+// (its pods' cgroups are below it), or "" (the whole hierarchy).
+func kubeletCgroupRoot(p config.Paths) string {
+	data, err := os.ReadFile(p.Host(p.KubeletConfigFile()))
+	if err != nil {
+		return ""
+	}
+	var kc struct {
+		CgroupRoot   string `json:"cgroupRoot"`
+		CgroupDriver string `json:"cgroupDriver"`
+	}
+	if yaml.Unmarshal(data, &kc) != nil || kc.CgroupDriver == "systemd" {
+		return ""
+	}
+	return kc.CgroupRoot
+}
+
+// waitPodReleased waits, at most max, until the kubelet has removed the
+// cgroup of the stopped pod uid: the last thing it does for a pod before
+// it forgets it and lets another static pod of the same name start. It
+// reports whether there was such a cgroup to wait for; a UID it cannot
+// find (a runtime without pod cgroups) costs nothing.
+func waitPodReleased(ctx context.Context, fs, root, uid string, max time.Duration) (bool, error) {
+	if uid == "" {
+		return false, nil
+	}
+	base := filepath.Join(fs, root)
+	if _, err := os.Stat(filepath.Join(fs, "cgroup.controllers")); err != nil {
+		base = filepath.Join(fs, "memory", root) // cgroup v1: one hierarchy is enough
+	}
+	deadline := time.Now().Add(max)
+	for waited := false; ; waited = true {
+		if !podCgroupExists(base, uid) {
+			return waited, nil
+		}
+		if time.Now().After(deadline) {
+			return waited, fmt.Errorf("the kubelet still had the cgroup of the old etcd pod (UID %s) %s after etcd stopped", uid, max)
+		}
+		select {
+		case <-ctx.Done():
+			return waited, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// podCgroupExists reports whether a directory below base (4 levels at
+// most: kubepods, QoS class, pod) is the cgroup of pod uid, as the
+// kubelet names it with the cgroupfs driver (pod<uid>) or the systemd one
+// (kubepods-<qos>-pod<uid>.slice, dashes as underscores).
+func podCgroupExists(base, uid string) bool {
+	names := []string{"pod" + uid, "pod" + strings.ReplaceAll(uid, "-", "_") + ".slice"}
+	found := false
+	_ = filepath.WalkDir(base, func(path string, d os.DirEntry, err error) error {
+		if err != nil || found {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		n := d.Name()
+		for _, want := range names {
+			if n == want || strings.HasSuffix(n, "-"+want) {
+				found = true
+				return filepath.SkipAll
+			}
+		}
+		if rel, _ := filepath.Rel(base, path); rel != "." && strings.Count(rel, string(filepath.Separator)) >= 3 {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return found
 }
