@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -97,25 +98,57 @@ func addonByPhase(t *testing.T, phase string) selfImageAddon {
 }
 
 // A Deployment addon (metrics-server) moves to the new image too, and
-// every addon on the self-image that init deploys has an upgrade line.
+// the upgrade waits for its rollout: it returns once the Deployment
+// reports every replica updated and available, and fails naming the
+// rollout when that does not come before its deadline.
 func TestUpgradeSelfImageDeployment(t *testing.T) {
 	cfg := config.New()
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: manifests.MetricsServerName, Namespace: "kube-system"},
-		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
-			{Name: manifests.MetricsServerName, Image: "kubeforge.local/kubeforge:v0.0.1"}}}}}}
+	dep := func(s appsv1.DeploymentStatus) *appsv1.Deployment {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: manifests.MetricsServerName, Namespace: "kube-system"},
+			Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: manifests.MetricsServerName, Image: "kubeforge.local/kubeforge:v0.0.1"}}}}},
+			Status: s}
+	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: map[string]string{NodeVersionAnnotation: version.Version}}}
-	client := fake.NewClientset(node, dep)
-	var buf bytes.Buffer
-	d := &UpgradeData{Node: &Node{Cfg: cfg, Paths: cfg.Paths, Out: progress.New(&buf, false)}, Client: client}
-	if err := upgradeSelfImageAddon(context.Background(), d, addonByPhase(t, "metrics-server")); err != nil && !strings.Contains(err.Error(), "rollout") {
-		t.Fatal(err)
+	run := func(ctx context.Context, client *fake.Clientset) (string, error) {
+		var buf bytes.Buffer
+		d := &UpgradeData{Node: &Node{Cfg: cfg, Paths: cfg.Paths, Out: progress.New(&buf, false)}, Client: client}
+		err := upgradeSelfImageAddon(ctx, d, addonByPhase(t, "metrics-server"))
+		return buf.String(), err
 	}
-	got, err := client.AppsV1().Deployments("kube-system").Get(context.Background(), manifests.MetricsServerName, metav1.GetOptions{})
+	image := func(client *fake.Clientset) string {
+		got, err := client.AppsV1().Deployments("kube-system").Get(context.Background(), manifests.MetricsServerName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Spec.Template.Spec.Containers[0].Image
+	}
+
+	// Rolled out (the fake runs no controller: the status says so from
+	// the start).
+	client := fake.NewClientset(node, dep(appsv1.DeploymentStatus{Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1}))
+	out, err := run(context.Background(), client)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("rolled-out Deployment: %v\n%s", err, out)
 	}
-	if img := got.Spec.Template.Spec.Containers[0].Image; img != version.Image() {
+	if img := image(client); img != version.Image() {
 		t.Errorf("metrics-server image after upgrade: %s", img)
+	}
+	if !strings.Contains(out, "1/1 updated, 1 available") {
+		t.Errorf("the upgrade did not report the finished rollout:\n%s", out)
+	}
+
+	// Never available: the wait ends at the context's deadline (not the
+	// 3 minutes of a real rollout) with an error naming the rollout.
+	client = fake.NewClientset(node, dep(appsv1.DeploymentStatus{Replicas: 1, UpdatedReplicas: 1}))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = run(ctx, client)
+	if err == nil || !strings.Contains(err.Error(), "rollout did not finish") || !strings.Contains(err.Error(), "0 available") {
+		t.Errorf("a rollout that never finishes: %v", err)
+	}
+	if img := image(client); img != version.Image() {
+		t.Errorf("metrics-server image after the failed wait: %s", img)
 	}
 }
 
