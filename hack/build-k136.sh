@@ -20,6 +20,7 @@ STAGING=v0.${KUBE#v1.} # v0.36.3
 # (Signal_SIGTERM -> Signal_SIGNAL_SIGTERM) that v1.36's kubelet uses: one k8s.io/cri-api cannot serve
 # both. containerd v2.3.7 is built on k8s.io/cri-api v0.36.3: the v1.36 build bundles it.
 CONTAINERD=v2.3.7      # also in internal/version/kubernetes_k136.go
+CONTAINERD_API=v1.11.1 # the one containerd v2.3.7 is built on (v1.12 adds methods to its sandbox service)
 dir=build/k136
 out=bin/kubeforge-1.36
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)}-k8s${KUBE#v}
@@ -34,7 +35,8 @@ done
 #    in go.mod, and their requires) at $STAGING; go mod tidy then settles the rest against the source.
 cp go.mod "$dir/base.mod"
 cp go.sum "$dir/base.sum"
-edits=(-require=k8s.io/kubernetes@"$KUBE" -require=github.com/containerd/containerd/v2@"$CONTAINERD")
+edits=(-require=k8s.io/kubernetes@"$KUBE" -require=github.com/containerd/containerd/v2@"$CONTAINERD"
+  -require=github.com/containerd/containerd/api@"$CONTAINERD_API")
 # the staging modules: those go.mod replaces by a k8s.io/X v0.37.x version
 for m in $(sed -n 's/^replace \(k8s\.io\/[^ ]*\) => k8s\.io\/[^ ]* v0\.[0-9.]*$/\1/p' go.mod); do
   edits+=(-replace="$m=$m@$STAGING")
@@ -52,9 +54,9 @@ if [ -n "$bad" ]; then
   echo "$bad" >&2
   exit 1
 fi
-got=$($GO list -m -modfile "$dir/base.mod" -f '{{.Version}}' github.com/containerd/containerd/v2)
-if [ "$got" != "$CONTAINERD" ]; then
-  echo "build-k136: go mod tidy raised containerd to $got (a dependency needs it); the v1.36 build needs $CONTAINERD" >&2
+got=$($GO list -m -modfile "$dir/base.mod" -f '{{.Version}}' github.com/containerd/containerd/v2 github.com/containerd/containerd/api | xargs)
+if [ "$got" != "$CONTAINERD $CONTAINERD_API" ]; then
+  echo "build-k136: go mod tidy raised containerd and its api to $got (a dependency needs them); the v1.36 build needs $CONTAINERD $CONTAINERD_API" >&2
   exit 1
 fi
 
