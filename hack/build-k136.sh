@@ -36,7 +36,10 @@ done
 cp go.mod "$dir/base.mod"
 cp go.sum "$dir/base.sum"
 edits=(-require=k8s.io/kubernetes@"$KUBE" -require=github.com/containerd/containerd/v2@"$CONTAINERD"
-  -require=github.com/containerd/containerd/api@"$CONTAINERD_API")
+  -require=github.com/containerd/containerd/api@"$CONTAINERD_API"
+  -droprequire=github.com/container-storage-interface/spec)
+# (go.mod's CSI spec is v1.37's; v1.36's CSI client uses fields the newer one dropped: tidy re-adds the
+# version the v1.36 module graph asks for)
 # the staging modules: those go.mod replaces by a k8s.io/X v0.37.x version
 for m in $(sed -n 's/^replace \(k8s\.io\/[^ ]*\) => k8s\.io\/[^ ]* v0\.[0-9.]*$/\1/p' go.mod); do
   edits+=(-replace="$m=$m@$STAGING")
