@@ -18,6 +18,13 @@ build: ## build bin/kubeforge (static), with the small runc shim and host-tool t
 	$(GO) run ./hack/patches -o build
 	$(GO) build -modfile build/go.mod -trimpath -tags embedshim,embedhosttools -ldflags "$(LDFLAGS) -X github.com/kubeforge/kubeforge/internal/version.Patches=$$($(GO) run ./hack/patches -list)" -o bin/kubeforge ./cmd/kubeforge
 
+.PHONY: build-1.36 upgrade-from-1.36
+build-1.36: ## build bin/kubeforge-1.36: this source against Kubernetes v1.36.3 (hack/build-k136.sh; go.mod and bin/kubeforge untouched)
+	./hack/build-k136.sh
+
+upgrade-from-1.36: build build-1.36 ## (root, not in CI) a 1+1-node v1.36 cluster made by bin/kubeforge-1.36 upgraded to bin/kubeforge (TestUpgradeFromPreviousMinor)
+	KUBEFORGE_OLD_BINARY=$(CURDIR)/bin/kubeforge-1.36 KUBEFORGE_BINARY=$(CURDIR)/bin/kubeforge $(GO) test -count=1 -p 1 -v -timeout 40m -run 'TestUpgradeFromPreviousMinor$$' ./test/e2e/
+
 unit: ## unit tests only (no root, no cluster)
 	$(GO) test -short ./...
 

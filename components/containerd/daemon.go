@@ -1,11 +1,8 @@
 package containerd
 
 import (
-	"context"
 	"fmt"
 	"os"
-
-	"github.com/containerd/containerd/v2/cmd/containerd/command"
 )
 
 // Main runs the containerd daemon with containerd's own command line: args
@@ -15,7 +12,7 @@ func Main(args []string) int {
 	if len(args) == 0 {
 		args = []string{"containerd"}
 	}
-	if err := command.App().Run(context.Background(), args); err != nil {
+	if err := runDaemon(args); err != nil {
 		fmt.Fprintln(os.Stderr, "containerd:", err)
 		return 1
 	}

@@ -156,6 +156,8 @@ const (
 
 func main() {
 	out := flag.String("o", "build", "the directory to prepare: go.mod, go.sum and the patched module trees")
+	modfile := flag.String("modfile", "go.mod", "the go.mod to patch (its go.sum is beside it, named as the go command's -modfile names it): "+
+		"another module set, such as hack/build-k136.sh's build against the previous Kubernetes minor")
 	list := flag.Bool("list", false, "print the IDs of the changes, comma-separated (for the binary's version stamp), and do nothing else")
 	flag.Parse()
 	if *list {
@@ -168,13 +170,13 @@ func main() {
 		fmt.Println(strings.Join(ids, ","))
 		return
 	}
-	if err := run(*out); err != nil {
+	if err := run(*out, *modfile); err != nil {
 		fmt.Fprintln(os.Stderr, "patches:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string) error {
+func run(out, modfile string) error {
 	out, err := filepath.Abs(out)
 	if err != nil {
 		return err
@@ -193,7 +195,7 @@ func run(out string) error {
 	sort.Strings(modules)
 	var replaces []string
 	for _, m := range modules {
-		tree, err := patchModule(out, m, byModule[m])
+		tree, err := patchModule(out, modfile, m, byModule[m])
 		if err != nil {
 			return err
 		}
@@ -201,14 +203,14 @@ func run(out string) error {
 	}
 	// build/go.sum: the project's; build/go.mod: the project's plus the
 	// replaces (go mod edit works on a copy, kept only if it changed).
-	sum, err := os.ReadFile("go.sum")
+	sum, err := os.ReadFile(strings.TrimSuffix(modfile, ".mod") + ".sum")
 	if err != nil {
 		return fmt.Errorf("%w (run from the repository's root)", err)
 	}
 	if err := writeIfChanged(filepath.Join(out, "go.sum"), sum); err != nil {
 		return err
 	}
-	mod, err := os.ReadFile("go.mod")
+	mod, err := os.ReadFile(modfile)
 	if err != nil {
 		return err
 	}
@@ -229,9 +231,9 @@ func run(out string) error {
 // patchModule makes out/<module>@<version> (a tree of hard links to the
 // module with the patched files written anew) unless it is there already
 // for exactly these patches, and returns its path.
-func patchModule(out, module string, ps []patch) (string, error) {
+func patchModule(out, modfile, module string, ps []patch) (string, error) {
 	// The version go.mod selects, downloaded if it is not in the cache yet.
-	b, err := exec.Command("go", "mod", "download", "-json", module).Output()
+	b, err := exec.Command("go", "mod", "download", "-modfile", modfile, "-json", module).Output()
 	if err != nil {
 		return "", fmt.Errorf("go mod download %s: %w", module, err)
 	}

@@ -13,13 +13,14 @@ var Version = "v0.1.0-dev"
 // by `make build`. Empty: the upstream code as released (a plain `go build`).
 var Patches = ""
 
+// Kubernetes and Containerd, the versions of k8s.io/kubernetes and
+// github.com/containerd/containerd/v2 compiled in, are in kubernetes.go
+// (kubernetes_k136.go for hack/build-k136.sh's build against the previous
+// Kubernetes minor).
+
 const (
-	// Kubernetes is the version of k8s.io/kubernetes compiled in.
-	Kubernetes = "v1.37.2"
 	// Etcd is the version of go.etcd.io/etcd/server/v3 compiled in.
 	Etcd = "v3.7.0"
-	// Containerd is the version of github.com/containerd/containerd/v2 compiled in.
-	Containerd = "v2.4.2"
 	// CoreDNS is the version of github.com/coredns/coredns compiled in.
 	CoreDNS = "v1.15.0"
 )

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
@@ -28,6 +31,40 @@ func newKubeforge(t *testing.T, tb *testbed.Testbed, oldVersion string) (string,
 		t.Fatalf("the build under test has the old build's version %s", oldVersion)
 	}
 	return path, version
+}
+
+// versionsOf is what `bin version -o json` says (keys kubeforge,
+// kubernetes, ...).
+func versionsOf(t *testing.T, bin string) map[string]string {
+	t.Helper()
+	out, err := exec.Command(bin, "version", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("%s version: %v", bin, err)
+	}
+	var v map[string]string
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("%s version -o json: %v\n%s", bin, err, out)
+	}
+	return v
+}
+
+// kubeletVersions says which nodes' kubelets do not report version want
+// ("" when all do).
+func kubeletVersions(api kubernetes.Interface, want string, names ...string) string {
+	var bad []string
+	for _, n := range names {
+		node, err := api.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		if v := node.Status.NodeInfo.KubeletVersion; v != want {
+			bad = append(bad, fmt.Sprintf("node %s: kubelet %s", n, v))
+		}
+	}
+	if len(bad) > 0 {
+		return strings.Join(bad, ", ") + ", want " + want
+	}
+	return ""
 }
 
 // kfWith runs another kubeforge binary in a node; it fails the test when
@@ -147,9 +184,41 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	old, oldVersion := testutil.OldKubeforge(t)
+	testUpgradeFrom(t, old, oldVersion)
+}
+
+// TestUpgradeFromPreviousMinor is TestUpgrade from a kubeforge built
+// against the previous Kubernetes minor ($KUBEFORGE_OLD_BINARY; `make
+// upgrade-from-1.36` builds bin/kubeforge-1.36 with hack/build-k136.sh and
+// runs this): the cluster starts on v1.36 and every node, the API server
+// and every kubelet, ends on the build under test's Kubernetes version.
+// Skipped without $KUBEFORGE_OLD_BINARY (CI does not build the old minor).
+func TestUpgradeFromPreviousMinor(t *testing.T) {
+	old := os.Getenv("KUBEFORGE_OLD_BINARY")
+	if old == "" {
+		t.Skip("KUBEFORGE_OLD_BINARY is not set: `make upgrade-from-1.36` builds a kubeforge against Kubernetes v1.36 and runs this test")
+	}
+	testbed.RequireHost(t)
+	if err := testbed.RequireStaticBusybox(); err != nil {
+		t.Fatal(err)
+	}
+	oldV, newV := versionsOf(t, old), versionsOf(t, testutil.Binary(t))
+	o, err1 := k8sversion.ParseSemantic(oldV["kubernetes"])
+	n, err2 := k8sversion.ParseSemantic(newV["kubernetes"])
+	if err1 != nil || err2 != nil || o.Major() != n.Major() || o.Minor()+1 != n.Minor() {
+		t.Fatalf("%s runs Kubernetes %q and the build under test %q: want the previous minor", old, oldV["kubernetes"], newV["kubernetes"])
+	}
+	testUpgradeFrom(t, old, oldV["kubeforge"])
+}
+
+// testUpgradeFrom is TestUpgrade from the kubeforge binary old (version
+// oldVersion).
+func testUpgradeFrom(t *testing.T, old, oldVersion string) {
 	tb := testbed.New(t, testbed.WithBinary(old))
 	holdOnFailure(t, tb)
 	newBin, newVersion := newKubeforge(t, tb, oldVersion)
+	oldKube, newKube := versionsOf(t, old)["kubernetes"], versionsOf(t, newBin)["kubernetes"]
+	t.Logf("upgrading kubeforge %s (Kubernetes %s) to %s (Kubernetes %s)", oldVersion, oldKube, newVersion, newKube)
 	cp := tb.AddNode("cp1")
 	w := tb.AddNode("w1")
 	step := stepper(t)
@@ -163,6 +232,7 @@ func TestUpgrade(t *testing.T) {
 	api := apiClient(t, cp, "")
 	step("workload", func(t *testing.T) {
 		poll(t, 2*time.Minute, "both nodes Ready", func() string { return nodesReady(api, cp.Name, w.Name) })
+		poll(t, time.Minute, "every kubelet on Kubernetes "+oldKube, func() string { return kubeletVersions(api, oldKube, cp.Name, w.Name) })
 		netImportImage(t, tb, w)
 		kubectlOn(t, cp, "", "apply", "-f", cp.WriteConfigFile("echo.yaml", netbench.ServerYAML("echo", 2)))
 		ip := strings.TrimSpace(kubectlOn(t, cp, "", "get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"))
@@ -193,8 +263,9 @@ func TestUpgrade(t *testing.T) {
 			}
 			return ""
 		})
-		if p.UpToDate || !p.Allowed || len(p.Changes) == 0 {
-			t.Errorf("plan before the upgrade: upToDate %v, allowed %v, changes %v", p.UpToDate, p.Allowed, p.Changes)
+		if p.UpToDate || !p.Allowed || len(p.Changes) == 0 || p.ClusterKubernetesVersion != oldKube {
+			t.Errorf("plan before the upgrade: upToDate %v, allowed %v, changes %v, cluster on Kubernetes %s (want %s)",
+				p.UpToDate, p.Allowed, p.Changes, p.ClusterKubernetesVersion, oldKube)
 		}
 		for _, n := range p.Nodes {
 			for _, c := range n.Components {
@@ -269,6 +340,10 @@ func TestUpgrade(t *testing.T) {
 			if v := node.Annotations["kubeforge.io/version"]; v != newVersion {
 				t.Errorf("node %s reports kubeforge %q, want %s", n, v, newVersion)
 			}
+		}
+		poll(t, time.Minute, "every kubelet on Kubernetes "+newKube, func() string { return kubeletVersions(api, newKube, cp.Name, w.Name) })
+		if sv, err := api.Discovery().ServerVersion(); err != nil || sv.GitVersion != newKube {
+			t.Errorf("the API server's version: %v %v, want %s", sv, err, newKube)
 		}
 		poll(t, 2*time.Minute, "every kube-system pod on the new image", func() string {
 			pods, err := api.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{})

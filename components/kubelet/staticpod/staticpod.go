@@ -103,9 +103,9 @@ func (g nodeGetter) Get(name string) (*corev1.Node, error) {
 	return g.client.CoreV1().Nodes().Get(g.ctx, name, metav1.GetOptions{})
 }
 
-type noObserver struct{}
-
-func (noObserver) ObservedPodOnWatch(klog.Logger, *corev1.Pod, time.Time) {}
+// noObserver (the kubelet's pod-startup observer, which Read does not
+// need) is in observer.go (observer_k136.go for the build against
+// Kubernetes v1.36, hack/build-k136.sh).
 
 // Hash is the config hash (and UID) that the kubelet of node nodeName gives
 // the static pod in manifest once it reads it from path: the kubelet's file
