@@ -108,5 +108,8 @@ func runUpgradeNodeService(ctx context.Context, d *UpgradeData) error {
 		}
 	}
 	d.Out.Done(phase, "ready", "", start, "Node %s is Ready on kubeforge %s", n.Name, version.Version)
+	if d.ControlPlane {
+		d.staticPodsSettled(ctx, 3*time.Minute)
+	}
 	return nil
 }

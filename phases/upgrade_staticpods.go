@@ -330,3 +330,75 @@ func (d *UpgradeData) newLocalPod(component string) bool {
 	}
 	return false
 }
+
+// staticPodsSettled waits, after the node service restarted on this binary,
+// until every control-plane static pod of this node runs as this binary's
+// kubelet has it: its mirror pod carries the config hash this kubelet
+// computes for the manifest (staticpod.Hash), is Ready, and the component
+// answers its health check. A kubelet of another minor than the one that
+// started the pods may compute other hashes (its defaults differ): it then
+// replaces every static pod once more, some seconds after its start, and
+// the API server is down meanwhile. With the same kubelet the hashes match
+// and this returns at once. It warns, and does not fail, when the pods do
+// not settle within timeout.
+func (d *UpgradeData) staticPodsSettled(ctx context.Context, timeout time.Duration) {
+	const phase = "upgrade/node-service"
+	checks, err := d.healthChecks()
+	if err != nil {
+		return
+	}
+	start := time.Now()
+	node := d.Cfg.NodeName()
+	var waited []string
+	for _, component := range []string{manifests.Etcd, manifests.KubeAPIServer, manifests.KubeControllerMgr, manifests.KubeScheduler} {
+		logical := d.Cfg.Paths.Manifest(component)
+		if d.Paths.Host(logical) != logical {
+			return // the kubelet sees another path than this process: no hash to compare
+		}
+		manifest, err := os.ReadFile(logical)
+		if err != nil {
+			continue // not on this node
+		}
+		want, err := staticpod.Hash(manifest, logical, node)
+		if err != nil {
+			return
+		}
+		var h health
+		for _, c := range checks {
+			if c.name == component {
+				h = c
+			}
+		}
+		var last string
+		err = pollUntil(ctx, max(timeout-time.Since(start), time.Second), func() (bool, error) {
+			pod, err := d.mirrorPod(ctx, component)
+			switch {
+			case err != nil:
+				last = fmt.Sprintf("its mirror pod: %v", err)
+			case pod.Annotations[configHashAnnotation] != want:
+				last = "the kubelet has not started it from the manifest yet (the mirror pod has another config hash)"
+			case !podReady(pod):
+				last = "its pod is not Ready" + containerState(pod)
+			case h.url != "":
+				hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				if err := pollHealthy(hctx, h); err != nil {
+					last = fmt.Sprintf("its health check: %v", err)
+					return false, nil
+				}
+				return true, nil
+			default:
+				return true, nil
+			}
+			return false, nil
+		})
+		if err != nil {
+			d.Out.Printf(phase, "Warning: %s did not settle under the restarted kubelet within %s (%s): check `kubectl -n kube-system get pods` before you upgrade the next node", component, timeout, last)
+			return
+		}
+		waited = append(waited, component)
+	}
+	if len(waited) > 0 {
+		d.Out.Done(phase, "static-pods", "", start, "The restarted kubelet runs %s", strings.Join(waited, ", "))
+	}
+}
