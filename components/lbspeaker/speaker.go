@@ -105,18 +105,8 @@ func Run(ctx context.Context, o Options) error {
 
 	f := informers.NewSharedInformerFactory(o.Client, 0)
 	svcs := f.Core().V1().Services()
-	kick := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		UpdateFunc: func(any, any) { poke() },
-		DeleteFunc: func(any) { poke() },
-	}
+	kick := nodedir.NewKick()
+	poke, h := kick.Poke, kick.Handler()
 	if _, err := svcs.Informer().AddEventHandler(h); err != nil {
 		return err
 	}

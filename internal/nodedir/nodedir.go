@@ -30,6 +30,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"k8s.io/client-go/tools/cache"
 	"maps"
 	"slices"
 
@@ -179,4 +180,29 @@ func Decode(cm *corev1.ConfigMap) ([]*corev1.Node, error) {
 		out = append(out, Node(name, e))
 	}
 	return out, errors.Join(errs...)
+}
+
+// Kick coalesces change notifications into one pending wake-up: Poke never
+// blocks, C delivers at most one wake-up however many pokes came since the
+// last receive, and Handler pokes on every informer event.
+type Kick chan struct{}
+
+// NewKick makes a Kick.
+func NewKick() Kick { return make(Kick, 1) }
+
+// Poke asks for a wake-up.
+func (k Kick) Poke() {
+	select {
+	case k <- struct{}{}:
+	default:
+	}
+}
+
+// Handler pokes k on every add, update and delete.
+func (k Kick) Handler() cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { k.Poke() },
+		UpdateFunc: func(any, any) { k.Poke() },
+		DeleteFunc: func(any) { k.Poke() },
+	}
 }

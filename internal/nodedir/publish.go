@@ -72,18 +72,8 @@ func Publish(ctx context.Context, client kubernetes.Interface, o PublishOptions)
 			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", Name).String()
 		}))
 	cms := cf.Core().V1().ConfigMaps()
-	kick := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		UpdateFunc: func(any, any) { poke() },
-		DeleteFunc: func(any) { poke() },
-	}
+	kick := NewKick()
+	poke, h := kick.Poke, kick.Handler()
 	if _, err := nodes.Informer().AddEventHandler(h); err != nil {
 		return err
 	}
