@@ -13,11 +13,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/kubeforge/kubeforge/cmd/cli"
 	"github.com/kubeforge/kubeforge/internal/testutil"
 )
 
-// run executes the kubeforge binary and returns its combined output and exit code.
+// run runs a kubeforge command in-process (cli.Run, what the binary's main
+// runs after its component roles) and returns its combined output and exit
+// code. TestBinaryMain runs the built binary itself.
 func run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	// Multicall gives the CLI an empty process-wide pflag set (the
+	// components' packages register flags there, which cobra would merge).
+	pflag.CommandLine = pflag.NewFlagSet("kubeforge", pflag.ContinueOnError)
+	var out bytes.Buffer
+	code := cli.Run(args, strings.NewReader(""), &out, &out)
+	return out.String(), code
+}
+
+// runBinary executes the kubeforge binary (built once for the package by
+// testutil.Binary unless KUBEFORGE_BINARY names one).
+func runBinary(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(testutil.Binary(t), args...)
 	var out bytes.Buffer
@@ -30,6 +47,24 @@ func run(t *testing.T, args ...string) (string, int) {
 		t.Fatalf("run %v: %v", args, err)
 	}
 	return out.String(), code
+}
+
+// TestBinaryMain runs the built binary: main's wiring of the CLI, its exit
+// code, and a component role (busybox style and `component NAME`), which
+// the in-process runs do not reach.
+func TestBinaryMain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kubeforge binary")
+	}
+	if out, code := runBinary(t, "version"); code != 0 || !strings.Contains(out, "Kubernetes v1.37.2") {
+		t.Errorf("kubeforge version: exit %d\n%s", code, out)
+	}
+	if out, code := runBinary(t, "certs", "renew", "nope", "--root-dir", t.TempDir()); code == 0 || !strings.HasPrefix(out, "error: ") {
+		t.Errorf("a failing command: exit %d\n%s", code, out)
+	}
+	if out, code := runBinary(t, "component", "etcd", "--version"); code != 0 || !strings.Contains(out, "etcd Version:") {
+		t.Errorf("kubeforge component etcd --version: exit %d\n%s", code, out)
+	}
 }
 
 func mustRun(t *testing.T, args ...string) string {

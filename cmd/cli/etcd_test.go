@@ -12,9 +12,6 @@ import (
 // snapshot, and a truncated or corrupt snapshot file, which restore
 // refuses before it touches anything.
 func TestEtcdCommandsRefuse(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the kubeforge binary")
-	}
 	empty := t.TempDir()
 	for _, args := range [][]string{
 		{"etcd", "member", "list"},

@@ -30,10 +30,17 @@ func Main(args []string) int {
 	if code, handled := components.Multicall(args); handled {
 		return code
 	}
-	root := NewRootCommand(os.Stdin, os.Stdout, os.Stderr)
-	root.SetArgs(args[1:])
+	return Run(args[1:], os.Stdin, os.Stdout, os.Stderr)
+}
+
+// Run runs the kubeforge CLI (not the components: see Main) with args (no
+// program name) on the given streams and returns the exit code; an error
+// is printed to errOut. Tests run commands in-process through it.
+func Run(args []string, in io.Reader, out, errOut io.Writer) int {
+	root := NewRootCommand(in, out, errOut)
+	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		fmt.Fprintf(errOut, "error: %v\n", err)
 		var ee *exitError
 		if errors.As(err, &ee) {
 			return ee.code
