@@ -114,21 +114,11 @@ func TestLoadBalancer(t *testing.T) {
 	}()
 
 	step("cluster", func(t *testing.T) {
-		out := kf(t, cp, 3*time.Minute, "init", "--config", cfg, "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
+		out := netInit(t, cp, cfg)
 		if !strings.Contains(out, "cloud-controller-manager") {
 			t.Errorf("init did not report the cloud controller addon:\n%s", out)
 		}
-		kf(t, w1, 3*time.Minute, "join", "--config", netJoinConfig(t, w1, out))
-		pollEvery(t, 2*time.Minute, 500*time.Millisecond, "2 nodes Ready", func() string {
-			out, err := cp.Kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
-			if err != nil {
-				return err.Error()
-			}
-			if strings.Count(out, "=True") != 2 {
-				return out
-			}
-			return ""
-		})
+		netJoinWorkers(t, cp, out, []*testbed.Node{w1})
 		tarball := filepath.Join(tb.Dir, "busybox.tar")
 		if _, err := testbed.WriteBusyboxImage(tarball, busyboxRef); err != nil {
 			t.Fatal(err)

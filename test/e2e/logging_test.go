@@ -68,26 +68,14 @@ func TestLogging(t *testing.T) {
 
 	step("cluster", func(t *testing.T) {
 		cfg := netInitConfig(t, cp, netResolvConf(t, tb), "")
-		out := kf(t, cp, 3*time.Minute, "init", "--config", cfg, "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
+		out := netInit(t, cp, cfg)
 		// The local-path StorageClass is installed before the log store
 		// (addon order), so a default cluster keeps the store's data on a
 		// local-path volume.
 		if !strings.Contains(out, "log store (retention 7d)") || !strings.Contains(out, "volume claim (StorageClass local-path)") {
 			t.Errorf("init did not report the log store on a local-path volume claim:\n%s", out)
 		}
-		for _, w := range []*testbed.Node{w1, w2} {
-			kf(t, w, 3*time.Minute, "join", "--config", netJoinConfig(t, w, out))
-		}
-		pollEvery(t, 2*time.Minute, 500*time.Millisecond, "3 nodes Ready", func() string {
-			out, err := cp.Kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
-			if err != nil {
-				return err.Error()
-			}
-			if strings.Count(out, "=True") != 3 {
-				return out
-			}
-			return ""
-		})
+		netJoinWorkers(t, cp, out, []*testbed.Node{w1, w2})
 		start := time.Now()
 		netWaitPods(t, cp, 3*time.Minute, "kube-system", "k8s-app=log-store", 1)
 		t.Logf("BENCH logging.store_ready_after_join_s=%.3f", time.Since(start).Seconds())

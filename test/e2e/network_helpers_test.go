@@ -81,6 +81,41 @@ nodeRegistration:
 `, m[1], m[2], m[3], n.Name, n.CgroupRoot))
 }
 
+// netInit runs `kubeforge init` on cp with the init config cfg (see
+// netInitConfig) and returns its output, which carries the join command.
+func netInit(t *testing.T, cp *testbed.Node, cfg string) string {
+	t.Helper()
+	return kf(t, cp, 3*time.Minute, "init", "--config", cfg, "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
+}
+
+// netJoinWorkers joins each worker, in turn, with the join command of
+// initOut (netJoinConfig) and extra join flags, then waits until cp and
+// every worker are Ready.
+func netJoinWorkers(t *testing.T, cp *testbed.Node, initOut string, workers []*testbed.Node, extra ...string) {
+	t.Helper()
+	for _, w := range workers {
+		start := time.Now()
+		kf(t, w, 3*time.Minute, append([]string{"join", "--config", netJoinConfig(t, w, initOut)}, extra...)...)
+		t.Logf("%s joined in %v", w.Name, time.Since(start).Round(10*time.Millisecond))
+	}
+	netWaitNodesReady(t, cp, 1+len(workers))
+}
+
+// netWaitNodesReady waits until the cluster has exactly n nodes, all Ready.
+func netWaitNodesReady(t *testing.T, cp *testbed.Node, n int) {
+	t.Helper()
+	pollEvery(t, 2*time.Minute, 500*time.Millisecond, fmt.Sprintf("%d nodes Ready", n), func() string {
+		out, err := cp.Kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+		if err != nil {
+			return err.Error()
+		}
+		if len(strings.Fields(out)) != n || strings.Count(out, "=True") != n {
+			return out
+		}
+		return ""
+	})
+}
+
 // netKubectl runs kubectl in n and fails the test when it fails.
 func netKubectl(t *testing.T, n *testbed.Node, args ...string) string {
 	t.Helper()

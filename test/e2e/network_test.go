@@ -403,22 +403,8 @@ func TestNetworkMultiNode(t *testing.T) {
 
 	cidrs := map[string]string{}
 	step("cluster", func(t *testing.T) {
-		out := kf(t, cp, 3*time.Minute, "init", "--config", cfg, "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
-		for _, w := range []*testbed.Node{w1, w2} {
-			start := time.Now()
-			kf(t, w, 3*time.Minute, "join", "--config", netJoinConfig(t, w, out))
-			t.Logf("%s joined in %v", w.Name, time.Since(start).Round(10*time.Millisecond))
-		}
-		pollEvery(t, 2*time.Minute, 500*time.Millisecond, "3 nodes Ready", func() string {
-			out, err := cp.Kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
-			if err != nil {
-				return err.Error()
-			}
-			if f := strings.Fields(out); len(f) != 3 || strings.Count(out, "=True") != 3 {
-				return out
-			}
-			return ""
-		})
+		out := netInit(t, cp, cfg)
+		netJoinWorkers(t, cp, out, []*testbed.Node{w1, w2})
 		for _, n := range nodes {
 			cidrs[n.Name] = netNodeCIDR(t, cp, n.Name)
 		}

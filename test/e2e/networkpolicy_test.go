@@ -47,21 +47,11 @@ func TestNetworkPolicy(t *testing.T) {
 	}
 
 	step("cluster", func(t *testing.T) {
-		out := kf(t, cp, 3*time.Minute, "init", "--config", cfg, "--advertise-address", cp.IP.String(), "--node-name", cp.Name)
+		out := netInit(t, cp, cfg)
 		if !strings.Contains(out, "network policy") {
 			t.Errorf("init did not report the network policy addon:\n%s", netTail(out, 30))
 		}
-		kf(t, w1, 3*time.Minute, "join", "--config", netJoinConfig(t, w1, out))
-		pollEvery(t, 2*time.Minute, 500*time.Millisecond, "2 nodes Ready", func() string {
-			out, err := cp.Kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
-			if err != nil {
-				return err.Error()
-			}
-			if f := strings.Fields(out); len(f) != 2 || strings.Count(out, "=True") != 2 {
-				return out
-			}
-			return ""
-		})
+		netJoinWorkers(t, cp, out, []*testbed.Node{w1})
 		// One controller per node, the worker that joined later included;
 		// Ready means its nftables table is in place.
 		start := time.Now()

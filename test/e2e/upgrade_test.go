@@ -227,7 +227,7 @@ func testUpgradeFrom(t *testing.T, old, oldVersion string) {
 	var initOut string
 	step("cluster", func(t *testing.T) {
 		initOut = kf(t, cp, 3*time.Minute, "init", "--config", netInitConfig(t, cp, resolv, ""), "--advertise-address", cp.IP.String())
-		kf(t, w, 3*time.Minute, "join", "--config", netJoinConfig(t, w, initOut))
+		netJoinWorkers(t, cp, initOut, []*testbed.Node{w})
 	})
 	api := apiClient(t, cp, "")
 	step("workload", func(t *testing.T) {
