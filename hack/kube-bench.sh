@@ -10,7 +10,7 @@
 # kube-bench's code and benchmark files are not part of this repository:
 # they come from the Go module proxy by version. kubeforge's own settings
 # for it (which processes and files are kubeforge's) are in
-# test/testdata/kube-bench/config.yaml; test/e2e/cis_test.go runs it.
+# testdata/kube-bench/config.yaml; test/e2e/cis_test.go runs it.
 #
 #   ./hack/kube-bench.sh                 # build if needed, print the directory
 #   KUBE_BENCH_DIR=/var/cache/x ./hack/kube-bench.sh

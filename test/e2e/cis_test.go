@@ -31,32 +31,32 @@ import (
 // names it), and runs with its own benchmark definitions (its cfg/) in a
 // node's network and mount namespaces, so that it sees the node's
 // /etc/kubernetes and /var/lib/kubelet. Its ps there is
-// test/testdata/kube-bench/ps: the node's processes only (test nodes share
+// testdata/kube-bench/ps: the node's processes only (test nodes share
 // the machine's PID namespace), and `ps -C` that can select `kubeforge
 // component NAME` (see that file).
 //
 // TestCISBenchmark runs it on a kubeforge cluster (a control-plane node and
-// a worker) with kubeforge's settings, test/testdata/kube-bench/config.yaml.
-// Every FAIL must be listed in test/testdata/kube-bench/exceptions.yaml
+// a worker) with kubeforge's settings, testdata/kube-bench/config.yaml.
+// Every FAIL must be listed in testdata/kube-bench/exceptions.yaml
 // with its reason, and every check listed there must still FAIL: the list
 // stays what kubeforge accepts today, no more.
 //
 // TestCISBenchmarkKubeadm runs the same benchmark, with kube-bench's own
 // settings (which know kubeadm's processes and paths), on what the real
-// kubeadm v1.37.2 writes, for README.md's comparison: test/testdata/
+// kubeadm v1.37.2 writes, for README.md's comparison: testdata/
 // kube-bench/kubeadm.yaml lists kubeadm's FAILs.
 
 const (
 	cisBenchmark     = "cis-1.12"
 	kubeBenchVersion = "v0.16.0"
-	cisDataDir       = "test/testdata/kube-bench"
+	cisDataDir       = "testdata/kube-bench"
 )
 
 // TestCISBenchmark runs kube-bench on a control-plane node (the master,
 // controlplane, etcd and node sections), on a worker (node) and on the
 // cluster through the control-plane node's admin.conf (policies) of a
 // kubeforge cluster, logs the counts per section, and fails on a FAIL
-// that test/testdata/kube-bench/exceptions.yaml does not accept and on an
+// that testdata/kube-bench/exceptions.yaml does not accept and on an
 // exception that no longer FAILs.
 func TestCISBenchmark(t *testing.T) {
 	testbed.RequireHost(t)
@@ -164,7 +164,7 @@ func TestCISBenchmark(t *testing.T) {
 // machine (no registry), so no kubeadm cluster runs: the policies section,
 // which asks a live API server, is not run. kube-bench uses its own
 // settings, which know kubeadm. The FAILs must be those
-// test/testdata/kube-bench/kubeadm.yaml lists (README.md compares them
+// testdata/kube-bench/kubeadm.yaml lists (README.md compares them
 // with kubeforge's).
 func TestCISBenchmarkKubeadm(t *testing.T) {
 	testbed.RequireHost(t)
@@ -299,7 +299,7 @@ type cisFail struct {
 	cisCheck
 }
 
-// loadCISList reads test/testdata/kube-bench/NAME: check ID -> text, each
+// loadCISList reads testdata/kube-bench/NAME: check ID -> text, each
 // text matching textRE.
 func loadCISList(t *testing.T, name, textRE string) map[string]string {
 	t.Helper()
@@ -379,7 +379,7 @@ func buildKubeBench() (string, error) {
 	return dir, nil
 }
 
-// prepareKubeBenchPS copies kube-bench's ps (test/testdata/kube-bench/ps)
+// prepareKubeBenchPS copies kube-bench's ps (testdata/kube-bench/ps)
 // and the real ps (which it runs) into dir/kube-bench and returns the
 // former's path.
 func prepareKubeBenchPS(t *testing.T, dir string) string {
