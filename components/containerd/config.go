@@ -74,6 +74,12 @@ func DefaultOptions(p config.Paths) Options {
 // filesystem holding root (the same check containerd's overlayfs plugin
 // makes), else "native". root need not exist yet.
 func DetectSnapshotter(root string) string {
+	return detectSnapshotter(root, overlayutils.Supported)
+}
+
+// detectSnapshotter is DetectSnapshotter with the overlay probe given: it
+// is asked about root's nearest existing directory.
+func detectSnapshotter(root string, overlaySupported func(dir string) error) string {
 	dir := root
 	for {
 		if st, err := os.Stat(dir); err == nil && st.IsDir() {
@@ -85,7 +91,7 @@ func DetectSnapshotter(root string) string {
 		}
 		dir = parent
 	}
-	if err := overlayutils.Supported(dir); err != nil {
+	if err := overlaySupported(dir); err != nil {
 		return SnapshotterNative
 	}
 	return SnapshotterOverlay

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -250,10 +251,22 @@ configs:
 }
 
 func TestDetectSnapshotter(t *testing.T) {
-	// A path that does not exist yet is judged by its nearest existing parent.
-	got := DetectSnapshotter(filepath.Join(t.TempDir(), "not", "yet"))
-	if got != SnapshotterOverlay && got != SnapshotterNative {
-		t.Fatalf("DetectSnapshotter = %q", got)
+	base := t.TempDir()
+	var asked []string
+	probe := func(result error) func(string) error {
+		return func(dir string) error { asked = append(asked, dir); return result }
 	}
-	t.Logf("snapshotter for %s: %s", os.TempDir(), got)
+	// A path that does not exist yet is judged by its nearest existing
+	// parent; the probe's answer decides.
+	if got := detectSnapshotter(filepath.Join(base, "not", "yet"), probe(nil)); got != SnapshotterOverlay {
+		t.Errorf("overlay supported: %q, want %q", got, SnapshotterOverlay)
+	}
+	if got := detectSnapshotter(base, probe(errors.New("overlay: not supported"))); got != SnapshotterNative {
+		t.Errorf("overlay refused: %q, want %q", got, SnapshotterNative)
+	}
+	if want := []string{base, base}; strings.Join(asked, " ") != strings.Join(want, " ") {
+		t.Errorf("probed %v, want %v (the nearest existing directory)", asked, want)
+	}
+	// The real probe on this machine: either answer, but no panic.
+	t.Logf("snapshotter for %s: %s", base, DetectSnapshotter(base))
 }
