@@ -11,14 +11,14 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // EtcdManifestName is the static pod manifest of the node's etcd member.
 const EtcdManifestName = "etcd"
 
-// LocalClientURL is where the node's etcd member listens on loopback (its
-// server certificate names 127.0.0.1).
-const LocalClientURL = "https://127.0.0.1:2379"
+// LocalClientURL is where the node's etcd member listens on loopback.
+var LocalClientURL = manifests.EtcdLocalClientURL
 
 // Member is the node's local etcd member as its static pod manifest
 // describes it.

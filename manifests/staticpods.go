@@ -43,6 +43,11 @@ const (
 	SchedulerPort         = 10259
 )
 
+// EtcdLocalClientURL is where a control-plane node's etcd member serves
+// clients on loopback: the node's API server, snapshots, reset and upgrade
+// talk to their own member there (its server certificate names 127.0.0.1).
+var EtcdLocalClientURL = "https://" + hostPort("127.0.0.1", EtcdClientPort)
+
 // ApproverAPIServerCertEnv names, in the controller-manager's environment,
 // the API server certificate whose names and addresses the kubelet serving
 // CSR approver (internal/csrapprover) never grants to a kubelet.
@@ -207,7 +212,7 @@ func etcdPod(c *config.Config) *corev1.Pod {
 		"initial-advertise-peer-urls":    peerURL,
 		"initial-cluster":                c.NodeName() + "=" + peerURL,
 		"key-file":                       filepath.Join(etcdPKI, "server.key"),
-		"listen-client-urls":             "https://" + hostPort("127.0.0.1", EtcdClientPort) + "," + clientURL,
+		"listen-client-urls":             EtcdLocalClientURL + "," + clientURL,
 		"listen-metrics-urls":            "http://" + hostPort("127.0.0.1", EtcdMetricsPort),
 		"listen-peer-urls":               peerURL,
 		"name":                           c.NodeName(),
@@ -266,7 +271,7 @@ func apiServerPod(c *config.Config) *corev1.Pod {
 		"etcd-cafile":                             cert("etcd/ca.crt"),
 		"etcd-certfile":                           cert("apiserver-etcd-client.crt"),
 		"etcd-keyfile":                            cert("apiserver-etcd-client.key"),
-		"etcd-servers":                            "https://" + hostPort("127.0.0.1", EtcdClientPort),
+		"etcd-servers":                            EtcdLocalClientURL,
 		"kubelet-certificate-authority":           cert("kubelet-serving-ca.crt"),
 		"kubelet-client-certificate":              cert("apiserver-kubelet-client.crt"),
 		"kubelet-client-key":                      cert("apiserver-kubelet-client.key"),

@@ -133,7 +133,7 @@ func etcdManifestMember(p config.Paths) (name string, endpoints []string) {
 	}
 	flags := commandFlags(pod)
 	if v, ok := flags["advertise-client-urls"]; ok {
-		endpoints = append([]string{"https://127.0.0.1:2379"}, strings.Split(v, ",")...)
+		endpoints = append([]string{manifests.EtcdLocalClientURL}, strings.Split(v, ",")...)
 	}
 	return flags["name"], endpoints
 }

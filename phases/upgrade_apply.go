@@ -217,7 +217,7 @@ func runUpgradeBackup(ctx context.Context, d *UpgradeData) error {
 		n++
 	}
 	file := filepath.Join(dir, "etcd-snapshot.db")
-	endpoint := "https://127.0.0.1:" + fmt.Sprint(manifests.EtcdClientPort)
+	endpoint := manifests.EtcdLocalClientURL
 	if d.DryRun {
 		d.Out.Printf(phase, "Would save an etcd snapshot of %s to %q", endpoint, file)
 		return nil

@@ -81,7 +81,7 @@ func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) er
 // own member, has started, is a voting member and answers at its client URL
 // with no error and the same leader.
 func (d *UpgradeData) waitEtcdCluster(ctx context.Context, timeout time.Duration) error {
-	local := "https://127.0.0.1:" + fmt.Sprint(manifests.EtcdClientPort)
+	local := manifests.EtcdLocalClientURL
 	c, err := etcdmember.Client(d.Cfg.Paths, []string{local})
 	if err != nil {
 		return err

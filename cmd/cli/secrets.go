@@ -19,6 +19,7 @@ import (
 	"github.com/kubeforge/kubeforge/encryption"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/join/etcdmember"
+	"github.com/kubeforge/kubeforge/manifests"
 	"github.com/kubeforge/kubeforge/phases"
 )
 
@@ -101,7 +102,7 @@ finished rotation rotates again.`,
 			return phases.RotateKeyWorkflow().Run(cmd.Context(), d, nil)
 		},
 	}
-	rotate.Flags().StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", []string{"https://127.0.0.1:2379"}, "etcd, read to check that every Secret is stored under the new key")
+	rotate.Flags().StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", []string{manifests.EtcdLocalClientURL}, "etcd, read to check that every Secret is stored under the new key")
 	rotate.Flags().StringVar(&o.etcdPrefix, "etcd-prefix", "/registry", "the API servers' --etcd-prefix")
 	rotate.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for every API server at each step")
 	rotate.Flags().Int64Var(&o.pageSize, "page-size", 100, "Secrets per list request while rewriting them")
