@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -17,6 +19,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/hosttools"
 	"github.com/kubeforge/kubeforge/components/podnet"
+	"github.com/kubeforge/kubeforge/internal/version"
 )
 
 // ComponentCommand is the CLI word that introduces a component:
@@ -54,6 +57,14 @@ func Multicall(args []string) (code int, handled bool) {
 		// set, cobra's fallback) sees the component's own command line.
 		os.Args = append([]string{c.Name}, rest...)
 		profileStartup(c.Name)
+		if slices.Contains(rest, "--version") || slices.Contains(rest, "-version") {
+			// Upstream prints its own version (and may exit right after):
+			// first say which of kubeforge's patches this component
+			// carries, on stderr (scripts parse the upstream line).
+			if ids := version.PatchesOf(c.Name); len(ids) > 0 {
+				fmt.Fprintf(os.Stderr, "kubeforge: %s carries kubeforge's patches to upstream code: %s (README \"Upstream patches\")\n", c.Name, strings.Join(ids, ", "))
+			}
+		}
 		return c.Main(rest), true
 	}
 	// The CLI proper: the components' packages registered their global

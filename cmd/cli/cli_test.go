@@ -71,8 +71,12 @@ func TestBinaryMain(t *testing.T) {
 	if out, code := runBinary(t, "certs", "renew", "nope", "--root-dir", t.TempDir()); code == 0 || !strings.HasPrefix(out, "error: ") {
 		t.Errorf("a failing command: exit %d\n%s", code, out)
 	}
-	if out, code := runBinary(t, "component", "etcd", "--version"); code != 0 || !strings.Contains(out, "etcd Version:") {
+	out, code := runBinary(t, "component", "etcd", "--version")
+	if code != 0 || !strings.Contains(out, "etcd Version:") {
 		t.Errorf("kubeforge component etcd --version: exit %d\n%s", code, out)
+	}
+	if os.Getenv("KUBEFORGE_BINARY") != "" && !strings.Contains(out, "patches to upstream code: etcd-") {
+		t.Errorf("component etcd --version of a make build binary does not name its patches:\n%s", out)
 	}
 }
 

@@ -40,6 +40,11 @@ type patch struct {
 	Module, File string
 	Old, New     string
 	Why          string
+	// Upstream is the upstream issue or pull request the change follows
+	// (or, when none asks for exactly this change, the closest one, said
+	// so): where to look for the fix that lets the patch go. Every patch
+	// has one; the build refuses a patch without it.
+	Upstream string
 }
 
 var patches = []patch{
@@ -51,6 +56,7 @@ var patches = []patch{
 		New:    "err := wait.PollImmediate(1*time.Second, 30*time.Second, func() (done bool, err error) {",
 		Why: "the API server's bootstrap-system-priority-classes post-start hook slept 1 s before its first " +
 			"attempt, and /readyz waits for it",
+		Upstream: "no upstream issue for this hook's initial wait; the slow post-start hooks that gate /readyz: https://github.com/kubernetes/kubernetes/issues/97119",
 	},
 	{
 		ID:     "apiserver-bootstrap-roles-no-initial-wait",
@@ -60,6 +66,7 @@ var patches = []patch{
 		New:    "err := wait.PollImmediate(1*time.Second, 30*time.Second, func() (done bool, err error) {",
 		Why: "the API server's rbac/bootstrap-roles post-start hook slept 1 s before its first attempt, " +
 			"and /readyz waits for it",
+		Upstream: "https://github.com/kubernetes/kubernetes/issues/97119 (optimize the rbac/bootstrap-roles post-start hook)",
 	},
 	{
 		ID:     "etcd-single-member-fast-election",
@@ -77,6 +84,7 @@ var patches = []patch{
 			"before electing itself, and the API server waited with it. With no other voter there is nobody " +
 			"to wait for, so the remaining ticks come every 10 ms (one at a time: raft ignores an election " +
 			"timeout while its bootstrap configuration is not applied yet, and starts counting again)",
+		Upstream: "extends https://github.com/etcd-io/etcd/pull/9415 (a single member fast-forwards its election ticks), which still leaves the randomized remainder",
 	},
 	{
 		ID:     "etcd-publish-retry-2s",
@@ -88,18 +96,20 @@ var patches = []patch{
 			"a proposal lost while its peer connections come up was retried only after the whole request timeout " +
 			"(7 s), so a joining control-plane node's etcd, and its API server, waited 7 s for nothing. The " +
 			"publish is idempotent: retrying every 2 s is safe",
+		Upstream: "https://github.com/etcd-io/etcd/issues/8977 (the publish retry waits the whole request timeout)",
 	},
 	// The rbac/bootstrap-roles hook reconciles ~70 ClusterRoles and ~55
 	// ClusterRoleBindings one after another; each create waits for its own
 	// etcd commit (~7 ms here), ~1 s in all before /readyz. These patches
 	// run 8 at a time (etcd commits them together); the result is the same.
 	{
-		ID:     "apiserver-bootstrap-roles-parallel",
-		Module: "k8s.io/kubernetes",
-		File:   "pkg/registry/rbac/rest/storage_rbac.go",
-		Old:    "import (\n\t\"context\"\n\t\"fmt\"\n\t\"time\"\n",
-		New:    "import (\n\t\"context\"\n\t\"fmt\"\n\t\"sync\"\n\t\"time\"\n",
-		Why:    "bootstrap roles in parallel: import sync",
+		ID:       "apiserver-bootstrap-roles-parallel",
+		Module:   "k8s.io/kubernetes",
+		File:     "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:      "import (\n\t\"context\"\n\t\"fmt\"\n\t\"time\"\n",
+		New:      "import (\n\t\"context\"\n\t\"fmt\"\n\t\"sync\"\n\t\"time\"\n",
+		Why:      "bootstrap roles in parallel: import sync",
+		Upstream: "https://github.com/kubernetes/kubernetes/issues/97119 (its first item: more parallelism; an earlier attempt, https://github.com/kubernetes/kubernetes/pull/70320, was closed)",
 	},
 	{
 		ID:     "apiserver-bootstrap-roles-parallel",
@@ -108,31 +118,35 @@ var patches = []patch{
 		Old:    "\tfor _, clusterRole := range p.ClusterRoles {\n",
 		New: "\tvar kfMu sync.Mutex\n\tvar kfWG sync.WaitGroup\n\tkfSem := make(chan struct{}, 8)\n" +
 			"\tfor _, clusterRole := range p.ClusterRoles {\n" + kfGo,
-		Why: "bootstrap ClusterRoles in parallel",
+		Why:      "bootstrap ClusterRoles in parallel",
+		Upstream: "https://github.com/kubernetes/kubernetes/issues/97119 (its first item: more parallelism; an earlier attempt, https://github.com/kubernetes/kubernetes/pull/70320, was closed)",
 	},
 	{
-		ID:     "apiserver-bootstrap-roles-parallel",
-		Module: "k8s.io/kubernetes",
-		File:   "pkg/registry/rbac/rest/storage_rbac.go",
-		Old:    "rbac.GroupName, clusterRole.Name, err))\n\t\t\tfailedReconciliation = true\n\t\t}\n\t}\n",
-		New:    "rbac.GroupName, clusterRole.Name, err))\n" + kfFailed + "\t\t}\n" + kfEnd,
-		Why:    "bootstrap ClusterRoles in parallel: wait for them",
+		ID:       "apiserver-bootstrap-roles-parallel",
+		Module:   "k8s.io/kubernetes",
+		File:     "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:      "rbac.GroupName, clusterRole.Name, err))\n\t\t\tfailedReconciliation = true\n\t\t}\n\t}\n",
+		New:      "rbac.GroupName, clusterRole.Name, err))\n" + kfFailed + "\t\t}\n" + kfEnd,
+		Why:      "bootstrap ClusterRoles in parallel: wait for them",
+		Upstream: "https://github.com/kubernetes/kubernetes/issues/97119 (its first item: more parallelism; an earlier attempt, https://github.com/kubernetes/kubernetes/pull/70320, was closed)",
 	},
 	{
-		ID:     "apiserver-bootstrap-roles-parallel",
-		Module: "k8s.io/kubernetes",
-		File:   "pkg/registry/rbac/rest/storage_rbac.go",
-		Old:    "\tfor _, clusterRoleBinding := range p.ClusterRoleBindings {\n",
-		New:    "\tfor _, clusterRoleBinding := range p.ClusterRoleBindings {\n" + kfGo,
-		Why:    "bootstrap ClusterRoleBindings in parallel",
+		ID:       "apiserver-bootstrap-roles-parallel",
+		Module:   "k8s.io/kubernetes",
+		File:     "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:      "\tfor _, clusterRoleBinding := range p.ClusterRoleBindings {\n",
+		New:      "\tfor _, clusterRoleBinding := range p.ClusterRoleBindings {\n" + kfGo,
+		Why:      "bootstrap ClusterRoleBindings in parallel",
+		Upstream: "https://github.com/kubernetes/kubernetes/issues/97119 (its first item: more parallelism; an earlier attempt, https://github.com/kubernetes/kubernetes/pull/70320, was closed)",
 	},
 	{
-		ID:     "apiserver-bootstrap-roles-parallel",
-		Module: "k8s.io/kubernetes",
-		File:   "pkg/registry/rbac/rest/storage_rbac.go",
-		Old:    "rbac.GroupName, clusterRoleBinding.Name, err))\n\t\t\tfailedReconciliation = true\n\t\t}\n\t}\n",
-		New:    "rbac.GroupName, clusterRoleBinding.Name, err))\n" + kfFailed + "\t\t}\n" + kfEnd,
-		Why:    "bootstrap ClusterRoleBindings in parallel: wait for them",
+		ID:       "apiserver-bootstrap-roles-parallel",
+		Module:   "k8s.io/kubernetes",
+		File:     "pkg/registry/rbac/rest/storage_rbac.go",
+		Old:      "rbac.GroupName, clusterRoleBinding.Name, err))\n\t\t\tfailedReconciliation = true\n\t\t}\n\t}\n",
+		New:      "rbac.GroupName, clusterRoleBinding.Name, err))\n" + kfFailed + "\t\t}\n" + kfEnd,
+		Why:      "bootstrap ClusterRoleBindings in parallel: wait for them",
+		Upstream: "https://github.com/kubernetes/kubernetes/issues/97119 (its first item: more parallelism; an earlier attempt, https://github.com/kubernetes/kubernetes/pull/70320, was closed)",
 	},
 	{
 		ID:     "kubelet-volume-check-50ms",
@@ -142,6 +156,7 @@ var patches = []patch{
 		New:    "podAttachAndMountRetryInterval = 50 * time.Millisecond",
 		Why: "the kubelet checks whether a new pod's volumes are mounted (an in-memory check) every 300 ms; " +
 			"the first check comes before the volume reconciler's pass, so every pod start waited ~300 ms",
+		Upstream: "https://github.com/kubernetes/kubernetes/pull/136839 (volume manager notifications instead of polling, open as WIP; the poll became immediate in https://github.com/kubernetes/kubernetes/pull/66938)",
 	},
 }
 
@@ -169,6 +184,12 @@ func main() {
 		}
 		fmt.Println(strings.Join(ids, ","))
 		return
+	}
+	for _, p := range patches {
+		if strings.TrimSpace(p.Upstream) == "" {
+			fmt.Fprintf(os.Stderr, "patches: %s (%s) names no upstream issue or pull request: set its Upstream\n", p.ID, p.File)
+			os.Exit(1)
+		}
 	}
 	if err := run(*out, *modfile); err != nil {
 		fmt.Fprintln(os.Stderr, "patches:", err)

@@ -2,7 +2,10 @@
 // upstream components compiled into the binary.
 package version
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+	"strings"
+)
 
 // Version is kubeforge's own version, set at build time with
 // -ldflags "-X github.com/kubeforge/kubeforge/internal/version.Version=v0.1.0".
@@ -12,6 +15,23 @@ var Version = "v0.1.0-dev"
 // compiled in (hack/patches; README "Upstream patches"), set at build time
 // by `make build`. Empty: the upstream code as released (a plain `go build`).
 var Patches = ""
+
+// patchPrefixes maps a patch ID's first word to the component it changes
+// (hack/patches names each ID after its component).
+var patchPrefixes = map[string]string{"apiserver": "kube-apiserver", "etcd": "etcd", "kubelet": "kubelet"}
+
+// PatchesOf returns the IDs in Patches that change the component name
+// (as `kubeforge component NAME` spells it).
+func PatchesOf(name string) []string {
+	var out []string
+	for _, id := range strings.Split(Patches, ",") {
+		word, _, _ := strings.Cut(id, "-")
+		if id != "" && patchPrefixes[word] == name {
+			out = append(out, id)
+		}
+	}
+	return out
+}
 
 // Kubernetes and Containerd, the versions of k8s.io/kubernetes and
 // github.com/containerd/containerd/v2 compiled in, are in kubernetes.go
