@@ -230,12 +230,15 @@ func TestLogging(t *testing.T) {
 			return strings.TrimSpace(out)
 		})
 		down := time.Now()
-		time.Sleep(15 * time.Second)
-		st := kf(t, w1, 30*time.Second, "node", "status")
-		t.Logf("node status on w1 while the store is down:\n%s", st)
-		if !strings.Contains(st, "on disk") || !strings.Contains(st, "log-shipping") {
-			t.Errorf("node status on w1 does not report the buffered lines:\n%s", st)
-		}
+		var st string
+		pollEvery(t, 25*time.Second, time.Second, "w1's node status reports lines buffered on disk", func() string {
+			st = kf(t, w1, 30*time.Second, "node", "status")
+			if !strings.Contains(st, "on disk") || !strings.Contains(st, "log-shipping") {
+				return st
+			}
+			return ""
+		})
+		t.Logf("node status on w1 %v after the store went down:\n%s", time.Since(down).Round(time.Second), st)
 		time.Sleep(30*time.Second - time.Since(down))
 		netKubectl(t, cp, "scale", "-n", "kube-system", "statefulset/log-store", "--replicas=1")
 		back := time.Now()
