@@ -7,9 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
-
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/manifests"
 )
@@ -50,20 +47,11 @@ func ReadMember(p config.Paths) (Member, error) {
 
 // ParseMember reads an etcd static pod manifest's flags.
 func ParseMember(path string, data []byte) (Member, error) {
-	var pod corev1.Pod
-	if err := yaml.Unmarshal(data, &pod); err != nil {
+	pod, err := manifests.UnmarshalPod(data)
+	if err != nil {
 		return Member{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(pod.Spec.Containers) == 0 {
-		return Member{}, fmt.Errorf("%s: no container", path)
-	}
-	c := pod.Spec.Containers[0]
-	flags := map[string]string{}
-	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
-		if k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "="); ok && strings.HasPrefix(a, "--") {
-			flags[k] = v
-		}
-	}
+	flags := manifests.PodFlags(pod)
 	m := Member{Name: flags["name"], DataDir: flags["data-dir"], Flags: flags, ManifestPath: path, ManifestBytes: data}
 	if m.DataDir == "" {
 		m.DataDir = "/var/lib/etcd"

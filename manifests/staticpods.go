@@ -76,6 +76,43 @@ func MarshalPod(p *corev1.Pod) ([]byte, error) {
 	return yaml.Marshal(p)
 }
 
+// UnmarshalPod decodes a static pod manifest; it must have a container.
+func UnmarshalPod(data []byte) (*corev1.Pod, error) {
+	var p corev1.Pod
+	if err := yaml.Unmarshal(data, &p); err != nil {
+		return nil, err
+	}
+	if len(p.Spec.Containers) == 0 {
+		return nil, fmt.Errorf("the pod has no container")
+	}
+	return &p, nil
+}
+
+// PodFlags maps the --name=value words of a pod's first container's
+// command and arguments to their values (a bare --name maps to "").
+func PodFlags(p *corev1.Pod) map[string]string {
+	out := map[string]string{}
+	if len(p.Spec.Containers) == 0 {
+		return out
+	}
+	c := p.Spec.Containers[0]
+	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
+		if name, ok := strings.CutPrefix(a, "--"); ok && name != "" {
+			k, v, _ := strings.Cut(name, "=")
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// PodImage is the image of a pod's first container.
+func PodImage(p *corev1.Pod) string {
+	if len(p.Spec.Containers) == 0 {
+		return ""
+	}
+	return p.Spec.Containers[0].Image
+}
+
 // vols collects hostPath volumes and their mounts.
 type vols struct {
 	volumes []corev1.Volume

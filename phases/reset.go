@@ -131,7 +131,7 @@ func etcdManifestMember(p config.Paths) (name string, endpoints []string) {
 	if err != nil {
 		return "", nil
 	}
-	flags := commandFlags(pod)
+	flags := manifests.PodFlags(pod)
 	if v, ok := flags["advertise-client-urls"]; ok {
 		endpoints = append([]string{manifests.EtcdLocalClientURL}, strings.Split(v, ",")...)
 	}
@@ -271,7 +271,7 @@ func (d *ResetData) checkOwnedDirs() error {
 func etcdDataDir(io config.Paths, p config.Paths) (dir, from string) {
 	manifest := p.Manifest(manifests.Etcd)
 	if pod, err := readManifest(io, manifest); err == nil {
-		if v, ok := commandFlags(pod)["data-dir"]; ok {
+		if v, ok := manifests.PodFlags(pod)["data-dir"]; ok {
 			return v, manifest + ": --data-dir"
 		}
 	}

@@ -155,7 +155,7 @@ func NewUpgradeData(ctx context.Context, o UpgradeOptions) (*UpgradeData, error)
 		if err != nil {
 			return nil, err
 		}
-		flags := commandFlags(pod)
+		flags := manifests.PodFlags(pod)
 		cfg.Init.LocalAPIEndpoint.AdvertiseAddress = flags["advertise-address"]
 		if port := flags["secure-port"]; port != "" {
 			var n int32
@@ -241,7 +241,7 @@ func NewUpgradeData(ctx context.Context, o UpgradeOptions) (*UpgradeData, error)
 		// A member that joined an existing etcd keeps the initial cluster it
 		// started with (etcd ignores it once it has data, but the manifest
 		// would change for nothing).
-		if f := commandFlags(etcdPod); f["initial-cluster-state"] == "existing" {
+		if f := manifests.PodFlags(etcdPod); f["initial-cluster-state"] == "existing" {
 			cfg.EtcdInitialCluster = f["initial-cluster"]
 		}
 	}
@@ -288,29 +288,6 @@ func readManifest(p config.Paths, logical string) (*corev1.Pod, error) {
 		return nil, fmt.Errorf("%s has no container", logical)
 	}
 	return &pod, nil
-}
-
-// commandFlags maps the --name=value words of a static pod's first
-// container command to their values.
-func commandFlags(pod *corev1.Pod) map[string]string {
-	out := map[string]string{}
-	c := pod.Spec.Containers[0]
-	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
-		if len(a) > 2 && a[:2] == "--" {
-			name, value, _ := cutEq(a[2:])
-			out[name] = value
-		}
-	}
-	return out
-}
-
-func cutEq(s string) (string, string, bool) {
-	for i := range len(s) {
-		if s[i] == '=' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 func cutFlag(arg, name string) (string, bool) {

@@ -261,13 +261,14 @@ func (d *UpgradeData) localChanges() []string {
 	return out
 }
 
+// manifestImageTag is the image tag of a static pod manifest's container
+// ("?" when the manifest does not decode).
 func manifestImageTag(b []byte) string {
-	for _, line := range strings.Split(string(b), "\n") {
-		if s := strings.TrimSpace(line); strings.HasPrefix(s, "image:") {
-			return imageTag(strings.TrimSpace(strings.TrimPrefix(s, "image:")))
-		}
+	pod, err := manifests.UnmarshalPod(b)
+	if err != nil {
+		return "?"
 	}
-	return "?"
+	return imageTag(manifests.PodImage(pod))
 }
 
 // manifestPair is a component's manifest on disk and as this binary renders it.

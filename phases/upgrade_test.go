@@ -153,7 +153,7 @@ func TestCommandFlags(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(doc), &pod); err != nil {
 		t.Fatal(err)
 	}
-	f := commandFlags(&pod)
+	f := manifests.PodFlags(&pod)
 	if f["name"] != "cp1" || f["initial-cluster"] != "a=https://1.2.3.4:2380,b=https://1.2.3.5:2380" || f["initial-cluster-state"] != "existing" {
 		t.Errorf("flags: %v", f)
 	}

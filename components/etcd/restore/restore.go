@@ -19,7 +19,6 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
@@ -29,6 +28,7 @@ import (
 	"github.com/kubeforge/kubeforge/etcdsnapshot"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 const phase = "etcd-restore"
@@ -385,18 +385,11 @@ func (c companion) apiServerAddr() string {
 // manifestFlags are the --name=value flags of a static pod's first
 // container.
 func manifestFlags(data []byte) map[string]string {
-	var pod corev1.Pod
-	flags := map[string]string{}
-	if err := yaml.Unmarshal(data, &pod); err != nil || len(pod.Spec.Containers) == 0 {
-		return flags
+	pod, err := manifests.UnmarshalPod(data)
+	if err != nil {
+		return map[string]string{}
 	}
-	c := pod.Spec.Containers[0]
-	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
-		if k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "="); ok && strings.HasPrefix(a, "--") {
-			flags[k] = v
-		}
-	}
-	return flags
+	return manifests.PodFlags(pod)
 }
 
 // waitClosed waits until nothing accepts connections at addr.
