@@ -202,6 +202,24 @@ func (b *bench) kubeadmFigures() []Figure {
 	}
 	add(s, "images.import", "importing its images before init (in no figure above)", "s", vals(func(r KubeadmRun) float64 { return nz(r.ImportSeconds) }), "")
 	add(s, "reset.wall", "`kubeadm reset -f` wall time", "s", vals(func(r KubeadmRun) float64 { return nz(r.ResetWall) }), "")
+	var names []string
+	for _, r := range runs {
+		for _, p := range r.Phases {
+			if !slices.Contains(names, p.Phase) {
+				names = append(names, p.Phase)
+			}
+		}
+	}
+	for _, name := range names {
+		add("kubeadm init phases (its output's [tag] lines)", "init_phase."+name, name, "s", vals(func(r KubeadmRun) float64 {
+			for _, p := range r.Phases {
+				if p.Phase == name {
+					return p.Seconds
+				}
+			}
+			return math.NaN()
+		}), "")
+	}
 
 	sMem := fmt.Sprintf("%s of the kubeadm node %.0f s after init", MemorySection, b.cfg.idle.Seconds())
 	var snaps []MemSnapshot

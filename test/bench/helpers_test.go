@@ -163,3 +163,51 @@ func deref(p *float64) any {
 	}
 	return *p
 }
+
+func TestKubeadmPhases(t *testing.T) {
+	evs := []TimedEvent{
+		{T: 0.1, Raw: "[init] Using Kubernetes version: v1.37.2"},
+		{T: 0.2, Raw: "[preflight] Running pre-flight checks"},
+		{T: 1.0, Raw: "[preflight] Pulling images"},
+		{T: 1.5, Raw: "[certs] Using certificateDir folder"},
+		{T: 1.6, Raw: "  continued without a tag"},
+		{T: 2.5, Raw: "[kubelet-start] Starting the kubelet"},
+		{T: 3.0, Raw: "[certs] once more"},
+		{T: 3.5, Raw: "[addons] Applied essential addon: CoreDNS"},
+	}
+	got := KubeadmPhases(evs, 4)
+	want := []PhaseTime{{"init", 0.1}, {"preflight", 1.3}, {"certs", 1.5}, {"kubelet-start", 0.5}, {"addons", 0.5}}
+	if len(got) != len(want) {
+		t.Fatalf("KubeadmPhases = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("phase %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// The table shows kubeadm's measured figure, the ratio and the ratio
+// target's verdict next to kubeforge's.
+func TestPrintTableKubeadmMeasured(t *testing.T) {
+	r := &Results{Settings: Settings{Runs: 1}, Figures: ApplyKubeadm([]Figure{
+		NewFigure("init", "init.all_pods_ready", "→ every kube-system pod Ready", "s", []float64{6}, ""),
+		NewFigure(MemorySection+" 60 s", "memory.total.pss", "whole node PSS", "MiB", []float64{600}, ""),
+		NewFigure(MemorySection+" 60 s", "memory.total.rss", "whole node RSS", "MiB", []float64{800}, ""),
+		NewFigure("kubeadm", KubeadmPrefix+"init.all_pods_ready", "→ every kube-system pod Ready", "s", []float64{30}, ""),
+		NewFigure(MemorySection+" of kubeadm", KubeadmPrefix+"memory.total.pss", "whole node PSS", "MiB", []float64{800}, ""),
+		NewFigure(MemorySection+" of kubeadm", KubeadmPrefix+"memory.total.rss", "whole node RSS", "MiB", []float64{1400}, ""),
+	})}
+	var out bytes.Buffer
+	r.PrintTable(&out)
+	s := out.String()
+	for _, want := range []string{"30.0 s (1 sample)", "0.20×", "≤ 0.25× kubeadm ok", "PSS 800 MiB (1 sample), RSS 1400 MiB (1 sample)",
+		"PSS 0.75×, ≤ 0.72× kubeadm MISSED", "RSS ≤ 900 MB (issue 3) ok", "idle memory of kubeadm"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("table lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "DESIGN.md") {
+		t.Errorf("the table names DESIGN.md's figures although kubeadm was measured:\n%s", s)
+	}
+}

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"strings"
 )
 
@@ -43,6 +44,9 @@ type KubeadmRun struct {
 	ImportSeconds float64 `json:"images_import_seconds"`
 	// InitWall is `kubeadm init`'s wall time as the bench saw it.
 	InitWall float64 `json:"init_wall_seconds"`
+	// Phases are the stretches of init's output under each "[tag]"
+	// (KubeadmPhases).
+	Phases []PhaseTime `json:"phases"`
 	// Milestones are seconds from init start (see Watcher checks).
 	Milestones map[string]float64 `json:"milestones"`
 	Memory     *MemSnapshot       `json:"memory,omitempty"`
@@ -53,8 +57,10 @@ type KubeadmRun struct {
 
 // KubeadmSamples are one kubeadm run's raw samples.
 type KubeadmSamples struct {
-	Run        int          `json:"run"`
-	InitOutput string       `json:"init_output"`
+	Run int `json:"run"`
+	// InitEvents are init's output lines (Raw) and when the bench read them.
+	InitEvents []TimedEvent `json:"init_events"`
+	InitOutput string       `json:"init_output,omitempty"`
 	InitWatch  WatchResult  `json:"init_watch"`
 	Memory     *MemSnapshot `json:"memory,omitempty"`
 	Reset      string       `json:"reset_output,omitempty"`
@@ -161,4 +167,37 @@ func targetText(f Figure) string {
 		}
 	}
 	return s
+}
+
+var kubeadmTag = regexp.MustCompile(`^\[([a-z0-9-]+)\]`)
+
+// KubeadmPhases reads where `kubeadm init`'s time goes from its output:
+// kubeadm starts each line with its phase's "[tag]", so a tag's time runs
+// from its first line to the next line of another tag (the last one's to
+// wall). A tag seen again later adds to its first stretch. Lines without a
+// tag belong to the stretch they are in.
+func KubeadmPhases(evs []TimedEvent, wall float64) []PhaseTime {
+	var out []PhaseTime
+	idx := map[string]int{}
+	cur, since := "", 0.0
+	closeCur := func(t float64) {
+		if cur == "" {
+			return
+		}
+		out[idx[cur]].Seconds = round3(out[idx[cur]].Seconds + t - since)
+	}
+	for _, e := range evs {
+		m := kubeadmTag.FindStringSubmatch(e.Raw)
+		if m == nil || m[1] == cur {
+			continue
+		}
+		closeCur(e.T)
+		cur, since = m[1], e.T
+		if _, ok := idx[cur]; !ok {
+			idx[cur] = len(out)
+			out = append(out, PhaseTime{Phase: cur})
+		}
+	}
+	closeCur(wall)
+	return out
 }

@@ -137,8 +137,9 @@ func (b *bench) kubeadmRun(t *testing.T, i int) {
 		args = append(args, "--ignore-preflight-errors="+strings.Join(ks.ignore, ","))
 	}
 	res := runCmd(k.Command(ctx, ks.path, args...))
-	raw.InitOutput = res.Output
+	raw.InitEvents = res.Events
 	if res.Err != nil {
+		raw.InitOutput = res.Output
 		stop()
 		raw.InitWatch = w.Result()
 		raw.KubeletLog = kubeletLogTail(k.Shim.Log)
@@ -146,7 +147,12 @@ func (b *bench) kubeadmRun(t *testing.T, i int) {
 		t.Fatal(res.Err)
 	}
 	kr.InitWall = res.Wall
-	t.Logf("kubeadm init: %.2f s", res.Wall)
+	kr.Phases = KubeadmPhases(res.Events, res.Wall)
+	var ph []string
+	for _, p := range kr.Phases {
+		ph = append(ph, fmt.Sprintf("%s %.2f s", p.Phase, p.Seconds))
+	}
+	t.Logf("kubeadm init: %.2f s (%s)", res.Wall, strings.Join(ph, ", "))
 	wr := wait()
 	raw.InitWatch = wr
 	offset := res.Start.Sub(w.Start).Seconds()

@@ -44,7 +44,23 @@ func BuildKubeadm(dir string) (string, time.Duration, error) {
 	}
 	start := time.Now()
 	path := filepath.Join(dir, "kubeadm")
-	cmd := exec.Command("go", "build", "-o", path, "k8s.io/kubernetes/cmd/kubeadm")
+	// The version a release build stamps (hack/lib/version.sh upstream),
+	// from the module graph: kubeadm reports it, and its version checks
+	// (kubelet, control plane) see a release, not a development build.
+	list := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes")
+	list.Dir = testutil.RepoRoot()
+	v, err := list.Output()
+	if err != nil {
+		return "", 0, fmt.Errorf("go list -m k8s.io/kubernetes: %w", err)
+	}
+	version := strings.TrimSpace(string(v))
+	var major, minor string
+	if f := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3); len(f) == 3 {
+		major, minor = f[0], f[1]
+	}
+	const pkg = "k8s.io/component-base/version."
+	ldflags := fmt.Sprintf("-X %sgitVersion=%s -X %sgitMajor=%s -X %sgitMinor=%s -X %sgitTreeState=clean", pkg, version, pkg, major, pkg, minor, pkg)
+	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", path, "k8s.io/kubernetes/cmd/kubeadm")
 	cmd.Dir = testutil.RepoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
