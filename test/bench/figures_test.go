@@ -211,7 +211,7 @@ func (b *bench) kubeadmFigures() []Figure {
 		}
 	}
 	for _, name := range names {
-		add("kubeadm init phases (its output's [tag] lines)", "init_phase."+name, name, "s", vals(func(r KubeadmRun) float64 {
+		add("kubeadm init phases (its output's [tag] lines, each until the next tag; its wait for the API server falls under kubelet-start)", "init_phase."+name, name, "s", vals(func(r KubeadmRun) float64 {
 			for _, p := range r.Phases {
 				if p.Phase == name {
 					return p.Seconds

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeforge/kubeforge/internal/testutil"
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
@@ -50,7 +51,13 @@ func (b *bench) kubeadmPrepare(t *testing.T) {
 		b.res.KubeadmInfo = info
 		b.mu.Unlock()
 	}()
-	path, took, err := testbed.BuildKubeadm(dir)
+	// kubeadm itself is kept between benches in build/kubeadm (linking it
+	// takes a minute).
+	kdir := filepath.Join(testutil.RepoRoot(), "build", "kubeadm")
+	if err := os.MkdirAll(kdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path, took, err := testbed.BuildKubeadm(kdir)
 	if err != nil {
 		b.errorf(t, "kubeadm: %v", err)
 		t.Fatal(err)

@@ -35,9 +35,10 @@ import (
 const KubeadmVersion = "v1.37.2"
 
 // BuildKubeadm builds the real kubeadm (the version of the module graph,
-// KubeadmVersion) into dir (seconds from the build cache, minutes cold),
-// or returns $KUBEFORGE_KUBEADM when set, and how long the build took. dir
-// must be visible in the test nodes (/tmp is).
+// KubeadmVersion) into dir (seconds from the build cache, minutes cold;
+// a kubeadm of that version already in dir is kept), or returns
+// $KUBEFORGE_KUBEADM when set, and how long the build took. dir must be
+// visible in the test nodes (/tmp is).
 func BuildKubeadm(dir string) (string, time.Duration, error) {
 	if p := os.Getenv("KUBEFORGE_KUBEADM"); p != "" {
 		return p, 0, nil
@@ -54,6 +55,9 @@ func BuildKubeadm(dir string) (string, time.Duration, error) {
 		return "", 0, fmt.Errorf("go list -m k8s.io/kubernetes: %w", err)
 	}
 	version := strings.TrimSpace(string(v))
+	if out, err := exec.Command(path, "version", "-o", "short").Output(); err == nil && strings.TrimSpace(string(out)) == version {
+		return path, 0, nil // built before into this directory (a cache)
+	}
 	var major, minor string
 	if f := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3); len(f) == 3 {
 		major, minor = f[0], f[1]
