@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -213,4 +214,49 @@ func processAlive(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// KubeadmSamples are one kubeadm run's raw samples.
+type KubeadmSamples struct {
+	Run int `json:"run"`
+	// InitEvents are init's output lines (Raw) and when the bench read them.
+	InitEvents []TimedEvent `json:"init_events"`
+	InitOutput string       `json:"init_output,omitempty"`
+	InitWatch  WatchResult  `json:"init_watch"`
+	Memory     *MemSnapshot `json:"memory,omitempty"`
+	Reset      string       `json:"reset_output,omitempty"`
+	KubeletLog string       `json:"kubelet_log_tail,omitempty"`
+}
+
+var kubeadmTag = regexp.MustCompile(`^\[([a-z0-9-]+)\]`)
+
+// KubeadmPhases reads where `kubeadm init`'s time goes from its output:
+// kubeadm starts each line with its phase's "[tag]", so a tag's time runs
+// from its first line to the next line of another tag (the last one's to
+// wall). A tag seen again later adds to its first stretch. Lines without a
+// tag belong to the stretch they are in.
+func KubeadmPhases(evs []TimedEvent, wall float64) []PhaseTime {
+	var out []PhaseTime
+	idx := map[string]int{}
+	cur, since := "", 0.0
+	closeCur := func(t float64) {
+		if cur == "" {
+			return
+		}
+		out[idx[cur]].Seconds = round3(out[idx[cur]].Seconds + t - since)
+	}
+	for _, e := range evs {
+		m := kubeadmTag.FindStringSubmatch(e.Raw)
+		if m == nil || m[1] == cur {
+			continue
+		}
+		closeCur(e.T)
+		cur, since = m[1], e.T
+		if _, ok := idx[cur]; !ok {
+			idx[cur] = len(out)
+			out = append(out, PhaseTime{Phase: cur})
+		}
+	}
+	closeCur(wall)
+	return out
 }

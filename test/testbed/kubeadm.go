@@ -76,15 +76,15 @@ func BuildKubeadm(dir string) (string, time.Duration, error) {
 // Paths of kubeadm's systemd drop-in for the kubelet (10-kubeadm.conf of
 // kubeadm's packages) and the files it reads.
 const (
-	KubeadmFlagsEnv      = "/var/lib/kubelet/kubeadm-flags.env"
-	KubeletDefaultsFile  = "/etc/default/kubelet"
-	kubeletDropInFlagsV1 = "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml"
+	KubeadmFlagsEnv     = "/var/lib/kubelet/kubeadm-flags.env"
+	KubeletDefaultsFile = "/etc/default/kubelet"
+	kubeletDropInFlags  = "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml"
 )
 
 // KubeletDropInFlags are the flags 10-kubeadm.conf gives the kubelet
 // before $KUBELET_KUBEADM_ARGS ($KUBELET_KUBECONFIG_ARGS and
 // $KUBELET_CONFIG_ARGS).
-var KubeletDropInFlags = strings.Fields(kubeletDropInFlagsV1)
+var KubeletDropInFlags = strings.Fields(kubeletDropInFlags)
 
 var kubeadmArgsRE = regexp.MustCompile(`(?m)^KUBELET_KUBEADM_ARGS="(.*)"$`)
 
@@ -160,7 +160,7 @@ is-active) if running; then echo active; else echo inactive; exit 3; fi ;;
 status) echo "* kubelet.service - kubelet (test shim)"; echo "     Loaded: loaded"; running || exit 3 ;;
 *) echo "systemctl (test shim): $1 is not supported" >&2; exit 1 ;;
 esac
-`, s.Kubelet, s.PIDFile, s.Log, s.FlagsEnv, s.Defaults, kubeletDropInFlagsV1)
+`, s.Kubelet, s.PIDFile, s.Log, s.FlagsEnv, s.Defaults, kubeletDropInFlags)
 }
 
 // KubeadmImageRefs asks kubeadm which images it runs
