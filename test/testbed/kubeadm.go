@@ -202,14 +202,14 @@ var kubeProxyTools = []string{"iptables", "iptables-save", "iptables-restore", "
 // entrypoint) and the host's iptables (xtables-nft-multi with its
 // libraries and extensions), which kube-proxy runs.
 func WriteKubeadmImages(path, binary string, refs []string) error {
-	layer := []File{
+	layer := []layerFile{
 		{Path: "etc/", Mode: 0o755}, {Path: "tmp/", Mode: 0o1777}, {Path: "var/", Mode: 0o755}, {Path: "run/", Mode: 0o755},
 		{Path: "usr/", Mode: 0o755}, {Path: "usr/local/", Mode: 0o755}, {Path: "usr/local/bin/", Mode: 0o755},
 		{Path: "usr/local/bin/kubeforge", Mode: 0o755, Source: binary},
 	}
 	for _, name := range slices.Sorted(maps.Keys(kubeadmComponents)) {
 		p := kubeadmComponents[name]
-		layer = append(layer, File{Path: p[1:], Mode: 0o777, Symlink: "/usr/local/bin/kubeforge"})
+		layer = append(layer, layerFile{Path: p[1:], Mode: 0o777, Symlink: "/usr/local/bin/kubeforge"})
 	}
 	tools, err := iptablesFiles()
 	if err != nil {
@@ -233,7 +233,7 @@ func WriteKubeadmImages(path, binary string, refs []string) error {
 			imgs = append(imgs, image.Image{Name: ref, Config: ocispec.ImageConfig{Env: env, Entrypoint: []string{ep}, WorkingDir: "/"}, Layer: layer})
 		case name == "pause":
 			imgs = append(imgs, image.Image{Name: ref, Config: ocispec.ImageConfig{Entrypoint: []string{"/pause"}, User: "65535:65535", WorkingDir: "/"},
-				Layer: []File{{Path: "pause", Mode: 0o755, Data: pause}}})
+				Layer: []layerFile{{Path: "pause", Mode: 0o755, Data: pause}}})
 		default:
 			return fmt.Errorf("kubeadm wants the image %s, which the test bed cannot make", ref)
 		}
@@ -241,12 +241,12 @@ func WriteKubeadmImages(path, binary string, refs []string) error {
 	return image.WriteArchive(path, imgs)
 }
 
-// File is a file of an image layer (see image.File).
-type File = image.File
+// layerFile is a file of an image layer.
+type layerFile = image.File
 
 // iptablesFiles are the host's xtables-nft-multi as the iptables tools,
 // the shared libraries it loads (from ldd) and the xtables extensions.
-func iptablesFiles() ([]File, error) {
+func iptablesFiles() ([]layerFile, error) {
 	multi, err := exec.LookPath("xtables-nft-multi")
 	if err != nil {
 		return nil, fmt.Errorf("%w (apt-get install iptables)", err)
@@ -255,7 +255,7 @@ func iptablesFiles() ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ldd %s: %w", multi, err)
 	}
-	var files []File
+	var files []layerFile
 	dirs := map[string]bool{}
 	addFile := func(dst, src string, mode int64) error {
 		real, err := filepath.EvalSymlinks(src)
@@ -265,7 +265,7 @@ func iptablesFiles() ([]File, error) {
 		for d := filepath.Dir(dst); d != "/" && !dirs[d]; d = filepath.Dir(d) {
 			dirs[d] = true
 		}
-		files = append(files, File{Path: dst[1:], Mode: mode, Source: real})
+		files = append(files, layerFile{Path: dst[1:], Mode: mode, Source: real})
 		return nil
 	}
 	if err := addFile("/usr/sbin/xtables-nft-multi", multi, 0o755); err != nil {
@@ -308,14 +308,14 @@ func iptablesFiles() ([]File, error) {
 		}
 	}
 	for _, t := range kubeProxyTools {
-		files = append(files, File{Path: "usr/sbin/" + t, Mode: 0o777, Symlink: "xtables-nft-multi"})
+		files = append(files, layerFile{Path: "usr/sbin/" + t, Mode: 0o777, Symlink: "xtables-nft-multi"})
 	}
-	var out2 []File
+	var out2 []layerFile
 	for _, d := range slices.Sorted(maps.Keys(dirs)) {
 		if d == "/usr" || d == "/etc" {
 			continue // in the layer already
 		}
-		out2 = append(out2, File{Path: d[1:] + "/", Mode: 0o755})
+		out2 = append(out2, layerFile{Path: d[1:] + "/", Mode: 0o755})
 	}
 	return append(out2, files...), nil
 }

@@ -122,3 +122,33 @@ func writeFile(t *testing.T, p string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// kubeadm's images: one archive naming each image kubeadm asks for; an
+// image the bed cannot make is refused by name.
+func TestWriteKubeadmImages(t *testing.T) {
+	if _, err := exec.LookPath("xtables-nft-multi"); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kubeforge")
+	writeFile(t, bin, []byte("not really kubeforge"))
+	refs := []string{"registry.k8s.io/kube-apiserver:v1.37.2", "registry.k8s.io/kube-proxy:v1.37.2",
+		"registry.k8s.io/coredns/coredns:v1.14.6", "registry.k8s.io/pause:3.10.2", "registry.k8s.io/etcd:3.7.0-0"}
+	archive := filepath.Join(dir, "images.tar")
+	if err := WriteKubeadmImages(archive, bin, refs); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("tar", "-xOf", archive, "index.json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refs {
+		if !strings.Contains(string(out), `"`+r+`"`) {
+			t.Errorf("index.json does not name %s:\n%s", r, out)
+		}
+	}
+	err = WriteKubeadmImages(filepath.Join(dir, "other.tar"), bin, []string{"registry.k8s.io/kube-other:v1"})
+	if err == nil || !strings.Contains(err.Error(), "registry.k8s.io/kube-other:v1") {
+		t.Errorf("an unknown image: %v", err)
+	}
+}
