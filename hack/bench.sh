@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make bench`: brings up kubeforge nodes from scratch on this machine (the
 # test bed of test/testbed: network namespaces on a test bridge, nothing
-# leaves the machine) and measures them against kubeadm's figures and the
-# project's targets. The measurements are test/bench (TestBench); this
-# script runs them and leaves:
+# leaves the machine) and measures them against kubeadm and the project's
+# targets. The kubeadm part runs the real kubeadm on this machine in the same
+# run (images made from bin/kubeforge, pre-imported into Debian's containerd
+# 1.6), so that the day-1 figures are ratios to kubeadm's (issue 13). The
+# measurements are test/bench (TestBench); this script runs them and leaves:
 #
 #   bench/results.json   figures (median, range, kubeadm, target) and per-run detail
 #   bench/samples.json   the raw samples: init/join events, poll transitions, per-process memory, latencies
@@ -13,7 +15,7 @@
 # Settings (environment): BENCH_RUNS (3), BENCH_IDLE (60s), BENCH_SETTLE
 # (20s), BENCH_REQUESTS (500), BENCH_WAIT_QUIET (0: wait up to this long
 # for the load average to fall below BENCH_BUSY_LOAD (1.5) before each
-# run), BENCH_SKIP (single,restart,join,network,external,snapshot,cluster,upgrade), BENCH_OUT (bench),
+# run), BENCH_SKIP (single,restart,join,network,external,snapshot,cluster,upgrade,kubeadm), BENCH_OUT (bench),
 # KUBEFORGE_BINARY (bin/kubeforge, which `make bench` builds first).
 # Take final figures on a quiet machine: the table flags busy runs.
 set -euo pipefail

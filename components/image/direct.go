@@ -205,6 +205,12 @@ func populate(root string, entries []entry) error {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}
+		if en.link != "" {
+			if err := os.Symlink(en.link, dst); err != nil {
+				return err
+			}
+			continue
+		}
 		if en.name == SelfBinary[1:] && exe != "" && !strings.HasSuffix(exe, " (deleted)") {
 			if err := os.Link(exe, dst); err == nil {
 				continue

@@ -34,6 +34,8 @@ type entry struct {
 	name string // path in the image, without a leading slash; dirs end in "/"
 	mode int64
 	size int64
+	// link, when set, makes the entry a symbolic link to link.
+	link string
 	// open returns the file's content (nil for directories); it must yield
 	// exactly size bytes.
 	open func() (io.ReadCloser, error)
@@ -58,9 +60,12 @@ func writeLayer(w io.Writer, entries []entry) error {
 			ModTime: epoch,
 			Format:  tar.FormatPAX,
 		}
-		if strings.HasSuffix(e.name, "/") {
+		switch {
+		case strings.HasSuffix(e.name, "/"):
 			h.Typeflag = tar.TypeDir
-		} else {
+		case e.link != "":
+			h.Typeflag, h.Linkname = tar.TypeSymlink, e.link
+		default:
 			h.Typeflag = tar.TypeReg
 			h.Size = e.size
 		}

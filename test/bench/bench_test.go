@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,10 +83,10 @@ func loadConfig(t *testing.T) config {
 	for _, s := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			switch s {
-			case "single", "restart", "join", "network", "external", "snapshot", "cluster", "upgrade":
+			case "single", "restart", "join", "network", "external", "snapshot", "cluster", "upgrade", "kubeadm":
 				c.skip[s] = true
 			default:
-				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot, cluster, upgrade)", s)
+				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot, cluster, upgrade, kubeadm)", s)
 			}
 		}
 	}
@@ -97,10 +98,11 @@ func loadConfig(t *testing.T) config {
 
 // Samples is bench/samples.json: the raw samples behind results.json.
 type Samples struct {
-	Single  []*RunSamples   `json:"single_node_runs"`
-	Join    *JoinSamples    `json:"join,omitempty"`
-	Network *NetworkSamples `json:"network,omitempty"`
-	Upgrade *UpgradeSamples `json:"upgrade,omitempty"`
+	Single  []*RunSamples     `json:"single_node_runs"`
+	Kubeadm []*KubeadmSamples `json:"kubeadm_runs,omitempty"`
+	Join    *JoinSamples      `json:"join,omitempty"`
+	Network *NetworkSamples   `json:"network,omitempty"`
+	Upgrade *UpgradeSamples   `json:"upgrade,omitempty"`
 }
 
 // RunSamples are one single-node run's raw samples.
@@ -149,6 +151,10 @@ type bench struct {
 	res     *Results
 	samples *Samples
 	mu      sync.Mutex
+	// kubeadm is kubeadm and its images (kubeadmPrepare; nil: none).
+	kubeadm *kubeadmSetup
+	// tmp is a directory for the whole bench.
+	tmp string
 }
 
 func (b *bench) errorf(t testing.TB, format string, args ...any) {
@@ -180,15 +186,25 @@ func TestBench(t *testing.T) {
 	for k := range cfg.skip {
 		b.res.Settings.Skip = append(b.res.Settings.Skip, k)
 	}
+	b.tmp = t.TempDir()
 	b.res.Kubeforge = binaryInfo(t, cfg.binary)
 	b.res.Kubeforge.Path = src
 	t.Logf("bench: %s (%s), %d runs, results in %s", b.res.Kubeforge.Version, cfg.binary, cfg.runs, cfg.out)
 
 	defer b.finish(t)
 
-	if !cfg.skip["single"] {
-		for i := 1; i <= cfg.runs; i++ {
+	// kubeadm init on the same machine (the day-1 ratios' denominators),
+	// each run right after kubeforge's run of the same number, so that
+	// both see the machine alike.
+	if !cfg.skip["kubeadm"] {
+		t.Run("kubeadm-prepare", b.kubeadmPrepare)
+	}
+	for i := 1; i <= cfg.runs; i++ {
+		if !cfg.skip["single"] {
 			t.Run(fmt.Sprintf("single-%d", i), func(t *testing.T) { b.singleRun(t, i) })
+		}
+		if !cfg.skip["kubeadm"] && b.kubeadm != nil {
+			t.Run(fmt.Sprintf("kubeadm-%d", i), func(t *testing.T) { b.kubeadmRun(t, i) })
 		}
 	}
 	if !cfg.skip["external"] { // init on the host's containerd (--cri-socket): 1.6 and the v2 line
@@ -336,7 +352,16 @@ type cmdResult struct {
 // run runs a command in the node, reading its `-o json` events as they
 // come.
 func run(ctx context.Context, n *testbed.Node, name string, args ...string) cmdResult {
-	cmd := n.Command(ctx, name, args...)
+	return runCmd(n.Command(ctx, name, args...))
+}
+
+// runCmd runs cmd (a command in a node), reading its `-o json` events as
+// they come; other lines go to Output.
+func runCmd(cmd *exec.Cmd) cmdResult {
+	name, args := cmd.Args[0], cmd.Args[1:]
+	if i := slices.Index(cmd.Args, "--"); filepath.Base(cmd.Args[0]) == "nsenter" && i >= 0 && i+1 < len(cmd.Args) {
+		name, args = cmd.Args[i+1], cmd.Args[i+2:]
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

@@ -24,7 +24,7 @@ func (b *bench) figures() []Figure {
 	ms := func(m map[string]float64, k string) float64 { return get(m, k) }
 
 	if len(r.Single) == 0 {
-		return append(append(append(b.externalFigures(), b.joinFigures()...), b.networkFigures()...), append(append(b.snapshotFigures(), b.clusterFigures()...), b.upgradeFigures()...)...)
+		return ApplyKubeadm(append(append(append(append(b.kubeadmFigures(), b.externalFigures()...), b.joinFigures()...), b.networkFigures()...), append(append(b.snapshotFigures(), b.clusterFigures()...), b.upgradeFigures()...)...))
 	}
 	const sInit = "single-node init (from `init` start)"
 	add(sInit, "init.wall", "`init` wall time", "s", single(func(s SingleRun) float64 { return nz(s.InitWall) }), "")
@@ -162,13 +162,99 @@ func (b *bench) figures() []Figure {
 		return 0
 	}), "1 = clean")
 
+	out = append(out, b.kubeadmFigures()...)
 	out = append(out, b.externalFigures()...)
 	out = append(out, b.joinFigures()...)
 	out = append(out, b.networkFigures()...)
 	out = append(out, b.snapshotFigures()...)
 	out = append(out, b.clusterFigures()...)
 	out = append(out, b.upgradeFigures()...)
+	return ApplyKubeadm(out)
+}
+
+// kubeadmFigures are the kubeadm part's rows (KubeadmPrefix and the key
+// of kubeforge's figure they compare with).
+func (b *bench) kubeadmFigures() []Figure {
+	runs := b.res.Kubeadm
+	if len(runs) == 0 {
+		return nil
+	}
+	var out []Figure
+	add := func(section, key, name, unit string, values []float64, note string) {
+		out = append(out, NewFigure(section, KubeadmPrefix+key, name, unit, values, note))
+	}
+	vals := func(f func(KubeadmRun) float64) []float64 {
+		var v []float64
+		for _, r := range runs {
+			v = append(v, f(r))
+		}
+		return v
+	}
+	ms := func(k string) []float64 { return vals(func(r KubeadmRun) float64 { return get(r.Milestones, k) }) }
+	s := "kubeadm " + kubeadmVersion(b.res.KubeadmInfo) + " single-node init, this machine, this run (Debian's containerd 1.6, images pre-imported; from `kubeadm init` start)"
+	add(s, "init.wall", "`kubeadm init` wall time", "s", vals(func(r KubeadmRun) float64 { return nz(r.InitWall) }), "")
+	add(s, "init.readyz", "→ apiserver /readyz ok", "s", ms(CheckReadyz), "")
+	add(s, "init.node_ready", "→ Node Ready", "s", ms(CheckNodeReady), "")
+	add(s, "init.coredns_ready", "→ CoreDNS Ready", "s", ms(CheckCoreDNSReady), "")
+	add(s, "init.all_pods_ready", "→ every kube-system pod Ready", "s", ms(CheckAllPodsReady), "")
+	for _, g := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns"} {
+		add(s, "init.ready."+g, "  → "+g+" pod(s) Ready", "s", ms("ready/"+g), "")
+	}
+	add(s, "images.import", "importing its images before init (in no figure above)", "s", vals(func(r KubeadmRun) float64 { return nz(r.ImportSeconds) }), "")
+	add(s, "reset.wall", "`kubeadm reset -f` wall time", "s", vals(func(r KubeadmRun) float64 { return nz(r.ResetWall) }), "")
+	var names []string
+	for _, r := range runs {
+		for _, p := range r.Phases {
+			if !slices.Contains(names, p.Phase) {
+				names = append(names, p.Phase)
+			}
+		}
+	}
+	for _, name := range names {
+		add("kubeadm init phases (its output's [tag] lines, each until the next tag; its wait for the API server falls under kubelet-start)", "init_phase."+name, name, "s", vals(func(r KubeadmRun) float64 {
+			for _, p := range r.Phases {
+				if p.Phase == name {
+					return p.Seconds
+				}
+			}
+			return math.NaN()
+		}), "")
+	}
+
+	sMem := fmt.Sprintf("%s of the kubeadm node %.0f s after init", MemorySection, b.cfg.idle.Seconds())
+	var snaps []MemSnapshot
+	for _, r := range runs {
+		if r.Memory != nil {
+			snaps = append(snaps, *r.Memory)
+		}
+	}
+	mem := func(f func(MemSnapshot) float64) []float64 {
+		return vals(func(r KubeadmRun) float64 {
+			if r.Memory == nil {
+				return math.NaN()
+			}
+			return f(*r.Memory)
+		})
+	}
+	add(sMem, "memory.total.pss", "whole node PSS", "MiB", mem(func(m MemSnapshot) float64 { return m.Total.PSSMiB }), "")
+	add(sMem, "memory.total.rss", "whole node RSS", "MiB", mem(func(m MemSnapshot) float64 { return m.Total.RSSMiB }), "")
+	add(sMem, "memory.total.anon", "whole node anonymous", "MiB", mem(func(m MemSnapshot) float64 { return m.Total.AnonMiB }), "")
+	add(sMem, "memory.total.processes", "whole node processes", "", mem(func(m MemSnapshot) float64 { return float64(m.Total.Processes) }), "")
+	for _, c := range ComponentNames(snaps...) {
+		get := func(m MemSnapshot) CompMem { return m.Components[c] }
+		add(sMem, "memory."+c+".processes", c+" processes", "", mem(func(m MemSnapshot) float64 { return float64(get(m).Processes) }), "")
+		add(sMem, "memory."+c+".pss", c+" PSS", "MiB", mem(func(m MemSnapshot) float64 { return get(m).PSSMiB }), "")
+		add(sMem, "memory."+c+".rss", c+" RSS", "MiB", mem(func(m MemSnapshot) float64 { return get(m).RSSMiB }), "")
+		add(sMem, "memory."+c+".anon", c+" anonymous", "MiB", mem(func(m MemSnapshot) float64 { return get(m).AnonMiB }), "")
+	}
 	return out
+}
+
+func kubeadmVersion(i *KubeadmInfo) string {
+	if i == nil || i.Version == "" {
+		return "(version unknown)"
+	}
+	return i.Version
 }
 
 // nz is NaN for 0 (not measured).

@@ -22,9 +22,18 @@ type Figure struct {
 	Summary
 	Kubeadm     *float64 `json:"kubeadm,omitempty"`
 	KubeadmText string   `json:"kubeadm_text,omitempty"`
-	Target      *float64 `json:"target,omitempty"`
-	TargetText  string   `json:"target_text,omitempty"`
-	// MeetsTarget compares the median with the target.
+	// KubeadmSource says where Kubeadm comes from: KubeadmMeasured (the
+	// kubeadm part of this run) or KubeadmDesign (DESIGN.md's fixed
+	// figure, when the kubeadm part did not measure it).
+	KubeadmSource string   `json:"kubeadm_source,omitempty"`
+	Target        *float64 `json:"target,omitempty"`
+	TargetText    string   `json:"target_text,omitempty"`
+	// Ratio is the median over Kubeadm; RatioTarget the most it may be
+	// (issue 13's day-1 targets).
+	Ratio       *float64 `json:"ratio,omitempty"`
+	RatioTarget *float64 `json:"ratio_target,omitempty"`
+	// MeetsTarget compares the median with the target and the ratio with
+	// the ratio target (both, where there are both).
 	MeetsTarget *bool `json:"meets_target,omitempty"`
 	// Note says how the figure was taken, or why it has no value.
 	Note string `json:"note,omitempty"`
@@ -38,16 +47,17 @@ func NewFigure(section, key, name, unit string, values []float64, note string) F
 	f := Figure{Key: key, Section: section, Name: name, Unit: unit, Summary: Summarize(values), Note: note}
 	f.Median, f.Min, f.Max = round3(f.Median), round3(f.Min), round3(f.Max)
 	if r, ok := References[key]; ok {
-		if r.Kubeadm != 0 {
-			f.Kubeadm, f.KubeadmText = ptr(r.Kubeadm), r.KubeadmText
-		}
 		if r.Target != 0 {
 			f.Target, f.TargetText = ptr(r.Target), r.TargetText
-			if f.N > 0 {
-				f.MeetsTarget = ptr(f.Median <= r.Target)
-			}
+		}
+		if r.Ratio != 0 {
+			f.RatioTarget = ptr(r.Ratio)
+		}
+		if r.Kubeadm != 0 {
+			f.setKubeadm(r.Kubeadm, r.KubeadmText+" (DESIGN.md)", KubeadmDesign)
 		}
 	}
+	f.judge()
 	return f
 }
 
@@ -95,10 +105,13 @@ type Results struct {
 	Load    []LoadSample `json:"load"`
 	Figures []Figure     `json:"figures"`
 	// Detail per measurement (the raw samples are in samples.json).
-	Single   []SingleRun    `json:"single_node_runs"`
-	External []ExternalRun  `json:"external_containerd_runs,omitempty"`
-	Join     *JoinResult    `json:"join,omitempty"`
-	Network  *NetworkResult `json:"network,omitempty"`
+	Single []SingleRun `json:"single_node_runs"`
+	// Kubeadm: kubeadm init on this machine in this run (kubeadm_test.go).
+	KubeadmInfo *KubeadmInfo   `json:"kubeadm,omitempty"`
+	Kubeadm     []KubeadmRun   `json:"kubeadm_runs,omitempty"`
+	External    []ExternalRun  `json:"external_containerd_runs,omitempty"`
+	Join        *JoinResult    `json:"join,omitempty"`
+	Network     *NetworkResult `json:"network,omitempty"`
 	// Snapshot: etcd snapshot save and restore (snapshot_test.go).
 	Snapshot *SnapshotResult `json:"snapshot,omitempty"`
 	// Cluster: `kubeforge cluster create --workers 2` (cluster_test.go).
@@ -303,9 +316,15 @@ const MemorySection = "idle memory"
 func printMemory(w io.Writer, title string, figs []Figure) {
 	by := map[string]Figure{}
 	var comps []string
+	prefix := "memory."
 	for _, f := range figs {
 		by[f.Key] = f
-		c := strings.TrimPrefix(f.Key, "memory.")
+		i := strings.Index(f.Key, "memory.")
+		if i < 0 {
+			continue
+		}
+		prefix = f.Key[:i+len("memory.")] // "memory." or "kubeadm.memory."
+		c := f.Key[len(prefix):]
 		c = c[:strings.LastIndexByte(c, '.')]
 		if !slicesContains(comps, c) {
 			comps = append(comps, c)
@@ -325,25 +344,30 @@ func printMemory(w io.Writer, title string, figs []Figure) {
 		return s
 	}
 	for _, c := range comps {
-		pss, rss := by["memory."+c+".pss"], by["memory."+c+".rss"]
+		pss, rss := by[prefix+c+".pss"], by[prefix+c+".rss"]
 		name, kubeadm, target := c, "", ""
+		var kparts []string
+		for _, f := range []Figure{pss, rss} {
+			if f.KubeadmText != "" {
+				kparts = append(kparts, strings.ToUpper(f.Key[len(f.Key)-3:])+" "+f.KubeadmText)
+			}
+		}
+		kubeadm = strings.Join(kparts, ", ")
 		if c == "total" {
 			name = "whole node"
-			kubeadm = pss.KubeadmText + " PSS, " + rss.KubeadmText + " RSS"
+			var tparts []string
 			for _, f := range []Figure{pss, rss} {
-				if f.MeetsTarget != nil {
-					v := "ok"
-					if !*f.MeetsTarget {
-						v = "MISSED"
+				if f.MeetsTarget != nil || f.RatioTarget != nil {
+					t := strings.ToUpper(f.Key[len(f.Key)-3:]) + " "
+					if f.Ratio != nil && f.RatioTarget != nil {
+						t += ratioText(f.Ratio) + ", "
 					}
-					target += strings.ToUpper(f.Key[len(f.Key)-3:]) + " " + f.TargetText + " " + v + "; "
+					tparts = append(tparts, t+targetText(f))
 				}
 			}
-			target = strings.TrimSuffix(target, "; ")
-		} else if rss.KubeadmText != "" {
-			kubeadm = rss.KubeadmText + " RSS"
+			target = strings.Join(tparts, "; ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, cell(by["memory."+c+".processes"]), cell(pss), cell(rss), cell(by["memory."+c+".anon"]), kubeadm, target)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, cell(by[prefix+c+".processes"]), cell(pss), cell(rss), cell(by[prefix+c+".anon"]), kubeadm, target)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "  (RSS counts the kubeforge executable's pages in every process that maps it; PSS shares them out. anonymous = heap and stacks.)")
@@ -396,26 +420,15 @@ func (r *Results) PrintTable(w io.Writer) {
 			section = f.Section
 			fmt.Fprintf(w, "\n--- %s\n", section)
 			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "figure\tkubeforge\trange\tkubeadm\ttarget\t")
+			fmt.Fprintln(tw, "figure\tkubeforge\trange\tkubeadm\tratio\ttarget\t")
 		}
 		value := format(f.Median, f.Unit)
 		if f.N == 0 {
 			value = "not measured"
 		}
-		verdict := ""
-		if f.MeetsTarget != nil {
-			verdict = "ok"
-			if !*f.MeetsTarget {
-				verdict = "MISSED"
-			}
-		}
-		target := f.TargetText
-		if verdict != "" {
-			target += " " + verdict
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", f.Name, value, rangeText(f), f.KubeadmText, target)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", f.Name, value, rangeText(f), f.KubeadmText, ratioText(f.Ratio), targetText(f))
 		if f.Note != "" && f.N == 0 {
-			fmt.Fprintf(tw, "  (%s)\t\t\t\t\t\n", f.Note)
+			fmt.Fprintf(tw, "  (%s)\t\t\t\t\t\t\n", f.Note)
 		}
 	}
 	flush()

@@ -181,7 +181,7 @@ func TestCISBenchmarkKubeadm(t *testing.T) {
 	kubeadmCh := make(chan built, 1)
 	kubeadmDir := t.TempDir()
 	go func() {
-		p, took, err := buildKubeadm(kubeadmDir)
+		p, took, err := testbed.BuildKubeadm(kubeadmDir)
 		kubeadmCh <- built{p, took, err}
 	}()
 
@@ -632,19 +632,15 @@ func startKubeadmProcesses(t *testing.T, n *testbed.Node, dir string) {
 		}
 		commands[name] = append(slices.Clone(pod.Spec.Containers[0].Command), pod.Spec.Containers[0].Args...)
 	}
-	env, err := n.ReadFile("/var/lib/kubelet/kubeadm-flags.env")
+	env, err := n.ReadFile(testbed.KubeadmFlagsEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^KUBELET_KUBEADM_ARGS="(.*)"$`).FindSubmatch(env)
-	if m == nil {
-		t.Fatalf("kubeadm-flags.env has no KUBELET_KUBEADM_ARGS:\n%s", env)
+	args, err := testbed.KubeletArgs(env, "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	// 10-kubeadm.conf: ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS
-	// $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
-	commands["kubelet"] = append([]string{"/usr/bin/kubelet",
-		"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf", "--kubeconfig=/etc/kubernetes/kubelet.conf",
-		"--config=/var/lib/kubelet/config.yaml"}, strings.Fields(string(m[1]))...)
+	commands["kubelet"] = append([]string{"/usr/bin/kubelet"}, args...)
 	commands["kube-proxy"] = []string{"/usr/local/bin/kube-proxy", "--config=/var/lib/kube-proxy/config.conf", "--hostname-override=" + n.Name}
 
 	ctx, cancel := context.WithCancel(context.Background())

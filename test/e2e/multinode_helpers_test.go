@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -30,7 +29,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeforge/kubeforge/config"
-	"github.com/kubeforge/kubeforge/internal/testutil"
 	"github.com/kubeforge/kubeforge/join/etcdmember"
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
@@ -464,24 +462,6 @@ func phaseSeconds(out, what string) (time.Duration, bool) {
 		}
 	}
 	return 0, false
-}
-
-// buildKubeadm builds the real kubeadm v1.37.2 from the module into dir
-// (seconds from the build cache, minutes cold), unless $KUBEFORGE_KUBEADM
-// names a prebuilt one. dir must be visible in the testbed nodes (/tmp is).
-func buildKubeadm(dir string) (string, time.Duration, error) {
-	if p := os.Getenv("KUBEFORGE_KUBEADM"); p != "" {
-		return p, 0, nil
-	}
-	start := time.Now()
-	path := filepath.Join(dir, "kubeadm")
-	cmd := exec.Command("go", "build", "-o", path, "k8s.io/kubernetes/cmd/kubeadm")
-	cmd.Dir = testutil.RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", 0, fmt.Errorf("go build k8s.io/kubernetes/cmd/kubeadm: %v\n%s", err, out)
-	}
-	return path, time.Since(start), nil
 }
 
 // nodeClient is a client with the kubelet client certificate of node n

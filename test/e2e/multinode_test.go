@@ -96,7 +96,7 @@ func TestMultiNodeWorkers(t *testing.T) {
 	kubeadmCh := make(chan built, 1)
 	kubeadmDir := t.TempDir()
 	go func() {
-		p, took, err := buildKubeadm(kubeadmDir)
+		p, took, err := testbed.BuildKubeadm(kubeadmDir)
 		kubeadmCh <- built{p, took, err}
 	}()
 	var kubeadm string

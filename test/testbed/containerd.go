@@ -26,6 +26,10 @@ type ContainerdOptions struct {
 	// OOMScoreAdjAllowed leaves restrict_oom_score_adj off, which fails
 	// every sandbox where root lacks CAP_SYS_RESOURCE (as here).
 	OOMScoreAdjAllowed bool
+	// SandboxImage replaces UnpullableSandbox (ContainerdConfig only), and
+	// CNIBinDir kubeforge's CNI plugin directory for an external runtime
+	// (for a node that kubeforge does not run: kubeadm's).
+	SandboxImage, CNIBinDir string
 }
 
 // ContainerdConfig is a config for Debian's containerd 1.6 in a node: its
@@ -33,6 +37,13 @@ type ContainerdOptions struct {
 // sandbox image that cannot be pulled (UnpullableSandbox), and kubeforge's
 // CNI plugin directory for an external runtime.
 func ContainerdConfig(o ContainerdOptions) string {
+	sandbox, cniBin := UnpullableSandbox, "/var/lib/kubeforge/cni-bin"
+	if o.SandboxImage != "" {
+		sandbox = o.SandboxImage
+	}
+	if o.CNIBinDir != "" {
+		cniBin = o.CNIBinDir
+	}
 	return fmt.Sprintf(`version = 2
 root = "/var/lib/%[1]s"
 state = "/run/%[1]s"
@@ -53,9 +64,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = %[3]t
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/var/lib/kubeforge/cni-bin"
+    bin_dir = %[5]q
     conf_dir = "/etc/cni/net.d"
-`, o.Name, UnpullableSandbox, o.SystemdCgroup, !o.OOMScoreAdjAllowed)
+`, o.Name, sandbox, o.SystemdCgroup, !o.OOMScoreAdjAllowed, cniBin)
 }
 
 // Containerd2Config is ContainerdConfig for a containerd of the v2 line
