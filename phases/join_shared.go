@@ -298,9 +298,12 @@ func (c clusterProbe) compare(ctx context.Context, p config.Paths, self string) 
 			want, strings.Join(runs, "; "))
 	default:
 		same(file)
-		if len(failed) > 0 || slices.ContainsFunc(runs, func(r string) bool { return !strings.HasSuffix(r, want) }) {
+		if slices.ContainsFunc(runs, func(r string) bool { return !strings.HasSuffix(r, want) }) {
 			unchecked(file, "it is the file of at least one API server, but not of every one (%s): a key rotation may be under way; the secrets-encryption-config duty brings this node's file up to date once it runs",
-				strings.Join(append(runs, failed...), "; "))
+				strings.Join(runs, "; "))
+		}
+		if len(failed) > 0 {
+			unchecked(file, "it is the file of the API servers that answered, but not every one did (%s)", strings.Join(failed, "; "))
 		}
 	}
 	return out
