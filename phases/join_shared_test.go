@@ -29,6 +29,7 @@ import (
 	"github.com/kubeforge/kubeforge/encryption"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/internal/testutil"
+	"github.com/kubeforge/kubeforge/join/discovery"
 	"github.com/kubeforge/kubeforge/join/uploadcerts"
 	"github.com/kubeforge/kubeforge/manifests"
 	"github.com/kubeforge/kubeforge/pki"
@@ -543,4 +544,64 @@ func TestDownloadCertsSharedByHand(t *testing.T) {
 func readOrNil(path string) []byte {
 	b, _ := os.ReadFile(path)
 	return b
+}
+
+// The probe's etcd client certificate: signed in memory by the copied
+// etcd/ca.key, or, under an external etcd CA, the node's own
+// apiserver-etcd-client (checkProvidedFiles verified it); the API client
+// then is the node's admin.conf.
+func TestSharedProbeCredentials(t *testing.T) {
+	d, cas, _ := externalCAJoin(t)
+	d.sharedCerts = nil
+	probe, err := d.sharedProbe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(d.Paths.Host(d.Cfg.Paths.Cert("apiserver-etcd-client.crt")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCerts, err := pki.ParseCerts(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if probe.client == nil || probe.etcdTLS == nil || len(probe.etcdTLS.Certificates) != 1 ||
+		!bytes.Equal(probe.etcdTLS.Certificates[0].Certificate[0], wantCerts[0].Raw) {
+		t.Errorf("external etcd CA: the probe does not use the node's apiserver-etcd-client certificate")
+	}
+	if !probe.etcdTLS.RootCAs.Equal(poolOf(cas[pki.EtcdCA].Cert)) {
+		t.Errorf("external etcd CA: the probe does not verify etcd with etcd/ca.crt")
+	}
+
+	c := newTestCluster(t)
+	cfg := config.New()
+	cfg.Paths = handCopiedNode(t, c)
+	cfg.Join.ControlPlane = &v1beta4.JoinControlPlane{}
+	cfg.Cluster.EncryptionAlgorithm = pki.AlgorithmECDSAP256
+	n, err := NewNode(cfg, progress.New(io.Discard, false), false, config.HostFacts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = &JoinData{Node: n, found: &discovery.Result{Server: testServer, CAData: c.read(t, "ca.crt"), CA: c.cert(t, "ca")}}
+	if probe, err = d.sharedProbe(); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(probe.etcdTLS.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.CheckSignatureFrom(c.cert(t, "etcd/ca")); err != nil || leaf.Subject.CommonName != "kubeforge-join-preflight" {
+		t.Errorf("etcd client certificate %s: %v", leaf.Subject, err)
+	}
+	if after := testutil.Tree(t, cfg.Paths.Root); slices.ContainsFunc(after, func(f string) bool { return strings.Contains(f, "etcd-client") || strings.HasSuffix(f, ".conf") }) {
+		t.Errorf("the probe wrote credentials: %v", after)
+	}
+}
+
+func poolOf(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
 }
