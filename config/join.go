@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -50,8 +51,14 @@ func (c *Config) CompleteJoin(h HostFacts, nodeIP string) error {
 		if ip := net.ParseIP(cp.LocalAPIEndpoint.AdvertiseAddress); ip == nil || ip.IsUnspecified() {
 			add("JoinConfiguration.controlPlane.localAPIEndpoint.advertiseAddress", "%q is not a usable IP address", cp.LocalAPIEndpoint.AdvertiseAddress)
 		}
-		if cp.CertificateKey == "" {
-			add("JoinConfiguration.controlPlane.certificateKey", "is required to join a control-plane node (the key `kubeforge init --upload-certs` printed)")
+		// Without a certificate key the cluster's shared certificates and
+		// keys must already be on the node, copied by hand (kubeadm's manual
+		// certificate distribution); the join checks them once it knows the
+		// cluster (phases.JoinData.checkSharedFiles).
+		if k := cp.CertificateKey; k != "" {
+			if b, err := hex.DecodeString(k); err != nil || len(b) != 32 {
+				add("JoinConfiguration.controlPlane.certificateKey", "must be 64 hexadecimal characters (32 bytes), the key `kubeforge init --upload-certs` or `kubeforge init phase upload-certs --upload-certs` printed; or leave it empty to use the shared certificates copied to this node by hand")
+			}
 		}
 		c.Init.LocalAPIEndpoint = cp.LocalAPIEndpoint
 		c.Init.CertificateKey = cp.CertificateKey

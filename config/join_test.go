@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 
 	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
@@ -30,6 +31,44 @@ func TestAdoptClusterKeepsNodeCgroupRoot(t *testing.T) {
 			}
 			if c.Kubelet.CgroupRoot != tc.want {
 				t.Errorf("cgroupRoot %q, want %q", c.Kubelet.CgroupRoot, tc.want)
+			}
+		})
+	}
+}
+
+// A control-plane join no longer needs a certificate key: without one the
+// shared certificates are copied to the node by hand (checked by the join
+// once it knows the cluster). A key that is given must still be one.
+func TestCompleteJoinCertificateKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, key string
+		wantErr   []string
+	}{
+		{"no key: shared files copied by hand", "", nil},
+		{"a key", strings.Repeat("ab", 32), nil},
+		{"not hex", strings.Repeat("zz", 32), []string{"JoinConfiguration.controlPlane.certificateKey", "64 hexadecimal characters", "leave it empty"}},
+		{"too short", "abcd", []string{"JoinConfiguration.controlPlane.certificateKey", "64 hexadecimal characters"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New()
+			c.Join.ControlPlane = &v1beta4.JoinControlPlane{CertificateKey: tc.key}
+			err := c.CompleteJoin(testHost(), "10.0.0.9")
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !c.IsControlPlaneJoin() || c.Init.CertificateKey != tc.key || c.Init.LocalAPIEndpoint.AdvertiseAddress != "10.0.0.9" {
+					t.Errorf("control-plane join not completed: key %q, endpoint %+v", c.Init.CertificateKey, c.Init.LocalAPIEndpoint)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("the error does not say %q: %v", w, err)
+				}
 			}
 		})
 	}

@@ -58,7 +58,7 @@ func JoinWorkflow() *Workflow[*JoinData] {
 		{Name: "preflight", Short: "Run join pre-flight checks, and discover and authenticate the cluster", Run: runJoinPreflight,
 			Flags: []string{"ignore-preflight-errors"}},
 		{Name: "control-plane-prepare", Short: "Prepare the machine for serving a control plane", RunIf: cp, Phases: []Phase[*JoinData]{
-			{Name: "download-certs", Short: "Write the control plane's shared certificates from the kubeadm-certs Secret", Run: runDownloadCerts},
+			{Name: "download-certs", Short: "Write the control plane's shared certificates from the kubeadm-certs Secret (with --certificate-key; without, use those copied to the node)", Run: runDownloadCerts},
 			{Name: "certs", Short: "Generate this node's certificates", Run: runJoinCerts},
 			{Name: "kubeconfig", Short: "Generate the kubeconfig files of this control-plane node", Run: runJoinKubeconfig},
 			{Name: "control-plane", Short: "Generate the control plane's static Pod manifests", Run: runJoinControlPlaneManifests},
@@ -119,7 +119,7 @@ func (d *JoinData) discover(ctx context.Context) error {
 		return fmt.Errorf("read the cluster configuration (kube-system/%s): %w", manifests.KubeadmConfigMap, err)
 	}
 	d.clusterYAML = []byte(kc.Data["ClusterConfiguration"])
-	if d.Cfg.IsControlPlaneJoin() {
+	if d.Cfg.IsControlPlaneJoin() && !d.sharedByHand() {
 		key, err := uploadcerts.ParseKey(d.Cfg.Join.ControlPlane.CertificateKey)
 		if err != nil {
 			return fmt.Errorf("--certificate-key: %w", err)
@@ -130,6 +130,13 @@ func (d *JoinData) discover(ctx context.Context) error {
 	}
 	if err := d.Cfg.AdoptCluster(d.clusterYAML, d.kubeletYAML, d.Host); err != nil {
 		return err
+	}
+	if d.sharedByHand() {
+		// No certificate key: the shared files were copied here by hand
+		// (after AdoptCluster: the cluster's certificatesDir).
+		if err := checkSharedFiles(d.Cfg.Paths, found.CA, found.Server, time.Now()); err != nil {
+			return err
+		}
 	}
 	if d.Cfg.IsControlPlaneJoin() {
 		if d.Cfg.Cluster.ControlPlaneEndpoint == "" {
@@ -172,6 +179,11 @@ func runJoinPreflight(ctx context.Context, d *JoinData) error {
 	if err := d.checkProvidedFiles(); err != nil {
 		return err
 	}
+	if d.sharedByHand() {
+		if err := d.compareSharedWithCluster(ctx); err != nil {
+			return err
+		}
+	}
 	if d.EarlyNodeStart {
 		d.StartNodeEarly(ctx)
 	}
@@ -182,6 +194,9 @@ func runDownloadCerts(ctx context.Context, d *JoinData) error {
 	const phase = "download-certs"
 	if err := d.discover(ctx); err != nil {
 		return err
+	}
+	if d.sharedByHand() {
+		return useSharedFilesOnNode(d)
 	}
 	if d.DryRun {
 		for f := range d.sharedCerts {

@@ -233,6 +233,31 @@ func TryLoadCA(p config.Paths, name string) (*x509.Certificate, crypto.Signer, e
 	return cert, key, nil
 }
 
+// LoadServiceAccountKeys loads the service-account key pair (sa.key,
+// sa.pub) and checks that sa.pub is sa.key's public half. A missing file
+// yields an error wrapping fs.ErrNotExist.
+func LoadServiceAccountKeys(p config.Paths) (crypto.Signer, crypto.PublicKey, error) {
+	base := ServiceAccountKey.BaseName
+	key, err := LoadKey(p, base)
+	if err != nil {
+		return nil, nil, err
+	}
+	path := PublicKeyPath(p, base)
+	b, err := readFile(p, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := parsePublicKeyPEM(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	if e, ok := key.Public().(equaler); !ok || !e.Equal(pub) {
+		return nil, nil, fmt.Errorf("%s is not the public key of %s (the pair differs)", path, KeyPath(p, base))
+	}
+	return key, pub, nil
+}
+
 // keyMatches reports whether key is the private half of cert's public key.
 func keyMatches(cert *x509.Certificate, key crypto.Signer) bool {
 	type equaler interface{ Equal(crypto.PublicKey) bool }

@@ -61,3 +61,36 @@ func UserKubeconfig(spec Spec, user string, groups []string, validity time.Durat
 	}
 	return clientcmd.Write(*cfg)
 }
+
+// ClientCertificate issues in memory a short-lived client certificate for
+// user in groups, signed by the CA caName ("ca", "etcd-ca": its certificate
+// and key in spec.Paths), valid for validity (never past the CA's expiry),
+// as a TLS key pair (PEM). It writes nothing: a joining control-plane node
+// uses one to ask the cluster, with the CA key it was given, whether the
+// files it was given are the cluster's.
+func ClientCertificate(spec Spec, caName, user string, groups []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	spec, err = prepare(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	caCert, caKey, err := TryLoadCA(spec.Paths, caName)
+	if err != nil {
+		return nil, nil, err
+	}
+	if caKey == nil {
+		return nil, nil, fmt.Errorf("%s has no key: it is an external CA", caName)
+	}
+	key, err := NewPrivateKey(spec.Algorithm)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := issue(CertConfig{CommonName: user, Organizations: groups, Usages: clientAuth}, false, key, caCert, caKey, spec.Now(), capToCA(validity, caCert, spec.Now()))
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err = EncodeKeyPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return EncodeCertPEM(cert), keyPEM, nil
+}

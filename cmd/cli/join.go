@@ -54,6 +54,7 @@ func newJoinCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
   kubeforge join 10.0.0.1:6443 --token abcdef.0123456789abcdef \
       --discovery-token-ca-cert-hash sha256:<hash>            # a worker
   ... --control-plane --certificate-key <key>                  # a control-plane node
+  ... --control-plane      # one whose shared certificates were copied to /etc/kubernetes/pki by hand
 
 ` + wf.Describe(),
 		Args: cobra.MaximumNArgs(1),
@@ -114,8 +115,8 @@ func (o *joinOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.nodeName, "node-name", "", "this node's name (default: the hostname)")
 	fs.StringVar(&o.nodeIP, "node-ip", "", "this node's address (default: its address on the route to the API server)")
 	fs.StringVar(&o.criSocket, "cri-socket", "", "use an existing container runtime at this socket instead of the bundled containerd")
-	fs.BoolVar(&o.controlPlane, "control-plane", false, "join as a control-plane node (needs --certificate-key)")
-	fs.StringVar(&o.certificateKey, "certificate-key", "", "the key that decrypts the certificates `init --upload-certs` shared")
+	fs.BoolVar(&o.controlPlane, "control-plane", false, "join as a control-plane node: with --certificate-key, or with the cluster's shared certificates and keys copied by hand into the certificate dir (checked before anything is written)")
+	fs.StringVar(&o.certificateKey, "certificate-key", "", "the key that decrypts the certificates `init --upload-certs` shared; without it a control-plane join uses the shared certificates already on this node")
 	fs.StringVar(&o.advertiseAddress, "apiserver-advertise-address", "", "this control-plane node's API server address (default: --node-ip)")
 	fs.Int32Var(&o.bindPort, "apiserver-bind-port", config.DefaultBindPort, "this control-plane node's API server port")
 	fs.StringSliceVar(&o.ignorePreflightErrors, "ignore-preflight-errors", nil, "pre-flight checks whose errors become warnings ('all' for every one)")

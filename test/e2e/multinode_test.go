@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,7 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubeforge/kubeforge/encryption"
 	"github.com/kubeforge/kubeforge/internal/testutil"
+	"github.com/kubeforge/kubeforge/join/uploadcerts"
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
@@ -684,6 +687,19 @@ func replaceFlag(args []string, name, value string) []string {
 	return out
 }
 
+// removeFlag is args without --name and its value.
+func removeFlag(args []string, name string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == name && i+1 < len(args) {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
 // TestMultiNodeHA builds a cluster of three control-plane nodes with an
 // older kubeforge build: init with --upload-certs, two control-plane joins
 // with the certificate key (etcd grows by learner and promotion to three
@@ -695,7 +711,11 @@ func replaceFlag(args []string, name, value string) []string {
 // node comes back and catches up. A join with a wrong certificate key, or
 // after the uploaded certificates are gone, is refused without a file left
 // behind; reset of a control-plane node removes its etcd member first, and
-// with freshly uploaded certificates the node joins again.
+// with freshly uploaded certificates the node joins again. After an etcd
+// snapshot restore on the first node the two others are reset and join
+// again: one with a certificate key, the other without, its shared files
+// copied from the first node by hand (refused first without them, and with
+// an encryption configuration of its own).
 func TestMultiNodeHA(t *testing.T) {
 	testbed.RequireHost(t)
 	begin := time.Now()
@@ -1044,11 +1064,13 @@ func TestMultiNodeHA(t *testing.T) {
 			t.Logf("reset of %s:\n%s", n.Name, grepLines(out, "etcd"))
 			kubectlOn(t, cp1, "", "delete", "node", n.Name)
 		}
-		for _, n := range []*testbed.Node{cp2, cp3} {
-			start := time.Now()
-			kf(t, n, 5*time.Minute, append(replaceFlag(cpJoin, "--certificate-key", key[1]), "--config", n.JoinConfigFile())...)
-			t.Logf("%s joined the restored cluster in %v", n.Name, time.Since(start).Round(100*time.Millisecond))
-		}
+		// cp2 joins with the certificate key, cp3 without one: its shared
+		// files copied by hand from cp1 (README "Joining nodes").
+		jstart := time.Now()
+		kf(t, cp2, 5*time.Minute, append(replaceFlag(cpJoin, "--certificate-key", key[1]), "--config", cp2.JoinConfigFile())...)
+		t.Logf("%s joined the restored cluster in %v", cp2.Name, time.Since(jstart).Round(100*time.Millisecond))
+		poll(t, 3*time.Minute, cp2.Name+"'s control plane ready after the restore", func() string { return controlPlaneOf(api, cp2.Name) })
+		joinByHand(t, cp1, cp3, removeFlag(cpJoin, "--certificate-key"))
 		poll(t, 3*time.Minute, "three voting etcd members after the restore", func() string { return votingMembers(cp1, cps...) })
 		poll(t, 2*time.Minute, "three nodes Ready after the restore", func() string { return nodesReady(api, cp1.Name, cp2.Name, cp3.Name) })
 		for _, n := range []*testbed.Node{cp2, cp3} {
@@ -1059,6 +1081,89 @@ func TestMultiNodeHA(t *testing.T) {
 		}
 		t.Logf("HA restore and rejoin of two control-plane nodes: %v", time.Since(start).Round(time.Second))
 	})
+}
+
+// joinByHand joins n as a control plane without a certificate key, as
+// kubeadm's manual certificate distribution: refused first while n has none
+// of the shared files (the refusal names them and leaves n as it was), then
+// while its encryption-config.yaml is another one than the cluster's (the
+// API servers are asked), and joined once the files are copied from cp.
+func joinByHand(t *testing.T, cp, n *testbed.Node, join []string) {
+	t.Helper()
+	args := append(slices.Clone(join), "--config", n.JoinConfigFile())
+	refused := func(what string, want ...string) {
+		t.Helper()
+		before := filesUnder(n, nodeDirs...)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		start := time.Now()
+		out, err := n.Kubeforge(ctx, args...)
+		if err == nil {
+			t.Fatalf("join of %s without a certificate key and %s succeeded:\n%s", n.Name, what, out)
+		}
+		t.Logf("join of %s without a certificate key and %s refused in %v:\n%s", n.Name, what, time.Since(start).Round(10*time.Millisecond), out)
+		for _, w := range append([]string{"without --certificate-key", "nothing was written", "or join with --certificate-key"}, want...) {
+			if !strings.Contains(out, w) {
+				t.Errorf("the refusal (%s) does not say %q:\n%s", what, w, out)
+			}
+		}
+		if after := filesUnder(n, nodeDirs...); !slices.Equal(before, after) {
+			t.Errorf("the refused join (%s) changed files on %s:\nbefore %v\nafter  %v", what, n.Name, before, after)
+		}
+		if procs := n.Processes(); len(procs) > 0 {
+			t.Errorf("the refused join (%s) left processes on %s:\n  %s", what, n.Name, processes(procs))
+		}
+	}
+	refused("no shared files", "/etc/kubernetes/pki/ca.crt is missing", "/etc/kubernetes/pki/ca.key is missing",
+		"/etc/kubernetes/pki/etcd/ca.key is missing", "/etc/kubernetes/pki/encryption-config.yaml is missing")
+
+	shared := map[string][]byte{}
+	for _, f := range uploadcerts.Files {
+		b, err := cp.ReadFile("/etc/kubernetes/pki/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared[f] = b
+	}
+	write := func(f string, b []byte) {
+		t.Helper()
+		path := "/etc/kubernetes/pki/" + f
+		if err := os.MkdirAll(filepath.Dir(n.Path(path)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for f, b := range shared {
+		write(f, b)
+	}
+	wrongKey, err := encryption.NewKey(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("encryption-config.yaml", encryption.Render(encryption.Initial(wrongKey)))
+	refused("an encryption configuration of its own", "/etc/kubernetes/pki/encryption-config.yaml (SHA-256",
+		"is not the encryption configuration the cluster's API servers run with", "node "+cp.Name+"'s API server runs with "+encryption.Hash(shared["encryption-config.yaml"]))
+
+	write("encryption-config.yaml", shared["encryption-config.yaml"])
+	start := time.Now()
+	out := kf(t, n, 5*time.Minute, args...)
+	t.Logf("%s joined without a certificate key in %v:\n%s", n.Name, time.Since(start).Round(100*time.Millisecond), grepLines(out, "shared"))
+	for _, w := range []string{"The shared certificates and keys on this node are the cluster's", "front-proxy-ca.crt", "kubelet-serving-ca.crt", "sa.pub", "etcd/ca.crt",
+		"encryption-config.yaml", "Using the shared certificates and keys already in", "Promoted etcd member " + n.Name} {
+		if !strings.Contains(out, w) {
+			t.Errorf("the join of %s without a certificate key does not say %q", n.Name, w)
+		}
+	}
+	if strings.Contains(out, "could not compare a shared file") {
+		t.Errorf("the join of %s could not compare every shared file with the cluster:\n%s", n.Name, grepLines(out, "could not compare"))
+	}
+	for f, b := range shared {
+		if got, err := n.ReadFile("/etc/kubernetes/pki/" + f); err != nil || !bytes.Equal(got, b) {
+			t.Errorf("%s: pki/%s is not the copy of %s's after the join (%v)", n.Name, f, cp.Name, err)
+		}
+	}
 }
 
 // refuseJoin runs a join in x that must be refused: its output must name
