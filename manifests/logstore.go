@@ -32,6 +32,10 @@ const (
 	// LogShipperRole lets the nodes (group system:nodes) POST to the
 	// store through the API server's Service proxy, and nothing else.
 	LogShipperRole = "kubeforge:log-shipper"
+	// LogStoreDirectoryBinding binds the store's ServiceAccount to the
+	// Role NodeDirectoryReader: the store serves only the nodes the node
+	// directory lists (`-nodeDirectory`).
+	LogStoreDirectoryBinding = "kubeforge:log-store:node-directory-reader"
 	// LogStoreClass is the StorageClass the store's volume claim uses when
 	// the cluster has it at init (the local-path provisioner's).
 	LogStoreClass = "local-path"
@@ -66,29 +70,13 @@ func LogStoreQueryProxyPath(sub string) string {
 	return fmt.Sprintf("/api/v1/namespaces/%s/services/%s/proxy%s", metav1.NamespaceSystem, LogStoreQueryName, sub)
 }
 
-// nodeCIDRMaskSizes is the size of each node's pod CIDR, "v4,v6", as the
-// controller-manager allocates them: its defaults (24, 64) unless its
-// extraArgs say otherwise.
-func nodeCIDRMaskSizes(c *config.Config) string {
-	v4, v6 := "24", "64"
-	for _, a := range c.Cluster.ControllerManager.ExtraArgs {
-		switch a.Name {
-		case "node-cidr-mask-size":
-			v4, v6 = a.Value, a.Value
-		case "node-cidr-mask-size-ipv4":
-			v4 = a.Value
-		case "node-cidr-mask-size-ipv6":
-			v6 = a.Value
-		}
-	}
-	return v4 + "," + v6
-}
-
 // LogStoreObjects are the log-store addon: VictoriaLogs as a one-replica
 // StatefulSet on the self-image (`kubeforge component log-store`), its
-// Service, and the RBAC that lets every node's credentials POST to it
+// Services, the RBAC that lets every node's credentials POST to it
 // through the API server's Service proxy (verb create on services/proxy
-// of this Service only).
+// of this Service only), and its ServiceAccount, which may read the node
+// directory and nothing else: the store serves the addresses of the nodes
+// the directory lists and refuses everyone else.
 func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 	ns := metav1.NamespaceSystem
 	labels := map[string]string{"k8s-app": LogStoreName}
@@ -104,16 +92,25 @@ func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 			fmt.Sprintf("-insertListenAddr=:%d", LogStoreInsertPort),
 			// Caches sized for a small cluster, not 60% of the node.
 			"-memory.allowedBytes=96MiB",
-			// Pods may not connect: nodes and the API server's proxy only.
+			// Only the nodes may connect (the API server's proxy, the
+			// kubelets' probes): the addresses the node directory lists.
+			// The pod network names pods as such in the refusals.
+			"-nodeDirectory=" + metav1.NamespaceSystem + "/" + NodeDirectory,
 			"-podNetwork=" + c.Cluster.Networking.PodSubnet,
-			"-podNetwork.nodeMaskSizes=" + nodeCIDRMaskSizes(c),
 			"-loggerLevel=WARN",
 		},
-		Ports:     []corev1.ContainerPort{tcpPort("http", LogStorePort), tcpPort("insert", LogStoreInsertPort)},
-		CPU:       "50m",
-		Memory:    "64Mi",
+		// It reads the directory at the control-plane endpoint, not through
+		// the kubernetes Service (kube-proxy may not be running yet).
+		Env:    apiServerEnv(c),
+		Ports:  []corev1.ContainerPort{tcpPort("http", LogStorePort), tcpPort("insert", LogStoreInsertPort)},
+		CPU:    "50m",
+		Memory: "64Mi",
+		// /health answers 503 until the store has read the node directory
+		// (it serves no one before): the pod stays unready. Liveness is
+		// the port accepting connections, so that a directory the store
+		// cannot read does not restart it in a loop.
 		Readiness: quickReadiness(httpGet("/health", intstr.FromString("http"), "")),
-		Liveness: &corev1.Probe{ProbeHandler: httpGet("/health", intstr.FromString("http"), ""),
+		Liveness: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}},
 			InitialDelaySeconds: 30, PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 3},
 		// Root owns the data directory (a hostPath the kubelet creates); no
 		// capability, no escalation, a read-only root.
@@ -122,10 +119,9 @@ func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 		Priority:    "system-cluster-critical",
 		Tolerations: criticalAddon(),
 		GracePeriod: ptr(int64(10)),
-		// The store calls no API: no ServiceAccount, no token.
-		NoServiceAccount: true,
-		NoToken:          true,
-		NoServiceLinks:   true,
+		// Its ServiceAccount may read the node directory and nothing else.
+		Bindings:       []Binding{{Name: LogStoreDirectoryBinding, Role: NodeDirectoryReader}},
+		NoServiceLinks: true,
 		Extra: []runtime.Object{
 			role(ns, LogShipperRole, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services/proxy"},
 				ResourceNames: []string{LogStoreName}, Verbs: []string{"create"}}),

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
@@ -20,7 +21,9 @@ func logStoreParts(t *testing.T, st LogStorage) (*appsv1.StatefulSet, *rbacv1.Ro
 		case *rbacv1.Role:
 			role = o
 		case *rbacv1.RoleBinding:
-			rb = o
+			if o.Name == LogShipperRole {
+				rb = o
+			}
 		}
 	}
 	if sts == nil || role == nil || rb == nil {
@@ -74,24 +77,57 @@ func TestLogStoreObjects(t *testing.T) {
 	}
 }
 
-// The store knows the cluster's pod network and the controller-manager's
-// node block sizes, so that it can tell pods from nodes.
-func TestLogStorePodNetworkArgs(t *testing.T) {
+// The store serves the nodes the node directory lists: it is told where
+// the directory is, and its own ServiceAccount (with a token) is bound to
+// the Role that reads that one ConfigMap; it knows the pod network (to
+// name pods in its refusals); its liveness does not hang on the directory.
+func TestLogStoreNodeAllowlist(t *testing.T) {
 	c := testConfig(t)
-	if got := nodeCIDRMaskSizes(c); got != "24,64" {
-		t.Errorf("default node blocks %q, want 24,64", got)
+	var sts *appsv1.StatefulSet
+	var sa *corev1.ServiceAccount
+	var binding *rbacv1.RoleBinding
+	for _, o := range LogStoreObjects(c, LogStorage{}) {
+		switch o := o.(type) {
+		case *appsv1.StatefulSet:
+			sts = o
+		case *corev1.ServiceAccount:
+			sa = o
+		case *rbacv1.RoleBinding:
+			if o.Name == LogStoreDirectoryBinding {
+				binding = o
+			}
+		}
 	}
-	c.Cluster.ControllerManager.ExtraArgs = append(c.Cluster.ControllerManager.ExtraArgs, argOf("node-cidr-mask-size", "26"))
-	if got := nodeCIDRMaskSizes(c); got != "26,26" {
-		t.Errorf("with --node-cidr-mask-size=26: %q", got)
+	if sa == nil || sa.Name != LogStoreName || sa.Namespace != "kube-system" || (sa.AutomountServiceAccountToken != nil && !*sa.AutomountServiceAccountToken) {
+		t.Fatalf("ServiceAccount %+v: want kube-system/%s with a token", sa, LogStoreName)
 	}
-	c.Cluster.ControllerManager.ExtraArgs = append(c.Cluster.ControllerManager.ExtraArgs, argOf("node-cidr-mask-size-ipv6", "80"))
-	if got := nodeCIDRMaskSizes(c); got != "26,80" {
-		t.Errorf("with -ipv6=80 after it: %q", got)
+	pod := sts.Spec.Template.Spec
+	if pod.ServiceAccountName != LogStoreName || (pod.AutomountServiceAccountToken != nil && !*pod.AutomountServiceAccountToken) {
+		t.Errorf("the store runs as %q (token %v), want %s with its token", pod.ServiceAccountName, pod.AutomountServiceAccountToken, LogStoreName)
 	}
-	sts, _, _ := logStoreParts(t, LogStorage{})
-	args := strings.Join(sts.Spec.Template.Spec.Containers[0].Args, " ")
-	if !strings.Contains(args, "-podNetwork="+c.Cluster.Networking.PodSubnet) {
-		t.Errorf("the store does not get the pod network: %s", args)
+	if binding == nil || binding.RoleRef.Kind != "Role" || binding.RoleRef.Name != NodeDirectoryReader ||
+		len(binding.Subjects) != 1 || binding.Subjects[0].Kind != "ServiceAccount" || binding.Subjects[0].Name != LogStoreName || binding.Subjects[0].Namespace != "kube-system" {
+		t.Errorf("binding %+v: want the store's ServiceAccount bound to Role %s", binding, NodeDirectoryReader)
+	}
+	// The Role it is bound to (bootstrap RBAC) reads that one ConfigMap.
+	for _, o := range NodeDirectoryRBAC() {
+		if r, ok := o.(*rbacv1.Role); ok && r.Name == NodeDirectoryReader {
+			if len(r.Rules) != 1 || !slices.Equal(r.Rules[0].ResourceNames, []string{NodeDirectory}) || slices.Contains(r.Rules[0].Verbs, "update") {
+				t.Errorf("Role %s: %+v", NodeDirectoryReader, r.Rules)
+			}
+		}
+	}
+	ctr := pod.Containers[0]
+	args := strings.Join(ctr.Args, " ")
+	for _, want := range []string{"-nodeDirectory=kube-system/" + NodeDirectory, "-podNetwork=" + c.Cluster.Networking.PodSubnet} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args lack %s: %s", want, args)
+		}
+	}
+	if ctr.LivenessProbe == nil || ctr.LivenessProbe.TCPSocket == nil {
+		t.Errorf("liveness %+v: want a TCP probe (/health is 503 until the directory is read)", ctr.LivenessProbe)
+	}
+	if ctr.ReadinessProbe == nil || ctr.ReadinessProbe.HTTPGet == nil || ctr.ReadinessProbe.HTTPGet.Path != "/health" {
+		t.Errorf("readiness %+v: want /health", ctr.ReadinessProbe)
 	}
 }

@@ -16,6 +16,7 @@
 package logstore
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
@@ -37,6 +38,9 @@ import (
 	"github.com/VictoriaMetrics/VictoriaLogs/app/vlinsert/insertutil"
 	"github.com/VictoriaMetrics/VictoriaLogs/app/vlselect"
 	"github.com/VictoriaMetrics/VictoriaLogs/app/vlstorage"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/kubeforge/kubeforge/components/logstore/storeflags"
 )
@@ -62,11 +66,15 @@ var (
 // cannot run a query (a POSTed query form) against the store.
 var insertListenAddr = flags.String("insertListenAddr", "", "kubeforge: TCP address of a port that serves only /insert/... and /health (empty: none)")
 
-// podNetwork and podNetworkMasks are kubeforge's own flags: both ports
-// refuse connections from pods' addresses (see podSources).
+// podNetwork, podNetworkMasks and nodeDirectory are kubeforge's own
+// flags: with -nodeDirectory both ports serve the cluster's nodes only
+// (an allowlist read from the node directory, see gate); without it, they
+// refuse pods' addresses only (see podSources), as the builds before the
+// allowlist did.
 var (
-	podNetwork      = flags.String("podNetwork", "", "kubeforge: the cluster's pod CIDRs, comma-separated: connections from a pod's address are refused on every port (empty: no check)")
-	podNetworkMasks = flags.String("podNetwork.nodeMaskSizes", "", "kubeforge: the size of each node's pod CIDR, IPv4 then IPv6, comma-separated (the controller-manager's --node-cidr-mask-size-*; default 24,64)")
+	podNetwork      = flags.String("podNetwork", "", "kubeforge: the cluster's pod CIDRs, comma-separated: without -nodeDirectory, connections from a pod's address are refused on every port; with it, refusals name pods as such (empty: no check)")
+	podNetworkMasks = flags.String("podNetwork.nodeMaskSizes", "", "kubeforge: without -nodeDirectory, the size of each node's pod CIDR, IPv4 then IPv6, comma-separated (the controller-manager's --node-cidr-mask-size-*; default 24,64)")
+	nodeDirectory   = flags.String("nodeDirectory", "", "kubeforge: NAMESPACE/NAME of the node directory ConfigMap (kube-system/kubeforge-nodes): every port serves only the nodes it lists (their addresses and their bridge and VXLAN addresses) and loopback, read with the pod's ServiceAccount; until it is read, no one (/health answers 503) (empty: see -podNetwork)")
 )
 
 func init() { storeflags.Move() }
@@ -88,10 +96,24 @@ func Main(args []string) int {
 	buildinfo.Init()
 	vlselect.InitSecretFlags()
 	logger.Init()
-	pods, err := parsePodSources(*podNetwork, *podNetworkMasks)
+	gate, err := newGate(*podNetwork, *podNetworkMasks, *nodeDirectory, logger.Warnf)
 	if err != nil {
 		logger.Errorf("%s", err)
 		return 2
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if gate != nil && gate.dirName != "" {
+		client, err := inClusterClient()
+		if err != nil {
+			logger.Errorf("-nodeDirectory: %s", err)
+			return 2
+		}
+		go func() {
+			if err := gate.watch(ctx, client, logger.Infof, logger.Warnf); err != nil {
+				logger.Errorf("cannot watch the node directory: %s", err)
+			}
+		}()
 	}
 
 	listenAddrs := *httpListenAddrs
@@ -104,25 +126,26 @@ func Main(args []string) int {
 	vlselect.Init()
 	insertutil.SetLogRowsStorage(&vlstorage.Storage{})
 	vlinsert.Init()
-	// With the pod check on, the main port serves no built-in route of
+	// With the source check on, the main port serves no built-in route of
 	// upstream's server (they answer before any handler could check the
 	// source): only /health, /metrics and the store's own endpoints, all
 	// behind the check.
 	main, mainOpts := requestHandler, httpserver.ServeOptions{UseProxyProtocol: useProxyProtocol}
-	if pods != nil {
-		main, mainOpts.DisableBuiltinRoutes = refusePods(pods, withHealthAndMetrics(requestHandler)), true
+	if gate != nil {
+		main, mainOpts.DisableBuiltinRoutes = gate.wrap(strings.Join(listenAddrs, ","), withHealthAndMetrics(requestHandler)), true
 	}
 	go httpserver.Serve(listenAddrs, main, mainOpts)
 	if *insertListenAddr != "" {
 		listenAddrs = append(listenAddrs, *insertListenAddr)
 		// No built-in routes there (/metrics, /flags, /debug/pprof/).
-		go httpserver.Serve([]string{*insertListenAddr}, refusePods(pods, insertOnly(vlinsert.RequestHandler)), httpserver.ServeOptions{DisableBuiltinRoutes: true})
+		go httpserver.Serve([]string{*insertListenAddr}, gate.wrap(*insertListenAddr, insertOnly(vlinsert.RequestHandler)), httpserver.ServeOptions{DisableBuiltinRoutes: true})
 	}
 	logger.Infof("started VictoriaLogs in %.3f seconds", time.Since(start).Seconds())
 
 	pushmetrics.Init()
 	sig := procutil.WaitForSigterm()
 	logger.Infof("received signal %s", sig)
+	cancel()
 	pushmetrics.Stop()
 	start = time.Now()
 	if err := httpserver.Stop(listenAddrs); err != nil {
@@ -134,6 +157,16 @@ func Main(args []string) int {
 	vlstorage.Stop()
 	logger.Infof("VictoriaLogs stopped in %.3f seconds", time.Since(start).Seconds())
 	return 0
+}
+
+// inClusterClient is a client with the pod's ServiceAccount.
+func inClusterClient() (kubernetes.Interface, error) {
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("not in a pod with a ServiceAccount token (%w): the store reads the node directory with its ServiceAccount", err)
+	}
+	cfg.UserAgent = "kubeforge-log-store"
+	return kubernetes.NewForConfig(cfg)
 }
 
 // moduleVersion is the version of module path linked in.

@@ -2,8 +2,6 @@ package logstore
 
 import (
 	"fmt"
-	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -17,9 +15,12 @@ import (
 // namespace's logs or write lines in another pod's name. The API server's
 // proxy presents no credential the store could check (it strips the
 // client's Authorization header and has no client certificate), so the
-// store tells nodes from pods by the source address, which a pod cannot
-// forge for a TCP connection: the answers to a node's address go to the
-// node.
+// store tells nodes from others by the source address, which cannot be
+// forged for a TCP connection: the answers to a node's address go to the
+// node. With -nodeDirectory the store serves the nodes' addresses only
+// (an allowlist, see gate in allow.go); podSources is the pod network,
+// which without it is the only check (refuse pods) and with it names the
+// refusals.
 //
 // A node connects to a pod from an address outside the pod network (its
 // own) or, to a pod on its own bridge or over the VXLAN overlay, from one
@@ -93,19 +94,13 @@ func (s *podSources) fromPod(addr netip.Addr) bool {
 	return false
 }
 
-// refusePods wraps a store handler: a request from a pod's address gets
-// 403 before any store code sees it.
-func refusePods(s *podSources, h func(w http.ResponseWriter, r *http.Request) bool) func(w http.ResponseWriter, r *http.Request) bool {
-	if s == nil {
-		return h
-	}
-	return func(w http.ResponseWriter, r *http.Request) bool {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		addr, perr := netip.ParseAddr(host)
-		if err != nil || perr != nil || s.fromPod(addr) {
-			http.Error(w, "the log store serves the cluster's nodes and the API server's Service proxy only, not pods: search with `kubeforge logs` or the dashboard", http.StatusForbidden)
+// inNetwork reports whether addr is inside the cluster's pod CIDRs.
+func (s *podSources) inNetwork(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, c := range s.cidrs {
+		if c.Contains(addr) {
 			return true
 		}
-		return h(w, r)
 	}
+	return false
 }

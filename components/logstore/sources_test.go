@@ -64,15 +64,16 @@ func TestParsePodSourcesErrors(t *testing.T) {
 	}
 }
 
-// Requests from pods get 403 before the store sees them, on any path
-// (health and metrics included); the nodes' requests pass.
-func TestRefusePods(t *testing.T) {
-	s, err := parsePodSources("10.244.0.0/16", "")
+// Without -nodeDirectory (the flags of an older build's manifest):
+// requests from pods get 403 before the store sees them, on any path
+// (health and metrics included); everything else passes.
+func TestGateLegacyRefusesPods(t *testing.T) {
+	g, err := newGate("10.244.0.0/16", "", "", t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var seen []string
-	h := refusePods(s, withHealthAndMetrics(func(w http.ResponseWriter, r *http.Request) bool {
+	h := g.wrap(":9428", withHealthAndMetrics(func(w http.ResponseWriter, r *http.Request) bool {
 		seen = append(seen, r.RemoteAddr+" "+r.URL.Path)
 		w.WriteHeader(http.StatusNoContent)
 		return true
@@ -105,7 +106,11 @@ func TestRefusePods(t *testing.T) {
 	if len(seen) != 3 {
 		t.Errorf("the store saw %q, want the three node requests that are not /health", seen)
 	}
-	if refusePods(nil, nil) != nil {
-		t.Error("no pod network: the handler must be the store's own")
+	if g, err := newGate("", "", "", t.Logf); g != nil || err != nil {
+		t.Errorf("no flags: gate %v, %v; want none", g, err)
+	}
+	var none *gate
+	if none.wrap(":9428", nil) != nil {
+		t.Error("no gate: the handler must be the store's own")
 	}
 }

@@ -51,7 +51,8 @@ var logLineRE = regexp.MustCompile(`^(\S+) (\S+)/logtest/printer-(\S+)/printer: 
 // the store is scaled to 0 for 30 s while they keep printing, and after
 // it is back every line is there once; the lines of the deleted pods can
 // still be found. The nodes' credentials may POST to the store through
-// the Service proxy and nothing more; pods may not connect to it at all.
+// the Service proxy and nothing more; pods, and a machine outside the
+// cluster that routes to the pod network, may not connect to it at all.
 func TestLogging(t *testing.T) {
 	testbed.RequireHost(t)
 	if err := testbed.RequireStaticBusybox(); err != nil {
@@ -324,6 +325,43 @@ func TestLogging(t *testing.T) {
 				if err == nil || !strings.Contains(out, "status 403") {
 					t.Errorf("a pod on %s was not refused by %s: err=%v\n%s", n.Name, u, err, out)
 				}
+			}
+		}
+		// A machine outside the cluster: a namespace on the nodes' bridge
+		// with an address of their subnet that no node has, and a route to
+		// the pod CIDR of the store's node through that node. It reaches
+		// the store pod's address, and the store (kubeforge's check in
+		// front of VictoriaLogs) answers 403 on both ports: an HTTP answer,
+		// so the connection did arrive and was refused by the store, not
+		// by the network. The testbed removes the namespace with the bed.
+		storeNode := ip("pods", "log-store-0", "{.spec.nodeName}")
+		podCIDR := ip("node", storeNode, "{.spec.podCIDR}")
+		var via *testbed.Node
+		for _, n := range nodes {
+			if n.Name == storeNode {
+				via = n
+			}
+		}
+		if via == nil {
+			t.Fatalf("the store runs on %q, not a node of the bed", storeNode)
+		}
+		outside := tb.AddNode("outside")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if out, err := outside.Run(ctx, "ip", "route", "add", podCIDR, "via", via.IP.String()); err != nil {
+			t.Fatalf("route %s via %s on the outside machine: %v\n%s", podCIDR, via.Name, err, out)
+		}
+		for _, u := range []string{"http://" + storePod + ":9428/select/logsql/query?query=*", "http://" + storePod + ":9429/insert/jsonline"} {
+			r, err := netHTTPFromNode(tb, outside, u, 1)
+			if len(r.Failures) != 1 || r.Failures[0] != "status 403" {
+				t.Errorf("the outside machine %s (route via %s) was not refused with 403 by %s: %+v, err=%v", outside.IP, via.Name, u, r, err)
+			}
+		}
+		// The store's log says whom it refused and why.
+		logs := netKubectl(t, cp, "logs", "-n", "kube-system", "log-store-0")
+		for _, want := range []string{"from " + outside.IP.String() + ": not an address of any of the cluster's 3 nodes", ": a pod's address"} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("the store's log lacks %q:\n%s", want, logs)
 			}
 		}
 		// The store is still Ready (the kubelet's probes come from the node).
