@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every kubeforge test: unit tests, CLI tests against the built binary,
+# Runs every kubeforge test: unit tests (the CLI's commands in-process, and a smoke test of the built binary),
 # and the end-to-end tests that bring up real nodes (as root, in network
 # namespaces the tests create).
 set -euo pipefail
