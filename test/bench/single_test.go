@@ -70,12 +70,26 @@ func (b *bench) singleRun(t *testing.T, i int) {
 	}
 	t.Logf("from init start: /readyz ok %.2f s, Node Ready %.2f s, CoreDNS Ready %.2f s, every kube-system pod Ready %.2f s",
 		get(sr.Milestones, CheckReadyz), get(sr.Milestones, CheckNodeReady), get(sr.Milestones, CheckCoreDNSReady), get(sr.Milestones, CheckAllPodsReady))
+	// `kubectl top nodes`: polled from now on (after the waits above),
+	// measured from init start; done before the restarts.
+	waitTop := watchTop(n, admin, res.Start)
 
 	// Idle memory.
 	initEnd := res.Start.Add(time.Duration(res.Wall * float64(time.Second)))
 	time.Sleep(time.Until(initEnd.Add(b.cfg.idle)))
 	snap := memory(n, fmt.Sprintf("%.0f s after init", b.cfg.idle.Seconds()))
 	raw.Memory, sr.Memory = snap, snap.lite()
+	if missing, unnamed := MissingAddons(snap); len(missing) > 0 || len(unnamed) > 0 {
+		problem("addons with no pod process found (not running, or not attributed): %v; processes the bench cannot attribute: %v", missing, unnamed)
+	}
+	top := waitTop()
+	raw.KubectlTop = top.output
+	if top.err != "" {
+		problem("kubectl top: %s", top.err)
+	} else {
+		sr.Milestones[MilestoneKubectlTop] = top.seconds
+		t.Logf("from init start: `kubectl top nodes` answers %.2f s", top.seconds)
+	}
 	t.Logf("idle memory: PSS %.0f MiB, RSS %.0f MiB in %d processes", snap.Total.PSSMiB, snap.Total.RSSMiB, snap.Total.Processes)
 	for _, c := range ComponentNames(*snap) {
 		cm := snap.Components[c]
