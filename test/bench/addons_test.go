@@ -113,12 +113,13 @@ func mapKeys[V any](m map[string]V) []string {
 // topResult is what watchTop saw.
 type topResult struct {
 	seconds float64 // from init start; 0: never
+	polls   int     // metrics API requests made
 	output  string  // kubectl top nodes
 	err     string
 }
 
 // watchTop polls the metrics API (metrics.k8s.io, what `kubectl top nodes`
-// reads) every 250 ms until it serves node n's CPU and memory usage, then
+// reads) every 250 ms from now until it serves node n's CPU and memory usage, then
 // runs `kubectl top nodes` in the node once to confirm; it gives up 3
 // minutes after start (init's start, which the time is measured from).
 // The returned function waits for it.
@@ -144,6 +145,7 @@ func watchTop(n *testbed.Node, admin func() ([]byte, error), start time.Time) fu
 			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 			body, err := cs.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/nodes").DoRaw(rctx)
 			rcancel()
+			tr.polls++
 			at := time.Since(start).Seconds()
 			if err != nil {
 				last = short(err.Error())

@@ -214,7 +214,10 @@ func (r *Registry) Push(t testing.TB, ref string, img v1.Image) {
 	tr.Proxy = nil
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err = remote.Write(tag, img, remote.WithContext(ctx), remote.WithTransport(tr),
+	// One blob at a time: the registry's in-memory store holds its lock
+	// while it reads an upload's body, so concurrent uploads over one
+	// HTTP/2 connection stall each other on its flow-control window.
+	err = remote.Write(tag, img, remote.WithContext(ctx), remote.WithTransport(tr), remote.WithJobs(1),
 		remote.WithAuth(&authn.Basic{Username: RegistryAdminUser, Password: r.Passwords[RegistryAdminUser]}))
 	if err != nil {
 		t.Fatalf("push %s: %v", tag, err)
