@@ -39,7 +39,7 @@ func PullFigures(p *PullResult) []Figure {
 	if p == nil {
 		return nil
 	}
-	s := fmt.Sprintf("image pull from a registry on the test bridge (TLS, basic auth; %.1f MB of random layers in %d layers, on a single node)",
+	s := fmt.Sprintf("image pull from a registry on the test bridge (TLS, basic auth; a %.1f MB image, %d layers: busybox and random bytes; on a single node)",
 		float64(p.ImageBytes)/1e6, p.Layers)
 	nan := func(v []float64) []float64 {
 		if len(v) == 0 {
