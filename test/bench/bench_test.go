@@ -83,10 +83,10 @@ func loadConfig(t *testing.T) config {
 	for _, s := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			switch s {
-			case "single", "restart", "join", "network", "external", "snapshot", "cluster", "upgrade", "kubeadm":
+			case "single", "restart", "join", "network", "external", "snapshot", "cluster", "upgrade", "kubeadm", "addons-off", "pull":
 				c.skip[s] = true
 			default:
-				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot, cluster, upgrade, kubeadm)", s)
+				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot, cluster, upgrade, kubeadm, addons-off, pull)", s)
 			}
 		}
 	}
@@ -103,6 +103,8 @@ type Samples struct {
 	Join    *JoinSamples      `json:"join,omitempty"`
 	Network *NetworkSamples   `json:"network,omitempty"`
 	Upgrade *UpgradeSamples   `json:"upgrade,omitempty"`
+	// AddonsOff: the run with every optional addon off (addons_test.go).
+	AddonsOff *RunSamples `json:"addons_off,omitempty"`
 }
 
 // RunSamples are one single-node run's raw samples.
@@ -115,6 +117,8 @@ type RunSamples struct {
 	Restart    *RestartSample `json:"restart,omitempty"`
 	Kill9      *RestartSample `json:"kill9,omitempty"`
 	Reset      string         `json:"reset_output,omitempty"`
+	// KubectlTop is `kubectl top nodes` once the metrics API answered.
+	KubectlTop string `json:"kubectl_top,omitempty"`
 }
 
 // RestartSample are a restart's raw samples.
@@ -206,6 +210,12 @@ func TestBench(t *testing.T) {
 		if !cfg.skip["kubeadm"] && b.kubeadm != nil {
 			t.Run(fmt.Sprintf("kubeadm-%d", i), func(t *testing.T) { b.kubeadmRun(t, i) })
 		}
+	}
+	if !cfg.skip["addons-off"] { // one single node with every optional addon off: their memory
+		t.Run("addons-off", b.addonsOffRun)
+	}
+	if !cfg.skip["pull"] { // a 50 MB image from a registry on the test bridge
+		t.Run("pull", b.pullBench)
 	}
 	if !cfg.skip["external"] { // init on the host's containerd (--cri-socket): 1.6 and the v2 line
 		for _, l := range externalLines {
@@ -448,8 +458,10 @@ func memory(n *testbed.Node, when string) *MemSnapshot {
 			continue
 		}
 		pm.Component, pm.Cmdline = Classify(p.Cmdline, p.Exe), shortCmd(p.Cmdline)
+		pm.PPID, _ = ReadPPID(p.PID)
 		snap.Processes = append(snap.Processes, pm)
 	}
+	AssignPods(snap.Processes)
 	snap.Sum()
 	return snap
 }

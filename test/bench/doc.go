@@ -16,11 +16,19 @@
 // default 500), BENCH_WAIT_QUIET (wait up to this long for the load
 // average to drop below BENCH_BUSY_LOAD, default 1.5, before each run;
 // default 0: do not wait), BENCH_SKIP (comma-separated: single, restart,
-// join, network, external, snapshot, cluster, upgrade, kubeadm), BENCH_OUT
+// join, network, external, snapshot, cluster, upgrade, kubeadm, addons-off,
+// pull), BENCH_OUT
 // (output directory, default <repo>/bench). The kubeadm part (kubeadm.go)
 // runs BENCH_RUNS single-node `kubeadm init`s measured as kubeforge's are,
 // each right after kubeforge's single-node run of the same number; the
-// day-1 figures are judged as ratios to its medians. The cluster part times `kubeforge
+// day-1 figures are judged as ratios to its medians. The single-node runs
+// also time init start → `kubectl top nodes` answering (the metrics API
+// serving the node's usage). The addons-off part is one more single node
+// with every optional addon off (KubeforgeConfiguration.addons), idle as
+// long, held against the single-node runs per addon pod (containers, shim
+// and pause). The pull part pulls a ~50 MB image of random layers from a
+// registry on the test bridge (TLS, basic auth) through a node's CRI, and
+// as a new pod's image. The cluster part times `kubeforge
 // cluster create --workers 2` BENCH_RUNS times and the idle memory of the
 // first cluster. The upgrade part (once) upgrades a control-plane node and
 // a worker made by an older build (the source relinked with another version

@@ -24,7 +24,7 @@ func (b *bench) figures() []Figure {
 	ms := func(m map[string]float64, k string) float64 { return get(m, k) }
 
 	if len(r.Single) == 0 {
-		return ApplyKubeadm(append(append(append(append(b.kubeadmFigures(), b.externalFigures()...), b.joinFigures()...), b.networkFigures()...), append(append(b.snapshotFigures(), b.clusterFigures()...), b.upgradeFigures()...)...))
+		return ApplyKubeadm(append(append(append(append(append(b.kubeadmFigures(), b.externalFigures()...), b.joinFigures()...), b.networkFigures()...), append(append(b.snapshotFigures(), b.clusterFigures()...), b.upgradeFigures()...)...), b.benchrowsFigures()...))
 	}
 	const sInit = "single-node init (from `init` start)"
 	add(sInit, "init.wall", "`init` wall time", "s", single(func(s SingleRun) float64 { return nz(s.InitWall) }), "")
@@ -32,6 +32,7 @@ func (b *bench) figures() []Figure {
 	add(sInit, "init.node_ready", "→ Node Ready", "s", single(func(s SingleRun) float64 { return ms(s.Milestones, CheckNodeReady) }), "")
 	add(sInit, "init.coredns_ready", "→ CoreDNS Ready", "s", single(func(s SingleRun) float64 { return ms(s.Milestones, CheckCoreDNSReady) }), "")
 	add(sInit, "init.all_pods_ready", "→ every kube-system pod Ready", "s", single(func(s SingleRun) float64 { return ms(s.Milestones, CheckAllPodsReady) }), "")
+	add(sInit, "init.kubectl_top", "→ `kubectl top nodes` answers (metrics.k8s.io serves the node's usage)", "s", single(func(s SingleRun) float64 { return ms(s.Milestones, MilestoneKubectlTop) }), "")
 	for _, g := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns", "metrics-server", "local-path-provisioner", "kubeforge-dashboard"} {
 		add(sInit, "init.ready."+g, "  → "+g+" pod(s) Ready", "s", single(func(s SingleRun) float64 { return ms(s.Milestones, "ready/"+g) }), "")
 	}
@@ -169,6 +170,7 @@ func (b *bench) figures() []Figure {
 	out = append(out, b.snapshotFigures()...)
 	out = append(out, b.clusterFigures()...)
 	out = append(out, b.upgradeFigures()...)
+	out = append(out, b.benchrowsFigures()...)
 	return ApplyKubeadm(out)
 }
 
@@ -247,6 +249,31 @@ func (b *bench) kubeadmFigures() []Figure {
 		add(sMem, "memory."+c+".rss", c+" RSS", "MiB", mem(func(m MemSnapshot) float64 { return get(m).RSSMiB }), "")
 		add(sMem, "memory."+c+".anon", c+" anonymous", "MiB", mem(func(m MemSnapshot) float64 { return get(m).AnonMiB }), "")
 	}
+	return out
+}
+
+// benchrowsFigures are the rows of parts addons-off and pull.
+func (b *bench) benchrowsFigures() []Figure {
+	var out []Figure
+	if ar := b.res.AddonsOff; ar != nil || !b.cfg.skip["addons-off"] {
+		var on []*MemSnapshot
+		for _, run := range b.res.Single {
+			on = append(on, run.Memory)
+		}
+		var off *MemSnapshot
+		note := "part addons-off skipped"
+		if ar != nil {
+			off, note = ar.Memory, "the addons-off run failed"
+		}
+		out = append(out, AddonFigures(on, off, b.cfg.idle.Seconds(), note)...)
+		if ar != nil {
+			s := AddonsSection(b.cfg.idle.Seconds())
+			out = append(out,
+				NewFigure(s, "addons.off.init_wall", "`init` wall time, every optional addon off", "s", []float64{nz(ar.InitWall)}, "failed"),
+				NewFigure(s, "addons.off.all_pods_ready", "init start → every kube-system pod Ready, every optional addon off", "s", []float64{get(ar.Milestones, CheckAllPodsReady)}, "not reached"))
+		}
+	}
+	out = append(out, PullFigures(b.res.Pull)...)
 	return out
 }
 

@@ -118,7 +118,11 @@ type Results struct {
 	Cluster *ClusterResult `json:"cluster,omitempty"`
 	// Upgrade: `upgrade apply` and `upgrade node` (upgrade_test.go).
 	Upgrade *UpgradeResult `json:"upgrade,omitempty"`
-	Errors  []string       `json:"errors,omitempty"`
+	// AddonsOff: the single node with every optional addon off (addons.go).
+	AddonsOff *AddonsOffResult `json:"addons_off,omitempty"`
+	// Pull: image pulls from a registry on the test bridge (pull.go).
+	Pull   *PullResult `json:"pull,omitempty"`
+	Errors []string    `json:"errors,omitempty"`
 }
 
 // Host describes the machine.
