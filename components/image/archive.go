@@ -2,14 +2,12 @@ package image
 
 import (
 	"archive/tar"
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/images"
@@ -79,89 +77,64 @@ func WriteArchive(path string, imgs []Image) error {
 		specsOut, builtOut = append(specsOut, s), append(builtOut, b)
 	}
 
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create directory %s: %w", dir, err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	tw := tar.NewWriter(bw)
-	add := func(name string, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+	return streamFile(path, 0o755, nil, func(w io.Writer) error {
+		tw := tar.NewWriter(w)
+		add := func(name string, data []byte) error {
+			if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+			_, err := tw.Write(data)
 			return err
 		}
-		_, err := tw.Write(data)
-		return err
-	}
-	layout, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
-	if err := add(ocispec.ImageLayoutFile, layout); err != nil {
-		return fail(err)
-	}
-	for _, d := range []string{"blobs/", "blobs/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, ModTime: epoch, Typeflag: tar.TypeDir, Format: tar.FormatPAX}); err != nil {
-			return fail(err)
+		layout, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+		if err := add(ocispec.ImageLayoutFile, layout); err != nil {
+			return err
 		}
-	}
-	written := map[digest.Digest]bool{}
-	var index ocispec.Index
-	index.Versioned, index.MediaType = specs.Versioned{SchemaVersion: 2}, ocispec.MediaTypeImageIndex
-	for i, b := range builtOut {
-		for _, blob := range [][]byte{b.config, b.manifest} {
-			d := digest.FromBytes(blob)
-			if written[d] {
-				continue
-			}
-			written[d] = true
-			if err := add(blobPath(d), blob); err != nil {
-				return fail(err)
+		for _, d := range []string{"blobs/", "blobs/sha256/"} {
+			if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, ModTime: epoch, Typeflag: tar.TypeDir, Format: tar.FormatPAX}); err != nil {
+				return err
 			}
 		}
-		e := b.target
-		e.Annotations = map[string]string{images.AnnotationImageName: specsOut[i].name, ocispec.AnnotationRefName: specsOut[i].name}
-		index.Manifests = append(index.Manifests, e)
-	}
-	for _, key := range order {
-		l := layers[key]
-		if err := tw.WriteHeader(&tar.Header{Name: blobPath(l.desc.Digest), Mode: 0o644, Size: l.desc.Size, ModTime: epoch, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
-			return fail(err)
+		written := map[digest.Digest]bool{}
+		var index ocispec.Index
+		index.Versioned, index.MediaType = specs.Versioned{SchemaVersion: 2}, ocispec.MediaTypeImageIndex
+		for i, b := range builtOut {
+			for _, blob := range [][]byte{b.config, b.manifest} {
+				d := digest.FromBytes(blob)
+				if written[d] {
+					continue
+				}
+				written[d] = true
+				if err := add(blobPath(d), blob); err != nil {
+					return err
+				}
+			}
+			e := b.target
+			e.Annotations = map[string]string{images.AnnotationImageName: specsOut[i].name, ocispec.AnnotationRefName: specsOut[i].name}
+			index.Manifests = append(index.Manifests, e)
 		}
-		dw := newDigestWriter()
-		if err := writeLayer(io.MultiWriter(tw, dw), l.entries); err != nil {
-			return fail(err)
+		for _, key := range order {
+			l := layers[key]
+			if err := tw.WriteHeader(&tar.Header{Name: blobPath(l.desc.Digest), Mode: 0o644, Size: l.desc.Size, ModTime: epoch, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+			dw := newDigestWriter()
+			if err := writeLayer(io.MultiWriter(tw, dw), l.entries); err != nil {
+				return err
+			}
+			if got := dw.descriptor(l.desc.MediaType); got.Digest != l.desc.Digest || got.Size != l.desc.Size {
+				return fmt.Errorf("%w: a layer is %s (%d bytes), expected %s (%d bytes)", errLayerChanged, got.Digest, got.Size, l.desc.Digest, l.desc.Size)
+			}
 		}
-		if got := dw.descriptor(l.desc.MediaType); got.Digest != l.desc.Digest || got.Size != l.desc.Size {
-			return fail(fmt.Errorf("%w: a layer is %s (%d bytes), expected %s (%d bytes)", errLayerChanged, got.Digest, got.Size, l.desc.Digest, l.desc.Size))
+		idx, err := json.Marshal(index)
+		if err != nil {
+			return err
 		}
-	}
-	idx, err := json.Marshal(index)
-	if err != nil {
-		return fail(err)
-	}
-	if err := add(ocispec.ImageIndexFile, idx); err != nil {
-		return fail(err)
-	}
-	if err := tw.Close(); err != nil {
-		return fail(err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+		if err := add(ocispec.ImageIndexFile, idx); err != nil {
+			return err
+		}
+		return tw.Close()
+	})
 }
 
 // layerEntries turns files into layer entries, and a key that is the same

@@ -252,14 +252,22 @@ func blobPath(d digest.Digest) string {
 	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
 }
 
-// writeArchiveFile writes the archive to path atomically: a temporary file
-// in the same directory, fsynced, renamed over path. The same bytes also go
-// to tee when it is not nil, so that an import can read the archive while
-// it is written. (fsutil.WriteFile takes the content as one []byte; this
-// streams the layer instead of holding a 200 MB executable in memory.)
+// writeArchiveFile writes the archive to path atomically (streamFile). The
+// same bytes also go to tee when it is not nil, so that an import can read
+// the archive while it is written.
 func writeArchiveFile(path string, s spec, b built, tee io.Writer) error {
+	return streamFile(path, 0o700, tee, func(w io.Writer) error { return writeArchive(w, s, b) })
+}
+
+// streamFile writes what write produces to path atomically: a temporary
+// file (0600) in the same directory (made with dirMode if missing),
+// buffered, fsynced, renamed over path, the directory fsynced; a copy of
+// the bytes goes to tee when it is not nil. (fsutil.WriteFile takes the
+// content as one []byte; this streams a layer instead of holding a 200 MB
+// executable in memory.)
+func streamFile(path string, dirMode os.FileMode, tee io.Writer, write func(w io.Writer) error) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
@@ -279,7 +287,7 @@ func writeArchiveFile(path string, s spec, b built, tee io.Writer) error {
 		w = io.MultiWriter(tmp, tee)
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	if err := writeArchive(bw, s, b); err != nil {
+	if err := write(bw); err != nil {
 		return fail(err)
 	}
 	if err := bw.Flush(); err != nil {
