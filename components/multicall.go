@@ -19,6 +19,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/hosttools"
 	"github.com/kubeforge/kubeforge/components/podnet"
+	"github.com/kubeforge/kubeforge/internal/gctune"
 	"github.com/kubeforge/kubeforge/internal/version"
 )
 
@@ -57,6 +58,11 @@ func Multicall(args []string) (code int, handled bool) {
 		// set, cobra's fallback) sees the component's own command line.
 		os.Args = append([]string{c.Name}, rest...)
 		profileStartup(c.Name)
+		if len(args) > 1 && args[1] == ComponentCommand {
+			// Not for the busybox-style links: the bench's kubeadm images
+			// run them and stand for upstream's own binaries.
+			gctune.Steady()
+		}
 		if slices.Contains(rest, "--version") || slices.Contains(rest, "-version") {
 			// Upstream prints its own version (and may exit right after):
 			// first say which of kubeforge's patches this component

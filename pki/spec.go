@@ -29,11 +29,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Defaults, the same as kubeadm's.
+// Defaults, the same as kubeadm's but for the key algorithm (config.DefaultAlgorithm says why).
 const (
 	DefaultCAValidity  = 10 * 365 * 24 * time.Hour
 	DefaultValidity    = 365 * 24 * time.Hour
-	DefaultAlgorithm   = AlgorithmRSA2048
+	DefaultAlgorithm   = AlgorithmECDSAP256 // as config.DefaultAlgorithm
 	DefaultBindPort    = 6443
 	DefaultClusterName = "kubernetes"
 	// CertificateBackdate is how far NotBefore is set in the past, to
@@ -88,7 +88,7 @@ type Spec struct {
 	KeepLifetime bool
 	keepLifetime bool
 
-	// Algorithm is one of the Algorithm* names (default RSA-2048).
+	// Algorithm is one of the Algorithm* names (default ECDSA-P256).
 	Algorithm string
 
 	// Now is the clock (default time.Now).

@@ -13,6 +13,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/supervisor"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/gctune"
 	"github.com/kubeforge/kubeforge/internal/progress"
 )
 
@@ -51,6 +52,7 @@ dies. SIGTERM or SIGINT stops the kubelet, then containerd (containers keep
 running) and exits 0. SIGHUP restarts the kubelet.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			gctune.Steady()
 			return supervisor.Run(cmd.Context(), supervisor.Options{
 				Paths:     o.paths,
 				CRISocket: o.criSocket,
