@@ -23,26 +23,6 @@ import (
 	"github.com/kubeforge/kubeforge/internal/version"
 )
 
-// Component names, as in the manifests' file names and `component` labels.
-const (
-	Etcd              = "etcd"
-	KubeAPIServer     = "kube-apiserver"
-	KubeControllerMgr = "kube-controller-manager"
-	KubeScheduler     = "kube-scheduler"
-)
-
-// ControlPlaneComponents lists the static pods, in the order they start.
-var ControlPlaneComponents = []string{Etcd, KubeAPIServer, KubeControllerMgr, KubeScheduler}
-
-// Ports the components listen on.
-const (
-	EtcdClientPort        = 2379
-	EtcdPeerPort          = 2380
-	EtcdMetricsPort       = 2381
-	ControllerManagerPort = 10257
-	SchedulerPort         = 10259
-)
-
 // EtcdLocalClientURL is where a control-plane node's etcd member serves
 // clients on loopback: the node's API server, snapshots, reset and upgrade
 // talk to their own member there (its server certificate names 127.0.0.1).
@@ -58,15 +38,8 @@ const BinaryPath = "/usr/local/bin/kubeforge"
 
 // StaticPod renders one control-plane component's Pod.
 func StaticPod(c *config.Config, component string) (*corev1.Pod, error) {
-	switch component {
-	case Etcd:
-		return etcdPod(c), nil
-	case KubeAPIServer:
-		return apiServerPod(c), nil
-	case KubeControllerMgr:
-		return controllerManagerPod(c), nil
-	case KubeScheduler:
-		return schedulerPod(c), nil
+	if comp, ok := Lookup(component); ok {
+		return comp.Render(c), nil
 	}
 	return nil, fmt.Errorf("unknown control-plane component %q", component)
 }
@@ -270,7 +243,8 @@ func etcdPod(c *config.Config) *corev1.Pod {
 	v.add("etcd-certs", etcdPKI, etcdPKI, true, corev1.HostPathDirectoryOrCreate)
 	probe := probeSpec{"127.0.0.1", "/livez", "HTTP"}
 	ready := probeSpec{"127.0.0.1", "/readyz", "HTTP"}
-	pd := pod(c, Etcd, args(defaults, local.ExtraArgs), EtcdMetricsPort, probe, &ready, v,
+	flags := args(defaults, local.ExtraArgs)
+	pd := pod(c, Etcd, flags, probePort(etcdHealth, flags, EtcdMetricsPort), probe, &ready, v,
 		corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("100Mi")},
 		envs(local.ExtraEnvs), map[string]string{"kubeadm.kubernetes.io/etcd.advertise-client-urls": clientURL})
 	// kubeadm probes etcd's startup on /readyz.
@@ -344,7 +318,8 @@ func apiServerPod(c *config.Config) *corev1.Pod {
 	v.addExtra(c.Cluster.APIServer.ExtraVolumes)
 	probe := probeSpec{adv, "/livez", "HTTPS"}
 	ready := probeSpec{adv, "/readyz", "HTTPS"}
-	return pod(c, KubeAPIServer, args(defaults, c.Cluster.APIServer.ExtraArgs), int(c.BindPort()), probe, &ready, v,
+	flags := args(defaults, c.Cluster.APIServer.ExtraArgs)
+	return pod(c, KubeAPIServer, flags, probePort(apiServerHealth, flags, int(c.BindPort())), probe, &ready, v,
 		cpu("250m"), envs(c.Cluster.APIServer.ExtraEnvs),
 		map[string]string{"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": hostPort(adv, int(c.BindPort()))})
 }
@@ -418,7 +393,8 @@ func controllerManagerPod(c *config.Config) *corev1.Pod {
 	// refuses every name and address of the API server's certificate.
 	env := append([]corev1.EnvVar{{Name: ApproverAPIServerCertEnv, Value: cert("apiserver.crt")}},
 		envs(c.Cluster.ControllerManager.ExtraEnvs)...)
-	return pod(c, KubeControllerMgr, args(defaults, c.Cluster.ControllerManager.ExtraArgs), ControllerManagerPort,
+	flags := args(defaults, c.Cluster.ControllerManager.ExtraArgs)
+	return pod(c, KubeControllerMgr, flags, probePort(controllerManagerHealth, flags, ControllerManagerPort),
 		probe, nil, v, cpu("200m"), env, nil)
 }
 
@@ -440,6 +416,7 @@ func schedulerPod(c *config.Config) *corev1.Pod {
 	v.addExtra(c.Cluster.Scheduler.ExtraVolumes)
 	probe := probeSpec{"127.0.0.1", "/livez", "HTTPS"}
 	ready := probeSpec{"127.0.0.1", "/readyz", "HTTPS"}
-	return pod(c, KubeScheduler, args(defaults, c.Cluster.Scheduler.ExtraArgs), SchedulerPort, probe, &ready, v,
+	flags := args(defaults, c.Cluster.Scheduler.ExtraArgs)
+	return pod(c, KubeScheduler, flags, probePort(schedulerHealth, flags, SchedulerPort), probe, &ready, v,
 		cpu("100m"), envs(c.Cluster.Scheduler.ExtraEnvs), nil)
 }

@@ -33,6 +33,9 @@ type Node struct {
 	// Executable is the kubeforge binary the node service runs (default:
 	// the running one).
 	Executable string
+	// Wait replaces the waiter (tests); nil: a live one, or a no-op one in
+	// a dry run (see waiter).
+	Wait Waiter
 
 	nodeOnce sync.Once
 	nodeDone chan struct{}

@@ -223,19 +223,22 @@ func runEtcdLocal(_ context.Context, d *InitData) error {
 }
 
 func controlPlanePhase() Phase[*InitData] {
-	return Phase[*InitData]{Name: "control-plane", Short: "Generate all static Pod manifests necessary to establish the control plane",
-		Phases: []Phase[*InitData]{
-			{Name: "apiserver", Short: "Generate the kube-apiserver static Pod manifest and its configuration files",
-				Run: runAPIServerManifest},
-			{Name: "controller-manager", Short: "Generate the kube-controller-manager static Pod manifest",
-				Run: func(_ context.Context, d *InitData) error {
-					return writeNodeManifest(d.Node, "control-plane", manifests.KubeControllerMgr)
-				}},
-			{Name: "scheduler", Short: "Generate the kube-scheduler static Pod manifest",
-				Run: func(_ context.Context, d *InitData) error {
-					return writeNodeManifest(d.Node, "control-plane", manifests.KubeScheduler)
-				}},
-		}}
+	p := Phase[*InitData]{Name: manifests.PhaseControlPlane, Short: "Generate all static Pod manifests necessary to establish the control plane"}
+	for _, c := range manifests.ControlPlane {
+		if c.Phase != manifests.PhaseControlPlane {
+			continue
+		}
+		sub := Phase[*InitData]{Name: c.SubPhase, Short: "Generate the " + c.Name + " static Pod manifest",
+			Run: func(_ context.Context, d *InitData) error {
+				return writeNodeManifest(d.Node, manifests.PhaseControlPlane, c.Name)
+			}}
+		if c.Name == manifests.KubeAPIServer {
+			sub.Short += " and its configuration files"
+			sub.Run = runAPIServerManifest
+		}
+		p.Phases = append(p.Phases, sub)
+	}
+	return p
 }
 
 func runAPIServerManifest(_ context.Context, d *InitData) error {

@@ -128,7 +128,7 @@ func (d *InitData) ensureAdminBinding(ctx context.Context, phase string) error {
 	}
 	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: metav1.NamespaceSystem, Verb: "patch", Resource: "configmaps"}}}
-	err = pollUntil(ctx, 30*time.Second, func() (bool, error) {
+	err = d.waiter().Poll(ctx, 100*time.Millisecond, 30*time.Second, func(context.Context) (bool, error) {
 		r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 		return err == nil && r.Status.Allowed, err
 	})

@@ -9,9 +9,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,12 +28,10 @@ import (
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
-// health is one endpoint wait-control-plane polls.
-type health struct {
-	name, url string
-	tls       *tls.Config
-}
-
+// healthChecks are the endpoints of this node's kubelet and control-plane
+// components: the kubelet's from its configuration, each component's
+// read from its manifest as written (manifests.HealthEndpoint: its flags
+// after the user's extraArgs), or rendered when there is none yet.
 func (d *Node) healthChecks() ([]health, error) {
 	c := d.Cfg
 	caPEM, err := os.ReadFile(d.Paths.Host(c.Paths.Cert("ca.crt")))
@@ -44,13 +41,43 @@ func (d *Node) healthChecks() ([]health, error) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	insecure := &tls.Config{InsecureSkipVerify: true} // self-signed serving certs on loopback
-	return []health{
-		{"kubelet", "http://127.0.0.1:10248/healthz", nil},
-		{manifests.Etcd, "http://127.0.0.1:" + strconv.Itoa(manifests.EtcdMetricsPort) + "/readyz", nil},
-		{manifests.KubeAPIServer, "https://" + net.JoinHostPort(c.AdvertiseAddress(), strconv.Itoa(int(c.BindPort()))) + "/readyz", &tls.Config{RootCAs: pool}},
-		{manifests.KubeControllerMgr, "https://127.0.0.1:" + strconv.Itoa(manifests.ControllerManagerPort) + "/healthz", insecure},
-		{manifests.KubeScheduler, "https://127.0.0.1:" + strconv.Itoa(manifests.SchedulerPort) + "/livez", insecure},
-	}, nil
+	out := []health{d.kubeletHealth()}
+	for _, comp := range manifests.ControlPlane {
+		pod, err := readManifest(d.Paths, c.Paths.Manifest(comp.Name))
+		if errors.Is(err, fs.ErrNotExist) {
+			pod, err = d.renderStaticPod(comp.Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		e, err := manifests.HealthEndpoint(pod)
+		if err != nil {
+			return nil, err
+		}
+		h := health{name: comp.Name, url: e.URL()}
+		switch {
+		case e.Scheme != "https":
+		case e.ClusterCA:
+			h.tls = &tls.Config{RootCAs: pool}
+		default:
+			h.tls = insecure
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// kubeletHealth is the kubelet's health endpoint, from its configuration.
+func (d *Node) kubeletHealth() health {
+	k := d.Cfg.Kubelet
+	host, port := "127.0.0.1", 10248
+	if k.HealthzBindAddress != "" && !net.ParseIP(k.HealthzBindAddress).IsUnspecified() {
+		host = k.HealthzBindAddress
+	}
+	if k.HealthzPort != nil && *k.HealthzPort > 0 {
+		port = int(*k.HealthzPort)
+	}
+	return health{name: "kubelet", url: "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/healthz"}
 }
 
 func runWaitControlPlane(ctx context.Context, d *InitData) error {
@@ -74,62 +101,28 @@ func (d *Node) waitControlPlane(ctx context.Context, phase string) error {
 	if err != nil {
 		return err
 	}
-	if d.DryRun {
-		for _, h := range checks {
-			d.Out.Printf(phase, "Would wait for %s to answer ok at %s", h.name, h.url)
-		}
-		return nil
-	}
 	timeout := config.Timeout(d.Cfg.Timeouts().ControlPlaneComponentHealthCheck, 4*time.Minute)
-	d.Out.Printf(phase, "Waiting for the kubelet to start the control plane from %q (timeout %s)", d.Cfg.Paths.ManifestsDir, timeout)
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	start := time.Now()
-	type result struct {
-		h   health
-		err error
-	}
-	results := make(chan result, len(checks))
+	w := healthWait{phase: phase, checks: checks, timeout: timeout, ready: "All control-plane components are healthy",
+		waiting: fmt.Sprintf("Waiting for the kubelet to start the control plane from %q (timeout %s)", d.Cfg.Paths.ManifestsDir, timeout)}
 	// An external runtime's errors end the wait at once (runtimeWatch).
-	var runtimeErr error
-	watchDone := make(chan struct{})
 	if d.Cfg.ExternalCRI() {
-		go func() {
-			defer close(watchDone)
-			if err := d.runtimeWatch(wctx, start.Add(-30*time.Second)); err != nil {
-				runtimeErr = err
-				cancel()
-			}
-		}()
-	} else {
-		close(watchDone)
+		w.watch = func(ctx context.Context) error { return d.runtimeWatch(ctx, start.Add(-30*time.Second)) }
 	}
-	for _, h := range checks {
-		go func() {
-			err := pollHealthy(wctx, h)
-			if err == nil {
-				d.Out.Done(phase, "healthy", "", start, "%s is healthy", h.name)
-			}
-			results <- result{h, err}
-		}()
-	}
-	var failed []string
-	for range checks {
-		r := <-results
-		if r.err != nil {
-			failed = append(failed, d.diagnose(r.h, r.err))
-		}
-	}
-	cancel()
-	<-watchDone
+	errs, runtimeErr := d.waiter().Endpoints(ctx, w)
 	if runtimeErr != nil {
 		return runtimeErr
+	}
+	var failed []string
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, d.diagnose(checks[i], err))
+		}
 	}
 	if len(failed) > 0 {
 		sort.Strings(failed)
 		return fmt.Errorf("the control plane did not become healthy within %s:\n%s", timeout, strings.Join(failed, "\n"))
 	}
-	d.Out.Done(phase, "ready", "", start, "All control-plane components are healthy")
 	return nil
 }
 
@@ -163,12 +156,13 @@ func (d *InitData) ensureMirrorPods(ctx context.Context, phase string) error {
 		}
 		return out
 	}
-	_ = pollUntil(ctx, 30*time.Second, func() (bool, error) {
+	w := d.waiter()
+	_ = w.Poll(ctx, 100*time.Millisecond, 30*time.Second, func(context.Context) (bool, error) {
 		_, err := client.SchedulingV1().PriorityClasses().Get(ctx, "system-node-critical", metav1.GetOptions{})
 		return err == nil, nil
 	})
 	var gone []string
-	_ = pollUntil(ctx, 300*time.Millisecond, func() (bool, error) {
+	_ = w.Poll(ctx, 100*time.Millisecond, 300*time.Millisecond, func(context.Context) (bool, error) {
 		gone = missing()
 		return len(gone) == 0, nil
 	})
@@ -235,36 +229,6 @@ func mergeMaps(a, b map[string]string) map[string]string {
 
 func ptrTo[T any](v T) *T { return &v }
 
-// pollHealthy polls h every 100 ms until it answers 200 or ctx ends; the
-// error is the last failure seen. The connection is kept between polls: a
-// new TLS handshake every 100 ms to each component cost a starting API
-// server and etcd an RSA signature each time.
-func pollHealthy(ctx context.Context, h health) error {
-	tr := &http.Transport{TLSClientConfig: h.tls, MaxIdleConnsPerHost: 1}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Timeout: 2 * time.Second, Transport: tr}
-	last := errors.New("not checked yet")
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Errorf("%s answered %s", h.url, resp.Status)
-		} else if ctx.Err() == nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return last
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // diagnose says why a component is unhealthy: its last error and the end
 // of its log (the container's, or the node service's for the kubelet).
 func (d *Node) diagnose(h health, err error) string {
@@ -323,27 +287,4 @@ func tail(path string, n int) []string {
 		lines = lines[len(lines)-n:]
 	}
 	return lines
-}
-
-func pollUntil(ctx context.Context, timeout time.Duration, f func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		ok, err := f()
-		if ok {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return last
-			}
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

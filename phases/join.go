@@ -245,8 +245,11 @@ func runJoinControlPlaneManifests(ctx context.Context, d *JoinData) error {
 	if err := writeAPIServerConfig(d.Node, phase); err != nil {
 		return err
 	}
-	for _, c := range []string{manifests.KubeAPIServer, manifests.KubeControllerMgr, manifests.KubeScheduler} {
-		if err := writeNodeManifest(d.Node, phase, c); err != nil {
+	for _, c := range manifests.ControlPlane {
+		if c.Phase != manifests.PhaseControlPlane {
+			continue // etcd: written by control-plane-join/etcd once its member is added
+		}
+		if err := writeNodeManifest(d.Node, phase, c.Name); err != nil {
 			return err
 		}
 	}
@@ -296,7 +299,7 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 	// kubelet.conf; the node then registers.
 	timeout := config.Timeout(d.Cfg.JoinTimeouts().TLSBootstrap, 5*time.Minute)
 	var client kubernetes.Interface
-	err = pollUntil(ctx, timeout, func() (bool, error) {
+	err = d.waiter().Poll(ctx, 100*time.Millisecond, timeout, func(context.Context) (bool, error) {
 		if client == nil {
 			if !fileExists(d.Paths.Host(kubeletConf)) {
 				return false, nil
@@ -420,7 +423,7 @@ func markControlPlane(ctx context.Context, out *progress.Reporter, client kubern
 	labels := []string{"node-role.kubernetes.io/control-plane", "node.kubernetes.io/exclude-from-external-load-balancers"}
 	start := time.Now()
 	var n *corev1.Node
-	err := pollUntil(ctx, timeout, func() (bool, error) {
+	err := (&liveWaiter{out: out}).Poll(ctx, 100*time.Millisecond, timeout, func(context.Context) (bool, error) {
 		var err error
 		n, err = client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {

@@ -224,11 +224,16 @@ func (d *ResetData) resetPaths() []string {
 	remove := []string{
 		p.ManifestsDir, p.CertDir, filepath.Dir(p.AuthnConfigFile()),
 		p.Kubeconfig("admin.conf"), p.Kubeconfig("super-admin.conf"), p.Kubeconfig("kubelet.conf"),
-		p.Kubeconfig("bootstrap-kubelet.conf"), p.Kubeconfig("controller-manager.conf"), p.Kubeconfig("scheduler.conf"),
+		p.Kubeconfig("bootstrap-kubelet.conf"),
 		p.KubeletDir, dataDir, d.localPathRoot(), p.StateDir, p.RunDir, p.LogDir,
 		filepath.Join(p.CNIConfDir, manifests.CNIConfigName),
 		filepath.Join(p.CNIStateDir, "networks", "kubeforge"),
 		p.PodLogDir, p.ContainerLogDir, "/var/lib/kube-proxy",
+	}
+	for _, c := range manifests.ControlPlane {
+		if c.Kubeconfig != "" {
+			remove = append(remove, p.Kubeconfig(c.Kubeconfig))
+		}
 	}
 	results, _ := filepath.Glob(d.Paths.Host(filepath.Join(p.CNIStateDir, "results", "kubeforge-*")))
 	for _, r := range results {

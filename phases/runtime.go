@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/internal/cri"
 	"github.com/kubeforge/kubeforge/internal/version"
@@ -60,14 +62,9 @@ func (n *Node) runtimeWatch(ctx context.Context, since time.Time) error {
 			rt.Close()
 		}
 	}()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	var failed error
+	// Every 500 ms until the runtime keeps failing (done) or ctx ends.
+	_ = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, false, func(ctx context.Context) (bool, error) {
 		var failures []cri.Failure
 		if b, err := os.ReadFile(logFile); err == nil {
 			failures = cri.KubeletLogFailures(strings.Split(string(b), "\n"), since, time.Now())
@@ -87,10 +84,13 @@ func (n *Node) runtimeWatch(ctx context.Context, since time.Time) error {
 			}
 		}
 		if f := cri.Persistent(failures); f != nil {
-			return fmt.Errorf("the container runtime at %s keeps failing the control plane's pods (%d CRI errors in %s and the runtime since the kubelet started); the runtime says: %s\nFix: %s",
+			failed = fmt.Errorf("the container runtime at %s keeps failing the control plane's pods (%d CRI errors in %s and the runtime since the kubelet started); the runtime says: %s\nFix: %s",
 				endpoint, len(failures), node.KubeletLogFile(n.Cfg.Paths), f, cri.Fix(*f, endpoint, version.PauseImage()))
+			return true, nil
 		}
-	}
+		return false, nil
+	})
+	return failed
 }
 
 // cleanupRuntime removes, from a container runtime kubeforge did not start

@@ -184,21 +184,22 @@ func runUpgradeKubeProxy(ctx context.Context, d *UpgradeData) error {
 	})
 }
 
-// waitRollout waits for an addon's rollout to finish.
+// waitRollout waits for an addon's rollout to finish. A dry run's waiter
+// polls nothing, so there is no rollout to report.
 func (d *UpgradeData) waitRollout(ctx context.Context, what string, done func(context.Context) (bool, string, error)) error {
-	if d.DryRun {
-		return nil
-	}
 	start := time.Now()
 	var state string
-	err := pollUntil(ctx, 3*time.Minute, func() (bool, error) {
+	observed := false
+	err := d.waiter().Poll(ctx, 100*time.Millisecond, 3*time.Minute, func(context.Context) (bool, error) {
 		ok, s, err := done(ctx)
-		state = s
+		state, observed = s, ok
 		return ok, err
 	})
 	if err != nil {
 		return fmt.Errorf("the %s rollout did not finish within 3m (%s): %w; see `kubectl -n kube-system get pods`", what, state, err)
 	}
-	d.Out.Done("upgrade/addon", "rolled-out", "", start, "%s runs %s (%s)", what, version.Image(), state)
+	if observed {
+		d.Out.Done("upgrade/addon", "rolled-out", "", start, "%s runs %s (%s)", what, version.Image(), state)
+	}
 	return nil
 }

@@ -28,14 +28,12 @@ func runUpgradePreflight(ctx context.Context, d *UpgradeData) error {
 		return errors.New("this node runs no control plane (no kube-apiserver manifest): run `kubeforge upgrade apply` on a control-plane node, and `kubeforge upgrade node` here")
 	}
 	// A busy etcd fails one /readyz now and then: the API server must be
-	// ready within a minute, not at the first try.
+	// ready within a minute, not at the first try. A dry run checks too
+	// (a live waiter: this is a check more than a wait).
 	var body []byte
-	err := pollUntil(ctx, time.Minute, func() (bool, error) {
+	err := (&liveWaiter{out: d.Out}).Poll(ctx, time.Second, time.Minute, func(context.Context) (bool, error) {
 		var err error
 		body, err = d.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err != nil {
-			time.Sleep(time.Second)
-		}
 		return err == nil, err
 	})
 	if err != nil {

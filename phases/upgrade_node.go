@@ -82,18 +82,16 @@ func runUpgradeNodeService(ctx context.Context, d *UpgradeData) error {
 	if d.DryRun {
 		return nil
 	}
-	checks, err := d.healthChecks()
-	if err != nil {
-		return err
-	}
+	kubelet := d.kubeletHealth()
 	start := time.Now()
+	w := d.waiter()
 	hctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := pollHealthy(hctx, checks[0]); err != nil {
-		return fmt.Errorf("the kubelet is not healthy after the node service restarted: %s", d.diagnose(checks[0], err))
+	if err := w.Healthy(hctx, kubelet); err != nil {
+		return fmt.Errorf("the kubelet is not healthy after the node service restarted: %s", d.diagnose(kubelet, err))
 	}
 	var n *corev1.Node
-	err = pollUntil(ctx, 2*time.Minute, func() (bool, error) {
+	err = w.Poll(ctx, 100*time.Millisecond, 2*time.Minute, func(context.Context) (bool, error) {
 		var err error
 		n, err = d.Client.CoreV1().Nodes().Get(ctx, d.Cfg.NodeName(), metav1.GetOptions{})
 		return err == nil && nodeReady(n), err

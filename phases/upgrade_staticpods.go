@@ -89,7 +89,7 @@ func (d *UpgradeData) waitEtcdCluster(ctx context.Context, timeout time.Duration
 	defer c.Close()
 	start := time.Now()
 	var members []etcdmember.Member
-	err = pollUntil(ctx, timeout, func() (bool, error) {
+	err = d.waiter().Poll(ctx, 100*time.Millisecond, timeout, func(context.Context) (bool, error) {
 		err := etcdClusterProblem(ctx, c, &members)
 		return err == nil, err
 	})
@@ -196,10 +196,9 @@ func (d *UpgradeData) componentRunning(ctx context.Context, component, oldHash, 
 			h = c
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	w := d.waiter()
 	last := errors.New("not checked yet")
-	for {
+	err = w.Poll(ctx, 300*time.Millisecond, timeout, func(wctx context.Context) (bool, error) {
 		pod, err := d.mirrorPod(wctx, component)
 		switch {
 		case err != nil && component == manifests.Etcd && d.newLocalPod(component):
@@ -208,10 +207,10 @@ func (d *UpgradeData) componentRunning(ctx context.Context, component, oldHash, 
 			// kubelet's own record (a new pod directory) and etcd's
 			// health then say the new etcd runs.
 			hctx, hcancel := context.WithTimeout(wctx, 3*time.Second)
-			err := pollHealthy(hctx, h)
+			err := w.Healthy(hctx, h)
 			hcancel()
 			if err == nil {
-				return nil
+				return true, nil
 			}
 			last = fmt.Errorf("its health check: %w (the API server does not answer for its mirror pod either)", err)
 		case err != nil:
@@ -224,22 +223,22 @@ func (d *UpgradeData) componentRunning(ctx context.Context, component, oldHash, 
 			last = fmt.Errorf("its pod is not Ready%s", containerState(pod))
 		default:
 			hctx, hcancel := context.WithTimeout(wctx, 3*time.Second)
-			err := pollHealthy(hctx, h)
+			err := w.Healthy(hctx, h)
 			hcancel()
 			if err == nil {
-				return nil
+				return true, nil
 			}
 			last = fmt.Errorf("its health check: %w", err)
 		}
-		select {
-		case <-wctx.Done():
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("not running and healthy within %s: %w", timeout, last)
-		case <-time.After(300 * time.Millisecond):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
 	}
+	return fmt.Errorf("not running and healthy within %s: %w", timeout, last)
 }
 
 func containerState(p *corev1.Pod) string {
@@ -350,7 +349,7 @@ func (d *UpgradeData) staticPodsSettled(ctx context.Context, timeout time.Durati
 	start := time.Now()
 	node := d.Cfg.NodeName()
 	var waited []string
-	for _, component := range []string{manifests.Etcd, manifests.KubeAPIServer, manifests.KubeControllerMgr, manifests.KubeScheduler} {
+	for _, component := range manifests.ControlPlaneComponents {
 		logical := d.Cfg.Paths.Manifest(component)
 		if d.Paths.Host(logical) != logical {
 			return // the kubelet sees another path than this process: no hash to compare
@@ -370,7 +369,8 @@ func (d *UpgradeData) staticPodsSettled(ctx context.Context, timeout time.Durati
 			}
 		}
 		var last string
-		err = pollUntil(ctx, max(timeout-time.Since(start), time.Second), func() (bool, error) {
+		w := d.waiter()
+		err = w.Poll(ctx, 100*time.Millisecond, max(timeout-time.Since(start), time.Second), func(context.Context) (bool, error) {
 			pod, err := d.mirrorPod(ctx, component)
 			switch {
 			case err != nil:
@@ -382,7 +382,7 @@ func (d *UpgradeData) staticPodsSettled(ctx context.Context, timeout time.Durati
 			case h.url != "":
 				hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 				defer cancel()
-				if err := pollHealthy(hctx, h); err != nil {
+				if err := w.Healthy(hctx, h); err != nil {
 					last = fmt.Sprintf("its health check: %v", err)
 					return false, nil
 				}

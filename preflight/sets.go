@@ -6,17 +6,19 @@ import (
 	"strings"
 
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
-// Ports the node's components listen on.
+// Ports the node's components listen on (the control plane's from its
+// table in manifests).
 const (
 	DefaultAPIServerPort      = 6443
-	KubeSchedulerPort         = 10259
-	KubeControllerManagerPort = 10257
+	KubeSchedulerPort         = manifests.SchedulerPort
+	KubeControllerManagerPort = manifests.ControllerManagerPort
 	KubeletPort               = 10250
-	EtcdClientPort            = 2379
-	EtcdPeerPort              = 2380
-	EtcdMetricsPort           = 2381
+	EtcdClientPort            = manifests.EtcdClientPort
+	EtcdPeerPort              = manifests.EtcdPeerPort
+	EtcdMetricsPort           = manifests.EtcdMetricsPort
 )
 
 // InitOptions is what the init checks need to know about the node to build.
@@ -174,7 +176,8 @@ func controlPlaneChecks(sys System, p config.Paths, o controlPlaneOptions) []Che
 		PortCheck{Sys: sys, Port: KubeSchedulerPort, Addresses: []string{o.bindAddress}},
 		PortCheck{Sys: sys, Port: KubeControllerManagerPort, Addresses: []string{o.bindAddress}},
 	}
-	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"} {
+	// kubeadm's order (its check names and output are matched), not the table's.
+	for _, c := range []string{manifests.KubeAPIServer, manifests.KubeControllerMgr, manifests.KubeScheduler, manifests.Etcd} {
 		checks = append(checks, FileAvailableCheck{Sys: sys, Path: p.Manifest(c), Fix: resetFix})
 	}
 	checks = append(checks, HTTPProxyCheck{Sys: sys, Host: o.advertiseAddress})

@@ -56,6 +56,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node/duty"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/manifests"
 	"github.com/kubeforge/kubeforge/pki"
 )
 
@@ -74,11 +75,16 @@ const (
 )
 
 // restartOnRenewal maps a kubeconfig to the static pod that reads it only
-// at start.
-var restartOnRenewal = map[string]string{
-	"controller-manager.conf": "kube-controller-manager",
-	"scheduler.conf":          "kube-scheduler",
-}
+// at start (manifests.ControlPlane's Kubeconfig).
+var restartOnRenewal = func() map[string]string {
+	out := map[string]string{}
+	for _, c := range manifests.ControlPlane {
+		if c.Kubeconfig != "" {
+			out[c.Kubeconfig] = c.Name
+		}
+	}
+	return out
+}()
 
 // kubeletShare: a certificate the kubelet rotates (at 70-90% of its
 // lifetime) is reported when less than this share of its lifetime is left.
