@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -73,21 +71,11 @@ type Config struct {
 	// Warnings lists accepted settings that have no effect in kubeforge.
 	Warnings []string
 
-	// EtcdInitialCluster, when set, is the --initial-cluster of a member
-	// joining an existing etcd cluster (control-plane join).
-	EtcdInitialCluster string
-
-	// ExternalCAs are the certificate authorities (base names under the
-	// certificate dir: "ca", "kubelet-serving-ca") whose certificate is
-	// present without its key: external CA mode. Not read from a file: the
-	// phases set it from the certificate dir before rendering manifests,
-	// and the controller-manager then runs no signer for them (as kubeadm,
-	// which drops --cluster-signing-* under an external CA).
-	ExternalCAs []string
+	// ThisNode is the node init or join sets up, built once by Complete
+	// (init) or CompleteJoin (join) from the documents and flags: read it,
+	// not InitConfiguration's nodeRegistration and localAPIEndpoint.
+	ThisNode ThisNode
 }
-
-// ExternalCA reports whether the CA with this base name is external.
-func (c *Config) ExternalCA(baseName string) bool { return slices.Contains(c.ExternalCAs, baseName) }
 
 // SetFrom records that the field at path was set by flag (for error messages).
 func (c *Config) SetFrom(path, flag string) {
@@ -115,6 +103,9 @@ type HostFacts struct {
 	Hostname string
 	// DefaultAddress returns the address to advertise when none is given.
 	DefaultAddress func() (net.IP, error)
+	// SourceAddress returns this host's address on the route to an
+	// endpoint (host:port or a URL): a joining node's default address.
+	SourceAddress func(endpoint string) (string, error)
 	// SystemdInit is true when PID 1 is systemd.
 	SystemdInit bool
 	// CgroupV1 is true on cgroup v1 and hybrid hosts.
@@ -139,32 +130,45 @@ func New() *Config {
 	return c
 }
 
-// NodeName is the node's name.
-func (c *Config) NodeName() string { return c.Init.NodeRegistration.Name }
+// NodeName is this node's name (ThisNode.Name).
+func (c *Config) NodeName() string { return c.ThisNode.Name }
 
-// AdvertiseAddress is the address the API server advertises.
-func (c *Config) AdvertiseAddress() string { return c.Init.LocalAPIEndpoint.AdvertiseAddress }
+// AdvertiseAddress is the address this node's API server advertises
+// (ThisNode.API.Host).
+func (c *Config) AdvertiseAddress() string { return c.ThisNode.API.Host }
 
-// BindPort is the API server's secure port.
-func (c *Config) BindPort() int32 { return c.Init.LocalAPIEndpoint.BindPort }
+// BindPort is this node's API server's secure port (ThisNode.API.Port).
+func (c *Config) BindPort() int32 { return c.ThisNode.API.Port }
 
 // LocalAPIEndpoint is https://<advertise>:<port>.
-func (c *Config) LocalAPIEndpoint() string {
-	return "https://" + net.JoinHostPort(c.AdvertiseAddress(), strconv.Itoa(int(c.BindPort())))
-}
+func (c *Config) LocalAPIEndpoint() string { return c.ThisNode.API.URL() }
 
 // ControlPlaneEndpoint is the endpoint clients use: the configured
 // control-plane endpoint (with the bind port added when it has none) or the
 // local endpoint.
 func (c *Config) ControlPlaneEndpoint() string {
-	ep := c.Cluster.ControlPlaneEndpoint
-	if ep == "" {
+	if c.Cluster.ControlPlaneEndpoint == "" {
 		return c.LocalAPIEndpoint()
 	}
-	if _, _, err := net.SplitHostPort(ep); err != nil {
-		ep = net.JoinHostPort(ep, strconv.Itoa(int(c.BindPort())))
+	ep, ok := c.SharedEndpoint()
+	if !ok {
+		return "https://" + c.Cluster.ControlPlaneEndpoint // not valid: shown as written
 	}
-	return "https://" + ep
+	return ep.URL()
+}
+
+// SharedEndpoint is ClusterConfiguration.controlPlaneEndpoint, parsed, with
+// this node's bind port when it names none; false when none is set (or it
+// does not parse: Validate refuses that).
+func (c *Config) SharedEndpoint() (Endpoint, bool) {
+	if c.Cluster.ControlPlaneEndpoint == "" {
+		return Endpoint{}, false
+	}
+	ep, err := ParseEndpoint(c.Cluster.ControlPlaneEndpoint)
+	if err != nil {
+		return Endpoint{}, false
+	}
+	return ep.WithDefaultPort(c.BindPort()), true
 }
 
 // ServiceSubnets returns the service CIDRs (one per IP family).
@@ -246,14 +250,14 @@ func (c *Config) JoinTimeouts() v1beta4.Timeouts {
 // ExternalCRI reports whether the node uses a container runtime other than
 // the bundled containerd.
 func (c *Config) ExternalCRI() bool {
-	s := c.Init.NodeRegistration.CRISocket
+	s := c.ThisNode.CRISocket
 	return s != "" && strings.TrimPrefix(s, "unix://") != c.Paths.ContainerdSocket()
 }
 
 // CRIEndpoint is the kubelet's containerRuntimeEndpoint.
 func (c *Config) CRIEndpoint() string {
 	if c.ExternalCRI() {
-		s := c.Init.NodeRegistration.CRISocket
+		s := c.ThisNode.CRISocket
 		if !strings.Contains(s, "://") {
 			s = "unix://" + s
 		}
@@ -264,16 +268,6 @@ func (c *Config) CRIEndpoint() string {
 
 // ControlPlaneTaint is the taint kubeadm puts on control-plane nodes.
 var ControlPlaneTaint = corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}
-
-// ControlPlaneTaints returns the taints of this control-plane node: kubeadm's
-// NoSchedule taint unless the InitConfiguration lists its own (`taints: []`
-// or --single-node: none, so a single-node cluster runs workloads).
-func (c *Config) ControlPlaneTaints() []corev1.Taint {
-	if c.Init.NodeRegistration.Taints == nil {
-		return []corev1.Taint{ControlPlaneTaint}
-	}
-	return c.Init.NodeRegistration.Taints
-}
 
 // defaultToken is the bootstrap token init creates when the config has none.
 func defaultToken() bootstraptokenv1.BootstrapToken {

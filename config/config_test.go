@@ -76,7 +76,7 @@ func TestDefaults(t *testing.T) {
 	if !c.Kubelet.ServerTLSBootstrap || *c.Kubelet.Authentication.Anonymous.Enabled {
 		t.Error("serverTLSBootstrap on and anonymous off by default")
 	}
-	if len(c.ControlPlaneTaints()) != 1 {
+	if len(c.ThisNode.Taints) != 1 || c.ThisNode.Taints[0] != ControlPlaneTaint {
 		t.Error("control-plane taint by default")
 	}
 }

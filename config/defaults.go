@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,7 @@ func (c *Config) applyDefaults(h HostFacts) error {
 	if ep.BindPort == 0 {
 		ep.BindPort = DefaultBindPort
 	}
+	c.ThisNode = initNode(c)
 	if len(c.Init.BootstrapTokens) == 0 {
 		c.Init.BootstrapTokens = append(c.Init.BootstrapTokens, defaultToken())
 	}
@@ -235,7 +237,7 @@ func (h HostFacts) resolvConf() string {
 
 // HostDefaults reads the facts defaults depend on from the real host.
 func HostDefaults() HostFacts {
-	h := HostFacts{DefaultAddress: defaultAddress}
+	h := HostFacts{DefaultAddress: defaultAddress, SourceAddress: sourceAddress}
 	h.Hostname, _ = os.Hostname()
 	if comm, err := os.ReadFile("/proc/1/comm"); err == nil {
 		h.SystemdInit = strings.TrimSpace(string(comm)) == "systemd"
@@ -303,4 +305,22 @@ func defaultAddress() (net.IP, error) {
 		return v6, nil
 	}
 	return nil, errors.New("no interface has a global unicast address")
+}
+
+// sourceAddress is this host's address on the route to endpoint (host:port);
+// no packet is sent (a UDP socket is only connected).
+func sourceAddress(endpoint string) (string, error) {
+	host := endpoint
+	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
+		host = u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "443")
+		}
+	}
+	c, err := net.Dial("udp", host)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String(), nil
 }

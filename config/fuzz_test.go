@@ -99,7 +99,6 @@ func FuzzDecode(f *testing.F) {
 		_ = c.ControlPlaneEndpoint()
 		_ = c.Timeouts()
 		_ = c.CRIEndpoint()
-		_ = c.ControlPlaneTaints()
 		_ = c.String()
 
 		out, err := c.MarshalDocuments()

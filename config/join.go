@@ -8,9 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
 	"k8s.io/utils/ptr"
 )
 
@@ -60,15 +58,11 @@ func (c *Config) CompleteJoin(h HostFacts, nodeIP string) error {
 				add("JoinConfiguration.controlPlane.certificateKey", "must be 64 hexadecimal characters (32 bytes), the key `kubeforge init --upload-certs` or `kubeforge init phase upload-certs --upload-certs` printed; or leave it empty to use the shared certificates copied to this node by hand")
 			}
 		}
-		c.Init.LocalAPIEndpoint = cp.LocalAPIEndpoint
-		c.Init.CertificateKey = cp.CertificateKey
-	} else {
-		c.Init.LocalAPIEndpoint = v1beta4.APIEndpoint{AdvertiseAddress: nodeIP, BindPort: DefaultBindPort}
 	}
 	if net.ParseIP(nodeIP) == nil {
 		add("--node-ip", "%q is not an IP address", nodeIP)
 	}
-	c.Init.NodeRegistration = *nr
+	c.ThisNode = joinNode(c, nodeIP)
 	return errors.Join(errs...)
 }
 
@@ -111,7 +105,7 @@ func (c *Config) AdoptCluster(clusterYAML, kubeletYAML []byte, h HostFacts) erro
 	// cgroupRoot; a node that sets its own with kubeletExtraArgs (the flag
 	// wins in the kubelet) keeps config.yaml in agreement, so that whatever
 	// reads the file (reset removing the pod cgroups) sees this node's.
-	for _, a := range c.Join.NodeRegistration.KubeletExtraArgs {
+	for _, a := range c.ThisNode.KubeletExtraArgs {
 		if a.Name == "cgroup-root" {
 			c.Kubelet.CgroupRoot = a.Value
 		}
@@ -126,16 +120,5 @@ func (c *Config) AdoptCluster(clusterYAML, kubeletYAML []byte, h HostFacts) erro
 	}
 	c.Kubelet.StaticPodPath = c.Paths.ManifestsDir
 	c.Kubelet.Authentication.X509.ClientCAFile = c.Paths.Cert("ca.crt")
-	return nil
-}
-
-// JoinTaints are a joining control-plane node's taints.
-func (c *Config) JoinTaints() []corev1.Taint {
-	if c.Join.NodeRegistration.Taints != nil {
-		return c.Join.NodeRegistration.Taints
-	}
-	if c.IsControlPlaneJoin() {
-		return []corev1.Taint{ControlPlaneTaint}
-	}
 	return nil
 }

@@ -57,8 +57,8 @@ func TestCompleteJoinCertificateKey(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !c.IsControlPlaneJoin() || c.Init.CertificateKey != tc.key || c.Init.LocalAPIEndpoint.AdvertiseAddress != "10.0.0.9" {
-					t.Errorf("control-plane join not completed: key %q, endpoint %+v", c.Init.CertificateKey, c.Init.LocalAPIEndpoint)
+				if !c.IsControlPlaneJoin() || c.Join.ControlPlane.CertificateKey != tc.key || c.ThisNode.API != (Endpoint{"10.0.0.9", DefaultBindPort}) {
+					t.Errorf("control-plane join not completed: key %q, endpoint %+v", c.Join.ControlPlane.CertificateKey, c.ThisNode.API)
 				}
 				return
 			}

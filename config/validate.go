@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -96,8 +95,8 @@ func (c *Config) Validate(h HostFacts) error {
 		add("InitConfiguration.localAPIEndpoint.bindPort", "%d is not a port (1-65535)", ep.BindPort)
 	}
 	if cpe := c.Cluster.ControlPlaneEndpoint; cpe != "" {
-		if err := validateEndpoint(cpe); err != nil {
-			add("ClusterConfiguration.controlPlaneEndpoint", "%q: %v", cpe, err)
+		if _, err := ParseEndpoint(cpe); err != nil {
+			add("ClusterConfiguration.controlPlaneEndpoint", "%v", err)
 		}
 	}
 	n := c.Cluster.Networking
@@ -284,25 +283,6 @@ func parseCIDRs(s string) ([]netip.Prefix, error) {
 		return nil, errors.New("two CIDRs must be of different IP families")
 	}
 	return out, nil
-}
-
-func validateEndpoint(ep string) error {
-	host := ep
-	if h, port, err := net.SplitHostPort(ep); err == nil {
-		host = h
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("invalid port %q", port)
-		}
-	} else if strings.Count(ep, ":") == 1 {
-		return err
-	}
-	if net.ParseIP(host) != nil {
-		return nil
-	}
-	if msgs := validation.IsDNS1123Subdomain(host); len(msgs) > 0 {
-		return fmt.Errorf("not an IP address or DNS name: %s", msgs[0])
-	}
-	return nil
 }
 
 func validateSAN(s string) error {

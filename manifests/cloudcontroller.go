@@ -40,7 +40,7 @@ type cloudConfig struct {
 // would send the nodes' own connections to them to the Service).
 func NodeReservedPorts(c *config.Config) []int32 {
 	ports := []int32{22, 2379, 2380, 2381, 10248, 10249, 10250, 10256, 10257, 10258, 10259}
-	if p := c.Init.LocalAPIEndpoint.BindPort; p > 0 && !slices.Contains(ports, p) {
+	if p := c.BindPort(); p > 0 && !slices.Contains(ports, p) {
 		ports = append(ports, p)
 	}
 	slices.Sort(ports)

@@ -50,7 +50,7 @@ type Component struct {
 	// of its own flags.
 	Health HealthSpec
 	// render builds the static pod for this node.
-	render func(*config.Config) *corev1.Pod
+	render func(*config.Config, Derived) *corev1.Pod
 }
 
 // No row runs on workers: a worker runs the kubelet and kube-proxy (a
@@ -59,12 +59,12 @@ type Component struct {
 // ControlPlane is the control-plane static pods, in the order they start
 // (and are upgraded): etcd first, the API server on it, then its clients.
 var ControlPlane = []Component{
-	{Name: Etcd, Phase: "etcd", SubPhase: "local", Health: etcdHealth, render: etcdPod},
-	{Name: KubeAPIServer, Phase: PhaseControlPlane, SubPhase: "apiserver", Health: apiServerHealth, render: apiServerPod},
+	{Name: Etcd, Phase: "etcd", SubPhase: "local", Health: etcdHealth, render: func(c *config.Config, d Derived) *corev1.Pod { return etcdPod(c, d.EtcdInitialCluster) }},
+	{Name: KubeAPIServer, Phase: PhaseControlPlane, SubPhase: "apiserver", Health: apiServerHealth, render: func(c *config.Config, _ Derived) *corev1.Pod { return apiServerPod(c) }},
 	{Name: KubeControllerMgr, Phase: PhaseControlPlane, SubPhase: "controller-manager", Kubeconfig: "controller-manager.conf",
-		Health: controllerManagerHealth, render: controllerManagerPod},
+		Health: controllerManagerHealth, render: func(c *config.Config, d Derived) *corev1.Pod { return controllerManagerPod(c, d.ExternalCAs) }},
 	{Name: KubeScheduler, Phase: PhaseControlPlane, SubPhase: "scheduler", Kubeconfig: "scheduler.conf",
-		Health: schedulerHealth, render: schedulerPod},
+		Health: schedulerHealth, render: func(c *config.Config, _ Derived) *corev1.Pod { return schedulerPod(c) }},
 }
 
 // PhaseControlPlane is the phase that writes the manifests of the
@@ -92,8 +92,9 @@ func Lookup(name string) (Component, bool) {
 	return Component{}, false
 }
 
-// Render renders the component's static pod.
-func (c Component) Render(cfg *config.Config) *corev1.Pod { return c.render(cfg) }
+// Render renders the component's static pod, with what the phases found
+// on the node or in the cluster (d).
+func (c Component) Render(cfg *config.Config, d Derived) *corev1.Pod { return c.render(cfg, d) }
 
 // HealthSpec says where a component serves its health check, as flags of
 // its command line, so that an endpoint read from a rendered pod follows

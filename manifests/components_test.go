@@ -13,7 +13,7 @@ import (
 // is read: the health endpoint must come from what was written.
 func roundTrip(t *testing.T, c *config.Config, name string) *corev1.Pod {
 	t.Helper()
-	p, err := StaticPod(c, name)
+	p, err := StaticPod(c, name, Derived{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestHealthEndpoints(t *testing.T) {
 		}, "http://127.0.0.1:2391/readyz", 2391, false},
 		{"apiserver default", KubeAPIServer, nil, "https://10.201.0.2:6443/readyz", 6443, true},
 		{"apiserver bind port", KubeAPIServer, func(c *config.Config) {
-			c.Init.LocalAPIEndpoint.BindPort = 7443
+			c.ThisNode.API.Port = 7443 // what Complete makes of localAPIEndpoint.bindPort: 7443
 		}, "https://10.201.0.2:7443/readyz", 7443, true},
 		{"apiserver secure-port extraArg", KubeAPIServer, func(c *config.Config) {
 			c.Cluster.APIServer.ExtraArgs = append(c.Cluster.APIServer.ExtraArgs, v1beta4.Arg{Name: "secure-port", Value: "8443"})
@@ -119,7 +119,7 @@ func TestTableDrivesNames(t *testing.T) {
 		if got, ok := Lookup(row.Name); !ok || got.Name != row.Name {
 			t.Errorf("Lookup(%s) = %+v, %v", row.Name, got.Name, ok)
 		}
-		if p := row.Render(c); p.Name != row.Name || p.Labels["component"] != row.Name {
+		if p := row.Render(c, Derived{}); p.Name != row.Name || p.Labels["component"] != row.Name {
 			t.Errorf("row %s renders pod %s (component %s)", row.Name, p.Name, p.Labels["component"])
 		}
 		if row.Phase == "" || row.SubPhase == "" {

@@ -27,7 +27,7 @@ func KubeletConfig(c *config.Config) ([]byte, error) {
 // once; config validation keeps an extra hostname-override equal to the
 // node's name.
 func KubeletFlags(c *config.Config, nodeIP string) []byte {
-	extra := c.Init.NodeRegistration.KubeletExtraArgs
+	extra := c.ThisNode.KubeletExtraArgs
 	var flags []kubeletflags.Flag
 	for _, f := range []kubeletflags.Flag{{Name: "hostname-override", Value: c.NodeName()}, {Name: "node-ip", Value: nodeIP}} {
 		if !slices.ContainsFunc(extra, func(a v1beta4.Arg) bool { return kubeletflags.Normalize(a.Name) == f.Name }) {

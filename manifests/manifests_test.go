@@ -57,7 +57,7 @@ func TestStaticPodsGolden(t *testing.T) {
 	c := testConfig(t)
 	for _, name := range ControlPlaneComponents {
 		t.Run(name, func(t *testing.T) {
-			p, err := StaticPod(c, name)
+			p, err := StaticPod(c, name, Derived{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,7 +97,7 @@ func TestStaticPodsGolden(t *testing.T) {
 }
 
 func TestAPIServerSecureDefaults(t *testing.T) {
-	p, _ := StaticPod(testConfig(t), KubeAPIServer)
+	p, _ := StaticPod(testConfig(t), KubeAPIServer, Derived{})
 	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
 	for _, want := range []string{"--authorization-mode=Node,RBAC", "--profiling=false", "--authentication-config=",
 		"--encryption-provider-config=", "--audit-policy-file=", "--kubelet-client-certificate=", "--etcd-cafile="} {
@@ -122,7 +122,7 @@ func TestExtraArgsOverride(t *testing.T) {
 	c := testConfig(t)
 	c.Cluster.Scheduler.ExtraArgs = append(c.Cluster.Scheduler.ExtraArgs,
 		argOf("v", "4"), argOf("leader-elect", "false"), argOf("feature-gates", "A=true"), argOf("feature-gates", "B=true"))
-	p, _ := StaticPod(c, KubeScheduler)
+	p, _ := StaticPod(c, KubeScheduler, Derived{})
 	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
 	if strings.Contains(cmd, "--leader-elect=true") || !strings.Contains(cmd, "--leader-elect=false") || !strings.Contains(cmd, "--v=4") {
 		t.Fatal(cmd)
@@ -138,11 +138,11 @@ func TestExtraArgsOverride(t *testing.T) {
 // both kinds together).
 func TestKubeletServingCA(t *testing.T) {
 	c := testConfig(t)
-	api, _ := StaticPod(c, KubeAPIServer)
+	api, _ := StaticPod(c, KubeAPIServer, Derived{})
 	if cmd := strings.Join(api.Spec.Containers[0].Command, " "); !strings.Contains(cmd, "--kubelet-certificate-authority=/etc/kubernetes/pki/kubelet-serving-ca.crt") {
 		t.Errorf("apiserver: %s", cmd)
 	}
-	cm, _ := StaticPod(c, KubeControllerMgr)
+	cm, _ := StaticPod(c, KubeControllerMgr, Derived{})
 	cmd := strings.Join(cm.Spec.Containers[0].Command, " ")
 	for _, want := range []string{"--cluster-signing-kubelet-serving-cert-file=/etc/kubernetes/pki/kubelet-serving-ca.crt",
 		"--cluster-signing-kubelet-serving-key-file=/etc/kubernetes/pki/kubelet-serving-ca.key",
@@ -159,7 +159,7 @@ func TestKubeletServingCA(t *testing.T) {
 	}
 	c.Cluster.ControllerManager.ExtraArgs = append(c.Cluster.ControllerManager.ExtraArgs,
 		argOf("cluster-signing-cert-file", "/x/ca.crt"), argOf("cluster-signing-key-file", "/x/ca.key"))
-	cm, _ = StaticPod(c, KubeControllerMgr)
+	cm, _ = StaticPod(c, KubeControllerMgr, Derived{})
 	cmd = strings.Join(cm.Spec.Containers[0].Command, " ")
 	if strings.Contains(cmd, "--cluster-signing-kubelet-") || !strings.Contains(cmd, "--cluster-signing-cert-file=/x/ca.crt") {
 		t.Errorf("with the user's single-CA flags: %s", cmd)
@@ -194,8 +194,7 @@ func argOf(name, value string) v1beta4.Arg { return v1beta4.Arg{Name: name, Valu
 // kubeadm), and keeps the kubelet serving signer while that CA's key is there.
 func TestControllerManagerExternalCA(t *testing.T) {
 	c := testConfig(t)
-	c.ExternalCAs = []string{"ca", "front-proxy-ca"}
-	cm, _ := StaticPod(c, KubeControllerMgr)
+	cm, _ := StaticPod(c, KubeControllerMgr, Derived{ExternalCAs: []string{"ca", "front-proxy-ca"}})
 	cmd := strings.Join(cm.Spec.Containers[0].Command, " ")
 	if strings.Contains(cmd, "/pki/ca.key") || strings.Contains(cmd, "--cluster-signing-kubelet-client") || strings.Contains(cmd, "--cluster-signing-legacy-unknown") ||
 		strings.Contains(cmd, "--cluster-signing-kube-apiserver-client") || strings.Contains(cmd, "--cluster-signing-cert-file") {
@@ -204,9 +203,26 @@ func TestControllerManagerExternalCA(t *testing.T) {
 	if !strings.Contains(cmd, "--cluster-signing-kubelet-serving-key-file=/etc/kubernetes/pki/kubelet-serving-ca.key") {
 		t.Errorf("external ca: the kubelet serving signer is gone: %s", cmd)
 	}
-	c.ExternalCAs = []string{"ca", "kubelet-serving-ca"}
-	cm, _ = StaticPod(c, KubeControllerMgr)
+	cm, _ = StaticPod(c, KubeControllerMgr, Derived{ExternalCAs: []string{"ca", "kubelet-serving-ca"}})
 	if cmd := strings.Join(cm.Spec.Containers[0].Command, " "); strings.Contains(cmd, "--cluster-signing-") {
 		t.Errorf("every signing CA external: %s", cmd)
+	}
+}
+
+// A joining etcd member's initial cluster is an argument (found by the
+// join's etcd phase), not configuration: without it the member starts a
+// new cluster of its own.
+func TestEtcdInitialClusterIsDerived(t *testing.T) {
+	c := testConfig(t)
+	own, _ := StaticPod(c, Etcd, Derived{})
+	flags := PodFlags(own)
+	if flags["initial-cluster"] != "n1=https://10.201.0.2:2380" || flags["initial-cluster-state"] != "" {
+		t.Errorf("first member: initial cluster %q, state %q", flags["initial-cluster"], flags["initial-cluster-state"])
+	}
+	joined := "cp1=https://10.201.0.1:2380,n1=https://10.201.0.2:2380"
+	member, _ := StaticPod(c, Etcd, Derived{EtcdInitialCluster: joined})
+	flags = PodFlags(member)
+	if flags["initial-cluster"] != joined || flags["initial-cluster-state"] != "existing" {
+		t.Errorf("joining member: initial cluster %q, state %q", flags["initial-cluster"], flags["initial-cluster-state"])
 	}
 }

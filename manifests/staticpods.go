@@ -36,10 +36,26 @@ const ApproverAPIServerCertEnv = "KUBEFORGE_APISERVER_CERT"
 // BinaryPath is where the self-image holds the kubeforge executable.
 const BinaryPath = "/usr/local/bin/kubeforge"
 
+// Derived are what the static pods depend on besides the configuration:
+// facts the phases find on the node or in the cluster, passed in so that
+// the renderers stay pure.
+type Derived struct {
+	// EtcdInitialCluster, when set, is etcd's --initial-cluster for a
+	// member joining an existing cluster (a control-plane join, from the
+	// member list; an upgrade keeps the one its manifest has).
+	EtcdInitialCluster string
+	// ExternalCAs are the certificate authorities (base names under the
+	// certificate dir: "ca", "kubelet-serving-ca") whose certificate is
+	// present without its key (pki.ExternalCAs): the controller-manager
+	// then runs no signer for them, as kubeadm drops
+	// --cluster-signing-* under an external CA.
+	ExternalCAs []string
+}
+
 // StaticPod renders one control-plane component's Pod.
-func StaticPod(c *config.Config, component string) (*corev1.Pod, error) {
+func StaticPod(c *config.Config, component string, d Derived) (*corev1.Pod, error) {
 	if comp, ok := Lookup(component); ok {
-		return comp.Render(c), nil
+		return comp.Render(c, d), nil
 	}
 	return nil, fmt.Errorf("unknown control-plane component %q", component)
 }
@@ -206,7 +222,7 @@ func cpu(m string) corev1.ResourceList {
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
-func etcdPod(c *config.Config) *corev1.Pod {
+func etcdPod(c *config.Config, initialCluster string) *corev1.Pod {
 	p := c.Paths
 	adv := c.AdvertiseAddress()
 	etcdPKI := filepath.Join(p.CertDir, "etcd")
@@ -234,8 +250,8 @@ func etcdPod(c *config.Config) *corev1.Pod {
 		"trusted-ca-file":                filepath.Join(etcdPKI, "ca.crt"),
 		"watch-progress-notify-interval": "5s",
 	}
-	if c.EtcdInitialCluster != "" {
-		defaults["initial-cluster"] = c.EtcdInitialCluster
+	if initialCluster != "" {
+		defaults["initial-cluster"] = initialCluster
 		defaults["initial-cluster-state"] = "existing"
 	}
 	var v vols
@@ -324,7 +340,7 @@ func apiServerPod(c *config.Config) *corev1.Pod {
 		map[string]string{"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": hostPort(adv, int(c.BindPort()))})
 }
 
-func controllerManagerPod(c *config.Config) *corev1.Pod {
+func controllerManagerPod(c *config.Config, externalCAs []string) *corev1.Pod {
 	p := c.Paths
 	cert := p.Cert
 	kubeconfig := p.Kubeconfig("controller-manager.conf")
@@ -367,7 +383,7 @@ func controllerManagerPod(c *config.Config) *corev1.Pod {
 	for _, s := range []struct{ ca, signer string }{
 		{"kubelet-serving-ca", "kubelet-serving"}, {"ca", "kubelet-client"}, {"ca", "kube-apiserver-client"}, {"ca", "legacy-unknown"},
 	} {
-		if c.ExternalCA(s.ca) {
+		if slices.Contains(externalCAs, s.ca) {
 			delete(defaults, "cluster-signing-"+s.signer+"-cert-file")
 			delete(defaults, "cluster-signing-"+s.signer+"-key-file")
 		}

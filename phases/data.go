@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"sync"
 	"time"
@@ -36,6 +35,10 @@ type Node struct {
 	// Wait replaces the waiter (tests); nil: a live one, or a no-op one in
 	// a dry run (see waiter).
 	Wait Waiter
+	// EtcdInitialCluster, when set, is the --initial-cluster of this
+	// node's etcd member joining an existing cluster: found by the join's
+	// etcd phase (the member list), kept by an upgrade from the manifest.
+	EtcdInitialCluster string
 
 	nodeOnce sync.Once
 	nodeDone chan struct{}
@@ -100,26 +103,7 @@ func (n *Node) Close() error {
 }
 
 // PKISpec is the certificate spec of this node, derived from the configuration.
-func (n *Node) PKISpec() pki.Spec {
-	c := n.Cfg
-	s := pki.Spec{
-		Paths:                n.Paths,
-		NodeName:             c.NodeName(),
-		AdvertiseAddress:     net.ParseIP(c.AdvertiseAddress()),
-		ControlPlaneEndpoint: c.Cluster.ControlPlaneEndpoint,
-		BindPort:             c.BindPort(),
-		ServiceSubnet:        c.Cluster.Networking.ServiceSubnet,
-		DNSDomain:            c.Cluster.Networking.DNSDomain,
-		APIServerCertSANs:    c.Cluster.APIServer.CertSANs,
-		CAValidity:           c.CAValidity(),
-		Validity:             c.CertValidity(),
-		Algorithm:            string(c.Cluster.EncryptionAlgorithm),
-	}
-	if l := c.Cluster.Etcd.Local; l != nil {
-		s.EtcdServerCertSANs, s.EtcdPeerCertSANs = l.ServerCertSANs, l.PeerCertSANs
-	}
-	return s
-}
+func (n *Node) PKISpec() pki.Spec { return pki.ForConfig(n.Cfg, n.Paths) }
 
 // Content kinds for WriteFile: whether a dry run shows the content.
 const (
@@ -178,9 +162,11 @@ func (n *Node) MkdirAll(phase, logical string, mode fs.FileMode) error {
 
 // renderStaticPod renders a control-plane component's static pod for this
 // node. The controller-manager's signers depend on which CA keys are on
-// disk (external CA mode), so Cfg.ExternalCAs is refreshed from the
-// certificate dir first.
+// disk (external CA mode), read from the certificate dir now; a joining
+// etcd member's initial cluster is what the etcd phase found.
 func (n *Node) renderStaticPod(component string) (*corev1.Pod, error) {
-	n.Cfg.ExternalCAs = pki.ExternalCAs(n.Paths)
-	return manifests.StaticPod(n.Cfg, component)
+	return manifests.StaticPod(n.Cfg, component, manifests.Derived{
+		EtcdInitialCluster: n.EtcdInitialCluster,
+		ExternalCAs:        pki.ExternalCAs(n.Paths),
+	})
 }

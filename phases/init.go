@@ -104,7 +104,7 @@ func runInitPreflight(ctx context.Context, d *InitData) error {
 		ExternalCRI:      d.Cfg.ExternalCRI(),
 		Runtime:          d.runtimeCheck(),
 	}, preflight.HostSystem(d.Cfg.Paths))
-	ignore := append(append([]string(nil), d.IgnorePreflightErrors...), d.Cfg.Init.NodeRegistration.IgnorePreflightErrors...)
+	ignore := append(append([]string(nil), d.IgnorePreflightErrors...), d.Cfg.ThisNode.IgnorePreflightErrors...)
 	resumed, st := resumeIgnores(d.Node, "init", checks)
 	if st != nil {
 		d.Out.Printf(phase, "Continuing the unfinished init of node %s started %s: its files, data and ports are expected",
@@ -299,7 +299,7 @@ func ensureEncryptionConfig(n *Node, phase string) error {
 }
 
 func runKubeletConfig(_ context.Context, d *InitData) error {
-	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.AdvertiseAddress())
+	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.ThisNode.IP)
 }
 
 // writeKubeletFiles writes the kubelet's config.yaml and flags.

@@ -79,14 +79,14 @@ func runUploadCerts(ctx context.Context, d *InitData) error {
 
 func runMarkControlPlane(ctx context.Context, d *InitData) error {
 	if d.DryRun {
-		d.Out.Printf("mark-control-plane", "Would mark node %s as control-plane: taints %v", d.Cfg.NodeName(), taintStrings(d.Cfg.ControlPlaneTaints()))
+		d.Out.Printf("mark-control-plane", "Would mark node %s as control-plane: taints %v", d.Cfg.NodeName(), taintStrings(d.Cfg.ThisNode.Taints))
 		return nil
 	}
 	client, _, err := d.clients()
 	if err != nil {
 		return err
 	}
-	return markControlPlane(ctx, d.Out, client, d.Cfg.NodeName(), d.Cfg.ControlPlaneTaints(),
+	return markControlPlane(ctx, d.Out, client, d.Cfg.NodeName(), d.Cfg.ThisNode.Taints,
 		config.Timeout(d.Cfg.Timeouts().KubernetesAPICall, time.Minute))
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -38,9 +37,6 @@ type JoinData struct {
 	Discovery             discovery.Options
 	TLSBootstrapToken     string
 	IgnorePreflightErrors []string
-	// NodeIP is the kubelet's --node-ip; default: this host's address on
-	// the route to the API server.
-	NodeIP string
 	// EarlyNodeStart starts the node service right after preflight.
 	EarlyNodeStart bool
 
@@ -49,6 +45,34 @@ type JoinData struct {
 	clusterYAML []byte
 	kubeletYAML []byte
 	sharedCerts map[string][]byte
+}
+
+// NewJoinData prepares the join of cfg (made by config.LoadJoin): the
+// discovery options from its JoinConfiguration (reading a discovery file),
+// and the node's shared data. ignore are --ignore-preflight-errors.
+func NewJoinData(cfg *config.Config, out *progress.Reporter, dryRun bool, host config.HostFacts, ignore []string) (*JoinData, error) {
+	j := &cfg.Join
+	dopts := discovery.Options{Timeout: config.Timeout(cfg.JoinTimeouts().Discovery, 5*time.Minute)}
+	switch {
+	case j.Discovery.File != nil:
+		b, err := os.ReadFile(j.Discovery.File.KubeConfigPath)
+		if err != nil {
+			return nil, fmt.Errorf("--discovery-file: %w", err)
+		}
+		dopts.File, dopts.FileName = b, j.Discovery.File.KubeConfigPath
+	case j.Discovery.BootstrapToken != nil:
+		bt := j.Discovery.BootstrapToken
+		dopts.Endpoint = bt.APIServerEndpoint
+		dopts.Token = bt.Token
+		dopts.CACertHashes = bt.CACertHashes
+		dopts.UnsafeSkipCAVerification = bt.UnsafeSkipCAVerification
+	}
+	n, err := NewNode(cfg, out, dryRun || j.DryRun, host)
+	if err != nil {
+		return nil, err
+	}
+	return &JoinData{Node: n, Discovery: dopts, TLSBootstrapToken: j.Discovery.TLSBootstrapToken,
+		IgnorePreflightErrors: ignore}, nil
 }
 
 // JoinWorkflow is the tree of `kubeforge join` phases (kubeadm's).
@@ -161,7 +185,7 @@ func runJoinPreflight(ctx context.Context, d *JoinData) error {
 		AdvertiseAddress:  d.Cfg.AdvertiseAddress(),
 		BindPort:          d.Cfg.BindPort(),
 	}, preflight.HostSystem(d.Cfg.Paths))
-	ignore := append(append([]string(nil), d.IgnorePreflightErrors...), d.Cfg.Join.NodeRegistration.IgnorePreflightErrors...)
+	ignore := append(append([]string(nil), d.IgnorePreflightErrors...), d.Cfg.ThisNode.IgnorePreflightErrors...)
 	if d.DryRun {
 		ignore = []string{"all"}
 	}
@@ -283,7 +307,7 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 			return err
 		}
 	}
-	if err := writeKubeletFiles(d.Node, phase, d.NodeIP); err != nil {
+	if err := writeKubeletFiles(d.Node, phase, d.Cfg.ThisNode.IP); err != nil {
 		return err
 	}
 	if d.DryRun {
@@ -365,7 +389,7 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 		return err
 	}
 	d.Out.Done(phase, "member-added", "", start, "Added etcd member %s (%x) as a learner; initial cluster %s", d.Cfg.NodeName(), id, initial)
-	d.Cfg.EtcdInitialCluster = initial
+	d.EtcdInitialCluster = initial
 	if err := d.MkdirAll(phase, d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -414,7 +438,7 @@ func runJoinMarkControlPlane(ctx context.Context, d *JoinData) error {
 	if err != nil {
 		return err
 	}
-	return markControlPlane(ctx, d.Out, client, d.Cfg.NodeName(), d.Cfg.JoinTaints(), time.Minute)
+	return markControlPlane(ctx, d.Out, client, d.Cfg.NodeName(), d.Cfg.ThisNode.Taints, time.Minute)
 }
 
 // markControlPlane labels a node as control plane and adds taints.
@@ -456,22 +480,4 @@ func markControlPlane(ctx context.Context, out *progress.Reporter, client kubern
 	}
 	out.Done(phase, "marked", "", start, "Marked node %s as control-plane: labels %v, taints %v", name, labels, taintStrings(taints))
 	return nil
-}
-
-// SourceAddress is this host's address on the route to endpoint (host:port);
-// no packet is sent (a UDP socket is only connected).
-func SourceAddress(endpoint string) (string, error) {
-	host := endpoint
-	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
-		host = u.Host
-		if u.Port() == "" {
-			host = net.JoinHostPort(u.Hostname(), "443")
-		}
-	}
-	c, err := net.Dial("udp", host)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).IP.String(), nil
 }

@@ -28,9 +28,8 @@ func externalCAJoin(t *testing.T) (*JoinData, map[string]testutil.ExternalCA, *b
 	t.Helper()
 	cfg := config.New()
 	cfg.Paths = config.DefaultPaths().WithRoot(t.TempDir())
-	cfg.Init.NodeRegistration.Name = "cp2"
-	cfg.Init.LocalAPIEndpoint = v1beta4.APIEndpoint{AdvertiseAddress: "10.201.0.3", BindPort: 6443}
-	cfg.Join.ControlPlane = &v1beta4.JoinControlPlane{LocalAPIEndpoint: cfg.Init.LocalAPIEndpoint}
+	cfg.ThisNode = config.ThisNode{Name: "cp2", IP: "10.201.0.3", API: config.Endpoint{Host: "10.201.0.3", Port: 6443}}
+	cfg.Join.ControlPlane = &v1beta4.JoinControlPlane{LocalAPIEndpoint: v1beta4.APIEndpoint{AdvertiseAddress: "10.201.0.3", BindPort: 6443}}
 	cfg.Cluster.ControlPlaneEndpoint = "10.201.0.2:6443"
 	cfg.Cluster.Networking.ServiceSubnet = "10.96.0.0/12"
 	cfg.Cluster.Networking.DNSDomain = "cluster.local"
@@ -152,8 +151,8 @@ func TestJoinRefusesProvidedFilesThatDoNotFit(t *testing.T) {
 		}, []string{"/etc/kubernetes/pki/etcd/peer.crt exists but is not signed by /etc/kubernetes/pki/etcd/ca.crt", "provide a certificate issued by"}},
 		{"another node's names", func(t *testing.T, d *JoinData, _ map[string]testutil.ExternalCA) {
 			// cp2's files on a node that joins as cp3 (10.201.0.4).
-			d.Cfg.Init.NodeRegistration.Name = "cp3"
-			d.Cfg.Init.LocalAPIEndpoint.AdvertiseAddress = "10.201.0.4"
+			d.Cfg.ThisNode.Name = "cp3"
+			d.Cfg.ThisNode.API.Host = "10.201.0.4"
 		}, []string{"/etc/kubernetes/pki/apiserver.crt exists but", "lacks SAN 10.201.0.4", "lacks SAN cp3", "re-issue it from your CA"}},
 		{"expired", func(t *testing.T, d *JoinData, cas map[string]testutil.ExternalCA) {
 			signOne(t, d.Cfg.Paths, cas[pki.CAName], "apiserver-kubelet-client", -30*time.Minute)

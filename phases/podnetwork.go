@@ -31,7 +31,7 @@ func runInitPodNetwork(_ context.Context, d *InitData) error {
 	if err := d.WriteFile(phase, "node pod CIDRs", d.Cfg.Paths.PodCIDRFile(), b, 0o600, ShowContent); err != nil {
 		return err
 	}
-	return writeCNIConfig(d.Node, phase, d.Cfg.AdvertiseAddress())
+	return writeCNIConfig(d.Node, phase, d.Cfg.ThisNode.IP)
 }
 
 // runJoinPodNetwork writes the joining node's CNI configuration.
@@ -40,7 +40,7 @@ func runJoinPodNetwork(_ context.Context, d *JoinData) error {
 	if skipPodNetwork(d.Node, phase) {
 		return nil
 	}
-	return writeCNIConfig(d.Node, phase, d.NodeIP)
+	return writeCNIConfig(d.Node, phase, d.Cfg.ThisNode.IP)
 }
 
 // skipPodNetwork reports (and says) that the built-in pod network is off.

@@ -18,7 +18,7 @@ func TestRegisteredNodeName(t *testing.T) {
 		t.Fatalf("no files: %q", got)
 	}
 	c := config.New()
-	c.Init.NodeRegistration.Name = "worker-7"
+	c.ThisNode.Name = "worker-7"
 	flags := p.Host(p.KubeletFlagsFile())
 	if err := os.MkdirAll(filepath.Dir(flags), 0o755); err != nil {
 		t.Fatal(err)
@@ -32,7 +32,7 @@ func TestRegisteredNodeName(t *testing.T) {
 	if got := kubeletFlag(p, "cgroup-root"); got != "" {
 		t.Fatalf("cgroup-root without the flag: %q", got)
 	}
-	c.Init.NodeRegistration.KubeletExtraArgs = []v1beta4.Arg{{Name: "cgroup-root", Value: "/node-7"}}
+	c.ThisNode.KubeletExtraArgs = []v1beta4.Arg{{Name: "cgroup-root", Value: "/node-7"}}
 	if err := os.WriteFile(flags, manifests.KubeletFlags(c, "10.0.0.7"), 0o644); err != nil {
 		t.Fatal(err)
 	}

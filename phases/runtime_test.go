@@ -21,7 +21,7 @@ func TestRuntimeCheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := &config.Config{Paths: config.DefaultPaths()}
-			cfg.Init.NodeRegistration.CRISocket = tc.socket
+			cfg.ThisNode.CRISocket = tc.socket
 			cfg.Kubelet.CgroupDriver = tc.kubeletDriver
 			n := &Node{Cfg: cfg, Paths: cfg.Paths, Host: config.HostFacts{SystemdInit: tc.systemd}}
 			c := n.runtimeCheck()

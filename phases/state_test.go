@@ -16,7 +16,7 @@ func (c namedCheck) Check() (warnings, errors []error) { return nil, nil }
 func TestResumeIgnores(t *testing.T) {
 	cfg := config.New()
 	cfg.Paths = cfg.Paths.WithRoot(t.TempDir())
-	cfg.Init.NodeRegistration.Name = "n1"
+	cfg.ThisNode.Name = "n1"
 	n := &Node{Cfg: cfg, Paths: cfg.Paths}
 	checks := []preflight.Check{namedCheck("Port-6443"), namedCheck("FileAvailable--etc-kubernetes-admin.conf"),
 		namedCheck("DirAvailable--var-lib-etcd"), namedCheck("NumCPU"), namedCheck("Swap")}
@@ -31,7 +31,7 @@ func TestResumeIgnores(t *testing.T) {
 		t.Fatalf("resume ignores %v", names)
 	}
 	other := &Node{Cfg: config.New(), Paths: cfg.Paths}
-	other.Cfg.Init.NodeRegistration.Name = "n2"
+	other.Cfg.ThisNode.Name = "n2"
 	if _, st := resumeIgnores(other, "init", checks); st != nil {
 		t.Fatal("another node's unfinished init must not be continued")
 	}

@@ -237,17 +237,17 @@ func NewUpgradeData(ctx context.Context, o UpgradeOptions) (*UpgradeData, error)
 	if err != nil {
 		return nil, err
 	}
+	n, err := NewNode(cfg, o.Out, o.DryRun, o.Host)
+	if err != nil {
+		return nil, err
+	}
 	if etcdPod != nil {
 		// A member that joined an existing etcd keeps the initial cluster it
 		// started with (etcd ignores it once it has data, but the manifest
 		// would change for nothing).
 		if f := manifests.PodFlags(etcdPod); f["initial-cluster-state"] == "existing" {
-			cfg.EtcdInitialCluster = f["initial-cluster"]
+			n.EtcdInitialCluster = f["initial-cluster"]
 		}
-	}
-	n, err := NewNode(cfg, o.Out, o.DryRun, o.Host)
-	if err != nil {
-		return nil, err
 	}
 	if o.DryRun {
 		// A dry run reads the real files and writes into the scratch root:

@@ -70,8 +70,8 @@ func TestUpgradeConfigRendersTheSameManifests(t *testing.T) {
 		t.Errorf("versions: old %q, now %q", old, up.Cluster.KubernetesVersion)
 	}
 	for _, c := range manifests.ControlPlaneComponents {
-		a, _ := manifests.StaticPod(initCfg, c)
-		b, _ := manifests.StaticPod(up, c)
+		a, _ := manifests.StaticPod(initCfg, c, manifests.Derived{})
+		b, _ := manifests.StaticPod(up, c, manifests.Derived{})
 		ab, _ := manifests.MarshalPod(a)
 		bb, _ := manifests.MarshalPod(b)
 		if !bytes.Equal(ab, bb) {
@@ -182,7 +182,7 @@ func TestUpgradeDiff(t *testing.T) {
 		}
 	}
 	for _, c := range manifests.ControlPlaneComponents {
-		pod, err := manifests.StaticPod(cfg, c)
+		pod, err := manifests.StaticPod(cfg, c, manifests.Derived{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,21 +21,21 @@ package pki
 import (
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kubeforge/kubeforge/config"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Defaults, the same as kubeadm's but for the key algorithm (config.DefaultAlgorithm says why).
+// Defaults for a Spec made by hand (config.Config.Complete already applied
+// them to a Spec made with ForConfig): config's, which are kubeadm's but for
+// the key algorithm (config.DefaultAlgorithm says why).
 const (
-	DefaultCAValidity  = 10 * 365 * 24 * time.Hour
-	DefaultValidity    = 365 * 24 * time.Hour
-	DefaultAlgorithm   = AlgorithmECDSAP256 // as config.DefaultAlgorithm
-	DefaultBindPort    = 6443
-	DefaultClusterName = "kubernetes"
+	DefaultCAValidity  = config.DefaultCAValidity
+	DefaultValidity    = config.DefaultCertValidity
+	DefaultAlgorithm   = string(config.DefaultAlgorithm)
+	DefaultBindPort    = config.DefaultBindPort
+	DefaultClusterName = config.DefaultClusterName
 	// CertificateBackdate is how far NotBefore is set in the past, to
 	// tolerate small clock differences between nodes (kubeadm: 5 minutes).
 	CertificateBackdate = 5 * time.Minute
@@ -101,6 +101,31 @@ type Spec struct {
 	Keys *KeyPool
 }
 
+// ForConfig is the certificate spec of this node from a completed
+// configuration (config.Config.Complete or CompleteJoin, which applied
+// every default): the node from Config.ThisNode, the cluster's names,
+// SANs, lifetimes and key algorithm. Paths is where the files are (the
+// configuration's, or a dry run's scratch root).
+func ForConfig(c *config.Config, paths config.Paths) Spec {
+	s := Spec{
+		Paths:                paths,
+		NodeName:             c.ThisNode.Name,
+		AdvertiseAddress:     c.ThisNode.API.IP(),
+		ControlPlaneEndpoint: c.Cluster.ControlPlaneEndpoint,
+		BindPort:             c.ThisNode.API.Port,
+		ServiceSubnet:        c.Cluster.Networking.ServiceSubnet,
+		DNSDomain:            c.Cluster.Networking.DNSDomain,
+		APIServerCertSANs:    c.Cluster.APIServer.CertSANs,
+		CAValidity:           c.CAValidity(),
+		Validity:             c.CertValidity(),
+		Algorithm:            string(c.Cluster.EncryptionAlgorithm),
+	}
+	if l := c.Cluster.Etcd.Local; l != nil {
+		s.EtcdServerCertSANs, s.EtcdPeerCertSANs = l.ServerCertSANs, l.PeerCertSANs
+	}
+	return s
+}
+
 // withDefaults returns a copy of s with defaults applied and the algorithm checked.
 func (s Spec) withDefaults() (Spec, error) {
 	if s.CAValidity == 0 {
@@ -146,14 +171,20 @@ func (s Spec) ControlPlaneURL() (string, error) {
 	if s.ControlPlaneEndpoint == "" {
 		return s.LocalURL()
 	}
-	host, port, err := parseHostPort(s.ControlPlaneEndpoint)
+	ep, err := controlPlaneEndpoint(s.ControlPlaneEndpoint)
 	if err != nil {
-		return "", fmt.Errorf("control-plane endpoint: %w", err)
+		return "", err
 	}
-	if port == "" {
-		port = strconv.Itoa(int(s.BindPort))
+	return ep.WithDefaultPort(s.BindPort).URL(), nil
+}
+
+// controlPlaneEndpoint parses Spec.ControlPlaneEndpoint.
+func controlPlaneEndpoint(s string) (config.Endpoint, error) {
+	ep, err := config.ParseEndpoint(s)
+	if err != nil {
+		return config.Endpoint{}, fmt.Errorf("control-plane endpoint: %w", err)
 	}
-	return "https://" + net.JoinHostPort(host, port), nil
+	return ep, nil
 }
 
 // LocalURL is the URL of this node's apiserver, https://<advertise>:<port>,
@@ -163,34 +194,7 @@ func (s Spec) LocalURL() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	port := s.BindPort
-	if port == 0 {
-		port = DefaultBindPort
-	}
-	return "https://" + net.JoinHostPort(ip.String(), strconv.Itoa(int(port))), nil
-}
-
-// parseHostPort splits "host", "host:port", "[v6]:port" like kubeadm's
-// ParseHostPort: host must be an IP or a DNS-1123 subdomain.
-func parseHostPort(hostport string) (host, port string, err error) {
-	host, port, err = net.SplitHostPort(hostport)
-	if err != nil {
-		host, port = hostport, ""
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if port != "" {
-		n, perr := strconv.Atoi(port)
-		if perr != nil || n < 1 || n > 65535 {
-			return "", "", fmt.Errorf("%q: port %q must be a number between 1 and 65535", hostport, port)
-		}
-	}
-	if net.ParseIP(host) != nil {
-		return host, port, nil
-	}
-	if len(validation.IsDNS1123Subdomain(host)) == 0 {
-		return host, port, nil
-	}
-	return "", "", fmt.Errorf("%q: host %q must be an IP address or a DNS-1123 subdomain", hostport, host)
+	return config.Endpoint{Host: ip.String(), Port: s.BindPort}.WithDefaultPort(DefaultBindPort).URL(), nil
 }
 
 // serviceIP returns the first IP of the primary (first) service CIDR.

@@ -198,14 +198,14 @@ func apiServerConfig(s Spec) (CertConfig, error) {
 	}
 	cfg.IPs = []net.IP{svcIP, adv}
 	if s.ControlPlaneEndpoint != "" {
-		host, _, err := parseHostPort(s.ControlPlaneEndpoint)
+		ep, err := controlPlaneEndpoint(s.ControlPlaneEndpoint)
 		if err != nil {
-			return CertConfig{}, fmt.Errorf("control-plane endpoint: %w", err)
+			return CertConfig{}, err
 		}
-		if ip := net.ParseIP(host); ip != nil {
+		if ip := ep.IP(); ip != nil {
 			cfg.IPs = append(cfg.IPs, ip)
 		} else {
-			cfg.DNSNames = append(cfg.DNSNames, host)
+			cfg.DNSNames = append(cfg.DNSNames, ep.Host)
 		}
 	}
 	if err := appendSANs(&cfg, s.APIServerCertSANs, "apiserver"); err != nil {

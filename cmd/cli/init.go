@@ -9,36 +9,22 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/phases"
 )
 
-// initOptions are the flags of `kubeforge init` (kubeadm's names).
+// initOptions are the flags of `kubeforge init` (kubeadm's names): those
+// that set configuration are config.InitFlags, merged by config.LoadInit.
 type initOptions struct {
-	configFile            string
-	advertiseAddress      string
-	bindPort              int32
-	controlPlaneEndpoint  string
-	nodeName              string
-	podNetworkCIDR        string
-	serviceCIDR           string
-	serviceDNSDomain      string
-	certSANs              []string
-	certDir               string
-	criSocket             string
+	config.InitFlags
 	ignorePreflightErrors []string
 	skipPhases            []string
 	dryRun                bool
 	output                string
 	uploadCerts           bool
-	certificateKey        string
-	singleNode            bool
 	skipTokenPrint        bool
-	rootDir               string
-	airGapped             bool
 }
 
 func newInitCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
@@ -83,75 +69,29 @@ func newInitCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 }
 
 func (o *initOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.configFile, "config", "", "path to a kubeadm-style config file (kubeadm.k8s.io/v1beta4 InitConfiguration, ClusterConfiguration, KubeletConfiguration, KubeProxyConfiguration)")
-	fs.StringVar(&o.advertiseAddress, "advertise-address", "", "the IP address the API server advertises; by default the first global address of an interface that is up")
-	fs.Int32Var(&o.bindPort, "apiserver-bind-port", config.DefaultBindPort, "port the API server binds to")
-	fs.StringVar(&o.controlPlaneEndpoint, "control-plane-endpoint", "", "a stable IP or DNS name (with optional port) for the control plane, shared by all control-plane nodes")
-	fs.StringVar(&o.nodeName, "node-name", "", "the node's name (default: the hostname)")
-	fs.StringVar(&o.podNetworkCIDR, "pod-network-cidr", "", "the pod network's CIDR (default "+config.DefaultPodSubnet+"); each node gets a /24 of it")
-	fs.StringVar(&o.serviceCIDR, "service-cidr", "", "the Services' virtual IP range (default "+config.DefaultServiceSubnet+")")
-	fs.StringVar(&o.serviceDNSDomain, "service-dns-domain", "", "the cluster's DNS domain (default "+config.DefaultDNSDomain+")")
-	fs.StringSliceVar(&o.certSANs, "apiserver-cert-extra-sans", nil, "extra Subject Alternative Names (IPs or DNS names) for the API server's certificate")
-	fs.StringVar(&o.certDir, "cert-dir", "", "where certificates are stored (default /etc/kubernetes/pki)")
-	fs.StringVar(&o.criSocket, "cri-socket", "", "use an existing container runtime at this socket instead of the bundled containerd")
+	f := &o.InitFlags
+	fs.StringVar(&f.ConfigFile, "config", "", "path to a kubeadm-style config file (kubeadm.k8s.io/v1beta4 InitConfiguration, ClusterConfiguration, KubeletConfiguration, KubeProxyConfiguration)")
+	fs.StringVar(&f.AdvertiseAddress, "advertise-address", "", "the IP address the API server advertises; by default the first global address of an interface that is up")
+	fs.Int32Var(&f.BindPort, "apiserver-bind-port", config.DefaultBindPort, "port the API server binds to")
+	fs.StringVar(&f.ControlPlaneEndpoint, "control-plane-endpoint", "", "a stable IP or DNS name (with optional port) for the control plane, shared by all control-plane nodes")
+	fs.StringVar(&f.NodeName, "node-name", "", "the node's name (default: the hostname)")
+	fs.StringVar(&f.PodNetworkCIDR, "pod-network-cidr", "", "the pod network's CIDR (default "+config.DefaultPodSubnet+"); each node gets a /24 of it")
+	fs.StringVar(&f.ServiceCIDR, "service-cidr", "", "the Services' virtual IP range (default "+config.DefaultServiceSubnet+")")
+	fs.StringVar(&f.ServiceDNSDomain, "service-dns-domain", "", "the cluster's DNS domain (default "+config.DefaultDNSDomain+")")
+	fs.StringSliceVar(&f.CertSANs, "apiserver-cert-extra-sans", nil, "extra Subject Alternative Names (IPs or DNS names) for the API server's certificate")
+	fs.StringVar(&f.CertDir, "cert-dir", "", "where certificates are stored (default /etc/kubernetes/pki)")
+	fs.StringVar(&f.CRISocket, "cri-socket", "", "use an existing container runtime at this socket instead of the bundled containerd")
 	fs.StringSliceVar(&o.ignorePreflightErrors, "ignore-preflight-errors", nil, "pre-flight checks whose errors become warnings, e.g. 'IsPrivilegedUser,Swap'; 'all' ignores every check")
 	fs.StringSliceVar(&o.skipPhases, "skip-phases", nil, "phases to skip, e.g. 'preflight,addon/kube-proxy'")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print what would be done and the files that would be written")
 	fs.StringVarP(&o.output, "output", "o", "text", "progress output: text or json (one event per line)")
 	fs.BoolVar(&o.uploadCerts, "upload-certs", false, "upload the control-plane certificates to the kubeadm-certs Secret (for joining control-plane nodes)")
-	fs.StringVar(&o.certificateKey, "certificate-key", "", "key to encrypt the uploaded certificates with (64 hex characters; generated when empty)")
-	fs.BoolVar(&o.singleNode, "single-node", false, "do not taint the control-plane node, so it runs workloads too")
+	fs.StringVar(&f.CertificateKey, "certificate-key", "", "key to encrypt the uploaded certificates with (64 hex characters; generated when empty)")
+	fs.BoolVar(&f.SingleNode, "single-node", false, "do not taint the control-plane node, so it runs workloads too")
 	fs.BoolVar(&o.skipTokenPrint, "skip-token-print", false, "do not print the bootstrap token")
-	fs.BoolVar(&o.airGapped, "air-gapped", false, airGappedUsage)
-	fs.StringVar(&o.rootDir, "root-dir", "", "do all file I/O under this directory instead of / (for tests)")
+	fs.BoolVar(&f.AirGapped, "air-gapped", false, airGappedUsage)
+	fs.StringVar(&f.RootDir, "root-dir", "", "do all file I/O under this directory instead of / (for tests)")
 	_ = fs.MarkHidden("root-dir")
-}
-
-// loadConfig reads --config (if any), applies the flags the user set on top
-// (recording which flag set which field, for error messages), then defaults
-// and validates. Nothing is written before this succeeds.
-func (o *initOptions) loadConfig(fs *pflag.FlagSet, host config.HostFacts) (*config.Config, error) {
-	cfg := config.New()
-	if o.configFile != "" {
-		var err error
-		if cfg, err = config.Load(o.configFile); err != nil {
-			return nil, err
-		}
-	}
-	changed := func(name string) bool { return fs.Changed(name) }
-	set := func(flag, path string, apply func()) {
-		if changed(flag) {
-			apply()
-			cfg.SetFrom(path, "--"+flag)
-		}
-	}
-	set("advertise-address", "InitConfiguration.localAPIEndpoint.advertiseAddress", func() { cfg.Init.LocalAPIEndpoint.AdvertiseAddress = o.advertiseAddress })
-	set("apiserver-bind-port", "InitConfiguration.localAPIEndpoint.bindPort", func() { cfg.Init.LocalAPIEndpoint.BindPort = o.bindPort })
-	set("control-plane-endpoint", "ClusterConfiguration.controlPlaneEndpoint", func() { cfg.Cluster.ControlPlaneEndpoint = o.controlPlaneEndpoint })
-	set("node-name", "InitConfiguration.nodeRegistration.name", func() { cfg.Init.NodeRegistration.Name = o.nodeName })
-	set("pod-network-cidr", "ClusterConfiguration.networking.podSubnet", func() { cfg.Cluster.Networking.PodSubnet = o.podNetworkCIDR })
-	set("service-cidr", "ClusterConfiguration.networking.serviceSubnet", func() { cfg.Cluster.Networking.ServiceSubnet = o.serviceCIDR })
-	set("service-dns-domain", "ClusterConfiguration.networking.dnsDomain", func() { cfg.Cluster.Networking.DNSDomain = o.serviceDNSDomain })
-	set("cert-dir", "ClusterConfiguration.certificatesDir", func() { cfg.Cluster.CertificatesDir = o.certDir })
-	set("cri-socket", "InitConfiguration.nodeRegistration.criSocket", func() { cfg.Init.NodeRegistration.CRISocket = o.criSocket })
-	set("certificate-key", "InitConfiguration.certificateKey", func() { cfg.Init.CertificateKey = o.certificateKey })
-	set("air-gapped", "KubeforgeConfiguration.airGapped", func() { cfg.Kubeforge.AirGapped = o.airGapped })
-	if changed("apiserver-cert-extra-sans") {
-		for i := range o.certSANs {
-			cfg.SetFrom(fmt.Sprintf("ClusterConfiguration.apiServer.certSANs[%d]", len(cfg.Cluster.APIServer.CertSANs)+i), "--apiserver-cert-extra-sans")
-		}
-		cfg.Cluster.APIServer.CertSANs = append(cfg.Cluster.APIServer.CertSANs, o.certSANs...)
-	}
-	if o.singleNode {
-		cfg.Init.NodeRegistration.Taints = []corev1.Taint{}
-	}
-	if o.rootDir != "" {
-		cfg.Paths = cfg.Paths.WithRoot(o.rootDir)
-	}
-	if err := cfg.Complete(host); err != nil {
-		return nil, err
-	}
-	return cfg, nil
 }
 
 func (o *initOptions) newData(cmd *cobra.Command, out io.Writer, phase string) (*phases.InitData, error) {
@@ -159,7 +99,7 @@ func (o *initOptions) newData(cmd *cobra.Command, out io.Writer, phase string) (
 		return nil, fmt.Errorf("--output %q: must be text or json", o.output)
 	}
 	host := config.HostDefaults()
-	cfg, err := o.loadConfig(cmd.Flags(), host)
+	cfg, err := config.LoadInit(o.InitFlags, cmd.Flags().Changed, host)
 	if err != nil {
 		return nil, err
 	}

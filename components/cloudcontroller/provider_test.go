@@ -175,7 +175,7 @@ func TestInstanceMetadata(t *testing.T) {
 // Deployment runs this component with a provider the registry knows.
 func TestAddonCloudConfig(t *testing.T) {
 	cfg := config.New()
-	cfg.Init.LocalAPIEndpoint.BindPort = 6443
+	cfg.ThisNode.API.Port = 6443
 	cfg.Kubeforge.Addons.CloudController.AddressPool = []string{"10.0.0.240/30"}
 	objs, err := manifests.CloudControllerObjects(cfg)
 	if err != nil {

@@ -40,8 +40,8 @@ func FuzzKubeletFlagsRoundTrip(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, nodeName, nodeIP, name, value string) {
 		c := config.New()
-		c.Init.NodeRegistration.Name = nodeName
-		c.Init.NodeRegistration.KubeletExtraArgs = []v1beta4.Arg{{Name: name, Value: value}}
+		c.ThisNode.Name = nodeName
+		c.ThisNode.KubeletExtraArgs = []v1beta4.Arg{{Name: name, Value: value}}
 		data := manifests.KubeletFlags(c, nodeIP)
 		if err := os.WriteFile(file, data, 0o600); err != nil {
 			t.Fatal(err)
