@@ -23,10 +23,9 @@ import (
 // fakeEndpoint answers 503 until ok is set, counting requests and new
 // connections.
 type fakeEndpoint struct {
-	srv                *httptest.Server
-	requests, conns    atomic.Int32
-	okAfter            int32 // answer 200 from this request on (0: never)
-	requestsAtDeadline atomic.Int32
+	srv             *httptest.Server
+	requests, conns atomic.Int32
+	okAfter         int32 // answer 200 from this request on (0: never)
 }
 
 func newFakeEndpoint(t *testing.T, okAfter int32) *fakeEndpoint {
