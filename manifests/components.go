@@ -59,7 +59,7 @@ type Component struct {
 // ControlPlane is the control-plane static pods, in the order they start
 // (and are upgraded): etcd first, the API server on it, then its clients.
 var ControlPlane = []Component{
-	{Name: Etcd, Phase: "etcd", SubPhase: "local", Health: etcdHealth, render: func(c *config.Config, d Derived) *corev1.Pod { return etcdPod(c, d.EtcdInitialCluster) }},
+	{Name: Etcd, Phase: "etcd", SubPhase: "local", Health: etcdHealth, render: func(c *config.Config, d Derived) *corev1.Pod { return etcdPod(c, d) }},
 	{Name: KubeAPIServer, Phase: PhaseControlPlane, SubPhase: "apiserver", Health: apiServerHealth, render: func(c *config.Config, _ Derived) *corev1.Pod { return apiServerPod(c) }},
 	{Name: KubeControllerMgr, Phase: PhaseControlPlane, SubPhase: "controller-manager", Kubeconfig: "controller-manager.conf",
 		Health: controllerManagerHealth, render: func(c *config.Config, d Derived) *corev1.Pod { return controllerManagerPod(c, d.ExternalCAs) }},
@@ -206,11 +206,11 @@ func HealthEndpoint(p *corev1.Pod) (Endpoint, error) {
 	return e, nil
 }
 
-// probePort is the port a renderer's probes use: the health endpoint's,
-// read from the component's final flags, so that a port moved by
-// extraArgs moves the kubelet's probes too (fallback when they do not
-// parse: validation of the flags is the component's).
-func probePort(h HealthSpec, flags []string, fallback int) int {
+// probeAt is where the kubelet probes a component: its health endpoint
+// read from the flags (the user's extraArgs move it: a --secure-port, a
+// --bind-address, etcd's --listen-metrics-urls), or host and port when the
+// flags give none.
+func probeAt(h HealthSpec, flags []string, host string, port int) (string, int) {
 	m := map[string]string{}
 	for _, a := range flags {
 		k, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
@@ -218,7 +218,7 @@ func probePort(h HealthSpec, flags []string, fallback int) int {
 	}
 	e, err := h.Endpoint(m)
 	if err != nil {
-		return fallback
+		return host, port
 	}
-	return e.Port
+	return e.Host, e.Port
 }

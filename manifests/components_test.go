@@ -57,7 +57,17 @@ func TestHealthEndpoints(t *testing.T) {
 		{"controller-manager wildcard bind", KubeControllerMgr, func(c *config.Config) {
 			c.Cluster.ControllerManager.ExtraArgs = append(c.Cluster.ControllerManager.ExtraArgs, v1beta4.Arg{Name: "bind-address", Value: "0.0.0.0"})
 		}, "https://127.0.0.1:10257/healthz", 10257, false},
+		{"controller-manager bind address", KubeControllerMgr, func(c *config.Config) {
+			c.Cluster.ControllerManager.ExtraArgs = append(c.Cluster.ControllerManager.ExtraArgs, v1beta4.Arg{Name: "bind-address", Value: "10.201.0.2"})
+		}, "https://10.201.0.2:10257/healthz", 10257, false},
+		{"etcd metrics on the node address", Etcd, func(c *config.Config) {
+			c.Cluster.Etcd.Local.ExtraArgs = append(c.Cluster.Etcd.Local.ExtraArgs,
+				v1beta4.Arg{Name: "listen-metrics-urls", Value: "http://10.201.0.2:2381"})
+		}, "http://10.201.0.2:2381/readyz", 2381, false},
 		{"scheduler default", KubeScheduler, nil, "https://127.0.0.1:10259/livez", 10259, false},
+		{"scheduler bind address", KubeScheduler, func(c *config.Config) {
+			c.Cluster.Scheduler.ExtraArgs = append(c.Cluster.Scheduler.ExtraArgs, v1beta4.Arg{Name: "bind-address", Value: "10.201.0.2"})
+		}, "https://10.201.0.2:10259/livez", 10259, false},
 		{"scheduler secure-port", KubeScheduler, func(c *config.Config) {
 			c.Cluster.Scheduler.ExtraArgs = append(c.Cluster.Scheduler.ExtraArgs, v1beta4.Arg{Name: "secure-port", Value: "10998"})
 		}, "https://127.0.0.1:10998/livez", 10998, false},
@@ -78,6 +88,14 @@ func TestHealthEndpoints(t *testing.T) {
 			ports := pod.Spec.Containers[0].Ports
 			if len(ports) != 1 || ports[0].Name != "probe-port" || ports[0].ContainerPort != tc.probePort {
 				t.Errorf("probe port %+v, want %d", ports, tc.probePort)
+			}
+			// The kubelet probes where the component listens: a
+			// --bind-address moves its probes too.
+			ctr := pod.Spec.Containers[0]
+			for _, pr := range []*corev1.Probe{ctr.LivenessProbe, ctr.StartupProbe, ctr.ReadinessProbe} {
+				if pr != nil && pr.HTTPGet.Host != e.Host {
+					t.Errorf("probe host %q, want the health endpoint's %q", pr.HTTPGet.Host, e.Host)
+				}
 			}
 		})
 	}

@@ -222,7 +222,8 @@ func cpu(m string) corev1.ResourceList {
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
-func etcdPod(c *config.Config, initialCluster string) *corev1.Pod {
+func etcdPod(c *config.Config, d Derived) *corev1.Pod {
+	initialCluster := d.EtcdInitialCluster
 	p := c.Paths
 	adv := c.AdvertiseAddress()
 	etcdPKI := filepath.Join(p.CertDir, "etcd")
@@ -257,10 +258,11 @@ func etcdPod(c *config.Config, initialCluster string) *corev1.Pod {
 	var v vols
 	v.add("etcd-data", local.DataDir, local.DataDir, false, corev1.HostPathDirectoryOrCreate)
 	v.add("etcd-certs", etcdPKI, etcdPKI, true, corev1.HostPathDirectoryOrCreate)
-	probe := probeSpec{"127.0.0.1", "/livez", "HTTP"}
-	ready := probeSpec{"127.0.0.1", "/readyz", "HTTP"}
 	flags := args(defaults, local.ExtraArgs)
-	pd := pod(c, Etcd, flags, probePort(etcdHealth, flags, EtcdMetricsPort), probe, &ready, v,
+	host, port := probeAt(etcdHealth, flags, "127.0.0.1", EtcdMetricsPort)
+	probe := probeSpec{host, "/livez", "HTTP"}
+	ready := probeSpec{host, "/readyz", "HTTP"}
+	pd := pod(c, Etcd, flags, port, probe, &ready, v,
 		corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("100Mi")},
 		envs(local.ExtraEnvs), map[string]string{"kubeadm.kubernetes.io/etcd.advertise-client-urls": clientURL})
 	// kubeadm probes etcd's startup on /readyz.
@@ -332,10 +334,11 @@ func apiServerPod(c *config.Config) *corev1.Pod {
 	v.add("apiserver-config", filepath.Dir(p.AuthnConfigFile()), filepath.Dir(p.AuthnConfigFile()), true, corev1.HostPathDirectoryOrCreate)
 	v.add("audit-log", p.AuditLogDir(), p.AuditLogDir(), false, corev1.HostPathDirectoryOrCreate)
 	v.addExtra(c.Cluster.APIServer.ExtraVolumes)
-	probe := probeSpec{adv, "/livez", "HTTPS"}
-	ready := probeSpec{adv, "/readyz", "HTTPS"}
 	flags := args(defaults, c.Cluster.APIServer.ExtraArgs)
-	return pod(c, KubeAPIServer, flags, probePort(apiServerHealth, flags, int(c.BindPort())), probe, &ready, v,
+	host, port := probeAt(apiServerHealth, flags, adv, int(c.BindPort()))
+	probe := probeSpec{host, "/livez", "HTTPS"}
+	ready := probeSpec{host, "/readyz", "HTTPS"}
+	return pod(c, KubeAPIServer, flags, port, probe, &ready, v,
 		cpu("250m"), envs(c.Cluster.APIServer.ExtraEnvs),
 		map[string]string{"kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint": hostPort(adv, int(c.BindPort()))})
 }
@@ -404,14 +407,13 @@ func controllerManagerPod(c *config.Config, externalCAs []string) *corev1.Pod {
 	v.add("k8s-certs", p.CertDir, p.CertDir, true, corev1.HostPathDirectoryOrCreate)
 	v.add("kubeconfig", kubeconfig, kubeconfig, true, corev1.HostPathFileOrCreate)
 	v.addExtra(c.Cluster.ControllerManager.ExtraVolumes)
-	probe := probeSpec{"127.0.0.1", "/healthz", "HTTPS"}
 	// kubeforge's kubelet serving CSR approver runs in this process and
 	// refuses every name and address of the API server's certificate.
 	env := append([]corev1.EnvVar{{Name: ApproverAPIServerCertEnv, Value: cert("apiserver.crt")}},
 		envs(c.Cluster.ControllerManager.ExtraEnvs)...)
 	flags := args(defaults, c.Cluster.ControllerManager.ExtraArgs)
-	return pod(c, KubeControllerMgr, flags, probePort(controllerManagerHealth, flags, ControllerManagerPort),
-		probe, nil, v, cpu("200m"), env, nil)
+	host, port := probeAt(controllerManagerHealth, flags, "127.0.0.1", ControllerManagerPort)
+	return pod(c, KubeControllerMgr, flags, port, probeSpec{host, "/healthz", "HTTPS"}, nil, v, cpu("200m"), env, nil)
 }
 
 func schedulerPod(c *config.Config) *corev1.Pod {
@@ -430,9 +432,10 @@ func schedulerPod(c *config.Config) *corev1.Pod {
 	var v vols
 	v.add("kubeconfig", kubeconfig, kubeconfig, true, corev1.HostPathFileOrCreate)
 	v.addExtra(c.Cluster.Scheduler.ExtraVolumes)
-	probe := probeSpec{"127.0.0.1", "/livez", "HTTPS"}
-	ready := probeSpec{"127.0.0.1", "/readyz", "HTTPS"}
 	flags := args(defaults, c.Cluster.Scheduler.ExtraArgs)
-	return pod(c, KubeScheduler, flags, probePort(schedulerHealth, flags, SchedulerPort), probe, &ready, v,
+	host, port := probeAt(schedulerHealth, flags, "127.0.0.1", SchedulerPort)
+	probe := probeSpec{host, "/livez", "HTTPS"}
+	ready := probeSpec{host, "/readyz", "HTTPS"}
+	return pod(c, KubeScheduler, flags, port, probe, &ready, v,
 		cpu("100m"), envs(c.Cluster.Scheduler.ExtraEnvs), nil)
 }

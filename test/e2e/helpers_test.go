@@ -308,6 +308,33 @@ func diff(before, after map[string]string) []string {
 	return d
 }
 
+// kubeletSynced says what keeps the node's kubelet from having synced every
+// pod bound to the node since it started ("" when it has): its pod workers
+// count one sync (create, update or sync) per pod at least. A container
+// the kubelet means to restart or kill is acted on in that first sync.
+func (c *cluster) kubeletSynced() string {
+	metrics, err := c.n.Kubectl("get", "--raw", "/api/v1/nodes/"+c.n.Name+"/proxy/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	syncs := 0.0
+	for _, l := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(l, "kubelet_pod_worker_duration_seconds_count{") {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			syncs += v
+		}
+	}
+	pods, err := c.n.Kubectl("get", "pods", "-A", "--field-selector", "spec.nodeName="+c.n.Name, "-o", "name")
+	if err != nil {
+		return err.Error()
+	}
+	if n := len(strings.Fields(pods)); syncs < float64(n) {
+		return fmt.Sprintf("the kubelet synced pods %v times since it started, %d pods on the node", syncs, n)
+	}
+	return ""
+}
+
 // component finds the node's process of `kubeforge component NAME`.
 func (c *cluster) component(name string) []testbed.Process {
 	var out []testbed.Process

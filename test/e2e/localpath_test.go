@@ -342,6 +342,21 @@ volumeBindingMode: WaitForFirstConsumer
 			t.Fatalf("pod keep on %v, PV %s", n, pv)
 		}
 		node = n
+		// A canary on the same node, of the Delete class: its provisioner
+		// deletes the canary's volume after it has seen keep's released
+		// and deleted volume, so keep's directory still there then means
+		// seen and declined, not not looked at yet.
+		canary := strings.Replace(lpClaimPod("canary", "local-path", "ReadWriteOnce", "Filesystem"),
+			"spec:\n  terminationGracePeriodSeconds: 0\n", "spec:\n  terminationGracePeriodSeconds: 0\n  nodeSelector: {kubernetes.io/hostname: "+n.Name+"}\n", 1)
+		k(t, "apply", "-f", cp.WriteConfigFile("lp-canary.yaml", canary))
+		poll(t, 2*time.Minute, "pod canary Running", func() string {
+			if s := get("pod", "canary", "-o", "jsonpath={.status.phase}"); s != "Running" {
+				return "canary: " + s
+			}
+			return ""
+		})
+		canaryPV := get("pvc", "canary", "-o", "jsonpath={.spec.volumeName}")
+		canaryDir := get("pv", canaryPV, "-o", "jsonpath={.spec.local.path}")
 		k(t, "delete", "pod", "keep", "--wait=true")
 		k(t, "delete", "pvc", "keep", "--wait=true")
 		poll(t, time.Minute, "PV "+pv+" Released", func() string {
@@ -350,12 +365,21 @@ volumeBindingMode: WaitForFirstConsumer
 			}
 			return ""
 		})
-		time.Sleep(3 * time.Second) // what a wrongful delete would need
+		k(t, "delete", "pv", pv, "--wait=true")
+		k(t, "delete", "pod", "canary", "--wait=true")
+		k(t, "delete", "pvc", "canary", "--wait=true")
+		poll(t, time.Minute, "the canary's volume "+canaryPV+" and its directory deleted", func() string {
+			if _, err := kubectlTry(cp, "", "get", "pv", canaryPV); err == nil {
+				return "PV still there"
+			}
+			if _, err := os.Stat(n.Path(canaryDir)); !os.IsNotExist(err) {
+				return fmt.Sprintf("%s still on %s: %v", canaryDir, n.Name, err)
+			}
+			return ""
+		})
 		if b, err := n.ReadFile(kept + "/f"); err != nil || string(b) != "kept\n" {
 			t.Errorf("Retain: the released volume's data on %s: %q %v", n.Name, b, err)
 		}
-		k(t, "delete", "pv", pv, "--wait=true")
-		time.Sleep(2 * time.Second)
 		if _, err := os.Stat(n.Path(kept)); err != nil {
 			t.Errorf("Retain: deleting the PV removed its directory on %s: %v", n.Name, err)
 		}

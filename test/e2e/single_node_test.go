@@ -383,8 +383,9 @@ spec:
 			return c.nodeReady(started)
 		})
 		t.Logf("node Ready %v after `node start`", took.Round(100*time.Millisecond))
-		// Give the new kubelet time to act on the pods it found.
-		time.Sleep(5 * time.Second)
+		// The new kubelet has looked at every pod it found (and would
+		// have restarted a container by then): seen, and left alone.
+		poll(t, 60*time.Second, "the new kubelet synced every pod", c.kubeletSynced)
 		after := c.settledContainers()
 		if d := diff(before, after); len(d) > 0 {
 			t.Errorf("containers changed when the node service restarted:\n  %s", strings.Join(d, "\n  "))
@@ -489,7 +490,9 @@ spec:
 			}
 			return ""
 		})
-		time.Sleep(time.Until(written.Add(10 * time.Second)))
+		// The kubelet goes on after reading it: it renews its lease
+		// (every 10 s) after the file was written.
+		poll(t, 30*time.Second, "the node's lease renewed after garbage.yaml", func() string { return c.nodeReady(written.Add(time.Second)) })
 		if now := c.component("kubelet"); len(now) != 1 || now[0].PID != kubelet[0].PID {
 			t.Errorf("the kubelet did not keep running: was %s, now %s", processes(kubelet), processes(now))
 		}
