@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -302,6 +303,17 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 	}
 	kubeletConf := p.Kubeconfig("kubelet.conf")
 	haveKubeletConf := fileExists(d.Paths.Host(kubeletConf))
+	signed := false
+	if !haveKubeletConf && d.Cfg.IsControlPlaneJoin() && !slices.Contains(pki.ExternalCAs(d.Paths), pki.CAName) {
+		// A control-plane node holds the cluster CA's key, as init does:
+		// it signs its kubelet's client certificate itself, and the
+		// kubelet starts this node's static pods at once instead of after
+		// a TLS bootstrap round trip through the controller-manager.
+		if err := signKubeletConf(d); err != nil {
+			return err
+		}
+		haveKubeletConf, signed = true, true
+	}
 	if !haveKubeletConf {
 		if err := d.WriteFile(phase, "bootstrap kubeconfig", p.Kubeconfig("bootstrap-kubelet.conf"), bootBytes, 0o600, HideContent); err != nil {
 			return err
@@ -344,8 +356,32 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 			d.Cfg.NodeName(), timeout, node.KubeletLogFile(p), err)
 	}
 	_ = os.Remove(d.Paths.Host(p.Kubeconfig("bootstrap-kubelet.conf")))
-	d.Out.Done(phase, "registered", "", start, "The kubelet got its client certificate and registered node %s", d.Cfg.NodeName())
+	if signed {
+		d.Out.Done(phase, "registered", "", start, "The kubelet registered node %s", d.Cfg.NodeName())
+	} else {
+		d.Out.Done(phase, "registered", "", start, "The kubelet got its client certificate and registered node %s", d.Cfg.NodeName())
+	}
 	return nil
+}
+
+// signKubeletConf writes a joining control-plane node's kubelet.conf with a
+// client certificate for system:node:<name> signed by the cluster CA,
+// pointing at the control-plane endpoint (this node's API server serves
+// only once its etcd member has joined), and moves the certificate to the
+// file the kubelet rotates, as init does.
+func signKubeletConf(d *JoinData) error {
+	const phase = "kubelet-start"
+	spec := d.PKISpec()
+	server, err := spec.ControlPlaneURL()
+	if err != nil {
+		return err
+	}
+	res, err := pki.EnsureKubeconfigAt(spec, "kubelet", server)
+	if err != nil {
+		return err
+	}
+	reportPKI(d.Node, phase, res, "kubeconfig file")
+	return useRotatingKubeletCert(d.Node, phase)
 }
 
 // adminClient is the admin.conf client of a joining control-plane node.

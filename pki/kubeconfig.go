@@ -75,7 +75,31 @@ func EnsureKubeconfig(spec Spec, name string) (Result, error) {
 	if !ok {
 		return Result{Name: name}, fmt.Errorf("unknown kubeconfig %q: known names are %s", name, strings.Join(kubeconfigNames(), ", "))
 	}
-	return ensureKubeconfig(spec, k, spec.Keys)
+	return ensureKubeconfig(spec, k, spec.Keys, "")
+}
+
+// EnsureKubeconfigAt is EnsureKubeconfig for a new file that points at
+// server, one of those the table accepts for it: a joining control-plane
+// node's kubelet.conf points at the control-plane endpoint, as the kubelet's
+// TLS bootstrap would write it, since this node's own API server does not
+// serve before its etcd member has joined.
+func EnsureKubeconfigAt(spec Spec, name, server string) (Result, error) {
+	spec, err := prepare(spec)
+	if err != nil {
+		return Result{Name: name}, err
+	}
+	k, ok := LookupKubeconfig(name)
+	if !ok {
+		return Result{Name: name}, fmt.Errorf("unknown kubeconfig %q: known names are %s", name, strings.Join(kubeconfigNames(), ", "))
+	}
+	accepted, err := k.acceptedServers(spec)
+	if err != nil {
+		return Result{Name: name}, err
+	}
+	if !slices.Contains(accepted, server) {
+		return Result{Name: name}, fmt.Errorf("kubeconfig %s: server %s is none of %s", k.FileName, server, strings.Join(accepted, ", "))
+	}
+	return ensureKubeconfig(spec, k, spec.Keys, server)
 }
 
 // EnsureAllKubeconfigs runs EnsureKubeconfig over the table in order,
@@ -109,7 +133,7 @@ func EnsureAllKubeconfigs(spec Spec) ([]Result, error) {
 	var results []Result
 	var errs []error
 	for _, k := range Kubeconfigs {
-		r, err := ensureKubeconfig(spec, k, pool)
+		r, err := ensureKubeconfig(spec, k, pool, "")
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -127,7 +151,9 @@ func kubeconfigNames() []string {
 	return n
 }
 
-func ensureKubeconfig(spec Spec, k Kubeconfig, pool *KeyPool) (Result, error) {
+// ensureKubeconfig writes a missing file pointing at server (empty: the
+// table's server for it) and verifies an existing one.
+func ensureKubeconfig(spec Spec, k Kubeconfig, pool *KeyPool, server string) (Result, error) {
 	start := time.Now()
 	p := spec.Paths
 	res := Result{Name: k.FileName, CertPath: KubeconfigPath(p, k.FileName)}
@@ -143,9 +169,10 @@ func ensureKubeconfig(spec Spec, k Kubeconfig, pool *KeyPool) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("kubeconfig %s: %w", k.FileName, err)
 	}
-	server, err := k.server(spec)
-	if err != nil {
-		return res, fmt.Errorf("kubeconfig %s: %w", k.FileName, err)
+	if server == "" {
+		if server, err = k.server(spec); err != nil {
+			return res, fmt.Errorf("kubeconfig %s: %w", k.FileName, err)
+		}
 	}
 	now := spec.Now()
 	external := caKey == nil

@@ -1452,3 +1452,36 @@ func TestEnsureKubeletClientLink(t *testing.T) {
 		t.Errorf("second run: %v %v, want nothing done", changed, err)
 	}
 }
+
+// A joining control-plane node's kubelet.conf points at the control-plane
+// endpoint (its own API server is not up yet): EnsureKubeconfigAt writes it
+// there, verifies it afterwards like any kubeconfig, and refuses a server
+// the table does not accept for the file.
+func TestEnsureKubeconfigAt(t *testing.T) {
+	spec := newSpec(t, AlgorithmECDSAP256)
+	spec.ControlPlaneEndpoint = "cp.example.com"
+	if _, err := EnsureAll(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureKubeconfigAt(spec, "kubelet", "https://evil.example.com:6443"); err == nil || !strings.Contains(err.Error(), "is none of") {
+		t.Fatalf("a server the table does not accept: %v", err)
+	}
+	if _, err := EnsureKubeconfigAt(spec, "scheduler", "https://cp.example.com:6443"); err == nil {
+		t.Fatal("scheduler.conf must point at the local API server only")
+	}
+	res, err := EnsureKubeconfigAt(spec, "kubelet", "https://cp.example.com:6443")
+	if err != nil || res.Action != ActionGenerated {
+		t.Fatalf("%v %s", err, res.Action)
+	}
+	cfg, err := clientcmd.LoadFromFile(spec.Paths.Host(spec.Paths.Kubeconfig("kubelet.conf")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server; s != "https://cp.example.com:6443" {
+		t.Errorf("server %s", s)
+	}
+	// The file is then accepted as it is, by either entry point.
+	if res, err := EnsureKubeconfig(spec, "kubelet"); err != nil || res.Action != ActionReused {
+		t.Errorf("EnsureKubeconfig after: %v %s", err, res.Action)
+	}
+}
