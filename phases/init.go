@@ -6,6 +6,9 @@ import (
 	"slices"
 	"time"
 
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/encryption"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
@@ -28,8 +31,18 @@ type InitData struct {
 	EarlyNodeStart bool
 	// SkipTokenPrint keeps the token out of the output.
 	SkipTokenPrint bool
-	keys           *pki.KeyPool
-	live           liveState
+	// Client and Dynamic, when both are set, replace the admin.conf
+	// clients of the phases that talk to the API server (upload-config,
+	// upload-certs, mark-control-plane, bootstrap-token, the addons), and
+	// SuperAdmin the super-admin.conf client that binds admin.conf's group
+	// to cluster-admin: in-process tests give fakes. A given client needs
+	// no host, so those phases then also run under a root directory.
+	Client     kubernetes.Interface
+	Dynamic    dynamic.Interface
+	SuperAdmin dynamic.Interface
+
+	keys *pki.KeyPool
+	live liveState
 }
 
 // MarkDone records that init finished on this host (a later init is then

@@ -57,8 +57,14 @@ func (n *Node) requireHost() error {
 	return nil
 }
 
-// clients returns the admin clients (built once from admin.conf).
+// clients returns the admin clients: Client and Dynamic when both are set,
+// else built once from admin.conf.
 func (d *InitData) clients() (kubernetes.Interface, dynamic.Interface, error) {
+	if d.Client != nil && d.Dynamic != nil {
+		// Given clients need no host: the phases then run under a root
+		// directory too.
+		return d.Client, d.Dynamic, nil
+	}
 	if err := d.requireHost(); err != nil {
 		return nil, nil, err
 	}
@@ -100,21 +106,24 @@ func (d *InitData) applier() (Applier, error) {
 }
 
 // ensureAdminBinding gives admin.conf's group cluster-admin, using
-// super-admin.conf (admin.conf can do nothing before it exists).
+// super-admin.conf, or SuperAdmin when set (admin.conf can do nothing
+// before the binding exists).
 func (d *InitData) ensureAdminBinding(ctx context.Context, phase string) error {
-	if err := d.requireHost(); err != nil {
-		return err
-	}
 	if d.DryRun {
 		return (&PrintingApplier{Out: d.Out}).Apply(ctx, phase, manifests.ClusterAdminsBindingObject())
 	}
-	cfg, err := restConfig(d.Paths, d.Cfg.Paths.Kubeconfig("super-admin.conf"))
-	if err != nil {
-		return err
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return err
+	dyn := d.SuperAdmin
+	if dyn == nil {
+		if err := d.requireHost(); err != nil {
+			return err
+		}
+		cfg, err := restConfig(d.Paths, d.Cfg.Paths.Kubeconfig("super-admin.conf"))
+		if err != nil {
+			return err
+		}
+		if dyn, err = dynamic.NewForConfig(cfg); err != nil {
+			return err
+		}
 	}
 	if err := (&ServerApplier{Client: dyn, Out: d.Out}).Apply(ctx, phase, manifests.ClusterAdminsBindingObject()); err != nil {
 		return err
