@@ -103,7 +103,7 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 		o.Timeout = 3 * time.Minute
 	}
 	stamp := now().UTC().Format("20060102T150405Z")
-	manifest := p.Host(p.Manifest(etcdsnapshot.EtcdManifestName))
+	manifest := p.Host(p.Manifest(manifests.Etcd))
 	workDir := p.Host(filepath.Join(p.StateDir, "etcd-restore"))
 	aside := filepath.Join(workDir, "etcd.yaml") // the manifest while etcd is stopped
 
@@ -244,15 +244,22 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	// and a static pod that finds another of its name still there waits
 	// 10-15 s before the kubelet looks at it again.
 	start = time.Now()
-	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem, p.Manifest(etcdsnapshot.EtcdManifestName)), 15*time.Second); err != nil {
+	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem, p.Manifest(manifests.Etcd)), 15*time.Second); err != nil {
 		out.Warnf(phase, "%v; starting etcd anyway", err)
 	} else if waited {
 		out.Done(phase, "released", "", start, "The kubelet has let go of the old etcd pod")
 	}
-	fixed, changed := mem.SingleMemberManifest()
+	pod, changed, err := mem.SingleMemberPod()
+	if err != nil {
+		return res, fmt.Errorf("rewrite the etcd manifest: %w; the manifest is at %s", err, aside)
+	}
 	// A new annotation makes it a new static pod for the kubelet (a pod's
 	// UID is its manifest's hash), never the old one coming back.
-	fixed = etcdsnapshot.Annotate(fixed, RestoredAnnotation, stamp+" "+got.SHA256[:12])
+	etcdsnapshot.Annotate(pod, RestoredAnnotation, stamp+" "+got.SHA256[:12])
+	fixed, err := manifests.MarshalPod(pod)
+	if err != nil {
+		return res, fmt.Errorf("write the etcd manifest: %w; the manifest is at %s", err, aside)
+	}
 	if changed {
 		out.Printf(phase, "The etcd manifest now names %s as the only member (was: %s)", mem.Name, flagOr(mem, "initial-cluster"))
 	}
