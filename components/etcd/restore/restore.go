@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -310,7 +311,19 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 // mirror-pod deletions), and the restore waited 52 s for etcd and 76 s
 // more for the API server that way; with the API server gone those calls
 // fail at once, and a new API server starts on the new etcd.
-var companions = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+// They are every control-plane component but etcd, in manifests'
+// start order, which puts the API server first (apiServerAddr reads it).
+var companions = companionNames()
+
+func companionNames() []string {
+	var out []string
+	for _, c := range manifests.ControlPlane {
+		if c.Name != manifests.Etcd {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
 
 // companion is one of them: its manifest, and where a restore keeps it
 // while the component is stopped.
@@ -384,7 +397,7 @@ func (c companion) apiServerAddr() string {
 	}
 	port := flags["secure-port"]
 	if port == "" {
-		port = "6443"
+		port = strconv.Itoa(config.DefaultBindPort)
 	}
 	return net.JoinHostPort(host, port)
 }
