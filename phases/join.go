@@ -91,7 +91,7 @@ func JoinWorkflow() *Workflow[*JoinData] {
 		{Name: "kubelet-start", Short: "Write the kubelet's configuration, start the node service and wait for the kubelet's TLS bootstrap", Run: runJoinKubeletStart,
 			Flags: []string{"air-gapped"}},
 		{Name: "control-plane-join", Short: "Join the machine as a control-plane instance", RunIf: cp, Phases: []Phase[*JoinData]{
-			{Name: "etcd", Short: "Add this node's etcd member (as a learner, promoted once in sync)", Run: runJoinEtcd},
+			{Name: etcdRow.Phase, Short: "Add this node's etcd member (as a learner, promoted once in sync)", Run: runJoinEtcd},
 			{Name: "mark-control-plane", Short: "Label and taint the node as a control-plane node", Run: runJoinMarkControlPlane},
 		}},
 		{Name: "wait-control-plane", Short: "Wait for this node's control plane to be healthy", RunIf: cp, Run: func(ctx context.Context, d *JoinData) error {
@@ -358,7 +358,7 @@ func (d *JoinData) adminClient() (kubernetes.Interface, error) {
 }
 
 func runJoinEtcd(ctx context.Context, d *JoinData) error {
-	const phase = "etcd"
+	phase := etcdRow.Phase
 	if err := d.discover(ctx); err != nil {
 		return err
 	}
