@@ -218,7 +218,7 @@ func TestDefaultName(t *testing.T) {
 }
 
 func TestMemberAndSingleMemberManifest(t *testing.T) {
-	golden, err := os.ReadFile("../manifests/testdata/etcd.yaml.golden")
+	golden, err := os.ReadFile("../testdata/etcd.yaml.golden")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestMemberAndSingleMemberManifest(t *testing.T) {
 }
 
 func TestAnnotate(t *testing.T) {
-	golden, err := os.ReadFile("../manifests/testdata/etcd.yaml.golden")
+	golden, err := os.ReadFile("../testdata/etcd.yaml.golden")
 	if err != nil {
 		t.Fatal(err)
 	}
