@@ -217,7 +217,7 @@ func TestDefaultName(t *testing.T) {
 	}
 }
 
-func TestMemberAndSingleMemberManifest(t *testing.T) {
+func TestMemberAndSingleMemberPod(t *testing.T) {
 	golden, err := os.ReadFile("../testdata/etcd.yaml.golden")
 	if err != nil {
 		t.Fatal(err)

@@ -246,10 +246,10 @@ func controlPlanePhase() Phase[*InitData] {
 }
 
 func runAPIServerManifest(_ context.Context, d *InitData) error {
-	if err := writeAPIServerConfig(d.Node, "control-plane"); err != nil {
+	if err := writeAPIServerConfig(d.Node, manifests.PhaseControlPlane); err != nil {
 		return err
 	}
-	return writeNodeManifest(d.Node, "control-plane", manifests.KubeAPIServer)
+	return writeNodeManifest(d.Node, manifests.PhaseControlPlane, manifests.KubeAPIServer)
 }
 
 // writeAPIServerConfig writes the API server's configuration files: the

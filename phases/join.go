@@ -85,7 +85,7 @@ func JoinWorkflow() *Workflow[*JoinData] {
 			{Name: "download-certs", Short: "Write the control plane's shared certificates from the kubeadm-certs Secret (with --certificate-key; without, use those copied to the node)", Run: runDownloadCerts},
 			{Name: "certs", Short: "Generate this node's certificates", Run: runJoinCerts},
 			{Name: "kubeconfig", Short: "Generate the kubeconfig files of this control-plane node", Run: runJoinKubeconfig},
-			{Name: "control-plane", Short: "Generate the control plane's static Pod manifests", Run: runJoinControlPlaneManifests},
+			{Name: manifests.PhaseControlPlane, Short: "Generate the control plane's static Pod manifests", Run: runJoinControlPlaneManifests},
 		}},
 		{Name: "pod-network", Short: podNetworkShort, Run: runJoinPodNetwork},
 		{Name: "kubelet-start", Short: "Write the kubelet's configuration, start the node service and wait for the kubelet's TLS bootstrap", Run: runJoinKubeletStart,
@@ -262,7 +262,7 @@ func runJoinKubeconfig(ctx context.Context, d *JoinData) error {
 }
 
 func runJoinControlPlaneManifests(ctx context.Context, d *JoinData) error {
-	const phase = "control-plane"
+	const phase = manifests.PhaseControlPlane
 	if err := d.discover(ctx); err != nil {
 		return err
 	}
