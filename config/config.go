@@ -44,6 +44,9 @@ const (
 	DefaultAlgorithm = v1beta4.EncryptionAlgorithmECDSAP256
 	DefaultTokenTTL  = 24 * time.Hour
 	DefaultImageRepo = "registry.k8s.io"
+	// DefaultKubeletHealthzPort is the kubelet's healthzPort when its
+	// configuration sets none (the kubelet's own default).
+	DefaultKubeletHealthzPort = 10248
 )
 
 // Config is one node's whole configuration.

@@ -216,7 +216,7 @@ func (c *Config) defaultKubelet(h HostFacts) error {
 		k.HealthzBindAddress = "127.0.0.1"
 	}
 	if k.HealthzPort == nil {
-		k.HealthzPort = ptr.To[int32](10248)
+		k.HealthzPort = ptr.To[int32](DefaultKubeletHealthzPort)
 	}
 	if k.ResolverConfig == nil {
 		k.ResolverConfig = ptr.To(h.resolvConf())

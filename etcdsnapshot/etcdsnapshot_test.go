@@ -11,6 +11,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // writeSnapshot writes a file shaped like etcd's snapshot: a bolt database
@@ -215,8 +217,8 @@ func TestDefaultName(t *testing.T) {
 	}
 }
 
-func TestMemberAndSingleMemberManifest(t *testing.T) {
-	golden, err := os.ReadFile("../manifests/testdata/etcd.yaml.golden")
+func TestMemberAndSingleMemberPod(t *testing.T) {
+	golden, err := os.ReadFile("../testdata/etcd.yaml.golden")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,19 +229,31 @@ func TestMemberAndSingleMemberManifest(t *testing.T) {
 	if m.Name != "n1" || m.PeerURL != "https://10.201.0.2:2380" || m.DataDir != "/var/lib/etcd" || strings.Join(m.ClientURLs, ",") != "https://10.201.0.2:2379" {
 		t.Errorf("ParseMember = %+v", m)
 	}
-	if out, changed := m.SingleMemberManifest(); changed || string(out) != string(golden) {
-		t.Errorf("an init manifest (single member already) changed:\n%s", out)
+	// Re-encoded, a manifest as kubeforge renders it comes out byte for
+	// byte as it went in: the restore changes only what it means to.
+	pod, changed, err := m.SingleMemberPod()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := manifests.MarshalPod(pod); err != nil || changed || string(out) != string(golden) {
+		t.Errorf("an init manifest (single member already) changed (%v, %v):\n%s", changed, err, out)
 	}
 	// A joined member: other members listed, cluster state existing.
 	joined := strings.Replace(string(golden), "    - --initial-cluster=n1=https://10.201.0.2:2380\n",
 		"    - --initial-cluster=n0=https://10.201.0.9:2380,n1=https://10.201.0.2:2380\n    - --initial-cluster-state=existing\n", 1)
+	if joined == string(golden) {
+		t.Fatal("the golden manifest has no --initial-cluster line to replace")
+	}
 	m, err = ParseMember("etcd.yaml", []byte(joined))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, changed := m.SingleMemberManifest()
-	if !changed || string(out) != string(golden) {
-		t.Errorf("the joined member's manifest was not made a single member's (changed %v):\n%s", changed, out)
+	pod, changed, err = m.SingleMemberPod()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := manifests.MarshalPod(pod); err != nil || !changed || string(out) != string(golden) {
+		t.Errorf("the joined member's manifest was not made a single member's (changed %v, %v):\n%s", changed, err, out)
 	}
 	if _, err := ParseMember("etcd.yaml", []byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: etcd\n    command: [etcd]\n")); err == nil {
 		t.Error("a manifest without --name was accepted")
@@ -247,12 +261,24 @@ func TestMemberAndSingleMemberManifest(t *testing.T) {
 }
 
 func TestAnnotate(t *testing.T) {
-	golden, err := os.ReadFile("../manifests/testdata/etcd.yaml.golden")
+	golden, err := os.ReadFile("../testdata/etcd.yaml.golden")
 	if err != nil {
 		t.Fatal(err)
 	}
-	once := Annotate(golden, "kubeforge.io/etcd-restored", "t1 abc")
-	twice := Annotate(once, "kubeforge.io/etcd-restored", "t2 def")
+	pod, err := manifests.UnmarshalPod(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Annotate(pod, "kubeforge.io/etcd-restored", "t1 abc")
+	once, err := manifests.MarshalPod(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Annotate(pod, "kubeforge.io/etcd-restored", "t2 def")
+	twice, err := manifests.MarshalPod(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		data []byte
 		want string
@@ -272,14 +298,16 @@ func TestAnnotate(t *testing.T) {
 			t.Errorf("annotations %v (want %q kept beside the others), member %+v", a, tc.want, m.Name)
 		}
 	}
+	// Only the annotation's line is new: the rest of the manifest stays.
 	if strings.Count(string(twice), "etcd-restored") != 1 || len(strings.Split(string(twice), "\n")) != len(strings.Split(string(golden), "\n"))+1 {
 		t.Errorf("Annotate twice:\n%s", twice)
 	}
-	bare := []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\nspec: {}\n")
-	var pod struct {
-		Metadata struct{ Annotations map[string]string }
+	bare, err := manifests.UnmarshalPod([]byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\nspec:\n  containers:\n  - name: etcd\n"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := yaml.Unmarshal(Annotate(bare, "k", "v"), &pod); err != nil || pod.Metadata.Annotations["k"] != "v" {
-		t.Errorf("annotating a manifest without annotations: %v %v", pod.Metadata.Annotations, err)
+	Annotate(bare, "k", "v")
+	if bare.Annotations["k"] != "v" || bare.Name != "etcd" {
+		t.Errorf("annotating a pod without annotations: %v", bare.ObjectMeta)
 	}
 }

@@ -4,15 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/manifests"
 )
-
-// EtcdManifestName is the static pod manifest of the node's etcd member.
-const EtcdManifestName = "etcd"
 
 // LocalClientURL is where the node's etcd member listens on loopback.
 var LocalClientURL = manifests.EtcdLocalClientURL
@@ -34,7 +32,7 @@ var ErrNoEtcd = errors.New("this node runs no etcd member")
 
 // ReadMember reads the node's etcd manifest (p.Host applied to its path).
 func ReadMember(p config.Paths) (Member, error) {
-	path := p.Manifest(EtcdManifestName)
+	path := p.Manifest(manifests.Etcd)
 	data, err := os.ReadFile(p.Host(path))
 	if errors.Is(err, os.ErrNotExist) {
 		return Member{}, fmt.Errorf("%w (no %s): run this on a control-plane node", ErrNoEtcd, path)
@@ -71,73 +69,41 @@ func ParseMember(path string, data []byte) (Member, error) {
 // Endpoints are the URLs to reach the member at: loopback first.
 func (m Member) Endpoints() []string { return append([]string{LocalClientURL}, m.ClientURLs...) }
 
-// SingleMemberManifest returns the manifest rewritten for a member that is
+// SingleMemberPod returns the member's pod rewritten for a member that is
 // the only one of a new cluster: --initial-cluster names this member alone
 // and --initial-cluster-state goes (etcd's default, "new"). Every other
-// line stays as it was. It reports whether anything changed.
-func (m Member) SingleMemberManifest() ([]byte, bool) {
+// field stays as it was. It reports whether anything changed.
+func (m Member) SingleMemberPod() (*corev1.Pod, bool, error) {
+	pod, err := manifests.UnmarshalPod(m.ManifestBytes)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", m.ManifestPath, err)
+	}
 	want := "--initial-cluster=" + m.Name + "=" + m.PeerURL
-	lines := strings.Split(string(m.ManifestBytes), "\n")
-	out := make([]string, 0, len(lines))
 	changed := false
-	for _, l := range lines {
-		t := strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(t, "- --initial-cluster-state="):
-			changed = true
-			continue
-		case strings.HasPrefix(t, "- --initial-cluster="):
-			if t != "- "+want {
-				l = l[:strings.Index(l, "- ")] + "- " + want
+	edit := func(words []string) []string {
+		out := words[:0:0]
+		for _, w := range words {
+			switch {
+			case strings.HasPrefix(w, "--initial-cluster-state="):
+				changed = true
+				continue
+			case strings.HasPrefix(w, "--initial-cluster=") && w != want:
+				w = want
 				changed = true
 			}
+			out = append(out, w)
 		}
-		out = append(out, l)
+		return out
 	}
-	return []byte(strings.Join(out, "\n")), changed
+	c := &pod.Spec.Containers[0]
+	c.Command, c.Args = edit(c.Command), edit(c.Args)
+	return pod, changed, nil
 }
 
-// Annotate sets annotation key to value in a static pod manifest as
-// kubeforge renders it (metadata first, two-space indents), keeping every
-// other line as it was.
-func Annotate(manifest []byte, key, value string) []byte {
-	line := "    " + key + ": " + strconv.Quote(value)
-	lines := strings.Split(string(manifest), "\n")
-	out := make([]string, 0, len(lines)+2)
-	done := false
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		if done {
-			out = append(out, l)
-			continue
-		}
-		switch {
-		case strings.HasPrefix(l, "    "+key+":"):
-			out = append(out, line)
-			done = true
-		case l == "  annotations:":
-			out = append(out, l)
-			// Replace the key within the block, or add it at its start.
-			j := i + 1
-			for ; j < len(lines) && strings.HasPrefix(lines[j], "    "); j++ {
-				if strings.HasPrefix(lines[j], "    "+key+":") {
-					break
-				}
-			}
-			if j < len(lines) && strings.HasPrefix(lines[j], "    "+key+":") {
-				out = append(out, lines[i+1:j]...)
-				out = append(out, line)
-				i = j
-			} else {
-				out = append(out, line)
-			}
-			done = true
-		case l == "metadata:" && !strings.Contains(string(manifest), "\n  annotations:\n"):
-			out = append(out, l, "  annotations:", line)
-			done = true
-		default:
-			out = append(out, l)
-		}
+// Annotate sets annotation key to value on a pod.
+func Annotate(pod *corev1.Pod, key, value string) {
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
 	}
-	return []byte(strings.Join(out, "\n"))
+	pod.Annotations[key] = value
 }

@@ -123,7 +123,7 @@ var (
 	// The API server's default port is the configuration's bind port,
 	// which its renderer always sets as --secure-port.
 	apiServerHealth = HealthSpec{Scheme: "https", HostFlag: "advertise-address", PortFlag: "secure-port",
-		DefaultPort: 6443, Path: "/readyz", ClusterCA: true}
+		DefaultPort: config.DefaultBindPort, Path: "/readyz", ClusterCA: true}
 	controllerManagerHealth = HealthSpec{Scheme: "https", HostFlag: "bind-address", DefaultHost: "127.0.0.1",
 		PortFlag: "secure-port", DefaultPort: ControllerManagerPort, Path: "/healthz"}
 	schedulerHealth = HealthSpec{Scheme: "https", HostFlag: "bind-address", DefaultHost: "127.0.0.1",

@@ -32,11 +32,19 @@ func testConfig(t *testing.T) *config.Config {
 	return c
 }
 
+// sharedGoldens are the golden files other packages' tests read too, as a
+// manifest kubeforge renders: they live in the repository's testdata.
+var sharedGoldens = map[string]bool{Etcd + ".yaml": true}
+
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
+	dir := "testdata"
+	if sharedGoldens[name] {
+		dir = filepath.Join("..", "testdata")
+	}
+	path := filepath.Join(dir, name+".golden")
 	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(path, got, 0o644); err != nil {

@@ -3,7 +3,6 @@ package phases
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -181,35 +180,30 @@ func (a *PrintingApplier) Apply(_ context.Context, phase string, objs ...runtime
 		if err != nil {
 			return err
 		}
-		b, err := yaml.Marshal(u.Object)
+		b, err := yaml.Marshal(redactSecret(u).Object)
 		if err != nil {
 			return err
 		}
 		a.Out.Emit(progress.Event{Phase: phase, Action: "would-apply", Message: "Would apply " + describe(u),
-			Detail: redactSecret(u, string(b))})
+			Detail: string(b)})
 	}
 	return nil
 }
 
-// redactSecret hides a Secret's data in dry-run output.
-func redactSecret(u *unstructured.Unstructured, s string) string {
+// redactSecret returns, for dry-run output, a copy of a Secret whose
+// data and stringData values read <redacted>; any other object comes back
+// as it is.
+func redactSecret(u *unstructured.Unstructured) *unstructured.Unstructured {
 	if u.GetKind() != "Secret" {
-		return s
+		return u
 	}
-	var out []string
-	inData := false
-	for _, line := range strings.Split(s, "\n") {
-		switch {
-		case line == "data:" || line == "stringData:":
-			inData = true
-			out = append(out, line)
-		case inData && strings.HasPrefix(line, "  "):
-			k, _, _ := strings.Cut(strings.TrimSpace(line), ":")
-			out = append(out, "  "+k+": <redacted>")
-		default:
-			inData = false
-			out = append(out, line)
+	u = u.DeepCopy()
+	for _, field := range []string{"data", "stringData"} {
+		if m, ok := u.Object[field].(map[string]interface{}); ok {
+			for k := range m {
+				m[k] = "<redacted>"
+			}
 		}
 	}
-	return strings.Join(out, "\n")
+	return u
 }

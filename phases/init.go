@@ -93,8 +93,8 @@ func InitWorkflow() *Workflow[*InitData] {
 			Flags: []string{"ignore-preflight-errors"}},
 		certsPhase(),
 		kubeconfigPhase(),
-		{Name: "etcd", Short: "Generate the static Pod manifest for the local etcd",
-			Phases: []Phase[*InitData]{{Name: "local", Short: "Generate the static Pod manifest for a local, single-node etcd",
+		{Name: etcdRow.Phase, Short: "Generate the static Pod manifest for the local etcd",
+			Phases: []Phase[*InitData]{{Name: etcdRow.SubPhase, Short: "Generate the static Pod manifest for a local, single-node etcd",
 				Run: runEtcdLocal}}},
 		controlPlanePhase(),
 		{Name: "pod-network", Short: podNetworkShort, Run: runInitPodNetwork},
@@ -228,11 +228,15 @@ func kubeconfigPhase() Phase[*InitData] {
 	return p
 }
 
+// etcdRow is etcd's row of the control-plane table: the phase (and, at
+// init, the sub-phase) that writes its manifest.
+var etcdRow, _ = manifests.Lookup(manifests.Etcd)
+
 func runEtcdLocal(_ context.Context, d *InitData) error {
-	if err := d.MkdirAll("etcd", d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
+	if err := d.MkdirAll(etcdRow.Phase, d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
 		return err
 	}
-	return writeNodeManifest(d.Node, "etcd", manifests.Etcd)
+	return writeNodeManifest(d.Node, etcdRow.Phase, manifests.Etcd)
 }
 
 func controlPlanePhase() Phase[*InitData] {
@@ -255,10 +259,10 @@ func controlPlanePhase() Phase[*InitData] {
 }
 
 func runAPIServerManifest(_ context.Context, d *InitData) error {
-	if err := writeAPIServerConfig(d.Node, "control-plane"); err != nil {
+	if err := writeAPIServerConfig(d.Node, manifests.PhaseControlPlane); err != nil {
 		return err
 	}
-	return writeNodeManifest(d.Node, "control-plane", manifests.KubeAPIServer)
+	return writeNodeManifest(d.Node, manifests.PhaseControlPlane, manifests.KubeAPIServer)
 }
 
 // writeAPIServerConfig writes the API server's configuration files: the

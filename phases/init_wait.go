@@ -70,7 +70,7 @@ func (d *Node) healthChecks() ([]health, error) {
 // kubeletHealth is the kubelet's health endpoint, from its configuration.
 func (d *Node) kubeletHealth() health {
 	k := d.Cfg.Kubelet
-	host, port := "127.0.0.1", 10248
+	host, port := "127.0.0.1", config.DefaultKubeletHealthzPort
 	if k.HealthzBindAddress != "" && !net.ParseIP(k.HealthzBindAddress).IsUnspecified() {
 		host = k.HealthzBindAddress
 	}

@@ -86,13 +86,13 @@ func JoinWorkflow() *Workflow[*JoinData] {
 			{Name: "download-certs", Short: "Write the control plane's shared certificates from the kubeadm-certs Secret (with --certificate-key; without, use those copied to the node)", Run: runDownloadCerts},
 			{Name: "certs", Short: "Generate this node's certificates", Run: runJoinCerts},
 			{Name: "kubeconfig", Short: "Generate the kubeconfig files of this control-plane node", Run: runJoinKubeconfig},
-			{Name: "control-plane", Short: "Generate the control plane's static Pod manifests", Run: runJoinControlPlaneManifests},
+			{Name: manifests.PhaseControlPlane, Short: "Generate the control plane's static Pod manifests", Run: runJoinControlPlaneManifests},
 		}},
 		{Name: "pod-network", Short: podNetworkShort, Run: runJoinPodNetwork},
 		{Name: "kubelet-start", Short: "Write the kubelet's configuration, start the node service and wait for the kubelet's TLS bootstrap", Run: runJoinKubeletStart,
 			Flags: []string{"air-gapped"}},
 		{Name: "control-plane-join", Short: "Join the machine as a control-plane instance", RunIf: cp, Phases: []Phase[*JoinData]{
-			{Name: "etcd", Short: "Add this node's etcd member (as a learner, promoted once in sync)", Run: runJoinEtcd},
+			{Name: etcdRow.Phase, Short: "Add this node's etcd member (as a learner, promoted once in sync)", Run: runJoinEtcd},
 			{Name: "mark-control-plane", Short: "Label and taint the node as a control-plane node", Run: runJoinMarkControlPlane},
 		}},
 		{Name: "wait-control-plane", Short: "Wait for this node's control plane to be healthy", RunIf: cp, Run: func(ctx context.Context, d *JoinData) error {
@@ -263,7 +263,7 @@ func runJoinKubeconfig(ctx context.Context, d *JoinData) error {
 }
 
 func runJoinControlPlaneManifests(ctx context.Context, d *JoinData) error {
-	const phase = "control-plane"
+	const phase = manifests.PhaseControlPlane
 	if err := d.discover(ctx); err != nil {
 		return err
 	}
@@ -394,7 +394,7 @@ func (d *JoinData) adminClient() (kubernetes.Interface, error) {
 }
 
 func runJoinEtcd(ctx context.Context, d *JoinData) error {
-	const phase = "etcd"
+	phase := etcdRow.Phase
 	if err := d.discover(ctx); err != nil {
 		return err
 	}

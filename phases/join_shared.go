@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -245,7 +246,7 @@ func (c clusterProbe) compare(ctx context.Context, p config.Paths, self string) 
 				verdict = "same"
 			case errors.As(err, &unknown) || errors.As(err, &verify):
 				verdict = fmt.Sprintf("is not the CA of the cluster's etcd: the certificate of the etcd member at %s is not signed by it (%v); this node's etcd member and API server could not talk to the others", ep, err)
-			case strings.Contains(err.Error(), "remote error: tls"):
+			case peerTLSAlert(err):
 				verdict = fmt.Sprintf("(with etcd/ca.key) is not the CA the cluster's etcd trusts: the etcd member at %s refused a client certificate signed by it (%v)", ep, err)
 			default:
 				unreachable = append(unreachable, fmt.Sprintf("%s: %v", ep, err))
@@ -307,6 +308,15 @@ func (c clusterProbe) compare(ctx context.Context, p config.Paths, self string) 
 		}
 	}
 	return out
+}
+
+// peerTLSAlert reports whether err is a TLS alert the peer sent (it
+// refused the handshake, e.g. the client certificate): crypto/tls returns
+// a received alert as a *net.OpError whose Op is "remote error" (the alert
+// type itself is unexported).
+func peerTLSAlert(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }
 
 // probeEtcd sends one request (GET /version) to an etcd client URL with

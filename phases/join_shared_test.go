@@ -7,10 +7,13 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -604,4 +607,27 @@ func poolOf(certs ...*x509.Certificate) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
+}
+
+// A refusal is told by crypto/tls's error type, not by its text; the
+// real path (a member refusing the client certificate) is in
+// TestCompareSharedWithClusterDifferent.
+func TestPeerTLSAlert(t *testing.T) {
+	alert := &net.OpError{Op: "remote error", Err: errors.New("tls: unknown certificate authority")}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"alert", alert, true},
+		{"alert through the HTTP client", &url.Error{Op: "Get", URL: "https://10.0.0.1:2379/version", Err: alert}, true},
+		{"alert wrapped", fmt.Errorf("probe: %w", alert), true},
+		{"dial refused", &url.Error{Op: "Get", Err: &net.OpError{Op: "dial", Err: errors.New("connect: connection refused")}}, false},
+		{"only the words", errors.New("remote error: tls: bad certificate"), false},
+		{"nil", nil, false},
+	} {
+		if got := peerTLSAlert(tc.err); got != tc.want {
+			t.Errorf("%s: peerTLSAlert(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
 }

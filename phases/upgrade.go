@@ -18,6 +18,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/internal/kubeletflags"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/internal/version"
 	"github.com/kubeforge/kubeforge/manifests"
@@ -171,12 +172,8 @@ func NewUpgradeData(ctx context.Context, o UpgradeOptions) (*UpgradeData, error)
 		if err != nil {
 			return nil, err
 		}
-		for i, a := range args {
-			if v, ok := cutFlag(a, "node-ip"); ok {
-				cfg.Init.LocalAPIEndpoint.AdvertiseAddress = v
-			} else if a == "--node-ip" && i+1 < len(args) {
-				cfg.Init.LocalAPIEndpoint.AdvertiseAddress = args[i+1]
-			}
+		if v, ok := kubeletflags.Last(args, "node-ip"); ok && v != "" {
+			cfg.Init.LocalAPIEndpoint.AdvertiseAddress = v
 		}
 	}
 	nodeKubelet, err := os.ReadFile(p.Host(p.KubeletConfigFile()))
@@ -288,15 +285,6 @@ func readManifest(p config.Paths, logical string) (*corev1.Pod, error) {
 		return nil, fmt.Errorf("%s has no container", logical)
 	}
 	return &pod, nil
-}
-
-func cutFlag(arg, name string) (string, bool) {
-	for _, prefix := range []string{"--" + name + "=", "-" + name + "="} {
-		if len(arg) > len(prefix) && arg[:len(prefix)] == prefix {
-			return arg[len(prefix):], true
-		}
-	}
-	return "", false
 }
 
 // Close releases the dry-run scratch root.

@@ -79,9 +79,6 @@ func runUpgradeNodeService(ctx context.Context, d *UpgradeData) error {
 		}
 		d.Out.Done(phase, "restarted", "", start, "Restarted the node service on %s", exe)
 	}
-	if d.DryRun {
-		return nil
-	}
 	kubelet := d.kubeletHealth()
 	start := time.Now()
 	w := d.waiter()
@@ -98,6 +95,11 @@ func runUpgradeNodeService(ctx context.Context, d *UpgradeData) error {
 	})
 	if err != nil {
 		return fmt.Errorf("node %s is not Ready after the node service restarted: %w", d.Cfg.NodeName(), err)
+	}
+	if d.DryRun {
+		// The dry run's waiter waited for nothing (n is not read); a dry
+		// run records nothing on the Node.
+		return nil
 	}
 	if n.Annotations[NodeVersionAnnotation] != version.Version {
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{NodeVersionAnnotation: version.Version}}})

@@ -12,7 +12,7 @@ import (
 // Ports the node's components listen on (the control plane's from its
 // table in manifests).
 const (
-	DefaultAPIServerPort      = 6443
+	DefaultAPIServerPort      = config.DefaultBindPort
 	KubeSchedulerPort         = manifests.SchedulerPort
 	KubeControllerManagerPort = manifests.ControllerManagerPort
 	KubeletPort               = 10250
@@ -34,7 +34,7 @@ type InitOptions struct {
 	// kubelet ports are checked. Empty means every interface, the strictest
 	// test (it fails if any address holds the port).
 	BindAddress string
-	// BindPort is the apiserver's port; 0 means 6443.
+	// BindPort is the apiserver's port; 0 means config.DefaultBindPort.
 	BindPort int32
 	// NodeName is the node's name; empty means the host name.
 	NodeName string

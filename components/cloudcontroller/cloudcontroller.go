@@ -65,6 +65,14 @@ func controllers() map[string]app.ControllerInitFuncConstructor {
 // initCloud builds the provider named by --cloud-provider from
 // --cloud-config, as upstream's sample main does, but returns the error
 // to the log and exits instead of continuing without a provider.
+//
+// It exits with klog.Fatalf because upstream's InitCloudFunc has no error
+// result: the command's RunE calls it once the flags are parsed and
+// logging is set up, and Run calls a nil provider's Initialize (a panic).
+// Building the provider in a wrapper before RunE instead would do it
+// before --version and the logging flags apply. The process is `kubeforge
+// component cloud-controller-manager`, which runs this component alone
+// (a component's Main may exit, as the upstream program does).
 func initCloud(c *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface {
 	shared := c.ComponentConfig.KubeCloudShared.CloudProvider
 	cloud, err := cloudprovider.InitCloudProvider(shared.Name, shared.CloudConfigFile)

@@ -60,13 +60,16 @@ var DefaultCNIBinDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
 // DefaultOptions returns the options of a standard node: the kubeforge pause
 // image, the default CNI dirs, the shim link under p.StateDir and the
 // snapshotter the containerd root supports.
-func DefaultOptions(p config.Paths) Options {
+func DefaultOptions(p config.Paths) Options { return defaultOptions(p, overlayutils.Supported) }
+
+// defaultOptions is DefaultOptions with the overlay probe given.
+func defaultOptions(p config.Paths, overlaySupported func(dir string) error) Options {
 	return Options{
 		SandboxImage: version.PauseImage(),
 		CNIBinDirs:   append([]string(nil), DefaultCNIBinDirs...),
 		CNIConfDir:   p.CNIConfDir,
 		ShimPath:     ShimLinkPath(p),
-		Snapshotter:  DetectSnapshotter(p.Host(p.ContainerdRoot())),
+		Snapshotter:  detectSnapshotter(p.Host(p.ContainerdRoot()), overlaySupported),
 	}
 }
 

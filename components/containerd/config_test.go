@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -133,13 +134,20 @@ func TestRenderConfigLongStateDir(t *testing.T) {
 func TestWriteConfig(t *testing.T) {
 	root := t.TempDir()
 	p := config.DefaultPaths().WithRoot(root)
-	o := DefaultOptions(p)
+	// The snapshotter is the overlay probe's answer about the node's
+	// containerd root, under p's root (not made yet: its nearest
+	// existing directory, the root itself).
+	var asked []string
+	o := defaultOptions(p, func(dir string) error {
+		asked = append(asked, dir)
+		return errors.New("overlay: not supported")
+	})
 	if o.SandboxImage != version.PauseImage() || o.ShimPath != "/var/lib/kubeforge/bin/"+ShimName ||
 		!reflect.DeepEqual(o.CNIBinDirs, []string{"/usr/lib/cni", "/opt/cni/bin"}) || o.CNIConfDir != "/etc/cni/net.d" {
 		t.Errorf("DefaultOptions = %+v", o)
 	}
-	if o.Snapshotter != SnapshotterOverlay && o.Snapshotter != SnapshotterNative {
-		t.Errorf("DefaultOptions snapshotter %q", o.Snapshotter)
+	if o.Snapshotter != SnapshotterNative || !slices.Equal(asked, []string{root}) {
+		t.Errorf("DefaultOptions snapshotter %q after probing %q, want %q after probing [%s]", o.Snapshotter, asked, SnapshotterNative, root)
 	}
 	path, err := WriteConfig(p, o)
 	if err != nil {

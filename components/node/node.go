@@ -377,7 +377,7 @@ func GetStatus(ctx context.Context, p config.Paths) Status {
 // kubelet's own network namespace: a node can run in a namespace of its own
 // (hack/up.sh), where this shell's loopback is not the kubelet's.
 func kubeletHealth(ctx context.Context, p config.Paths, pid int) string {
-	addr, port := "127.0.0.1", 10248
+	addr, port := "127.0.0.1", config.DefaultKubeletHealthzPort
 	if b, err := os.ReadFile(p.Host(p.KubeletConfigFile())); err == nil {
 		var kc struct {
 			HealthzPort        *int   `json:"healthzPort"`

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -28,6 +27,7 @@ import (
 	"k8s.io/cluster-bootstrap/token/jws"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 
+	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/pki"
 )
 
@@ -118,8 +118,10 @@ func fromToken(ctx context.Context, o Options) (*Result, error) {
 	if o.Endpoint == "" {
 		return nil, refuse("no API server endpoint: give it as the first argument (kubeforge join HOST:PORT …)")
 	}
-	if _, _, err := net.SplitHostPort(o.Endpoint); err != nil {
-		return nil, refuse("API server endpoint %q: %v (give host:port)", o.Endpoint, err)
+	if ep, err := config.ParseEndpoint(o.Endpoint); err != nil {
+		return nil, refuse("API server endpoint %v (give host:port)", err)
+	} else if ep.Port == 0 {
+		return nil, refuse("API server endpoint %q has no port (give host:port)", o.Endpoint)
 	}
 	if len(o.CACertHashes) == 0 && !o.UnsafeSkipCAVerification {
 		return nil, refuse("no --discovery-token-ca-cert-hash: pass the CA pin that `kubeforge init` printed (or `kubeforge token create --print-join-command` prints), or --discovery-token-unsafe-skip-ca-verification")

@@ -87,6 +87,10 @@ func TestTokenDiscovery(t *testing.T) {
 		{"malformed token", Options{Endpoint: good.endpoint(), Token: "nope", CACertHashes: []string{pki.CAHash(good.ca)}}, "is not a bootstrap token", true},
 		{"malformed hash", Options{Endpoint: good.endpoint(), Token: token, CACertHashes: []string{"md5:abc"}}, "sha256:<64 hex digits>", true},
 		{"no pin", Options{Endpoint: good.endpoint(), Token: token}, "no --discovery-token-ca-cert-hash", true},
+		{"endpoint without port", Options{Endpoint: "10.0.0.1", Token: token, UnsafeSkipCAVerification: true}, `"10.0.0.1" has no port`, true},
+		{"bare IPv6 endpoint", Options{Endpoint: "fd00::1", Token: token, UnsafeSkipCAVerification: true}, `"fd00::1" has no port`, true},
+		{"endpoint with a bad port", Options{Endpoint: "10.0.0.1:0", Token: token, UnsafeSkipCAVerification: true}, "must be a number between 1 and 65535", true},
+		{"endpoint with a bad host", Options{Endpoint: "not_a_host:6443", Token: token, UnsafeSkipCAVerification: true}, "must be an IP address or a DNS name", true},
 		{"unreachable", Options{Endpoint: unreachable(t), Token: token, CACertHashes: []string{pki.CAHash(good.ca)}, Timeout: time.Second},
 			"cannot reach the API server", false},
 	} {

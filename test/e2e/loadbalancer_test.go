@@ -239,8 +239,9 @@ func TestLoadBalancer(t *testing.T) {
 		kf(t, w1, 2*time.Minute, "reset", "--force")
 		resetTook := time.Since(begin)
 		lbWaitAnswer(t, url, 30*time.Second)
-		// A little longer, so that the loop sees the new path hold.
-		time.Sleep(time.Second)
+		// Until the loop sees the new path hold: 10 answers in a row
+		// (a second of requests).
+		loop.waitStreak(t, 10, 30*time.Second)
 		outage, failures, total := loop.stop()
 		t.Logf("BENCH lb.failover_outage_s=%.3f (longest run of failed requests to %s, one every 100 ms, while %s was reset: %d of %d failed; the reset took %.1f s)",
 			outage.Seconds(), url, w1.Name, failures, total, resetTook.Seconds())
@@ -322,10 +323,11 @@ type lbLoop struct {
 	worst  time.Duration
 	fails  int
 	total  int
+	streak int // successes since the last failure
 }
 
 // lbStartLoop requests url every 100 ms, recording the longest run of
-// failures.
+// failures and the current run of successes.
 func lbStartLoop(url string) *lbLoop {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &lbLoop{cancel: cancel}
@@ -338,7 +340,9 @@ func lbStartLoop(url string) *lbLoop {
 			now := time.Now()
 			l.mu.Lock()
 			l.total++
+			l.streak++
 			if err != nil {
+				l.streak = 0
 				l.fails++
 				if failingSince.IsZero() {
 					failingSince = now
@@ -360,6 +364,19 @@ func lbStartLoop(url string) *lbLoop {
 		}
 	}()
 	return l
+}
+
+// waitStreak waits until the loop's last n requests all succeeded.
+func (l *lbLoop) waitStreak(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	pollEvery(t, timeout, 100*time.Millisecond, fmt.Sprintf("%d answers in a row", n), func() string {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.streak < n {
+			return fmt.Sprintf("%d in a row so far", l.streak)
+		}
+		return ""
+	})
 }
 
 func (l *lbLoop) stop() (worst time.Duration, fails, total int) {

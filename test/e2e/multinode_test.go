@@ -392,8 +392,27 @@ func TestMultiNodeWorkers(t *testing.T) {
 		})
 		t.Run("expired-token", func(t *testing.T) {
 			tok := strings.TrimSpace(kf(t, cp, time.Minute, "token", "create", "--ttl", "1s"))
-			time.Sleep(2 * time.Second)
 			id, _, _ := strings.Cut(tok, ".")
+			// Expired: the token cleaner has deleted its Secret (at its
+			// expiry) and the bootstrap signer has dropped its
+			// signature from cluster-info, which discovery then lacks.
+			pollEvery(t, 30*time.Second, 200*time.Millisecond, "token "+id+" expired and unsigned", func() string {
+				secret, err := kubectlTry(cp, "", "-n", "kube-system", "get", "secret", "bootstrap-token-"+id, "--ignore-not-found", "-o", "name")
+				if err != nil {
+					return err.Error()
+				}
+				if strings.TrimSpace(secret) != "" {
+					return "its Secret is still there"
+				}
+				keys, err := kubectlTry(cp, "", "-n", "kube-public", "get", "configmap", "cluster-info", "-o", "go-template={{range $k, $v := .data}}{{$k}} {{end}}")
+				if err != nil {
+					return err.Error()
+				}
+				if slices.Contains(strings.Fields(keys), "jws-kubeconfig-"+id) {
+					return "cluster-info still has its signature"
+				}
+				return ""
+			})
 			refuse(t, "an expired token", []string{id, "expired"}, replaceFlag(join, "--token", tok)...)
 		})
 		t.Run("deleted-token", func(t *testing.T) {

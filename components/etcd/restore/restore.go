@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,7 +104,7 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 		o.Timeout = 3 * time.Minute
 	}
 	stamp := now().UTC().Format("20060102T150405Z")
-	manifest := p.Host(p.Manifest(etcdsnapshot.EtcdManifestName))
+	manifest := p.Host(p.Manifest(manifests.Etcd))
 	workDir := p.Host(filepath.Join(p.StateDir, "etcd-restore"))
 	aside := filepath.Join(workDir, "etcd.yaml") // the manifest while etcd is stopped
 
@@ -244,15 +245,22 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	// and a static pod that finds another of its name still there waits
 	// 10-15 s before the kubelet looks at it again.
 	start = time.Now()
-	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem, p.Manifest(etcdsnapshot.EtcdManifestName)), 15*time.Second); err != nil {
+	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem, p.Manifest(manifests.Etcd)), 15*time.Second); err != nil {
 		out.Warnf(phase, "%v; starting etcd anyway", err)
 	} else if waited {
 		out.Done(phase, "released", "", start, "The kubelet has let go of the old etcd pod")
 	}
-	fixed, changed := mem.SingleMemberManifest()
+	pod, changed, err := mem.SingleMemberPod()
+	if err != nil {
+		return res, fmt.Errorf("rewrite the etcd manifest: %w; the manifest is at %s", err, aside)
+	}
 	// A new annotation makes it a new static pod for the kubelet (a pod's
 	// UID is its manifest's hash), never the old one coming back.
-	fixed = etcdsnapshot.Annotate(fixed, RestoredAnnotation, stamp+" "+got.SHA256[:12])
+	etcdsnapshot.Annotate(pod, RestoredAnnotation, stamp+" "+got.SHA256[:12])
+	fixed, err := manifests.MarshalPod(pod)
+	if err != nil {
+		return res, fmt.Errorf("write the etcd manifest: %w; the manifest is at %s", err, aside)
+	}
 	if changed {
 		out.Printf(phase, "The etcd manifest now names %s as the only member (was: %s)", mem.Name, flagOr(mem, "initial-cluster"))
 	}
@@ -303,7 +311,19 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 // mirror-pod deletions), and the restore waited 52 s for etcd and 76 s
 // more for the API server that way; with the API server gone those calls
 // fail at once, and a new API server starts on the new etcd.
-var companions = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+// They are every control-plane component but etcd, in manifests'
+// start order, which puts the API server first (apiServerAddr reads it).
+var companions = companionNames()
+
+func companionNames() []string {
+	var out []string
+	for _, c := range manifests.ControlPlane {
+		if c.Name != manifests.Etcd {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
 
 // companion is one of them: its manifest, and where a restore keeps it
 // while the component is stopped.
@@ -377,7 +397,7 @@ func (c companion) apiServerAddr() string {
 	}
 	port := flags["secure-port"]
 	if port == "" {
-		port = "6443"
+		port = strconv.Itoa(config.DefaultBindPort)
 	}
 	return net.JoinHostPort(host, port)
 }

@@ -146,7 +146,7 @@ func Duty(o Options) duty.Duty {
 // IsControlPlane reports whether p is a control-plane node's layout: the
 // API server's static pod manifest and the cluster CA are there.
 func IsControlPlane(p config.Paths) bool {
-	for _, f := range []string{p.Manifest("kube-apiserver"), pki.CertPath(p, "ca")} {
+	for _, f := range []string{p.Manifest(manifests.KubeAPIServer), pki.CertPath(p, "ca")} {
 		if _, err := os.Stat(p.Host(f)); err != nil {
 			return false
 		}
@@ -183,7 +183,7 @@ func (r *Renewer) Run(ctx context.Context, h *duty.Health) error {
 		case !cr.On():
 			h.Disabled("turned off (%s: certificateRenewal.enabled is false); renew with `kubeforge certs renew`", p.KubeforgeConfigFile())
 		case !IsControlPlane(p):
-			h.Disabled("not a control-plane node (no %s): the kubelet rotates its own client certificate", p.Manifest("kube-apiserver"))
+			h.Disabled("not a control-plane node (no %s): the kubelet rotates its own client certificate", p.Manifest(manifests.KubeAPIServer))
 			wait = 10 * time.Second
 		default:
 			if serving != cr.MetricsBindAddress {

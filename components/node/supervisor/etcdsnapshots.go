@@ -9,6 +9,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node/duty"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/etcdsnapshot"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // etcdSnapshotRecheck is how often a node without an etcd member looks
@@ -86,7 +87,7 @@ func runSnapshotSchedule(ctx context.Context, h *duty.Health, sc snapshotSchedul
 		switch {
 		case errors.Is(err, etcdsnapshot.ErrNoEtcd):
 			if lastMsg != "disabled" {
-				h.Disabled("not a control-plane node: no local etcd member (%s)", sc.paths.Manifest(etcdsnapshot.EtcdManifestName))
+				h.Disabled("not a control-plane node: no local etcd member (%s)", sc.paths.Manifest(manifests.Etcd))
 				lastMsg = "disabled"
 			}
 			wait = sc.recheck

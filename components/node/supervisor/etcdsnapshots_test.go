@@ -24,7 +24,7 @@ func TestSnapshotSchedule(t *testing.T) {
 	root := t.TempDir()
 	p := config.DefaultPaths().WithRoot(root)
 	store := etcdsnapshot.NewStore(p)
-	golden, err := os.ReadFile("../../../manifests/testdata/etcd.yaml.golden")
+	golden, err := os.ReadFile("../../../testdata/etcd.yaml.golden")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -618,8 +618,8 @@ func (s *supervisor) runLogShipping(ctx context.Context, h *duty.Health) error {
 // kubelet's credentials cannot read that Secret. Workers have no API server
 // and no admin.conf: the duty is disabled there.
 func (s *supervisor) runEncryptionConfigSync(ctx context.Context, h *duty.Health) error {
-	if !fsutil.Exists(s.p.Host(s.p.Manifest("kube-apiserver"))) {
-		h.Disabled("not a control-plane node (no %s)", s.p.Manifest("kube-apiserver"))
+	if !fsutil.Exists(s.p.Host(s.p.Manifest(manifests.KubeAPIServer))) {
+		h.Disabled("not a control-plane node (no %s)", s.p.Manifest(manifests.KubeAPIServer))
 		return nil
 	}
 	admin := s.p.Kubeconfig("admin.conf")
