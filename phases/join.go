@@ -89,7 +89,7 @@ func JoinWorkflow() *Workflow[*JoinData] {
 			{Name: manifests.PhaseControlPlane, Short: "Generate the control plane's static Pod manifests", Run: runJoinControlPlaneManifests},
 		}},
 		{Name: "pod-network", Short: podNetworkShort, Run: runJoinPodNetwork},
-		{Name: "kubelet-start", Short: "Write the kubelet's configuration, start the node service and wait for the kubelet's TLS bootstrap", Run: runJoinKubeletStart,
+		{Name: "kubelet-start", Short: "Write the kubelet's configuration, start the node service and wait for the kubelet's TLS bootstrap (a control-plane node signs its kubelet's certificate instead)", Run: runJoinKubeletStart,
 			Flags: []string{"air-gapped"}},
 		{Name: "control-plane-join", Short: "Join the machine as a control-plane instance", RunIf: cp, Phases: []Phase[*JoinData]{
 			{Name: etcdRow.Phase, Short: "Add this node's etcd member (as a learner, promoted once in sync)", Run: runJoinEtcd},
@@ -330,6 +330,15 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 	if err := d.WaitNodeService(ctx); err != nil {
 		return err
 	}
+	if signed {
+		// The kubelet has its credentials and registers the node by
+		// itself; mark-control-plane waits for the Node. The etcd phase
+		// goes on at once, so that the etcd manifest is there when the
+		// kubelet starts the static pods: etcd is the join's critical
+		// path (this node's API server serves only once its member votes).
+		d.Out.Done(phase, "started", "", start, "The node service is running; the kubelet registers node %s with its own client certificate", d.Cfg.NodeName())
+		return nil
+	}
 	// TLS bootstrap: the kubelet posts a CSR with the token, the
 	// controller-manager approves and signs it, the kubelet writes
 	// kubelet.conf; the node then registers.
@@ -356,11 +365,7 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 			d.Cfg.NodeName(), timeout, node.KubeletLogFile(p), err)
 	}
 	_ = os.Remove(d.Paths.Host(p.Kubeconfig("bootstrap-kubelet.conf")))
-	if signed {
-		d.Out.Done(phase, "registered", "", start, "The kubelet registered node %s", d.Cfg.NodeName())
-	} else {
-		d.Out.Done(phase, "registered", "", start, "The kubelet got its client certificate and registered node %s", d.Cfg.NodeName())
-	}
+	d.Out.Done(phase, "registered", "", start, "The kubelet got its client certificate and registered node %s", d.Cfg.NodeName())
 	return nil
 }
 
@@ -474,7 +479,11 @@ func runJoinMarkControlPlane(ctx context.Context, d *JoinData) error {
 	if err != nil {
 		return err
 	}
-	return markControlPlane(ctx, d.Out, client, d.Cfg.NodeName(), d.Cfg.ThisNode.Taints, time.Minute)
+	// The kubelet registers the node: right after kubelet-start's TLS
+	// bootstrap, or by itself with the certificate a control-plane node
+	// signed (then this is the first wait for it).
+	timeout := config.Timeout(d.Cfg.JoinTimeouts().TLSBootstrap, 5*time.Minute)
+	return markControlPlane(ctx, d.Out, client, d.Cfg.NodeName(), d.Cfg.ThisNode.Taints, timeout)
 }
 
 // markControlPlane labels a node as control plane and adds taints.
