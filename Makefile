@@ -10,13 +10,24 @@ SHIM := components/containerd/shim.bin
 TRAMPOLINE := components/hosttools/trampoline.bin
 # kubeforge's few upstream source patches (hack/patches lists them and why)
 # are applied through build/go.mod; -trimpath keeps the build cache
-# independent of the checkout's path.
+# independent of the checkout's path. The tests and go vet build the same way
+# (PATCHED), so they run on the patched code and share compiled packages with
+# `make build`: neither the checkout's path nor the build tags enter a
+# package's cache key (only the files the tags select do), so only the few
+# packages that import the embedded shim or trampoline are compiled twice.
+PATCHED := -modfile build/go.mod -trimpath
+# The IDs of the patches compiled in, stamped into the binary and the test
+# binaries (the tests of patched code check that what is stamped is there).
+STAMP_PATCHES = -X github.com/kubeforge/kubeforge/internal/version.Patches=$$($(GO) run ./hack/patches -list)
 
-build: ## build bin/kubeforge (static), with the small runc shim and host-tool trampoline embedded
+.PHONY: patches
+patches: ## write build/go.mod and the patched module trees (hack/patches; hard links, a no-op when current)
+	$(GO) run ./hack/patches -o build
+
+build: patches ## build bin/kubeforge (static), with the small runc shim and host-tool trampoline embedded
 	$(GO) build -ldflags '-s -w' -o $(SHIM) ./components/containerd/shimcmd
 	$(GO) build -ldflags '-s -w' -o $(TRAMPOLINE) ./components/hosttools/trampoline
-	$(GO) run ./hack/patches -o build
-	$(GO) build -modfile build/go.mod -trimpath -tags embedshim,embedhosttools -ldflags "$(LDFLAGS) -X github.com/kubeforge/kubeforge/internal/version.Patches=$$($(GO) run ./hack/patches -list)" -o bin/kubeforge ./cmd/kubeforge
+	$(GO) build $(PATCHED) -tags embedshim,embedhosttools -ldflags "$(LDFLAGS) $(STAMP_PATCHES)" -o bin/kubeforge ./cmd/kubeforge
 
 .PHONY: build-1.36 upgrade-from-1.36
 build-1.36: ## build bin/kubeforge-1.36: this source against Kubernetes v1.36.3 (hack/build-k136.sh; go.mod and bin/kubeforge untouched)
@@ -25,8 +36,8 @@ build-1.36: ## build bin/kubeforge-1.36: this source against Kubernetes v1.36.3 
 upgrade-from-1.36: build build-1.36 ## (root, not in CI) a 1+1-node v1.36 cluster made by bin/kubeforge-1.36 upgraded to bin/kubeforge (TestUpgradeFromPreviousMinor)
 	KUBEFORGE_OLD_BINARY=$(CURDIR)/bin/kubeforge-1.36 KUBEFORGE_BINARY=$(CURDIR)/bin/kubeforge $(GO) test -count=1 -p 1 -v -timeout 40m -run 'TestUpgradeFromPreviousMinor$$' ./test/e2e/
 
-unit: ## unit tests only (no root, no cluster)
-	$(GO) test -short ./...
+unit: patches ## unit tests only (no root, no cluster), on the patched code
+	$(GO) test $(PATCHED) -ldflags "$(STAMP_PATCHES)" -short ./...
 
 test: ## every test, including end-to-end clusters (root)
 	./hack/test.sh
@@ -67,8 +78,8 @@ up: ## build and bring up a single-node cluster
 fmt:
 	gofmt -l -w $$(git ls-files "*.go")
 
-vet:
-	$(GO) vet ./...
+vet: patches
+	$(GO) vet $(PATCHED) ./...
 
 clean:
 	rm -rf bin build $(SHIM) $(TRAMPOLINE)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +24,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/testutil"
 	"github.com/kubeforge/kubeforge/internal/version"
 )
 
@@ -55,10 +55,8 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "kubeforge")
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/kubeforge")
-		cmd.Dir = root
+		cmd.Dir = testutil.RepoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		begin := time.Now()
 		out, err := cmd.CombinedOutput()

@@ -7,8 +7,11 @@
 // the patched files are new files, and writes a go.mod for the build
 // (build/go.mod: the project's go.mod plus a replace of that module by the
 // tree). `make build` then builds with -modfile build/go.mod -trimpath, so
-// the build cache does not depend on where the repository is checked out.
-// `go vet`, `go test` and editors use the unpatched go.mod.
+// the build cache does not depend on where the repository is checked out;
+// `make unit`, `make vet` and hack/test.sh build the same way, so the tests
+// run on the patched code (components/kubeapiserver/bootstraphooks tests the
+// patched API server hooks). Editors and a plain `go test` use the
+// unpatched go.mod.
 //
 // Each patch replaces one exact piece of an upstream file; when the
 // upstream text is not found exactly once (a version bump changed it), the

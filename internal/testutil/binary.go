@@ -54,10 +54,27 @@ type buildError struct {
 
 func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 
-// RepoRoot is the repository's top directory.
+// RepoRoot is the repository's top directory: two up from this file's
+// path, or, in a test built with -trimpath (`make unit` and hack/test.sh
+// build like `make build`, whose -trimpath makes that path module-relative),
+// the nearest directory holding a go.mod above the working directory, which
+// is the test's package directory.
 func RepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	if _, file, _, _ := runtime.Caller(0); filepath.IsAbs(file) {
+		return filepath.Join(filepath.Dir(file), "..", "..")
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		panic(fmt.Sprintf("testutil: the repository's root: %v", err))
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			panic("testutil: no go.mod above " + wd)
+		}
+	}
 }
 
 // RequireRoot skips the test unless it runs as root.

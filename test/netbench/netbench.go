@@ -21,12 +21,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kubeforge/kubeforge/internal/testutil"
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
 
@@ -45,16 +45,11 @@ func BuildClient(dir string) (string, error) {
 	out := filepath.Join(dir, "nbclient")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/kubeforge/kubeforge/test/netbench/nbclient")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Dir = moduleRoot()
+	cmd.Dir = testutil.RepoRoot()
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build nbclient: %v: %s", err, b)
 	}
 	return out, nil
-}
-
-func moduleRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // WriteImage writes an OCI image layout tarball named ref: one layer with
