@@ -67,22 +67,15 @@ func (k Kubeconfig) acceptedServers(spec Spec) ([]string, error) {
 // the CA is external: then it must be provided, as in kubeadm); anything else
 // is refused naming the file.
 func EnsureKubeconfig(spec Spec, name string) (Result, error) {
-	spec, err := prepare(spec)
-	if err != nil {
-		return Result{Name: name}, err
-	}
-	k, ok := LookupKubeconfig(name)
-	if !ok {
-		return Result{Name: name}, fmt.Errorf("unknown kubeconfig %q: known names are %s", name, strings.Join(kubeconfigNames(), ", "))
-	}
-	return ensureKubeconfig(spec, k, spec.Keys, "")
+	return EnsureKubeconfigAt(spec, name, "")
 }
 
 // EnsureKubeconfigAt is EnsureKubeconfig for a new file that points at
-// server, one of those the table accepts for it: a joining control-plane
-// node's kubelet.conf points at the control-plane endpoint, as the kubelet's
-// TLS bootstrap would write it, since this node's own API server does not
-// serve before its etcd member has joined.
+// server (empty: the table's server for the file), one of those the table
+// accepts for it: a joining control-plane node's kubelet.conf points at the
+// control-plane endpoint, as the kubelet's TLS bootstrap would write it,
+// since this node's own API server does not serve before its etcd member
+// has joined.
 func EnsureKubeconfigAt(spec Spec, name, server string) (Result, error) {
 	spec, err := prepare(spec)
 	if err != nil {
@@ -91,6 +84,9 @@ func EnsureKubeconfigAt(spec Spec, name, server string) (Result, error) {
 	k, ok := LookupKubeconfig(name)
 	if !ok {
 		return Result{Name: name}, fmt.Errorf("unknown kubeconfig %q: known names are %s", name, strings.Join(kubeconfigNames(), ", "))
+	}
+	if server == "" {
+		return ensureKubeconfig(spec, k, spec.Keys, "")
 	}
 	accepted, err := k.acceptedServers(spec)
 	if err != nil {
