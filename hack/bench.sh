@@ -15,7 +15,7 @@
 # Settings (environment): BENCH_RUNS (3), BENCH_IDLE (60s), BENCH_SETTLE
 # (20s), BENCH_REQUESTS (500), BENCH_WAIT_QUIET (0: wait up to this long
 # for the load average to fall below BENCH_BUSY_LOAD (1.5) before each
-# run), BENCH_SKIP (single,restart,join,network,external,snapshot,cluster,upgrade,kubeadm,addons-off,pull), BENCH_OUT (bench),
+# run), BENCH_SKIP (single,restart,join,network,logging,external,snapshot,cluster,upgrade,kubeadm,addons-off,pull), BENCH_OUT (bench),
 # KUBEFORGE_BINARY (bin/kubeforge, which `make bench` builds first).
 # Take final figures on a quiet machine: the table flags busy runs.
 set -euo pipefail

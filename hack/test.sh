@@ -5,9 +5,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
+# Each step's wall time, printed last (CI shows the end of the output): a
+# slower run says which step grew.
+began=$SECONDS
+last=$SECONDS
+times=()
+lap() { times+=("$(printf '%-34s %5ds' "$1" $((SECONDS - last)))"); last=$SECONDS; }
+summary() {
+  echo "== step times"
+  printf '%s\n' "${times[@]}"
+  printf '%-34s %5ds\n' total $((SECONDS - began))
+}
+trap summary EXIT
 ./hack/deps.sh
 export CGO_ENABLED=0
 go mod download
+lap "deps, go mod download"
 # Vet and every test build like `make build` (Makefile: PATCHED): on the
 # patched upstream code (build/go.mod, written first: hard links, seconds),
 # with -trimpath and CGO_ENABLED=0, so vet compiles the packages once for
@@ -22,37 +35,60 @@ stamp="-X github.com/kubeforge/kubeforge/internal/version.Patches=$(go run ./hac
 # -race the dependencies are other builds, ~1,400 vet runs for the bootstrap
 # hooks' test alone).
 go vet "${patched[@]}" ./...
+lap "go vet"
 # The race detector on the packages whose code runs concurrently (it needs
 # cgo; the binary itself stays static), and on the patched API server hooks
 # (apiserver-bootstrap-roles-parallel runs the bootstrap roles' reconciliation
 # on goroutines).
 CGO_ENABLED=1 go test -race -vet=off -short -count=1 "${patched[@]}" -ldflags "$stamp" ./phases/... ./components/node/... ./components/podnet/... ./internal/csrapprover/... ./join/... ./components/kubeapiserver/bootstraphooks/
+lap "go test -race"
 # Every fuzz target briefly (`make fuzz` runs them longer); go test below
 # replays their seed corpora and the failing inputs kept under testdata/fuzz.
 FUZZTIME="${FUZZTIME:-5s}" ./hack/fuzz.sh
+lap "fuzz"
 # One binary for every test that runs it (built once, shared).
 make build
+lap "make build"
 export KUBEFORGE_BINARY="$PWD/bin/kubeforge"
 # kube-bench for the CIS benchmark test (built once, cached under build/).
 KUBE_BENCH_DIR="$(./hack/kube-bench.sh)"
 export KUBE_BENCH_DIR
+lap "kube-bench"
 if [ $# -gt 0 ]; then
   exec go test -timeout 75m -p 1 -vet=off "${patched[@]}" -ldflags "$stamp" "$@" ./...
 fi
 rc=0
 go test -timeout 30m -p 1 -vet=off "${patched[@]}" -ldflags "$stamp" $(go list ./... | grep -v /test/e2e) || rc=$?
+lap "go test (unit)"
 # The end-to-end tests in two groups at once: each test bed lives in its own
 # namespaces, and the nodes mostly wait (certificate lifetimes, the API
 # server's config reloads, rollouts), so two beds share the 2 cores well (a
 # third made the load average pass 60 and inits time out). The groups are
-# balanced by their measured lengths; the day-2 group's output follows the
-# other's.
+# balanced by their measured lengths.
+#
+# Each group's verbose output goes to a file under $logs; what is printed
+# is what go test prints without -v (the whole output of a failed test, or
+# of one cut short by a panic or the timeout), then every test's result
+# and time.
 day2='^(TestUpgrade|TestUpgradeRollback|TestSecretsRotateKey|TestCertificateRenewal|TestEtcdSnapshot|TestMetrics|TestDashboard|TestLogging|TestClusterCommand|TestExternalCA|TestCRISocketContainerd2)$'
-day2log="$(mktemp /tmp/kubeforge-e2e-day2.XXXXXX)"
-go test -timeout 75m -p 1 -vet=off "${patched[@]}" -run "$day2" ./test/e2e/ >"$day2log" 2>&1 &
+logs="${KUBEFORGE_TEST_LOGS:-$(mktemp -d /tmp/kubeforge-e2e.XXXXXX)}"
+mkdir -p "$logs"
+go test -v -timeout 75m -p 1 -vet=off "${patched[@]}" -run "$day2" ./test/e2e/ >"$logs/day2.log" 2>&1 &
 day2pid=$!
-go test -timeout 75m -p 1 -vet=off "${patched[@]}" -skip "$day2" ./test/e2e/ || rc=$?
+go test -v -timeout 75m -p 1 -vet=off "${patched[@]}" -skip "$day2" ./test/e2e/ >"$logs/other.log" 2>&1 || rc=$?
 wait "$day2pid" || rc=$?
-cat "$day2log"
-rm -f "$day2log"
+lap "go test (e2e, two groups)"
+for g in other day2; do
+  echo "== e2e group $g ($logs/$g.log)"
+  # A top-level test's lines from its === RUN to its --- line; printed if
+  # it failed or never ended.
+  awk '/^=== RUN   [^\/]+$/ { buf = ""; in_test = 1 }
+       in_test { buf = buf $0 "\n" }
+       /^--- FAIL: / { printf "%s", buf; buf = ""; in_test = 0; next }
+       /^--- (PASS|SKIP): / { buf = ""; in_test = 0; next }
+       !in_test && /^(FAIL|ok|panic)/ { print }
+       END { if (in_test) printf "%s", buf }' "$logs/$g.log"
+done
+echo "== e2e tests"
+grep -hE '^--- (PASS|FAIL|SKIP): |^    --- FAIL: ' "$logs/other.log" "$logs/day2.log" || true
 exit "$rc"

@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/join/tokens"
@@ -331,7 +332,7 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 		c.printf("[cluster] Made %d nodes (network and mount namespaces, cgroup roots) in %.1fs\n", len(nodes), tm.Nodes.Seconds())
 	}
 	cp1 := nodes[0]
-	endpoint := net.JoinHostPort(cp1.IP.String(), "6443")
+	endpoint := net.JoinHostPort(cp1.IP.String(), strconv.Itoa(config.DefaultBindPort))
 	st.Endpoint = "https://" + endpoint
 
 	token, err := tokens.Generate()

@@ -39,7 +39,9 @@ type cloudConfig struct {
 // LoadBalancer Service on the nodes' addresses may not take them (kube-proxy
 // would send the nodes' own connections to them to the Service).
 func NodeReservedPorts(c *config.Config) []int32 {
-	ports := []int32{22, 2379, 2380, 2381, 10248, 10249, 10250, 10256, 10257, 10258, 10259}
+	const ssh = 22
+	ports := []int32{ssh, EtcdClientPort, EtcdPeerPort, EtcdMetricsPort, config.DefaultKubeletHealthzPort, KubeProxyMetricsPort,
+		KubeletPort, KubeProxyHealthzPort, ControllerManagerPort, CloudControllerPort, SchedulerPort}
 	if p := c.BindPort(); p > 0 && !slices.Contains(ports, p) {
 		ports = append(ports, p)
 	}

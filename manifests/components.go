@@ -29,6 +29,10 @@ const (
 	EtcdMetricsPort       = 2381
 	ControllerManagerPort = 10257
 	SchedulerPort         = 10259
+	// The node's own programs, at their upstream defaults.
+	KubeletPort          = 10250
+	KubeProxyMetricsPort = 10249
+	KubeProxyHealthzPort = 10256
 )
 
 // Component is one control-plane static pod, declared once: init and join

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	"strconv"
 
 	"github.com/kubeforge/kubeforge/config"
 )
@@ -79,7 +80,7 @@ func MetricsServerObjects(c *config.Config, tls MetricsServerTLS) []runtime.Obje
 	a := Addon{WorkloadRef: MetricsServerWorkload,
 		Args: []string{
 			"--cert-dir=/tmp",
-			"--secure-port=10250",
+			"--secure-port=" + strconv.Itoa(metricsServerPort),
 			"--tls-cert-file=" + metricsTLSDir + "/" + corev1.TLSCertKey,
 			"--tls-private-key-file=" + metricsTLSDir + "/" + corev1.TLSPrivateKeyKey,
 			"--kubelet-certificate-authority=" + metricsKubeletCADir + "/" + caCertKey,

@@ -15,7 +15,7 @@ const (
 	DefaultAPIServerPort      = config.DefaultBindPort
 	KubeSchedulerPort         = manifests.SchedulerPort
 	KubeControllerManagerPort = manifests.ControllerManagerPort
-	KubeletPort               = 10250
+	KubeletPort               = manifests.KubeletPort
 	EtcdClientPort            = manifests.EtcdClientPort
 	EtcdPeerPort              = manifests.EtcdPeerPort
 	EtcdMetricsPort           = manifests.EtcdMetricsPort

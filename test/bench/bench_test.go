@@ -83,10 +83,10 @@ func loadConfig(t *testing.T) config {
 	for _, s := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			switch s {
-			case "single", "restart", "join", "network", "external", "snapshot", "cluster", "upgrade", "kubeadm", "addons-off", "pull":
+			case "single", "restart", "join", "network", "logging", "external", "snapshot", "cluster", "upgrade", "kubeadm", "addons-off", "pull":
 				c.skip[s] = true
 			default:
-				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, external, snapshot, cluster, upgrade, kubeadm, addons-off, pull)", s)
+				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, logging, external, snapshot, cluster, upgrade, kubeadm, addons-off, pull)", s)
 			}
 		}
 	}

@@ -167,6 +167,9 @@ func (b *bench) figures() []Figure {
 	out = append(out, b.externalFigures()...)
 	out = append(out, b.joinFigures()...)
 	out = append(out, b.networkFigures()...)
+	if !b.cfg.skip["logging"] {
+		out = append(out, logLagFigure(r.Single))
+	}
 	out = append(out, b.snapshotFigures()...)
 	out = append(out, b.clusterFigures()...)
 	out = append(out, b.upgradeFigures()...)

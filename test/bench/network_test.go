@@ -23,22 +23,12 @@ var (
 	netbenchErr    error
 )
 
-// networkBench measures Service request latency from pods (the helpers of
-// test/netbench): a server pod (busybox httpd) behind a ClusterIP Service,
-// and a client pod on each of nodes, which sends BENCH_REQUESTS requests,
-// each on a new connection, to the ClusterIP. With cleanup, the objects
-// are deleted afterwards (and their pods waited for).
-func (b *bench) networkBench(t *testing.T, cluster string, tb *testbed.Testbed, cp1 *testbed.Node, nodes []*testbed.Node, cleanup bool) {
-	problem := func(format string, args ...any) {
-		msg := "network (" + cluster + "): " + fmt.Sprintf(format, args...)
-		b.mu.Lock()
-		b.network().Errors = append(b.network().Errors, msg)
-		b.mu.Unlock()
-		b.errorf(t, "%s", msg)
-	}
+// netbenchImage writes the netbench image (static busybox and the netbench
+// client, built once per bench) as an image tarball in the bed's
+// directory.
+func netbenchImage(tb *testbed.Testbed) (string, error) {
 	if err := testbed.RequireStaticBusybox(); err != nil {
-		problem("%v", err)
-		return
+		return "", err
 	}
 	netbenchOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kubeforge-bench-")
@@ -55,16 +45,34 @@ func (b *bench) networkBench(t *testing.T, cluster string, tb *testbed.Testbed, 
 		netbenchClient, netbenchErr = os.ReadFile(p)
 	})
 	if netbenchErr != nil {
-		problem("%v", netbenchErr)
-		return
+		return "", netbenchErr
 	}
 	client := filepath.Join(tb.Dir, "nbclient")
 	tarball := filepath.Join(tb.Dir, "netbench.tar")
 	if err := os.WriteFile(client, netbenchClient, 0o755); err != nil {
-		problem("%v", err)
-		return
+		return "", err
 	}
 	if _, err := netbench.WriteImage(tarball, netbench.ImageRef, client); err != nil {
+		return "", err
+	}
+	return tarball, nil
+}
+
+// networkBench measures Service request latency from pods (the helpers of
+// test/netbench): a server pod (busybox httpd) behind a ClusterIP Service,
+// and a client pod on each of nodes, which sends BENCH_REQUESTS requests,
+// each on a new connection, to the ClusterIP. With cleanup, the objects
+// are deleted afterwards (and their pods waited for).
+func (b *bench) networkBench(t *testing.T, cluster string, tb *testbed.Testbed, cp1 *testbed.Node, nodes []*testbed.Node, cleanup bool) {
+	problem := func(format string, args ...any) {
+		msg := "network (" + cluster + "): " + fmt.Sprintf(format, args...)
+		b.mu.Lock()
+		b.network().Errors = append(b.network().Errors, msg)
+		b.mu.Unlock()
+		b.errorf(t, "%s", msg)
+	}
+	tarball, err := netbenchImage(tb)
+	if err != nil {
 		problem("%v", err)
 		return
 	}

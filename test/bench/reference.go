@@ -42,6 +42,8 @@ var References = map[string]Reference{
 	"memory.total.rss":    {943, "943 MB", 900, "≤ 900 MB (issue 3)", 0},
 	"reset.wall":          {2.1, "1.0 s + 1.1 s kubelet stop", 2, "≤ 2 s, host clean", 0},
 
+	"logging.lag": {0, "", 10, "≤ 10 s (`kubeforge logs` finds a line within 10 s of its printing)", 0},
+
 	"join.worker.node_ready": {1.4, "1.4 s", 1.5, "≤ 1.5 s", 0},
 	"join.worker.wall":       {1.0, "1.0 s", 0, "", 0},
 	"join.first.node_ready":  {8, "~8 s", 2, "≤ 2 s (issue 13)", 0},

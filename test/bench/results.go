@@ -176,8 +176,18 @@ type SingleRun struct {
 	Memory     *MemSnapshot       `json:"memory,omitempty"`
 	Restart    *RestartResult     `json:"restart,omitempty"`
 	Kill9      *RestartResult     `json:"kill9,omitempty"`
+	LogLag     *LogLagResult      `json:"log_lag,omitempty"`
 	Reset      *ResetResult       `json:"reset,omitempty"`
 	Errors     []string           `json:"errors,omitempty"`
+}
+
+// LogLagResult is how far the log store is behind a pod that prints 5
+// lines a second: at each sample, the time `kubeforge logs` was asked
+// minus the print time (the CRI timestamp) of the newest line it found.
+type LogLagResult struct {
+	Samples    []float64 `json:"samples_seconds"`
+	MaxSeconds float64   `json:"max_seconds"`
+	Errors     []string  `json:"errors,omitempty"`
 }
 
 // RestartResult is a node service restart.

@@ -126,6 +126,10 @@ func (b *bench) singleRun(t *testing.T, i int) {
 		b.networkBench(t, fmt.Sprintf("single-node run %d", i), tb, n, []*testbed.Node{n}, true)
 	}
 
+	if !b.cfg.skip["logging"] {
+		sr.LogLag = b.logLag(t, tb, n)
+	}
+
 	// reset
 	start := time.Now()
 	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Minute)

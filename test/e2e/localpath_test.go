@@ -344,8 +344,10 @@ volumeBindingMode: WaitForFirstConsumer
 		node = n
 		// A canary on the same node, of the Delete class: its provisioner
 		// deletes the canary's volume after it has seen keep's released
-		// and deleted volume, so keep's directory still there then means
-		// seen and declined, not not looked at yet.
+		// and deleted volume (the provisioner library's volume queue is
+		// first in, first out, and keep's updates are queued before the
+		// canary's claim is even deleted), so keep's directory still there
+		// then means seen and declined, not not looked at yet.
 		canary := strings.Replace(lpClaimPod("canary", "local-path", "ReadWriteOnce", "Filesystem"),
 			"spec:\n  terminationGracePeriodSeconds: 0\n", "spec:\n  terminationGracePeriodSeconds: 0\n  nodeSelector: {kubernetes.io/hostname: "+n.Name+"}\n", 1)
 		k(t, "apply", "-f", cp.WriteConfigFile("lp-canary.yaml", canary))
