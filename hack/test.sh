@@ -73,10 +73,23 @@ lap "go test (unit)"
 day2='^(TestUpgrade|TestUpgradeRollback|TestSecretsRotateKey|TestCertificateRenewal|TestEtcdSnapshot|TestMetrics|TestDashboard|TestLogging|TestClusterCommand|TestExternalCA|TestCRISocketContainerd2)$'
 logs="${KUBEFORGE_TEST_LOGS:-$(mktemp -d /tmp/kubeforge-e2e.XXXXXX)}"
 mkdir -p "$logs"
-go test -v -timeout 75m -p 1 -vet=off "${patched[@]}" -run "$day2" ./test/e2e/ >"$logs/day2.log" 2>&1 &
+# While they run, each test's start and result are printed as they happen
+# (the day-2 group's prefixed), so a run cut short still shows how far it got.
+progress() { grep --line-buffered -E '^(=== RUN   [^/]+$|--- (PASS|FAIL|SKIP): )' | sed -u "s/^/$1/"; }
+(
+  set +o pipefail +e
+  go test -v -timeout 75m -p 1 -vet=off "${patched[@]}" -run "$day2" ./test/e2e/ 2>&1 | tee "$logs/day2.log" | progress "[day-2] "
+  echo "${PIPESTATUS[0]}" >"$logs/day2.rc"
+) &
 day2pid=$!
-go test -v -timeout 75m -p 1 -vet=off "${patched[@]}" -skip "$day2" ./test/e2e/ >"$logs/other.log" 2>&1 || rc=$?
-wait "$day2pid" || rc=$?
+set +o pipefail +e
+go test -v -timeout 75m -p 1 -vet=off "${patched[@]}" -skip "$day2" ./test/e2e/ 2>&1 | tee "$logs/other.log" | progress ""
+other_rc=${PIPESTATUS[0]}
+set -o pipefail -e
+[ "$other_rc" = 0 ] || rc=$other_rc
+wait "$day2pid"
+day2_rc=$(cat "$logs/day2.rc" 2>/dev/null || echo 1)
+[ "$day2_rc" = 0 ] || rc=$day2_rc
 lap "go test (e2e, two groups)"
 for g in other day2; do
   echo "== e2e group $g ($logs/$g.log)"
