@@ -16,8 +16,8 @@
 // default 500), BENCH_WAIT_QUIET (wait up to this long for the load
 // average to drop below BENCH_BUSY_LOAD, default 1.5, before each run;
 // default 0: do not wait), BENCH_SKIP (comma-separated: single, restart,
-// join, network, external, snapshot, cluster, upgrade, kubeadm, addons-off,
-// pull), BENCH_OUT
+// join, network, logging, external, snapshot, cluster, upgrade, kubeadm,
+// addons-off, pull), BENCH_OUT
 // (output directory, default <repo>/bench). The kubeadm part (kubeadm.go)
 // runs BENCH_RUNS single-node `kubeadm init`s measured as kubeforge's are,
 // each right after kubeforge's single-node run of the same number; the
