@@ -245,13 +245,18 @@ func TestLogging(t *testing.T) {
 		// The store is scaled to 0 (its pod stops gracefully); the pods
 		// keep printing for 30 s; then it is scaled back to 1.
 		netKubectl(t, cp, "scale", "-n", "kube-system", "statefulset/log-store", "--replicas=0")
-		pollEvery(t, time.Minute, 250*time.Millisecond, "log-store pod gone", func() string {
+		// The waits on the store's pod are long: beside another test bed
+		// in CI the controller manager and the kubelet can take minutes
+		// (a StatefulSet pod created 2 min 23 s after the scale-up, load
+		// average 64); what is tested is that no line is lost, not how
+		// fast the store comes back.
+		pollEvery(t, 3*time.Minute, 250*time.Millisecond, "log-store pod gone", func() string {
 			out, _ := cp.Kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=log-store", "-o", "name")
 			return strings.TrimSpace(out)
 		})
 		down := time.Now()
 		var st string
-		pollEvery(t, 25*time.Second, time.Second, "w1's node status reports lines buffered on disk", func() string {
+		pollEvery(t, time.Minute, time.Second, "w1's node status reports lines buffered on disk", func() string {
 			st = kf(t, w1, 30*time.Second, "node", "status")
 			if !strings.Contains(st, "on disk") || !strings.Contains(st, "log-shipping") {
 				return st
@@ -262,7 +267,7 @@ func TestLogging(t *testing.T) {
 		time.Sleep(30*time.Second - time.Since(down))
 		netKubectl(t, cp, "scale", "-n", "kube-system", "statefulset/log-store", "--replicas=1")
 		back := time.Now()
-		netWaitPods(t, cp, 2*time.Minute, "kube-system", "k8s-app=log-store", 1)
+		netWaitPods(t, cp, 6*time.Minute, "kube-system", "k8s-app=log-store", 1)
 		t.Logf("the store was down %v; Ready again after %v", time.Since(down).Round(time.Second), time.Since(back).Round(100*time.Millisecond))
 	})
 
@@ -293,7 +298,7 @@ func TestLogging(t *testing.T) {
 
 	step("no-line-lost", func(t *testing.T) {
 		begin := time.Now()
-		pollEvery(t, 3*time.Minute, time.Second, "every pod's last line", func() string {
+		pollEvery(t, 5*time.Minute, time.Second, "every pod's last line", func() string {
 			seen, _, err := logsOn(cp, "")
 			if err != nil {
 				return err.Error()
