@@ -245,7 +245,7 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	// and a static pod that finds another of its name still there waits
 	// 10-15 s before the kubelet looks at it again.
 	start = time.Now()
-	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem, p.Manifest(manifests.Etcd)), 15*time.Second); err != nil {
+	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem, p.Manifest(manifests.Etcd)), "the old etcd pod", 15*time.Second); err != nil {
 		out.Warnf(phase, "%v; starting etcd anyway", err)
 	} else if waited {
 		out.Done(phase, "released", "", start, "The kubelet has let go of the old etcd pod")
@@ -282,9 +282,22 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	// manifests) and keeps them. A static pod put back later found its
 	// mirror pod deleted as an orphan meanwhile, and the kubelet made a
 	// new one only at its next periodic sync, a minute or more later.
+	// Each manifest put back is the pod that was stopped (the same bytes,
+	// so the same UID), and a kubelet that has not forgotten the stopped
+	// pod yet ignores it: on a loaded machine the API server then never
+	// came back (connection refused for 3 minutes). So each waits, as
+	// etcd's did, until the kubelet has let go of the old pod.
 	start = time.Now()
+	root := kubeletCgroupRoot(p)
 	var started []string
 	for _, c := range comps {
+		if data, err := os.ReadFile(c.aside); err == nil {
+			if uid, err := staticpod.Hash(data, p.Manifest(c.name), mem.Name); err == nil {
+				if _, err := waitPodReleased(ctx, cgroupFS, root, uid, "the old "+c.name+" pod", 30*time.Second); err != nil {
+					out.Warnf(phase, "%v; putting it back anyway", err)
+				}
+			}
+		}
 		if ok, err := c.start(); err != nil {
 			return res, err
 		} else if ok {
@@ -608,7 +621,7 @@ func kubeletCgroupRoot(p config.Paths) string {
 // it forgets it and lets another static pod of the same name start. It
 // reports whether there was such a cgroup to wait for; a UID it cannot
 // find (a runtime without pod cgroups) costs nothing.
-func waitPodReleased(ctx context.Context, fs, root, uid string, max time.Duration) (bool, error) {
+func waitPodReleased(ctx context.Context, fs, root, uid, what string, max time.Duration) (bool, error) {
 	if uid == "" {
 		return false, nil
 	}
@@ -622,7 +635,7 @@ func waitPodReleased(ctx context.Context, fs, root, uid string, max time.Duratio
 			return waited, nil
 		}
 		if time.Now().After(deadline) {
-			return waited, fmt.Errorf("the kubelet still had the cgroup of the old etcd pod (UID %s) %s after etcd stopped", uid, max)
+			return waited, fmt.Errorf("the kubelet still had the cgroup of %s (UID %s) after %s", what, uid, max)
 		}
 		select {
 		case <-ctx.Done():

@@ -136,17 +136,17 @@ func TestWaitPodReleased(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(pod, "container"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if waited, err := waitPodReleased(context.Background(), fs, tc.root, "no-such-uid", time.Second); err != nil || waited {
+		if waited, err := waitPodReleased(context.Background(), fs, tc.root, "no-such-uid", "the old etcd pod", time.Second); err != nil || waited {
 			t.Errorf("%s: an unknown UID: waited %v, %v", tc.dir, waited, err)
 		}
-		if _, err := waitPodReleased(context.Background(), fs, tc.root, uid, 300*time.Millisecond); err == nil {
+		if _, err := waitPodReleased(context.Background(), fs, tc.root, uid, "the old etcd pod", 300*time.Millisecond); err == nil {
 			t.Errorf("%s: returned while the pod's cgroup was there", tc.dir)
 		}
 		go func() {
 			time.Sleep(300 * time.Millisecond)
 			os.RemoveAll(pod)
 		}()
-		if waited, err := waitPodReleased(context.Background(), fs, tc.root, uid, 10*time.Second); err != nil || !waited {
+		if waited, err := waitPodReleased(context.Background(), fs, tc.root, uid, "the old etcd pod", 10*time.Second); err != nil || !waited {
 			t.Errorf("%s: waited %v, %v", tc.dir, waited, err)
 		}
 	}
