@@ -245,7 +245,7 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	// and a static pod that finds another of its name still there waits
 	// 10-15 s before the kubelet looks at it again.
 	start = time.Now()
-	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem, p.Manifest(manifests.Etcd)), "the old etcd pod", 15*time.Second); err != nil {
+	if waited, err := waitPodReleased(ctx, cgroupFS, kubeletCgroupRoot(p), podUID(mem.ManifestBytes, p.Manifest(manifests.Etcd), mem.Name), "the old etcd pod", 15*time.Second); err != nil {
 		out.Warnf(phase, "%v; starting etcd anyway", err)
 	} else if waited {
 		out.Done(phase, "released", "", start, "The kubelet has let go of the old etcd pod")
@@ -291,12 +291,9 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	root := kubeletCgroupRoot(p)
 	var started []string
 	for _, c := range comps {
-		if data, err := os.ReadFile(c.aside); err == nil {
-			if uid, err := staticpod.Hash(data, p.Manifest(c.name), mem.Name); err == nil {
-				if _, err := waitPodReleased(ctx, cgroupFS, root, uid, "the old "+c.name+" pod", 30*time.Second); err != nil {
-					out.Warnf(phase, "%v; putting it back anyway", err)
-				}
-			}
+		data, _ := os.ReadFile(c.aside) // none: start reports it
+		if _, err := waitPodReleased(ctx, cgroupFS, root, podUID(data, p.Manifest(c.name), mem.Name), "the old "+c.name+" pod", 30*time.Second); err != nil {
+			out.Warnf(phase, "%v; putting it back anyway", err)
 		}
 		if ok, err := c.start(); err != nil {
 			return res, err
@@ -588,11 +585,14 @@ func waitAPIServer(ctx context.Context, p config.Paths, timeout time.Duration) e
 // cgroupFS is where the node's cgroups are mounted.
 const cgroupFS = "/sys/fs/cgroup"
 
-// podUID is the UID the kubelet gave the static pod of the member's
-// manifest at path (its hash of the manifest, the node's name, which is
-// the member's, and the path), or "" when that cannot be known.
-func podUID(m etcdsnapshot.Member, path string) string {
-	uid, err := staticpod.Hash(m.ManifestBytes, path, m.Name)
+// podUID is the UID the kubelet gave the static pod of manifest at path
+// on node (its hash of the manifest, the node's name and the path), or ""
+// when that cannot be known.
+func podUID(manifest []byte, path, node string) string {
+	if len(manifest) == 0 {
+		return ""
+	}
+	uid, err := staticpod.Hash(manifest, path, node)
 	if err != nil {
 		return ""
 	}
