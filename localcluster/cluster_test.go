@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -435,5 +436,15 @@ func TestNewBedRefuses(t *testing.T) {
 		if _, err := NewBed(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewBed(%+v) = %v, want an error about %s", tc.o, err, tc.want)
 		}
+	}
+}
+
+func TestStuckInCountsThreadsByState(t *testing.T) {
+	got := stuckIn(os.Getpid())
+	if !strings.HasPrefix(got, "threads ") || !regexp.MustCompile(`\d+ [RS]`).MatchString(got) {
+		t.Errorf("stuckIn(self) = %q, want the threads counted by state (R or S)", got)
+	}
+	if got := stuckIn(1 << 30); got != "gone" {
+		t.Errorf("stuckIn(no such pid) = %q, want gone", got)
 	}
 }

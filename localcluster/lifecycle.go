@@ -2,9 +2,11 @@ package localcluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,20 +175,33 @@ func inCgroup(pid int, root string) bool {
 }
 
 // KillAll kills (SIGKILL) every process of the node but the namespace
-// holder, and waits until they are gone.
+// holder, and waits until they are gone. A process that is still there
+// after SIGKILL is stuck in the kernel (a thread in uninterruptible sleep,
+// such as an fsync on a busy disk): after 15 s each one is logged with its
+// threads' states and what they wait in, and the error at the deadline
+// says the same.
 func (n *Node) KillAll(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
+	logged := false
 	for {
 		procs := n.Processes()
 		if len(procs) == 0 {
 			return nil
 		}
+		if !logged && time.Since(start) > 15*time.Second && time.Now().Before(deadline) {
+			logged = true
+			for _, p := range procs {
+				n.bed.logf("node %s: pid %d still exits %v after SIGKILL (%s); waiting up to %v", n.Name, p.PID,
+					time.Since(start).Round(time.Second), stuckIn(p.PID), timeout)
+			}
+		}
 		if time.Now().After(deadline) {
 			var s []string
 			for _, p := range procs {
-				s = append(s, p.String())
+				s = append(s, p.String()+"\n    "+stuckIn(p.PID))
 			}
-			return fmt.Errorf("processes of node %s still run after SIGKILL:\n  %s", n.Name, strings.Join(s, "\n  "))
+			return fmt.Errorf("processes of node %s still run %v after SIGKILL:\n  %s", n.Name, timeout, strings.Join(s, "\n  "))
 		}
 		for _, p := range procs {
 			_ = syscall.Kill(p.PID, syscall.SIGKILL)
@@ -195,12 +210,58 @@ func (n *Node) KillAll(timeout time.Duration) error {
 	}
 }
 
+// stuckIn says what keeps a killed process from ending: its threads by
+// state and, for those in uninterruptible sleep (D), the kernel function
+// they wait in and the top of their kernel stack.
+func stuckIn(pid int) string {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return "gone"
+	}
+	states := map[string]int{}
+	var waits []string
+	for _, t := range tasks {
+		dir := fmt.Sprintf("/proc/%d/task/%s", pid, t.Name())
+		stat, err := os.ReadFile(dir + "/stat")
+		if err != nil {
+			continue
+		}
+		// The state follows the command's closing parenthesis.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) == 0 {
+			continue
+		}
+		states[f[0]]++
+		if f[0] != "D" || len(waits) >= 3 {
+			continue
+		}
+		w := "tid " + t.Name()
+		if b, err := os.ReadFile(dir + "/wchan"); err == nil && len(b) > 0 && string(b) != "0" {
+			w += " in " + string(b)
+		}
+		if b, err := os.ReadFile(dir + "/stack"); err == nil {
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			w += " [" + strings.Join(lines[:min(len(lines), 4)], " < ") + "]"
+		}
+		waits = append(waits, w)
+	}
+	var s []string
+	for _, st := range slices.Sorted(maps.Keys(states)) {
+		s = append(s, fmt.Sprintf("%d %s", states[st], st))
+	}
+	out := "threads " + strings.Join(s, ", ")
+	if len(waits) > 0 {
+		out += "; " + strings.Join(waits, "; ")
+	}
+	return out
+}
+
 // Crash simulates a power cut and reboot of the node: every process of the
 // node is killed (SIGKILL), everything mounted below its /etc, /var/lib,
 // /var/log and /run is unmounted, and /run is replaced by an empty tmpfs.
 // Files on the node's disk (/etc, /var) stay.
 func (n *Node) Crash(ctx context.Context) error {
-	if err := n.KillAll(15 * time.Second); err != nil {
+	if err := n.KillAll(time.Minute); err != nil {
 		return err
 	}
 	mounts, err := n.MountsUnder(basePaths...)
@@ -243,7 +304,7 @@ func (n *Node) destroy(reset bool) []error {
 	} else if reset && n.holderPID != 0 {
 		logf("node %s: its mounts are not intact; no reset", n.Name)
 	}
-	if err := n.KillAll(15 * time.Second); err != nil {
+	if err := n.KillAll(2 * time.Minute); err != nil {
 		errs = append(errs, err)
 	}
 	if n.holder.alive() {

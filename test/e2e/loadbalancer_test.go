@@ -125,7 +125,7 @@ func TestLoadBalancer(t *testing.T) {
 		}
 		kf(t, cp, 2*time.Minute, "images", "import", tarball)
 		kubectl(t, "apply", "-f", cp.WriteConfigFile("lb-backend.yaml", lbBackend))
-		// kubectl's own 2 min, not kubectlOn's 30 s: with every addon
+		// kubectl's own 2 min, not kubectlOn's minute: with every addon
 		// starting on a fresh cluster the first pod can take longer.
 		rctx, rcancel := context.WithTimeout(context.Background(), 150*time.Second)
 		defer rcancel()

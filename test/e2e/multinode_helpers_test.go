@@ -109,8 +109,11 @@ func kubectlOn(t *testing.T, n *testbed.Node, server string, args ...string) str
 	return out
 }
 
+// kubectlTry runs kubectl on n, bounded by a minute: on a fresh cluster
+// beside another test's bed (CI's two groups) a first apply, with its
+// discovery, took over 30 s once.
 func kubectlTry(n *testbed.Node, server string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if server != "" {
 		args = append([]string{"--server=" + server}, args...)
