@@ -14,7 +14,8 @@
 #
 # Settings (environment): SCALE_STEPS (100,300,1000), SCALE_PODS_PER_NODE
 # (10), SCALE_LOAD (30s), SCALE_WORKERS (20), SCALE_QPS (100), SCALE_SETTLE
-# (10s), SCALE_POD_TIMEOUT (8m), SCALE_OUT (scale), KUBEFORGE_BINARY
+# (10s), SCALE_POD_TIMEOUT (8m), SCALE_OUT (scale), SCALE_SCHEDULER_CONFIG (a
+# KubeSchedulerConfiguration file the scheduler runs with), KUBEFORGE_BINARY
 # (bin/kubeforge, which `make scale` builds first). Not part of CI; about
 # 10-15 minutes on a 2-core machine.
 set -euo pipefail

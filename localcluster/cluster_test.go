@@ -448,3 +448,20 @@ func TestStuckInCountsThreadsByState(t *testing.T) {
 		t.Errorf("stuckIn(no such pid) = %q, want gone", got)
 	}
 }
+
+func TestKubectlBound(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"get", "pods"}, time.Minute},
+		{[]string{"rollout", "status", "deploy/x", "--timeout=2m"}, 150 * time.Second},
+		{[]string{"wait", "--timeout", "5m", "pod/x"}, 330 * time.Second},
+		{[]string{"wait", "--timeout=10s", "pod/x"}, time.Minute},
+		{[]string{"wait", "--timeout=bad"}, time.Minute},
+	} {
+		if got := kubectlBound(tc.args); got != tc.want {
+			t.Errorf("kubectlBound(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}

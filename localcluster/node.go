@@ -392,11 +392,28 @@ func (n *Node) Kubeforge(ctx context.Context, args ...string) (string, error) {
 
 // Kubectl runs kubectl in the node with the node's admin.conf and returns
 // its standard output (standard error goes into the error). It gives up
-// after a minute.
+// after a minute, or 30 s after the command's own --timeout.
 func (n *Node) Kubectl(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), kubectlBound(args))
 	defer cancel()
 	return n.KubectlContext(ctx, args...)
+}
+
+// kubectlBound is how long Kubectl lets kubectl run: a minute, or 30 s
+// more than the command's own --timeout (rollout status, wait) when that
+// is longer.
+func kubectlBound(args []string) time.Duration {
+	bound := time.Minute
+	for i, a := range args {
+		v, ok := strings.CutPrefix(a, "--timeout=")
+		if !ok && a == "--timeout" && i+1 < len(args) {
+			v, ok = args[i+1], true
+		}
+		if d, err := time.ParseDuration(v); ok && err == nil && d+30*time.Second > bound {
+			bound = d + 30*time.Second
+		}
+	}
+	return bound
 }
 
 // KubectlContext is Kubectl with a context.

@@ -72,7 +72,7 @@ func TestClusterCommand(t *testing.T) {
 		}
 	}
 	kubectl := func(t *testing.T, ctxName string, args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "/usr/bin/kubectl", append([]string{"--context", ctxName, "--cache-dir", filepath.Join(tmp, "kubecache")}, args...)...)
 		cmd.Env = env

@@ -269,7 +269,7 @@ func (c *cluster) containers() (map[string]string, error) {
 func (c *cluster) settledContainers() map[string]string {
 	c.t.Helper()
 	var snap map[string]string
-	poll(c.t, 60*time.Second, "all pods ready", func() string {
+	poll(c.t, 3*time.Minute, "all pods ready", func() string {
 		if s := c.controlPlaneReady(); s != "" {
 			return s
 		}
@@ -361,7 +361,7 @@ func (c *cluster) kill(p testbed.Process) {
 	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
 		c.t.Fatalf("kill %v: %v", p, err)
 	}
-	poll(c.t, 10*time.Second, fmt.Sprintf("pid %d gone", p.PID), func() string {
+	poll(c.t, 2*time.Minute, fmt.Sprintf("pid %d gone", p.PID), func() string {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
 		if err != nil {
 			return ""

@@ -229,7 +229,7 @@ func TestLocalPath(t *testing.T) {
 	step("pod-deleted", func(t *testing.T) {
 		uid := get("pod", "web-0", "-o", "jsonpath={.metadata.uid}")
 		k(t, "delete", "pod", "web-0", "--wait=true")
-		poll(t, time.Minute, "a new web-0", func() string {
+		poll(t, 3*time.Minute, "a new web-0", func() string {
 			if get("pod", "web-0", "-o", "jsonpath={.metadata.uid}") == uid {
 				return "still the old pod"
 			}

@@ -91,7 +91,7 @@ func TestLogging(t *testing.T) {
 	step("node-credentials", func(t *testing.T) {
 		// Refusals first: a node may not read the store, nor reach any
 		// other Service through the proxy.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // for the step's ~8 kubectl runs
 		defer cancel()
 		kubeletKC := "--kubeconfig=/etc/kubernetes/kubelet.conf"
 		out, err := w1.Run(ctx, "/usr/bin/kubectl", kubeletKC, "get", "--raw", "/api/v1/namespaces/kube-system/services/log-store/proxy/select/logsql/query?query=*")

@@ -259,7 +259,7 @@ func TestMetrics(t *testing.T) {
 		patch(string(wrong))
 		// The new pod never becomes ready (it has nothing it may scrape),
 		// so the old one stays: read every metrics-server pod's log.
-		poll(t, 60*time.Second, "metrics-server refusing the kubelet's certificate", func() string {
+		poll(t, 3*time.Minute, "metrics-server refusing the kubelet's certificate", func() string {
 			out, _ := n.Kubectl("logs", "-n", "kube-system", "-l", "k8s-app=metrics-server", "--tail=100")
 			if !strings.Contains(out, "x509: certificate signed by unknown authority") {
 				return "no x509 refusal in the log yet"
@@ -268,7 +268,7 @@ func TestMetrics(t *testing.T) {
 		})
 		patch(good)
 		c.kubectl("rollout", "status", "-n", "kube-system", "deploy/metrics-server", "--timeout=90s")
-		poll(t, 60*time.Second, "kubectl top nodes again", func() string {
+		poll(t, 3*time.Minute, "kubectl top nodes again", func() string {
 			if _, err := n.Kubectl("top", "nodes"); err != nil {
 				return err.Error()
 			}

@@ -109,16 +109,15 @@ func kubectlOn(t *testing.T, n *testbed.Node, server string, args ...string) str
 	return out
 }
 
-// kubectlTry runs kubectl on n, bounded by a minute: on a fresh cluster
-// beside another test's bed (CI's two groups) a first apply, with its
-// discovery, took over 30 s once.
+// kubectlTry runs kubectl on n, bounded as Node.Kubectl (a minute, or
+// the command's own --timeout and 30 s): on a fresh cluster beside another
+// test's bed (CI's two groups) a first apply, with its discovery, took
+// over 30 s once.
 func kubectlTry(n *testbed.Node, server string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	if server != "" {
 		args = append([]string{"--server=" + server}, args...)
 	}
-	return n.KubectlContext(ctx, args...)
+	return n.Kubectl(args...)
 }
 
 // apiServer is the URL of n's own API server.

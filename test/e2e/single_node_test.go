@@ -91,20 +91,20 @@ func TestSingleNode(t *testing.T) {
 	})
 
 	step("control-plane", func(t *testing.T) {
-		took := poll(t, 60*time.Second, "node Ready and control plane Running", func() string {
+		took := poll(t, 3*time.Minute, "node Ready and control plane Running", func() string {
 			if s := c.nodeReady(time.Time{}); s != "" {
 				return s
 			}
 			return c.controlPlaneReady()
 		})
 		t.Logf("node and control plane ready %v after init", took.Round(100*time.Millisecond))
-		took = poll(t, 60*time.Second, "every kube-system pod Ready", c.systemReady)
+		took = poll(t, 3*time.Minute, "every kube-system pod Ready", c.systemReady)
 		t.Logf("every kube-system pod ready %v later", took.Round(100*time.Millisecond))
 		// kubectl logs goes through the kubelet's serving certificate, which
 		// the controller-manager approves by itself.
 		for _, comp := range controlPlane {
 			pod := comp + "-" + n.Name
-			poll(t, 60*time.Second, "kubectl logs "+pod, func() string {
+			poll(t, 2*time.Minute, "kubectl logs "+pod, func() string {
 				out, err := n.Kubectl("logs", "-n", "kube-system", pod, "--tail=3")
 				if err != nil {
 					return err.Error()
@@ -372,7 +372,7 @@ spec:
 			processes(c.component("kubelet")), processes(c.component("containerd")))
 		started := time.Now()
 		c.kubeforge(2*time.Minute, "node", "start")
-		took := poll(t, 60*time.Second, "node Ready after `node start`", func() string {
+		took := poll(t, 3*time.Minute, "node Ready after `node start`", func() string {
 			k := c.component("kubelet")
 			if len(k) != 1 {
 				return "kubelet processes: " + processes(k)
@@ -385,7 +385,7 @@ spec:
 		t.Logf("node Ready %v after `node start`", took.Round(100*time.Millisecond))
 		// The new kubelet has looked at every pod it found (and would
 		// have restarted a container by then): seen, and left alone.
-		poll(t, 60*time.Second, "the new kubelet synced every pod", c.kubeletSynced)
+		poll(t, 3*time.Minute, "the new kubelet synced every pod", c.kubeletSynced)
 		after := c.settledContainers()
 		if d := diff(before, after); len(d) > 0 {
 			t.Errorf("containers changed when the node service restarted:\n  %s", strings.Join(d, "\n  "))

@@ -21,5 +21,6 @@
 // SCALE_WORKERS (20), SCALE_QPS (the load's total rate, 100),
 // SCALE_SETTLE (wait before the idle memory sample, 10s), SCALE_OUT
 // (output directory, default <repo>/scale), KWOK_BINARY and KWOK_CONFIG
-// (kwok and its stages, which hack/scale.sh builds and writes).
+// (kwok and its stages, which hack/scale.sh builds and writes),
+// SCALE_SCHEDULER_CONFIG (a KubeSchedulerConfiguration for the scheduler).
 package scale

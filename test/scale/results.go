@@ -47,6 +47,9 @@ type Settings struct {
 	LoadQPS     float64 `json:"load_qps"`
 	Settle      float64 `json:"settle_seconds"`
 	Deployment  int     `json:"pods_per_deployment"`
+	// SchedulerConfig is the KubeSchedulerConfiguration the scheduler ran
+	// with (SCALE_SCHEDULER_CONFIG); empty: the defaults.
+	SchedulerConfig string `json:"scheduler_config,omitempty"`
 }
 
 // Step is the control plane at one size: N simulated nodes, N×pods per
@@ -71,6 +74,12 @@ type Step struct {
 	// bound.
 	PodStartup  Latency `json:"pod_startup"`
 	PodSchedule Latency `json:"pod_schedule"`
+	// SchedulerMs is the scheduler's own mean time per scheduling attempt
+	// while the step's pods were placed, in milliseconds: "attempt"
+	// (scheduler_scheduling_attempt_duration_seconds) and each extension
+	// point (scheduler_framework_extension_point_duration_seconds:
+	// PreFilter, Filter, PreScore, Score, Bind, …).
+	SchedulerMs map[string]float64 `json:"scheduler_ms_per_attempt,omitempty"`
 	// Memory of the control plane's processes after the pods run (Idle,
 	// after Settle) and after the load (Loaded).
 	Idle   map[string]bench.CompMem `json:"memory_idle"`
@@ -187,6 +196,13 @@ func (r *Results) PrintTable(out io.Writer) {
 	row("pods all Running", func(s Step) string { return seconds(s.RunningSeconds) })
 	row("pods created / s (controller-manager)", func(s Step) string { return fmt.Sprintf("%.0f", s.CreateRate) })
 	row("pods bound / s (scheduler)", func(s Step) string { return fmt.Sprintf("%.0f", s.ScheduleRate) })
+	row("scheduler ms per attempt (Filter / PreScore / Score)", func(s Step) string {
+		if s.SchedulerMs == nil {
+			return "-"
+		}
+		m := s.SchedulerMs
+		return fmt.Sprintf("%.1f (%.1f / %.1f / %.1f)", m["attempt"], m["Filter"], m["PreScore"], m["Score"])
+	})
 	row("pod startup p50 / p99 (SLO p99 ≤ 5 s)", func(s Step) string {
 		return seconds(s.PodStartup.P50) + " / " + seconds(s.PodStartup.P99)
 	})

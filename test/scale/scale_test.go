@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeforge/kubeforge/internal/testutil"
+	"github.com/kubeforge/kubeforge/manifests"
 	"github.com/kubeforge/kubeforge/test/bench"
 	"github.com/kubeforge/kubeforge/test/testbed"
 )
@@ -130,7 +131,10 @@ type run struct {
 	// adminREST reads /metrics.
 	adminREST rest.Interface
 	loadCS    *kubernetes.Clientset
-	tr        *tracker
+	// adminCert and adminKey are the admin's client certificate, as
+	// files in the node (for the scheduler's /metrics).
+	adminCert, adminKey string
+	tr                  *tracker
 	// kwokExited says why kwok is gone, nil while it runs.
 	kwokExited func() error
 	mu         sync.Mutex
@@ -174,7 +178,7 @@ func TestScale(t *testing.T) {
 	r.node = n
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	start := time.Now()
-	out, err := n.Kubeforge(ctx, "init", "--config", n.InitConfigFile(), "--single-node")
+	out, err := n.Kubeforge(ctx, "init", "--config", r.initConfig(), "--single-node")
 	cancel()
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -190,6 +194,8 @@ func TestScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.admin = kubernetes.NewForConfigOrDie(fastClient(adminCfg, "kubeforge-scale"))
+	r.adminCert = n.WriteConfigFile("admin.crt", string(adminCfg.CertData))
+	r.adminKey = n.WriteConfigFile("admin.key", string(adminCfg.KeyData))
 	r.adminREST = r.admin.CoreV1().RESTClient()
 	r.waitFor(3*time.Minute, "node "+n.Name+" Ready", func() (bool, error) {
 		node, err := r.admin.CoreV1().Nodes().Get(context.Background(), n.Name, metav1.GetOptions{})
@@ -211,6 +217,41 @@ func TestScale(t *testing.T) {
 			break
 		}
 	}
+}
+
+// initConfig writes the node's init configuration. With
+// SCALE_SCHEDULER_CONFIG (a KubeSchedulerConfiguration file) the scheduler
+// runs with --config set to a copy of it: a way to measure a scheduler
+// setting (percentageOfNodesToScore, plugin weights) against the
+// defaults. The file must name the scheduler's kubeconfig,
+// /etc/kubernetes/scheduler.conf, under clientConnection.
+func (r *run) initConfig() string {
+	cfg := r.node.InitConfigYAML()
+	f := os.Getenv("SCALE_SCHEDULER_CONFIG")
+	if f == "" {
+		return r.node.WriteConfigFile("init.yaml", cfg)
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		r.t.Fatalf("SCALE_SCHEDULER_CONFIG: %v", err)
+	}
+	p := r.node.WriteConfigFile("kube-scheduler-config.yaml", string(b))
+	r.res.Settings.SchedulerConfig = string(b)
+	const head = "kind: ClusterConfiguration\n"
+	if !strings.Contains(cfg, head) {
+		r.t.Fatalf("the test bed's init configuration has no ClusterConfiguration:\n%s", cfg)
+	}
+	return r.node.WriteConfigFile("init.yaml", strings.Replace(cfg, head, head+fmt.Sprintf(`scheduler:
+  extraArgs:
+  - name: config
+    value: %[1]s
+  extraVolumes:
+  - name: scheduler-config
+    hostPath: %[1]s
+    mountPath: %[1]s
+    readOnly: true
+    pathType: File
+`, p), 1))
 }
 
 // fastClient is a client for the run: protobuf, and a rate limit well
@@ -402,6 +443,7 @@ func (r *run) step(nodes int) bool {
 	r.loadSample(fmt.Sprintf("%d pods", s.Pods))
 	step := strconv.Itoa(nodes)
 	want := s.Pods - r.tr.podCount()
+	schedBefore, schedErr := r.schedulerMetrics()
 	start = time.Now()
 	if err := createDeployments(ctx, r.admin, step, want, r.cfg.perDeploy); err != nil {
 		return fail("creating deployments: %v", err)
@@ -410,6 +452,17 @@ func (r *run) step(nodes int) bool {
 		fail("only %d of %d pods Running after %v", r.tr.running(step), want, r.cfg.podTimeout)
 	}
 	r.tr.stepFigures(step, start, &s)
+	if schedErr == nil {
+		schedAfter, err := r.schedulerMetrics()
+		schedErr = err
+		if err == nil {
+			s.SchedulerMs = schedulerMs(schedBefore, schedAfter)
+			t.Logf("%d nodes: the scheduler's mean ms per attempt: %v", nodes, s.SchedulerMs)
+		}
+	}
+	if schedErr != nil {
+		t.Logf("%d nodes: the scheduler's metrics: %v", nodes, schedErr)
+	}
 	t.Logf("%d nodes: %d new pods scheduled in %.1f s, Running in %.1f s (%.0f created/s, %.0f bound/s); startup p50 %.2f s p99 %.2f s",
 		nodes, want, s.ScheduledSeconds, s.RunningSeconds, s.CreateRate, s.ScheduleRate, s.PodStartup.P50, s.PodStartup.P99)
 
@@ -499,6 +552,57 @@ func (r *run) metrics() (scrape, error) {
 		}
 	}
 	return s, nil
+}
+
+// schedulerMetrics reads the scheduler's /metrics: it listens on the
+// node's loopback only, so curl runs in the node with the admin's client
+// certificate (the scheduler authorizes /metrics through the API server).
+func (r *run) schedulerMetrics() ([]Histogram, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := r.node.Run(ctx, "curl", "-sSfk", "--max-time", "50", "--cert", r.adminCert, "--key", r.adminKey,
+		"https://127.0.0.1:"+strconv.Itoa(manifests.SchedulerPort)+"/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("curl the scheduler's /metrics: %v: %s", err, lastLines(out, 3))
+	}
+	var hs []Histogram
+	for _, name := range []string{"scheduler_scheduling_attempt_duration_seconds", "scheduler_framework_extension_point_duration_seconds"} {
+		h, err := ParseHistograms(strings.NewReader(out), name)
+		if err != nil {
+			return nil, err
+		}
+		hs = append(hs, h...)
+	}
+	return hs, nil
+}
+
+// schedulerMs is the mean time per attempt, in ms, over the attempts
+// between two scrapes: "attempt" for the whole of it, then each extension
+// point (the time of its calls divided by the attempts, so that the parts
+// add up).
+func schedulerMs(before, after []Histogram) map[string]float64 {
+	diff := DiffHistograms(before, after)
+	attempts := GroupHistograms(diff, func(l map[string]string) string {
+		if _, ok := l["extension_point"]; ok {
+			return ""
+		}
+		return "attempt"
+	})["attempt"]
+	if attempts.Count == 0 {
+		return nil
+	}
+	out := map[string]float64{"attempt": round2(attempts.Sum / attempts.Count * 1000)}
+	for ep, h := range GroupHistograms(diff, func(l map[string]string) string { return l["extension_point"] }) {
+		if ep != "" {
+			out[ep] = round2(h.Sum / attempts.Count * 1000)
+		}
+	}
+	return out
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func serverLatency(before, after scrape, key func(map[string]string) string) map[string]Latency {
