@@ -100,6 +100,12 @@ func (p Paths) AuditPolicyFile() string {
 	return filepath.Join(p.KubernetesDir, "apiserver", "audit-policy.yaml")
 }
 
+// SchedulerConfigFile is the scheduler's KubeSchedulerConfiguration
+// (kubeforge's own; a user's scheduler extraArgs config replaces it).
+func (p Paths) SchedulerConfigFile() string {
+	return filepath.Join(p.KubernetesDir, "scheduler", "config.yaml")
+}
+
 // AuditLogDir is where the apiserver writes its audit log.
 func (p Paths) AuditLogDir() string { return filepath.Join(p.LogDir, "audit") }
 

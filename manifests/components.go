@@ -55,6 +55,27 @@ type Component struct {
 	Health HealthSpec
 	// render builds the static pod for this node.
 	render func(*config.Config, Derived) *corev1.Pod
+	// files renders the configuration files its pod reads that depend on
+	// the configuration alone (the scheduler's --config); nil: none. The
+	// API server's own (encryption, authentication, audit, admission) are
+	// the control-plane phase's, which keeps an existing encryption key.
+	files func(*config.Config) ([]File, error)
+}
+
+// File is a file a component's pod reads: its path on the node, what it
+// is (for people) and its content.
+type File struct {
+	Path, What string
+	Data       []byte
+}
+
+// Files renders the component's configuration files, to be written before
+// its manifest (init, join and upgrade write them alike).
+func (c Component) Files(cfg *config.Config) ([]File, error) {
+	if c.files == nil {
+		return nil, nil
+	}
+	return c.files(cfg)
 }
 
 // No row runs on workers: a worker runs the kubelet and kube-proxy (a
@@ -68,7 +89,7 @@ var ControlPlane = []Component{
 	{Name: KubeControllerMgr, Phase: PhaseControlPlane, SubPhase: "controller-manager", Kubeconfig: "controller-manager.conf",
 		Health: controllerManagerHealth, render: func(c *config.Config, d Derived) *corev1.Pod { return controllerManagerPod(c, d.ExternalCAs) }},
 	{Name: KubeScheduler, Phase: PhaseControlPlane, SubPhase: "scheduler", Kubeconfig: "scheduler.conf",
-		Health: schedulerHealth, render: func(c *config.Config, _ Derived) *corev1.Pod { return schedulerPod(c) }},
+		Health: schedulerHealth, render: func(c *config.Config, _ Derived) *corev1.Pod { return schedulerPod(c) }, files: schedulerFiles},
 }
 
 // PhaseControlPlane is the phase that writes the manifests of the

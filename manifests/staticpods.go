@@ -415,27 +415,3 @@ func controllerManagerPod(c *config.Config, externalCAs []string) *corev1.Pod {
 	host, port := probeAt(controllerManagerHealth, flags, "127.0.0.1", ControllerManagerPort)
 	return pod(c, KubeControllerMgr, flags, port, probeSpec{host, "/healthz", "HTTPS"}, nil, v, cpu("200m"), env, nil)
 }
-
-func schedulerPod(c *config.Config) *corev1.Pod {
-	kubeconfig := c.Paths.Kubeconfig("scheduler.conf")
-	defaults := map[string]string{
-		"authentication-kubeconfig": kubeconfig,
-		"authorization-kubeconfig":  kubeconfig,
-		"bind-address":              "127.0.0.1",
-		"kube-api-burst":            "200",
-		"kube-api-qps":              "100",
-		"kubeconfig":                kubeconfig,
-		"leader-elect":              "true",
-		"leader-elect-retry-period": "500ms",
-		"profiling":                 "false",
-	}
-	var v vols
-	v.add("kubeconfig", kubeconfig, kubeconfig, true, corev1.HostPathFileOrCreate)
-	v.addExtra(c.Cluster.Scheduler.ExtraVolumes)
-	flags := args(defaults, c.Cluster.Scheduler.ExtraArgs)
-	host, port := probeAt(schedulerHealth, flags, "127.0.0.1", SchedulerPort)
-	probe := probeSpec{host, "/livez", "HTTPS"}
-	ready := probeSpec{host, "/readyz", "HTTPS"}
-	return pod(c, KubeScheduler, flags, port, probe, &ready, v,
-		cpu("100m"), envs(c.Cluster.Scheduler.ExtraEnvs), nil)
-}

@@ -285,8 +285,12 @@ func writeAPIServerConfig(n *Node, phase string) error {
 	return n.MkdirAll(phase, p.AuditLogDir(), 0o700)
 }
 
-// writeNodeManifest renders and writes one control-plane static pod manifest.
+// writeNodeManifest writes one control-plane component's configuration
+// files, then renders and writes its static pod manifest.
 func writeNodeManifest(n *Node, phase, component string) error {
+	if err := writeComponentFiles(n, phase, component); err != nil {
+		return err
+	}
 	pod, err := n.renderStaticPod(component)
 	if err != nil {
 		return err
@@ -296,6 +300,25 @@ func writeNodeManifest(n *Node, phase, component string) error {
 		return fmt.Errorf("render %s manifest: %w", component, err)
 	}
 	return n.WriteFile(phase, "static Pod manifest for "+component, n.Cfg.Paths.Manifest(component), data, 0o600, ShowContent)
+}
+
+// writeComponentFiles writes the configuration files of a component's
+// row in the control-plane table (the scheduler's --config).
+func writeComponentFiles(n *Node, phase, component string) error {
+	row, ok := manifests.Lookup(component)
+	if !ok {
+		return fmt.Errorf("no control-plane component %q", component)
+	}
+	files, err := row.Files(n.Cfg)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := n.WriteFile(phase, f.What, f.Path, f.Data, 0o600, ShowContent); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ensureEncryptionConfig writes the secrets-at-rest encryption config with

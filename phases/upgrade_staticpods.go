@@ -37,6 +37,13 @@ func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) er
 		return err
 	}
 	logical := d.Cfg.Paths.Manifest(component)
+	// Its configuration files first (a manifest from this version may
+	// name one that an older kubeforge did not write); the files stay if
+	// the manifest is rolled back (an older one without --config ignores
+	// them).
+	if err := writeComponentFiles(d.Node, phase, component); err != nil {
+		return err
+	}
 	if d.DryRun {
 		if bytes.Equal(cur, want) {
 			d.Out.Printf(phase, "%s is up to date", component)

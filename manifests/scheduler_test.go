@@ -1,0 +1,129 @@
+package manifests
+
+import (
+	"strings"
+	"testing"
+
+	schedulerconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
+	schedulerscheme "k8s.io/kubernetes/pkg/scheduler/apis/config/scheme"
+	schedulervalidation "k8s.io/kubernetes/pkg/scheduler/apis/config/validation"
+)
+
+// decodeSchedulerConfig reads a configuration as kube-scheduler --config
+// does (strict decoding, defaulting) and validates it as it does.
+func decodeSchedulerConfig(t *testing.T, b []byte) *schedulerconfig.KubeSchedulerConfiguration {
+	t.Helper()
+	obj, _, err := schedulerscheme.Codecs.UniversalDecoder().Decode(b, nil, nil)
+	if err != nil {
+		t.Fatalf("the scheduler cannot read its configuration: %v\n%s", err, b)
+	}
+	cfg, ok := obj.(*schedulerconfig.KubeSchedulerConfiguration)
+	if !ok {
+		t.Fatalf("decoded a %T", obj)
+	}
+	if err := schedulervalidation.ValidateKubeSchedulerConfiguration(cfg); err != nil {
+		t.Fatalf("the scheduler refuses its configuration: %v\n%s", err, b)
+	}
+	return cfg
+}
+
+func TestSchedulerConfigGolden(t *testing.T) {
+	c := testConfig(t)
+	b, err := SchedulerConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "kube-scheduler-config.yaml", b)
+	cfg := decodeSchedulerConfig(t, b)
+	if cfg.PercentageOfNodesToScore == nil || *cfg.PercentageOfNodesToScore != SchedulerPercentageOfNodesToScore {
+		t.Errorf("percentageOfNodesToScore %v, want %d", cfg.PercentageOfNodesToScore, SchedulerPercentageOfNodesToScore)
+	}
+	cc := cfg.ClientConnection
+	if cc.Kubeconfig != "/etc/kubernetes/scheduler.conf" || cc.QPS != 100 || cc.Burst != 200 {
+		t.Errorf("client connection %+v", cc)
+	}
+	le := cfg.LeaderElection
+	if !le.LeaderElect || le.RetryPeriod.Duration.String() != "500ms" || le.ResourceName != "kube-scheduler" {
+		t.Errorf("leader election %+v", le)
+	}
+	if cfg.EnableProfiling {
+		t.Error("profiling on")
+	}
+	// The pod reads it from where the phases write it.
+	p, _ := StaticPod(c, KubeScheduler, Derived{})
+	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
+	if !strings.Contains(cmd, "--config="+c.Paths.SchedulerConfigFile()) {
+		t.Errorf("the scheduler runs without its file: %s", cmd)
+	}
+	row, _ := Lookup(KubeScheduler)
+	files, err := row.Files(c)
+	if err != nil || len(files) != 1 || files[0].Path != c.Paths.SchedulerConfigFile() || string(files[0].Data) != string(b) {
+		t.Errorf("the scheduler row's files: %v %+v", err, files)
+	}
+}
+
+// A kubeadm user's extraArgs that the scheduler ignores next to --config
+// go into the file; the others stay flags.
+func TestSchedulerConfigTakesFileFlags(t *testing.T) {
+	c := testConfig(t)
+	c.Cluster.Scheduler.ExtraArgs = append(c.Cluster.Scheduler.ExtraArgs, argOf("kube-api-qps", "250"), argOf("kube-api-burst", "500"),
+		argOf("profiling", "true"), argOf("kubeconfig", "/etc/kubernetes/other.conf"), argOf("v", "3"))
+	b, err := SchedulerConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := decodeSchedulerConfig(t, b)
+	if cc := cfg.ClientConnection; cc.QPS != 250 || cc.Burst != 500 || cc.Kubeconfig != "/etc/kubernetes/other.conf" || !cfg.EnableProfiling {
+		t.Errorf("extraArgs not in the file: %+v profiling %v", cc, cfg.EnableProfiling)
+	}
+	p, _ := StaticPod(c, KubeScheduler, Derived{})
+	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
+	if strings.Contains(cmd, "kube-api-qps") || strings.Contains(cmd, "--profiling") || strings.Contains(cmd, "--kubeconfig") || !strings.Contains(cmd, "--v=3") {
+		t.Errorf("flags: %s", cmd)
+	}
+
+	c.Cluster.Scheduler.ExtraArgs = append(c.Cluster.Scheduler.ExtraArgs, argOf("kube-api-burst", "lots"))
+	if _, err := SchedulerConfig(c); err == nil || !strings.Contains(err.Error(), "scheduler.extraArgs kube-api-burst") {
+		t.Errorf("a bad kube-api-burst: %v", err)
+	}
+	if _, err := row(t).Files(c); err == nil {
+		t.Error("the row's files took a bad kube-api-burst")
+	}
+}
+
+// The user's own --config: no file of kubeforge's, kubeforge's settings
+// as flags as before, the user's volume.
+func TestSchedulerUserConfig(t *testing.T) {
+	c := testConfig(t)
+	c.Cluster.Scheduler.ExtraArgs = append(c.Cluster.Scheduler.ExtraArgs, argOf("config", "/etc/kubernetes/mine.yaml"))
+	if b, err := SchedulerConfig(c); b != nil || err != nil {
+		t.Errorf("a file of kubeforge's next to the user's: %v\n%s", err, b)
+	}
+	if files, err := row(t).Files(c); len(files) != 0 || err != nil {
+		t.Errorf("files %v %v", files, err)
+	}
+	p, _ := StaticPod(c, KubeScheduler, Derived{})
+	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
+	for _, want := range []string{"--config=/etc/kubernetes/mine.yaml", "--kube-api-qps=100", "--leader-elect=true", "--kubeconfig=/etc/kubernetes/scheduler.conf"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("lacks %s: %s", want, cmd)
+		}
+	}
+	if strings.Count(cmd, "--config=") != 1 {
+		t.Errorf("two --config: %s", cmd)
+	}
+	for _, v := range p.Spec.Volumes {
+		if v.Name == "scheduler-config" {
+			t.Errorf("kubeforge's file mounted next to the user's: %+v", v)
+		}
+	}
+}
+
+func row(t *testing.T) Component {
+	t.Helper()
+	r, ok := Lookup(KubeScheduler)
+	if !ok {
+		t.Fatal("no scheduler row")
+	}
+	return r
+}
