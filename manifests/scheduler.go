@@ -139,9 +139,13 @@ func schedulerPod(c *config.Config) *corev1.Pod {
 		if b, err := SchedulerConfig(c); err == nil {
 			annotations = map[string]string{SchedulerConfigHashAnnotation: shortHash(b)}
 		}
+		// --profiling stays on the command line too, with the file's
+		// value: the scheduler ignores it next to --config, but auditors
+		// read it there (CIS 1.4.1, kube-bench's check, reads ps).
+		defaults["profiling"] = "false"
 		extra = nil
 		for _, a := range c.Cluster.Scheduler.ExtraArgs {
-			if !schedulerFileFlags[a.Name] {
+			if !schedulerFileFlags[a.Name] || a.Name == "profiling" {
 				extra = append(extra, a)
 			}
 		}

@@ -4,9 +4,13 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	schedulerconfig "k8s.io/kubernetes/pkg/scheduler/apis/config"
 	schedulerscheme "k8s.io/kubernetes/pkg/scheduler/apis/config/scheme"
 	schedulervalidation "k8s.io/kubernetes/pkg/scheduler/apis/config/validation"
+
+	"github.com/kubeforge/kubeforge/config"
 )
 
 // decodeSchedulerConfig reads a configuration as kube-scheduler --config
@@ -49,6 +53,11 @@ func TestSchedulerConfigGolden(t *testing.T) {
 	if cfg.EnableProfiling {
 		t.Error("profiling on")
 	}
+	// CIS 1.4.1 (kube-bench reads the command line): --profiling=false
+	// there too, though the scheduler reads the file's.
+	if cmd := strings.Join(mustPod(t, c).Spec.Containers[0].Command, " "); !strings.Contains(cmd, "--profiling=false") {
+		t.Errorf("no --profiling=false on the command line: %s", cmd)
+	}
 	// The pod reads it from where the phases write it.
 	p, _ := StaticPod(c, KubeScheduler, Derived{})
 	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
@@ -78,7 +87,8 @@ func TestSchedulerConfigTakesFileFlags(t *testing.T) {
 	}
 	p, _ := StaticPod(c, KubeScheduler, Derived{})
 	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
-	if strings.Contains(cmd, "kube-api-qps") || strings.Contains(cmd, "--profiling") || strings.Contains(cmd, "--kubeconfig") || !strings.Contains(cmd, "--v=3") {
+	if strings.Contains(cmd, "kube-api-qps") || strings.Contains(cmd, "--kubeconfig") || !strings.Contains(cmd, "--v=3") ||
+		strings.Count(cmd, "--profiling") != 1 || !strings.Contains(cmd, "--profiling=true") {
 		t.Errorf("flags: %s", cmd)
 	}
 
@@ -117,6 +127,15 @@ func TestSchedulerUserConfig(t *testing.T) {
 			t.Errorf("kubeforge's file mounted next to the user's: %+v", v)
 		}
 	}
+}
+
+func mustPod(t *testing.T, c *config.Config) *corev1.Pod {
+	t.Helper()
+	p, err := StaticPod(c, KubeScheduler, Derived{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func row(t *testing.T) Component {
