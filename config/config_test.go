@@ -116,6 +116,8 @@ func TestBadFiles(t *testing.T) {
 		{"kubelet unknown", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nfooBar: 1\n", []string{"fooBar"}},
 		{"bad cert SAN", head + "apiServer:\n  certSANs: [\"bad_name!\"]\n", []string{"apiServer.certSANs[0]", "bad_name!"}},
 		{"extraArgs dashes", head + "apiServer:\n  extraArgs:\n  - name: --v\n    value: \"2\"\n", []string{"apiServer.extraArgs[0].name"}},
+		{"scheduler extraArg for its file", head + "scheduler:\n  extraArgs:\n  - name: kube-api-burst\n    value: lots\n", []string{"scheduler.extraArgs[0].value", "kube-api-burst", "not a valid value"}},
+		{"scheduler profiling", head + "scheduler:\n  extraArgs:\n  - name: profiling\n    value: maybe\n", []string{"scheduler.extraArgs[0].value", "--profiling"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, tc.content)

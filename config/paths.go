@@ -100,10 +100,12 @@ func (p Paths) AuditPolicyFile() string {
 	return filepath.Join(p.KubernetesDir, "apiserver", "audit-policy.yaml")
 }
 
-// SchedulerConfigFile is the scheduler's KubeSchedulerConfiguration
-// (kubeforge's own; a user's scheduler extraArgs config replaces it).
-func (p Paths) SchedulerConfigFile() string {
-	return filepath.Join(p.KubernetesDir, "scheduler", "config.yaml")
+// SchedulerConfigDir holds the scheduler's KubeSchedulerConfiguration
+// files (kubeforge's own; a user's scheduler extraArgs config replaces
+// them), each named by its content's hash, so that the manifest an
+// upgrade rolls back to finds its own file.
+func (p Paths) SchedulerConfigDir() string {
+	return filepath.Join(p.KubernetesDir, "scheduler")
 }
 
 // AuditLogDir is where the apiserver writes its audit log.

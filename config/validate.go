@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -242,6 +243,11 @@ func (c *Config) validateComponent(path string, cp v1beta4.ControlPlaneComponent
 		if a.Name == "" || strings.HasPrefix(a.Name, "-") {
 			add(fmt.Sprintf("%s.extraArgs[%d].name", path, i), "%q: give the flag name without dashes", a.Name)
 		}
+		if path == "ClusterConfiguration.scheduler" {
+			if err := CheckSchedulerFileArg(a.Name, a.Value); err != nil {
+				add(fmt.Sprintf("%s.extraArgs[%d].value", path, i), "%s=%q: %v", a.Name, a.Value, err)
+			}
+		}
 	}
 	for i, v := range cp.ExtraVolumes {
 		p := fmt.Sprintf("%s.extraVolumes[%d]", path, i)
@@ -260,6 +266,31 @@ func (c *Config) validateComponent(path string, cp v1beta4.ControlPlaneComponent
 			add(fmt.Sprintf("%s.extraEnvs[%d].name", path, i), "must be set")
 		}
 	}
+}
+
+// CheckSchedulerFileArg checks the value of a scheduler extraArg that
+// kubeforge moves into the scheduler's configuration file (the scheduler
+// would have parsed it as a flag): kube-api-qps a number, kube-api-burst
+// an integer, profiling and contention-profiling true or false. Other
+// names are not checked.
+func CheckSchedulerFileArg(name, value string) error {
+	var err error
+	switch name {
+	case "kube-api-qps":
+		_, err = strconv.ParseFloat(value, 32)
+	case "kube-api-burst":
+		_, err = strconv.ParseInt(value, 0, 32)
+	case "profiling", "contention-profiling":
+		_, err = strconv.ParseBool(value)
+	}
+	if err != nil {
+		var ne *strconv.NumError
+		if errors.As(err, &ne) {
+			err = ne.Err
+		}
+		return fmt.Errorf("not a valid value for --%s (%v)", name, err)
+	}
+	return nil
 }
 
 // parseCIDRs parses one CIDR or a dual-stack pair "v4,v6".

@@ -192,7 +192,7 @@ func (n *Node) KillAll(timeout time.Duration) error {
 		if !logged && time.Since(start) > 15*time.Second && time.Now().Before(deadline) {
 			logged = true
 			for _, p := range procs {
-				n.bed.logf("node %s: pid %d still exits %v after SIGKILL (%s); waiting up to %v", n.Name, p.PID,
+				n.bed.logf("node %s: pid %d has not ended %v after SIGKILL (%s); waiting up to %v", n.Name, p.PID,
 					time.Since(start).Round(time.Second), stuckIn(p.PID), timeout)
 			}
 		}

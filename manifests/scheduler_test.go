@@ -61,12 +61,13 @@ func TestSchedulerConfigGolden(t *testing.T) {
 	// The pod reads it from where the phases write it.
 	p, _ := StaticPod(c, KubeScheduler, Derived{})
 	cmd := strings.Join(p.Spec.Containers[0].Command, " ")
-	if !strings.Contains(cmd, "--config="+c.Paths.SchedulerConfigFile()) {
+	file := SchedulerConfigFile(c.Paths, b)
+	if !strings.HasPrefix(file, "/etc/kubernetes/scheduler/config-") || !strings.Contains(cmd, "--config="+file) {
 		t.Errorf("the scheduler runs without its file: %s", cmd)
 	}
 	row, _ := Lookup(KubeScheduler)
 	files, err := row.Files(c)
-	if err != nil || len(files) != 1 || files[0].Path != c.Paths.SchedulerConfigFile() || string(files[0].Data) != string(b) {
+	if err != nil || len(files) != 1 || files[0].Path != file || string(files[0].Data) != string(b) {
 		t.Errorf("the scheduler row's files: %v %+v", err, files)
 	}
 }
@@ -76,13 +77,13 @@ func TestSchedulerConfigGolden(t *testing.T) {
 func TestSchedulerConfigTakesFileFlags(t *testing.T) {
 	c := testConfig(t)
 	c.Cluster.Scheduler.ExtraArgs = append(c.Cluster.Scheduler.ExtraArgs, argOf("kube-api-qps", "250"), argOf("kube-api-burst", "500"),
-		argOf("profiling", "true"), argOf("kubeconfig", "/etc/kubernetes/other.conf"), argOf("v", "3"))
+		argOf("profiling", "true"), argOf("kubeconfig", "/etc/kubernetes/other.conf"), argOf("v", "3"), argOf("contention-profiling", "true"))
 	b, err := SchedulerConfig(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := decodeSchedulerConfig(t, b)
-	if cc := cfg.ClientConnection; cc.QPS != 250 || cc.Burst != 500 || cc.Kubeconfig != "/etc/kubernetes/other.conf" || !cfg.EnableProfiling {
+	if cc := cfg.ClientConnection; cc.QPS != 250 || cc.Burst != 500 || cc.Kubeconfig != "/etc/kubernetes/other.conf" || !cfg.EnableProfiling || !cfg.EnableContentionProfiling {
 		t.Errorf("extraArgs not in the file: %+v profiling %v", cc, cfg.EnableProfiling)
 	}
 	p, _ := StaticPod(c, KubeScheduler, Derived{})
@@ -98,6 +99,21 @@ func TestSchedulerConfigTakesFileFlags(t *testing.T) {
 	}
 	if _, err := row(t).Files(c); err == nil {
 		t.Error("the row's files took a bad kube-api-burst")
+	}
+}
+
+// Another configuration is another file: the manifest of before (an
+// upgrade's rollback) still finds its own.
+func TestSchedulerConfigFileFollowsContent(t *testing.T) {
+	c := testConfig(t)
+	a, _ := SchedulerConfig(c)
+	c.Cluster.Scheduler.ExtraArgs = append(c.Cluster.Scheduler.ExtraArgs, argOf("kube-api-qps", "300"))
+	b, _ := SchedulerConfig(c)
+	if SchedulerConfigFile(c.Paths, a) == SchedulerConfigFile(c.Paths, b) {
+		t.Errorf("two configurations, one file %s", SchedulerConfigFile(c.Paths, a))
+	}
+	if cmd := strings.Join(mustPod(t, c).Spec.Containers[0].Command, " "); !strings.Contains(cmd, "--config="+SchedulerConfigFile(c.Paths, b)) {
+		t.Errorf("the pod does not read the new file: %s", cmd)
 	}
 }
 
@@ -123,7 +139,7 @@ func TestSchedulerUserConfig(t *testing.T) {
 		t.Errorf("two --config: %s", cmd)
 	}
 	for _, v := range p.Spec.Volumes {
-		if v.Name == "scheduler-config" {
+		if v.Name == "kubeforge-scheduler-config" {
 			t.Errorf("kubeforge's file mounted next to the user's: %+v", v)
 		}
 	}

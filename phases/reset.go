@@ -222,7 +222,7 @@ func (d *ResetData) resetPaths() []string {
 	p := d.Cfg.Paths
 	dataDir, _ := etcdDataDir(d.Paths, p)
 	remove := []string{
-		p.ManifestsDir, p.CertDir, filepath.Dir(p.AuthnConfigFile()), filepath.Dir(p.SchedulerConfigFile()),
+		p.ManifestsDir, p.CertDir, filepath.Dir(p.AuthnConfigFile()), p.SchedulerConfigDir(),
 		p.Kubeconfig("admin.conf"), p.Kubeconfig("super-admin.conf"), p.Kubeconfig("kubelet.conf"),
 		p.Kubeconfig("bootstrap-kubelet.conf"),
 		p.KubeletDir, dataDir, d.localPathRoot(), p.StateDir, p.RunDir, p.LogDir,

@@ -38,9 +38,8 @@ func (d *UpgradeData) replaceStaticPod(ctx context.Context, component string) er
 	}
 	logical := d.Cfg.Paths.Manifest(component)
 	// Its configuration files first (a manifest from this version may
-	// name one that an older kubeforge did not write); the files stay if
-	// the manifest is rolled back (an older one without --config ignores
-	// them).
+	// name one that an older kubeforge did not write). They are named by
+	// their content, so a rolled-back manifest still finds its own.
 	if err := writeComponentFiles(d.Node, phase, component); err != nil {
 		return err
 	}

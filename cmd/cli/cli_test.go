@@ -166,6 +166,12 @@ func TestInitPhasesProduceEveryFileIdempotently(t *testing.T) {
 		}
 	}
 	verifyCerts(t, filepath.Join(root, "etc/kubernetes/pki"))
+	// The scheduler's configuration, named by its content's hash.
+	if m, _ := filepath.Glob(filepath.Join(root, "etc/kubernetes/scheduler/config-*.yaml")); len(m) != 1 {
+		t.Errorf("scheduler configuration files: %v, want one", m)
+	} else if st, err := os.Stat(m[0]); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v %v, want mode 0600", m[0], st, err)
+	}
 
 	before := snapshot(t, root)
 	time.Sleep(20 * time.Millisecond)
