@@ -416,8 +416,14 @@ func (b *Bed) RemoveRecord() error {
 
 // Leftovers lists what of the bed is still on the host: links, network
 // namespaces, cgroup directories, the directory, mounts, processes of its
-// nodes. Empty after a complete Destroy.
-func (b *Bed) Leftovers() []string {
+// nodes. Empty after a complete Destroy. removalStart is when the bed's
+// removal began (zero: not removed): the kernel gives the inode number of
+// a freed namespace to the next one made, so after the removal a process
+// that started later than it, in a namespace with one of the bed's
+// numbers, is in another bed's new namespace, not a leftover (every
+// process of the bed's own that started during the removal was killed
+// while the holder still pinned its namespaces).
+func (b *Bed) Leftovers(removalStart time.Time) []string {
 	var left []string
 	out, _ := outputHost("ip", "-o", "link", "show")
 	for _, line := range strings.Split(out, "\n") {
@@ -453,6 +459,9 @@ func (b *Bed) Leftovers() []string {
 	}
 	for _, n := range b.Nodes() {
 		for _, p := range n.Processes() {
+			if !removalStart.IsZero() && startedAfter(p.PID, removalStart) {
+				continue
+			}
 			left = append(left, "process "+p.String())
 		}
 		if n.holder.alive() {

@@ -304,10 +304,11 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 			return
 		}
 		c.printf("[cluster] Creation failed; removing what was made of cluster %s\n", o.Name)
+		removal := time.Now()
 		for _, e := range bed.DestroyParallel(true) {
 			c.printf("[cluster] cleanup: %v\n", e)
 		}
-		if left := bed.Leftovers(); len(left) > 0 {
+		if left := bed.Leftovers(removal); len(left) > 0 {
 			c.printf("[cluster] cleanup left on the host (remove by hand):\n  %s\n", strings.Join(left, "\n  "))
 		}
 		if merged {
@@ -761,7 +762,7 @@ func (c *Clusters) Delete(name string) error {
 	bed.logf = func(format string, args ...any) { c.printf("[cluster] "+format+"\n", args...) }
 	start := time.Now()
 	errs := bed.DestroyParallel(true)
-	if left := bed.Leftovers(); len(left) > 0 {
+	if left := bed.Leftovers(start); len(left) > 0 {
 		errs = append(errs, fmt.Errorf("left on the host:\n  %s", strings.Join(left, "\n  ")))
 	}
 	if err := RemoveKubeconfigContext(c.Kubeconfig, name); err != nil {

@@ -465,3 +465,15 @@ func TestKubectlBound(t *testing.T) {
 		}
 	}
 }
+
+func TestStartedAfter(t *testing.T) {
+	if startedAfter(os.Getpid(), time.Now().Add(time.Minute)) {
+		t.Error("this process started after a minute from now")
+	}
+	if !startedAfter(os.Getpid(), time.Now().Add(-24*365*time.Hour)) {
+		t.Error("this process did not start after a year ago")
+	}
+	if startedAfter(1<<30, time.Time{}) {
+		t.Error("a missing process started after")
+	}
+}

@@ -210,6 +210,40 @@ func (n *Node) KillAll(timeout time.Duration) error {
 	}
 }
 
+// startedAfter reports whether process pid started after t (to the
+// kernel's 10 ms clock tick; false when it cannot tell).
+func startedAfter(pid int, t time.Time) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// starttime, in clock ticks since boot, is the 22nd field; the
+	// fields after the command's closing parenthesis start at the 3rd.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 20 {
+		return false
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64)
+	if err != nil {
+		return false
+	}
+	up, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return false
+	}
+	fu := strings.Fields(string(up))
+	if len(fu) == 0 {
+		return false
+	}
+	uptime, err := strconv.ParseFloat(fu[0], 64)
+	if err != nil {
+		return false
+	}
+	// USER_HZ is 100 on every Linux architecture kubeforge builds for.
+	startedAgo := time.Duration((uptime - float64(ticks)/100) * float64(time.Second))
+	return time.Now().Add(-startedAgo).After(t)
+}
+
 // stuckIn says what keeps a killed process from ending: its threads by
 // state and, for those in uninterruptible sleep (D), the kernel function
 // they wait in and the top of their kernel stack.

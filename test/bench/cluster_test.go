@@ -84,7 +84,7 @@ func (b *bench) clusterBench(t *testing.T) {
 			continue
 		}
 		cr.DeleteSeconds = append(cr.DeleteSeconds, round3(time.Since(start).Seconds()))
-		if left := localcluster.OpenBed(rec, nil, nil).Leftovers(); len(left) > 0 {
+		if left := localcluster.OpenBed(rec, nil, nil).Leftovers(start); len(left) > 0 {
 			problem("delete %s left: %s", name, strings.Join(left, "; "))
 		}
 	}

@@ -350,7 +350,7 @@ func TestClusterCommand(t *testing.T) {
 			out := must(t, 3*time.Minute, "delete", name)
 			t.Logf("kubeforge cluster delete %s (%v):\n%s", name, time.Since(start).Round(10*time.Millisecond), out)
 			bed := localcluster.OpenBed(rec, nil, nil)
-			if left := bed.Leftovers(); len(left) > 0 {
+			if left := bed.Leftovers(start); len(left) > 0 {
 				t.Errorf("cluster %s left:\n%s", name, strings.Join(left, "\n"))
 			}
 			if out, _ := exec.Command("ip", "-o", "link", "show").CombinedOutput(); strings.Contains(string(out), rec.Bridge) {
