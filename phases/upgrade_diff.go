@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/pmezard/go-difflib/difflib"
 
@@ -11,8 +12,9 @@ import (
 )
 
 // Diff writes the unified diff of every file an upgrade of this node
-// rewrites: the static Pod manifests (on a control-plane node) and the
-// kubelet configuration. It returns the number of files that differ.
+// rewrites: the static Pod manifests and the components' configuration
+// files (on a control-plane node) and the kubelet configuration. It
+// returns the number of files that differ.
 func (d *UpgradeData) Diff(w io.Writer) (int, error) {
 	type pair struct {
 		path      string
@@ -24,6 +26,15 @@ func (d *UpgradeData) Diff(w io.Writer) (int, error) {
 			cur, want, err := d.manifestPair(c)
 			if err != nil {
 				return 0, err
+			}
+			row, _ := manifests.Lookup(c)
+			files, err := row.Files(d.Cfg)
+			if err != nil {
+				return 0, err
+			}
+			for _, f := range files {
+				old, _ := os.ReadFile(d.Paths.Host(f.Path))
+				pairs = append(pairs, pair{f.Path, old, f.Data})
 			}
 			pairs = append(pairs, pair{d.Cfg.Paths.Manifest(c), cur, want})
 		}

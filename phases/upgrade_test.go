@@ -188,6 +188,11 @@ func TestUpgradeDiff(t *testing.T) {
 		}
 		b, _ := manifests.MarshalPod(pod)
 		write(cfg.Paths.Manifest(c), b)
+		row, _ := manifests.Lookup(c)
+		files, _ := row.Files(cfg)
+		for _, f := range files {
+			write(f.Path, f.Data)
+		}
 	}
 	kc, _ := manifests.KubeletConfig(cfg)
 	write(cfg.Paths.KubeletConfigFile(), kc)
@@ -221,5 +226,17 @@ func TestUpgradeDiff(t *testing.T) {
 	out.Reset()
 	if n, _ := d.Diff(&out); n != 0 {
 		t.Errorf("after the upgrade %d files differ:\n%s", n, out.String())
+	}
+	// A component's configuration file the upgrade would write (a node
+	// made by a kubeforge before the file) is in the diff.
+	row, _ := manifests.Lookup(manifests.KubeScheduler)
+	files, _ := row.Files(cfg)
+	if len(files) != 1 {
+		t.Fatalf("the scheduler's files: %v", files)
+	}
+	os.Remove(cfg.Paths.Host(files[0].Path))
+	out.Reset()
+	if n, _ := d.Diff(&out); n != 1 || !strings.Contains(out.String(), files[0].Path) || !strings.Contains(out.String(), "+percentageOfNodesToScore: 10") {
+		t.Errorf("without the scheduler's file %d files differ:\n%s", n, out.String())
 	}
 }
