@@ -210,16 +210,22 @@ func (n *Node) KillAll(timeout time.Duration) error {
 	}
 }
 
+// statFields reads a /proc stat file and returns its fields from the 3rd
+// (the state) on: those after the command's closing parenthesis, since a
+// command may hold spaces and parentheses. nil when it cannot be read.
+func statFields(path string) []string {
+	stat, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+}
+
 // startedAfter reports whether process pid started after t (to the
 // kernel's 10 ms clock tick; false when it cannot tell).
 func startedAfter(pid int, t time.Time) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// starttime, in clock ticks since boot, is the 22nd field; the
-	// fields after the command's closing parenthesis start at the 3rd.
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	// starttime, in clock ticks since boot, is the 22nd field.
+	f := statFields(fmt.Sprintf("/proc/%d/stat", pid))
 	if len(f) < 20 {
 		return false
 	}
@@ -256,12 +262,7 @@ func stuckIn(pid int) string {
 	var waits []string
 	for _, t := range tasks {
 		dir := fmt.Sprintf("/proc/%d/task/%s", pid, t.Name())
-		stat, err := os.ReadFile(dir + "/stat")
-		if err != nil {
-			continue
-		}
-		// The state follows the command's closing parenthesis.
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		f := statFields(dir + "/stat")
 		if len(f) == 0 {
 			continue
 		}
