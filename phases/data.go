@@ -122,7 +122,7 @@ func (n *Node) WriteFile(phase, what, logical string, data []byte, mode fs.FileM
 	}
 	e := progress.Event{Phase: phase, Path: logical, Action: res.String(), Seconds: progress.Seconds(time.Since(start))}
 	switch {
-	case n.DryRun:
+	case n.DryRun && res != fsutil.Unchanged:
 		e.Action = "would-write"
 		e.Message = fmt.Sprintf("Would write %s to %q (mode %04o)", what, logical, mode.Perm())
 		if show {

@@ -249,7 +249,7 @@ func NewUpgradeData(ctx context.Context, o UpgradeOptions) (*UpgradeData, error)
 	if o.DryRun {
 		// A dry run reads the real files and writes into the scratch root:
 		// copy what the phases compare against.
-		for _, f := range append(manifestFiles(cfg.Paths), p.KubeletConfigFile()) {
+		for _, f := range append(append(manifestFiles(cfg.Paths), componentFilePaths(cfg)...), p.KubeletConfigFile()) {
 			if b, err := os.ReadFile(p.Host(f)); err == nil {
 				_ = os.MkdirAll(filepath.Dir(n.Paths.Host(f)), 0o700)
 				_ = os.WriteFile(n.Paths.Host(f), b, 0o600)
@@ -268,6 +268,23 @@ func manifestFiles(p config.Paths) []string {
 	var out []string
 	for _, c := range manifests.ControlPlaneComponents {
 		out = append(out, p.Manifest(c))
+	}
+	return out
+}
+
+// componentFilePaths are the configuration files this binary renders for
+// the control-plane components (the scheduler's --config).
+func componentFilePaths(cfg *config.Config) []string {
+	var out []string
+	for _, c := range manifests.ControlPlaneComponents {
+		row, _ := manifests.Lookup(c)
+		files, err := row.Files(cfg)
+		if err != nil {
+			continue
+		}
+		for _, f := range files {
+			out = append(out, f.Path)
+		}
 	}
 	return out
 }

@@ -248,6 +248,7 @@ func (d *UpgradeData) localChanges() []string {
 			if !bytes.Equal(cur, want) {
 				out = append(out, fmt.Sprintf("replace the %s static Pod (%s → %s)", c, manifestImageTag(cur), version.Version))
 			}
+			out = append(out, d.componentFileChanges(c)...)
 		}
 	}
 	if cur, want, err := d.kubeletConfigPair(); err == nil && !bytes.Equal(cur, want) {
@@ -257,6 +258,24 @@ func (d *UpgradeData) localChanges() []string {
 		out = append(out, "restart the node service (containerd, kubelet) on "+d.executable())
 	} else if err != nil {
 		out = append(out, "start the node service: "+err.Error())
+	}
+	return out
+}
+
+// componentFileChanges lists a component's configuration files that are
+// missing or differ on disk (a manifest names its file by content, so a
+// changed file changes the manifest too; a deleted one does not).
+func (d *UpgradeData) componentFileChanges(component string) []string {
+	row, _ := manifests.Lookup(component)
+	files, err := row.Files(d.Cfg)
+	if err != nil {
+		return []string{fmt.Sprintf("%s: %v", component, err)}
+	}
+	var out []string
+	for _, f := range files {
+		if cur, err := os.ReadFile(d.Paths.Host(f.Path)); err != nil || !bytes.Equal(cur, f.Data) {
+			out = append(out, "write "+f.Path+" ("+f.What+")")
+		}
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/internal/version"
 	"github.com/kubeforge/kubeforge/manifests"
 )
@@ -238,5 +239,19 @@ func TestUpgradeDiff(t *testing.T) {
 	out.Reset()
 	if n, _ := d.Diff(&out); n != 1 || !strings.Contains(out.String(), files[0].Path) || !strings.Contains(out.String(), "+percentageOfNodesToScore: 10") {
 		t.Errorf("without the scheduler's file %d files differ:\n%s", n, out.String())
+	}
+	if changes := d.localChanges(); len(changes) != 2 || !strings.Contains(changes[0], "write "+files[0].Path) {
+		t.Errorf("local changes without the scheduler's file: %q", changes)
+	}
+	// A dry run that meets the file as this build renders it keeps it and
+	// says so (not "Would write").
+	write(files[0].Path, files[0].Data)
+	var buf bytes.Buffer
+	dry := &Node{Cfg: cfg, Paths: cfg.Paths, Out: progress.New(&buf, false), DryRun: true}
+	if err := writeComponentFiles(dry, "upgrade/control-plane", manifests.KubeScheduler); err != nil {
+		t.Fatal(err)
+	}
+	if got := buf.String(); strings.Contains(got, "Would write") || !strings.Contains(got, "Using existing") {
+		t.Errorf("a dry run over an unchanged scheduler file said:\n%s", got)
 	}
 }

@@ -144,10 +144,12 @@ func TestCertificateRenewal(t *testing.T) {
 			return ""
 		})
 		t.Logf("everything renewed %v after the first check", took.Round(time.Second))
-		// The restarted controller-manager and scheduler are back.
-		poll(t, 90*time.Second, "control plane Ready after the renewals", c.controlPlaneReady)
+		// The restarted controller-manager and scheduler are back (3 min:
+		// on a loaded CI machine a restart alone has taken a minute).
+		poll(t, 3*time.Minute, "control plane Ready after the renewals", c.controlPlaneReady)
 		worst, failures, requests := loop.stop()
-		t.Logf("API request loop: %d requests, %d failed, longest failure %v", requests, failures, worst.Round(10*time.Millisecond))
+		t.Logf("API request loop: %d requests, %d failed, longest run of failures %v, slowest answer %v, last error %q",
+			requests, failures, worst.Round(10*time.Millisecond), loop.slowest.Round(10*time.Millisecond), loop.lastErr)
 		if worst > time.Second {
 			t.Errorf("the API was unavailable for %v during renewal, want at most 1s", worst)
 		}
@@ -294,7 +296,11 @@ func httpDo(t *testing.T, method, url string) (string, int) {
 // apiLoop sends an authenticated request to the node's API server every
 // 100 ms, each on a new TLS connection (so that every handshake meets the
 // current serving certificate), with the client certificate admin.conf
-// holds at that moment, and measures the longest run of failures.
+// holds at that moment, and measures the longest run of failures: from the
+// start of the first failed request to the end of the next successful one.
+// A request without an answer in 5 s is a failure; a slower answer that
+// comes is not (on a CI machine at load 50 a TLS handshake alone can take
+// over a second), and is reported as the slowest answer.
 type apiLoop struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -302,6 +308,7 @@ type apiLoop struct {
 
 	mu       sync.Mutex
 	worst    time.Duration
+	slowest  time.Duration
 	failures int
 	requests int
 	lastErr  string
@@ -333,7 +340,7 @@ func startAPILoop(t *testing.T, n *testbed.Node) *apiLoop {
 					l.worst = max(l.worst, end.Sub(failingSince))
 					failingSince = time.Time{}
 				}
-				l.worst = max(l.worst, end.Sub(began)) // a slow answer counts too
+				l.slowest = max(l.slowest, end.Sub(began))
 			}
 			l.mu.Unlock()
 			select {
