@@ -18,7 +18,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/hosttools"
-	"github.com/kubeforge/kubeforge/components/podnet"
+	"github.com/kubeforge/kubeforge/components/podnet/ipam"
 	"github.com/kubeforge/kubeforge/internal/gctune"
 	"github.com/kubeforge/kubeforge/internal/version"
 )
@@ -47,8 +47,8 @@ func Multicall(args []string) (code int, handled bool) {
 	if containerd.IsShim(args) {
 		return containerd.ShimMain(args), true
 	}
-	if podnet.IsIPAM(args) {
-		return podnet.IPAMMain(args), true
+	if ipam.Is(args) {
+		return ipam.Main(args), true
 	}
 	if hosttools.IsTool(args) {
 		return hosttools.Exec(args), true

@@ -85,18 +85,12 @@ func Setup(dir, exe, path string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	target := exe
-	if len(trampoline) > 0 {
-		target = filepath.Join(dir, TrampolineName)
-		if cur, err := os.ReadFile(target); err != nil || !bytes.Equal(cur, trampoline) {
-			tmp := target + ".tmp"
-			if err := os.WriteFile(tmp, trampoline, 0o755); err != nil {
-				return "", err
-			}
-			if err := os.Rename(tmp, target); err != nil {
-				return "", err
-			}
-		}
+	target, err := Install(dir)
+	if err != nil {
+		return "", err
+	}
+	if target == "" {
+		target = exe
 	}
 	for _, t := range Tools {
 		link := filepath.Join(dir, t)
@@ -109,6 +103,28 @@ func Setup(dir, exe, path string) (string, error) {
 		}
 	}
 	return dir + ":" + path, nil
+}
+
+// Install writes the embedded trampoline to dir/TrampolineName (left as
+// it is when it holds the same bytes; else replaced by a rename, so a run
+// of the old one finishes) and returns its path, or "" when kubeforge
+// carries no trampoline. The trampoline also runs the pod network's CNI
+// IPAM plugin (components/podnet/ipam) when called by that name.
+func Install(dir string) (string, error) {
+	if len(trampoline) == 0 {
+		return "", nil
+	}
+	target := filepath.Join(dir, TrampolineName)
+	if cur, err := os.ReadFile(target); err != nil || !bytes.Equal(cur, trampoline) {
+		tmp := target + ".tmp"
+		if err := os.WriteFile(tmp, trampoline, 0o755); err != nil {
+			return "", err
+		}
+		if err := os.Rename(tmp, target); err != nil {
+			return "", err
+		}
+	}
+	return target, nil
 }
 
 // Embedded reports whether kubeforge carries the trampoline.

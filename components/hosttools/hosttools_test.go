@@ -75,3 +75,65 @@ func TestTrampoline(t *testing.T) {
 		t.Errorf("the trampoline ran without %s: %s", HostRootEnv, out)
 	}
 }
+
+// The trampoline, built alone, is also the pod network's IPAM plugin when
+// called as kubeforge-ipam (an ADD through the link gets an address of the
+// node's pod CIDR from host-local), and it stays small: it imports nothing
+// beyond the standard library, hosttools, ipam and fsutil, so that no
+// package initialisation of kubeforge's comes back into the runtime's
+// calls.
+func TestTrampolineIPAM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	const cniPath = "/usr/lib/cni:/opt/cni/bin"
+	var hostLocal bool
+	for _, d := range filepath.SplitList(cniPath) {
+		if _, err := os.Stat(filepath.Join(d, "host-local")); err == nil {
+			hostLocal = true
+		}
+	}
+	if !hostLocal {
+		t.Skip("no host-local CNI plugin on this host")
+	}
+	list := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "./trampoline")
+	out, err := list.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	allowed := map[string]bool{
+		"github.com/kubeforge/kubeforge/components/hosttools":            true,
+		"github.com/kubeforge/kubeforge/components/hosttools/trampoline": true,
+		"github.com/kubeforge/kubeforge/components/podnet/ipam":          true,
+		"github.com/kubeforge/kubeforge/internal/fsutil":                 true,
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if !allowed[pkg] {
+			t.Errorf("the trampoline imports %s", pkg)
+		}
+	}
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, TrampolineName)
+	build := exec.Command("go", "build", "-o", bin, "./trampoline")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the trampoline: %v\n%s", err, out)
+	}
+	link := filepath.Join(dir, "kubeforge-ipam")
+	if err := os.Symlink(bin, link); err != nil {
+		t.Fatal(err)
+	}
+	cidrFile := filepath.Join(dir, "pod-cidrs.json")
+	if err := os.WriteFile(cidrFile, []byte(`["10.244.7.0/24"]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link)
+	cmd.Stdin = strings.NewReader(`{"cniVersion":"1.0.0","name":"kubeforge","type":"bridge","ipam":{"type":"kubeforge-ipam",` +
+		`"podCIDRFile":"` + cidrFile + `","dataDir":"` + filepath.Join(dir, "ipam") + `"}}`)
+	cmd.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=abc123", "CNI_IFNAME=eth0", "CNI_NETNS=/nonexistent", "CNI_PATH=" + cniPath}
+	got, err := cmd.Output()
+	if err != nil || !strings.Contains(string(got), `"10.244.7.`) {
+		t.Errorf("ADD through kubeforge-ipam → the trampoline: %s (%v), want an address of 10.244.7.0/24", got, err)
+	}
+}

@@ -1,3 +1,17 @@
+// Package podnet is kubeforge's pod network: a Linux bridge per node (the
+// CNI bridge plugin), pod addresses from the node's own pod CIDR (which the
+// controller-manager allocates from --pod-network-cidr), and, kept by the
+// node agent, routes on each node to every other node's pod CIDR: through
+// that node's address when it is on this node's subnet (flannel's host-gw
+// design), else through a VXLAN overlay (one device per node, neighbour and
+// FDB entries per peer: flannel's vxlan backend with DirectRouting).
+// Traffic from pods to outside the cluster's pod network is masqueraded by
+// the agent's nftables table; pod-to-pod traffic keeps its source address.
+//
+// The CNI configuration exists from the node's start, so the kubelet
+// reports the network ready at once; its IPAM is the plugin of package ipam,
+// which waits (briefly) for the node agent to learn the node's pod CIDR and
+// then delegates to the standard host-local plugin with that range.
 package podnet
 
 import (
@@ -21,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeforge/kubeforge/components/node/duty"
+	"github.com/kubeforge/kubeforge/components/podnet/ipam"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/nodedir"
 	"github.com/kubeforge/kubeforge/manifests"
@@ -170,8 +185,8 @@ func (a *agent) sync(v view) {
 	var vx *vtep
 	if self != nil {
 		own = podCIDRs(self)
-		if len(own) > 0 && !slices.Equal(own, ReadCIDRs(a.o.CIDRFile)) {
-			if err := WriteCIDRs(a.o.CIDRFile, own); err != nil {
+		if len(own) > 0 && !slices.Equal(own, ipam.ReadCIDRs(a.o.CIDRFile)) {
+			if err := ipam.WriteCIDRs(a.o.CIDRFile, own); err != nil {
 				a.log.Error("write the node's pod CIDRs", "err", err)
 			} else {
 				a.log.Info("this node's pod CIDRs", "cidrs", own)
@@ -403,9 +418,4 @@ func internalIP(n *corev1.Node) net.IP {
 		}
 	}
 	return nil
-}
-
-func isV4CIDR(c string) bool {
-	ip, _, err := net.ParseCIDR(c)
-	return err == nil && ip.To4() != nil
 }

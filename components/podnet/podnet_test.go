@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubeforge/kubeforge/components/podnet/ipam"
 	"github.com/kubeforge/kubeforge/internal/nodedir"
 	"github.com/kubeforge/kubeforge/manifests"
 )
@@ -245,7 +246,7 @@ func TestAgentSyncInNetns(t *testing.T) {
 		if n.Annotations[AnnotationBackend] != "auto" || len(n.Annotations[AnnotationVTEPMAC]) != 17 {
 			return fmt.Errorf("annotations of this node: %v", n.Annotations)
 		}
-		if got := ReadCIDRs(a.o.CIDRFile); len(got) != 1 || got[0] != "10.244.1.0/24" {
+		if got := ipam.ReadCIDRs(a.o.CIDRFile); len(got) != 1 || got[0] != "10.244.1.0/24" {
 			return fmt.Errorf("pod CIDR file: %v", got)
 		}
 		if out, _ := sh("nft", "list", "table", "ip", manifests.PodNetworkTable); !strings.Contains(out, "ip daddr 10.244.3.0/24 return") {

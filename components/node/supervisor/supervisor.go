@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubeforge/kubeforge/components/containerd"
+	"github.com/kubeforge/kubeforge/components/hosttools"
 	"github.com/kubeforge/kubeforge/components/image"
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/certrenew"
@@ -33,6 +34,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node/logship"
 	"github.com/kubeforge/kubeforge/components/node/proc"
 	"github.com/kubeforge/kubeforge/components/podnet"
+	"github.com/kubeforge/kubeforge/components/podnet/ipam"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/encryption"
 	"github.com/kubeforge/kubeforge/internal/cri"
@@ -267,10 +269,10 @@ func (s *supervisor) startContainerd(ctx context.Context) error {
 	}
 	opts := containerd.DefaultOptions(s.p)
 	opts.ShimPath = shim
-	// The pod network's IPAM plugin (kubeforge itself, see podnet) sits
-	// next to the shim, and that directory is one of the CNI plugin dirs.
-	if err := ensureLink(s.p.Host(filepath.Join(filepath.Dir(shim), podnet.IPAMName)), s.self); err != nil {
-		return fmt.Errorf("CNI IPAM plugin link: %w", err)
+	// The pod network's IPAM plugin (see podnet/ipam) sits next to the
+	// shim, and that directory is one of the CNI plugin dirs.
+	if err := s.ensureIPAM(s.p.Host(filepath.Dir(shim))); err != nil {
+		return err
 	}
 	opts.CNIBinDirs = append(opts.CNIBinDirs, filepath.Dir(shim))
 	s.applyRegistries(&opts)
@@ -403,15 +405,33 @@ func (s *supervisor) ensureRuntimeImages(ctx context.Context) error {
 	return nil
 }
 
+// ensureIPAM links dir/kubeforge-ipam, the pod network's IPAM plugin, to
+// the small trampoline program written into dir when kubeforge embeds one
+// (make build), else to this executable, which pays its whole package
+// initialisation on each of the runtime's calls.
+func (s *supervisor) ensureIPAM(dir string) error {
+	target, err := hosttools.Install(dir)
+	if err != nil {
+		return fmt.Errorf("CNI IPAM plugin: %w", err)
+	}
+	if target == "" {
+		target = s.self
+	}
+	if err := ensureLink(filepath.Join(dir, ipam.Name), target); err != nil {
+		return fmt.Errorf("CNI IPAM plugin link: %w", err)
+	}
+	return nil
+}
+
 // ensureCNIBinDir fills node.ExternalCNIBinDir with the CNI plugins the
 // pod network's config names : kubeforge's IPAM plugin
-// (this executable) and the host's bridge, portmap and loopback. A runtime
+// (ensureIPAM) and the host's bridge, portmap and loopback. A runtime
 // kubeforge did not start finds them there when its CNI bin_dir is that
 // directory (preflight says so when it is not).
 func (s *supervisor) ensureCNIBinDir() error {
 	dir := s.p.Host(node.ExternalCNIBinDir(s.p))
-	if err := ensureLink(filepath.Join(dir, podnet.IPAMName), s.self); err != nil {
-		return fmt.Errorf("CNI IPAM plugin link: %w", err)
+	if err := s.ensureIPAM(dir); err != nil {
+		return err
 	}
 	for _, name := range []string{"bridge", "portmap", "loopback", "host-local"} {
 		for _, from := range containerd.DefaultCNIBinDirs {

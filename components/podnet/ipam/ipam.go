@@ -1,18 +1,12 @@
-// Package podnet is kubeforge's pod network: a Linux bridge per node (the
-// CNI bridge plugin), pod addresses from the node's own pod CIDR (which the
-// controller-manager allocates from --pod-network-cidr), and, kept by the
-// node agent, routes on each node to every other node's pod CIDR: through
-// that node's address when it is on this node's subnet (flannel's host-gw
-// design), else through a VXLAN overlay (one device per node, neighbour and
-// FDB entries per peer: flannel's vxlan backend with DirectRouting).
-// Traffic from pods to outside the cluster's pod network is masqueraded by
-// the agent's nftables table; pod-to-pod traffic keeps its source address.
-//
-// The CNI configuration exists from the node's start, so the kubelet
-// reports the network ready at once; its IPAM is this package's plugin,
-// which waits (briefly) for the node agent to learn the node's pod CIDR and
-// then delegates to the standard host-local plugin with that range.
-package podnet
+// Package ipam is the pod network's CNI IPAM plugin (kubeforge-ipam): it
+// waits briefly for the node agent (package podnet) to write the node's pod
+// CIDRs, then delegates to the standard host-local plugin with that range.
+// It imports only the standard library and internal/fsutil, so that the
+// small host-tool trampoline (components/hosttools/trampoline) can run it:
+// containerd execs the plugin for every pod sandbox made and removed, and
+// the full kubeforge executable pays ~0.3 s of package initialisation on
+// each exec.
+package ipam
 
 import (
 	"bytes"
@@ -20,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,8 +23,8 @@ import (
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 )
 
-// IPAMName is the IPAM plugin's type, and the name of its executable link.
-const IPAMName = "kubeforge-ipam"
+// Name is the IPAM plugin's type, and the name of its executable link.
+const Name = "kubeforge-ipam"
 
 // ipamConfig is the plugin's section of the CNI configuration.
 type ipamConfig struct {
@@ -44,12 +39,12 @@ type ipamConfig struct {
 	WaitSeconds int `json:"waitSeconds,omitempty"`
 }
 
-// IsIPAM reports whether args start the IPAM plugin.
-func IsIPAM(args []string) bool { return len(args) > 0 && filepath.Base(args[0]) == IPAMName }
+// Is reports whether args start the IPAM plugin.
+func Is(args []string) bool { return len(args) > 0 && filepath.Base(args[0]) == Name }
 
-// IPAMMain runs the plugin: CNI_COMMAND and the network configuration on
+// Main runs the plugin: CNI_COMMAND and the network configuration on
 // stdin, result on stdout, errors as CNI error JSON.
-func IPAMMain(_ []string) int {
+func Main(_ []string) int {
 	if err := runIPAM(os.Stdin, os.Stdout, os.Stderr, os.Getenv("CNI_COMMAND"), os.Getenv("CNI_PATH")); err != nil {
 		var de delegateExit
 		if errors.As(err, &de) {
@@ -144,7 +139,7 @@ func runIPAM(stdin io.Reader, stdout, stderr io.Writer, command, cniPath string)
 func defaultRoutes(cidrs []string) []map[string]any {
 	var v4, v6 bool
 	for _, c := range cidrs {
-		if isV4CIDR(c) {
+		if IsV4CIDR(c) {
 			v4 = true
 		} else {
 			v6 = true
@@ -206,4 +201,10 @@ func ReadCIDRs(file string) []string {
 	var cidrs []string
 	_ = json.Unmarshal(b, &cidrs)
 	return cidrs
+}
+
+// IsV4CIDR reports whether c is an IPv4 CIDR.
+func IsV4CIDR(c string) bool {
+	ip, _, err := net.ParseCIDR(c)
+	return err == nil && ip.To4() != nil
 }

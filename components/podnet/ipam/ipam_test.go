@@ -1,4 +1,4 @@
-package podnet
+package ipam
 
 import (
 	"bytes"
