@@ -114,6 +114,9 @@ func Install(dir string) (string, error) {
 	if len(trampoline) == 0 {
 		return "", nil
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
 	target := filepath.Join(dir, TrampolineName)
 	if cur, err := os.ReadFile(target); err != nil || !bytes.Equal(cur, trampoline) {
 		tmp := target + ".tmp"

@@ -137,3 +137,38 @@ func TestTrampolineIPAM(t *testing.T) {
 		t.Errorf("ADD through kubeforge-ipam → the trampoline: %s (%v), want an address of 10.244.7.0/24", got, err)
 	}
 }
+
+// Install writes the trampoline into a directory it makes if need be (the
+// external runtime's CNI bin directory does not exist on a fresh node),
+// leaves an identical file alone, and replaces a different one.
+func TestInstall(t *testing.T) {
+	saved := trampoline
+	t.Cleanup(func() { trampoline = saved })
+	trampoline = nil
+	if got, err := Install(t.TempDir()); got != "" || err != nil {
+		t.Fatalf("without an embedded trampoline: %q, %v", got, err)
+	}
+	trampoline = []byte("#!/bin/sh\n")
+	dir := filepath.Join(t.TempDir(), "state", "cni-bin")
+	got, err := Install(dir)
+	if err != nil || got != filepath.Join(dir, TrampolineName) {
+		t.Fatalf("Install: %q, %v", got, err)
+	}
+	st1, err := os.Stat(got)
+	if err != nil || st1.Mode().Perm() != 0o755 {
+		t.Fatalf("the trampoline file: %v, %v", st1, err)
+	}
+	if _, err := Install(dir); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Stat(got); !os.SameFile(st1, st2) {
+		t.Error("a second Install replaced an identical trampoline")
+	}
+	trampoline = []byte("#!/bin/sh\nexit 0\n")
+	if _, err := Install(dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(got); string(b) != string(trampoline) {
+		t.Errorf("a changed trampoline was not replaced: %q", b)
+	}
+}
