@@ -52,12 +52,7 @@ func TestTrampoline(t *testing.T) {
 		t.Skip("no nft on this host")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, TrampolineName)
-	build := exec.Command("go", "build", "-o", bin, "./trampoline")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the trampoline: %v\n%s", err, out)
-	}
+	bin := buildTrampoline(t, dir)
 	if err := os.Symlink(bin, filepath.Join(dir, "nft")); err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +109,7 @@ func TestTrampolineIPAM(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	bin := filepath.Join(dir, TrampolineName)
-	build := exec.Command("go", "build", "-o", bin, "./trampoline")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the trampoline: %v\n%s", err, out)
-	}
+	bin := buildTrampoline(t, dir)
 	link := filepath.Join(dir, "kubeforge-ipam")
 	if err := os.Symlink(bin, link); err != nil {
 		t.Fatal(err)
@@ -171,4 +161,16 @@ func TestInstall(t *testing.T) {
 	if b, _ := os.ReadFile(got); string(b) != string(trampoline) {
 		t.Errorf("a changed trampoline was not replaced: %q", b)
 	}
+}
+
+// buildTrampoline builds ./trampoline, static, into dir and returns its path.
+func buildTrampoline(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, TrampolineName)
+	build := exec.Command("go", "build", "-o", bin, "./trampoline")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the trampoline: %v\n%s", err, out)
+	}
+	return bin
 }
