@@ -305,11 +305,7 @@ func writeNodeManifest(n *Node, phase, component string) error {
 // writeComponentFiles writes the configuration files of a component's
 // row in the control-plane table (the scheduler's --config).
 func writeComponentFiles(n *Node, phase, component string) error {
-	row, ok := manifests.Lookup(component)
-	if !ok {
-		return fmt.Errorf("no control-plane component %q", component)
-	}
-	files, err := row.Files(n.Cfg)
+	files, err := componentFiles(n.Cfg, component)
 	if err != nil {
 		return err
 	}
@@ -319,6 +315,16 @@ func writeComponentFiles(n *Node, phase, component string) error {
 		}
 	}
 	return nil
+}
+
+// componentFiles renders the configuration files of a component's row in
+// the control-plane table.
+func componentFiles(cfg *config.Config, component string) ([]manifests.File, error) {
+	row, ok := manifests.Lookup(component)
+	if !ok {
+		return nil, fmt.Errorf("no control-plane component %q", component)
+	}
+	return row.Files(cfg)
 }
 
 // ensureEncryptionConfig writes the secrets-at-rest encryption config with

@@ -277,8 +277,7 @@ func manifestFiles(p config.Paths) []string {
 func componentFilePaths(cfg *config.Config) []string {
 	var out []string
 	for _, c := range manifests.ControlPlaneComponents {
-		row, _ := manifests.Lookup(c)
-		files, err := row.Files(cfg)
+		files, err := componentFiles(cfg, c)
 		if err != nil {
 			continue
 		}

@@ -266,8 +266,7 @@ func (d *UpgradeData) localChanges() []string {
 // missing or differ on disk (a manifest names its file by content, so a
 // changed file changes the manifest too; a deleted one does not).
 func (d *UpgradeData) componentFileChanges(component string) []string {
-	row, _ := manifests.Lookup(component)
-	files, err := row.Files(d.Cfg)
+	files, err := componentFiles(d.Cfg, component)
 	if err != nil {
 		return []string{fmt.Sprintf("%s: %v", component, err)}
 	}

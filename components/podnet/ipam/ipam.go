@@ -139,7 +139,7 @@ func runIPAM(stdin io.Reader, stdout, stderr io.Writer, command, cniPath string)
 func defaultRoutes(cidrs []string) []map[string]any {
 	var v4, v6 bool
 	for _, c := range cidrs {
-		if IsV4CIDR(c) {
+		if isV4CIDR(c) {
 			v4 = true
 		} else {
 			v6 = true
@@ -203,8 +203,8 @@ func ReadCIDRs(file string) []string {
 	return cidrs
 }
 
-// IsV4CIDR reports whether c is an IPv4 CIDR.
-func IsV4CIDR(c string) bool {
+// isV4CIDR reports whether c is an IPv4 CIDR.
+func isV4CIDR(c string) bool {
 	ip, _, err := net.ParseCIDR(c)
 	return err == nil && ip.To4() != nil
 }

@@ -25,15 +25,7 @@ func TestIPAMDelWithoutCIDRFile(t *testing.T) {
 	}
 	conf := `{"cniVersion":"1.0.0","name":"kubeforge","type":"bridge","ipam":{"type":"kubeforge-ipam",` +
 		`"podCIDRFile":"` + filepath.Join(dir, "missing.json") + `","dataDir":"` + dir + `"}}`
-	t.Setenv("CNI_COMMAND", "DEL")
-	t.Setenv("CNI_CONTAINERID", "abc123")
-	t.Setenv("CNI_IFNAME", "eth0")
-	t.Setenv("CNI_NETNS", "/nonexistent")
-	t.Setenv("CNI_PATH", cniPath)
-	var out, errOut bytes.Buffer
-	if err := runIPAM(strings.NewReader(conf), &out, &errOut, "DEL", cniPath); err != nil {
-		t.Fatalf("DEL: %v\n%s%s", err, out.String(), errOut.String())
-	}
+	out := runAs(t, "DEL", conf, cniPath)
 	if _, err := os.Stat(reservation); err == nil {
 		t.Errorf("DEL left the reservation %s (output %s)", reservation, out.String())
 	}
@@ -68,15 +60,7 @@ func TestIPAMAddDefaultRoutes(t *testing.T) {
 			}
 			conf := `{"cniVersion":"1.0.0","name":"kubeforge","type":"bridge","ipam":{"type":"kubeforge-ipam",` +
 				`"podCIDRFile":"` + cidrFile + `","dataDir":"` + dir + `"` + routes + `}}`
-			t.Setenv("CNI_COMMAND", "ADD")
-			t.Setenv("CNI_CONTAINERID", "abc123")
-			t.Setenv("CNI_IFNAME", "eth0")
-			t.Setenv("CNI_NETNS", "/nonexistent")
-			t.Setenv("CNI_PATH", cniPath)
-			var out, errOut bytes.Buffer
-			if err := runIPAM(strings.NewReader(conf), &out, &errOut, "ADD", cniPath); err != nil {
-				t.Fatalf("ADD: %v\n%s%s", err, out.String(), errOut.String())
-			}
+			out := runAs(t, "ADD", conf, cniPath)
 			compact := strings.Join(strings.Fields(out.String()), "")
 			for _, w := range c.want {
 				if !strings.Contains(compact, w) {
@@ -90,4 +74,20 @@ func TestIPAMAddDefaultRoutes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runAs runs the plugin's command on conf as the runtime calls it (the CNI
+// environment of a container abc123's eth0) and returns its result.
+func runAs(t *testing.T, command, conf, cniPath string) *bytes.Buffer {
+	t.Helper()
+	t.Setenv("CNI_COMMAND", command)
+	t.Setenv("CNI_CONTAINERID", "abc123")
+	t.Setenv("CNI_IFNAME", "eth0")
+	t.Setenv("CNI_NETNS", "/nonexistent")
+	t.Setenv("CNI_PATH", cniPath)
+	var out, errOut bytes.Buffer
+	if err := runIPAM(strings.NewReader(conf), &out, &errOut, command, cniPath); err != nil {
+		t.Fatalf("%s: %v\n%s%s", command, err, out.String(), errOut.String())
+	}
+	return &out
 }
