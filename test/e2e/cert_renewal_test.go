@@ -177,10 +177,16 @@ func TestCertificateRenewal(t *testing.T) {
 			}
 			return ""
 		})
+		// The renewal duty goes on renewing (every ~2m20s here) and
+		// restarts these two with each new kubeconfig; while the kubelet
+		// starts the new pod, its log is "not available" for a moment.
 		for _, comp := range []string{"kube-controller-manager", "kube-scheduler"} {
-			if _, err := n.Kubectl("logs", "-n", "kube-system", comp+"-"+n.Name, "--tail=1"); err != nil {
-				t.Errorf("kubectl logs %s: %v", comp, err)
-			}
+			poll(t, time.Minute, "kubectl logs "+comp, func() string {
+				if _, err := n.Kubectl("logs", "-n", "kube-system", comp+"-"+n.Name, "--tail=1"); err != nil {
+					return err.Error()
+				}
+				return ""
+			})
 		}
 		if out := c.kubectl("exec", "deploy/hello", "--", "busybox", "echo", "exec-ok"); strings.TrimSpace(out) != "exec-ok" {
 			t.Errorf("kubectl exec: %q", out)

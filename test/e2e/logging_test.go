@@ -250,9 +250,23 @@ func TestLogging(t *testing.T) {
 		// (a StatefulSet pod created 2 min 23 s after the scale-up, load
 		// average 64); what is tested is that no line is lost, not how
 		// fast the store comes back.
-		pollEvery(t, 3*time.Minute, 250*time.Millisecond, "log-store pod gone", func() string {
-			out, _ := cp.Kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=log-store", "-o", "name")
-			return strings.TrimSpace(out)
+		// Down is when no store pod runs on: its pod gone or being
+		// deleted. The object itself can stay for minutes after its
+		// containers stopped (CI once: 3 min, the kubelet's final delete
+		// waiting on a loaded API server).
+		pollEvery(t, 3*time.Minute, 250*time.Millisecond, "log-store pod gone or being deleted", func() string {
+			out, err := cp.Kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=log-store", "-o",
+				`jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{"\n"}{end}`)
+			if err != nil {
+				return err.Error()
+			}
+			var running []string
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if f := strings.Fields(l); len(f) == 1 {
+					running = append(running, f[0])
+				}
+			}
+			return strings.Join(running, " ")
 		})
 		down := time.Now()
 		var st string

@@ -304,7 +304,7 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	if len(started) > 0 {
 		out.Printf(phase, "Put the manifests of %s back", strings.Join(started, ", "))
 	}
-	if err := waitAPIServer(ctx, p, o.Timeout); err != nil {
+	if err := waitAPIServer(ctx, p, o.Timeout, out); err != nil {
 		return res, err
 	}
 	out.Done(phase, "apiserver", "", start, "The API server is ready")
@@ -554,7 +554,7 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 }
 
 // waitAPIServer waits for the API server's /readyz with admin.conf.
-func waitAPIServer(ctx context.Context, p config.Paths, timeout time.Duration) error {
+func waitAPIServer(ctx context.Context, p config.Paths, timeout time.Duration, out *progress.Reporter) error {
 	logical := p.Kubeconfig("admin.conf")
 	cfg, err := clientcmd.BuildConfigFromFlags("", p.Host(logical))
 	if err != nil {
@@ -567,19 +567,45 @@ func waitAPIServer(ctx context.Context, p config.Paths, timeout time.Duration) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	start := time.Now()
+	said := start
 	var last error
 	for {
-		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").Param("verbose", "true").DoRaw(ctx)
 		if err == nil {
 			return nil
 		}
-		last = fmt.Errorf("%v %s", err, strings.TrimSpace(string(body)))
+		last = err
+		if failed := notReady(body); failed != "" {
+			last = errors.New(failed) // the server's own message repeats the whole list
+		}
+		// A wait of minutes says every 30 s what it waits for.
+		if time.Since(said) >= 30*time.Second {
+			said = time.Now()
+			out.Printf(phase, "Still waiting for the API server after %s: %v", time.Since(start).Round(time.Second), last)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("the API server did not become ready within %s after the restore: %v", timeout, last)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// notReady names the failed checks of a verbose /readyz answer (its
+// "[-]name failed" lines), or is "" when there are none.
+func notReady(body []byte) string {
+	var failed []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(l), "[-]"); ok {
+			name, _, _ = strings.Cut(name, " ")
+			failed = append(failed, name)
+		}
+	}
+	if len(failed) == 0 {
+		return ""
+	}
+	return "not ready: " + strings.Join(failed, ", ")
 }
 
 // cgroupFS is where the node's cgroups are mounted.

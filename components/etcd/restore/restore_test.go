@@ -151,3 +151,13 @@ func TestWaitPodReleased(t *testing.T) {
 		}
 	}
 }
+
+func TestNotReady(t *testing.T) {
+	body := "[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n[+]informer-sync ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\nreadyz check failed\n"
+	if got, want := notReady([]byte(body)), "not ready: etcd, poststarthook/rbac/bootstrap-roles"; got != want {
+		t.Errorf("notReady = %q, want %q", got, want)
+	}
+	if got := notReady([]byte("ok")); got != "" {
+		t.Errorf("notReady(ok) = %q, want \"\"", got)
+	}
+}
