@@ -60,48 +60,89 @@ fi
 rc=0
 go test -timeout 30m -p 1 -vet=off "${patched[@]}" -ldflags "$stamp" $(go list ./... | grep -v /test/e2e) || rc=$?
 lap "go test (unit)"
-# The end-to-end tests in two groups at once: each test bed lives in its own
-# namespaces, and the nodes mostly wait (certificate lifetimes, the API
-# server's config reloads, rollouts), so two beds share the 2 cores well (a
-# third made the load average pass 60 and inits time out). The groups are
-# balanced by their measured lengths.
+# The end-to-end tests, two at a time, from one test binary: each test bed
+# lives in its own namespaces, and the nodes mostly wait (certificate
+# lifetimes, the API server's config reloads, rollouts), so two beds share
+# the 2 cores well. Two beds of three or more nodes at once did not: the
+# load average passed 50, the control planes' leases lapsed (controller
+# managers restarting), the kubelets' calls to the API server took minutes,
+# and tests failed on waits that take seconds alone. So the tests of three
+# or more nodes ($heavy) never run together; each takes the next test in
+# the order of their measured lengths (longest first) that it may run.
 #
-# Each group's verbose output goes to a file under $logs; what is printed
-# is what go test prints without -v (the whole output of a failed test, or
-# of one cut short by a panic or the timeout), then every test's result
-# and time.
-day2='^(TestUpgrade|TestUpgradeRollback|TestSecretsRotateKey|TestCertificateRenewal|TestEtcdSnapshot|TestMetrics|TestDashboard|TestLogging|TestClusterCommand|TestExternalCA|TestCRISocketContainerd2)$'
+# Each test's verbose output goes to $logs/TEST.log; what is printed is each
+# test's start and result as they happen, then the whole output of every
+# test that failed (or ended without a result: a panic, the timeout), then
+# every test's result and time.
 logs="${KUBEFORGE_TEST_LOGS:-$(mktemp -d /tmp/kubeforge-e2e.XXXXXX)}"
 mkdir -p "$logs"
-# While they run, each test's start and result are printed as they happen
-# (the day-2 group's prefixed), so a run cut short still shows how far it got.
-progress() { grep --line-buffered -E '^(=== RUN   [^/]+$|--- (PASS|FAIL|SKIP): )' | sed -u "s/^/$1/"; }
-(
-  set +o pipefail +e
-  go test -v -timeout 75m -p 1 -vet=off "${patched[@]}" -run "$day2" ./test/e2e/ 2>&1 | tee "$logs/day2.log" | progress "[day-2] "
-  echo "${PIPESTATUS[0]}" >"$logs/day2.rc"
-) &
-day2pid=$!
-set +o pipefail +e
-go test -v -timeout 75m -p 1 -vet=off "${patched[@]}" -skip "$day2" ./test/e2e/ 2>&1 | tee "$logs/other.log" | progress ""
-other_rc=${PIPESTATUS[0]}
-set -o pipefail -e
-[ "$other_rc" = 0 ] || rc=$other_rc
-wait "$day2pid"
-day2_rc=$(cat "$logs/day2.rc" 2>/dev/null || echo 1)
-[ "$day2_rc" = 0 ] || rc=$day2_rc
-lap "go test (e2e, two groups)"
-for g in other day2; do
-  echo "== e2e group $g ($logs/$g.log)"
-  # A top-level test's lines from its === RUN to its --- line; printed if
-  # it failed or never ended.
+go test -c -vet=off "${patched[@]}" -ldflags "$stamp" -o "$logs/e2e.test" ./test/e2e/
+order='TestMultiNodeHA TestLogging TestUpgrade TestUpgradeRollback TestSecretsRotateKey TestCertificateRenewal
+  TestNetworkPolicy TestMetrics TestPodNetworkAcrossSubnets TestSingleNode TestCISBenchmark TestEtcdSnapshot
+  TestNetworkMultiNode TestLoadBalancer TestClusterCommand TestMultiNodeWorkers TestExternalCA TestLocalPath
+  TestNetworkSingleNode TestDashboard TestRegistry TestNetworkIptablesMode TestCRISocketContainerd2
+  TestCRISocketExistingContainerd TestCRISocketPreflight TestCISBenchmarkKubeadm'
+heavy=' TestMultiNodeHA TestLogging TestMultiNodeWorkers TestNetworkMultiNode TestClusterCommand TestPodNetworkAcrossSubnets '
+all=$(cd test/e2e && "$logs/e2e.test" -test.list '^Test' | grep '^Test')
+# The queue: the known ones in their order, then any new test.
+{
+  for t in $order; do grep -qx "$t" <<<"$all" && echo "$t"; done
+  grep -vxF -f <(tr -s ' \n' '\n' <<<"$order") <<<"$all" || true
+} >"$logs/queue"
+: >"$logs/results"
+# take prints the next test this worker may run and takes it off the queue
+# ("" when none may run now, "-" when the queue is empty).
+take() {
+  (
+    flock 9
+    local t
+    for t in $(cat "$logs/queue"); do
+      if [[ "$heavy" == *" $t "* ]]; then
+        [ -e "$logs/heavy.busy" ] && continue
+        echo "$t" >"$logs/heavy.busy"
+      fi
+      grep -vx "$t" "$logs/queue" >"$logs/queue.new" || true
+      mv "$logs/queue.new" "$logs/queue"
+      echo "$t"
+      return
+    done
+    [ -s "$logs/queue" ] && echo "" || echo "-"
+  ) 9>"$logs/queue.lock"
+}
+worker() {
+  local t start rc
+  while :; do
+    t=$(take)
+    if [ "$t" = "-" ]; then return; fi
+    if [ -z "$t" ]; then sleep 5; continue; fi
+    echo "[$1] === RUN   $t"
+    start=$SECONDS
+    rc=0
+    (cd test/e2e && exec "$logs/e2e.test" -test.v -test.count=1 -test.timeout 40m -test.run "^$t\$") >"$logs/$t.log" 2>&1 || rc=$?
+    if [ "$(cat "$logs/heavy.busy" 2>/dev/null)" = "$t" ]; then rm -f "$logs/heavy.busy"; fi
+    echo "$t $rc $((SECONDS - start))" >>"$logs/results"
+    grep -E "^--- (PASS|FAIL|SKIP): $t " "$logs/$t.log" | sed "s/^/[$1] /" || echo "[$1] $t ended without a result (exit $rc, $((SECONDS - start))s)"
+  done
+}
+worker 1 &
+w1=$!
+sleep 20 # not both inits at the same moment
+worker 2
+wait "$w1"
+lap "e2e tests, two at a time"
+while read -r t trc _; do
+  [ "$trc" = 0 ] && continue
+  rc=1
+  echo "== $t failed (exit $trc; $logs/$t.log)"
+  # The test's lines from its === RUN to its --- line, or to the end.
   awk '/^=== RUN   [^\/]+$/ { buf = ""; in_test = 1 }
        in_test { buf = buf $0 "\n" }
        /^--- FAIL: / { printf "%s", buf; buf = ""; in_test = 0; next }
        /^--- (PASS|SKIP): / { buf = ""; in_test = 0; next }
-       !in_test && /^(FAIL|ok|panic)/ { print }
-       END { if (in_test) printf "%s", buf }' "$logs/$g.log"
-done
+       !in_test && /^(FAIL|panic)/ { print }
+       END { if (in_test) printf "%s", buf }' "$logs/$t.log"
+done <"$logs/results"
+[ "$(wc -l <"$logs/results")" = "$(wc -l <<<"$all")" ] || { echo "== not every test ran"; rc=1; }
 echo "== e2e tests"
-grep -hE '^--- (PASS|FAIL|SKIP): |^    --- FAIL: ' "$logs/other.log" "$logs/day2.log" || true
+while read -r t _; do grep -hE '^--- (PASS|FAIL|SKIP): |^    --- FAIL: ' "$logs/$t.log" || echo "--- NO RESULT: $t"; done <"$logs/results"
 exit "$rc"

@@ -111,7 +111,7 @@ func kubectlOn(t *testing.T, n *testbed.Node, server string, args ...string) str
 
 // kubectlTry runs kubectl on n, bounded as Node.Kubectl (a minute, or
 // the command's own --timeout and 30 s): on a fresh cluster beside another
-// test's bed (CI's two groups) a first apply, with its discovery, took
+// test's bed (CI runs two at a time) a first apply, with its discovery, took
 // over 30 s once.
 func kubectlTry(n *testbed.Node, server string, args ...string) (string, error) {
 	if server != "" {
