@@ -345,17 +345,17 @@ func ensureEncryptionConfig(n *Node, phase string) error {
 }
 
 func runKubeletConfig(_ context.Context, d *InitData) error {
-	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.ThisNode.IP)
+	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.ThisNode.IP, false)
 }
 
 // writeKubeletFiles writes the kubelet's config.yaml and flags.
-func writeKubeletFiles(n *Node, phase, nodeIP string) error {
+func writeKubeletFiles(n *Node, phase, nodeIP string, worker bool) error {
 	cfg, err := manifests.KubeletConfig(n.Cfg)
 	if err != nil {
 		return fmt.Errorf("render the kubelet configuration: %w", err)
 	}
 	p := n.Cfg.Paths
-	if err := writeNodeInfo(n, phase); err != nil {
+	if err := writeNodeInfo(n, phase, worker); err != nil {
 		return err
 	}
 	kf, err := config.MarshalKubeforge(n.Cfg.Kubeforge)

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	kubeletbootstrap "k8s.io/kubernetes/pkg/kubelet/certificate/bootstrap"
 
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
@@ -318,8 +319,13 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 		if err := d.WriteFile(phase, "bootstrap kubeconfig", p.Kubeconfig("bootstrap-kubelet.conf"), bootBytes, 0o600, HideContent); err != nil {
 			return err
 		}
+		if !d.DryRun {
+			if err := bootstrapKubeletCert(ctx, d); err != nil {
+				return err
+			}
+		}
 	}
-	if err := writeKubeletFiles(d.Node, phase, d.Cfg.ThisNode.IP); err != nil {
+	if err := writeKubeletFiles(d.Node, phase, d.Cfg.ThisNode.IP, !d.Cfg.IsControlPlaneJoin()); err != nil {
 		return err
 	}
 	if d.DryRun {
@@ -366,6 +372,30 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 	}
 	_ = os.Remove(d.Paths.Host(p.Kubeconfig("bootstrap-kubelet.conf")))
 	d.Out.Done(phase, "registered", "", start, "The kubelet got its client certificate and registered node %s", d.Cfg.NodeName())
+	return nil
+}
+
+// bootstrapKubeletCert does the kubelet's TLS bootstrap from the join, with
+// the kubelet's own code (bootstrap.LoadClientCert: a key, a CSR as the
+// bootstrap token's user, the signed certificate in the kubelet's
+// certificate store, kubelet.conf pointing at it), while the node service
+// starts containerd; before the kubelet's config is written, so the
+// kubelet starts with its credentials (skipping its own bootstrap) and
+// registers the node at once. A failed bootstrap leaves the key for the
+// rerun, as the kubelet's does.
+func bootstrapKubeletCert(ctx context.Context, d *JoinData) error {
+	const phase = "kubelet-start"
+	p := d.Cfg.Paths
+	start := time.Now()
+	timeout := config.Timeout(d.Cfg.JoinTimeouts().TLSBootstrap, 5*time.Minute)
+	bctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := kubeletbootstrap.LoadClientCert(bctx, d.Paths.Host(p.Kubeconfig("kubelet.conf")), d.Paths.Host(p.Kubeconfig("bootstrap-kubelet.conf")),
+		d.Paths.Host(p.KubeletPKIDir()), types.NodeName(d.Cfg.NodeName())); err != nil {
+		return fmt.Errorf("the kubelet's TLS bootstrap (a client certificate for system:node:%s through a CertificateSigningRequest) did not complete within %s: %w; "+
+			"see `kubectl get csr` on a control-plane node", d.Cfg.NodeName(), timeout, err)
+	}
+	d.Out.Done(phase, "signed", p.Kubeconfig("kubelet.conf"), start, "The kubelet's client certificate was signed (TLS bootstrap); wrote %q", p.Kubeconfig("kubelet.conf"))
 	return nil
 }
 

@@ -85,7 +85,7 @@ func resumeIgnores(n *Node, workflow string, checks []preflight.Check) ([]string
 // writeNodeInfo records the node's name for the node service and reset
 // (node.Info), which used to parse it back out of the kubelet flags file,
 // and whether the node is air-gapped (the node service's containerd reads it).
-func writeNodeInfo(n *Node, phase string) error {
-	info := node.Info{NodeName: n.Cfg.NodeName(), AirGapped: n.Cfg.Kubeforge.AirGapped}
+func writeNodeInfo(n *Node, phase string, worker bool) error {
+	info := node.Info{NodeName: n.Cfg.NodeName(), AirGapped: n.Cfg.Kubeforge.AirGapped, Worker: worker}
 	return n.WriteFile(phase, "node record", node.InfoFile(n.Cfg.Paths), node.MarshalInfo(info), 0o600, ShowContent)
 }

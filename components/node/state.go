@@ -160,6 +160,10 @@ type Info struct {
 	// AirGapped: the node's containerd pulls no image from any registry
 	// (KubeforgeConfiguration.airGapped, init's and join's --air-gapped).
 	AirGapped bool `json:"airGapped,omitempty"`
+	// Worker: the node joined as a worker. Its kubelet has no pod to run
+	// until the scheduler places one (no static pods), so the node
+	// service starts it without waiting for the images' import.
+	Worker bool `json:"worker,omitempty"`
 }
 
 // InfoFile is where init and join record the node's Info.

@@ -218,14 +218,17 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 
 	// 3. The kubelet, once init (or join) has written its config, and the
 	// images are in: the kubelet runs pods at once and must not find the
-	// pause image missing (containerd would try to pull it). A kubelet that
-	// first bootstraps its client certificate (a joining node) has no pod
-	// to run for a second or more, so it starts without waiting.
+	// pause image missing (containerd would try to pull it). A kubelet
+	// with no pod to run for a second or more starts without waiting: a
+	// worker's (no static pods: its first pods come once its Node is
+	// registered, seen by the DaemonSet controller and scheduled, ~1.5 s
+	// after the kubelet starts, by then the import of ~0.7 s is done), or
+	// one that first bootstraps its client certificate.
 	s.phase("waiting for the kubelet config")
 	if err := s.waitKubeletConfig(ctx); err != nil {
 		return err
 	}
-	if !s.kubeletBootstrapping() {
+	if !s.kubeletWithoutPodsYet() {
 		if err := <-imagesDone; err != nil {
 			return err
 		}
@@ -444,6 +447,16 @@ func (s *supervisor) ensureCNIBinDir() error {
 		}
 	}
 	return nil
+}
+
+// kubeletWithoutPodsYet reports whether the kubelet has no pod to run for
+// a second or more after it starts: on a node that join recorded as a
+// worker, or when it first bootstraps its client certificate.
+func (s *supervisor) kubeletWithoutPodsYet() bool {
+	if i, err := node.ReadInfo(s.p); err == nil && i.Worker {
+		return true
+	}
+	return s.kubeletBootstrapping()
 }
 
 // kubeletBootstrapping reports whether the kubelet will first get its

@@ -1,0 +1,51 @@
+package supervisor
+
+import (
+	"testing"
+
+	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
+)
+
+// TestKubeletWithoutPodsYet: the node service starts the kubelet before
+// the images are in only on a worker or while the kubelet bootstraps its
+// certificate; a control-plane node's kubelet (static pods at once) and a
+// node with no record wait for them.
+func TestKubeletWithoutPodsYet(t *testing.T) {
+	for _, tc := range []struct {
+		name                       string
+		info                       *node.Info
+		bootstrapConf, kubeletConf bool
+		want                       bool
+	}{
+		{"worker", &node.Info{NodeName: "w1", Worker: true}, false, true, true},
+		{"control plane", &node.Info{NodeName: "cp1"}, false, true, false},
+		{"control plane joining, signed", &node.Info{NodeName: "cp2"}, true, true, false},
+		{"bootstrapping", &node.Info{NodeName: "w1"}, true, false, true},
+		{"no record", nil, false, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := config.DefaultPaths().WithRoot(t.TempDir())
+			write := func(logical string, data []byte) {
+				t.Helper()
+				if _, err := fsutil.WriteFile(p.Host(logical), data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.info != nil {
+				write(node.InfoFile(p), node.MarshalInfo(*tc.info))
+			}
+			if tc.bootstrapConf {
+				write(p.Kubeconfig("bootstrap-kubelet.conf"), []byte("x"))
+			}
+			if tc.kubeletConf {
+				write(p.Kubeconfig("kubelet.conf"), []byte("x"))
+			}
+			s := &supervisor{p: p}
+			if got := s.kubeletWithoutPodsYet(); got != tc.want {
+				t.Errorf("kubeletWithoutPodsYet = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
