@@ -66,8 +66,10 @@ lap "go test (unit)"
 # the 2 cores well. Two beds of three or more nodes at once did not: the
 # load average passed 50, the control planes' leases lapsed (controller
 # managers restarting), the kubelets' calls to the API server took minutes,
-# and tests failed on waits that take seconds alone. So the tests of three
-# or more nodes ($heavy) never run together; each takes the next test in
+# and tests failed on waits that take seconds alone. So the heavy tests
+# ($heavy: three or more nodes, and the two upgrade tests, which restart
+# every component of their two nodes; the HA test beside TestUpgrade drove
+# the load to 65) never run together; each worker takes the next test in
 # the order of their measured lengths (longest first) that it may run.
 #
 # Each test's verbose output goes to $logs/TEST.log; what is printed is each
@@ -82,7 +84,7 @@ order='TestMultiNodeHA TestLogging TestUpgrade TestUpgradeRollback TestSecretsRo
   TestNetworkMultiNode TestLoadBalancer TestClusterCommand TestMultiNodeWorkers TestExternalCA TestLocalPath
   TestNetworkSingleNode TestDashboard TestRegistry TestNetworkIptablesMode TestCRISocketContainerd2
   TestCRISocketExistingContainerd TestCRISocketPreflight TestCISBenchmarkKubeadm'
-heavy=' TestMultiNodeHA TestLogging TestMultiNodeWorkers TestNetworkMultiNode TestClusterCommand TestPodNetworkAcrossSubnets '
+heavy=' TestMultiNodeHA TestLogging TestUpgrade TestUpgradeRollback TestMultiNodeWorkers TestNetworkMultiNode TestClusterCommand TestPodNetworkAcrossSubnets '
 all=$(cd test/e2e && "$logs/e2e.test" -test.list '^Test' | grep '^Test')
 # The queue: the known ones in their order, then any new test.
 {
