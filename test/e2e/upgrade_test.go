@@ -246,7 +246,20 @@ func testUpgradeFrom(t *testing.T, old, oldVersion string) {
 			return ""
 		})
 	})
-	before := workloadContainers(t, api)
+	// Every container's ID, once its pod's status has it: at load 60 the
+	// loop pod answered before the kubelet's status update named its
+	// container (CI once), and the comparison after the upgrade then saw
+	// a "change" from no ID to the same container.
+	var before map[string]string
+	poll(t, 2*time.Minute, "every workload container's ID in its pod status", func() string {
+		before = workloadContainers(t, api)
+		for k, v := range before {
+			if strings.HasPrefix(v, " ") {
+				return k + " has no container ID yet"
+			}
+		}
+		return ""
+	})
 
 	step("plan-and-diff", func(t *testing.T) {
 		// A node's version comes from its kubelet's image list in the Node
