@@ -27,12 +27,7 @@ func TestKubeletWithoutPodsYet(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := config.DefaultPaths().WithRoot(t.TempDir())
-			write := func(logical string, data []byte) {
-				t.Helper()
-				if _, err := fsutil.WriteFile(p.Host(logical), data, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			write := func(logical string, data []byte) { writeUnder(t, p, logical, data) }
 			if tc.info != nil {
 				write(node.InfoFile(p), node.MarshalInfo(*tc.info))
 			}
@@ -47,5 +42,13 @@ func TestKubeletWithoutPodsYet(t *testing.T) {
 				t.Errorf("kubeletWithoutPodsYet = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// writeUnder writes the node file at logical path under p's root.
+func writeUnder(t *testing.T, p config.Paths, logical string, data []byte) {
+	t.Helper()
+	if _, err := fsutil.WriteFile(p.Host(logical), data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

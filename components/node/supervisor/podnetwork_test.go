@@ -12,7 +12,6 @@ import (
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/duty"
 	"github.com/kubeforge/kubeforge/config"
-	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -35,12 +34,7 @@ func TestPodNetworkDutyOff(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := config.DefaultPaths().WithRoot(t.TempDir())
-			write := func(logical string, data []byte) {
-				t.Helper()
-				if _, err := fsutil.WriteFile(p.Host(logical), data, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			write := func(logical string, data []byte) { writeUnder(t, p, logical, data) }
 			write(node.InfoFile(p), node.MarshalInfo(node.Info{NodeName: "n1"}))
 			write(p.KubeforgeConfigFile(), []byte(tc.kf))
 			if tc.cni {
