@@ -345,9 +345,8 @@ func runJoinKubeletStart(ctx context.Context, d *JoinData) error {
 		d.Out.Done(phase, "started", "", start, "The node service is running; the kubelet registers node %s with its own client certificate", d.Cfg.NodeName())
 		return nil
 	}
-	// TLS bootstrap: the kubelet posts a CSR with the token, the
-	// controller-manager approves and signs it, the kubelet writes
-	// kubelet.conf; the node then registers.
+	// The kubelet registers the node with the client certificate that
+	// bootstrapKubeletCert got (or that a rerun found in kubelet.conf).
 	timeout := config.Timeout(d.Cfg.JoinTimeouts().TLSBootstrap, 5*time.Minute)
 	var client kubernetes.Interface
 	err = d.waiter().Poll(ctx, 100*time.Millisecond, timeout, func(context.Context) (bool, error) {
@@ -392,7 +391,7 @@ func bootstrapKubeletCert(ctx context.Context, d *JoinData) error {
 	defer cancel()
 	if err := kubeletbootstrap.LoadClientCert(bctx, d.Paths.Host(p.Kubeconfig("kubelet.conf")), d.Paths.Host(p.Kubeconfig("bootstrap-kubelet.conf")),
 		d.Paths.Host(p.KubeletPKIDir()), types.NodeName(d.Cfg.NodeName())); err != nil {
-		return fmt.Errorf("the kubelet's TLS bootstrap (a client certificate for system:node:%s through a CertificateSigningRequest) did not complete within %s: %w; "+
+		return fmt.Errorf("the kubelet's TLS bootstrap (a client certificate for system:node:%s through a CertificateSigningRequest, at most %s) failed: %w; "+
 			"see `kubectl get csr` on a control-plane node", d.Cfg.NodeName(), timeout, err)
 	}
 	d.Out.Done(phase, "signed", p.Kubeconfig("kubelet.conf"), start, "The kubelet's client certificate was signed (TLS bootstrap); wrote %q", p.Kubeconfig("kubelet.conf"))
