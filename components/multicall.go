@@ -57,7 +57,7 @@ func Multicall(args []string) (code int, handled bool) {
 		// Upstream code that reads os.Args (etcd's gateway, CoreDNS's flag
 		// set, cobra's fallback) sees the component's own command line.
 		os.Args = append([]string{c.Name}, rest...)
-		profileStartup(c.Name)
+		ProfileStartup(c.Name)
 		if len(args) > 1 && args[1] == ComponentCommand {
 			// Not for the busybox-style links: the bench's kubeadm images
 			// run them and stand for upstream's own binaries.
@@ -81,11 +81,13 @@ func Multicall(args []string) (code int, handled bool) {
 	return 0, false
 }
 
-// profileStartup writes a CPU profile of the component's first seconds to
-// $KUBEFORGE_CPUPROFILE/<name>-<pid>.pprof when that variable names a
-// directory (for `go tool pprof`; seconds from $KUBEFORGE_CPUPROFILE_SECONDS,
-// default 15). A debugging aid: nothing sets it.
-func profileStartup(name string) {
+// ProfileStartup writes a CPU profile of a component's (or the node
+// service's) first seconds to $KUBEFORGE_CPUPROFILE/<name>-<pid>.pprof when
+// that variable names a directory (for `go tool pprof`; seconds from
+// $KUBEFORGE_CPUPROFILE_SECONDS, default 15). A debugging aid: nothing sets
+// it. The node service passes its environment on to containerd and the
+// kubelet, so one variable profiles all three.
+func ProfileStartup(name string) {
 	dir := os.Getenv("KUBEFORGE_CPUPROFILE")
 	if dir == "" {
 		return

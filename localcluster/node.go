@@ -334,11 +334,18 @@ func (n *Node) cgroupDirs() []string {
 }
 
 // Command returns a command that runs name with args in the node's network
-// and mount namespaces (nsenter), with PATH and HOME (the node's own) set.
+// and mount namespaces (nsenter), with PATH and HOME (the node's own) set,
+// and the start-up profiling variables (components.ProfileStartup) passed on
+// from this process when they are set.
 func (n *Node) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	a := append([]string{"--net=/run/netns/" + n.NetNS, fmt.Sprintf("--mount=/proc/%d/ns/mnt", n.holderPID), "--", name}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", a...)
 	cmd.Env = []string{"PATH=" + stdPath, "HOME=" + filepath.Join(n.Dir, "home"), "LANG=C.UTF-8"}
+	for _, k := range []string{"KUBEFORGE_CPUPROFILE", "KUBEFORGE_CPUPROFILE_SECONDS"} {
+		if v := os.Getenv(k); v != "" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
 	cmd.Dir = "/"
 	// A daemon started by the command may keep its output open.
 	cmd.WaitDelay = 5 * time.Second

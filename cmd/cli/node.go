@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubeforge/kubeforge/components"
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/supervisor"
 	"github.com/kubeforge/kubeforge/config"
@@ -53,6 +54,7 @@ running) and exits 0. SIGHUP restarts the kubelet.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			gctune.Steady()
+			components.ProfileStartup("node")
 			return supervisor.Run(cmd.Context(), supervisor.Options{
 				Paths:     o.paths,
 				CRISocket: o.criSocket,
