@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -204,6 +205,48 @@ func TestTailer(t *testing.T) {
 	}
 	if tl.files() != 1 {
 		t.Errorf("following %d files, want 1 (the kubelet log)", tl.files())
+	}
+}
+
+// A poll of files that did not grow allocates next to nothing: a buffer of
+// maxChunk per file and poll once kept the idle node service's collector
+// busy. A line longer than a chunk still ships in pieces, and a
+// half-written line smaller than a chunk still waits.
+func TestTailerIdlePollAndChunks(t *testing.T) {
+	b := newBed(t)
+	log0 := filepath.Join(b.podLogs, "default_web-0_uid-1", "app", "0.log")
+	b.appendTo(log0, cri(1, "F", "one"))
+	b.appendTo(filepath.Join(b.own, "kubelet.log"), "I1205 kubelet started\n")
+	tl := b.tailer()
+	defer tl.close()
+	if got := msgs(b.poll(tl)); got != "one,I1205 kubelet started" {
+		t.Fatalf("first poll: %q", got)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 100 {
+		if recs, err := tl.poll(); err != nil || len(recs) != 0 {
+			t.Fatalf("idle poll: %d records, %v", len(recs), err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / 100; per > 64<<10 {
+		t.Errorf("an idle poll of 2 files allocates %d bytes, want < 64 KiB", per)
+	}
+
+	tl.maxChunk = 16
+	own := filepath.Join(b.own, "kubelet.log")
+	b.appendTo(own, "half")
+	if got := msgs(b.poll(tl)); got != "" {
+		t.Fatalf("a half-written line shorter than a chunk: %q, want nothing yet", got)
+	}
+	b.appendTo(own, "-done\n")
+	if got := msgs(b.poll(tl)); got != "half-done" {
+		t.Fatalf("the line once whole: %q", got)
+	}
+	b.appendTo(own, strings.Repeat("x", 40)+"\n")
+	if got := msgs(b.poll(tl)); got != strings.Repeat("x", 16)+","+strings.Repeat("x", 16)+","+strings.Repeat("x", 8) {
+		t.Fatalf("a line of 40 bytes in chunks of 16: %q", got)
 	}
 }
 
