@@ -84,9 +84,11 @@ func Multicall(args []string) (code int, handled bool) {
 // ProfileStartup writes a CPU profile of a component's (or the node
 // service's) first seconds to $KUBEFORGE_CPUPROFILE/<name>-<pid>.pprof when
 // that variable names a directory (for `go tool pprof`; seconds from
-// $KUBEFORGE_CPUPROFILE_SECONDS, default 15). A debugging aid: nothing sets
-// it. The node service passes its environment on to containerd and the
-// kubelet, so one variable profiles all three.
+// $KUBEFORGE_CPUPROFILE_SECONDS, default 15; $KUBEFORGE_CPUPROFILE_DELAY
+// seconds after the start, default 0, for a profile of the idle process).
+// A debugging aid: nothing sets it. The node service passes its
+// environment on to containerd and the kubelet, so one variable profiles
+// all three.
 func ProfileStartup(name string) {
 	dir := os.Getenv("KUBEFORGE_CPUPROFILE")
 	if dir == "" {
@@ -96,20 +98,28 @@ func ProfileStartup(name string) {
 	if err != nil || secs <= 0 {
 		secs = 15
 	}
-	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, os.Getpid())))
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "KUBEFORGE_CPUPROFILE: %v\n", err)
+	delay, _ := strconv.Atoi(os.Getenv("KUBEFORGE_CPUPROFILE_DELAY"))
+	start := func() {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, os.Getpid())))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "KUBEFORGE_CPUPROFILE: %v\n", err)
+			return
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "KUBEFORGE_CPUPROFILE: %v\n", err)
+			f.Close()
+			return
+		}
+		time.AfterFunc(time.Duration(secs)*time.Second, func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
+	if delay <= 0 {
+		start()
 		return
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		fmt.Fprintf(os.Stderr, "KUBEFORGE_CPUPROFILE: %v\n", err)
-		f.Close()
-		return
-	}
-	time.AfterFunc(time.Duration(secs)*time.Second, func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	})
+	time.AfterFunc(time.Duration(delay)*time.Second, start)
 }
 
 // componentCall finds the component args ask for, and its arguments.

@@ -341,7 +341,7 @@ func (n *Node) Command(ctx context.Context, name string, args ...string) *exec.C
 	a := append([]string{"--net=/run/netns/" + n.NetNS, fmt.Sprintf("--mount=/proc/%d/ns/mnt", n.holderPID), "--", name}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", a...)
 	cmd.Env = []string{"PATH=" + stdPath, "HOME=" + filepath.Join(n.Dir, "home"), "LANG=C.UTF-8"}
-	for _, k := range []string{"KUBEFORGE_CPUPROFILE", "KUBEFORGE_CPUPROFILE_SECONDS"} {
+	for _, k := range []string{"KUBEFORGE_CPUPROFILE", "KUBEFORGE_CPUPROFILE_SECONDS", "KUBEFORGE_CPUPROFILE_DELAY"} {
 		if v := os.Getenv(k); v != "" {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
