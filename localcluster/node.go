@@ -343,6 +343,12 @@ func (n *Node) Command(ctx context.Context, name string, args ...string) *exec.C
 	cmd.Env = []string{"PATH=" + stdPath, "HOME=" + filepath.Join(n.Dir, "home"), "LANG=C.UTF-8"}
 	for _, k := range []string{"KUBEFORGE_CPUPROFILE", "KUBEFORGE_CPUPROFILE_SECONDS", "KUBEFORGE_CPUPROFILE_DELAY"} {
 		if v := os.Getenv(k); v != "" {
+			if k == "KUBEFORGE_CPUPROFILE" {
+				// The node's commands run in /; a directory under the
+				// node's own /etc, /var/lib, /var/log or /run is the
+				// node's, not the host's.
+				v, _ = filepath.Abs(v)
+			}
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
 	}

@@ -216,12 +216,17 @@ func findRotated(path string, ino uint64) string {
 // garbage.
 func (t *tailer) read(fw *follow, final bool) [][]byte {
 	var out [][]byte
+	var buf []byte // reused across chunks: records copies what it keeps
 	for {
 		st, err := fw.f.Stat()
 		if err != nil || st.Size() <= fw.off {
 			return out
 		}
-		buf := make([]byte, min(st.Size()-fw.off, int64(t.maxChunk)))
+		want := int(min(st.Size()-fw.off, int64(t.maxChunk)))
+		if cap(buf) < want {
+			buf = make([]byte, want)
+		}
+		buf = buf[:want]
 		n, _ := fw.f.ReadAt(buf, fw.off)
 		if n == 0 {
 			return out
