@@ -144,6 +144,21 @@ while read -r t trc _; do
        !in_test && /^(FAIL|panic)/ { print }
        END { if (in_test) printf "%s", buf }' "$logs/$t.log"
 done <"$logs/results"
+# Each failed step's own lines again, last, where a short view of the
+# output still shows them (a failed test's whole output can be thousands
+# of lines of diagnostics after its error).
+while read -r t trc _; do
+  [ "$trc" = 0 ] && continue
+  echo "== $t in brief"
+  awk -v t="$t" '
+    $0 ~ "^=== (RUN|NAME|CONT|PAUSE) +" { name = $3; next }
+    /^ +--- FAIL: / { failed[++nf] = $3 }
+    $0 ~ "^ *--- " { name = ""; next }
+    name != "" && name != t { lines[name] = lines[name] $0 "\n"; n[name]++ }
+    END { if (nf == 0) print "(no step of it failed: its own lines are above)"; for (i = 1; i <= nf; i++) { f = failed[i]; print "--- FAIL: " f; if (n[f] > 40) print "    (the last 40 of its " n[f] " lines)"; printf "%s", tail(lines[f], 40) } }
+    function tail(s, k,   a, m, i, out) { m = split(s, a, "\n") - 1; for (i = (m > k ? m - k + 1 : 1); i <= m; i++) out = out a[i] "\n"; return out }
+  ' "$logs/$t.log"
+done <"$logs/results"
 [ "$(wc -l <"$logs/results")" = "$(wc -l <<<"$all")" ] || { echo "== not every test ran"; rc=1; }
 echo "== e2e tests"
 while read -r t _; do grep -hE '^--- (PASS|FAIL|SKIP): |^    --- FAIL: ' "$logs/$t.log" || echo "--- NO RESULT: $t"; done <"$logs/results"
