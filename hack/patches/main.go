@@ -90,16 +90,28 @@ var patches = []patch{
 		Upstream: "extends https://github.com/etcd-io/etcd/pull/9415 (a single member fast-forwards its election ticks), which still leaves the randomized remainder",
 	},
 	{
-		ID:     "etcd-publish-retry-2s",
+		ID:     "etcd-publish-retry-backoff",
 		Module: "go.etcd.io/etcd/server/v3",
 		File:   "etcdserver/server.go",
 		Old:    "s.GoAttach(func() { s.publishV3(s.Cfg.ReqTimeout()) })",
-		New:    "s.GoAttach(func() { s.publishV3(min(s.Cfg.ReqTimeout(), 2*time.Second)) }) // kubeforge: retry a lost publish sooner",
+		New:    "s.GoAttach(func() { s.publishV3(min(s.Cfg.ReqTimeout(), 250*time.Millisecond)) }) // kubeforge: retry a lost publish sooner",
 		Why: "a member that just joined publishes its name and client URLs through raft before it serves clients; " +
-			"a proposal lost while its peer connections come up was retried only after the whole request timeout " +
-			"(7 s), so a joining control-plane node's etcd, and its API server, waited 7 s for nothing. The " +
-			"publish is idempotent: retrying every 2 s is safe",
+			"its first proposal, made before it knows the leader, is dropped and was retried only after the whole " +
+			"request timeout (7 s), so a joining control-plane node's etcd, and its API server, waited 7 s for " +
+			"nothing (2 s with this patch's first version). The publish is idempotent: the first attempt now " +
+			"waits 250 ms, and each retry twice as long as the last, up to the request timeout (the next hunk)",
 		Upstream: "https://github.com/etcd-io/etcd/issues/8977 (the publish retry waits the whole request timeout)",
+	},
+	{
+		ID:     "etcd-publish-retry-backoff",
+		Module: "go.etcd.io/etcd/server/v3",
+		File:   "etcdserver/server.go",
+		Old:    "\t\t_, err := s.raftRequest(ctx, &pb.InternalRaftRequest{ClusterMemberAttrSet: req})\n\t\tcancel()\n",
+		New: "\t\t_, err := s.raftRequest(ctx, &pb.InternalRaftRequest{ClusterMemberAttrSet: req})\n\t\tcancel()\n" +
+			"\t\tif err != nil {\n\t\t\ttimeout = min(2*timeout, s.Cfg.ReqTimeout()) // kubeforge: back off to the request timeout\n\t\t}\n",
+		Why: "a publish that did not commit within its timeout is retried with twice the timeout, up to etcd's own " +
+			"request timeout, so that a slow cluster (commits slower than 250 ms) still publishes",
+		Upstream: "https://github.com/etcd-io/etcd/issues/8977",
 	},
 	// The rbac/bootstrap-roles hook reconciles ~70 ClusterRoles and ~55
 	// ClusterRoleBindings one after another; each create waits for its own

@@ -7,10 +7,10 @@ import (
 
 func TestPatchesOf(t *testing.T) {
 	defer func(p string) { Patches = p }(Patches)
-	Patches = "apiserver-priority-classes-no-initial-wait,etcd-single-member-fast-election,etcd-publish-retry-2s,kubelet-volume-check-50ms"
+	Patches = "apiserver-priority-classes-no-initial-wait,etcd-single-member-fast-election,etcd-publish-retry-backoff,kubelet-volume-check-50ms"
 	for name, want := range map[string][]string{
 		"kube-apiserver":          {"apiserver-priority-classes-no-initial-wait"},
-		"etcd":                    {"etcd-single-member-fast-election", "etcd-publish-retry-2s"},
+		"etcd":                    {"etcd-single-member-fast-election", "etcd-publish-retry-backoff"},
 		"kubelet":                 {"kubelet-volume-check-50ms"},
 		"kube-scheduler":          nil,
 		"kube-controller-manager": nil,

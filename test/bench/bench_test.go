@@ -298,7 +298,24 @@ func readLoad() LoadSample {
 			l.Load15, _ = strconv.ParseFloat(f[2], 64)
 		}
 	}
+	l.MemoryCgroups = memoryCgroups()
 	return l
+}
+
+// memoryCgroups is the num_cgroups column of /proc/cgroups for the memory
+// controller (0 when unknown).
+func memoryCgroups() int {
+	b, err := os.ReadFile("/proc/cgroups")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "memory" {
+			n, _ := strconv.Atoi(f[2])
+			return n
+		}
+	}
+	return 0
 }
 
 // otherTestbedNodes counts the test bed network namespaces on the host

@@ -74,6 +74,11 @@ type LoadSample struct {
 	Busy       bool `json:"busy"`
 	// WaitedSeconds is how long the bench waited for a quiet machine.
 	WaitedSeconds float64 `json:"waited_seconds,omitempty"`
+	// MemoryCgroups is the kernel's count of memory cgroups (/proc/cgroups):
+	// with the dying ones that deleted containers leave while cached pages
+	// are still charged to them, it says how much this machine has run
+	// since its caches were last dropped (a state figure, beside the load).
+	MemoryCgroups int `json:"memory_cgroups,omitempty"`
 }
 
 func (l LoadSample) String() string {
@@ -83,6 +88,9 @@ func (l LoadSample) String() string {
 	}
 	if l.WaitedSeconds > 0 {
 		s += fmt.Sprintf(" (waited %.0f s for a quiet machine)", l.WaitedSeconds)
+	}
+	if l.MemoryCgroups > 0 {
+		s += fmt.Sprintf(", %d memory cgroups in the kernel", l.MemoryCgroups)
 	}
 	if l.Busy {
 		s += " — BUSY: figures of this run are not representative"
