@@ -150,14 +150,27 @@ done <"$logs/results"
 while read -r t trc _; do
   [ "$trc" = 0 ] && continue
   echo "== $t in brief"
-  awk -v t="$t" '
-    $0 ~ "^=== (RUN|NAME|CONT|PAUSE) +" { name = $3; next }
-    /^ +--- FAIL: / { failed[++nf] = $3 }
-    $0 ~ "^ *--- " { name = ""; next }
-    name != "" && name != t { lines[name] = lines[name] $0 "\n"; n[name]++ }
-    END { if (nf == 0) print "(no step of it failed: its own lines are above)"; for (i = 1; i <= nf; i++) { f = failed[i]; print "--- FAIL: " f; if (n[f] > 40) print "    (the last 40 of its " n[f] " lines)"; printf "%s", tail(lines[f], 40) } }
-    function tail(s, k,   a, m, i, out) { m = split(s, a, "\n") - 1; for (i = (m > k ? m - k + 1 : 1); i <= m; i++) out = out a[i] "\n"; return out }
-  ' "$logs/$t.log"
+  # A step's lines run from its === RUN/NAME/CONT line to the next such
+  # line; the test's own --- line ends them all, and the failed steps are
+  # the indented --- FAIL lines after it (a logged line may start with
+  # "--- " too: only those after the test's result count). A step's last
+  # 40 lines are kept as they come. Output that ends without the test's
+  # result (a timeout, a panic) shows the step that was running.
+  awk -v t="$t" -v k=40 '
+    done == 0 && /^=== (RUN|NAME|CONT|PAUSE) +/ { name = $3; next }
+    done == 0 && /^--- (PASS|FAIL|SKIP): / { done = 1; next }
+    done == 1 && /^ +--- FAIL: / { failed[++nf] = $3; next }
+    done == 0 && name != "" && name != t { n[name]++; buf[name, n[name] % k] = $0 }
+    function show(f,   i) {
+      if (n[f] > k) print "    (the last " k " of its " n[f] " lines)"
+      for (i = (n[f] > k ? n[f] - k + 1 : 1); i <= n[f]; i++) print buf[f, i % k]
+    }
+    END {
+      if (done == 0 && name != "" && name != t) { print "--- running when the output ended: " name; show(name) }
+      else if (nf == 0) print "(no step of it failed: its own lines are above)"
+      for (i = 1; i <= nf; i++) { print "--- FAIL: " failed[i]; show(failed[i]) }
+    }
+  ' "$logs/$t.log" || true
 done <"$logs/results"
 [ "$(wc -l <"$logs/results")" = "$(wc -l <<<"$all")" ] || { echo "== not every test ran"; rc=1; }
 echo "== e2e tests"

@@ -96,21 +96,23 @@ var patches = []patch{
 		Old:    "s.GoAttach(func() { s.publishV3(s.Cfg.ReqTimeout()) })",
 		New:    "s.GoAttach(func() { s.publishV3(min(s.Cfg.ReqTimeout(), 250*time.Millisecond)) }) // kubeforge: retry a lost publish sooner",
 		Why: "a member that just joined publishes its name and client URLs through raft before it serves clients; " +
-			"its first proposal, made before it knows the leader, is dropped and was retried only after the whole " +
-			"request timeout (7 s), so a joining control-plane node's etcd, and its API server, waited 7 s for " +
-			"nothing (2 s with this patch's first version). The publish is idempotent: the first attempt now " +
-			"waits 250 ms, and each retry twice as long as the last, up to the request timeout (the next hunk)",
+			"its first proposal, forwarded to the leader while its peer connections come up, is lost, and was retried " +
+			"only after the whole request timeout (7 s; 2 s with this patch's first version), so a joining " +
+			"control-plane node's etcd, and its API server, waited that long for nothing. The publish is " +
+			"idempotent: the first attempt now waits 250 ms, and each failed attempt doubles the wait up to the " +
+			"request timeout (the next hunk)",
 		Upstream: "https://github.com/etcd-io/etcd/issues/8977 (the publish retry waits the whole request timeout)",
 	},
 	{
 		ID:     "etcd-publish-retry-backoff",
 		Module: "go.etcd.io/etcd/server/v3",
 		File:   "etcdserver/server.go",
-		Old:    "\t\t_, err := s.raftRequest(ctx, &pb.InternalRaftRequest{ClusterMemberAttrSet: req})\n\t\tcancel()\n",
-		New: "\t\t_, err := s.raftRequest(ctx, &pb.InternalRaftRequest{ClusterMemberAttrSet: req})\n\t\tcancel()\n" +
-			"\t\tif err != nil {\n\t\t\ttimeout = min(2*timeout, s.Cfg.ReqTimeout()) // kubeforge: back off to the request timeout\n\t\t}\n",
-		Why: "a publish that did not commit within its timeout is retried with twice the timeout, up to etcd's own " +
-			"request timeout, so that a slow cluster (commits slower than 250 ms) still publishes",
+		Old:    "\t\t\t\tzap.Duration(\"publish-timeout\", timeout),\n\t\t\t\tzap.Error(err),\n\t\t\t)\n\t\t}\n\t}\n}\n",
+		New: "\t\t\t\tzap.Duration(\"publish-timeout\", timeout),\n\t\t\t\tzap.Error(err),\n\t\t\t)\n" +
+			"\t\t\ttimeout = min(2*timeout, s.Cfg.ReqTimeout()) // kubeforge: back off to the request timeout\n\t\t}\n\t}\n}\n",
+		Why: "after a failed publish attempt the next waits twice as long, up to etcd's own request timeout, so that " +
+			"a cluster whose commits take longer than 250 ms still publishes (an attempt that timed out may still " +
+			"commit; the next one then commits behind it: at most one commit's latency more than upstream's wait)",
 		Upstream: "https://github.com/etcd-io/etcd/issues/8977",
 	},
 	// The rbac/bootstrap-roles hook reconciles ~70 ClusterRoles and ~55
