@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/grpclog"
 
 	"github.com/kubeforge/kubeforge/components"
 )
@@ -30,6 +31,12 @@ func Main(args []string) int {
 	if code, handled := components.Multicall(args); handled {
 		return code
 	}
+	// The commands' etcd and CRI clients are gRPC: its library logs its
+	// connection chatter (a handshake cut short when a client closes) as
+	// warnings in klog's format, which would land in a command's output
+	// (`etcd member list`); the commands report their own errors. Set
+	// before any gRPC use, as grpclog requires.
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr))
 	return Run(args[1:], os.Stdin, os.Stdout, os.Stderr)
 }
 
