@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -83,26 +84,45 @@ func List(ctx context.Context, c *clientv3.Client) ([]Member, error) {
 
 // AddLearner adds a learner with peerURL (or finds it, on a rerun) and
 // returns its ID and the --initial-cluster value for it to start with.
+//
+// etcd refuses a member add while the leader has not been connected to
+// every voting member for 5 s ("unhealthy cluster"): right after another
+// node joined, that passes within seconds. Such refusals, and a leader
+// change or timeout, are retried every 500 ms until ctx ends; each attempt
+// first looks for the member, which an attempt that timed out may have
+// added after all (etcd then says its peer URL exists).
 func AddLearner(ctx context.Context, c *clientv3.Client, name, peerURL string) (uint64, string, error) {
-	members, err := List(ctx, c)
-	if err != nil {
-		return 0, "", err
-	}
 	var id uint64
-	for _, m := range members {
-		for _, u := range m.PeerURLs {
-			if u == peerURL {
+	var members []Member
+	for id == 0 {
+		var err error
+		if members, err = List(ctx, c); err != nil {
+			return 0, "", err
+		}
+		for _, m := range members {
+			if slices.Contains(m.PeerURLs, peerURL) {
 				id = m.ID
 			}
 		}
-	}
-	if id == 0 {
+		if id != 0 {
+			break
+		}
 		resp, err := c.MemberAddAsLearner(ctx, []string{peerURL})
-		if err != nil {
+		if err == nil {
+			id, members = resp.Member.ID, convert(resp.Members)
+			break
+		}
+		// A peer URL that exists: an attempt that seemed to fail added it
+		// (the next round finds it).
+		exists := errors.Is(err, rpctypes.ErrPeerURLExist) || errors.Is(rpctypes.Error(err), rpctypes.ErrPeerURLExist)
+		if !(exists || transientReconfigError(err)) || ctx.Err() != nil {
 			return 0, "", fmt.Errorf("add etcd member %s (%s): %w", name, peerURL, err)
 		}
-		id = resp.Member.ID
-		members = convert(resp.Members)
+		select {
+		case <-ctx.Done():
+			return 0, "", fmt.Errorf("add etcd member %s (%s): %w", name, peerURL, err)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	var initial []string
 	for _, m := range members {
@@ -141,11 +161,11 @@ func Promote(ctx context.Context, c *clientv3.Client, id uint64) error {
 	}
 }
 
-// transientRemoveError reports whether a member removal may succeed when
-// retried: etcd's strict reconfiguration check, or a leader change. An
+// transientReconfigError reports whether a member add or removal may
+// succeed when retried: etcd's strict reconfiguration check, or a leader change. An
 // error the client left as a gRPC status (or its text) is turned into
 // etcd's own first (rpctypes.Error).
-func transientRemoveError(err error) bool {
+func transientReconfigError(err error) bool {
 	for _, e := range []error{err, rpctypes.Error(err)} {
 		if errors.Is(e, rpctypes.ErrUnhealthy) || errors.Is(e, rpctypes.ErrLeaderChanged) || errors.Is(e, rpctypes.ErrNoLeader) || errors.Is(e, rpctypes.ErrTimeout) {
 			return true
@@ -186,7 +206,7 @@ func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) 
 				// it. Whether it is gone, the other members say.
 				return removedPerOthers(ctx, c, members, m)
 			}
-			if !transientRemoveError(err) || ctx.Err() != nil {
+			if !transientReconfigError(err) || ctx.Err() != nil {
 				return false, fmt.Errorf("remove etcd member %s: %w", name, err)
 			}
 			select {
