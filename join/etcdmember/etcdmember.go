@@ -114,8 +114,7 @@ func AddLearner(ctx context.Context, c *clientv3.Client, name, peerURL string) (
 		}
 		// A peer URL that exists: an attempt that seemed to fail added it
 		// (the next round finds it).
-		exists := errors.Is(err, rpctypes.ErrPeerURLExist) || errors.Is(rpctypes.Error(err), rpctypes.ErrPeerURLExist)
-		if !(exists || transientReconfigError(err)) || ctx.Err() != nil {
+		if !(etcdErrorIs(err, rpctypes.ErrPeerURLExist) || transientReconfigError(err)) || ctx.Err() != nil {
 			return 0, "", fmt.Errorf("add etcd member %s (%s): %w", name, peerURL, err)
 		}
 		select {
@@ -166,9 +165,18 @@ func Promote(ctx context.Context, c *clientv3.Client, id uint64) error {
 // error the client left as a gRPC status (or its text) is turned into
 // etcd's own first (rpctypes.Error).
 func transientReconfigError(err error) bool {
+	return etcdErrorIs(err, rpctypes.ErrUnhealthy, rpctypes.ErrLeaderChanged, rpctypes.ErrNoLeader, rpctypes.ErrTimeout)
+}
+
+// etcdErrorIs reports whether err is one of targets, as it is or once
+// turned into etcd's own error (rpctypes.Error: the client may leave a
+// gRPC status or its text).
+func etcdErrorIs(err error, targets ...error) bool {
 	for _, e := range []error{err, rpctypes.Error(err)} {
-		if errors.Is(e, rpctypes.ErrUnhealthy) || errors.Is(e, rpctypes.ErrLeaderChanged) || errors.Is(e, rpctypes.ErrNoLeader) || errors.Is(e, rpctypes.ErrTimeout) {
-			return true
+		for _, t := range targets {
+			if errors.Is(e, t) {
+				return true
+			}
 		}
 	}
 	return false
@@ -222,7 +230,7 @@ func Remove(ctx context.Context, c *clientv3.Client, name string) (bool, error) 
 // stoppedError reports etcd's "server stopped": the member that was asked
 // stopped while answering.
 func stoppedError(err error) bool {
-	return errors.Is(err, rpctypes.ErrStopped) || errors.Is(rpctypes.Error(err), rpctypes.ErrStopped)
+	return etcdErrorIs(err, rpctypes.ErrStopped)
 }
 
 // removedPerOthers asks the other members (their client URLs) whether m
