@@ -196,6 +196,7 @@ func pod(c *config.Config, name string, command []string, port int, probe probeS
 			TimeoutSeconds: 15, PeriodSeconds: 1, FailureThreshold: 3}
 	}
 	priority := int32(2000001000)
+	annotations = withShimGroup(annotations)
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{

@@ -219,7 +219,8 @@ func (a Addon) workload() runtime.Object {
 	labels := a.labels()
 	meta := metav1.ObjectMeta{Name: a.Name, Namespace: ns, Labels: labels}
 	selector := &metav1.LabelSelector{MatchLabels: labels}
-	template := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: a.Annotations}, Spec: a.pod()}
+	template := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: withShimGroup(a.Annotations)},
+		Spec: a.pod()}
 	replicas := a.Replicas
 	if replicas == 0 {
 		replicas = 1

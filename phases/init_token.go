@@ -64,6 +64,7 @@ func runBootstrapToken(ctx context.Context, d *InitData) error {
 		}
 	}
 	objs = append(objs, manifests.BootstrapRBAC()...)
+	objs = append(objs, manifests.ShimGroupPolicy()...)
 	ci, err := manifests.ClusterInfo(caPEM, d.Cfg.ControlPlaneEndpoint(), signatures)
 	if err != nil {
 		return err

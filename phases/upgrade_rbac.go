@@ -16,9 +16,10 @@ import (
 // clusters made by an older one: the node directory's Roles, which the new
 // controller-manager (publisher) and the new node agents (readers) need.
 // It runs before the control plane is replaced and on every apply (the
-// RBAC is the cluster's, not this node's).
+// RBAC is the cluster's, not this node's). The system shim group's
+// admission policy goes with it: the new static pods ask for that group.
 func runUpgradeRBAC(ctx context.Context, d *UpgradeData) error {
-	return d.applier().Apply(ctx, "upgrade/rbac", manifests.BootstrapRBAC()...)
+	return d.applier().Apply(ctx, "upgrade/rbac", append(manifests.BootstrapRBAC(), manifests.ShimGroupPolicy()...)...)
 }
 
 // runUpgradeRBACCleanup deletes the RBAC that older versions needed and

@@ -304,6 +304,9 @@ oom_score = 0
       default_runtime_name = "runc"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
         runtime_type = "io.containerd.runc.v2"
+        # A pod annotated io.containerd.runc.v2.group shares the shim of
+        # that group (kubeforge's own pods: one shim for all of them).
+        pod_annotations = ["io.containerd.runc.v2.group"]
         # The v2 shim is served by the kubeforge executable itself.
         runtime_path = {{q .Opts.ShimPath}}
         snapshotter = {{q .Opts.Snapshotter}}

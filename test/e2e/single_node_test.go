@@ -226,6 +226,63 @@ spec:
 		}
 	})
 
+	// kubeforge's own pods share one runc shim (the system shim group), a
+	// user's pod has its own; only kube-system may ask for the system group.
+	step("shim-group", func(t *testing.T) {
+		var shims []string
+		for _, p := range n.Processes() {
+			if len(p.Cmdline) > 0 && filepath.Base(p.Cmdline[0]) == "containerd-shim-runc-v2" {
+				shims = append(shims, p.String())
+			}
+		}
+		var all struct {
+			Items []struct {
+				Metadata metav1.ObjectMeta
+			}
+		}
+		if err := c.getJSON(&all, "pods", "-A"); err != nil {
+			t.Fatal(err)
+		}
+		system, others := 0, 0
+		for _, p := range all.Items {
+			if p.Metadata.Namespace == metav1.NamespaceSystem {
+				system++
+			} else {
+				others++
+			}
+		}
+		if len(shims) != 1+others {
+			t.Errorf("want %d runc shims (one for the %d kube-system pods, one per other pod), have %d:\n%s",
+				1+others, system, len(shims), strings.Join(shims, "\n"))
+		}
+		grouped := func(ns, group string) string {
+			return `apiVersion: v1
+kind: Pod
+metadata:
+  name: shim-group
+  namespace: ` + ns + `
+  annotations:
+    io.containerd.runc.v2.group: ` + group + `
+spec:
+  containers:
+  - name: c
+    image: ` + busyboxRef + `
+    imagePullPolicy: Never
+    command: ["busybox", "sleep", "3600"]
+`
+		}
+		out, err := n.Kubectl("apply", "--dry-run=server", "-f", n.WriteConfigFile("shim-system.yaml", grouped("default", "kubeforge-system-x")))
+		if err == nil || !strings.Contains(err.Error(), "may not name a shim group") {
+			t.Errorf("a pod in default asking for the system shim group was not refused: %v\n%s", err, out)
+		}
+		if out, err := n.Kubectl("apply", "--dry-run=server", "-f", n.WriteConfigFile("shim-own.yaml", grouped("default", "my-apps"))); err != nil {
+			t.Errorf("a pod in default with a shim group of its own was refused: %v\n%s", err, out)
+		}
+		if out, err := n.Kubectl("apply", "--dry-run=server", "-f", n.WriteConfigFile("shim-kube-system.yaml", grouped("kube-system", "kubeforge-system-x"))); err != nil {
+			t.Errorf("a pod in kube-system asking for the system shim group was refused: %v\n%s", err, out)
+		}
+	})
+
 	step("kill-apiserver", func(t *testing.T) {
 		procs := c.component("kube-apiserver")
 		if len(procs) != 1 {

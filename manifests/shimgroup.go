@@ -1,0 +1,87 @@
+package manifests
+
+import (
+	"maps"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/kubeforge/kubeforge/internal/version"
+)
+
+// ShimGroupAnnotation is the annotation by which containerd's runc shim
+// groups containers: the containers whose OCI specs carry the same value
+// are served by one shim process, where containerd otherwise starts a shim
+// per pod (it groups by sandbox ID). The node's containerd passes this one
+// pod annotation through to the specs (pod_annotations in
+// components/containerd's configuration).
+const ShimGroupAnnotation = "io.containerd.runc.v2.group"
+
+// SystemShimGroupPrefix begins the shim group of the pods kubeforge runs
+// itself: the control-plane static pods and the addons' pods. Only pods in
+// kube-system may use it (ShimGroupPolicy).
+const SystemShimGroupPrefix = "kubeforge-system"
+
+// SystemShimGroup is this version's system shim group. One shim serves
+// every kubeforge pod of a node (some 5 MiB of memory and a shim start
+// saved per pod); the version in the name makes the pods of a new version
+// start a shim of the new version's executable, and the old shim exits
+// with its last container.
+func SystemShimGroup() string { return SystemShimGroupPrefix + "-" + version.Version }
+
+// withShimGroup returns annotations plus the system shim group.
+func withShimGroup(annotations map[string]string) map[string]string {
+	out := maps.Clone(annotations)
+	if out == nil {
+		out = map[string]string{}
+	}
+	out[ShimGroupAnnotation] = SystemShimGroup()
+	return out
+}
+
+// ShimGroupPolicyName names the ValidatingAdmissionPolicy (and its
+// binding) that keeps the system shim group to kube-system.
+const ShimGroupPolicyName = "kubeforge-system-shim-group"
+
+// ShimGroupPolicy refuses a pod outside kube-system that asks for the
+// system shim group: the shim that serves the control plane serves only
+// what the cluster's administrators run. Other group values are the
+// user's to choose (their pods then share a shim of their own).
+func ShimGroupPolicy() []runtime.Object {
+	fail := admissionv1.Fail
+	deny := []admissionv1.ValidationAction{admissionv1.Deny}
+	gv := admissionv1.SchemeGroupVersion.String()
+	return []runtime.Object{
+		&admissionv1.ValidatingAdmissionPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: gv, Kind: "ValidatingAdmissionPolicy"},
+			ObjectMeta: metav1.ObjectMeta{Name: ShimGroupPolicyName},
+			Spec: admissionv1.ValidatingAdmissionPolicySpec{
+				FailurePolicy: &fail,
+				MatchConstraints: &admissionv1.MatchResources{
+					NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+						Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
+						Values: []string{metav1.NamespaceSystem}}}},
+					ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
+						Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
+						Rule: admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"},
+							Resources: []string{"pods"}}}}},
+				},
+				Validations: []admissionv1.Validation{{
+					Expression: `!has(object.metadata.annotations) || !('` + ShimGroupAnnotation + `' in object.metadata.annotations) || ` +
+						`!object.metadata.annotations['` + ShimGroupAnnotation + `'].startsWith('` + SystemShimGroupPrefix + `')`,
+					Message: `the annotation ` + ShimGroupAnnotation + ` may not name a shim group beginning "` + SystemShimGroupPrefix +
+						`" outside kube-system: that shim serves the control plane; choose another group name`,
+				}},
+			},
+		},
+		&admissionv1.ValidatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: gv, Kind: "ValidatingAdmissionPolicyBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: ShimGroupPolicyName},
+			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+				PolicyName:        ShimGroupPolicyName,
+				ValidationActions: deny,
+			},
+		},
+	}
+}
