@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,8 +23,16 @@ type Phase[T any] struct {
 	Name  string
 	Short string
 	Long  string
-	// Phases run after Run, in order.
+	// Phases run after Run, in order, or all at once when Concurrent.
 	Phases []Phase[T]
+	// Concurrent runs the sub-phases at once: for sub-phases that do not
+	// depend on each other, such as the addons, whose API round trips then
+	// overlap. Each still runs or is skipped on its own; the first error
+	// in phase order is returned once all have ended.
+	Concurrent bool
+	// After names earlier siblings in a Concurrent group that this phase
+	// waits for; it does not run when one of them failed.
+	After []string
 	// Run does the phase's own work; nil for pure groups.
 	Run func(ctx context.Context, d T) error
 	// RunIf, when set, decides at run time whether the phase (and its
@@ -142,7 +151,53 @@ func (w *Workflow[T]) runOne(ctx context.Context, d T, p *Phase[T], full string,
 			return &PhaseError{Phase: full, Err: err}
 		}
 	}
+	if p.Concurrent {
+		return w.runConcurrent(ctx, d, p.Phases, full, skip)
+	}
 	return w.run(ctx, d, p.Phases, full, skip)
+}
+
+// runConcurrent runs the phases ps at once, each after the siblings its
+// After names, and returns the first error in phase order.
+func (w *Workflow[T]) runConcurrent(ctx context.Context, d T, ps []Phase[T], parent string, skip map[string]bool) error {
+	done := make(map[string]chan struct{}, len(ps))
+	index := make(map[string]int, len(ps))
+	for i := range ps {
+		done[ps[i].Name] = make(chan struct{})
+		index[ps[i].Name] = i
+	}
+	// errs[i] is written before done[ps[i].Name] is closed, and read
+	// after it is.
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i := range ps {
+		p := &ps[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[p.Name])
+			for _, a := range p.After {
+				if ch, ok := done[a]; ok {
+					<-ch
+					if errs[index[a]] != nil {
+						return
+					}
+				}
+			}
+			full := join(parent, p.Name)
+			if skip[full] {
+				return
+			}
+			errs[i] = w.runOne(ctx, d, p, full, skip)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RunPhase runs one phase by full name, with its sub-phases.

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -129,5 +131,119 @@ func TestRunPhaseAndCommands(t *testing.T) {
 		if !strings.Contains(desc, s) {
 			t.Fatalf("describe lacks %q:\n%s", s, desc)
 		}
+	}
+}
+
+// A Concurrent group runs its sub-phases at once, each after the siblings
+// its After names; a failure skips the phases after it and is returned
+// (the first in phase order) once the others have ended.
+func TestConcurrentPhases(t *testing.T) {
+	type log struct {
+		mu  sync.Mutex
+		ran []string
+	}
+	step := func(name string, err error, wait func()) Phase[*log] {
+		return Phase[*log]{Name: name, Run: func(_ context.Context, l *log) error {
+			if wait != nil {
+				wait()
+			}
+			l.mu.Lock()
+			l.ran = append(l.ran, name)
+			l.mu.Unlock()
+			return err
+		}}
+	}
+	// a and b each wait until the other has started: only at once do
+	// both end.
+	var started sync.WaitGroup
+	barrier := func() {
+		started.Done()
+		ch := make(chan struct{})
+		go func() { started.Wait(); close(ch) }()
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Error("the sub-phases of a Concurrent group did not run at once")
+		}
+	}
+	group := func(failA bool) *Workflow[*log] {
+		var errA error
+		if failA {
+			errA = errors.New("boom")
+		}
+		started = sync.WaitGroup{}
+		started.Add(2)
+		c := step("c", nil, nil)
+		c.After = []string{"a"}
+		return &Workflow[*log]{Name: "init", Phases: []Phase[*log]{
+			{Name: "addon", Concurrent: true, Phases: []Phase[*log]{step("a", errA, barrier), step("b", nil, barrier), c}},
+			step("last", nil, nil),
+		}}
+	}
+
+	l := &log{}
+	if err := group(false).Run(context.Background(), l, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.ran) != 4 || l.ran[3] != "last" || slices.Index(l.ran, "c") < slices.Index(l.ran, "a") {
+		t.Errorf("ran %v: want a before c, and last after the group", l.ran)
+	}
+
+	l = &log{}
+	err := group(true).Run(context.Background(), l, nil)
+	var pe *PhaseError
+	if !errors.As(err, &pe) || pe.Phase != "addon/a" {
+		t.Fatalf("want the PhaseError of addon/a, got %v", err)
+	}
+	slices.Sort(l.ran)
+	if !slices.Equal(l.ran, []string{"a", "b"}) {
+		t.Errorf("ran %v: want a and b, and neither c (after the failed a) nor last", l.ran)
+	}
+
+	// A skipped phase does not hold up the phases after it.
+	l = &log{}
+	w := group(false)
+	w.Phases[0].Phases[1].Run = func(_ context.Context, l *log) error { return nil }
+	w.Phases[0].Phases[0].Run = func(_ context.Context, l *log) error { return errors.New("must be skipped") }
+	skip, err := w.ParseSkip([]string{"addon/a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(context.Background(), l, skip); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(l.ran, []string{"c", "last"}) {
+		t.Errorf("ran %v with addon/a skipped, want [c last]", l.ran)
+	}
+}
+
+// After names only earlier siblings in Concurrent groups, in every
+// workflow: a later or unknown name would deadlock or be ignored.
+func TestAfterNamesEarlierSiblings(t *testing.T) {
+	checkTree(t, "init", InitWorkflow().Phases)
+	checkTree(t, "join", JoinWorkflow().Phases)
+	checkTree(t, "reset", ResetWorkflow().Phases)
+	checkTree(t, "rotate", RotateKeyWorkflow().Phases)
+	checkTree(t, "upgrade apply", UpgradeApplyWorkflow().Phases)
+	checkTree(t, "upgrade node", UpgradeNodeWorkflow().Phases)
+}
+
+func checkTree[T any](t *testing.T, parent string, ps []Phase[T]) {
+	t.Helper()
+	for i, p := range ps {
+		for _, a := range p.After {
+			earlier := slices.ContainsFunc(ps[:i], func(q Phase[T]) bool { return q.Name == a })
+			if !earlier {
+				t.Errorf("%s/%s: After %q is not an earlier sibling", parent, p.Name, a)
+			}
+		}
+		if len(p.Phases) > 0 && !p.Concurrent {
+			for _, q := range p.Phases {
+				if len(q.After) > 0 {
+					t.Errorf("%s/%s/%s: After in a group that is not Concurrent", parent, p.Name, q.Name)
+				}
+			}
+		}
+		checkTree(t, parent+"/"+p.Name, p.Phases)
 	}
 }

@@ -83,8 +83,8 @@ func AddonsSection(idle float64) string {
 // optional addon on (on: one snapshot per single-node run, nil where a run
 // has none) with that of one node with all of them off (off; nil when not
 // measured). Rows: the whole node off, on and the difference; each
-// addon's pod (its containers, shim and pause; a pod group of the on
-// runs); the addons' pods together; and what the difference holds besides
+// addon's pod (its containers and pause, and its shim when it has one of
+// its own; a pod group of the on runs); the addons' pods together; and what the difference holds besides
 // them, per pod group or component (the API server and etcd holding the
 // addons' objects, the node service's duties, ...).
 func AddonFigures(on []*MemSnapshot, off *MemSnapshot, idle float64, offNote string) []Figure {
@@ -149,7 +149,7 @@ func AddonFigures(on []*MemSnapshot, off *MemSnapshot, idle float64, offNote str
 		}
 		add("addons."+c+".pss", fmt.Sprintf("%s (addons.%s): its pod's PSS", c, a.Switch), "MiB", perOn(val(pss)), note)
 		add("addons."+c+".rss", fmt.Sprintf("%s: its pod's RSS", c), "MiB", perOn(val(rss)), note)
-		add("addons."+c+".processes", fmt.Sprintf("%s: its pod's processes (containers, shim, pause)", c), "", perOn(val(func(cm CompMem) float64 { return float64(cm.Processes) })), note)
+		add("addons."+c+".processes", fmt.Sprintf("%s: its pod's processes (containers, pause)", c), "", perOn(val(func(cm CompMem) float64 { return float64(cm.Processes) })), note)
 	}
 	add("addons.pods.pss", "the addons' pods together: PSS", "MiB", perOn(func(m MemSnapshot) float64 { return addonPods(m, pss) }), "no single-node run")
 	add("addons.pods.rss", "the addons' pods together: RSS", "MiB", perOn(func(m MemSnapshot) float64 { return addonPods(m, rss) }), "no single-node run")

@@ -476,6 +476,7 @@ func memory(n *testbed.Node, when string) *MemSnapshot {
 		}
 		pm.Component, pm.Cmdline = Classify(p.Cmdline, p.Exe), shortCmd(p.Cmdline)
 		pm.PPID, _ = ReadPPID(p.PID)
+		pm.PodUID = ReadPodUID(p.PID)
 		snap.Processes = append(snap.Processes, pm)
 	}
 	AssignPods(snap.Processes)

@@ -25,8 +25,8 @@
 // also time init start → `kubectl top nodes` answering (the metrics API
 // serving the node's usage). The addons-off part is one more single node
 // with every optional addon off (KubeforgeConfiguration.addons), idle as
-// long, held against the single-node runs per addon pod (containers, shim
-// and pause). The pull part pulls a ~50 MB image of random layers from a
+// long, held against the single-node runs per addon pod (containers and
+// pause; kubeforge's pods share one shim, counted apart). The pull part pulls a ~50 MB image of random layers from a
 // registry on the test bridge (TLS, basic auth) through a node's CRI, and
 // as a new pod's image. The cluster part times `kubeforge
 // cluster create --workers 2` BENCH_RUNS times and the idle memory of the

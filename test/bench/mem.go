@@ -19,7 +19,10 @@ type ProcMem struct {
 	// Pod is the pod the process serves, named by the component its
 	// containers run (AssignPods): a container's processes and its pod's
 	// shim and pause. Empty for the node's own processes.
-	Pod     string `json:"pod,omitempty"`
+	Pod string `json:"pod,omitempty"`
+	// PodUID is the pod whose cgroup the process is in (a container's
+	// processes and its sandbox's pause), from /proc/PID/cgroup.
+	PodUID  string `json:"pod_uid,omitempty"`
 	Cmdline string `json:"cmdline"`
 	RSSKiB  int64  `json:"rss_kib"`
 	PSSKiB  int64  `json:"pss_kib"`
@@ -201,55 +204,103 @@ func ComponentNames(snaps ...MemSnapshot) []string {
 	return append(out, rest...)
 }
 
-// AssignPods sets each process's Pod from the process tree: a pod's
-// containers run under its shim (containerd's runc shim v2, one per pod,
-// their subreaper), its sandbox's pause process too. A shim's pod is named
-// by the components of its children (the containers' first processes)
-// other than pause ("a+b" when there are several); the shim, the pause and every process below
-// the shim get that name. Processes outside every shim keep Pod empty.
+// AssignPods sets each process's Pod: the processes in a pod's cgroup (its
+// containers and its sandbox's pause) are named by the components of its
+// containers other than pause ("a+b" when there are several; "pause" for a
+// sandbox with no container yet). A runc shim serving one pod's
+// containers (containerd starts one per pod unless pods ask for a shim
+// group) is that pod's too; a shim serving several pods, as the shim of
+// kubeforge's own pods does, belongs to none and is counted apart.
+// Processes outside every pod keep Pod empty.
 func AssignPods(procs []ProcMem) {
 	byPID := map[int]int{}
 	for i, p := range procs {
 		byPID[p.PID] = i
 	}
-	// shimOf is the index of the shim p runs under (itself for a shim), -1
-	// for none.
-	shimOf := func(i int) int {
-		for seen := 0; seen <= len(procs); seen++ {
-			if procs[i].Component == "shims" {
-				return i
-			}
-			j, ok := byPID[procs[i].PPID]
-			if !ok || procs[i].PPID == procs[i].PID {
-				return -1
-			}
-			i = j
-		}
-		return -1 // a cycle: not a process tree
-	}
-	shims := make([]int, len(procs))
-	names := map[int][]string{}
-	for i := range procs {
-		shims[i] = shimOf(i)
-		if s := shims[i]; s >= 0 && i != s && procs[i].PPID == procs[s].PID {
-			if c := procs[i].Component; c != "pause" && c != "shims" && !slices.Contains(names[s], c) {
-				names[s] = append(names[s], c)
-			}
-		}
-	}
-	for i := range procs {
-		s := shims[i]
-		if s < 0 {
-			procs[i].Pod = ""
+	// A pod is named by its containers' first processes: those whose
+	// parent is not in the pod too (a container's own children are not).
+	names := map[string][]string{}
+	for _, p := range procs {
+		if p.PodUID == "" {
 			continue
 		}
-		n := names[s]
-		slices.Sort(n)
-		procs[i].Pod = strings.Join(n, "+")
-		if procs[i].Pod == "" {
-			procs[i].Pod = "pause" // a sandbox with no container (yet)
+		if _, ok := names[p.PodUID]; !ok {
+			names[p.PodUID] = nil
+		}
+		if j, ok := byPID[p.PPID]; ok && procs[j].PodUID == p.PodUID {
+			continue
+		}
+		if c := p.Component; c != "pause" && c != "shims" && !slices.Contains(names[p.PodUID], c) {
+			names[p.PodUID] = append(names[p.PodUID], c)
 		}
 	}
+	podName := func(uid string) string {
+		n := slices.Clone(names[uid])
+		slices.Sort(n)
+		if len(n) == 0 {
+			return "pause"
+		}
+		return strings.Join(n, "+")
+	}
+	// The pods each shim's children are in.
+	served := map[int]map[string]bool{}
+	for _, p := range procs {
+		if j, ok := byPID[p.PPID]; ok && procs[j].Component == "shims" && p.PodUID != "" {
+			if served[p.PPID] == nil {
+				served[p.PPID] = map[string]bool{}
+			}
+			served[p.PPID][p.PodUID] = true
+		}
+	}
+	for i := range procs {
+		procs[i].Pod = ""
+		switch {
+		case procs[i].PodUID != "":
+			procs[i].Pod = podName(procs[i].PodUID)
+		case procs[i].Component == "shims" && len(served[procs[i].PID]) == 1:
+			for uid := range served[procs[i].PID] {
+				procs[i].Pod = podName(uid)
+			}
+		}
+	}
+}
+
+// ReadPodUID reads the pod whose cgroup a process is in from
+// /proc/PID/cgroup ("" outside every pod).
+func ReadPodUID(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	return parsePodUID(string(b))
+}
+
+// parsePodUID finds a pod UID in /proc/PID/cgroup's paths: a segment
+// "pod<uid>" (cgroupfs driver: …/kubepods/burstable/pod<uid>/<container>)
+// or "kubepods-burstable-pod<uid>.slice" (systemd driver, with the UID's
+// dashes as underscores). A static pod's UID is 32 hex digits, an API
+// pod's a dashed UUID.
+func parsePodUID(cgroup string) string {
+	for _, line := range strings.Split(cgroup, "\n") {
+		_, path, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		_, path, _ = strings.Cut(path, ":")
+		for _, seg := range strings.Split(path, "/") {
+			seg = strings.TrimSuffix(seg, ".slice")
+			k := strings.LastIndex(seg, "pod")
+			if k < 0 {
+				continue
+			}
+			uid := seg[k+3:]
+			if len(uid) < 32 || len(uid) > 36 || strings.Trim(uid, "0123456789abcdef-_") != "" {
+				continue
+			}
+			return strings.ReplaceAll(uid, "_", "-")
+		}
+	}
+	return ""
 }
 
 // ReadPPID reads a process's parent pid from /proc/PID/stat.

@@ -68,26 +68,26 @@ func TestAssignPods(t *testing.T) {
 		{PID: 10, PPID: 1, Component: "node service"},
 		{PID: 11, PPID: 10, Component: "containerd"},
 		{PID: 12, PPID: 10, Component: "kubelet"},
-		// The metrics-server pod: shim, pause, container.
+		// The metrics-server pod with a shim of its own: shim, pause, container.
 		{PID: 20, PPID: 1, Component: "shims"},
-		{PID: 21, PPID: 20, Component: "pause"},
-		{PID: 22, PPID: 20, Component: "metrics-server"},
-		// A pod of two containers, one with a child of its own.
+		{PID: 21, PPID: 20, Component: "pause", PodUID: "m"},
+		{PID: 22, PPID: 20, Component: "metrics-server", PodUID: "m"},
+		// One shim for two pods (a shim group): a pod of two containers,
+		// one with a child of its own, and a sandbox whose container has
+		// not started.
 		{PID: 30, PPID: 1, Component: "shims"},
-		{PID: 31, PPID: 30, Component: "pause"},
-		{PID: 32, PPID: 30, Component: "log-store"},
-		{PID: 33, PPID: 30, Component: "dashboard"},
-		{PID: 34, PPID: 33, Component: "other: sh"},
-		// A sandbox whose container has not started.
-		{PID: 40, PPID: 1, Component: "shims"},
-		{PID: 41, PPID: 40, Component: "pause"},
+		{PID: 31, PPID: 30, Component: "pause", PodUID: "l"},
+		{PID: 32, PPID: 30, Component: "log-store", PodUID: "l"},
+		{PID: 33, PPID: 30, Component: "dashboard", PodUID: "l"},
+		{PID: 34, PPID: 33, Component: "other: sh", PodUID: "l"},
+		{PID: 41, PPID: 30, Component: "pause", PodUID: "p"},
 		// Parent outside the node.
 		{PID: 50, PPID: 9999, Component: "other: sleep"},
 	}
 	AssignPods(procs)
 	want := map[int]string{10: "", 11: "", 12: "", 20: "metrics-server", 21: "metrics-server", 22: "metrics-server",
-		30: "dashboard+log-store", 31: "dashboard+log-store", 32: "dashboard+log-store",
-		33: "dashboard+log-store", 34: "dashboard+log-store", 40: "pause", 41: "pause", 50: ""}
+		30: "", 31: "dashboard+log-store", 32: "dashboard+log-store",
+		33: "dashboard+log-store", 34: "dashboard+log-store", 41: "pause", 50: ""}
 	for _, p := range procs {
 		if p.Pod != want[p.PID] {
 			t.Errorf("pid %d (%s): pod %q, want %q", p.PID, p.Component, p.Pod, want[p.PID])
@@ -104,14 +104,25 @@ func TestAssignPods(t *testing.T) {
 	if g := m.Groups["kubelet"]; g.Processes != 1 {
 		t.Errorf("kubelet group: %+v", g)
 	}
-	if c := m.Components["shims"]; c.Processes != 3 {
+	if g := m.Groups["shims"]; g.Processes != 1 {
+		t.Errorf("the shared shim is not a group of its own: %+v", g)
+	}
+	if c := m.Components["shims"]; c.Processes != 2 {
 		t.Errorf("components still count the shims apart: %+v", c)
 	}
-	// A cycle (pid reuse seen mid-walk) ends the walk.
-	cyc := []ProcMem{{PID: 1, PPID: 2, Component: "a"}, {PID: 2, PPID: 1, Component: "b"}}
-	AssignPods(cyc)
-	if cyc[0].Pod != "" || cyc[1].Pod != "" {
-		t.Errorf("cycle: %+v", cyc)
+}
+
+func TestParsePodUID(t *testing.T) {
+	for in, want := range map[string]string{
+		"12:memory:/kfc-1-cp/kubepods/burstable/pod8f0e6a2c-1b2d-4e5f-9a0b-0c1d2e3f4a5b/0123abcd\n":                                             "8f0e6a2c-1b2d-4e5f-9a0b-0c1d2e3f4a5b",
+		"4:cpu,cpuacct:/kubepods/besteffort/poda97a300566816fc23894a188dc1d322d/ffee\n":                                                         "a97a300566816fc23894a188dc1d322d",
+		"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod8f0e6a2c_1b2d_4e5f_9a0b_0c1d2e3f4a5b.slice/cri-containerd-1.scope\n": "8f0e6a2c-1b2d-4e5f-9a0b-0c1d2e3f4a5b",
+		"12:memory:/kfc-1-cp\n0::/\n":       "",
+		"3:pids:/kubepods/burstable/podx\n": "",
+	} {
+		if got := parsePodUID(in); got != want {
+			t.Errorf("parsePodUID(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
