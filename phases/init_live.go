@@ -88,7 +88,13 @@ func restConfig(p config.Paths, logical string) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", logical, err)
 	}
-	cfg.QPS, cfg.Burst = 50, 100
+	// No client-side throttling worth the name: init and join send a
+	// bounded burst of writes (about 150 after the control plane is
+	// up: each object is read, then applied), and at 50 per second
+	// after a burst of 100 the last addons waited on the client's token
+	// bucket, not on the API server, whose own priority and fairness
+	// still apply.
+	cfg.QPS, cfg.Burst = 1000, 2000
 	cfg.UserAgent = "kubeforge"
 	return cfg, nil
 }
