@@ -17,9 +17,11 @@ import (
 // selfImageAddon is a cluster addon that runs on kubeforge's self-image as
 // one Deployment, DaemonSet or StatefulSet in kube-system. `upgrade apply` moves each to
 // this version's image once every node runs this version (older nodes'
-// container runtimes lack the image). Only the image changes: the addon's
-// settings stay those of the running object. An addon that is not there
-// (turned off at init) is skipped.
+// container runtimes lack the image). Only the image changes, with the
+// system shim group that names the version too (so the new pods start a
+// shim of the new executable, and the old one ends): the addon's settings
+// stay those of the running object. An addon that is not there (turned off
+// at init) is skipped.
 type selfImageAddon struct {
 	// Phase is the upgrade phase's name (upgrade apply phase addon/PHASE).
 	Phase string
@@ -134,8 +136,9 @@ func upgradeSelfImageAddon(ctx context.Context, d *UpgradeData, a selfImageAddon
 		d.Out.Printf(phase, "Would set the image of %s %s/%s from %s to %s", a.Kind, metav1.NamespaceSystem, a.Name, current, version.Image())
 		return nil
 	}
-	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
-		"containers": []map[string]string{{"name": a.Name, "image": version.Image()}}}}}})
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{manifests.ShimGroupAnnotation: manifests.SystemShimGroup()}},
+		"spec":     map[string]any{"containers": []map[string]string{{"name": a.Name, "image": version.Image()}}}}}})
 	if err != nil {
 		return err
 	}

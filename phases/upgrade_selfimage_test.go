@@ -31,6 +31,7 @@ func TestUpgradeLocalPath(t *testing.T) {
 			if d, ok := o.(*appsv1.DaemonSet); ok {
 				d = d.DeepCopy()
 				d.Spec.Template.Spec.Containers[0].Image = old
+				d.Spec.Template.Annotations[manifests.ShimGroupAnnotation] = manifests.SystemShimGroupPrefix + "-v0.0.1"
 				return d
 			}
 		}
@@ -80,6 +81,12 @@ func TestUpgradeLocalPath(t *testing.T) {
 	img, cmd := image(client)
 	if img != version.Image() || !strings.Contains(strings.Join(cmd, " "), "--root=/srv/volumes") {
 		t.Errorf("after upgrade: %s %v", img, cmd)
+	}
+	// The system shim group moves with the image: the new pods start a
+	// shim of the new executable.
+	got, _ := client.AppsV1().DaemonSets("kube-system").Get(context.Background(), manifests.LocalPathName, metav1.GetOptions{})
+	if g := got.Spec.Template.Annotations[manifests.ShimGroupAnnotation]; g != manifests.SystemShimGroup() {
+		t.Errorf("after upgrade: shim group %q, want %q", g, manifests.SystemShimGroup())
 	}
 	if out := run(t, client, false); !strings.Contains(out, "already runs") {
 		t.Errorf("rerun: %s", out)

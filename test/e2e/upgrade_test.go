@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
@@ -376,6 +377,11 @@ func testUpgradeFrom(t *testing.T, old, oldVersion string) {
 			}
 			return strings.Join(oldPods, ", ")
 		})
+		// The old version's system shim ended with its last container: a
+		// node runs one shim for its kube-system pods and one per other pod.
+		for _, n := range []*testbed.Node{cp, w} {
+			poll(t, 2*time.Minute, "the old system shim gone on "+n.Name, func() string { return shimsPerPod(api, n) })
+		}
 		// Nodes read the node directory; none may list Nodes any more.
 		for _, kind := range []string{"clusterrole", "clusterrolebinding"} {
 			if out, err := cp.Kubectl("get", kind, "kubeforge:pod-network-reader"); err == nil {
@@ -504,4 +510,39 @@ func TestUpgradeRollback(t *testing.T) {
 			t.Errorf("the API server manifest after the rerun:\n%s", m)
 		}
 	})
+}
+
+// shimsPerPod checks that node n runs one runc shim for its kube-system
+// pods (kubeforge's shim group) and one for each other running pod; "" if
+// so.
+func shimsPerPod(api kubernetes.Interface, n *testbed.Node) string {
+	pods, err := api.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName=" + n.Name})
+	if err != nil {
+		return err.Error()
+	}
+	want := 0
+	system := false
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		if p.Namespace == metav1.NamespaceSystem {
+			system = true
+		} else {
+			want++
+		}
+	}
+	if system {
+		want++
+	}
+	var shims []string
+	for _, p := range n.Processes() {
+		if len(p.Cmdline) > 0 && filepath.Base(p.Cmdline[0]) == "containerd-shim-runc-v2" {
+			shims = append(shims, p.String())
+		}
+	}
+	if len(shims) != want {
+		return fmt.Sprintf("%d shims, want %d:\n%s", len(shims), want, strings.Join(shims, "\n"))
+	}
+	return ""
 }
