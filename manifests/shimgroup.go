@@ -41,17 +41,24 @@ func withShimGroup(annotations map[string]string) map[string]string {
 }
 
 // ShimGroupPolicyName names the ValidatingAdmissionPolicy (and its
-// binding) that keeps the system shim group to kube-system.
-const ShimGroupPolicyName = "kubeforge-system-shim-group"
+// binding) that keeps shim groups to their namespace.
+const ShimGroupPolicyName = "kubeforge-shim-group"
 
-// ShimGroupPolicy refuses a pod outside kube-system that asks for the
-// system shim group: the shim that serves the control plane serves only
-// what the cluster's administrators run. Other group values are the
-// user's to choose (their pods then share a shim of their own).
+// ShimGroupPolicy refuses, outside kube-system, a pod that asks for a shim
+// group other than "<its namespace>-NAME" (letters, digits, '.', '_' and
+// '-'), or for the system group: containerd turns the group into a socket
+// path (a value like "./kubeforge-system-…" or another pod's sandbox ID
+// would reach the shim of the control plane or of another namespace's
+// pod), and the shim that serves the control plane serves only what the
+// cluster's administrators run. Every pod subresource is covered (a
+// status update or a binding can set annotations too); a value a pod
+// already had is left alone, so a pod made before the policy keeps its
+// status updates.
 func ShimGroupPolicy() []runtime.Object {
 	fail := admissionv1.Fail
 	deny := []admissionv1.ValidationAction{admissionv1.Deny}
 	gv := admissionv1.SchemeGroupVersion.String()
+	key := "'" + ShimGroupAnnotation + "'"
 	return []runtime.Object{
 		&admissionv1.ValidatingAdmissionPolicy{
 			TypeMeta:   metav1.TypeMeta{APIVersion: gv, Kind: "ValidatingAdmissionPolicy"},
@@ -65,13 +72,19 @@ func ShimGroupPolicy() []runtime.Object {
 					ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
 						Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update},
 						Rule: admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"},
-							Resources: []string{"pods"}}}}},
+							Resources: []string{"pods", "pods/*"}}}}},
+				},
+				Variables: []admissionv1.Variable{
+					{Name: "group", Expression: `has(object.metadata.annotations) && ` + key + ` in object.metadata.annotations ? object.metadata.annotations[` + key + `] : ''`},
+					{Name: "oldGroup", Expression: `oldObject != null && has(oldObject.metadata.annotations) && ` + key + ` in oldObject.metadata.annotations ? oldObject.metadata.annotations[` + key + `] : ''`},
 				},
 				Validations: []admissionv1.Validation{{
-					Expression: `!has(object.metadata.annotations) || !('` + ShimGroupAnnotation + `' in object.metadata.annotations) || ` +
-						`!object.metadata.annotations['` + ShimGroupAnnotation + `'].startsWith('` + SystemShimGroupPrefix + `')`,
-					Message: `the annotation ` + ShimGroupAnnotation + ` may not name a shim group beginning "` + SystemShimGroupPrefix +
-						`" outside kube-system: that shim serves the control plane; choose another group name`,
+					Expression: `variables.group == '' || variables.group == variables.oldGroup || ` +
+						`(variables.group.startsWith(request.namespace + '-') && !variables.group.startsWith('` + SystemShimGroupPrefix + `') && ` +
+						`variables.group.matches('^[A-Za-z0-9][A-Za-z0-9._-]*$'))`,
+					Message: "the annotation " + ShimGroupAnnotation + ` must be "<the pod's namespace>-NAME" (letters, digits, ".", "_" and "-") and not name kubeforge's system group`,
+					MessageExpression: `'the annotation ` + ShimGroupAnnotation + ` (pods with the same value share a runc shim) must be "' + request.namespace + ` +
+						`'-NAME" (letters, digits, ".", "_" and "-") in namespace ' + request.namespace + ', and not name kubeforge\'s system group; it is "' + variables.group + '"'`,
 				}},
 			},
 		},

@@ -38,7 +38,7 @@ func livePhases() []Phase[*InitData] {
 			Flags: []string{"upload-certs", "certificate-key"}},
 		{Name: "mark-control-plane", Short: "Label and taint the node as a control-plane node", Run: runMarkControlPlane,
 			Flags: []string{"single-node"}},
-		{Name: "bootstrap-token", Short: "Create bootstrap tokens, the cluster-info ConfigMap and the RBAC rules for joining nodes", Run: runBootstrapToken,
+		{Name: "bootstrap-token", Short: "Create bootstrap tokens, the cluster-info ConfigMap, the RBAC rules for joining nodes and the shim group admission policy", Run: runBootstrapToken,
 			Flags: []string{"skip-token-print"}},
 		{Name: "kubelet-finalize", Short: "Check the kubelet uses its rotating client certificate and got a serving certificate", Run: runKubeletFinalize},
 		addonPhase(),
@@ -88,12 +88,13 @@ func restConfig(p config.Paths, logical string) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", logical, err)
 	}
-	// No client-side throttling worth the name: init and join send a
-	// bounded burst of writes (about 150 after the control plane is
-	// up: each object is read, then applied), and at 50 per second
-	// after a burst of 100 the last addons waited on the client's token
-	// bucket, not on the API server, whose own priority and fairness
-	// still apply.
+	// No client-side throttling worth the name: init, join and upgrade
+	// send bounded bursts of requests (init about 150 once the control
+	// plane is up: each object is read, then applied), and at 50 per
+	// second after a burst of 100 init's last addons waited on the
+	// client's token bucket, not on the API server. The API server's
+	// priority and fairness still applies to admin.conf's group; the
+	// super-admin's system:masters is exempt from it, as everywhere.
 	cfg.QPS, cfg.Burst = 1000, 2000
 	cfg.UserAgent = "kubeforge"
 	return cfg, nil

@@ -327,7 +327,7 @@ func UpgradeApplyWorkflow() *Workflow[*UpgradeData] {
 			Flags: []string{"certificate-renewal"}},
 		// The RBAC is the cluster's: applied on every apply, before the new
 		// controller-manager needs it.
-		{Name: "rbac", Short: "Apply this version's bootstrap RBAC (the node directory's Roles among it)", Run: runUpgradeRBAC},
+		{Name: "rbac", Short: "Apply this version's bootstrap RBAC (the node directory's Roles among it) and the shim group admission policy", Run: runUpgradeRBAC},
 		upgradeControlPlanePhase(work),
 		{Name: "upload-config", Short: "Upload the new ClusterConfiguration and KubeletConfiguration", RunIf: work, Run: runUpgradeUploadConfig},
 		{Name: "kubelet-config", Short: "Write this node's new kubelet configuration", RunIf: work, Run: runUpgradeKubeletConfig},

@@ -133,7 +133,7 @@ func upgradeSelfImageAddon(ctx context.Context, d *UpgradeData, a selfImageAddon
 		return err
 	}
 	if d.DryRun {
-		d.Out.Printf(phase, "Would set the image of %s %s/%s from %s to %s", a.Kind, metav1.NamespaceSystem, a.Name, current, version.Image())
+		d.Out.Printf(phase, "Would set the image of %s %s/%s from %s to %s (and its pods' shim group to %s)", a.Kind, metav1.NamespaceSystem, a.Name, current, version.Image(), manifests.SystemShimGroup())
 		return nil
 	}
 	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{

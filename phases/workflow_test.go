@@ -218,7 +218,8 @@ func TestConcurrentPhases(t *testing.T) {
 }
 
 // After names only earlier siblings in Concurrent groups, in every
-// workflow: a later or unknown name would deadlock or be ignored.
+// workflow: an unknown name would be ignored, and names that point both
+// ways would wait for each other for ever.
 func TestAfterNamesEarlierSiblings(t *testing.T) {
 	checkTree(t, "init", InitWorkflow().Phases)
 	checkTree(t, "join", JoinWorkflow().Phases)
