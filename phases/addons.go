@@ -13,18 +13,20 @@ import (
 // and kubeforge's cluster addons, reapplying them idempotently on a rerun.
 // The addons do not depend on each other, so they are applied at once (a
 // dozen API round trips in a row otherwise), but for the log store, which
-// puts its data on a local-path claim when that StorageClass exists.
+// puts its data on a local-path claim when that StorageClass exists. A
+// dry run prints them in order.
 func addonPhase() Phase[*InitData] {
-	return Phase[*InitData]{Name: "addon", Short: "Install the addons: CoreDNS, kube-proxy and kubeforge's cluster addons (each can be turned off in KubeforgeConfiguration.addons)", Concurrent: true, Phases: []Phase[*InitData]{
-		{Name: "coredns", Short: "Install the CoreDNS addon (Deployment, kube-dns Service, Corefile)", Run: runAddonCoreDNS},
-		{Name: "kube-proxy", Short: "Install the kube-proxy addon (DaemonSet and its configuration)", Run: runAddonKubeProxy},
-		{Name: "metrics-server", Short: "Install metrics-server, the resource metrics API behind kubectl top and autoscaling (unless addons.metricsServer.enabled is false)", Run: runAddonMetricsServer},
-		{Name: "local-path", Short: "Install the default StorageClass local-path and its provisioner: node-local persistent volumes (unless addons.localPath.enabled is false)", Run: runAddonLocalPath},
-		{Name: "cloud-controller", Short: "Install the cloud controller manager: LoadBalancer Services get an address from addons.cloudController.addressPool or the nodes' own (unless addons.cloudController.enabled is false)", Run: runAddonCloudController},
-		{Name: "dashboard", Short: "Install kubeforge's web dashboard, opened with `kubeforge dashboard` (unless addons.dashboard.enabled is false)", Run: runAddonDashboard},
-		{Name: "log-store", Short: "Install the cluster log store the nodes ship logs to, searched by kubeforge logs (unless addons.logStore.enabled is false)", Run: runAddonLogStore, After: []string{"local-path"}},
-		{Name: "network-policy", Short: "Install NetworkPolicy enforcement on every node, kube-network-policies (unless addons.networkPolicy.enabled is false)", Run: runAddonNetworkPolicy},
-	}}
+	return Phase[*InitData]{Name: "addon", Short: "Install the addons: CoreDNS, kube-proxy and kubeforge's cluster addons (each can be turned off in KubeforgeConfiguration.addons)", Concurrent: true,
+		InOrder: func(d *InitData) bool { return d.DryRun }, Phases: []Phase[*InitData]{
+			{Name: "coredns", Short: "Install the CoreDNS addon (Deployment, kube-dns Service, Corefile)", Run: runAddonCoreDNS},
+			{Name: "kube-proxy", Short: "Install the kube-proxy addon (DaemonSet and its configuration)", Run: runAddonKubeProxy},
+			{Name: "metrics-server", Short: "Install metrics-server, the resource metrics API behind kubectl top and autoscaling (unless addons.metricsServer.enabled is false)", Run: runAddonMetricsServer},
+			{Name: "local-path", Short: "Install the default StorageClass local-path and its provisioner: node-local persistent volumes (unless addons.localPath.enabled is false)", Run: runAddonLocalPath},
+			{Name: "cloud-controller", Short: "Install the cloud controller manager: LoadBalancer Services get an address from addons.cloudController.addressPool or the nodes' own (unless addons.cloudController.enabled is false)", Run: runAddonCloudController},
+			{Name: "dashboard", Short: "Install kubeforge's web dashboard, opened with `kubeforge dashboard` (unless addons.dashboard.enabled is false)", Run: runAddonDashboard},
+			{Name: "log-store", Short: "Install the cluster log store the nodes ship logs to, searched by kubeforge logs (unless addons.logStore.enabled is false)", Run: runAddonLogStore, After: []string{"local-path"}},
+			{Name: "network-policy", Short: "Install NetworkPolicy enforcement on every node, kube-network-policies (unless addons.networkPolicy.enabled is false)", Run: runAddonNetworkPolicy},
+		}}
 }
 
 func runAddonCoreDNS(ctx context.Context, d *InitData) error {

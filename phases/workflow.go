@@ -33,6 +33,10 @@ type Phase[T any] struct {
 	// After names earlier siblings in a Concurrent group that this phase
 	// waits for; it does not run when one of them failed.
 	After []string
+	// InOrder, when set and true for the run's data, runs a Concurrent
+	// group's sub-phases in order after all: a dry run then prints the
+	// same output every time.
+	InOrder func(d T) bool
 	// Run does the phase's own work; nil for pure groups.
 	Run func(ctx context.Context, d T) error
 	// RunIf, when set, decides at run time whether the phase (and its
@@ -151,7 +155,7 @@ func (w *Workflow[T]) runOne(ctx context.Context, d T, p *Phase[T], full string,
 			return &PhaseError{Phase: full, Err: err}
 		}
 	}
-	if p.Concurrent {
+	if p.Concurrent && (p.InOrder == nil || !p.InOrder(d)) {
 		return w.runConcurrent(ctx, d, p.Phases, full, skip)
 	}
 	return w.run(ctx, d, p.Phases, full, skip)

@@ -217,6 +217,28 @@ func TestConcurrentPhases(t *testing.T) {
 	}
 }
 
+// InOrder makes a Concurrent group run in order (a dry run's output is
+// then the same every time).
+func TestConcurrentInOrder(t *testing.T) {
+	var ran []string
+	step := func(name string, pause time.Duration) Phase[*rec] {
+		return Phase[*rec]{Name: name, Run: func(context.Context, *rec) error {
+			time.Sleep(pause)
+			ran = append(ran, name) // no lock: in order, one at a time
+			return nil
+		}}
+	}
+	w := &Workflow[*rec]{Name: "init", Phases: []Phase[*rec]{{Name: "addon", Concurrent: true,
+		InOrder: func(*rec) bool { return true },
+		Phases:  []Phase[*rec]{step("a", 30*time.Millisecond), step("b", 10*time.Millisecond), step("c", 0)}}}}
+	if err := w.Run(context.Background(), &rec{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ran, []string{"a", "b", "c"}) {
+		t.Errorf("ran %v, want [a b c] in order", ran)
+	}
+}
+
 // After names only earlier siblings in Concurrent groups, in every
 // workflow: an unknown name would be ignored, and names that point both
 // ways would wait for each other for ever.
