@@ -164,14 +164,13 @@ func (w *Workflow[T]) runOne(ctx context.Context, d T, p *Phase[T], full string,
 // runConcurrent runs the phases ps at once, each after the siblings its
 // After names, and returns the first error in phase order.
 func (w *Workflow[T]) runConcurrent(ctx context.Context, d T, ps []Phase[T], parent string, skip map[string]bool) error {
-	done := make(map[string]chan struct{}, len(ps))
 	index := make(map[string]int, len(ps))
+	done := make([]chan struct{}, len(ps))
 	for i := range ps {
-		done[ps[i].Name] = make(chan struct{})
 		index[ps[i].Name] = i
+		done[i] = make(chan struct{})
 	}
-	// errs[i] is written before done[ps[i].Name] is closed, and read
-	// after it is.
+	// errs[i] is written before done[i] is closed, and read after it is.
 	errs := make([]error, len(ps))
 	var wg sync.WaitGroup
 	for i := range ps {
@@ -179,11 +178,11 @@ func (w *Workflow[T]) runConcurrent(ctx context.Context, d T, ps []Phase[T], par
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer close(done[p.Name])
+			defer close(done[i])
 			for _, a := range p.After {
-				if ch, ok := done[a]; ok {
-					<-ch
-					if errs[index[a]] != nil {
+				if j, ok := index[a]; ok {
+					<-done[j]
+					if errs[j] != nil {
 						return
 					}
 				}

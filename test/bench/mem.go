@@ -17,8 +17,9 @@ type ProcMem struct {
 	PPID      int    `json:"ppid,omitempty"`
 	Component string `json:"component"`
 	// Pod is the pod the process serves, named by the component its
-	// containers run (AssignPods): a container's processes and its pod's
-	// shim and pause. Empty for the node's own processes.
+	// containers run (AssignPods): a container's processes, its sandbox's
+	// pause, and its shim when the shim serves that pod alone. Empty for
+	// the node's own processes and a shared shim.
 	Pod string `json:"pod,omitempty"`
 	// PodUID is the pod whose cgroup the process is in (a container's
 	// processes and its sandbox's pause), from /proc/PID/cgroup.
@@ -223,9 +224,6 @@ func AssignPods(procs []ProcMem) {
 	for _, p := range procs {
 		if p.PodUID == "" {
 			continue
-		}
-		if _, ok := names[p.PodUID]; !ok {
-			names[p.PodUID] = nil
 		}
 		if j, ok := byPID[p.PPID]; ok && procs[j].PodUID == p.PodUID {
 			continue
