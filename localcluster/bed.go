@@ -93,6 +93,10 @@ type Bed struct {
 
 	logf func(format string, args ...any)
 	save func(Record) error
+	// saveMu makes each save write the record as it is when the save
+	// runs: nodes are made at once, and a save of an older copy after a
+	// newer one would lose a node's namespaces.
+	saveMu sync.Mutex
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -228,6 +232,7 @@ func OpenBed(rec Record, save func(Record) error, logf func(format string, args 
 		logf = func(string, ...any) {}
 	}
 	b := &Bed{ID: rec.ID, Prefix: rec.Prefix, Bridge: rec.Bridge, Dir: rec.Dir, logf: logf, save: save, rec: rec}
+	b.rec.Nodes = slices.Clone(rec.Nodes) // not the caller's to change
 	if b.Prefix == "" {
 		b.Prefix = "kftb"
 	}
@@ -236,12 +241,21 @@ func OpenBed(rec Record, save func(Record) error, logf func(format string, args 
 	}
 	b.ResolvConf = filepath.Join(b.Dir, "resolv.conf")
 	b.Binary = filepath.Join(b.Dir, "bin", "kubeforge")
-	for _, nr := range rec.Nodes {
+	found := false
+	for i, nr := range rec.Nodes {
 		n := nr.node(b)
+		if !n.holder.alive() && n.findHolder() {
+			logf("bed %s: node %s: its record had no live namespace holder; found it by its network namespace: pid %d", b.ID, n.Name, n.holderPID)
+			n.Binary = filepath.Join(binaryDirOf(b.Prefix), "kubeforge")
+			b.rec.Nodes[i], found = n.record(), true
+		}
 		if n.holder.alive() {
 			_ = n.recordBaseMounts()
 		}
 		b.nodes = append(b.nodes, n)
+	}
+	if found && save != nil {
+		b.saveRecord()
 	}
 	return b
 }
@@ -362,6 +376,8 @@ func (b *Bed) Node(name string) *Node {
 }
 
 func (b *Bed) saveRecord() {
+	b.saveMu.Lock()
+	defer b.saveMu.Unlock()
 	if err := b.save(b.Record()); err != nil {
 		b.logf("bed %s: record: %v", b.ID, err)
 	}

@@ -742,7 +742,8 @@ func (c *Clusters) Open(name string) (*State, *Bed, error) {
 		return nil, nil, err
 	}
 	save := func(rec Record) error { st.Bed = rec; return c.saveState(st) }
-	return st, OpenBed(st.Bed, save, nil), nil
+	logf := func(format string, args ...any) { c.printf("[cluster] "+format+"\n", args...) }
+	return st, OpenBed(st.Bed, save, logf), nil
 }
 
 // Delete removes a cluster: `kubeforge reset --force` on every node, then
@@ -759,7 +760,6 @@ func (c *Clusters) Delete(name string) error {
 	if !st.Ready && st.Creator.alive() {
 		return fmt.Errorf("cluster %q is being created by process %d: wait for it, or stop that process first", name, st.Creator.PID)
 	}
-	bed.logf = func(format string, args ...any) { c.printf("[cluster] "+format+"\n", args...) }
 	start := time.Now()
 	errs := bed.DestroyParallel(true)
 	if left := bed.Leftovers(start); len(left) > 0 {

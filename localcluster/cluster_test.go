@@ -1,11 +1,14 @@
 package localcluster
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -475,5 +478,50 @@ func TestStartedAfter(t *testing.T) {
 	}
 	if startedAfter(1<<30, time.Time{}) {
 		t.Error("a missing process started after")
+	}
+}
+
+// TestSaveRecordKeepsEveryNode saves a bed's record from many nodes at once,
+// each with a slow save, as AddNodes does: the last record written must
+// hold every node's namespaces (a save of an older copy after a newer one
+// once lost a node's holder, and `cluster delete` then left it running).
+func TestSaveRecordKeepsEveryNode(t *testing.T) {
+	const nodes = 8
+	var mu sync.Mutex
+	var last Record
+	b := &Bed{ID: "t", Subnet: netip.MustParsePrefix("10.0.0.0/24"), save: func(rec Record) error {
+		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		last = rec
+		return nil
+	}, logf: t.Logf}
+	var ns []*Node
+	for i := range nodes {
+		n, err := b.reserve(fmt.Sprintf("n%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns = append(ns, n)
+	}
+	var wg sync.WaitGroup
+	for i, n := range ns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(rand.IntN(2)) * time.Millisecond)
+			n.netnsID, n.mountNSID = fmt.Sprintf("net:[%d]", i+1), fmt.Sprintf("mnt:[%d]", i+1)
+			n.holder = procID{PID: 100 + i, Start: 1}
+			b.updateNode(n)
+		}()
+	}
+	wg.Wait()
+	if len(last.Nodes) != nodes {
+		t.Fatalf("the last record has %d nodes, want %d", len(last.Nodes), nodes)
+	}
+	for _, nr := range last.Nodes {
+		if nr.Holder.PID == 0 || nr.NetNSID == "" || nr.MountNSID == "" {
+			t.Errorf("node %s lost its namespaces in the last record: %+v", nr.Name, nr)
+		}
 	}
 }

@@ -11,9 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Node is one node of a bed: a network namespace, a mount namespace and a
@@ -140,6 +143,45 @@ func (b *Bed) updateNode(n *Node) {
 	}
 	b.mu.Unlock()
 	b.saveRecord()
+}
+
+// findHolder looks for the node's namespace holder from its network
+// namespace, for a record that lost it (a crash between starting the holder
+// and saving the record): the holder is the `sleep` that leads its own
+// session in that network namespace, in a mount namespace of its own. It
+// sets the holder and the namespaces' IDs and reports whether it found one.
+func (n *Node) findHolder() bool {
+	var st syscall.Stat_t
+	if n.NetNS == "" || syscall.Stat("/run/netns/"+n.NetNS, &st) != nil {
+		return false
+	}
+	netnsID := fmt.Sprintf("net:[%d]", st.Ino)
+	if n.netnsID != "" && n.netnsID != netnsID {
+		return false // the name is another namespace's now
+	}
+	n.netnsID = netnsID // its processes are the node's, holder or not
+	hostMNT, _ := os.Readlink("/proc/self/ns/mnt")
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); ns != netnsID {
+			continue
+		}
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		mnt, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		if strings.TrimSpace(string(comm)) != "sleep" || mnt == "" || mnt == hostMNT || (n.mountNSID != "" && mnt != n.mountNSID) {
+			continue
+		}
+		if sid, err := unix.Getsid(pid); err != nil || sid != pid {
+			continue
+		}
+		n.netnsID, n.mountNSID, n.holderPID, n.holder = netnsID, mnt, pid, procOf(pid)
+		return n.holder.alive()
+	}
+	return false
 }
 
 func (n *Node) record() NodeRecord {
