@@ -162,14 +162,24 @@ func NewBed(o BedOptions) (*Bed, error) {
 		b.save = func(rec Record) error { return withRegistry(func(r *registry) error { return r.save(rec) }) }
 	}
 	b.Bridge = b.Prefix + b.ID
-	b.rec = Record{ID: b.ID, Prefix: b.Prefix, Bridge: b.Bridge, Dir: b.Dir}
+	b.rec = Record{ID: b.ID, Prefix: b.Prefix, Bridge: b.Bridge, Dir: b.Dir, BootID: bootID()}
 	if o.Owner {
 		b.rec.Owner = self()
 	}
 
-	// Pick a subnet nobody uses and claim it (the record and the bridge's
-	// address) under the registry lock, so two beds never pick the same.
+	// Pick a subnet nobody uses and claim it (the record and the bridge
+	// with its address) under the registry lock, so two beds never pick
+	// the same: a cluster has no registry record, only its bridge's
+	// address tells another bed that its subnet is taken.
 	err := withRegistry(func(r *registry) error {
+		for attempt := 0; linkExists(b.Bridge) || slices.ContainsFunc(r.records(), func(rec Record) bool { return rec.ID == b.ID }); attempt++ {
+			if attempt == 10 {
+				return fmt.Errorf("no free bed ID")
+			}
+			b.ID = randomID()
+			b.Bridge = b.Prefix + b.ID
+			b.rec.ID, b.rec.Bridge = b.ID, b.Bridge
+		}
 		used, err := r.usedSubnets()
 		if err != nil {
 			return err
@@ -192,7 +202,16 @@ func NewBed(o BedOptions) (*Bed, error) {
 		} else if err := o.Save(b.rec); err != nil {
 			return err
 		}
-		return runHost("ip", "link", "add", b.Bridge, "type", "bridge")
+		for _, args := range [][]string{
+			{"link", "add", b.Bridge, "type", "bridge"},
+			{"addr", "add", fmt.Sprintf("%s/%d", b.Gateway, b.Subnet.Bits()), "dev", b.Bridge},
+			{"link", "set", b.Bridge, "up"},
+		} {
+			if err := runHost("ip", args...); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		b.Destroy(false)
@@ -201,14 +220,6 @@ func NewBed(o BedOptions) (*Bed, error) {
 	fail := func(err error) (*Bed, error) {
 		b.Destroy(false)
 		return nil, err
-	}
-	for _, args := range [][]string{
-		{"addr", "add", fmt.Sprintf("%s/%d", b.Gateway, b.Subnet.Bits()), "dev", b.Bridge},
-		{"link", "set", b.Bridge, "up"},
-	} {
-		if err := runHost("ip", args...); err != nil {
-			return fail(fmt.Errorf("bridge %s: %w", b.Bridge, err))
-		}
 	}
 	b.ResolvConf = filepath.Join(b.Dir, "resolv.conf")
 	if err := os.WriteFile(b.ResolvConf, []byte("nameserver "+b.Gateway.String()+"\n"), 0o644); err != nil {
@@ -241,9 +252,12 @@ func OpenBed(rec Record, save func(Record) error, logf func(format string, args 
 	}
 	b.ResolvConf = filepath.Join(b.Dir, "resolv.conf")
 	b.Binary = filepath.Join(b.Dir, "bin", "kubeforge")
+	// A record from before this boot: none of its processes runs, and
+	// its pids and namespace numbers are other processes' now.
+	sameBoot := rec.BootID == "" || rec.BootID == bootID()
 	found := false
 	for i, nr := range rec.Nodes {
-		n := nr.node(b)
+		n := nr.node(b, sameBoot)
 		if !n.holder.alive() && n.findHolder() {
 			logf("bed %s: node %s: its record had no live namespace holder; found it by its network namespace: pid %d", b.ID, n.Name, n.holderPID)
 			n.Binary = filepath.Join(binaryDirOf(b.Prefix), "kubeforge")
@@ -378,6 +392,9 @@ func (b *Bed) Node(name string) *Node {
 func (b *Bed) saveRecord() {
 	b.saveMu.Lock()
 	defer b.saveMu.Unlock()
+	if b.save == nil {
+		return // opened read-only
+	}
 	if err := b.save(b.Record()); err != nil {
 		b.logf("bed %s: record: %v", b.ID, err)
 	}
@@ -417,7 +434,9 @@ func (b *Bed) destroy(reset, parallel bool) []error {
 			errs = append(errs, err)
 		}
 	}
-	if b.Dir != "" {
+	// A node that could not be removed keeps the directory, and with it
+	// a cluster's state file: a second delete tries again.
+	if b.Dir != "" && len(errs) == 0 {
 		if err := removeAll(b.Dir); err != nil {
 			errs = append(errs, err)
 		}

@@ -305,11 +305,16 @@ func (c *Clusters) Create(ctx context.Context, o CreateOptions) (st *State, tm T
 		}
 		c.printf("[cluster] Creation failed; removing what was made of cluster %s\n", o.Name)
 		removal := time.Now()
-		for _, e := range bed.DestroyParallel(true) {
+		errs := bed.DestroyParallel(true)
+		for _, e := range errs {
 			c.printf("[cluster] cleanup: %v\n", e)
 		}
 		if left := bed.Leftovers(removal); len(left) > 0 {
-			c.printf("[cluster] cleanup left on the host (remove by hand):\n  %s\n", strings.Join(left, "\n  "))
+			again := "remove it by hand"
+			if len(errs) > 0 {
+				again = fmt.Sprintf("its state is kept: `kubeforge cluster delete %s` tries again", o.Name)
+			}
+			c.printf("[cluster] cleanup left on the host (%s):\n  %s\n", again, strings.Join(left, "\n  "))
 		}
 		if merged {
 			if e := RemoveKubeconfigContext(c.Kubeconfig, o.Name); e != nil {
@@ -689,7 +694,11 @@ func (c *Clusters) List() ([]ListEntry, error) {
 		}
 		st, err := c.LoadState(e.Name())
 		if err != nil {
-			out = append(out, ListEntry{Name: e.Name(), Status: "broken", Detail: err.Error()})
+			detail := err.Error()
+			if entries, rerr := os.ReadDir(c.dir(e.Name())); rerr == nil && len(entries) == 0 {
+				detail = "empty: its create ended before it made anything: delete it"
+			}
+			out = append(out, ListEntry{Name: e.Name(), Status: "broken", Detail: detail})
 			continue
 		}
 		le := ListEntry{Name: st.Name, Nodes: len(st.Bed.Nodes), Subnet: st.Bed.Subnet, Endpoint: st.Endpoint, Created: st.Created}
@@ -742,6 +751,9 @@ func (c *Clusters) Open(name string) (*State, *Bed, error) {
 		return nil, nil, err
 	}
 	save := func(rec Record) error { st.Bed = rec; return c.saveState(st) }
+	if !st.Ready && st.Creator.alive() {
+		save = nil // the state file is its creator's to write
+	}
 	logf := func(format string, args ...any) { c.printf("[cluster] "+format+"\n", args...) }
 	return st, OpenBed(st.Bed, save, logf), nil
 }
@@ -752,6 +764,20 @@ func (c *Clusters) Open(name string) (*State, *Bed, error) {
 func (c *Clusters) Delete(name string) error {
 	if err := CheckHost(); err != nil {
 		return err
+	}
+	if ValidateName(name) == nil {
+		// A create that ended (killed) between making the cluster's
+		// directory and saving its state left it empty: nothing else of
+		// the cluster exists.
+		if _, err := os.Stat(c.statePath(name)); errors.Is(err, os.ErrNotExist) {
+			if entries, err := os.ReadDir(c.dir(name)); err == nil && len(entries) == 0 {
+				if err := os.Remove(c.dir(name)); err != nil {
+					return err
+				}
+				c.printf("[cluster] Removed the empty directory of cluster %s (its create ended before it made anything)\n", name)
+				return nil
+			}
+		}
 	}
 	st, bed, err := c.Open(name)
 	if err != nil {

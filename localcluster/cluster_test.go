@@ -5,10 +5,12 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -523,5 +525,72 @@ func TestSaveRecordKeepsEveryNode(t *testing.T) {
 		if nr.Holder.PID == 0 || nr.NetNSID == "" || nr.MountNSID == "" {
 			t.Errorf("node %s lost its namespaces in the last record: %+v", nr.Name, nr)
 		}
+	}
+}
+
+// TestOpenBedKeepsOnlyPinnedNamespaces opens records whose holder is not
+// (or no longer provably) the node's: its pid and namespace numbers must
+// not survive, or a delete would kill the processes of whatever namespaces
+// have those numbers now. A live holder of this boot keeps them.
+func TestOpenBedKeepsOnlyPinnedNamespaces(t *testing.T) {
+	nr := NodeRecord{Name: "n", IP: "10.0.0.2", NetNS: "kftb-none-n", CgroupRoot: "/kftb-none-n",
+		NetNSID: "net:[4026531840]", MountNSID: "mnt:[4026531841]"}
+	for _, tc := range []struct {
+		name   string
+		holder procID
+		boot   string
+		keep   bool
+	}{
+		{"live holder, this boot", self(), bootID(), true},
+		{"live holder, record without a boot ID", self(), "", true},
+		{"the same pid and start in another boot", self(), "another-boot", false},
+		{"dead holder", procID{PID: 1 << 30, Start: 1}, bootID(), false},
+		{"a reused pid", procID{PID: os.Getpid(), Start: 1}, bootID(), false},
+	} {
+		rec := Record{ID: "none", Prefix: "kftb", BootID: tc.boot, Nodes: []NodeRecord{nr}}
+		rec.Nodes[0].Holder = tc.holder
+		n := OpenBed(rec, nil, nil).Nodes()[0]
+		kept := n.HolderPID() != 0 || n.NetNSID() != "" || n.MountNSID() != ""
+		if tc.keep && (n.HolderPID() != tc.holder.PID || n.NetNSID() != nr.NetNSID || n.MountNSID() != nr.MountNSID) {
+			t.Errorf("%s: lost the node's namespaces: holder %d, %q %q", tc.name, n.HolderPID(), n.NetNSID(), n.MountNSID())
+		}
+		if !tc.keep && kept {
+			t.Errorf("%s: kept holder %d, %q %q", tc.name, n.HolderPID(), n.NetNSID(), n.MountNSID())
+		}
+		if !tc.keep && len(n.Processes()) > 0 {
+			t.Errorf("%s: the node has processes: %v", tc.name, n.Processes())
+		}
+	}
+}
+
+// TestKillChecksTheProcess signals a process only while it is the one
+// recorded: a procID whose start time is another's is refused.
+func TestKillChecksTheProcess(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	p := procOf(cmd.Process.Pid)
+	if err := (procID{PID: p.PID, Start: p.Start + 1}).kill(syscall.SIGKILL); err == nil {
+		t.Fatal("kill of a procID with another start time succeeded")
+	}
+	select {
+	case <-exited:
+		t.Fatal("the process was killed through a procID that is not its own")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := p.kill(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the process still runs after kill")
+	}
+	if err := p.kill(syscall.SIGKILL); err == nil {
+		t.Error("kill of an ended process succeeded")
 	}
 }

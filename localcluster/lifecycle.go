@@ -336,8 +336,10 @@ func (n *Node) destroy(reset bool) []error {
 			logf("node %s: reset in %v", n.Name, time.Since(start).Round(time.Millisecond))
 		}
 		_ = out
-	} else if reset && n.holderPID != 0 {
+	} else if reset && n.holder.alive() {
 		logf("node %s: its mounts are not intact; no reset", n.Name)
+	} else if reset {
+		logf("node %s: its namespace holder is gone (a reboot, or killed); no reset", n.Name)
 	}
 	if err := n.KillAll(2 * time.Minute); err != nil {
 		errs = append(errs, err)
@@ -354,7 +356,7 @@ func (n *Node) destroy(reset bool) []error {
 			errs = append(errs, fmt.Errorf("unmount: %v: %s", err, out))
 		}
 		cancel()
-		_ = syscall.Kill(n.holder.PID, syscall.SIGKILL)
+		_ = n.holder.kill(syscall.SIGKILL)
 		deadline := time.Now().Add(5 * time.Second)
 		for n.holder.alive() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)

@@ -151,12 +151,12 @@ func (b *Bed) updateNode(n *Node) {
 // session in that network namespace, in a mount namespace of its own. It
 // sets the holder and the namespaces' IDs and reports whether it found one.
 func (n *Node) findHolder() bool {
-	var st syscall.Stat_t
-	if n.NetNS == "" || syscall.Stat("/run/netns/"+n.NetNS, &st) != nil {
+	netnsID := n.netnsFileID()
+	if netnsID == "" {
 		return false
 	}
-	netnsID := fmt.Sprintf("net:[%d]", st.Ino)
 	if n.netnsID != "" && n.netnsID != netnsID {
+		n.netnsID = ""
 		return false // the name is another namespace's now
 	}
 	n.netnsID = netnsID // its processes are the node's, holder or not
@@ -182,6 +182,16 @@ func (n *Node) findHolder() bool {
 		return n.holder.alive()
 	}
 	return false
+}
+
+// netnsFileID is the number of the network namespace that the node's netns
+// file pins ("net:[inode]"), or "" without the file.
+func (n *Node) netnsFileID() string {
+	var st syscall.Stat_t
+	if n.NetNS == "" || syscall.Stat("/run/netns/"+n.NetNS, &st) != nil {
+		return ""
+	}
+	return fmt.Sprintf("net:[%d]", st.Ino)
 }
 
 func (n *Node) record() NodeRecord {

@@ -10,7 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // RegistryDir holds one JSON record per live owned bed (a test's) on this
@@ -41,6 +45,29 @@ func (p procID) alive() bool {
 	}
 	st, err := startTime(p.PID)
 	return err == nil && st == p.Start
+}
+
+// kill sends sig to the process if it still is p. The pidfd keeps its
+// process, so a pid that is reused after the check is never signalled.
+func (p procID) kill(sig syscall.Signal) error {
+	if p.PID <= 0 {
+		return fmt.Errorf("no process")
+	}
+	fd, err := unix.PidfdOpen(p.PID, 0)
+	if errors.Is(err, unix.ENOSYS) {
+		if !p.alive() {
+			return fmt.Errorf("pid %d is gone", p.PID)
+		}
+		return syscall.Kill(p.PID, sig)
+	}
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", p.PID, err)
+	}
+	defer unix.Close(fd)
+	if !p.alive() {
+		return fmt.Errorf("pid %d is gone", p.PID)
+	}
+	return unix.PidfdSendSignal(fd, sig, nil, 0)
 }
 
 func startTime(pid int) (uint64, error) {
@@ -77,6 +104,18 @@ type Record struct {
 	// StateDir marks a guard (GuardStateDir), not a bed: every cluster
 	// made under this state directory belongs to Owner.
 	StateDir string `json:"stateDir,omitempty"`
+	// BootID is the kernel's boot_id when the bed was made: after a
+	// reboot its pids and namespace numbers are other processes'.
+	BootID string `json:"bootID,omitempty"`
+	// Sweeper is the process that removes the bed after its owner died
+	// (Sweep); other sweeps leave it to that one.
+	Sweeper procID `json:"sweeper,omitzero"`
+}
+
+// bootID is this boot's ID (/proc/sys/kernel/random/boot_id).
+func bootID() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(b))
 }
 
 // NodeRecord is what a node is made of.
@@ -98,12 +137,22 @@ func (nr NodeRecord) HolderAlive() bool { return nr.Holder.alive() }
 // HolderPID is the pid of the node's namespace holder.
 func (nr NodeRecord) HolderPID() int { return nr.Holder.PID }
 
-func (nr NodeRecord) node(b *Bed) *Node {
+// node makes the record's node again. The recorded holder and namespace
+// numbers are kept only while something pins them: the holder (the same
+// process, in this boot) pins both namespaces, the netns file its network
+// namespace. Otherwise the kernel may have given those numbers to other
+// namespaces, whose processes are not the node's to kill.
+func (nr NodeRecord) node(b *Bed, sameBoot bool) *Node {
 	n := &Node{bed: b, Name: nr.Name, Dir: nr.Dir, NetNS: nr.NetNS, HostVeth: nr.HostVeth, CgroupRoot: nr.CgroupRoot,
 		netnsID: nr.NetNSID, mountNSID: nr.MountNSID, holder: nr.Holder, holderPID: nr.Holder.PID}
 	n.IP, _ = netip.ParseAddr(nr.IP)
-	if n.holder.alive() {
+	if sameBoot && n.holder.alive() {
 		n.Binary = filepath.Join(binaryDirOf(b.Prefix), "kubeforge")
+		return n
+	}
+	n.holder, n.holderPID, n.mountNSID = procID{}, 0, ""
+	if n.netnsID != "" && n.netnsFileID() != n.netnsID {
+		n.netnsID = ""
 	}
 	return n
 }
@@ -260,30 +309,72 @@ func FreeSubnet(rng netip.Prefix, used []netip.Prefix, random bool) (netip.Prefi
 	return netip.Prefix{}, fmt.Errorf("%w in %s: every one overlaps an address or route of this host or another bed", errNoSubnet, rng)
 }
 
+// sweeping holds the IDs of the records that a Sweep of this process is
+// removing.
+var sweeping sync.Map
+
 // Sweep removes the testbeds whose owning process is gone: a test binary
-// that was killed (timeout, signal) ran no cleanup. New calls it.
+// that was killed (timeout, signal) ran no cleanup. New calls it. A bed
+// that another process is sweeping at the same time is left to it, and
+// Sweep waits (up to 3 minutes) until it is gone, so that every stale bed
+// is removed when Sweep returns.
 func Sweep(logf func(format string, args ...any)) {
-	var stale []Record
-	_ = withRegistry(func(r *registry) error {
-		for _, rec := range r.records() {
-			if !rec.Owner.alive() {
-				stale = append(stale, rec)
+	me := self()
+	deadline := time.Now().Add(3 * time.Minute)
+	failed := map[string]bool{} // tried once in this call
+	for {
+		var stale []Record
+		busy := false
+		_ = withRegistry(func(r *registry) error {
+			for _, rec := range r.records() {
+				if rec.Owner.alive() || failed[rec.ID] {
+					continue
+				}
+				if _, mine := sweeping.Load(rec.ID); mine || rec.Sweeper != me && rec.Sweeper.alive() {
+					busy = true // another goroutine or process removes it
+					continue
+				}
+				rec.Sweeper = me
+				if r.save(rec) == nil {
+					sweeping.Store(rec.ID, true)
+					stale = append(stale, rec)
+				}
 			}
+			return nil
+		})
+		for _, rec := range stale {
+			var done bool
+			if rec.StateDir != "" {
+				done = sweepStateDir(rec, logf)
+			} else {
+				done = sweepBed(rec, logf)
+			}
+			failed[rec.ID] = !done
+			_ = withRegistry(func(r *registry) error {
+				sweeping.Delete(rec.ID)
+				if done {
+					return r.remove(rec.ID)
+				}
+				rec.Sweeper = procID{} // the next sweep tries again
+				return r.save(rec)
+			})
 		}
-		return nil
-	})
-	for _, rec := range stale {
-		if rec.StateDir != "" {
-			sweepStateDir(rec, logf)
-			continue
+		if !busy || time.Now().After(deadline) {
+			return
 		}
-		logf("testbed: removing testbed %s left by process %d, which is gone", rec.ID, rec.Owner.PID)
-		b := OpenBed(rec, func(Record) error { return nil }, logf)
-		for _, err := range b.Destroy(false) {
-			logf("testbed %s: %v", rec.ID, err)
-		}
-		_ = withRegistry(func(r *registry) error { return r.remove(rec.ID) })
+		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// sweepBed removes a dead owner's bed and reports whether all of it went.
+func sweepBed(rec Record, logf func(format string, args ...any)) bool {
+	logf("testbed: removing testbed %s left by process %d, which is gone", rec.ID, rec.Owner.PID)
+	b := OpenBed(rec, func(Record) error { return nil }, logf)
+	errs := b.Destroy(false)
+	for _, err := range errs {
+		logf("testbed %s: %v", rec.ID, err)
+	}
+	return len(errs) == 0
 }
 
 // GuardStateDir makes the clusters that `kubeforge cluster create
@@ -306,7 +397,9 @@ func GuardStateDir(dir string) (release func() error, err error) {
 
 // sweepStateDir removes every cluster under a dead owner's guarded state
 // directory: its processes, namespaces, links and cgroups, as for a bed.
-func sweepStateDir(rec Record, logf func(format string, args ...any)) {
+// It reports whether all of them went (a cluster still being created, or
+// one that could not be removed, keeps the guard for the next sweep).
+func sweepStateDir(rec Record, logf func(format string, args ...any)) bool {
 	c := &Clusters{Root: rec.StateDir}
 	entries, _ := os.ReadDir(rec.StateDir)
 	for _, e := range entries {
@@ -320,14 +413,17 @@ func sweepStateDir(rec Record, logf func(format string, args ...any)) {
 		}
 		if !st.Ready && st.Creator.alive() {
 			logf("testbed: cluster %s in %s is still being created by process %d: left alone", e.Name(), rec.StateDir, st.Creator.PID)
-			return // the guard stays for the next sweep
+			return false
 		}
 		logf("testbed: removing cluster %s (in %s) left by process %d, which is gone", st.Name, rec.StateDir, rec.Owner.PID)
 		b := OpenBed(st.Bed, func(Record) error { return nil }, logf)
-		for _, err := range b.Destroy(false) {
-			logf("cluster %s: %v", st.Name, err)
+		if errs := b.Destroy(false); len(errs) > 0 {
+			for _, err := range errs {
+				logf("cluster %s: %v", st.Name, err)
+			}
+			return false
 		}
 		_ = os.RemoveAll(c.dir(e.Name()))
 	}
-	_ = withRegistry(func(r *registry) error { return r.remove(rec.ID) })
+	return true
 }

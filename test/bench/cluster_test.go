@@ -75,6 +75,9 @@ func (b *bench) clusterBench(t *testing.T) {
 			cr.RSSMiB = append(cr.RSSMiB, round3(rss))
 			t.Logf("cluster %s, %.0f s idle: PSS %.0f MiB, RSS %.0f MiB", name, b.cfg.idle.Seconds(), pss, rss)
 		}
+		// Opened while the nodes run, so that it keeps their namespace
+		// numbers for the check after the delete.
+		before := localcluster.OpenBed(rec, nil, nil)
 		start = time.Now()
 		if out, err := cluster(context.Background(), "delete", name); err != nil {
 			problem("delete %s: %v\n%s", name, err, tailLines(out, 20))
@@ -84,7 +87,7 @@ func (b *bench) clusterBench(t *testing.T) {
 			continue
 		}
 		cr.DeleteSeconds = append(cr.DeleteSeconds, round3(time.Since(start).Seconds()))
-		if left := localcluster.OpenBed(rec, nil, nil).Leftovers(start); len(left) > 0 {
+		if left := before.Leftovers(start); len(left) > 0 {
 			problem("delete %s left: %s", name, strings.Join(left, "; "))
 		}
 	}

@@ -148,6 +148,20 @@ func TestClusterCommand(t *testing.T) {
 		if entries, _ := os.ReadDir(stateDir); len(entries) > 0 {
 			t.Errorf("refused creates left %d entries in %s", len(entries), stateDir)
 		}
+		// A create killed between making its directory and saving its
+		// state: list says so, delete removes the directory.
+		if err := os.MkdirAll(filepath.Join(stateDir, "kfz"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out := must(t, time.Minute, "list"); !strings.Contains(out, "broken") || !strings.Contains(out, "delete it") {
+			t.Errorf("list of an empty cluster directory:\n%s", out)
+		}
+		if out := must(t, time.Minute, "delete", "kfz"); !strings.Contains(out, "Removed the empty directory") {
+			t.Errorf("delete of an empty cluster directory:\n%s", out)
+		}
+		if _, err := os.Stat(filepath.Join(stateDir, "kfz")); !os.IsNotExist(err) {
+			t.Errorf("the empty cluster directory is still there: %v", err)
+		}
 	})
 
 	var createdA time.Time
@@ -352,13 +366,15 @@ func TestClusterCommand(t *testing.T) {
 				// find them from the node's netns all the same.
 				forgetNamespaces(t, filepath.Join(stateDir, name, "cluster.json"))
 			}
+			// Opened while the nodes run, so that it keeps their
+			// namespace numbers for the check after the delete.
+			bed := localcluster.OpenBed(rec, nil, nil)
 			start := time.Now()
 			out := must(t, 3*time.Minute, "delete", name)
 			t.Logf("kubeforge cluster delete %s (%v):\n%s", name, time.Since(start).Round(10*time.Millisecond), out)
 			if name == "kfb" && !strings.Contains(out, "found it by its network namespace") {
 				t.Errorf("delete did not say that it found the node's namespace holder again")
 			}
-			bed := localcluster.OpenBed(rec, nil, nil)
 			if left := bed.Leftovers(start); len(left) > 0 {
 				t.Errorf("cluster %s left:\n%s", name, strings.Join(left, "\n"))
 			}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -345,10 +346,21 @@ func killedHelperSwept(t *testing.T, helper string, env ...string) string {
 	if left := leftovers(id, []string{netns}, []string{root}, dir); len(left) == 0 {
 		t.Fatal("a killed helper left nothing behind: the test cannot tell whether Sweep works")
 	}
-	Sweep(t.Logf)
-	if left := leftovers(id, []string{netns}, []string{root}, dir); len(left) > 0 {
-		t.Errorf("left behind after Sweep:\n%s", strings.Join(left, "\n"))
+	// Two sweeps at once (as two tests starting together): one removes
+	// the bed, the other waits for it; after either returns, nothing of
+	// the bed is left.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			Sweep(t.Logf)
+			if left := leftovers(id, []string{netns}, []string{root}, dir); len(left) > 0 {
+				t.Errorf("left behind after Sweep:\n%s", strings.Join(left, "\n"))
+			}
+		}()
 	}
+	wg.Wait()
 	if left := processesIn([]nodeNamespaces{{net, mnt, root}}); len(left) > 0 {
 		t.Errorf("processes left behind after Sweep:\n%s", strings.Join(left, "\n"))
 	}
