@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/encryption"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
@@ -29,6 +30,8 @@ type InitData struct {
 	// EarlyNodeStart starts the node service right after preflight so its
 	// image import overlaps the certificate work (full runs only).
 	EarlyNodeStart bool
+	// imagesIn: waitImages saw the images in the node's runtime.
+	imagesIn bool
 	// SkipTokenPrint keeps the token out of the output.
 	SkipTokenPrint bool
 	// Client and Dynamic, when both are set, replace the admin.conf
@@ -93,16 +96,39 @@ func InitWorkflow() *Workflow[*InitData] {
 			Flags: []string{"ignore-preflight-errors"}},
 		certsPhase(),
 		kubeconfigPhase(),
+		// The kubelet starts before it has static pods: its own start
+		// (~0.4 s) then overlaps the node service's image import, and
+		// the manifests follow once the images are in (waitImages).
+		{Name: "pod-network", Short: podNetworkShort, Run: runInitPodNetwork},
+		{Name: "kubelet-config", Short: "Write the kubelet configuration and its flags",
+			Run: runKubeletConfig, Flags: []string{"air-gapped"}},
+		kubeletStartPhase(),
 		{Name: etcdRow.Phase, Short: "Generate the static Pod manifest for the local etcd",
 			Phases: []Phase[*InitData]{{Name: etcdRow.SubPhase, Short: "Generate the static Pod manifest for a local, single-node etcd",
 				Run: runEtcdLocal}}},
 		controlPlanePhase(),
-		{Name: "pod-network", Short: podNetworkShort, Run: runInitPodNetwork},
-		{Name: "kubelet-config", Short: "Write the kubelet configuration and its flags",
-			Run: runKubeletConfig, Flags: []string{"air-gapped"}},
 	}
 	w.Phases = append(w.Phases, livePhases()...)
 	return w
+}
+
+// waitImages waits, in a whole init whose node service started early,
+// until that service has imported the images: the kubelet runs already,
+// and a static pod it found before the images were in would make
+// containerd try to pull them. A phase run on its own does not wait.
+func (d *InitData) waitImages(ctx context.Context, phase string) error {
+	if !d.EarlyNodeStart || d.imagesIn {
+		return nil
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := node.WaitImages(ctx, d.Cfg.Paths); err != nil {
+		return fmt.Errorf("before writing the static Pod manifests: %w (see %s)", err, d.Cfg.Paths.NodeLogFile())
+	}
+	d.imagesIn = true
+	d.Out.Done(phase, "images", "", start, "The node service has the images; writing the static Pod manifests")
+	return nil
 }
 
 func runInitPreflight(ctx context.Context, d *InitData) error {
@@ -232,7 +258,10 @@ func kubeconfigPhase() Phase[*InitData] {
 // init, the sub-phase) that writes its manifest.
 var etcdRow, _ = manifests.Lookup(manifests.Etcd)
 
-func runEtcdLocal(_ context.Context, d *InitData) error {
+func runEtcdLocal(ctx context.Context, d *InitData) error {
+	if err := d.waitImages(ctx, etcdRow.Phase); err != nil {
+		return err
+	}
 	if err := d.MkdirAll(etcdRow.Phase, d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -246,7 +275,10 @@ func controlPlanePhase() Phase[*InitData] {
 			continue
 		}
 		sub := Phase[*InitData]{Name: c.SubPhase, Short: "Generate the " + c.Name + " static Pod manifest",
-			Run: func(_ context.Context, d *InitData) error {
+			Run: func(ctx context.Context, d *InitData) error {
+				if err := d.waitImages(ctx, manifests.PhaseControlPlane); err != nil {
+					return err
+				}
 				return writeNodeManifest(d.Node, manifests.PhaseControlPlane, c.Name)
 			}}
 		if c.Name == manifests.KubeAPIServer {
@@ -258,7 +290,10 @@ func controlPlanePhase() Phase[*InitData] {
 	return p
 }
 
-func runAPIServerManifest(_ context.Context, d *InitData) error {
+func runAPIServerManifest(ctx context.Context, d *InitData) error {
+	if err := d.waitImages(ctx, manifests.PhaseControlPlane); err != nil {
+		return err
+	}
 	if err := writeAPIServerConfig(d.Node, manifests.PhaseControlPlane); err != nil {
 		return err
 	}
@@ -345,6 +380,12 @@ func ensureEncryptionConfig(n *Node, phase string) error {
 }
 
 func runKubeletConfig(_ context.Context, d *InitData) error {
+	// The static pod directory exists before the kubelet starts: the
+	// kubelet watches it for the manifests only then (else it looks again
+	// every second).
+	if err := d.MkdirAll("kubelet-config", d.Cfg.Paths.ManifestsDir, fsutil.DirMode); err != nil {
+		return err
+	}
 	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.ThisNode.IP, false)
 }
 

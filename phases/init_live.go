@@ -26,9 +26,12 @@ type liveState struct {
 }
 
 // livePhases are the init phases that need the node running.
+func kubeletStartPhase() Phase[*InitData] {
+	return Phase[*InitData]{Name: "kubelet-start", Short: "Start the node service (containerd and the kubelet), which starts the control plane", Run: runKubeletStart}
+}
+
 func livePhases() []Phase[*InitData] {
 	return []Phase[*InitData]{
-		{Name: "kubelet-start", Short: "Start the node service (containerd and the kubelet), which starts the control plane", Run: runKubeletStart},
 		{Name: "wait-control-plane", Short: "Wait for the kubelet and every control-plane component to be healthy", Run: runWaitControlPlane},
 		{Name: "upload-config", Short: "Upload the kubeadm and kubelet configurations to ConfigMaps", Phases: []Phase[*InitData]{
 			{Name: "kubeadm", Short: "Upload the ClusterConfiguration to the kubeadm-config ConfigMap", Run: runUploadKubeadmConfig},

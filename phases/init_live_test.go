@@ -466,3 +466,41 @@ func TestInitLivePhasesForbidden(t *testing.T) {
 		})
 	}
 }
+
+// TestInitStartsTheKubeletBeforeItsStaticPods: in a whole init the kubelet
+// starts before the manifests are written (its start overlaps the image
+// import), and the etcd and control-plane phases write them only once the
+// node service has the images: without a node service they fail, naming
+// the wait, and write nothing. A phase run on its own writes at once.
+func TestInitStartsTheKubeletBeforeItsStaticPods(t *testing.T) {
+	var order []string
+	for _, p := range InitWorkflow().Phases {
+		order = append(order, p.Name)
+	}
+	ks, etcd, cp := slices.Index(order, "kubelet-start"), slices.Index(order, "etcd"), slices.Index(order, "control-plane")
+	kc := slices.Index(order, "kubelet-config")
+	if kc < 0 || ks < kc || etcd < ks || cp < ks {
+		t.Errorf("init's phases: %v, want kubelet-config, kubelet-start before etcd and control-plane", order)
+	}
+
+	d, _ := liveInit(t, nil, config.InitFlags{})
+	runInitPhases(t, d, "certs", "kubeconfig", "kubelet-config")
+	if st, err := os.Stat(d.Paths.Host(d.Cfg.Paths.ManifestsDir)); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+		t.Errorf("kubelet-config: the static pod directory: %v %v", st, err)
+	}
+	d.EarlyNodeStart = true
+	for _, phase := range []string{"etcd", "control-plane"} {
+		err := InitWorkflow().RunPhase(context.Background(), d, phase, nil)
+		if err == nil || !strings.Contains(err.Error(), "before writing the static Pod manifests") || !strings.Contains(err.Error(), "node service is not running") {
+			t.Errorf("%s in a whole init without a node service: %v", phase, err)
+		}
+	}
+	if entries, _ := os.ReadDir(d.Paths.Host(d.Cfg.Paths.ManifestsDir)); len(entries) > 0 {
+		t.Errorf("manifests written before the images were in: %v", entries)
+	}
+	d.EarlyNodeStart = false
+	runInitPhases(t, d, "etcd", "control-plane")
+	if entries, _ := os.ReadDir(d.Paths.Host(d.Cfg.Paths.ManifestsDir)); len(entries) != 4 {
+		t.Errorf("phases run on their own: %d manifests, want 4", len(entries))
+	}
+}

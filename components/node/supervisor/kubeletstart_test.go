@@ -1,6 +1,8 @@
 package supervisor
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/kubeforge/kubeforge/components/node"
@@ -50,5 +52,41 @@ func writeUnder(t *testing.T, p config.Paths, logical string, data []byte) {
 	t.Helper()
 	if _, err := fsutil.WriteFile(p.Host(logical), data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHasStaticPods: the kubelet of a control-plane node starts before the
+// images are in only while its static pod directory holds no manifest
+// (init writes them once the images are in); a hidden file (an editor's,
+// or fsutil's temporary one) is not a manifest, and an unreadable
+// directory counts as holding some.
+func TestHasStaticPods(t *testing.T) {
+	p := config.DefaultPaths().WithRoot(t.TempDir())
+	s := &supervisor{p: p}
+	if s.hasStaticPods() {
+		t.Error("no static pod directory: hasStaticPods = true")
+	}
+	if err := os.MkdirAll(p.Host(p.ManifestsDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeUnder(t, p, filepath.Join(p.ManifestsDir, ".etcd.yaml.tmp-1"), []byte("x"))
+	if err := os.Mkdir(filepath.Join(p.Host(p.ManifestsDir), "old"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if s.hasStaticPods() {
+		t.Error("only a hidden file and a directory: hasStaticPods = true")
+	}
+	writeUnder(t, p, filepath.Join(p.ManifestsDir, "etcd.yaml"), []byte("x"))
+	if !s.hasStaticPods() {
+		t.Error("etcd.yaml: hasStaticPods = false")
+	}
+	if err := os.RemoveAll(p.Host(p.ManifestsDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.Host(p.ManifestsDir), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !s.hasStaticPods() {
+		t.Error("an unreadable static pod directory (a file): hasStaticPods = false")
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kubeforge/kubeforge/components/lbspeaker"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -28,6 +28,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/containerd"
 	"github.com/kubeforge/kubeforge/components/hosttools"
 	"github.com/kubeforge/kubeforge/components/image"
+	"github.com/kubeforge/kubeforge/components/lbspeaker"
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/certrenew"
 	"github.com/kubeforge/kubeforge/components/node/duty"
@@ -222,13 +223,15 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 	// with no pod to run for a second or more starts without waiting: a
 	// worker's (no static pods: its first pods come once its Node is
 	// registered, seen by the DaemonSet controller and scheduled, ~1.5 s
-	// after the kubelet starts, by then the import of ~0.7 s is done), or
-	// one that first bootstraps its client certificate.
+	// after the kubelet starts, by then the import of ~0.7 s is done), one
+	// that first bootstraps its client certificate, or one with no static
+	// pod yet (init writes the manifests once the images are in, while
+	// the kubelet starts).
 	s.phase("waiting for the kubelet config")
 	if err := s.waitKubeletConfig(ctx); err != nil {
 		return err
 	}
-	if !s.kubeletWithoutPodsYet() {
+	if !s.kubeletWithoutPodsYet() && s.hasStaticPods() {
 		if err := <-imagesDone; err != nil {
 			return err
 		}
@@ -457,6 +460,25 @@ func (s *supervisor) kubeletWithoutPodsYet() bool {
 		return true
 	}
 	return s.kubeletBootstrapping()
+}
+
+// hasStaticPods reports whether the kubelet's static pod directory holds a
+// manifest (a file the kubelet reads: one whose name does not start with
+// a dot), or cannot be read.
+func (s *supervisor) hasStaticPods() bool {
+	entries, err := os.ReadDir(s.p.Host(s.p.ManifestsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	for _, e := range entries {
+		if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			return true
+		}
+	}
+	return false
 }
 
 // kubeletBootstrapping reports whether the kubelet will first get its
