@@ -183,8 +183,11 @@ func (r *Renewer) Run(ctx context.Context, h *duty.Health) error {
 		case !cr.On():
 			h.Disabled("turned off (%s: certificateRenewal.enabled is false); renew with `kubeforge certs renew`", p.KubeforgeConfigFile())
 		case !IsControlPlane(p):
-			h.Disabled("not a control-plane node (no %s): the kubelet rotates its own client certificate", p.Manifest(manifests.KubeAPIServer))
-			wait = 10 * time.Second
+			msg := fmt.Sprintf("not a control-plane node (no %s): the kubelet rotates its own client certificate", p.Manifest(manifests.KubeAPIServer))
+			if st := h.State(); st.Status != node.DutyDisabled || st.Message != msg {
+				h.Disabled("%s", msg)
+			}
+			wait = 2 * time.Second // init writes the manifest after the node service starts
 		default:
 			if serving != cr.MetricsBindAddress {
 				if stop != nil {

@@ -60,3 +60,35 @@ func TestPodNetworkDutyOff(t *testing.T) {
 		})
 	}
 }
+
+// TestEncryptionConfigDutyWaitsForTheAPIServer: the node service starts
+// before init writes the API server's manifest, so the secrets encryption
+// duty says it is disabled until the manifest appears, then goes on (here
+// it fails on the missing admin.conf, which shows it went on) instead of
+// ending for good.
+func TestEncryptionConfigDutyWaitsForTheAPIServer(t *testing.T) {
+	p := config.DefaultPaths().WithRoot(t.TempDir())
+	s := &supervisor{p: p, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	states := make(chan node.DutyState, 20)
+	m := duty.NewManager(duty.Options{Publish: func(st node.DutyState) { states <- st }, Log: s.log, RestartDelay: time.Hour},
+		duty.Duty{Name: "secrets-encryption-config", Run: s.runEncryptionConfigSync})
+	m.Start(context.Background())
+	defer m.Stop()
+	wait := func(status, text string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case st := <-states:
+				if st.Status == status && strings.Contains(st.Message, text) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s state mentioning %q; last states: %+v", status, text, m.States())
+			}
+		}
+	}
+	wait(node.DutyDisabled, "not a control-plane node")
+	writeUnder(t, p, p.Manifest(manifests.KubeAPIServer), []byte("x"))
+	wait(node.DutyFailing, "admin.conf")
+}

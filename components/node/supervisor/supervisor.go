@@ -671,11 +671,19 @@ func (s *supervisor) runLogShipping(ctx context.Context, h *duty.Health) error {
 // configuration equal to the one `kubeforge secrets rotate-key` published
 // in kube-system (see encryption.RunSync), with the node's admin.conf: a
 // kubelet's credentials cannot read that Secret. Workers have no API server
-// and no admin.conf: the duty is disabled there.
+// and no admin.conf: the duty is disabled there. It looks for the API
+// server's manifest every 2 s: init writes it after the node service
+// starts.
 func (s *supervisor) runEncryptionConfigSync(ctx context.Context, h *duty.Health) error {
-	if !fsutil.Exists(s.p.Host(s.p.Manifest(manifests.KubeAPIServer))) {
-		h.Disabled("not a control-plane node (no %s)", s.p.Manifest(manifests.KubeAPIServer))
-		return nil
+	for said := false; !fsutil.Exists(s.p.Host(s.p.Manifest(manifests.KubeAPIServer))); said = true {
+		if !said {
+			h.Disabled("not a control-plane node (no %s)", s.p.Manifest(manifests.KubeAPIServer))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
 	}
 	admin := s.p.Kubeconfig("admin.conf")
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.p.Host(admin))
