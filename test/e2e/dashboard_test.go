@@ -282,9 +282,11 @@ func TestDashboard(t *testing.T) {
 		} else {
 			t.Logf("the metrics API does not answer on this bed (kubectl top nodes: %v)", err)
 			reload(t)
-			if nt := notes(); !strings.Contains(nt, "metrics.k8s.io") {
-				t.Errorf("the overview does not say why it shows no usage; notes: %q", nt)
-			} else {
+			// metrics-server may have become Ready in between (CI once,
+			// 21 s after init): then the page shows the usage instead.
+			if nt := notes(); !strings.Contains(nt, "metrics.k8s.io") && !strings.Contains(nodeRow(), "%") {
+				t.Errorf("the overview neither shows the node's usage nor says why; notes: %q", nt)
+			} else if strings.Contains(nt, "metrics.k8s.io") {
 				t.Logf("the overview says: %s", strings.SplitN(nt, "\n", 2)[0])
 			}
 		}
