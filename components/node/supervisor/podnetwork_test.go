@@ -41,40 +41,22 @@ func TestPodNetworkDutyOff(t *testing.T) {
 				write(filepath.Join(p.CNIConfDir, manifests.CNIConfigName), []byte("{}"))
 			}
 			s := &supervisor{p: p, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			states := make(chan node.DutyState, 20)
-			m := duty.NewManager(duty.Options{Publish: func(st node.DutyState) { states <- st }, Log: s.log, RestartDelay: time.Hour},
-				duty.Duty{Name: "pod-network", Run: s.runPodNetworkAgent})
-			m.Start(context.Background())
-			defer m.Stop()
-			deadline := time.After(10 * time.Second)
-			for {
-				select {
-				case st := <-states:
-					if st.Status == tc.status && strings.Contains(st.Message, tc.wantInText) {
-						return
-					}
-				case <-deadline:
-					t.Fatalf("no %s state mentioning %q; last states: %+v", tc.status, tc.wantInText, m.States())
-				}
-			}
+			runDuty(t, s, "pod-network", s.runPodNetworkAgent)(tc.status, tc.wantInText)
 		})
 	}
 }
 
-// TestEncryptionConfigDutyWaitsForTheAPIServer: the node service starts
-// before init writes the API server's manifest, so the secrets encryption
-// duty says it is disabled until the manifest appears, then goes on (here
-// it fails on the missing admin.conf, which shows it went on) instead of
-// ending for good.
-func TestEncryptionConfigDutyWaitsForTheAPIServer(t *testing.T) {
-	p := config.DefaultPaths().WithRoot(t.TempDir())
-	s := &supervisor{p: p, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+// runDuty runs one duty of s under a duty manager (stopped at the test's
+// end) and returns a function that waits up to 10 s for a state of the
+// duty with status whose message contains text.
+func runDuty(t *testing.T, s *supervisor, name string, run func(context.Context, *duty.Health) error) func(status, text string) {
+	t.Helper()
 	states := make(chan node.DutyState, 20)
 	m := duty.NewManager(duty.Options{Publish: func(st node.DutyState) { states <- st }, Log: s.log, RestartDelay: time.Hour},
-		duty.Duty{Name: "secrets-encryption-config", Run: s.runEncryptionConfigSync})
+		duty.Duty{Name: name, Run: run})
 	m.Start(context.Background())
-	defer m.Stop()
-	wait := func(status, text string) {
+	t.Cleanup(m.Stop)
+	return func(status, text string) {
 		t.Helper()
 		deadline := time.After(10 * time.Second)
 		for {
@@ -88,6 +70,17 @@ func TestEncryptionConfigDutyWaitsForTheAPIServer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestEncryptionConfigDutyWaitsForTheAPIServer: the node service starts
+// before init writes the API server's manifest, so the secrets encryption
+// duty says it is disabled until the manifest appears, then goes on (here
+// it fails on the missing admin.conf, which shows it went on) instead of
+// ending for good.
+func TestEncryptionConfigDutyWaitsForTheAPIServer(t *testing.T) {
+	p := config.DefaultPaths().WithRoot(t.TempDir())
+	s := &supervisor{p: p, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	wait := runDuty(t, s, "secrets-encryption-config", s.runEncryptionConfigSync)
 	wait(node.DutyDisabled, "not a control-plane node")
 	writeUnder(t, p, p.Manifest(manifests.KubeAPIServer), []byte("x"))
 	wait(node.DutyFailing, "admin.conf")
