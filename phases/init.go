@@ -112,16 +112,27 @@ func InitWorkflow() *Workflow[*InitData] {
 	return w
 }
 
-// waitImages waits, in a whole init whose node service started early,
-// until that service has imported the images: the kubelet runs already,
-// and a static pod it found before the images were in would make
-// containerd try to pull them. A phase run on its own does not wait.
+// waitImages waits, before the static Pod manifests are written, until the
+// node service has imported the images: its kubelet may run already (it
+// starts while the static pod directory is empty), and a static pod it
+// found before the images were in would make containerd try to pull them.
+// It waits in a whole init (which started the node service) and whenever a
+// node service runs (a phase run on its own after kubelet-start); with no
+// node service running, a phase run on its own writes at once.
 func (d *InitData) waitImages(ctx context.Context, phase string) error {
-	if !d.EarlyNodeStart || d.imagesIn {
+	if d.imagesIn || d.DryRun {
 		return nil
 	}
+	if !d.EarlyNodeStart {
+		if d.requireHost() != nil {
+			return nil
+		}
+		if _, running := node.Running(d.Cfg.Paths); !running {
+			return nil
+		}
+	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Minute) // as wait-control-plane's default
 	defer cancel()
 	if err := node.WaitImages(ctx, d.Cfg.Paths); err != nil {
 		return fmt.Errorf("before writing the static Pod manifests: %w (see %s)", err, d.Cfg.Paths.NodeLogFile())
