@@ -183,10 +183,7 @@ func (r *Renewer) Run(ctx context.Context, h *duty.Health) error {
 		case !cr.On():
 			h.Disabled("turned off (%s: certificateRenewal.enabled is false); renew with `kubeforge certs renew`", p.KubeforgeConfigFile())
 		case !IsControlPlane(p):
-			msg := fmt.Sprintf("not a control-plane node (no %s): the kubelet rotates its own client certificate", p.Manifest(manifests.KubeAPIServer))
-			if st := h.State(); st.Status != node.DutyDisabled || st.Message != msg {
-				h.Disabled("%s", msg)
-			}
+			h.Disabled("not a control-plane node (no %s): the kubelet rotates its own client certificate", p.Manifest(manifests.KubeAPIServer))
 			wait = 2 * time.Second // init writes the manifest after the node service starts
 		default:
 			if serving != cr.MetricsBindAddress {

@@ -50,9 +50,14 @@ func (h *Health) Warn(format string, args ...any) {
 func (h *Health) Fail(err error) { h.set(node.DutyFailing, err.Error()) }
 
 // Disabled says the duty does not apply to this node or is turned off,
-// and why. Run may then return nil at once or wait for ctx.
+// and why. Run may then return nil at once or wait for ctx, looking again
+// now and then: saying the same again publishes nothing.
 func (h *Health) Disabled(format string, args ...any) {
-	h.set(node.DutyDisabled, fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if st := h.State(); st.Status == node.DutyDisabled && st.Message == msg {
+		return
+	}
+	h.set(node.DutyDisabled, msg)
 }
 
 func (h *Health) set(status, msg string) {

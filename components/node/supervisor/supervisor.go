@@ -675,10 +675,8 @@ func (s *supervisor) runLogShipping(ctx context.Context, h *duty.Health) error {
 // server's manifest every 2 s: init writes it after the node service
 // starts.
 func (s *supervisor) runEncryptionConfigSync(ctx context.Context, h *duty.Health) error {
-	for said := false; !fsutil.Exists(s.p.Host(s.p.Manifest(manifests.KubeAPIServer))); said = true {
-		if !said {
-			h.Disabled("not a control-plane node (no %s)", s.p.Manifest(manifests.KubeAPIServer))
-		}
+	for !fsutil.Exists(s.p.Host(s.p.Manifest(manifests.KubeAPIServer))) {
+		h.Disabled("not a control-plane node (no %s)", s.p.Manifest(manifests.KubeAPIServer))
 		select {
 		case <-ctx.Done():
 			return nil
