@@ -2,7 +2,9 @@ package phases
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"time"
 
@@ -395,6 +397,15 @@ func runKubeletConfig(_ context.Context, d *InitData) error {
 	// kubelet watches it for the manifests only then (else it looks again
 	// every second).
 	if err := d.MkdirAll("kubelet-config", d.Cfg.Paths.ManifestsDir, fsutil.DirMode); err != nil {
+		return err
+	}
+	// kubelet.conf points at the rotating certificate before config.yaml
+	// exists: a node service already running starts the kubelet as soon as
+	// config.yaml appears, and a kubelet that loaded the embedded
+	// certificate would not rotate it until restarted. (kubelet-start does
+	// it again, a no-op then, for a run that skipped this phase; this
+	// phase run on its own before the kubeconfig phase leaves it to it.)
+	if err := useRotatingKubeletCert(d.Node, "kubelet-config"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return writeKubeletFiles(d.Node, "kubelet-config", d.Cfg.ThisNode.IP, false)

@@ -32,6 +32,7 @@ import (
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/join/uploadcerts"
 	"github.com/kubeforge/kubeforge/manifests"
+	"github.com/kubeforge/kubeforge/pki"
 )
 
 // fakeAPI is one API server behind three clients, as init sees it: the
@@ -487,6 +488,13 @@ func TestInitStartsTheKubeletBeforeItsStaticPods(t *testing.T) {
 	runInitPhases(t, d, "certs", "kubeconfig", "kubelet-config")
 	if st, err := os.Stat(d.Paths.Host(d.Cfg.Paths.ManifestsDir)); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
 		t.Errorf("kubelet-config: the static pod directory: %v %v", st, err)
+	}
+	// kubelet.conf already names the rotating certificate when config.yaml
+	// appears (a running node service starts the kubelet on that file).
+	kubeletConf := d.Paths.Host(d.Cfg.Paths.Kubeconfig("kubelet.conf"))
+	if b, err := os.ReadFile(kubeletConf); err != nil || strings.Contains(string(b), "client-certificate-data") ||
+		!strings.Contains(string(b), pki.KubeletClientCurrent) {
+		t.Errorf("kubelet-config: kubelet.conf does not use the rotating certificate %s: %v\n%s", pki.KubeletClientCurrent, err, b)
 	}
 	d.EarlyNodeStart = true
 	for _, phase := range []string{"etcd", "control-plane"} {

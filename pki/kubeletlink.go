@@ -22,6 +22,10 @@ const KubeletClientCurrent = "kubelet-client-current.pem"
 // The kubelet refuses to rotate ("expected ... to be a symlink but it is a
 // file") when kubelet-client-current.pem is a regular file, and its
 // certificate then expires. It reports whether it changed anything.
+//
+// The link is relative (the kubelet's own rotation writes absolute ones):
+// it then resolves under --root-dir too, where the kubeconfig phase checks
+// the certificate that kubelet.conf names.
 func EnsureKubeletClientLink(p config.Paths, now time.Time) (bool, error) {
 	dir := p.KubeletPKIDir()
 	current := filepath.Join(dir, KubeletClientCurrent)
@@ -42,7 +46,7 @@ func EnsureKubeletClientLink(p config.Paths, now time.Time) (bool, error) {
 	}
 	tmp := p.Host(current) + ".tmp"
 	_ = os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
+	if err := os.Symlink(filepath.Base(target), tmp); err != nil {
 		return false, fmt.Errorf("link %s: %w", current, err)
 	}
 	if err := os.Rename(tmp, p.Host(current)); err != nil {

@@ -249,7 +249,8 @@ func TestCertificateRenewal(t *testing.T) {
 // nodeCert reads the first certificate of a PEM file of the node, or the
 // client certificate embedded in a kubeconfig.
 func nodeCert(n *testbed.Node, path string) (*x509.Certificate, error) {
-	// kubelet-client-current.pem links to an absolute path in the node.
+	// kubelet-client-current.pem links to a path in the node: relative as
+	// kubeforge makes it, absolute once the kubelet rotated it.
 	if target, err := os.Readlink(n.Path(path)); err == nil {
 		if !filepath.IsAbs(target) {
 			target = filepath.Join(filepath.Dir(path), target)

@@ -470,7 +470,8 @@ func phaseSeconds(out, what string) (time.Duration, bool) {
 // (what its kubelet got by TLS bootstrap), talking to server.
 func nodeClient(t *testing.T, n *testbed.Node, server string, caPEM []byte) kubernetes.Interface {
 	t.Helper()
-	// kubelet-client-current.pem links to an absolute path in the node.
+	// kubelet-client-current.pem links to a path in the node: relative as
+	// kubeforge makes it, absolute once the kubelet rotated it.
 	certFile := "/var/lib/kubelet/pki/kubelet-client-current.pem"
 	if target, err := os.Readlink(n.Path(certFile)); err == nil {
 		if !filepath.IsAbs(target) {

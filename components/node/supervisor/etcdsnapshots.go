@@ -12,10 +12,16 @@ import (
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
-// etcdSnapshotRecheck is how often a node without an etcd member looks
-// again (a worker stays one; a node being joined as a control plane gets
-// its etcd manifest after the service started).
-const etcdSnapshotRecheck = 30 * time.Second
+const (
+	// etcdSnapshotAwait is how often a node without an etcd member looks
+	// again: init and a control-plane join write the etcd manifest after
+	// the node service started, and `node status` should say the schedule
+	// within seconds of that (a stat of one file; a worker stays without).
+	etcdSnapshotAwait = 2 * time.Second
+	// etcdSnapshotRecheck is how often a node with a member looks again
+	// while it waits for the next snapshot (the member may have gone).
+	etcdSnapshotRecheck = 30 * time.Second
+)
 
 // runEtcdSnapshots takes the scheduled etcd snapshots on a control-plane
 // node (KubeforgeConfiguration etcdSnapshots): one every interval after
@@ -38,6 +44,7 @@ func (s *supervisor) runEtcdSnapshots(ctx context.Context, h *duty.Health) error
 		interval: sc.Interval.Duration,
 		keep:     int(sc.Retention),
 		started:  time.Now(),
+		await:    etcdSnapshotAwait,
 		recheck:  etcdSnapshotRecheck,
 		log:      func(msg string, args ...any) { s.log.Info(msg, append([]any{"duty", "etcd-snapshots"}, args...)...) },
 	})
@@ -49,7 +56,8 @@ type snapshotSchedule struct {
 	interval time.Duration
 	keep     int
 	started  time.Time
-	recheck  time.Duration
+	await    time.Duration // how often to look for a member while there is none
+	recheck  time.Duration // how often to look again while waiting for the next snapshot
 	log      func(msg string, args ...any)
 	// save takes one snapshot (Store.Save from the local member by default).
 	save func(ctx context.Context, node string) (etcdsnapshot.Meta, error)
@@ -86,11 +94,9 @@ func runSnapshotSchedule(ctx context.Context, h *duty.Health, sc snapshotSchedul
 		var wait time.Duration
 		switch {
 		case errors.Is(err, etcdsnapshot.ErrNoEtcd):
-			if lastMsg != "disabled" {
-				h.Disabled("not a control-plane node: no local etcd member (%s)", sc.paths.Manifest(manifests.Etcd))
-				lastMsg = "disabled"
-			}
-			wait = sc.recheck
+			h.Disabled("not a control-plane node: no local etcd member (%s)", sc.paths.Manifest(manifests.Etcd))
+			lastMsg = ""
+			wait = sc.await
 		case err != nil:
 			return err
 		default:

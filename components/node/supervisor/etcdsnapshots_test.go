@@ -35,7 +35,7 @@ func TestSnapshotSchedule(t *testing.T) {
 	saved := make(chan string, 100)
 	n := 0
 	sc := snapshotSchedule{
-		paths: p, store: store, interval: 150 * time.Millisecond, keep: 2, started: time.Now(), recheck: 20 * time.Millisecond,
+		paths: p, store: store, interval: 150 * time.Millisecond, keep: 2, started: time.Now(), await: 20 * time.Millisecond, recheck: 20 * time.Millisecond,
 		log: func(string, ...any) {},
 		save: func(_ context.Context, nodeName string) (etcdsnapshot.Meta, error) {
 			n++
