@@ -38,16 +38,29 @@ func (s *supervisor) runEtcdSnapshots(ctx context.Context, h *duty.Health) error
 		<-ctx.Done()
 		return nil
 	}
-	return runSnapshotSchedule(ctx, h, snapshotSchedule{
+	return runSnapshotSchedule(ctx, h, s.etcdSnapshotSchedule(sc))
+}
+
+// etcdSnapshotSchedule is the schedule runEtcdSnapshots follows. Its start
+// (when the first snapshot is due, with none taken yet) is the duty's first
+// run, kept when the duty runs again after a failure: otherwise a node
+// whose first snapshot failed would put the next try a whole interval
+// later and say "ok" meanwhile. (The duty's runs follow one another, so
+// the field needs no lock.)
+func (s *supervisor) etcdSnapshotSchedule(sc config.EtcdSnapshots) snapshotSchedule {
+	if s.etcdSnapshotsFrom.IsZero() {
+		s.etcdSnapshotsFrom = time.Now()
+	}
+	return snapshotSchedule{
 		paths:    s.p,
 		store:    etcdsnapshot.NewStore(s.p),
 		interval: sc.Interval.Duration,
 		keep:     int(sc.Retention),
-		started:  time.Now(),
+		started:  s.etcdSnapshotsFrom,
 		await:    etcdSnapshotAwait,
 		recheck:  etcdSnapshotRecheck,
 		log:      func(msg string, args ...any) { s.log.Info(msg, append([]any{"duty", "etcd-snapshots"}, args...)...) },
-	})
+	}
 }
 
 type snapshotSchedule struct {

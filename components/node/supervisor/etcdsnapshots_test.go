@@ -4,11 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/duty"
@@ -153,5 +158,59 @@ func waitState(t *testing.T, ch <-chan node.DutyState, seen *[]node.DutyState, o
 		case <-deadline:
 			t.Fatalf("no such duty state; seen %+v", *seen)
 		}
+	}
+}
+
+// TestSnapshotScheduleKeepsItsStartAcrossFailures: the first scheduled
+// snapshot fails (etcd down), and the duty manager runs the duty again.
+// The rerun must try again at once and stay failing, not start the
+// interval over and say "ok, next snapshot at …" with no snapshot taken.
+func TestSnapshotScheduleKeepsItsStartAcrossFailures(t *testing.T) {
+	p := config.DefaultPaths().WithRoot(t.TempDir())
+	golden, err := os.ReadFile("../../../testdata/etcd.yaml.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := p.Host(p.Manifest("etcd"))
+	if err := os.MkdirAll(filepath.Dir(manifest), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(manifest, golden, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &supervisor{p: p, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var tries atomic.Int32
+	statesCh := make(chan node.DutyState, 1000)
+	m := duty.NewManager(duty.Options{Publish: func(d node.DutyState) { statesCh <- d }, Log: s.log,
+		RestartDelay: 20 * time.Millisecond, MaxRestartDelay: 20 * time.Millisecond},
+		duty.Duty{Name: "etcd-snapshots", Run: func(ctx context.Context, h *duty.Health) error {
+			sc := s.etcdSnapshotSchedule(config.EtcdSnapshots{Interval: metav1.Duration{Duration: 200 * time.Millisecond}, Retention: 2})
+			sc.save = func(context.Context, string) (etcdsnapshot.Meta, error) {
+				tries.Add(1)
+				return etcdsnapshot.Meta{}, errors.New("etcd is down")
+			}
+			return runSnapshotSchedule(ctx, h, sc)
+		}})
+	m.Start(context.Background())
+	defer m.Stop()
+
+	var states []node.DutyState
+	waitState(t, statesCh, &states, func(d node.DutyState) bool {
+		return d.Status == node.DutyFailing && strings.Contains(d.Message, "etcd is down")
+	})
+	deadline := time.After(600 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case d := <-statesCh:
+			if d.Status == node.DutyOK {
+				t.Fatalf("after a failed first snapshot the duty says %q (try %d)", d.Message, tries.Load())
+			}
+		case <-deadline:
+			done = true
+		}
+	}
+	// Retried every 20 ms, not every 200 ms.
+	if n := tries.Load(); n < 5 {
+		t.Errorf("%d tries in 600 ms after the first failure, want the failed snapshot retried at each rerun", n)
 	}
 }

@@ -122,6 +122,9 @@ type supervisor struct {
 	duties     *duty.Manager
 	dutiesOnce sync.Once
 	ctrdOpts   containerd.Options // what the bundled containerd was configured with
+	// etcdSnapshotsFrom is when the etcd-snapshots duty first ran (see
+	// etcdSnapshotSchedule).
+	etcdSnapshotsFrom time.Time
 }
 
 func newSupervisor(o Options) (*supervisor, error) {
