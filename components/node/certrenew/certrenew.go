@@ -163,6 +163,7 @@ func (r *Renewer) Run(ctx context.Context, h *duty.Health) error {
 	p := r.o.Paths
 	var stop func()
 	var serving string
+	var metricsErr error // the endpoint could not listen: renewals go on, the health warns
 	defer func() {
 		if stop != nil {
 			stop()
@@ -186,19 +187,27 @@ func (r *Renewer) Run(ctx context.Context, h *duty.Health) error {
 			h.Disabled("not a control-plane node (no %s): the kubelet rotates its own client certificate", p.Manifest(manifests.KubeAPIServer))
 			wait = 2 * time.Second // init writes the manifest after the node service starts
 		default:
+			if r.metrics == nil {
+				r.metrics = newMetrics(p, r.o.Now, share)
+			}
 			if serving != cr.MetricsBindAddress {
 				if stop != nil {
 					stop()
-					stop = nil
+					stop, serving = nil, ""
 				}
-				r.metrics = newMetrics(p, r.o.Now, share)
-				if stop, err = r.metrics.serve(cr.MetricsBindAddress, r.o.Log); err != nil {
-					return err
+				// A port taken by something else does not stop the
+				// renewals: the health says so, and the next round
+				// tries to listen again.
+				if stop, metricsErr = r.metrics.serve(cr.MetricsBindAddress, r.o.Log); metricsErr == nil {
+					serving = cr.MetricsBindAddress
 				}
-				serving = cr.MetricsBindAddress
 			}
 			r.metrics.setShare(share)
 			rep := r.Reconcile(ctx, share)
+			if metricsErr != nil {
+				rep.Failed["metrics"] = metricsErr.Error()
+				wait = min(wait, 10*time.Second)
+			}
 			rep.report(h, cr.MetricsBindAddress)
 			if !rep.Next.IsZero() {
 				wait = min(wait, max(time.Until(rep.Next), time.Second))

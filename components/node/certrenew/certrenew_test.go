@@ -208,6 +208,38 @@ func TestReconcileWarnsWhenItCannotRenew(t *testing.T) {
 	}
 }
 
+// TestRunRenewsWhenTheMetricsPortIsTaken: a metrics address that cannot be
+// bound (another process has the port) must not stop the renewals; the
+// duty warns, naming the setting, and renews what is due.
+func TestRunRenewsWhenTheMetricsPortIsTaken(t *testing.T) {
+	b := newBed(t, 10*365*24*time.Hour, "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := os.MkdirAll(b.p.Host(b.p.StateDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kf := "apiVersion: kubeforge.io/v1alpha1\nkind: KubeforgeConfiguration\ncertificateRenewal:\n  metricsBindAddress: " + ln.Addr().String() + "\n"
+	if err := os.WriteFile(b.p.Host(b.p.KubeforgeConfigFile()), []byte(kf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, err := pki.LoadCert(b.p, "apiserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.now = b.now.Add(leafValidity - time.Minute) // every leaf is due
+	got := runDuty(t, b.r.Run)
+	if got.Status != node.DutyWarning || !strings.Contains(got.Message, "metricsBindAddress") {
+		t.Errorf("health %+v, want a warning naming certificateRenewal.metricsBindAddress", got)
+	}
+	after, err := pki.LoadCert(b.p, "apiserver")
+	if err != nil || !after.NotAfter.After(before.NotAfter) {
+		t.Errorf("apiserver certificate not renewed while the metrics port was taken: %v → %v (%v)", before.NotAfter, after.NotAfter, err)
+	}
+}
+
 func TestRunDisabled(t *testing.T) {
 	for _, tc := range []struct {
 		name, file   string
