@@ -354,6 +354,20 @@ func TestBadInputWritesNothing(t *testing.T) {
 	}
 }
 
+// TestUpgradeRefusesAShortComponentTimeout: a wait too short to see a
+// component restart would roll back a healthy upgrade; it is refused
+// before upgrade reads or writes anything.
+func TestUpgradeRefusesAShortComponentTimeout(t *testing.T) {
+	for _, wf := range []string{"apply", "node"} {
+		for _, v := range []string{"0s", "-1m", "5s"} {
+			out, code := run(t, "upgrade", wf, "--component-timeout", v)
+			if code == 0 || !strings.Contains(out, "--component-timeout "+strings.TrimSuffix(v, "0s")) || !strings.Contains(out, "at least 30s") {
+				t.Errorf("upgrade %s --component-timeout %s: exit %d\n%s", wf, v, code, out)
+			}
+		}
+	}
+}
+
 func TestExternalCAMissingLeaf(t *testing.T) {
 	// Make a CA, then drop its key: kubeforge must not sign, and must name
 	// the first leaf it would need.

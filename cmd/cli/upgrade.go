@@ -45,6 +45,9 @@ Kubernetes ` + version.Kubernetes + `). Put the new binary on every node, then:
 	return cmd
 }
 
+// minComponentTimeout is the shortest --component-timeout upgrade accepts.
+const minComponentTimeout = 30 * time.Second
+
 func (o *upgradeOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVarP(&o.force, "force", "f", false, "upgrade even where the version-skew policy says --force is needed")
 	fs.BoolVar(&o.certificateRenewal, "certificate-renewal", true, "renew the leaf certificates and kubeconfig files during the upgrade")
@@ -57,6 +60,12 @@ func (o *upgradeOptions) addFlags(fs *pflag.FlagSet) {
 func (o *upgradeOptions) newData(cmd *cobra.Command, out io.Writer, workflow string) (*phases.UpgradeData, error) {
 	if o.output != "text" && o.output != "json" {
 		return nil, fmt.Errorf("--output %q: must be text or json", o.output)
+	}
+	if o.componentTimeout < minComponentTimeout {
+		// Too short a wait judges a component that is merely restarting
+		// as failed and rolls it back (etcd first).
+		return nil, fmt.Errorf("--component-timeout %s: must be at least %s (a replaced static Pod restarts in seconds to a minute; the default is 4m)",
+			o.componentTimeout, minComponentTimeout)
 	}
 	p := config.DefaultPaths()
 	d, err := phases.NewUpgradeData(cmd.Context(), phases.UpgradeOptions{Paths: p, Host: config.HostDefaults(),
