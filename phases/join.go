@@ -49,6 +49,10 @@ type JoinData struct {
 	sharedCerts map[string][]byte
 }
 
+// MarkDone records that the join finished on this host (a later join is
+// then refused instead of continued).
+func (d *JoinData) MarkDone() error { return markState(d.Node, "join", StateDone) }
+
 // NewJoinData prepares the join of cfg (made by config.LoadJoin): the
 // discovery options from its JoinConfiguration (reading a discovery file),
 // and the node's shared data. ignore are --ignore-preflight-errors.
@@ -188,14 +192,26 @@ func runJoinPreflight(ctx context.Context, d *JoinData) error {
 		BindPort:          d.Cfg.BindPort(),
 	}, preflight.HostSystem(d.Cfg.Paths))
 	ignore := append(append([]string(nil), d.IgnorePreflightErrors...), d.Cfg.ThisNode.IgnorePreflightErrors...)
+	resumed, st := resumeIgnores(d.Node, "join", checks)
+	if st != nil {
+		d.Out.Printf(phase, "Continuing the unfinished join of node %s started %s: its files, data and ports are expected",
+			st.NodeName, st.Started.Format(time.RFC3339))
+		ignore = append(ignore, resumed...)
+	}
 	if d.DryRun {
 		ignore = []string{"all"}
 	}
 	warnings, err := preflight.Run(checks, ignore)
 	for _, w := range warnings {
+		if w.Ignored && slices.Contains(resumed, w.Check) && !d.DryRun {
+			continue // expected leftovers of the run being continued
+		}
 		d.Out.Warnf(phase, "[%s]: %v", w.Check, w.Err)
 	}
 	if err != nil {
+		if st, ok := readState(d.Node, "join"); ok && st.Status == StateDone {
+			return fmt.Errorf("%w\nThis host already joined a cluster (`kubeforge join` finished on %s): run `kubeforge reset` first to start over", err, st.Finished.Format(time.RFC3339))
+		}
 		return err
 	}
 	d.Out.Done(phase, "checked", "", start, "Pre-flight checks passed (%d checks)", len(checks))
@@ -209,6 +225,11 @@ func runJoinPreflight(ctx context.Context, d *JoinData) error {
 		if err := d.compareSharedWithCluster(ctx); err != nil {
 			return err
 		}
+	}
+	// From here on the join writes to the host: a failed run is continued
+	// by running it again (resumeIgnores), as init's.
+	if err := markState(d.Node, "join", StateInProgress); err != nil {
+		return err
 	}
 	if d.EarlyNodeStart {
 		d.StartNodeEarly(ctx)

@@ -65,6 +65,9 @@ func newJoinCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 			}
 			return err
 		}
+		if err := d.MarkDone(); err != nil {
+			return err
+		}
 		what := "worker"
 		if d.Cfg.IsControlPlaneJoin() {
 			what = "control-plane"
