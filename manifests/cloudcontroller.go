@@ -35,13 +35,15 @@ type cloudConfig struct {
 	ReservedPorts []int32  `json:"reservedPorts,omitempty"`
 }
 
-// NodeReservedPorts are the ports the nodes' own programs listen on: a
-// LoadBalancer Service on the nodes' addresses may not take them (kube-proxy
-// would send the nodes' own connections to them to the Service).
+// NodeReservedPorts are the ports the nodes' own programs listen on, on
+// any protocol: a LoadBalancer Service on the nodes' addresses may not
+// take them (kube-proxy would send the nodes' own connections to them to
+// the Service). VXLANPort is the pod network's: a Service on it would
+// receive every node's pod traffic to the other nodes.
 func NodeReservedPorts(c *config.Config) []int32 {
 	const ssh = 22
 	ports := []int32{ssh, EtcdClientPort, EtcdPeerPort, EtcdMetricsPort, config.DefaultKubeletHealthzPort, KubeProxyMetricsPort,
-		KubeletPort, KubeProxyHealthzPort, ControllerManagerPort, CloudControllerPort, SchedulerPort}
+		KubeletPort, KubeProxyHealthzPort, ControllerManagerPort, CloudControllerPort, SchedulerPort, VXLANPort}
 	if p := c.BindPort(); p > 0 && !slices.Contains(ports, p) {
 		ports = append(ports, p)
 	}

@@ -337,7 +337,19 @@ func (c *Cloud) portClash(svc *corev1.Service) error {
 		return fmt.Errorf("list Services: %w", err)
 	}
 	for _, o := range svcs {
-		if o.UID == svc.UID || !Ours(o) || !older(o, svc) {
+		if o.UID == svc.UID {
+			continue
+		}
+		// Any Service's NodePort is open on every node's address: a
+		// LoadBalancer port there would take its traffic.
+		for _, p := range svc.Spec.Ports {
+			for _, q := range o.Spec.Ports {
+				if q.NodePort != 0 && p.Port == q.NodePort && p.Protocol == q.Protocol {
+					return fmt.Errorf("port %d/%s is the NodePort of Service %s/%s on every node, and without an address pool a LoadBalancer Service listens on the nodes' addresses: use another port, or configure addons.cloudController.addressPool", p.Port, p.Protocol, o.Namespace, o.Name)
+				}
+			}
+		}
+		if !Ours(o) || !older(o, svc) {
 			continue
 		}
 		for _, p := range svc.Spec.Ports {

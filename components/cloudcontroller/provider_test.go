@@ -26,6 +26,13 @@ func svc(name string, created int, ports ...int32) *corev1.Service {
 	return s
 }
 
+func udp(s *corev1.Service) *corev1.Service {
+	for i := range s.Spec.Ports {
+		s.Spec.Ports[i].Protocol = corev1.ProtocolUDP
+	}
+	return s
+}
+
 func workers() []*corev1.Node {
 	mk := func(name, ip string) *corev1.Node {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -68,7 +75,10 @@ func ingress(st *corev1.LoadBalancerStatus) string {
 
 func TestNoPoolNodeAddresses(t *testing.T) {
 	older := svc("older", 1, 80)
-	c, _ := cloud(t, Config{ReservedPorts: []int32{6443, 10250}}, older)
+	withNodePort := svc("np", 1, 8000)
+	withNodePort.Spec.Type = corev1.ServiceTypeNodePort
+	withNodePort.Spec.Ports[0].NodePort = 30080
+	c, _ := cloud(t, Config{ReservedPorts: []int32{6443, 8472, 10250}}, older, withNodePort)
 	ctx := context.Background()
 	st, err := c.EnsureLoadBalancer(ctx, "kubernetes", older, workers())
 	if err != nil || ingress(st) != "10.0.0.2,10.0.0.3" {
@@ -79,7 +89,10 @@ func TestNoPoolNodeAddresses(t *testing.T) {
 		want string
 	}{
 		{svc("api", 2, 6443), "port 6443/TCP: the nodes use it themselves"},
+		// The pod network's VXLAN port, whatever the protocol.
+		{udp(svc("vxlan", 2, 8472)), "port 8472/UDP: the nodes use it themselves"},
 		{svc("clash", 2, 8080, 80), "port 80/TCP is already taken on the nodes' addresses by LoadBalancer Service default/older"},
+		{svc("nodeport", 2, 30080), "port 30080/TCP is the NodePort of Service default/np on every node"},
 	} {
 		if _, err := c.EnsureLoadBalancer(ctx, "kubernetes", tc.s, workers()); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error containing %q", tc.s.Name, err, tc.want)
