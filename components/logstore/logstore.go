@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -130,9 +131,9 @@ func Main(args []string) int {
 	// upstream's server (they answer before any handler could check the
 	// source): only /health, /metrics and the store's own endpoints, all
 	// behind the check.
-	main, mainOpts := requestHandler, httpserver.ServeOptions{UseProxyProtocol: useProxyProtocol}
+	main, mainOpts := noInternal(requestHandler), httpserver.ServeOptions{UseProxyProtocol: useProxyProtocol}
 	if gate != nil {
-		main, mainOpts.DisableBuiltinRoutes = gate.wrap(strings.Join(listenAddrs, ","), withHealthAndMetrics(requestHandler)), true
+		main, mainOpts.DisableBuiltinRoutes = gate.wrap(strings.Join(listenAddrs, ","), withHealthAndMetrics(main)), true
 	}
 	go httpserver.Serve(listenAddrs, main, mainOpts)
 	if *insertListenAddr != "" {
@@ -212,6 +213,21 @@ func withHealthAndMetrics(h func(w http.ResponseWriter, r *http.Request) bool) f
 		case "/metrics":
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			appmetrics.WritePrometheusMetrics(w)
+			return true
+		}
+		return h(w, r)
+	}
+}
+
+// noInternal refuses upstream's /internal/ endpoints (partition detach and
+// attach, snapshots, forced merges and flushes, cluster-mode selects) with
+// 403 before any store code sees them: they have no key set, so anyone the
+// source check lets through (any process on a node) could hide a day of
+// logs or fill the disk with snapshots. kubeforge uses none of them.
+func noInternal(h func(w http.ResponseWriter, r *http.Request) bool) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if p := path.Clean("/" + r.URL.Path); p == "/internal" || strings.HasPrefix(p, "/internal/") {
+			http.Error(w, "the log store's /internal/ endpoints are not served", http.StatusForbidden)
 			return true
 		}
 		return h(w, r)

@@ -42,6 +42,42 @@ func TestStoreFlagNames(t *testing.T) {
 
 // The insert-only port passes /insert/... to the store, answers /health,
 // and refuses a query, the UI, metrics and anything else.
+// TestNoInternal: the main port passes queries and inserts on, and
+// refuses upstream's /internal/ endpoints (partition detach, snapshots…),
+// which have no key, however the path is spelled.
+func TestNoInternal(t *testing.T) {
+	var got []string
+	h := noInternal(func(w http.ResponseWriter, r *http.Request) bool {
+		got = append(got, r.URL.Path)
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	})
+	for _, tc := range []struct {
+		method, path string
+		code         int
+	}{
+		{"GET", "/select/logsql/query", http.StatusNoContent},
+		{"POST", "/insert/jsonline", http.StatusNoContent},
+		{"GET", "/internal/partition/detach", http.StatusForbidden},
+		{"GET", "/internal/partition/snapshot/create", http.StatusForbidden},
+		{"GET", "/internal/force_merge", http.StatusForbidden},
+		{"GET", "//internal/force_flush", http.StatusForbidden},
+		{"GET", "/select/../internal/partition/list", http.StatusForbidden},
+		{"GET", "/internal", http.StatusForbidden},
+	} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(tc.method, "http://store/", nil)
+		r.URL.Path = tc.path // as sent, not cleaned
+		h(w, r)
+		if w.Code != tc.code {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, w.Code, tc.code)
+		}
+	}
+	if !slices.Equal(got, []string{"/select/logsql/query", "/insert/jsonline"}) {
+		t.Errorf("the store saw %q", got)
+	}
+}
+
 func TestInsertOnly(t *testing.T) {
 	var got []string
 	h := insertOnly(func(w http.ResponseWriter, r *http.Request) bool {
