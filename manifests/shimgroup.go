@@ -45,8 +45,10 @@ func withShimGroup(annotations map[string]string) map[string]string {
 const ShimGroupPolicyName = "kubeforge-shim-group"
 
 // ShimGroupPolicy refuses, outside kube-system, a pod that asks for a shim
-// group other than "<its namespace>-NAME" (letters, digits, '.', '_' and
-// '-'), or for the system group: containerd turns the group into a socket
+// group other than "<its namespace>-NAME" (NAME: letters, digits, '.' and
+// '_', no '-', so that the namespace is all before the last '-': with '-'
+// allowed, namespace "team" could take "team-prod-x", a group of namespace
+// "team-prod"), or for the system group: containerd turns the group into a socket
 // path (a value like "./kubeforge-system-…" or another pod's sandbox ID
 // would reach the shim of the control plane or of another namespace's
 // pod), and the shim that serves the control plane serves only what the
@@ -81,10 +83,10 @@ func ShimGroupPolicy() []runtime.Object {
 				Validations: []admissionv1.Validation{{
 					Expression: `variables.group == '' || variables.group == variables.oldGroup || ` +
 						`(variables.group.startsWith(request.namespace + '-') && !variables.group.startsWith('` + SystemShimGroupPrefix + `') && ` +
-						`variables.group.matches('^[A-Za-z0-9][A-Za-z0-9._-]*$'))`,
-					Message: "the annotation " + ShimGroupAnnotation + ` must be "<the pod's namespace>-NAME" (letters, digits, ".", "_" and "-") and not name kubeforge's system group`,
+						`variables.group.substring(size(request.namespace) + 1).matches('^[A-Za-z0-9._]+$'))`,
+					Message: "the annotation " + ShimGroupAnnotation + ` must be "<the pod's namespace>-NAME" (NAME: letters, digits, "." and "_") and not name kubeforge's system group`,
 					MessageExpression: `'the annotation ` + ShimGroupAnnotation + ` (pods with the same value share a runc shim) must be "' + request.namespace + ` +
-						`'-NAME" (letters, digits, ".", "_" and "-") in namespace ' + request.namespace + ', and not name kubeforge\'s system group; it is "' + variables.group + '"'`,
+						`'-NAME" (NAME: letters, digits, "." and "_") in namespace ' + request.namespace + ', and not name kubeforge\'s system group; it is "' + variables.group + '"'`,
 				}},
 			},
 		},

@@ -232,7 +232,10 @@ func TestSingleNode(t *testing.T) {
 			{"default", "./kubeforge-system-x", false},
 			{"default", "default/../kubeforge-system-x", false},
 			{"default", "team-b-apps", false},
+			// NAME has no "-": this would be a group of namespace default-b.
+			{"default", "default-b-apps", false},
 			{"default", "default-apps", true},
+			{"default", "default-b.apps_1", true},
 			{"kube-system", "kubeforge-system-x", true},
 		} {
 			out, err := n.Kubectl("apply", "--dry-run=server", "-f", n.WriteConfigFile(fmt.Sprintf("shim-group-%d.yaml", i), grouped(tc.ns, tc.group)))
