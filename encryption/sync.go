@@ -48,7 +48,7 @@ func SyncOnce(ctx context.Context, o SyncOptions) (st State, found bool, res fsu
 	if cfg.Write().Type == Identity {
 		return st, true, fsutil.Unchanged, fmt.Errorf("refusing the published encryption configuration in kube-system/%s: its first provider is identity, which would store Secrets unencrypted", StateSecret)
 	}
-	res, err = fsutil.WriteFile(o.File, st.Config, 0o600)
+	res, err = WriteConfigFile(o.File, st.Config)
 	if err != nil {
 		return st, true, res, fmt.Errorf("write the encryption configuration %s: %w", o.File, err)
 	}

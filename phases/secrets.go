@@ -208,7 +208,7 @@ func (d *RotateData) advance(ctx context.Context, key encryption.Provider) error
 }
 
 func (d *RotateData) writeLocal(data []byte) error {
-	res, err := fsutil.WriteFile(d.LocalFile, data, 0o600)
+	res, err := encryption.WriteConfigFile(d.LocalFile, data)
 	if err != nil {
 		return fmt.Errorf("write this node's encryption configuration: %w", err)
 	}

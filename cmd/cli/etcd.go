@@ -122,13 +122,17 @@ func newEtcdCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+	var ignoreMissingKeys bool
 	rest := &cobra.Command{
 		Use:   "restore FILE",
 		Short: "Restore this control-plane node's etcd from a snapshot, as a single-member cluster",
 		Long: `Restore this control-plane node's etcd from a snapshot (a file, or the name
 of a snapshot in the node's snapshot directory). The file is checked first
 (etcd's integrity hash, the recorded sha256, etcd's snapshot status); a
-corrupt or truncated file is refused before anything is touched. Then the
+corrupt or truncated file is refused before anything is touched, and so is
+one whose Secrets are encrypted with a key that this node's encryption
+configuration no longer has (a snapshot from before a key rotation; the
+refusal says where the node kept the retired key). Then the
 API server, controller manager, scheduler and etcd are stopped (their
 manifests moved aside), etcd's data kept aside, the snapshot restored as a
 new single-member cluster named after this node, and etcd, then the API
@@ -137,7 +141,7 @@ again (see the README's "Backups" section).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pr := progress.New(out, false)
-			res, err := restore.Restore(cmd.Context(), restore.Options{Paths: o.paths, File: args[0], Timeout: o.timeout, Out: pr})
+			res, err := restore.Restore(cmd.Context(), restore.Options{Paths: o.paths, File: args[0], Timeout: o.timeout, Out: pr, IgnoreMissingKeys: ignoreMissingKeys})
 			if err != nil {
 				return err
 			}
@@ -149,6 +153,8 @@ again (see the README's "Backups" section).`,
 			return nil
 		},
 	}
+	rest.Flags().BoolVar(&ignoreMissingKeys, "ignore-missing-encryption-keys", false,
+		"restore even when the snapshot's Secrets are encrypted with keys this node's encryption configuration no longer has (those Secrets are then lost)")
 	snap.AddCommand(save, list, del, rest)
 
 	member := &cobra.Command{

@@ -55,6 +55,9 @@ type Options struct {
 	Out     *progress.Reporter
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
+	// IgnoreMissingKeys restores a snapshot whose Secrets are encrypted
+	// with keys this node does not have (checkSecretKeys), losing them.
+	IgnoreMissingKeys bool
 }
 
 // Result says where things went.
@@ -130,6 +133,12 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	got, err := Verify(file, meta)
 	if err != nil {
 		return res, fmt.Errorf("refusing to restore: %w (nothing was changed)", err)
+	}
+	if err := checkSecretKeys(p, file); err != nil {
+		if !o.IgnoreMissingKeys {
+			return res, fmt.Errorf("refusing to restore: %w (nothing was changed)", err)
+		}
+		out.Warnf(phase, "Restoring anyway (--ignore-missing-encryption-keys): %v", err)
 	}
 	got.Name = filepath.Base(file)
 	res.Snapshot = got
