@@ -288,6 +288,13 @@ func (d *UpgradeData) rollback(ctx context.Context, component string, cause erro
 	if err := d.WriteFile(phase, "previous static Pod manifest for "+component, logical, old, 0o600, HideContent); err != nil {
 		return fmt.Errorf("%w\nRolling back failed: %v; restore %s from %s by hand", fail, err, logical, backup)
 	}
+	if ctx.Err() != nil {
+		// Interrupted (Ctrl-C, SIGTERM): the previous manifest is back,
+		// which the kubelet runs on its own; no waiting, and never an
+		// etcd data restore for a component that was only restarting.
+		d.Out.Warnf(phase, "interrupted: restored %s's previous manifest from %s", component, backup)
+		return fmt.Errorf("%w\nInterrupted: %s's previous manifest is back in place; run the same upgrade command again to continue", fail, component)
+	}
 	d.Out.Warnf(phase, "%s did not come up: restored its previous manifest from %s", component, backup)
 	err = d.componentRunning(ctx, component, failedHash, podImage(old), d.ComponentTimeout)
 	if err != nil && component == manifests.Etcd {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -107,7 +110,9 @@ func newUpgradeWorkflowCmd(out io.Writer, workflow string) *cobra.Command {
 		}
 		wf.OnPhaseDone = phaseTimer[*phases.UpgradeData](func(d *phases.UpgradeData) *progress.Reporter { return d.Out })
 		start := time.Now()
-		return finishUpgrade(d, wf.Run(cmd.Context(), d, skip), start)
+		ctx, stop := interruptible(cmd.Context())
+		defer stop()
+		return finishUpgrade(d, wf.Run(ctx, d, skip), start)
 	}
 	cmd.AddCommand(wf.PhaseCommand(phases.BindOptions[*phases.UpgradeData]{
 		Flags:  fs,
@@ -118,6 +123,19 @@ func newUpgradeWorkflowCmd(out io.Writer, workflow string) *cobra.Command {
 		Finish: func(d *phases.UpgradeData, err error) error { return finishUpgrade(d, err, time.Time{}) },
 	}))
 	return cmd
+}
+
+// interruptible is ctx, cancelled by the first SIGINT or SIGTERM: the
+// upgrade then puts back the previous manifest of a component it was
+// replacing (rollback) instead of dying with the new one half-started. A
+// second signal ends the process as usual.
+func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // the next signal is the default one again
+	}()
+	return ctx, stop
 }
 
 // finishUpgrade turns a phase error into what the user needs and records a
