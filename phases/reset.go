@@ -17,6 +17,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node"
 	"github.com/kubeforge/kubeforge/components/node/teardown"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/etcdsnapshot"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/kubeletflags"
 	"github.com/kubeforge/kubeforge/join/etcdmember"
@@ -196,6 +197,7 @@ func runCleanupNode(ctx context.Context, d *ResetData) error {
 		}
 	}
 	d.listVolumes(phase)
+	d.listBackups(phase)
 	own := map[string]bool{}
 	for _, path := range remove {
 		own[realPath(d.Paths.Host(path))] = true
@@ -494,6 +496,39 @@ func (d *ResetData) localPathRoot() string {
 		return config.DefaultLocalPathRoot
 	}
 	return filepath.Clean(k.Addons.LocalPath.Root)
+}
+
+// Backups lists the etcd snapshots and upgrade backups on this node
+// (logical paths), which reset deletes with kubeforge's state directory:
+// reset names them before it asks, and again as it deletes them.
+func (d *ResetData) Backups() []string {
+	p := d.Cfg.Paths
+	var out []string
+	if snaps, err := etcdsnapshot.NewStore(d.Paths).List(); err == nil {
+		for _, m := range snaps {
+			out = append(out, filepath.Join(p.EtcdSnapshotDir(), m.Name+".db"))
+		}
+	}
+	dir := filepath.Join(p.StateDir, "upgrade-backups")
+	if entries, err := os.ReadDir(d.Paths.Host(dir)); err == nil {
+		for _, e := range entries {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
+}
+
+// listBackups names the snapshots and backups reset is about to delete.
+func (d *ResetData) listBackups(phase string) {
+	b := d.Backups()
+	if len(b) == 0 {
+		return
+	}
+	verb := "Deleting"
+	if d.DryRun {
+		verb = "Would delete"
+	}
+	d.Out.Printf(phase, "%s %d etcd snapshot(s) and upgrade backup(s) of this node: %s", verb, len(b), strings.Join(b, ", "))
 }
 
 // listVolumes names the local-path volume directories that reset is about

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/components/node/teardown"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/etcdsnapshot"
 	"github.com/kubeforge/kubeforge/internal/progress"
 	"github.com/kubeforge/kubeforge/internal/testutil"
 	"github.com/kubeforge/kubeforge/manifests"
@@ -139,5 +140,30 @@ func TestResetRefusesSystemDirs(t *testing.T) {
 	d, _ := resetData(t)
 	if err := d.checkOwnedDirs(); err != nil {
 		t.Fatalf("the default layout is refused: %v", err)
+	}
+}
+
+// Reset names the node's etcd snapshots and upgrade backups (which go with
+// its state directory) before it deletes them.
+func TestResetListsBackups(t *testing.T) {
+	d, out := resetData(t)
+	if b := d.Backups(); len(b) != 0 {
+		t.Fatalf("a fresh node: %v", b)
+	}
+	store := etcdsnapshot.NewStore(d.Paths)
+	testutil.MkFiles(t, d.Paths.Root, filepath.Join(d.Cfg.Paths.StateDir, "upgrade-backups", "20261201T000000Z", "manifests", "etcd.yaml"))
+	if err := os.MkdirAll(store.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(store.DBPath("nightly"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(store.MetaPath("nightly"), []byte(`{"name":"nightly","createdAt":"2026-12-01T00:00:00Z"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.listBackups("reset")
+	want := "Deleting 2 etcd snapshot(s) and upgrade backup(s) of this node: /var/lib/kubeforge/etcd-snapshots/nightly.db, /var/lib/kubeforge/upgrade-backups/20261201T000000Z"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("listing %q, want %q", out, want)
 	}
 }

@@ -66,7 +66,16 @@ func newResetCmd(in io.Reader, out, _ io.Writer) *cobra.Command {
 			return err
 		}
 		if !o.force && !o.dryRun {
-			fmt.Fprint(out, "[reset] This stops the node and deletes its cluster state, certificates and configuration.\n[reset] Are you sure you want to proceed? [y/N]: ")
+			fmt.Fprint(out, "[reset] This stops the node and deletes its cluster state, certificates and configuration.\n")
+			if d, err := newData(); err == nil {
+				if b := d.Backups(); len(b) > 0 {
+					fmt.Fprintf(out, "[reset] It also deletes this node's etcd snapshots and upgrade backups (copy them off the node first if you may need them):\n")
+					for _, f := range b {
+						fmt.Fprintf(out, "[reset]   %s\n", f)
+					}
+				}
+			}
+			fmt.Fprint(out, "[reset] Are you sure you want to proceed? [y/N]: ")
 			answer, _ := bufio.NewReader(in).ReadString('\n')
 			if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 				return errors.New("aborted: nothing was changed (pass --force to skip this question)")
