@@ -1,6 +1,7 @@
 package phases
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -295,9 +296,32 @@ func (d *UpgradeData) applier() Applier {
 
 func runUpgradeKubeletConfig(_ context.Context, d *UpgradeData) error {
 	const phase = "upgrade/kubelet-config"
-	_, want, err := d.kubeletConfigPair()
+	cur, want, err := d.kubeletConfigPair()
 	if err != nil {
 		return fmt.Errorf("render the kubelet configuration: %w", err)
+	}
+	// Every node (a worker has no backup phase) keeps the configuration it
+	// had, once per upgrade: a rerun must not save the new one over it.
+	if !d.DryRun && cur != nil && !bytes.Equal(cur, want) && !d.stepDone("kubelet-backup") {
+		dir := filepath.Join(d.backupDir(), "kubelet")
+		if err := d.MkdirAll(phase, dir, 0o700); err != nil {
+			return err
+		}
+		for _, f := range []string{d.Cfg.Paths.KubeletConfigFile(), d.Cfg.Paths.KubeletFlagsFile()} {
+			b, err := os.ReadFile(d.Paths.Host(f))
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("back up %s: %w", f, err)
+			}
+			if err := d.WriteFile(phase, "backup of "+filepath.Base(f), filepath.Join(dir, filepath.Base(f)), b, 0o600, HideContent); err != nil {
+				return err
+			}
+		}
+		if err := d.markStep("kubelet-backup"); err != nil {
+			return err
+		}
 	}
 	// The kubelet reads it when the node service restarts it.
 	return d.WriteFile(phase, "kubelet configuration", d.Cfg.Paths.KubeletConfigFile(), want, 0o600, ShowContent)

@@ -50,3 +50,42 @@ func TestRollbackWhenInterrupted(t *testing.T) {
 		t.Errorf("etcd's manifest after the interrupted upgrade: %q, want the previous one", b)
 	}
 }
+
+// TestUpgradeBacksUpTheKubeletConfiguration: every node (a worker has no
+// backup phase) keeps its kubelet configuration and flags before the
+// upgrade rewrites them, once: a rerun does not save the new ones over
+// them.
+func TestUpgradeBacksUpTheKubeletConfiguration(t *testing.T) {
+	cfg := config.New()
+	cfg.Paths = cfg.Paths.WithRoot(t.TempDir())
+	p := cfg.Paths
+	for f, data := range map[string]string{p.KubeletConfigFile(): "old config\n", p.KubeletFlagsFile(): "KUBELET_KUBEADM_ARGS=\"--old\"\n"} {
+		if err := os.MkdirAll(filepath.Dir(p.Host(f)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p.Host(f), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	d := &UpgradeData{Node: &Node{Cfg: cfg, Paths: p, Out: progress.New(&out, false)},
+		state: upgradeState{Workflow: "node", Status: StateInProgress}}
+	for run := 1; run <= 2; run++ {
+		if err := runUpgradeKubeletConfig(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		dir := p.Host(filepath.Join(d.state.BackupDir, "kubelet"))
+		if b, _ := os.ReadFile(filepath.Join(dir, "config.yaml")); string(b) != "old config\n" {
+			t.Errorf("run %d: backed-up kubelet configuration %q", run, b)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, "kubeadm-flags.env")); !strings.Contains(string(b), "--old") {
+			t.Errorf("run %d: backed-up kubelet flags %q", run, b)
+		}
+		if b, _ := os.ReadFile(p.Host(p.KubeletConfigFile())); string(b) == "old config\n" {
+			t.Errorf("run %d: the kubelet configuration was not rewritten", run)
+		}
+	}
+	if st, err := os.ReadFile(p.Host(d.stateFile())); err != nil || !strings.Contains(string(st), "kubelet-backup") {
+		t.Errorf("upgrade state %s (%v): the backup is not recorded", st, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -85,7 +86,11 @@ func runUpgradeNodeService(ctx context.Context, d *UpgradeData) error {
 	hctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := w.Healthy(hctx, kubelet); err != nil {
-		return fmt.Errorf("the kubelet is not healthy after the node service restarted: %s", d.diagnose(kubelet, err))
+		msg := fmt.Sprintf("the kubelet is not healthy after the node service restarted: %s", d.diagnose(kubelet, err))
+		if d.stepDone("kubelet-backup") {
+			msg += fmt.Sprintf("\nThe previous kubelet configuration is in %s", filepath.Join(d.state.BackupDir, "kubelet"))
+		}
+		return errors.New(msg)
 	}
 	var n *corev1.Node
 	err = w.Poll(ctx, 100*time.Millisecond, 2*time.Minute, func(context.Context) (bool, error) {
