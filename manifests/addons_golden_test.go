@@ -38,7 +38,7 @@ func TestAddonsGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "kube-proxy.yaml", objectsYAML(t, kp))
-	golden(t, "log-store.yaml", objectsYAML(t, LogStoreObjects(c, LogStorage{Class: LogStoreClass})))
+	golden(t, "log-store.yaml", objectsYAML(t, LogStoreObjects(c, LogStorage{Class: LogStoreClass, QueryKey: "test-query-key"})))
 	golden(t, "log-store-hostpath.yaml", objectsYAML(t, LogStoreObjects(c, LogStorage{})))
 	cc, err := CloudControllerObjects(c)
 	if err != nil {

@@ -45,6 +45,19 @@ const (
 	// LogStoreVolumeSize is the size the volume claim asks for.
 	LogStoreVolumeSize = "10Gi"
 
+	// LogStoreQueryKeySecret holds the key every request to the store's
+	// main port (searches) must carry in LogStoreQueryKeyHeader, under
+	// LogStoreQueryKeyField: the source allowlist admits any process on a
+	// node, the key only those who may read this Secret (cluster
+	// administrators; `kubeforge logs` and the dashboard read it with the
+	// caller's credentials). The API server's Service proxy passes the
+	// header on (it strips only Authorization).
+	LogStoreQueryKeySecret = "log-store-query-key"
+	LogStoreQueryKeyField  = "key"
+	LogStoreQueryKeyHeader = "X-Kubeforge-Log-Key"
+	// LogStoreQueryKeyEnv is how the store gets the key (from the Secret).
+	LogStoreQueryKeyEnv = "KUBEFORGE_LOG_QUERY_KEY"
+
 	logStoreDataDir = "/data"
 	logStoreVolume  = "data"
 )
@@ -55,6 +68,9 @@ type LogStorage struct {
 	// (volumeClaimTemplates); else the data goes to LogStoreHostDir on a
 	// control-plane node (hostPath).
 	Class string
+	// QueryKey, when set, is the key of the Secret LogStoreQueryKeySecret,
+	// which the store then requires of every search.
+	QueryKey string
 }
 
 // LogStoreProxyPath is the API server path that reaches the store's
@@ -156,5 +172,14 @@ func LogStoreObjects(c *config.Config, st LogStorage) []runtime.Object {
 		{Port: LogStorePort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("http")}}})
 	query.Name = LogStoreQueryName
 	a.Extra = append(a.Extra, insert, query)
+	if st.QueryKey != "" {
+		a.Extra = append(a.Extra, &corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: LogStoreQueryKeySecret, Namespace: ns, Labels: labels},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{LogStoreQueryKeyField: []byte(st.QueryKey)}})
+		a.Env = append(a.Env, corev1.EnvVar{Name: LogStoreQueryKeyEnv, ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: LogStoreQueryKeySecret},
+				Key: LogStoreQueryKeyField}}})
+	}
 	return a.Objects()
 }

@@ -2,6 +2,8 @@ package phases
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,6 +27,7 @@ func runAddonLogStore(ctx context.Context, d *InitData) error {
 		return nil
 	}
 	var st manifests.LogStorage
+	var have string
 	if !d.DryRun {
 		client, _, err := d.clients()
 		if err != nil {
@@ -33,7 +36,15 @@ func runAddonLogStore(ctx context.Context, d *InitData) error {
 		if st, err = logStorage(ctx, client); err != nil {
 			return err
 		}
+		if have, err = logQueryKey(ctx, client); err != nil {
+			return err
+		}
 	}
+	key, err := queryKeyOr(have)
+	if err != nil {
+		return err
+	}
+	st.QueryKey = key
 	if st.Class != "" {
 		d.Out.Printf(phase, "Log store data: a %s volume claim (StorageClass %s)", manifests.LogStoreVolumeSize, st.Class)
 	} else {
@@ -67,4 +78,30 @@ func logStorage(ctx context.Context, client kubernetes.Interface) (manifests.Log
 	default:
 		return manifests.LogStorage{}, fmt.Errorf("look for StorageClass %s: %w", manifests.LogStoreClass, err)
 	}
+}
+
+// logQueryKey is the key of an existing Secret LogStoreQueryKeySecret
+// (kept: the store's pod holds it), or "".
+func logQueryKey(ctx context.Context, client kubernetes.Interface) (string, error) {
+	s, err := client.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, manifests.LogStoreQueryKeySecret, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("read Secret %s/%s: %w", metav1.NamespaceSystem, manifests.LogStoreQueryKeySecret, err)
+	}
+	return string(s.Data[manifests.LogStoreQueryKeyField]), nil
+}
+
+// queryKeyOr returns have, or a new random key (32 bytes, hex) when there
+// is none.
+func queryKeyOr(have string) (string, error) {
+	if have != "" {
+		return have, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
 }

@@ -342,7 +342,7 @@ type storedLogsData struct {
 	// Gone: the pod no longer exists.
 	Gone bool
 	// CanSearch: the user may search the store (get on the log-store
-	// Service's proxy); Error is the store's answer when the search failed.
+	// Service's proxy and on its query key's Secret); Error is the store's answer when the search failed.
 	CanSearch bool
 	Error     string
 	Lines     []logsearch.Line
@@ -364,9 +364,11 @@ func (s *Server) storedLogsPage(w http.ResponseWriter, r *http.Request, se *sess
 	switch {
 	case se.clients.Logs == nil:
 		d.Error = "This dashboard has no way to the log store."
-	case !se.can(ctx, access{verb: "get", resource: "services", subresource: "proxy", namespace: metav1.NamespaceSystem, name: manifests.LogStoreQueryName}):
+	case !se.can(ctx, access{verb: "get", resource: "services", subresource: "proxy", namespace: metav1.NamespaceSystem, name: manifests.LogStoreQueryName}) ||
+		!se.can(ctx, access{verb: "get", resource: "secrets", namespace: metav1.NamespaceSystem, name: manifests.LogStoreQueryKeySecret}):
 		// The store holds every namespace's lines: reading it through
-		// the API server is a right of its own.
+		// the API server is a right of its own (its proxy, and its query
+		// key).
 	default:
 		d.CanSearch = true
 		lines, err := se.clients.Logs.Search(ctx, logsearch.Query{Namespace: ns, Pod: name, Limit: storedLogsLimit}.LogsQL())

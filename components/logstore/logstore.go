@@ -17,6 +17,7 @@ package logstore
 
 import (
 	"context"
+	"crypto/subtle"
 	"flag"
 	"fmt"
 	"net/http"
@@ -40,10 +41,12 @@ import (
 	"github.com/VictoriaMetrics/VictoriaLogs/app/vlselect"
 	"github.com/VictoriaMetrics/VictoriaLogs/app/vlstorage"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/kubeforge/kubeforge/components/logstore/storeflags"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // Name is the component's name: `kubeforge component log-store`.
@@ -131,7 +134,7 @@ func Main(args []string) int {
 	// upstream's server (they answer before any handler could check the
 	// source): only /health, /metrics and the store's own endpoints, all
 	// behind the check.
-	main, mainOpts := noInternal(requestHandler), httpserver.ServeOptions{UseProxyProtocol: useProxyProtocol}
+	main, mainOpts := requireKey(os.Getenv(manifests.LogStoreQueryKeyEnv), noInternal(requestHandler)), httpserver.ServeOptions{UseProxyProtocol: useProxyProtocol}
 	if gate != nil {
 		main, mainOpts.DisableBuiltinRoutes = gate.wrap(strings.Join(listenAddrs, ","), withHealthAndMetrics(main)), true
 	}
@@ -215,6 +218,27 @@ func withHealthAndMetrics(h func(w http.ResponseWriter, r *http.Request) bool) f
 			appmetrics.WritePrometheusMetrics(w)
 			return true
 		}
+		return h(w, r)
+	}
+}
+
+// requireKey lets through only requests that carry key in
+// manifests.LogStoreQueryKeyHeader (compared in constant time; the header
+// is removed before the store sees the request); with no key it is h. The
+// main port's /health and /metrics are answered before it (probes, and
+// nothing secret).
+func requireKey(key string, h func(w http.ResponseWriter, r *http.Request) bool) func(w http.ResponseWriter, r *http.Request) bool {
+	if key == "" {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		got := r.Header.Get(manifests.LogStoreQueryKeyHeader)
+		if subtle.ConstantTimeCompare([]byte(got), []byte(key)) != 1 {
+			http.Error(w, "the log store's searches need its query key in the "+manifests.LogStoreQueryKeyHeader+" header (Secret "+
+				metav1.NamespaceSystem+"/"+manifests.LogStoreQueryKeySecret+"): `kubeforge logs` and the dashboard send it", http.StatusForbidden)
+			return true
+		}
+		r.Header.Del(manifests.LogStoreQueryKeyHeader)
 		return h(w, r)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kubeforge/kubeforge/components/logstore/storeflags"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // TestStoreFlagNames checks that init moved every flag VictoriaLogs
@@ -42,6 +43,45 @@ func TestStoreFlagNames(t *testing.T) {
 
 // The insert-only port passes /insert/... to the store, answers /health,
 // and refuses a query, the UI, metrics and anything else.
+// TestRequireKey: with a query key, the main port serves only requests
+// that carry it (the header is removed before the store sees them); a
+// wrong, empty or missing key gets 403 naming the Secret.
+func TestRequireKey(t *testing.T) {
+	var seen []string
+	h := requireKey("s3cr3t", func(w http.ResponseWriter, r *http.Request) bool {
+		seen = append(seen, r.Header.Get(manifests.LogStoreQueryKeyHeader))
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	})
+	for _, tc := range []struct {
+		key  string
+		code int
+	}{{"s3cr3t", http.StatusNoContent}, {"", http.StatusForbidden}, {"s3cr3", http.StatusForbidden}, {"s3cr3t ", http.StatusForbidden}} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "http://store/select/logsql/query?query=*", nil)
+		if tc.key != "" {
+			r.Header.Set(manifests.LogStoreQueryKeyHeader, tc.key)
+		}
+		h(w, r)
+		if w.Code != tc.code {
+			t.Errorf("key %q: %d, want %d", tc.key, w.Code, tc.code)
+		}
+		if w.Code == http.StatusForbidden && !strings.Contains(w.Body.String(), manifests.LogStoreQueryKeySecret) {
+			t.Errorf("the refusal does not name the Secret: %s", w.Body.String())
+		}
+	}
+	if len(seen) != 1 || seen[0] != "" {
+		t.Errorf("the store saw %q: one request, without the key", seen)
+	}
+	// No key configured (a store from before the key): everything passes.
+	w := httptest.NewRecorder()
+	requireKey("", func(w http.ResponseWriter, r *http.Request) bool { w.WriteHeader(http.StatusNoContent); return true })(w,
+		httptest.NewRequest("GET", "http://store/select/logsql/query", nil))
+	if w.Code != http.StatusNoContent {
+		t.Errorf("without a key: %d", w.Code)
+	}
+}
+
 // TestNoInternal: the main port passes queries and inserts on, and
 // refuses upstream's /internal/ endpoints (partition detach, snapshots…),
 // which have no key, however the path is spelled.

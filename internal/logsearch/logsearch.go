@@ -16,8 +16,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/kubeforge/kubeforge/manifests"
@@ -105,6 +107,9 @@ func (l Line) String() string {
 type Client struct {
 	http *http.Client
 	host string
+
+	mu  sync.Mutex
+	key string // the store's query key, once read (see queryKey)
 }
 
 // NewClient makes a client with the API server's configuration (the admin
@@ -145,11 +150,59 @@ func (c *Client) Search(ctx context.Context, logsql string) ([]Line, error) {
 }
 
 func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
+	key, err := c.queryKey(ctx)
+	if err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.host+path, nil)
 	if err != nil {
 		return nil, err
 	}
+	if key != "" {
+		req.Header.Set(manifests.LogStoreQueryKeyHeader, key)
+	}
 	return c.http.Do(req)
+}
+
+// queryKey reads the store's query key from its Secret with the caller's
+// credentials, once: a store made before the key existed has no Secret
+// (and asks for none), and a caller who may not read it is told what it
+// needs.
+func (c *Client) queryKey(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.key != "" {
+		return c.key, nil
+	}
+	path := fmt.Sprintf("/api/v1/namespaces/%s/secrets/%s", metav1.NamespaceSystem, manifests.LogStoreQueryKeySecret)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.host+path, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("read the log store's query key: %w", err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return "", nil
+	case http.StatusForbidden, http.StatusUnauthorized:
+		return "", fmt.Errorf("reading the cluster's logs needs get on Secret %s/%s (the log store's query key) and on services/proxy %s: %s",
+			metav1.NamespaceSystem, manifests.LogStoreQueryKeySecret, manifests.LogStoreQueryName, resp.Status)
+	default:
+		return "", fmt.Errorf("read the log store's query key (Secret %s/%s): %s", metav1.NamespaceSystem, manifests.LogStoreQueryKeySecret, resp.Status)
+	}
+	var sec struct {
+		Data map[string][]byte `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&sec); err != nil {
+		return "", fmt.Errorf("read the log store's query key: %w", err)
+	}
+	c.key = string(sec.Data[manifests.LogStoreQueryKeyField])
+	return c.key, nil
 }
 
 // decode reads the store's JSON lines.

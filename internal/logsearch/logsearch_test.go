@@ -37,9 +37,15 @@ func TestLogsQL(t *testing.T) {
 // Service proxy path and prints lines with their source; an error answer
 // names the query and how to check the store.
 func TestClientRun(t *testing.T) {
-	var gotPath, gotQuery string
+	var gotPath, gotQuery, gotKey string
+	secretReads := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotPath, gotQuery = r.URL.Path, r.URL.Query().Get("query")
+		if r.URL.Path == "/api/v1/namespaces/kube-system/secrets/log-store-query-key" {
+			secretReads++
+			w.Write([]byte(`{"kind":"Secret","data":{"key":"czNjcjN0"}}`)) // "s3cr3t"
+			return
+		}
+		gotPath, gotQuery, gotKey = r.URL.Path, r.URL.Query().Get("query"), r.Header.Get("X-Kubeforge-Log-Key")
 		if strings.Contains(gotQuery, "broken") {
 			http.Error(w, "no endpoints available for service \"log-store\"", http.StatusServiceUnavailable)
 			return
@@ -63,6 +69,10 @@ func TestClientRun(t *testing.T) {
 	if gotQuery != `namespace:="default" | sort by (_time)` {
 		t.Errorf("query %s", gotQuery)
 	}
+	// The store's query key, read once from its Secret, goes with each search.
+	if gotKey != "s3cr3t" {
+		t.Errorf("the search carried key %q, want the Secret's", gotKey)
+	}
 	want := "2026-12-05T14:00:01.000000001Z n1/default/web-0/app: hello one\n2026-12-05T14:00:02.000000000Z n1/kubelet: kubelet line\n"
 	if out.String() != want {
 		t.Errorf("printed:\n%s\nwant:\n%s", out.String(), want)
@@ -71,6 +81,31 @@ func TestClientRun(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "log-store addon") {
 		t.Errorf("error %v, want the status and a hint", err)
 	}
+	if secretReads != 1 {
+		t.Errorf("the key was read %d times, want once", secretReads)
+	}
+}
+
+// A caller who may not read the store's key is told what reading logs
+// needs, and nothing is asked of the store.
+func TestClientWithoutTheKeyRight(t *testing.T) {
+	searched := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/secrets/") {
+			http.Error(w, `secrets "log-store-query-key" is forbidden`, http.StatusForbidden)
+			return
+		}
+		searched = true
+	}))
+	defer srv.Close()
+	c, err := NewClient(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Search(context.Background(), "*")
+	if err == nil || !strings.Contains(err.Error(), "get on Secret kube-system/log-store-query-key") || searched {
+		t.Errorf("without the right to read the key: %v (searched %v)", err, searched)
+	}
 }
 
 // A store made before the query Service existed (404 for it) is searched
@@ -78,6 +113,13 @@ func TestClientRun(t *testing.T) {
 func TestClientFallsBackToTheOldService(t *testing.T) {
 	var paths []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/secrets/") {
+			http.Error(w, `secrets "log-store-query-key" not found`, http.StatusNotFound) // an old store has no key
+			return
+		}
+		if r.Header.Get("X-Kubeforge-Log-Key") != "" {
+			t.Errorf("a key sent with no Secret: %q", r.Header.Get("X-Kubeforge-Log-Key"))
+		}
 		paths = append(paths, r.URL.Path)
 		if strings.Contains(r.URL.Path, "/log-store-query/") {
 			http.Error(w, `services "log-store-query" not found`, http.StatusNotFound)

@@ -121,6 +121,10 @@ func TestLogging(t *testing.T) {
 				t.Errorf("node w1: can-i %s %s/proxy = %q, want %s", c.verb, c.what, got, c.want)
 			}
 		}
+		// Nor read the store's query key (searches need it).
+		if out, _ := w1.Run(ctx, "/usr/bin/kubectl", kubeletKC, "auth", "can-i", "get", "secrets/log-store-query-key", "-n", "kube-system"); strings.TrimSpace(out) != "no" {
+			t.Errorf("node w1 may read the log store's query key: %q", out)
+		}
 		// A pod's service account may not write to the store either.
 		out, _ = cp.Kubectl("auth", "can-i", "create", "services/log-store", "--subresource=proxy", "-n", "kube-system", "--as=system:serviceaccount:default:default")
 		if strings.TrimSpace(out) != "no" {
@@ -393,6 +397,19 @@ func TestLogging(t *testing.T) {
 			r, err := netHTTPFromNode(tb, outside, u, 1)
 			if len(r.Failures) != 1 || r.Failures[0] != "status 403" {
 				t.Errorf("the outside machine %s (route via %s) was not refused with 403 by %s: %+v, err=%v", outside.IP, via.Name, u, r, err)
+			}
+		}
+		// A process on a node passes the source check (it connects from
+		// the node's own address), but a search without the store's
+		// query key (Secret kube-system/log-store-query-key, which a
+		// node's credentials cannot read) is refused; /health answers.
+		for _, n := range nodes {
+			r, err := netHTTPFromNode(tb, n, "http://"+storePod+":9428/select/logsql/query?query=*", 1)
+			if len(r.Failures) != 1 || r.Failures[0] != "status 403" {
+				t.Errorf("a search from %s without the query key was not refused with 403: %+v, err=%v", n.Name, r, err)
+			}
+			if r, err := netHTTPFromNode(tb, n, "http://"+storePod+":9428/health", 1); err != nil || len(r.Failures) != 0 {
+				t.Errorf("/health from %s: %+v, err=%v", n.Name, r, err)
 			}
 		}
 		// The store's log says whom it refused and why.
