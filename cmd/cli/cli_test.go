@@ -365,6 +365,17 @@ func TestUpgradeRefusesAShortComponentTimeout(t *testing.T) {
 				t.Errorf("upgrade %s --component-timeout %s: exit %d\n%s", wf, v, code, out)
 			}
 		}
+		// A phase run on its own takes the flag too.
+		if out, code := run(t, "upgrade", wf, "phase", "preflight", "--component-timeout", "1s"); code == 0 || !strings.Contains(out, "at least 30s") {
+			t.Errorf("upgrade %s phase preflight --component-timeout 1s: exit %d\n%s", wf, code, out)
+		}
+	}
+	// plan and diff replace nothing and have no such flag: not refused
+	// for it (they fail here for want of a cluster, naming something else).
+	for _, args := range [][]string{{"upgrade", "plan"}, {"upgrade", "diff"}} {
+		if out, _ := run(t, args...); strings.Contains(out, "component-timeout") {
+			t.Errorf("%v refused for a flag it does not have:\n%s", args, out)
+		}
 	}
 }
 

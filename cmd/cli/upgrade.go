@@ -64,9 +64,10 @@ func (o *upgradeOptions) newData(cmd *cobra.Command, out io.Writer, workflow str
 	if o.output != "text" && o.output != "json" {
 		return nil, fmt.Errorf("--output %q: must be text or json", o.output)
 	}
-	if o.componentTimeout < minComponentTimeout {
+	if o.componentTimeout < minComponentTimeout && cmd.Flags().Lookup("component-timeout") != nil {
 		// Too short a wait judges a component that is merely restarting
-		// as failed and rolls it back (etcd first).
+		// as failed and rolls it back (etcd first). (plan and diff have
+		// no such flag and replace nothing.)
 		return nil, fmt.Errorf("--component-timeout %s: must be at least %s (a replaced static Pod restarts in seconds to a minute; the default is 4m)",
 			o.componentTimeout, minComponentTimeout)
 	}
