@@ -130,9 +130,9 @@ func newEtcdCmd(_ io.Reader, out, _ io.Writer) *cobra.Command {
 of a snapshot in the node's snapshot directory). The file is checked first
 (etcd's integrity hash, the recorded sha256, etcd's snapshot status); a
 corrupt or truncated file is refused before anything is touched, and so is
-one whose Secrets are encrypted with a key that this node's encryption
-configuration no longer has (a snapshot from before a key rotation; the
-refusal says where the node kept the retired key). Then the
+one whose Secrets are encrypted with a key this node neither has nor kept
+(a snapshot from before a key rotation; a retired key the node kept goes
+back into its encryption configuration while the API server is stopped). Then the
 API server, controller manager, scheduler and etcd are stopped (their
 manifests moved aside), etcd's data kept aside, the snapshot restored as a
 new single-member cluster named after this node, and etcd, then the API

@@ -26,6 +26,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/components/kubelet/staticpod"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/encryption"
 	"github.com/kubeforge/kubeforge/etcdsnapshot"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/internal/progress"
@@ -134,11 +135,17 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 	if err != nil {
 		return res, fmt.Errorf("refusing to restore: %w (nothing was changed)", err)
 	}
-	if err := checkSecretKeys(p, file); err != nil {
-		if !o.IgnoreMissingKeys {
-			return res, fmt.Errorf("refusing to restore: %w (nothing was changed)", err)
-		}
-		out.Warnf(phase, "Restoring anyway (--ignore-missing-encryption-keys): %v", err)
+	keys, kerr := checkSecretKeys(p, file)
+	switch {
+	case kerr != nil && !o.IgnoreMissingKeys:
+		return res, fmt.Errorf("refusing to restore: %w (nothing was changed)", kerr)
+	case kerr != nil:
+		out.Warnf(phase, "Restoring anyway (--ignore-missing-encryption-keys): %v", kerr)
+	case keys.Warning != "":
+		out.Warnf(phase, "%s", keys.Warning)
+	case len(keys.Add) > 0:
+		out.Printf(phase, "The snapshot's Secrets are encrypted with the retired key(s) %s, which this node kept in %s: they go back into %s once the API server has stopped",
+			keys.names(), encryption.RetiredKeysFile(keys.ConfigFile), keys.ConfigFile)
 	}
 	got.Name = filepath.Base(file)
 	res.Snapshot = got
@@ -277,6 +284,17 @@ func Restore(ctx context.Context, o Options) (res Result, err error) {
 		return res, fmt.Errorf("write the etcd manifest: %w", err)
 	}
 	_ = os.Remove(aside)
+
+	// The API server is stopped, so the node service's sync of the
+	// encryption configuration cannot write over the keys put back: the
+	// API server starts with them, reads the restored rotation state, and
+	// the sync then writes that state's configuration (the snapshot's).
+	if err := keys.addKeys(p); err != nil {
+		return res, fmt.Errorf("put the retired encryption key(s) %s back into %s: %w; the manifest is at %s", keys.names(), keys.ConfigFile, err, aside)
+	}
+	if len(keys.Add) > 0 {
+		out.Printf(phase, "Put the retired encryption key(s) %s back into %s", keys.names(), keys.ConfigFile)
+	}
 
 	// 6. Wait for etcd, then the API server.
 	start = time.Now()

@@ -69,58 +69,109 @@ func snapshotSecretKeys(file, prefix string) (map[string]int, error) {
 	return out, nil
 }
 
+// keyCheck is what checkSecretKeys found.
+type keyCheck struct {
+	// ConfigFile is the API server's encryption configuration (logical).
+	ConfigFile string
+	// Add are keys the snapshot's Secrets need that the configuration no
+	// longer has but the node kept (encryption.RetiredKeysFile): the
+	// restore puts them back, once the API server has stopped (before
+	// that, the node service's sync would write over them).
+	Add []encryption.Provider
+	// Warning: the check could not be made (a configuration kubeforge does
+	// not manage, such as KMS); the restore goes on.
+	Warning string
+}
+
 // checkSecretKeys refuses a snapshot whose Secrets are encrypted with a
-// key that this node's encryption configuration does not have (a snapshot
-// taken before `kubeforge secrets rotate-key` retired that key): the
-// restored API server could not read them, nor the rotation's own state.
-// It says where the key is kept, if this node has it.
-func checkSecretKeys(p config.Paths, file string) error {
+// key that this node's encryption configuration does not have and did not
+// keep (a snapshot taken before `kubeforge secrets rotate-key` retired
+// that key, on a node that never had it or lost it): the restored API
+// server could not read them, nor the rotation's own state.
+func checkSecretKeys(p config.Paths, file string) (keyCheck, error) {
 	prefix := "/registry"
+	kc := keyCheck{ConfigFile: p.EncryptionConfigFile()}
 	if data, err := os.ReadFile(p.Host(p.Manifest(manifests.KubeAPIServer))); err == nil {
-		if v := manifestFlags(data)["etcd-prefix"]; v != "" {
+		flags := manifestFlags(data)
+		if v := flags["etcd-prefix"]; v != "" {
 			prefix = v
+		}
+		if v := flags["encryption-provider-config"]; v != "" {
+			kc.ConfigFile = v
 		}
 	}
 	need, err := snapshotSecretKeys(file, prefix)
 	if err != nil || len(need) == 0 {
-		return err
+		return kc, err
 	}
-	cfgFile := p.EncryptionConfigFile()
 	var have encryption.Config
-	data, err := os.ReadFile(p.Host(cfgFile))
+	data, err := os.ReadFile(p.Host(kc.ConfigFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return err
+		return kc, err
 	default:
-		if have, err = encryption.Parse(data, cfgFile); err != nil {
-			return err
+		if have, err = encryption.Parse(data, kc.ConfigFile); err != nil {
+			kc.Warning = fmt.Sprintf("not checking which encryption keys the snapshot's Secrets need: %v", err)
+			return kc, nil
 		}
 	}
 	var kept encryption.Config
-	archive := encryption.RetiredKeysFile(cfgFile)
+	archive := encryption.RetiredKeysFile(kc.ConfigFile)
 	if b, err := os.ReadFile(p.Host(archive)); err == nil {
 		kept, _ = encryption.Parse(b, archive)
 	}
-	var missing, inArchive []string
+	var missing []string
 	for _, key := range slices.Sorted(maps.Keys(need)) {
 		name := key[strings.IndexByte(key, ' ')+1:]
 		if have.Has(name) {
 			continue
 		}
-		missing = append(missing, fmt.Sprintf("%s (%d Secrets)", key, need[key]))
-		if kept.Has(name) {
-			inArchive = append(inArchive, name)
+		if i := slices.IndexFunc(kept.Providers, func(pr encryption.Provider) bool { return pr.Type != encryption.Identity && pr.Name == name }); i >= 0 {
+			kc.Add = append(kc.Add, kept.Providers[i])
+			continue
 		}
+		missing = append(missing, fmt.Sprintf("%s (%d Secrets)", key, need[key]))
 	}
 	if len(missing) == 0 {
+		return kc, nil
+	}
+	return kc, fmt.Errorf("the snapshot's Secrets are encrypted with %s, which neither this node's encryption configuration %s nor its retired keys (%s) have (a snapshot from before a key rotation): the restored API server could not read them, nor kube-system/%s. Restore a snapshot taken after the rotation, add the key(s) to %s from where you keep them, or pass --ignore-missing-encryption-keys to restore it anyway and lose those Secrets",
+		strings.Join(missing, ", "), kc.ConfigFile, archive, encryption.StateSecret, archive)
+}
+
+// addKeys appends kc.Add to the encryption configuration, as keys that
+// only decrypt (after the one that encrypts).
+func (kc keyCheck) addKeys(p config.Paths) error {
+	if len(kc.Add) == 0 {
 		return nil
 	}
-	msg := fmt.Sprintf("the snapshot's Secrets are encrypted with %s, which this node's encryption configuration %s does not have (a snapshot from before a key rotation): the restored API server could not read them, nor kube-system/%s",
-		strings.Join(missing, ", "), cfgFile, encryption.StateSecret)
-	if len(inArchive) == len(missing) {
-		return fmt.Errorf("%s. This node kept the retired key(s) %s in %s: add them to %s as further keys after the first one, wait until the API server reloaded it, and run the restore again",
-			msg, strings.Join(inArchive, ", "), archive, cfgFile)
+	host := p.Host(kc.ConfigFile)
+	data, err := os.ReadFile(host)
+	var cfg encryption.Config
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		if cfg, err = encryption.Parse(data, kc.ConfigFile); err != nil {
+			return err
+		}
 	}
-	return fmt.Errorf("%s. This node has no copy of them (%s): restore a snapshot taken after the rotation, add the key(s) to %s from where you keep them, or pass --ignore-missing-encryption-keys to restore it anyway and lose those Secrets", msg, archive, cfgFile)
+	for _, k := range kc.Add {
+		if !cfg.Has(k.Name) {
+			cfg.Providers = append(cfg.Providers, k)
+		}
+	}
+	_, err = encryption.WriteConfigFile(host, encryption.Render(cfg))
+	return err
+}
+
+// names lists kc.Add's key names.
+func (kc keyCheck) names() string {
+	var out []string
+	for _, k := range kc.Add {
+		out = append(out, k.Name)
+	}
+	return strings.Join(out, ", ")
 }

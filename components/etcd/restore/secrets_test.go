@@ -89,23 +89,38 @@ func TestCheckSecretKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err = checkSecretKeys(p, snap)
-	if err == nil || !strings.Contains(err.Error(), "secretbox old (1 Secrets)") || strings.Contains(err.Error(), "new (") ||
-		!strings.Contains(err.Error(), "encryption-retired-keys.yaml") {
-		t.Errorf("a snapshot from before the rotation: %v", err)
+	// The node kept the retired key: the restore puts it back (after the
+	// key that encrypts), and asks for nothing.
+	kc, err := checkSecretKeys(p, snap)
+	if err != nil || kc.names() != "old" || kc.Warning != "" {
+		t.Fatalf("a snapshot from before the rotation, the old key kept: %+v, %v", kc, err)
 	}
-	// Without the kept copy: the way out is named.
+	if err := kc.addKeys(p); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(cfgFile)
+	if cfg, err := encryption.Parse(b, cfgFile); err != nil || strings.Join(cfg.KeyNames(), ",") != "new,old" {
+		t.Errorf("after putting the key back: %v %v, want new (encrypts), old", cfg.KeyNames(), err)
+	}
+	if kc, err := checkSecretKeys(p, snap); err != nil || len(kc.Add) != 0 {
+		t.Errorf("with both keys: %+v, %v", kc, err)
+	}
+	// Without the kept copy (and the key gone again): refused, the way out named.
+	if err := os.WriteFile(cfgFile, encryption.Render(encryption.Config{Providers: []encryption.Provider{key("new")}}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(encryption.RetiredKeysFile(cfgFile)); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkSecretKeys(p, snap); err == nil || !strings.Contains(err.Error(), "--ignore-missing-encryption-keys") {
+	if _, err := checkSecretKeys(p, snap); err == nil || !strings.Contains(err.Error(), "secretbox old (1 Secrets)") || strings.Contains(err.Error(), "new (") ||
+		!strings.Contains(err.Error(), "--ignore-missing-encryption-keys") {
 		t.Errorf("no kept copy: %v", err)
 	}
-	// The key put back as a further key: accepted.
-	if err := os.WriteFile(cfgFile, encryption.Render(encryption.Config{Providers: []encryption.Provider{key("new"), key("old")}}), 0o600); err != nil {
+	// A configuration kubeforge does not manage (KMS): a warning, no refusal.
+	if err := os.WriteFile(cfgFile, []byte("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - kms: {apiVersion: v2, name: ext, endpoint: unix:///k.sock}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkSecretKeys(p, snap); err != nil {
-		t.Errorf("with both keys: %v", err)
+	if kc, err := checkSecretKeys(p, snap); err != nil || kc.Warning == "" {
+		t.Errorf("a KMS configuration: %+v, %v; want a warning only", kc, err)
 	}
 }
