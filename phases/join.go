@@ -42,6 +42,9 @@ type JoinData struct {
 	// EarlyNodeStart starts the node service right after preflight.
 	EarlyNodeStart bool
 
+	// resuming: preflight continues this node's unfinished join.
+	resuming bool
+
 	found       *discovery.Result
 	bootClient  kubernetes.Interface
 	clusterYAML []byte
@@ -197,6 +200,7 @@ func runJoinPreflight(ctx context.Context, d *JoinData) error {
 		d.Out.Printf(phase, "Continuing the unfinished join of node %s started %s: its files, data and ports are expected",
 			st.NodeName, st.Started.Format(time.RFC3339))
 		ignore = append(ignore, resumed...)
+		d.resuming = true
 	}
 	if d.DryRun {
 		ignore = []string{"all"}

@@ -62,6 +62,11 @@ func (d *JoinData) checkProvidedFiles() error {
 			provided = append(provided, f)
 		}
 	}
+	if !external && d.resuming {
+		// This node's unfinished join wrote kubelet.conf itself
+		// (kubelet-start): it is checked as the other files are.
+		provided = slices.DeleteFunc(provided, func(f string) bool { return f == "kubelet.conf" })
+	}
 	if !external {
 		if slices.Contains(provided, "kubelet.conf") {
 			return fmt.Errorf("%s already exists: the cluster's CA key is shared with control-plane nodes, so the kubelet gets its credentials by TLS bootstrap; run `kubeforge reset` first", p.Kubeconfig("kubelet.conf"))

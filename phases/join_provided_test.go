@@ -203,6 +203,18 @@ func TestJoinProvidedFilesWithSharedCAKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/etc/kubernetes/kubelet.conf already exists") || !strings.Contains(err.Error(), "kubeforge reset") {
 		t.Errorf("kubelet.conf present: %v", err)
 	}
+	// A rerun of this node's unfinished join, whose kubelet-start wrote
+	// kubelet.conf: not refused for it.
+	for _, f := range joinKubeconfigs {
+		if f != "kubelet.conf" {
+			os.Remove(d.Paths.Host(d.Cfg.Paths.Kubeconfig(f)))
+		}
+	}
+	d.resuming = true
+	if err := d.checkProvidedFiles(); err != nil {
+		t.Errorf("resuming, with the kubelet.conf this join wrote: %v", err)
+	}
+	d.resuming = false
 	for _, f := range joinKubeconfigs {
 		os.Remove(d.Paths.Host(d.Cfg.Paths.Kubeconfig(f)))
 	}
