@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/internal/lbpool"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // ProviderName is the cloud provider's name (--cloud-provider) and the
@@ -82,7 +83,14 @@ func New(cfg Config) (*Cloud, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cloud{pool: p, reserved: cfg.ReservedPorts, allocated: map[string]netip.Addr{}}, nil
+	// The pod network's port is reserved whatever the cloud config says: a
+	// cluster upgraded from a build whose config lacked it keeps that
+	// config (upgrade changes the addon's image only).
+	reserved := slices.Clone(cfg.ReservedPorts)
+	if !slices.Contains(reserved, manifests.VXLANPort) {
+		reserved = append(reserved, manifests.VXLANPort)
+	}
+	return &Cloud{pool: p, reserved: reserved, allocated: map[string]netip.Addr{}}, nil
 }
 
 var (
