@@ -49,6 +49,7 @@ func TestRollbackWhenInterrupted(t *testing.T) {
 	if b, _ := os.ReadFile(manifest); string(b) != "old manifest\n" {
 		t.Errorf("etcd's manifest after the interrupted upgrade: %q, want the previous one", b)
 	}
+
 }
 
 // TestUpgradeBacksUpTheKubeletConfiguration: every node (a worker has no
@@ -83,6 +84,11 @@ func TestUpgradeBacksUpTheKubeletConfiguration(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(p.Host(p.KubeletConfigFile())); string(b) == "old config\n" {
 			t.Errorf("run %d: the kubelet configuration was not rewritten", run)
+		}
+		// Before the rerun, the file differs from what the upgrade writes
+		// again: the backup must still be the one from before the upgrade.
+		if err := os.WriteFile(p.Host(p.KubeletConfigFile()), []byte("changed since\n"), 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if st, err := os.ReadFile(p.Host(d.stateFile())); err != nil || !strings.Contains(string(st), "kubelet-backup") {

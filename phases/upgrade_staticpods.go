@@ -297,6 +297,11 @@ func (d *UpgradeData) rollback(ctx context.Context, component string, cause erro
 	}
 	d.Out.Warnf(phase, "%s did not come up: restored its previous manifest from %s", component, backup)
 	err = d.componentRunning(ctx, component, failedHash, podImage(old), d.ComponentTimeout)
+	if err != nil && ctx.Err() != nil {
+		// Interrupted while the previous one came back: it is in place,
+		// and restoring data is not for an interrupted wait to decide.
+		return fmt.Errorf("%w\nInterrupted while %s came back on its previous manifest (in place); check it, then run the same upgrade command again to continue", fail, component)
+	}
 	if err != nil && component == manifests.Etcd {
 		snap := filepath.Join(d.state.BackupDir, "etcd-snapshot.db")
 		if d.RestoreEtcd == nil {
