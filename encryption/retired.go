@@ -1,10 +1,14 @@
 package encryption
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 )
@@ -29,12 +33,24 @@ func WriteConfigFile(path string, data []byte) (fsutil.Result, error) {
 
 func keepRetired(path string, data []byte) error {
 	oldData, err := os.ReadFile(path)
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil // nothing there (yet) to lose
+	case err != nil:
+		return fmt.Errorf("read %s before replacing it: %w", path, err)
+	}
+	if bytes.Equal(oldData, data) {
+		return nil
 	}
 	old, err := Parse(oldData, path)
 	if err != nil {
-		return nil // not ours to read: it is replaced as before
+		// Not a configuration kubeforge reads (KMS, edited by hand): kept
+		// whole beside it, since it may hold keys.
+		aside := path + ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
+		if _, err := fsutil.WriteFile(aside, oldData, 0o600); err != nil {
+			return fmt.Errorf("keep %s before replacing it: %w", path, err)
+		}
+		return nil
 	}
 	next, err := Parse(data, "the new configuration")
 	if err != nil {

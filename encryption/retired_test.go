@@ -1,6 +1,7 @@
 package encryption
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,5 +53,25 @@ func TestKeyOfValue(t *testing.T) {
 		if typ != tc.typ || name != tc.name || ok != (tc.typ != "") {
 			t.Errorf("%q: %q %q %v", tc.v, typ, name, ok)
 		}
+	}
+}
+
+// A configuration kubeforge cannot read (KMS, edited by hand) is kept
+// whole beside the file before it is replaced: it may hold keys.
+func TestWriteConfigFileKeepsAnUnreadableOne(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "encryption-config.yaml")
+	odd := []byte("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets, configmaps]\n  providers:\n  - identity: {}\n")
+	if err := os.WriteFile(file, odd, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteConfigFile(file, Render(Config{Providers: []Provider{{Type: Secretbox, Name: "a", Secret: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}})); err != nil {
+		t.Fatal(err)
+	}
+	kept, _ := filepath.Glob(file + ".replaced-*")
+	if len(kept) != 1 {
+		t.Fatalf("kept copies %v, want one", kept)
+	}
+	if b, _ := os.ReadFile(kept[0]); !bytes.Equal(b, odd) {
+		t.Errorf("kept %q", b)
 	}
 }
