@@ -82,29 +82,23 @@ func TestRequireKey(t *testing.T) {
 	}
 }
 
-// TestNoInternal: the main port passes queries and inserts on, and
-// refuses upstream's /internal/ endpoints (partition detach, snapshots…),
-// which have no key, however the path is spelled.
-func TestNoInternal(t *testing.T) {
+// pathCase is a request to a handler and the status it must get.
+type pathCase struct {
+	method, path string
+	code         int
+}
+
+// servePaths sends each case to the wrapper around a store that answers
+// 204, and returns the paths the store saw.
+func servePaths(t *testing.T, wrap func(func(http.ResponseWriter, *http.Request) bool) func(http.ResponseWriter, *http.Request) bool, cases []pathCase) []string {
+	t.Helper()
 	var got []string
-	h := noInternal(func(w http.ResponseWriter, r *http.Request) bool {
+	h := wrap(func(w http.ResponseWriter, r *http.Request) bool {
 		got = append(got, r.URL.Path)
 		w.WriteHeader(http.StatusNoContent)
 		return true
 	})
-	for _, tc := range []struct {
-		method, path string
-		code         int
-	}{
-		{"GET", "/select/logsql/query", http.StatusNoContent},
-		{"POST", "/insert/jsonline", http.StatusNoContent},
-		{"GET", "/internal/partition/detach", http.StatusForbidden},
-		{"GET", "/internal/partition/snapshot/create", http.StatusForbidden},
-		{"GET", "/internal/force_merge", http.StatusForbidden},
-		{"GET", "//internal/force_flush", http.StatusForbidden},
-		{"GET", "/select/../internal/partition/list", http.StatusForbidden},
-		{"GET", "/internal", http.StatusForbidden},
-	} {
+	for _, tc := range cases {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(tc.method, "http://store/", nil)
 		r.URL.Path = tc.path // as sent, not cleaned
@@ -113,22 +107,30 @@ func TestNoInternal(t *testing.T) {
 			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, w.Code, tc.code)
 		}
 	}
+	return got
+}
+
+// TestNoInternal: the main port passes queries and inserts on, and
+// refuses upstream's /internal/ endpoints (partition detach, snapshots…),
+// which have no key, however the path is spelled.
+func TestNoInternal(t *testing.T) {
+	got := servePaths(t, noInternal, []pathCase{
+		{"GET", "/select/logsql/query", http.StatusNoContent},
+		{"POST", "/insert/jsonline", http.StatusNoContent},
+		{"GET", "/internal/partition/detach", http.StatusForbidden},
+		{"GET", "/internal/partition/snapshot/create", http.StatusForbidden},
+		{"GET", "/internal/force_merge", http.StatusForbidden},
+		{"GET", "//internal/force_flush", http.StatusForbidden},
+		{"GET", "/select/../internal/partition/list", http.StatusForbidden},
+		{"GET", "/internal", http.StatusForbidden},
+	})
 	if !slices.Equal(got, []string{"/select/logsql/query", "/insert/jsonline"}) {
 		t.Errorf("the store saw %q", got)
 	}
 }
 
 func TestInsertOnly(t *testing.T) {
-	var got []string
-	h := insertOnly(func(w http.ResponseWriter, r *http.Request) bool {
-		got = append(got, r.URL.Path)
-		w.WriteHeader(http.StatusNoContent)
-		return true
-	})
-	for _, tc := range []struct {
-		method, path string
-		code         int
-	}{
+	got := servePaths(t, insertOnly, []pathCase{
 		{"POST", "/insert/jsonline", http.StatusNoContent},
 		{"GET", "/health", http.StatusOK},
 		{"POST", "/select/logsql/query", http.StatusForbidden},
@@ -138,15 +140,7 @@ func TestInsertOnly(t *testing.T) {
 		{"GET", "/internal/force_flush", http.StatusForbidden},
 		{"POST", "/insert/../select/logsql/query", http.StatusForbidden},
 		{"POST", "/health", http.StatusForbidden},
-	} {
-		w := httptest.NewRecorder()
-		r := httptest.NewRequest(tc.method, "http://store"+tc.path, nil)
-		r.URL.Path = tc.path // as sent, not cleaned
-		h(w, r)
-		if w.Code != tc.code {
-			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, w.Code, tc.code)
-		}
-	}
+	})
 	if !slices.Equal(got, []string{"/insert/jsonline"}) {
 		t.Errorf("the store saw %q, want only /insert/jsonline", got)
 	}
