@@ -55,6 +55,15 @@ func (c Config) Write() Provider {
 // Has reports whether a key named name is in c.
 func (c Config) Has(name string) bool { return c.index(name) >= 0 }
 
+// Key returns c's key named name, if c has it.
+func (c Config) Key(name string) (Provider, bool) {
+	i := c.index(name)
+	if i < 0 {
+		return Provider{}, false
+	}
+	return c.Providers[i], true
+}
+
 func (c Config) index(name string) int {
 	return slices.IndexFunc(c.Providers, func(p Provider) bool { return p.Type != Identity && p.Name == name })
 }

@@ -524,11 +524,7 @@ func (d *ResetData) listBackups(phase string) {
 	if len(b) == 0 {
 		return
 	}
-	verb := "Deleting"
-	if d.DryRun {
-		verb = "Would delete"
-	}
-	d.Out.Printf(phase, "%s %d etcd snapshot(s) and upgrade backup(s) of this node: %s", verb, len(b), strings.Join(b, ", "))
+	d.Out.Printf(phase, "%s %d etcd snapshot(s) and upgrade backup(s) of this node: %s", d.deleting(), len(b), strings.Join(b, ", "))
 }
 
 // listVolumes names the local-path volume directories that reset is about
@@ -543,13 +539,18 @@ func (d *ResetData) listVolumes(phase string) {
 	for _, e := range entries {
 		names = append(names, filepath.Join(root, e.Name()))
 	}
-	verb := "Deleting"
-	if d.DryRun {
-		verb = "Would delete"
-	}
 	if len(names) == 0 {
 		d.Out.Printf(phase, "No local-path volumes in %s", root)
 		return
 	}
-	d.Out.Printf(phase, "%s %d local-path volume(s) and their data: %s", verb, len(names), strings.Join(names, ", "))
+	d.Out.Printf(phase, "%s %d local-path volume(s) and their data: %s", d.deleting(), len(names), strings.Join(names, ", "))
+}
+
+// deleting is how reset's listings begin: "Deleting", or in a dry run
+// "Would delete".
+func (d *ResetData) deleting() string {
+	if d.DryRun {
+		return "Would delete"
+	}
+	return "Deleting"
 }

@@ -190,6 +190,29 @@ func (d *UpgradeData) backupDir() string {
 	return d.state.BackupDir
 }
 
+// backupFiles copies each of files (logical paths) that exists into dir,
+// made 0700, under its base name, and returns how many it copied.
+func (d *UpgradeData) backupFiles(phase, dir string, files []string) (int, error) {
+	if err := d.MkdirAll(phase, dir, 0o700); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(d.Paths.Host(f))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("back up %s: %w", f, err)
+		}
+		if err := d.WriteFile(phase, "backup of "+filepath.Base(f), filepath.Join(dir, filepath.Base(f)), b, 0o600, HideContent); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
 func runUpgradeBackup(ctx context.Context, d *UpgradeData) error {
 	const phase = "upgrade/backup"
 	if d.stepDone("backup") {
@@ -198,22 +221,9 @@ func runUpgradeBackup(ctx context.Context, d *UpgradeData) error {
 	}
 	start := time.Now()
 	dir := d.backupDir()
-	if err := d.MkdirAll(phase, filepath.Join(dir, "manifests"), 0o700); err != nil {
+	n, err := d.backupFiles(phase, filepath.Join(dir, "manifests"), manifestFiles(d.Cfg.Paths))
+	if err != nil {
 		return err
-	}
-	n := 0
-	for _, f := range manifestFiles(d.Cfg.Paths) {
-		b, err := os.ReadFile(d.Paths.Host(f))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("back up %s: %w", f, err)
-		}
-		if err := d.WriteFile(phase, "backup of "+filepath.Base(f), filepath.Join(dir, "manifests", filepath.Base(f)), b, 0o600, HideContent); err != nil {
-			return err
-		}
-		n++
 	}
 	file := filepath.Join(dir, "etcd-snapshot.db")
 	endpoint := manifests.EtcdLocalClientURL
@@ -303,21 +313,9 @@ func runUpgradeKubeletConfig(_ context.Context, d *UpgradeData) error {
 	// Every node (a worker has no backup phase) keeps the configuration it
 	// had, once per upgrade: a rerun must not save the new one over it.
 	if !d.DryRun && cur != nil && !bytes.Equal(cur, want) && !d.stepDone("kubelet-backup") {
-		dir := filepath.Join(d.backupDir(), "kubelet")
-		if err := d.MkdirAll(phase, dir, 0o700); err != nil {
+		files := []string{d.Cfg.Paths.KubeletConfigFile(), d.Cfg.Paths.KubeletFlagsFile()}
+		if _, err := d.backupFiles(phase, filepath.Join(d.backupDir(), "kubelet"), files); err != nil {
 			return err
-		}
-		for _, f := range []string{d.Cfg.Paths.KubeletConfigFile(), d.Cfg.Paths.KubeletFlagsFile()} {
-			b, err := os.ReadFile(d.Paths.Host(f))
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("back up %s: %w", f, err)
-			}
-			if err := d.WriteFile(phase, "backup of "+filepath.Base(f), filepath.Join(dir, filepath.Base(f)), b, 0o600, HideContent); err != nil {
-				return err
-			}
 		}
 		if err := d.markStep("kubelet-backup"); err != nil {
 			return err

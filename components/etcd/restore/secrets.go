@@ -127,8 +127,8 @@ func checkSecretKeys(p config.Paths, file string) (keyCheck, error) {
 		if have.Has(name) {
 			continue
 		}
-		if i := slices.IndexFunc(kept.Providers, func(pr encryption.Provider) bool { return pr.Type != encryption.Identity && pr.Name == name }); i >= 0 {
-			kc.Add = append(kc.Add, kept.Providers[i])
+		if k, ok := kept.Key(name); ok {
+			kc.Add = append(kc.Add, k)
 			continue
 		}
 		missing = append(missing, fmt.Sprintf("%s (%d Secrets)", key, need[key]))
