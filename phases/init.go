@@ -139,10 +139,30 @@ func (d *InitData) waitImages(ctx context.Context, phase string) error {
 	if err := node.WaitImages(ctx, d.Cfg.Paths); err != nil {
 		return fmt.Errorf("before writing the static Pod manifests: %w (see %s)", err, d.Cfg.Paths.NodeLogFile())
 	}
+	d.awaitKubeletWatch(ctx, phase)
 	d.imagesIn = true
-	d.Out.Done(phase, "images", "", start, "The node service has the images; writing the static Pod manifests")
+	d.Out.Done(phase, "images", "", start, "The node service has the images and its kubelet watches the static Pod directory; writing the static Pod manifests")
 	return nil
 }
+
+// awaitKubeletWatch waits, before a static Pod manifest is written on a
+// node whose kubelet has just started, until the kubelet watches the
+// static Pod directory: a manifest written while the kubelet sets up its
+// watch would wait for its next full read of the directory, 20 s later
+// (node.WaitKubeletWatch). The wait is bounded; past it, it warns and the
+// manifest is written anyway.
+func (n *Node) awaitKubeletWatch(ctx context.Context, phase string) {
+	ctx, cancel := context.WithTimeout(ctx, kubeletWatchTimeout)
+	defer cancel()
+	if err := node.WaitKubeletWatch(ctx, n.Cfg.Paths); err != nil {
+		n.Out.Warnf(phase, "Writing the static Pod manifests without the kubelet's watch of %s (%v): it finds them at its next full read of the directory, within 20 s",
+			n.Cfg.Paths.ManifestsDir, err)
+	}
+}
+
+// kubeletWatchTimeout bounds awaitKubeletWatch (the watch comes ~0.4 s
+// after the kubelet starts).
+var kubeletWatchTimeout = 10 * time.Second
 
 func runInitPreflight(ctx context.Context, d *InitData) error {
 	const phase = "preflight"

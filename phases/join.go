@@ -488,6 +488,9 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 	if err := d.MkdirAll(phase, d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
 		return err
 	}
+	if _, running := node.Running(d.Cfg.Paths); running {
+		d.awaitKubeletWatch(ctx, phase) // kubelet-start started it moments ago
+	}
 	if err := writeNodeManifest(d.Node, phase, manifests.Etcd); err != nil {
 		return err
 	}
