@@ -175,6 +175,23 @@ var patches = []patch{
 			"the first check comes before the volume reconciler's pass, so every pod start waited ~300 ms",
 		Upstream: "https://github.com/kubernetes/kubernetes/pull/136839 (volume manager notifications instead of polling, open as WIP; the poll became immediate in https://github.com/kubernetes/kubernetes/pull/66938)",
 	},
+	{
+		ID:     "metrics-server-quick-second-scrape",
+		Module: "sigs.k8s.io/metrics-server",
+		File:   "pkg/server/server.go",
+		Old:    "\tdefer ticker.Stop()\n\ts.tick(ctx, time.Now())\n",
+		New: "\tdefer ticker.Stop()\n\ts.tick(ctx, time.Now())\n" +
+			"\t// kubeforge: until the storage holds two points (Ready), scrape again every second, for at most\n" +
+			"\t// half a resolution; then the resolution's ticks as before.\n" +
+			"\tfor deadline := time.Now().Add(s.resolution / 2); !s.storage.Ready() && time.Now().Before(deadline); {\n" +
+			"\t\tselect {\n\t\tcase <-time.After(time.Second):\n\t\t\ts.tick(ctx, time.Now())\n\t\tcase <-ctx.Done():\n\t\t\treturn\n\t\t}\n\t}\n",
+		Why: "metrics-server reports Ready once its storage holds two points of a pod or a node, and scraped a second " +
+			"time only a whole resolution (at least 10 s) after the first, so it was the last kube-system pod to be " +
+			"Ready after init by ~10 s and `kubectl top` waited as long. The kubelet's container stats (from the CRI) " +
+			"are fresh on every scrape, so a second scrape a second later gives every running container its two " +
+			"points; the node's own stats still refresh with the kubelet's housekeeping (~10 s), as before",
+		Upstream: "no upstream issue asks for an early second scrape; the closest: https://github.com/kubernetes-sigs/metrics-server/pull/768 (readiness needs two stored scrapes) and https://github.com/kubernetes-sigs/metrics-server/issues/136 (scrape at start, not after a resolution)",
+	},
 }
 
 // Pieces of the parallel bootstrap-roles patch: a loop body becomes a
