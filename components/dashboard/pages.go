@@ -90,6 +90,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, se *session) {
 		d.NodesError = err.Error()
 	} else {
 		usage := map[string]corev1.ResourceList{}
+		var noUsage []string
 		if se.clients.Metrics == nil {
 			d.MetricsNote = "Resource usage needs metrics-server (addon/metrics-server)."
 		} else if m, err := se.clients.Metrics.MetricsV1beta1().NodeMetricses().List(ctx, metav1.ListOptions{}); err != nil {
@@ -123,7 +124,17 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, se *session) {
 			alloc := n.Status.Allocatable
 			row.CPU = usageOf(usage[n.Name], alloc, corev1.ResourceCPU)
 			row.Memory = usageOf(usage[n.Name], alloc, corev1.ResourceMemory)
+			if _, ok := usage[n.Name]; !ok && se.clients.Metrics != nil && d.MetricsNote == "" {
+				noUsage = append(noUsage, n.Name)
+			}
 			d.Nodes = append(d.Nodes, row)
+		}
+		if len(noUsage) > 0 {
+			// metrics-server serves a node once it holds two samples of
+			// it, taken with the kubelet's ~10 s housekeeping: a node just
+			// started or joined has none for a few seconds.
+			d.MetricsNote = "No resource usage yet for " + strings.Join(noUsage, ", ") +
+				": metrics.k8s.io has no two samples of it yet (metrics-server needs two, about 10-20 s after it or the node starts)."
 		}
 		d.CanCordon = se.can(ctx, access{verb: "patch", resource: "nodes"})
 	}

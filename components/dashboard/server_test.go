@@ -358,6 +358,29 @@ func TestAdminActions(t *testing.T) {
 	}
 }
 
+// A node metrics-server holds no samples of yet (it or the node has just
+// started) has no usage on the overview, and the page says why.
+func TestOverviewNodeWithoutUsage(t *testing.T) {
+	c, ts := newTestServer(t, false)
+	if _, err := c.kube.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w1"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := browser(t)
+	signIn(t, b, ts.URL, "admin-token")
+	code, body, _ := get(t, b, ts.URL+"/")
+	if code != http.StatusOK {
+		t.Fatalf("GET /: %d\n%s", code, body)
+	}
+	for _, w := range []string{"500m / 2000m (25%)", "No resource usage yet for w1: metrics.k8s.io has no two samples"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("the overview lacks %q:\n%s", w, body)
+		}
+	}
+	if strings.Contains(body, "usage yet for cp1") {
+		t.Error("the overview says cp1, which has usage, has none")
+	}
+}
+
 // Every page shows what it is about.
 func TestPages(t *testing.T) {
 	_, ts := newTestServer(t, false)
