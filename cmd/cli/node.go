@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -116,7 +117,14 @@ running) and exits 0. SIGHUP restarts the kubelet.`,
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show whether the node service runs, its children's pids and readiness",
-		Args:  cobra.NoArgs,
+		Long: `Show whether the node service runs, its children's pids and readiness, and the
+health of each of its duties.
+
+Exit status: 0 when the service runs and nothing in it fails; 2 when it runs but
+the container runtime does not answer, the kubelet is not running (and was not
+stopped on request), or a duty is failing (warnings do not count); 3 when the
+service is not running.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st := node.GetStatus(cmd.Context(), o.paths)
 			switch o.output {
@@ -131,6 +139,9 @@ running) and exits 0. SIGHUP restarts the kubelet.`,
 			}
 			if !st.Running {
 				return &exitError{code: 3, err: fmt.Errorf("the node service is not running")}
+			}
+			if p := st.Problems(); len(p) > 0 {
+				return &exitError{code: 2, err: fmt.Errorf("the node service runs, but %s", strings.Join(p, "; "))}
 			}
 			return nil
 		},

@@ -372,6 +372,31 @@ func GetStatus(ctx context.Context, p config.Paths) Status {
 	return st
 }
 
+// Problems lists what fails in a running node service: the container
+// runtime not answering, the kubelet not running (unless it was stopped on
+// request or waits for its configuration), and every duty whose status is
+// failing. Warnings, a kubelet whose healthz does not answer yet and a
+// service that is not running are not counted (the last has its own exit
+// code).
+func (st Status) Problems() []string {
+	if !st.Running {
+		return nil
+	}
+	var out []string
+	if !st.RuntimeReady {
+		out = append(out, "the container runtime does not answer")
+	}
+	if st.KubeletPID == 0 && !st.State.KubeletHeld && st.State.Phase == PhaseRunning {
+		out = append(out, "the kubelet is not running")
+	}
+	for _, d := range st.State.Duties {
+		if d.Status == DutyFailing {
+			out = append(out, d.Name+" is failing")
+		}
+	}
+	return out
+}
+
 // kubeletHealth asks the kubelet's healthz endpoint at the address and
 // port of its config file (the defaults when it sets none), from inside the
 // kubelet's own network namespace: a node can run in a namespace of its own

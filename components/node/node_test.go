@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,5 +348,32 @@ func TestStopKubelet(t *testing.T) {
 	}
 	if err := StopKubelet(ctx, p); err != nil {
 		t.Fatalf("second StopKubelet: %v", err)
+	}
+}
+
+func TestStatusProblems(t *testing.T) {
+	healthy := Status{Running: true, RuntimeReady: true, KubeletPID: 42,
+		State: State{Phase: PhaseRunning, Duties: []DutyState{{Name: "certificate-renewal", Status: DutyWarning}, {Name: "log-shipping", Status: DutyOK}}}}
+	for _, c := range []struct {
+		name string
+		edit func(*Status)
+		want []string
+	}{
+		{"healthy, a warning", func(*Status) {}, nil},
+		{"not running: its own exit code", func(s *Status) { *s = Status{} }, nil},
+		{"runtime down", func(s *Status) { s.RuntimeReady = false }, []string{"the container runtime does not answer"}},
+		{"kubelet down", func(s *Status) { s.KubeletPID = 0 }, []string{"the kubelet is not running"}},
+		{"kubelet stopped on request", func(s *Status) { s.KubeletPID, s.State.KubeletHeld = 0, true }, nil},
+		{"kubelet not started yet", func(s *Status) { s.KubeletPID, s.State.Phase = 0, "waiting for the kubelet config" }, nil},
+		{"a duty failing", func(s *Status) {
+			s.State.Duties = append(s.State.Duties, DutyState{Name: "etcd-snapshots", Status: DutyFailing})
+		}, []string{"etcd-snapshots is failing"}},
+	} {
+		st := healthy
+		st.State.Duties = slices.Clone(healthy.State.Duties)
+		c.edit(&st)
+		if got := st.Problems(); !slices.Equal(got, c.want) {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
 	}
 }

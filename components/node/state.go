@@ -96,6 +96,10 @@ type State struct {
 	Duties []DutyState `json:"duties,omitempty"`
 }
 
+// PhaseRunning is State.Phase once the supervisor has started the
+// kubelet.
+const PhaseRunning = "running"
+
 // A duty's status.
 const (
 	DutyStarting = "starting"

@@ -245,7 +245,7 @@ func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 	if err := s.startKubelet(ctx); err != nil {
 		return err
 	}
-	s.phase("running")
+	s.phase(node.PhaseRunning)
 	s.mu.Lock()
 	k := s.kubelet
 	s.mu.Unlock()
