@@ -181,16 +181,33 @@ var patches = []patch{
 		File:   "pkg/server/server.go",
 		Old:    "\tdefer ticker.Stop()\n\ts.tick(ctx, time.Now())\n",
 		New: "\tdefer ticker.Stop()\n\ts.tick(ctx, time.Now())\n" +
-			"\t// kubeforge: until the storage holds two points (Ready), scrape again every second, for at most\n" +
-			"\t// half a resolution; then the resolution's ticks as before.\n" +
-			"\tfor deadline := time.Now().Add(s.resolution / 2); !s.storage.Ready() && time.Now().Before(deadline); {\n" +
+			"\t// kubeforge: until the storage serves every node it scraped (two points of each, and so Ready),\n" +
+			"\t// scrape again every second, for at most one resolution; then the resolution's ticks as before.\n" +
+			"\tserved := func() bool {\n" +
+			"\t\tn, ok := s.storage.(interface{ NodesServed() bool })\n" +
+			"\t\treturn s.storage.Ready() && (!ok || n.NodesServed())\n\t}\n" +
+			"\tfor deadline := time.Now().Add(s.resolution - time.Second); !served() && time.Now().Before(deadline); {\n" +
 			"\t\tselect {\n\t\tcase <-time.After(time.Second):\n\t\t\ts.tick(ctx, time.Now())\n\t\tcase <-ctx.Done():\n\t\t\treturn\n\t\t}\n\t}\n",
 		Why: "metrics-server reports Ready once its storage holds two points of a pod or a node, and scraped a second " +
 			"time only a whole resolution (at least 10 s) after the first, so it was the last kube-system pod to be " +
-			"Ready after init by ~10 s and `kubectl top` waited as long. The kubelet's container stats (from the CRI) " +
-			"are fresh on every scrape, so a second scrape a second later gives every running container its two " +
-			"points; the node's own stats still refresh with the kubelet's housekeeping (~10 s), as before",
-		Upstream: "no upstream issue asks for an early second scrape; the closest: https://github.com/kubernetes-sigs/metrics-server/pull/768 (readiness needs two stored scrapes) and https://github.com/kubernetes-sigs/metrics-server/issues/136 (scrape at start, not after a resolution)",
+			"Ready after init by ~10 s, and `kubectl top` waited as long. The kubelet's container stats (from the CRI) " +
+			"are fresh on every scrape, so the scrape a second later makes it Ready; a node's own stats refresh with " +
+			"the kubelet's housekeeping (~10 s), and the scrapes go on every second until each node has its second " +
+			"point too, instead of waiting for the next resolution tick. At most one resolution of extra scrapes, " +
+			"at metrics-server's start only",
+		Upstream: "no upstream issue asks for early scrapes; the closest: https://github.com/kubernetes-sigs/metrics-server/pull/768 (readiness needs two stored scrapes) and https://github.com/kubernetes-sigs/metrics-server/issues/136 (scrape at start, not after a resolution)",
+	},
+	{
+		ID:     "metrics-server-quick-second-scrape",
+		Module: "sigs.k8s.io/metrics-server",
+		File:   "pkg/storage/storage.go",
+		Old:    "\treturn len(s.nodes.prev) != 0 || len(s.pods.prev) != 0\n}\n",
+		New: "\treturn len(s.nodes.prev) != 0 || len(s.pods.prev) != 0\n}\n\n" +
+			"// NodesServed (kubeforge) reports whether every node of the last scrape has two points: is served.\n" +
+			"func (s *storage) NodesServed() bool {\n\ts.mu.RLock()\n\tdefer s.mu.RUnlock()\n" +
+			"\treturn len(s.nodes.last) != 0 && len(s.nodes.prev) == len(s.nodes.last)\n}\n",
+		Why:      "the quick scrapes at start go on until every node is served (the previous hunk)",
+		Upstream: "https://github.com/kubernetes-sigs/metrics-server/pull/768",
 	},
 }
 
