@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	_ "time/tzdata" // CronJob time zones, as upstream
 
 	"k8s.io/client-go/kubernetes"
@@ -27,25 +26,11 @@ import (
 // Main runs kube-controller-manager with its upstream flags (args excludes the program
 // name) and returns its exit code.
 func Main(args []string) int {
-	if kc := flagValue(args, "kubeconfig"); kc != "" {
-		go runApprover(kc, apiServerCertPath(args), flagValue(args, "service-cluster-ip-range"))
+	if kc := k8srun.FlagValue(args, "kubeconfig"); kc != "" {
+		go runApprover(kc, apiServerCertPath(args), k8srun.FlagValue(args, "service-cluster-ip-range"))
 		go runNodeDirectory(kc)
 	}
 	return k8srun.Run(app.NewControllerManagerCommand(), args)
-}
-
-// flagValue finds --name=value or --name value in args.
-func flagValue(args []string, name string) string {
-	for i, a := range args {
-		a = strings.TrimLeft(a, "-")
-		if v, ok := strings.CutPrefix(a, name+"="); ok {
-			return v
-		}
-		if a == name && i+1 < len(args) {
-			return args[i+1]
-		}
-	}
-	return ""
 }
 
 // apiServerCertPath is the API server certificate the approver protects:
@@ -55,7 +40,7 @@ func apiServerCertPath(args []string) string {
 	if p := os.Getenv(manifests.ApproverAPIServerCertEnv); p != "" {
 		return p
 	}
-	if ca := flagValue(args, "root-ca-file"); ca != "" {
+	if ca := k8srun.FlagValue(args, "root-ca-file"); ca != "" {
 		return filepath.Join(filepath.Dir(ca), "apiserver.crt")
 	}
 	return ""

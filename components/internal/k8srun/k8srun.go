@@ -4,6 +4,8 @@
 package k8srun
 
 import (
+	"strings"
+
 	"github.com/spf13/cobra"
 	"k8s.io/component-base/cli"
 
@@ -25,4 +27,22 @@ func Run(cmd *cobra.Command, args []string) int {
 	}
 	cmd.SetArgs(args)
 	return cli.Run(cmd)
+}
+
+// FlagValue finds --name=value or --name value in args (the last word is
+// a flag's value only when a flag precedes it).
+func FlagValue(args []string, name string) string {
+	for i, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		a = strings.TrimLeft(a, "-")
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
