@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"time"
 
@@ -139,7 +140,10 @@ func (d *InitData) waitImages(ctx context.Context, phase string) error {
 	if err := node.WaitImages(ctx, d.Cfg.Paths); err != nil {
 		return fmt.Errorf("before writing the static Pod manifests: %w (see %s)", err, d.Cfg.Paths.NodeLogFile())
 	}
-	d.awaitKubeletWatch(ctx, phase)
+	if err := d.awaitKubeletWatch(ctx); err != nil {
+		d.Out.Warnf(phase, "Writing the static Pod manifests without the kubelet's watch of %s (%v): it finds them at its next full read of the directory, within 20 s",
+			d.Cfg.Paths.ManifestsDir, err)
+	}
 	d.imagesIn = true
 	d.Out.Done(phase, "images", "", start, "The node service has the images and its kubelet watches the static Pod directory; writing the static Pod manifests")
 	return nil
@@ -149,15 +153,35 @@ func (d *InitData) waitImages(ctx context.Context, phase string) error {
 // node whose kubelet has just started, until the kubelet watches the
 // static Pod directory: a manifest written while the kubelet sets up its
 // watch would wait for its next full read of the directory, 20 s later
-// (node.WaitKubeletWatch). The wait is bounded; past it, it warns and the
-// manifest is written anyway.
-func (n *Node) awaitKubeletWatch(ctx context.Context, phase string) {
+// (node.WaitKubeletWatch). The wait is bounded by kubeletWatchTimeout.
+func (n *Node) awaitKubeletWatch(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, kubeletWatchTimeout)
 	defer cancel()
-	if err := node.WaitKubeletWatch(ctx, n.Cfg.Paths); err != nil {
-		n.Out.Warnf(phase, "Writing the static Pod manifests without the kubelet's watch of %s (%v): it finds them at its next full read of the directory, within 20 s",
-			n.Cfg.Paths.ManifestsDir, err)
+	return node.WaitKubeletWatch(ctx, n.Cfg.Paths)
+}
+
+// writeSeenManifest writes a static Pod manifest on a node whose kubelet
+// has just started, without waiting for the kubelet's watch of the
+// directory (a control-plane join's etcd: the kubelet starts there only
+// once the images are in, and waiting cost the join a second): when the
+// watch was not there yet, it waits for it afterwards and touches the
+// file, so that the kubelet gets an event for it even if its first read of
+// the directory came before the file (awaitKubeletWatch says why).
+func (n *Node) writeSeenManifest(ctx context.Context, phase, component string) error {
+	watched := node.KubeletWatches(n.Cfg.Paths)
+	if err := writeNodeManifest(n, phase, component); err != nil || watched {
+		return err
 	}
+	err := n.awaitKubeletWatch(ctx)
+	if err == nil {
+		now := time.Now()
+		err = os.Chtimes(n.Paths.Host(n.Cfg.Paths.Manifest(component)), now, now)
+	}
+	if err != nil {
+		n.Out.Warnf(phase, "The kubelet may not have seen the %s manifest (%v): it finds it at its next full read of %s, within 20 s",
+			component, err, n.Cfg.Paths.ManifestsDir)
+	}
+	return nil
 }
 
 // kubeletWatchTimeout bounds awaitKubeletWatch (the watch comes ~0.4 s

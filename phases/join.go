@@ -489,9 +489,11 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 		return err
 	}
 	if _, running := node.Running(d.Cfg.Paths); running {
-		d.awaitKubeletWatch(ctx, phase) // kubelet-start started it moments ago
+		err = d.writeSeenManifest(ctx, phase, manifests.Etcd) // kubelet-start started the kubelet moments ago
+	} else {
+		err = writeNodeManifest(d.Node, phase, manifests.Etcd)
 	}
-	if err := writeNodeManifest(d.Node, phase, manifests.Etcd); err != nil {
+	if err != nil {
 		return err
 	}
 	promoteStart := time.Now()

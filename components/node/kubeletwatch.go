@@ -53,6 +53,21 @@ func WaitKubeletWatch(ctx context.Context, p config.Paths) error {
 	}
 }
 
+// KubeletWatches reports whether the node service's kubelet watches its
+// static Pod directory now (see WaitKubeletWatch).
+func KubeletWatches(p config.Paths) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(p.Host(p.ManifestsDir), &st); err != nil {
+		return false
+	}
+	pid, err := readPID(p.Host(KubeletPIDFile(p)))
+	if err != nil || !proc.Matches(pid, KubeletIdentity) {
+		return false
+	}
+	ok, _ := watches(pid, st.Dev, st.Ino)
+	return ok
+}
+
 // watches reports whether process pid holds an inotify watch on the file
 // whose stat(2) gave dev and ino (from /proc/PID/fdinfo, which names each
 // watched inode and its file system's device).
