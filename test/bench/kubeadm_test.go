@@ -135,9 +135,8 @@ func (b *bench) kubeadmRun(t *testing.T, i int) {
 	})
 	kr.ImportSeconds = round3(k.ImportTook.Seconds())
 	t.Logf("kubeadm's images imported into containerd 1.6 in %.2f s (before init)", kr.ImportSeconds)
-	admin := func() ([]byte, error) { return n.ReadFile("/etc/kubernetes/admin.conf") }
 
-	w := &Watcher{Interval: b.cfg.interval, Kubeconfig: admin, Node: n.Name, Pods: true,
+	w := &Watcher{Interval: b.cfg.interval, Kubeconfig: watchKubeconfig(n), Node: n.Name, Pods: true,
 		ControlPlanes: []string{n.Name}, Nodes: 1, Start: time.Now()}
 	wait, stop := startWatch(w, 3*time.Minute)
 	args := []string{"init", "--config", k.Config}

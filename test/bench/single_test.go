@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -42,7 +43,7 @@ func (b *bench) singleRun(t *testing.T, i int) {
 	admin := func() ([]byte, error) { return n.ReadFile("/etc/kubernetes/admin.conf") }
 
 	// init, watched from here.
-	w := &Watcher{Interval: b.cfg.interval, Kubeconfig: admin, Node: n.Name, Pods: true,
+	w := &Watcher{Interval: b.cfg.interval, Kubeconfig: watchKubeconfig(n), Node: n.Name, Pods: true,
 		ControlPlanes: []string{n.Name}, Nodes: 1, Start: time.Now()}
 	wait, stop := startWatch(w, 3*time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -129,6 +130,8 @@ func (b *bench) singleRun(t *testing.T, i int) {
 	if !b.cfg.skip["logging"] {
 		sr.LogLag = b.logLag(t, tb, n)
 	}
+
+	b.keepLogs(t, n, fmt.Sprintf("single-%d", i))
 
 	// reset
 	start := time.Now()
@@ -341,4 +344,42 @@ func leftovers(n *testbed.Node) []string {
 		}
 	}
 	return out
+}
+
+// keepLogs copies a node's own logs (the node service's, the kubelet's,
+// containerd's) and its control-plane pods' logs to BENCH_OUT/logs/NAME
+// before reset removes them: where the time of one run went can then be
+// read afterwards. A file that cannot be copied is only logged.
+func (b *bench) keepLogs(t *testing.T, n *testbed.Node, name string) {
+	dir := filepath.Join(b.cfg.out, "logs", name)
+	files := []string{"/var/log/kubeforge/node.log", "/var/log/kubeforge/kubelet.log", "/var/log/kubeforge/containerd.log"}
+	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		matches, _ := filepath.Glob(n.Path("/var/log/pods/kube-system_" + c + "-*/" + c + "/*.log"))
+		for _, m := range matches {
+			files = append(files, strings.TrimPrefix(m, strings.TrimSuffix(n.Path("/"), "/")))
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("keep the node's logs: %v", err)
+		return
+	}
+	for _, f := range files {
+		data, err := n.ReadFile(f)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(strings.TrimPrefix(f, "/var/log/"), "/", "_")), data, 0o644)
+		}
+		if err != nil {
+			t.Logf("keep the node's log %s: %v", f, err)
+		}
+	}
+}
+
+// watchKubeconfig is what an init's watcher reads: super-admin.conf
+// (system:masters), which both kubeforge and kubeadm write with the other
+// kubeconfigs. admin.conf's user is authorized only through the
+// kubeadm:cluster-admins binding, which init makes after /readyz: watched
+// with it, the Node read as Ready when that binding came (0.3 s after the
+// node was Ready, here), not when the node was.
+func watchKubeconfig(n *testbed.Node) func() ([]byte, error) {
+	return func() ([]byte, error) { return n.ReadFile("/etc/kubernetes/super-admin.conf") }
 }
