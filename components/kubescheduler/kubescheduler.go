@@ -88,13 +88,11 @@ func retryable(err error) bool {
 	if err == nil {
 		return false
 	}
+	// /readyz's "readyz check failed" is a plain 500, which client-go
+	// reports as an InternalError.
 	if apierrors.IsForbidden(err) || apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) ||
 		apierrors.IsTooManyRequests(err) {
 		return true
-	}
-	var status apierrors.APIStatus
-	if errors.As(err, &status) && status.Status().Code == 500 {
-		return true // /readyz's "readyz check failed" comes as a plain 500
 	}
 	var op *net.OpError
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||

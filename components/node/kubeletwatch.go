@@ -31,20 +31,17 @@ import (
 // before ctx ends; the caller then writes the manifests anyway (the
 // kubelet's full read still finds them).
 func WaitKubeletWatch(ctx context.Context, p config.Paths) error {
-	var st unix.Stat_t
-	if err := unix.Stat(p.Host(p.ManifestsDir), &st); err != nil {
-		return fmt.Errorf("the static Pod directory: %w", err)
-	}
 	for {
-		pid, err := readPID(p.Host(KubeletPIDFile(p)))
-		if err == nil && proc.Matches(pid, KubeletIdentity) {
-			if ok, _ := watches(pid, st.Dev, st.Ino); ok {
-				return nil
-			}
+		pid, ok, err := kubeletWatching(p)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			if err != nil || !proc.Matches(pid, KubeletIdentity) {
+			if pid == 0 {
 				return fmt.Errorf("the kubelet is not running: %w", ctx.Err())
 			}
 			return fmt.Errorf("the kubelet (pid %d) does not watch %s yet: %w", pid, p.ManifestsDir, ctx.Err())
@@ -56,16 +53,23 @@ func WaitKubeletWatch(ctx context.Context, p config.Paths) error {
 // KubeletWatches reports whether the node service's kubelet watches its
 // static Pod directory now (see WaitKubeletWatch).
 func KubeletWatches(p config.Paths) bool {
+	_, ok, _ := kubeletWatching(p)
+	return ok
+}
+
+// kubeletWatching finds the node service's kubelet (pid 0: none runs) and
+// whether it watches the static Pod directory; err: the directory is gone.
+func kubeletWatching(p config.Paths) (pid int, ok bool, err error) {
 	var st unix.Stat_t
 	if err := unix.Stat(p.Host(p.ManifestsDir), &st); err != nil {
-		return false
+		return 0, false, fmt.Errorf("the static Pod directory: %w", err)
 	}
-	pid, err := readPID(p.Host(KubeletPIDFile(p)))
+	pid, err = readPID(p.Host(KubeletPIDFile(p)))
 	if err != nil || !proc.Matches(pid, KubeletIdentity) {
-		return false
+		return 0, false, nil
 	}
-	ok, _ := watches(pid, st.Dev, st.Ino)
-	return ok
+	ok, _ = watches(pid, st.Dev, st.Ino)
+	return pid, ok, nil
 }
 
 // watches reports whether process pid holds an inotify watch on the file
