@@ -8,12 +8,14 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubeforge/kubeforge/internal/apiconn"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 )
 
 // Health is how the sync loop reports (the node service's duty.Health).
 type Health interface {
 	OK(format string, args ...any)
+	Warn(format string, args ...any)
 	Fail(err error)
 }
 
@@ -58,6 +60,10 @@ func SyncOnce(ctx context.Context, o SyncOptions) (st State, found bool, res fsu
 // RunSync keeps File equal to the published configuration until ctx ends,
 // reporting each round to h. The API server rereads the file by itself
 // (--encryption-provider-config-automatic-reload).
+//
+// The duty starts with the node, before init has started the API server
+// and again after a reboot: until its first read, an API server that does
+// not serve yet is a warning, asked again every second, not a failure.
 func RunSync(ctx context.Context, o SyncOptions, h Health) error {
 	if o.Interval <= 0 {
 		o.Interval = 5 * time.Second
@@ -65,20 +71,25 @@ func RunSync(ctx context.Context, o SyncOptions, h Health) error {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	tick := time.NewTicker(o.Interval)
-	defer tick.Stop()
+	read := false
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		st, found, res, err := SyncOnce(rctx, o)
 		cancel()
+		wait := o.Interval
 		switch {
 		case ctx.Err() != nil:
 			return nil
+		case err != nil && !read && apiconn.Unreachable(err):
+			h.Warn("waiting for the API server to serve: %v", err)
+			wait = min(time.Second, o.Interval)
 		case err != nil:
 			h.Fail(err)
 		case !found:
+			read = true
 			h.OK("no key rotation published (kube-system/%s absent): %s is init's", StateSecret, o.File)
 		default:
+			read = true
 			if res != fsutil.Unchanged {
 				o.Log.Info("wrote the published encryption configuration", "file", o.File, "step", st.Step, "key", st.Key, "hash", Hash(st.Config))
 			}
@@ -87,7 +98,7 @@ func RunSync(ctx context.Context, o SyncOptions, h Health) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-time.After(wait):
 		}
 	}
 }

@@ -4,12 +4,8 @@ package kubescheduler
 
 import (
 	"context"
-	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"os"
-	"syscall"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/components/internal/k8srun"
+	"github.com/kubeforge/kubeforge/internal/apiconn"
 )
 
 // Main runs kube-scheduler with its upstream flags (args excludes the program
@@ -85,18 +82,9 @@ func waitReady(kubeconfig string, timeout time.Duration) {
 // retryable: the API server does not serve yet, is not ready, or refuses
 // the scheduler because its default roles are not written yet.
 func retryable(err error) bool {
-	if err == nil {
-		return false
-	}
 	// /readyz's "readyz check failed" is a plain 500, which client-go
 	// reports as an InternalError.
-	if apierrors.IsForbidden(err) || apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) ||
-		apierrors.IsTooManyRequests(err) {
-		return true
-	}
-	var op *net.OpError
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||
-		errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &op) && op.Op == "dial")
+	return apiconn.Unreachable(err) || apierrors.IsForbidden(err) || apierrors.IsInternalError(err)
 }
 
 func logger() *slog.Logger {

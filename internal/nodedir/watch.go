@@ -118,7 +118,7 @@ func (w *Watcher) Others() ([]*corev1.Node, error) {
 			return nil, fmt.Errorf("the node directory (%s) is not read yet", Where)
 		case apierrors.IsForbidden(w.dirErr):
 			return nil, fmt.Errorf("the node's credentials may not read the node directory (%s): %w; "+
-				"the Role %s/%s allows it: run `kubeforge upgrade apply` on a control-plane node", Where, w.dirErr, Namespace, manifests.NodeDirectoryReader)
+				"the Role %s/%s allows it once init has written it (right after /readyz); if this lasts, run `kubeforge upgrade apply` on a control-plane node to write it", Where, w.dirErr, Namespace, manifests.NodeDirectoryReader)
 		default:
 			return nil, fmt.Errorf("cannot read the node directory (%s): %w", Where, w.dirErr)
 		}

@@ -157,8 +157,13 @@ func (c *cluster) mirrorPods() (map[string]pod, error) {
 	return out, nil
 }
 
-// systemReady reports "" when every kube-system pod runs and is ready.
+// systemReady reports "" when every kube-system workload has all its pods
+// and every kube-system pod runs and is ready. The workloads count too:
+// right after init, only the static pods may exist yet.
 func (c *cluster) systemReady() string {
+	if s := c.systemWorkloadsReady(); s != "" {
+		return s
+	}
 	pods, err := c.systemPods()
 	if err != nil {
 		return err.Error()
@@ -166,6 +171,50 @@ func (c *cluster) systemReady() string {
 	for _, p := range pods {
 		if s := p.ready(); s != "" {
 			return s
+		}
+	}
+	return ""
+}
+
+// systemWorkloadsReady reports "" when every Deployment, DaemonSet and
+// StatefulSet in kube-system has observed its spec and has as many ready
+// pods as it wants.
+func (c *cluster) systemWorkloadsReady() string {
+	var l struct {
+		Items []struct {
+			Kind     string
+			Metadata struct {
+				Name       string
+				Generation int64
+			}
+			Spec struct {
+				Replicas *int32
+			}
+			Status struct {
+				ObservedGeneration     int64
+				ReadyReplicas          int32
+				DesiredNumberScheduled int32
+				NumberReady            int32
+			}
+		}
+	}
+	if err := c.getJSON(&l, "deployments,daemonsets,statefulsets", "-n", "kube-system"); err != nil {
+		return err.Error()
+	}
+	for _, w := range l.Items {
+		name := w.Kind + " kube-system/" + w.Metadata.Name
+		if w.Status.ObservedGeneration < w.Metadata.Generation {
+			return name + " has not observed its spec yet"
+		}
+		want, ready := w.Status.DesiredNumberScheduled, w.Status.NumberReady
+		if w.Kind != "DaemonSet" {
+			want, ready = 1, w.Status.ReadyReplicas
+			if w.Spec.Replicas != nil {
+				want = *w.Spec.Replicas
+			}
+		}
+		if ready < want {
+			return fmt.Sprintf("%s: %d of %d pods ready", name, ready, want)
 		}
 	}
 	return ""

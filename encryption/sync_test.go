@@ -1,0 +1,77 @@
+package encryption
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+type recordedHealth struct {
+	mu     sync.Mutex
+	states []string
+}
+
+func (h *recordedHealth) add(s string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.states = append(h.states, s)
+}
+func (h *recordedHealth) OK(f string, a ...any)   { h.add("ok: " + fmt.Sprintf(f, a...)) }
+func (h *recordedHealth) Warn(f string, a ...any) { h.add("warning: " + fmt.Sprintf(f, a...)) }
+func (h *recordedHealth) Fail(err error)          { h.add("failing: " + err.Error()) }
+func (h *recordedHealth) all() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.states...)
+}
+
+// An API server that does not serve yet, at the node's start, is a warning
+// asked again soon; once the duty has read, losing the API server fails it.
+func TestRunSyncWaitsForTheAPIServer(t *testing.T) {
+	c := fake.NewSimpleClientset()
+	var mu sync.Mutex
+	refuse := 2 // the first two reads are refused, then served, then refused again
+	c.PrependReactor("get", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse > 0 {
+			refuse--
+			return true, nil, fmt.Errorf("dial tcp 10.0.0.1:6443: %w", syscall.ECONNREFUSED)
+		}
+		if refuse == 0 {
+			refuse = -1
+			return false, nil, nil // the fake's own: not found
+		}
+		return true, nil, fmt.Errorf("dial tcp 10.0.0.1:6443: %w", syscall.ECONNREFUSED)
+	})
+	h := &recordedHealth{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = RunSync(ctx, SyncOptions{Client: c, File: filepath.Join(t.TempDir(), "enc.yaml"), Interval: 1500 * time.Millisecond}, h)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && len(h.all()) < 4 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	got := h.all()
+	if len(got) < 4 {
+		t.Fatalf("want 4 rounds in 10 s (two waits of 1 s, then the interval), got %q", got)
+	}
+	for i, prefix := range []string{"warning: waiting for the API server", "warning: waiting for the API server", "ok: no key rotation published", "failing: read kube-system/"} {
+		if len(got[i]) < len(prefix) || got[i][:len(prefix)] != prefix {
+			t.Errorf("round %d: %q, want it to start with %q", i+1, got[i], prefix)
+		}
+	}
+}
