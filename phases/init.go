@@ -163,25 +163,36 @@ func (n *Node) awaitKubeletWatch(ctx context.Context) error {
 // writeSeenManifest writes a static Pod manifest on a node whose kubelet
 // has just started, without waiting for the kubelet's watch of the
 // directory (a control-plane join's etcd: the kubelet starts there only
-// once the images are in, and waiting cost the join a second): when the
-// watch was not there yet, it waits for it afterwards and touches the
+// once the images are in, and waiting cost the join a second). When the
+// watch is not there yet, a goroutine waits for it and then touches the
 // file, so that the kubelet gets an event for it even if its first read of
-// the directory came before the file (awaitKubeletWatch says why).
-func (n *Node) writeSeenManifest(ctx context.Context, phase, component string) error {
+// the directory came before the file (awaitKubeletWatch says why). The
+// caller goes on at once and calls the returned function once the
+// component runs: it ends that wait (the touch is not needed then) and
+// returns once the goroutine has.
+func (n *Node) writeSeenManifest(ctx context.Context, phase, component string) (func(), error) {
 	watched := node.KubeletWatches(n.Cfg.Paths)
 	if err := writeNodeManifest(n, phase, component); err != nil || watched {
-		return err
+		return func() {}, err
 	}
-	err := n.awaitKubeletWatch(ctx)
-	if err == nil {
-		now := time.Now()
-		err = os.Chtimes(n.Paths.Host(n.Cfg.Paths.Manifest(component)), now, now)
-	}
-	if err != nil {
-		n.Out.Warnf(phase, "The kubelet may not have seen the %s manifest (%v): it finds it at its next full read of %s, within 20 s",
-			component, err, n.Cfg.Paths.ManifestsDir)
-	}
-	return nil
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := n.awaitKubeletWatch(wctx)
+		if wctx.Err() != nil {
+			return // the component runs, or the command ends
+		}
+		if err == nil {
+			now := time.Now()
+			err = os.Chtimes(n.Paths.Host(n.Cfg.Paths.Manifest(component)), now, now)
+		}
+		if err != nil {
+			n.Out.Warnf(phase, "The kubelet may not have seen the %s manifest (%v): it finds it at its next full read of %s, within 20 s",
+				component, err, n.Cfg.Paths.ManifestsDir)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // kubeletWatchTimeout bounds awaitKubeletWatch (the watch comes ~0.4 s

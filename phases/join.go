@@ -488,8 +488,9 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 	if err := d.MkdirAll(phase, d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
 		return err
 	}
+	seen := func() {}
 	if _, running := node.Running(d.Cfg.Paths); running {
-		err = d.writeSeenManifest(ctx, phase, manifests.Etcd) // kubelet-start started the kubelet moments ago
+		seen, err = d.writeSeenManifest(ctx, phase, manifests.Etcd) // kubelet-start started the kubelet moments ago
 	} else {
 		err = writeNodeManifest(d.Node, phase, manifests.Etcd)
 	}
@@ -497,7 +498,9 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 		return err
 	}
 	promoteStart := time.Now()
-	if err := etcdmember.Promote(actx, ec, id); err != nil {
+	err = etcdmember.Promote(actx, ec, id)
+	seen()
+	if err != nil {
 		return fmt.Errorf("%w (is the local etcd running? see its log under %s)", err, d.Cfg.Paths.PodLogDir)
 	}
 	d.Out.Done(phase, "member-promoted", "", promoteStart, "Promoted etcd member %s to a voting member", d.Cfg.NodeName())
