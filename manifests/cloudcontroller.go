@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/lbpool"
 )
 
 // The cloud-controller addon's names.
@@ -118,6 +119,21 @@ func CloudControllerObjects(c *config.Config) ([]runtime.Object, error) {
 			ObjectMeta: metav1.ObjectMeta{Name: CloudControllerConfigMap, Namespace: metav1.NamespaceSystem, Labels: map[string]string{"k8s-app": CloudControllerName}},
 			Data:       map[string]string{cloudConfigKey: string(cfg)}}},
 	}.Objects(), nil
+}
+
+// CloudConfigPool is the address pool of the cloud config ConfigMap
+// (CloudControllerConfigMap): the LoadBalancer speakers announce only its
+// addresses.
+func CloudConfigPool(cm *corev1.ConfigMap) (lbpool.Pool, error) {
+	var c cloudConfig
+	if err := yaml.Unmarshal([]byte(cm.Data[cloudConfigKey]), &c); err != nil {
+		return nil, fmt.Errorf("%s/%s %s: %w", cm.Namespace, cm.Name, cloudConfigKey, err)
+	}
+	p, err := lbpool.Parse(c.AddressPool)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s %s addressPool: %w", cm.Namespace, cm.Name, cloudConfigKey, err)
+	}
+	return p, nil
 }
 
 // shortHash names the content of b (for a pod annotation that changes

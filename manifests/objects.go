@@ -29,6 +29,10 @@ const (
 	NodeDirectory          = "kubeforge-nodes"
 	NodeDirectoryReader    = "kubeforge:node-directory-reader"
 	NodeDirectoryPublisher = "kubeforge:node-directory-publisher"
+	// LBPoolReader lets the nodes read the cloud config ConfigMap
+	// (CloudControllerConfigMap): the LoadBalancer speaker in every node
+	// service announces only addresses of its pool.
+	LBPoolReader = "kubeforge:lb-pool-reader"
 	// PodNetworkReader is the ClusterRole (and ClusterRoleBinding) that
 	// let every node list and watch all Nodes before the node directory:
 	// `upgrade apply` deletes them once no node runs an older agent.
@@ -105,7 +109,8 @@ func UploadConfigObjects(c *config.Config) ([]runtime.Object, error) {
 // automatic approval of node client certificates and their rotation, the
 // apiserver's access to the kubelet API, anonymous read of cluster-info),
 // plus the permission kubeforge's kubelet-serving CSR approver (running in
-// the controller-manager) needs, and NodeDirectoryRBAC.
+// the controller-manager) needs, the nodes' read of the LoadBalancer
+// address pool (LBPoolReader), and NodeDirectoryRBAC.
 func BootstrapRBAC() []runtime.Object {
 	return append([]runtime.Object{
 		clusterRole("kubeadm:get-nodes", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}),
@@ -123,6 +128,9 @@ func BootstrapRBAC() []runtime.Object {
 			// It compares a request with every Node's names and addresses.
 			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}),
 		clusterRoleBinding(KubeletServingApprover, KubeletServingApprover, user("system:kube-controller-manager")),
+		role(metav1.NamespaceSystem, LBPoolReader, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"},
+			ResourceNames: []string{CloudControllerConfigMap}, Verbs: []string{"get", "list", "watch"}}),
+		roleBinding(metav1.NamespaceSystem, LBPoolReader, group("system:nodes")),
 	}, NodeDirectoryRBAC()...)
 }
 

@@ -70,7 +70,8 @@ func allows(rules []rbacv1.PolicyRule, verb, resource, name string) bool {
 
 // kubeforge's RBAC lets nodes read no Node beyond what the Node authorizer
 // allows (their own), and of kube-system's ConfigMaps only the ones named;
-// the node directory is one of them, for get, list and watch.
+// the node directory and the cloud config (the address pool) are the
+// ones, for get, list and watch.
 func TestNodesRBAC(t *testing.T) {
 	cfg := config.New()
 	upload, err := UploadConfigObjects(cfg)
@@ -91,6 +92,9 @@ func TestNodesRBAC(t *testing.T) {
 	for _, verb := range []string{"get", "list", "watch"} {
 		if !allows(sys, verb, "configmaps", NodeDirectory) {
 			t.Errorf("nodes may not %s ConfigMap kube-system/%s", verb, NodeDirectory)
+		}
+		if !allows(sys, verb, "configmaps", CloudControllerConfigMap) {
+			t.Errorf("nodes may not %s ConfigMap kube-system/%s (the LoadBalancer speakers' address pool)", verb, CloudControllerConfigMap)
 		}
 		if allows(sys, verb, "configmaps", "") || allows(sys, verb, "configmaps", "coredns") {
 			t.Errorf("nodes may %s other ConfigMaps in kube-system", verb)

@@ -18,6 +18,11 @@
 // A speaker reads its own Node directly and the other nodes from the node
 // directory (internal/nodedir): nodes may not list Nodes. While the
 // directory cannot be read, a speaker keeps what it announces.
+//
+// A speaker announces only addresses of the cloud controller's pool (its
+// cloud config ConfigMap, which the nodes may read): the annotation and
+// status of a Service are not enough, so whoever may write those cannot
+// make a node answer ARP for a gateway's or another host's address.
 package lbspeaker
 
 import (
@@ -60,6 +65,7 @@ const SpeakerAnnotation = nodedir.SpeakerAnnotation
 const (
 	ReasonAnnouncing = "AnnouncingAddress"
 	ReasonNoNode     = "NoAnnouncingNode"
+	ReasonNotInPool  = "AddressNotInPool"
 )
 
 // Reporter receives the speaker's health (duty.Health in the node service).
@@ -116,8 +122,14 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	pool, err := newPoolWatcher(o.Client, poke)
+	if err != nil {
+		return err
+	}
 	f.Start(ctx.Done())
 	defer f.Shutdown()
+	pool.f.Start(ctx.Done())
+	defer pool.f.Shutdown()
 	nodes.Start(ctx.Done())
 	defer nodes.Shutdown()
 
@@ -142,7 +154,7 @@ func Run(ctx context.Context, o Options) error {
 	defer bc.Shutdown()
 	rec := bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubeforge-lb-speaker", Host: o.NodeName})
 
-	s := &state{o: o, rec: rec, services: svcs.Lister(), nodes: nodes, held: map[netip.Addr]string{}}
+	s := &state{o: o, rec: rec, services: svcs.Lister(), nodes: nodes, pool: pool, held: map[netip.Addr]string{}, refused: map[netip.Addr]string{}}
 	t := time.NewTicker(o.Resync)
 	defer t.Stop()
 	for {
@@ -182,21 +194,28 @@ type state struct {
 	rec      record.EventRecorder
 	services corelisters.ServiceLister
 	nodes    *nodedir.Watcher
+	pool     *poolWatcher
 	// held maps the addresses this node announces to their Service.
 	held map[netip.Addr]string
+	// refused maps the addresses outside the pool, already reported, to
+	// their Service.
+	refused map[netip.Addr]string
 }
 
 // Plan is what a speaker should announce: the addresses this node wins,
-// by Service, and the addresses no node may announce.
+// by Service, the addresses no node may announce, and the addresses
+// outside the pool, which no node announces.
 type Plan struct {
 	Mine     map[netip.Addr]*corev1.Service
 	Orphaned map[netip.Addr]*corev1.Service
+	Refused  map[netip.Addr]*corev1.Service
 	Total    int
 }
 
 // Decide computes the plan of node me from the cluster's Nodes and
-// Services (pure: the unit tests drive it with fakes).
-func Decide(me string, nodes []*corev1.Node, svcs []*corev1.Service) Plan {
+// Services and the address pool (pure: the unit tests drive it with
+// fakes).
+func Decide(me string, nodes []*corev1.Node, svcs []*corev1.Service, pool lbpool.Pool) Plan {
 	own := map[netip.Addr]bool{}
 	var cands []lbpool.Candidate
 	for _, n := range nodes {
@@ -217,7 +236,7 @@ func Decide(me string, nodes []*corev1.Node, svcs []*corev1.Service) Plan {
 		}
 		cands = append(cands, c)
 	}
-	p := Plan{Mine: map[netip.Addr]*corev1.Service{}, Orphaned: map[netip.Addr]*corev1.Service{}}
+	p := Plan{Mine: map[netip.Addr]*corev1.Service{}, Orphaned: map[netip.Addr]*corev1.Service{}, Refused: map[netip.Addr]*corev1.Service{}}
 	for _, s := range svcs {
 		if s.Spec.Type != corev1.ServiceTypeLoadBalancer || s.Spec.LoadBalancerClass != nil || s.DeletionTimestamp != nil {
 			continue
@@ -226,6 +245,10 @@ func Decide(me string, nodes []*corev1.Node, svcs []*corev1.Service) Plan {
 			ip, err := netip.ParseAddr(in.IP)
 			if err != nil || own[ip] || !ip.Is4() || s.Annotations[AddressAnnotation] != ip.String() {
 				continue // the nodes' own addresses need no announcing, others are not ours
+			}
+			if !pool.Contains(ip) {
+				p.Refused[ip] = s
+				continue
 			}
 			p.Total++
 			switch Announce(ip, cands) {
@@ -251,11 +274,16 @@ func (s *state) reconcile() {
 		s.o.Health.Warn("the other nodes are unknown, so the %d address(es) announced from this node stay as they are: %v", len(s.held), err)
 		return
 	}
+	pool, err := s.pool.Pool()
+	if err != nil {
+		s.o.Health.Warn("the address pool is unknown, so the %d address(es) announced from this node stay as they are: %v", len(s.held), err)
+		return
+	}
 	if self := s.nodes.Self(); self != nil {
 		nodes = append(nodes, self)
 	}
 	svcs, _ := s.services.List(labels.Everything())
-	plan := Decide(s.o.NodeName, nodes, svcs)
+	plan := Decide(s.o.NodeName, nodes, svcs, pool)
 	addrs := make([]netip.Addr, 0, len(plan.Mine))
 	for a := range plan.Mine {
 		addrs = append(addrs, a)
@@ -289,14 +317,38 @@ func (s *state) reconcile() {
 		}
 	}
 	s.held = next
+	var refused []string
+	for a, svc := range plan.Refused {
+		key := svc.Namespace + "/" + svc.Name
+		refused = append(refused, fmt.Sprintf("%s (%s)", a, key))
+		if s.refused[a] != key {
+			s.o.Log.Warn("not announcing an address outside the pool", "address", a, "service", key, "pool", pool.String())
+			s.rec.Eventf(svc, corev1.EventTypeWarning, ReasonNotInPool, "Not announcing %s: it is not in the LoadBalancer address pool (%s)", a, describePool(pool))
+		}
+	}
+	slices.Sort(refused)
+	s.refused = map[netip.Addr]string{}
+	for a, svc := range plan.Refused {
+		s.refused[a] = svc.Namespace + "/" + svc.Name
+	}
 	switch {
 	case len(bad) > 0:
 		s.o.Health.Warn("cannot announce %s", strings.Join(bad, "; "))
+	case len(refused) > 0:
+		s.o.Health.Warn("not announcing %s: not in the address pool (%s)", strings.Join(refused, ", "), describePool(pool))
 	case len(lines) > 0:
 		s.o.Health.OK("announcing %s from this node; %d LoadBalancer pool address(es) in the cluster", strings.Join(lines, ", "), plan.Total)
 	default:
 		s.o.Health.OK("announcing nothing from this node; %d LoadBalancer pool address(es) in the cluster", plan.Total)
 	}
+}
+
+// describePool says what the pool is, and where it is kept.
+func describePool(p lbpool.Pool) string {
+	if len(p) == 0 {
+		return "there is none: " + poolWhere + " has no addressPool, or does not exist"
+	}
+	return p.String() + ", from " + poolWhere
 }
 
 // arpAnnouncer answers ARP for each address on the interface whose subnet

@@ -16,7 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/kubeforge/kubeforge/internal/lbpool"
 	"github.com/kubeforge/kubeforge/internal/nodedir"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 func node(name, ip string, ready bool, speaker string) *corev1.Node {
@@ -46,6 +48,19 @@ func lbService(name string, class *string, ips ...string) *corev1.Service {
 	return s
 }
 
+// poolConfig is the cloud config ConfigMap with the address pool entries.
+func poolConfig(entries ...string) *corev1.ConfigMap {
+	var b strings.Builder
+	b.WriteString("addressPool:\n")
+	for _, e := range entries {
+		b.WriteString("- " + e + "\n")
+	}
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: manifests.CloudControllerConfigMap, Namespace: metav1.NamespaceSystem},
+		Data: map[string]string{"cloud.yaml": b.String()}}
+}
+
+var testPool = lbpool.Pool{{First: netip.MustParseAddr("10.0.0.200"), Last: netip.MustParseAddr("10.0.0.210")}}
+
 func TestDecide(t *testing.T) {
 	other := "example.com/other"
 	nodes := []*corev1.Node{node("n1", "10.0.0.2", true, "ready"), node("n2", "10.0.0.3", true, "ready")}
@@ -54,11 +69,20 @@ func TestDecide(t *testing.T) {
 		lbService("nodeips", nil, "10.0.0.2", "10.0.0.3"), // without a pool: nothing to announce
 		lbService("classy", &other, "10.0.0.201"),         // another implementation's
 		lbService("foreign", nil, "10.0.0.202"),           // set by something else: no annotation
+		lbService("gateway", nil, "10.0.0.1"),             // annotated, but outside the pool
 	}
 	svcs[3].Annotations = nil
-	p1, p2 := Decide("n1", nodes, svcs), Decide("n2", nodes, svcs)
+	p1, p2 := Decide("n1", nodes, svcs, testPool), Decide("n2", nodes, svcs, testPool)
 	if p1.Total != 1 || p2.Total != 1 {
 		t.Fatalf("totals %d, %d; want 1 (only the pool address)", p1.Total, p2.Total)
+	}
+	gw := netip.MustParseAddr("10.0.0.1")
+	if p1.Refused[gw] == nil || p2.Refused[gw] == nil || p1.Mine[gw] != nil || p2.Mine[gw] != nil || len(p1.Refused) != 1 {
+		t.Errorf("the address outside the pool: refused %v / %v, mine %v / %v; want refused by both, announced by none",
+			p1.Refused, p2.Refused, p1.Mine, p2.Mine)
+	}
+	if p := Decide("n1", nodes, svcs, nil); len(p.Mine)+len(p.Orphaned) != 0 || len(p.Refused) != 2 {
+		t.Errorf("without a pool: mine %v, orphaned %v, refused %v; want every address refused", p.Mine, p.Orphaned, p.Refused)
 	}
 	vip := netip.MustParseAddr("10.0.0.200")
 	if (p1.Mine[vip] == nil) == (p2.Mine[vip] == nil) {
@@ -74,17 +98,17 @@ func TestDecide(t *testing.T) {
 			n.Annotations[SpeakerAnnotation] = "stopped"
 		}
 	}
-	if p := Decide(rest, nodes, svcs); p.Mine[vip] == nil {
+	if p := Decide(rest, nodes, svcs, testPool); p.Mine[vip] == nil {
 		t.Errorf("after %s stopped, %s does not announce %s", holder, rest, vip)
 	}
-	if p := Decide(holder, nodes, svcs); len(p.Mine) != 0 {
+	if p := Decide(holder, nodes, svcs, testPool); len(p.Mine) != 0 {
 		t.Errorf("stopped %s still announces %v", holder, p.Mine)
 	}
 	// Nobody eligible: the address is orphaned, nobody announces.
 	for _, n := range nodes {
 		n.Status.Conditions[0].Status = corev1.ConditionFalse
 	}
-	if p := Decide(rest, nodes, svcs); len(p.Mine) != 0 || p.Orphaned[vip] == nil {
+	if p := Decide(rest, nodes, svcs, testPool); len(p.Mine) != 0 || p.Orphaned[vip] == nil {
 		t.Errorf("with no Ready node: mine %v, orphaned %v", p.Mine, p.Orphaned)
 	}
 }
@@ -117,7 +141,7 @@ func (nopHealth) Warn(string, ...any) {}
 // speaker stops, the other takes the address over.
 func TestSpeakersFailover(t *testing.T) {
 	client := fake.NewClientset(node("n1", "10.0.0.2", true, ""), node("n2", "10.0.0.3", true, ""),
-		lbService("web", nil, "10.0.0.200"))
+		lbService("web", nil, "10.0.0.200"), poolConfig("10.0.0.200/29"))
 	vip := netip.MustParseAddr("10.0.0.200")
 	ann := map[string]*fakeAnnouncer{"n1": {}, "n2": {}}
 	publish(t, client)
@@ -243,7 +267,7 @@ func publish(t *testing.T, client *fake.Clientset) {
 // Until the node directory is there, a speaker announces nothing and says
 // why; then it announces.
 func TestSpeakerWithoutTheDirectory(t *testing.T) {
-	client := fake.NewClientset(node("n1", "10.0.0.2", true, ""), lbService("web", nil, "10.0.0.200"))
+	client := fake.NewClientset(node("n1", "10.0.0.2", true, ""), lbService("web", nil, "10.0.0.200"), poolConfig("10.0.0.200-10.0.0.201"))
 	h := &recHealth{}
 	ann := &fakeAnnouncer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -269,6 +293,68 @@ func TestSpeakerWithoutTheDirectory(t *testing.T) {
 			t.Fatalf("not announcing %s once the directory is there: %v (health %q)", vip, ann.get(), h.get())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A speaker announces an annotated address only while it is in the pool:
+// outside it (a pool changed, or a Service's status written by hand with
+// the annotation), it says so and announces nothing; once the pool holds
+// the address, it announces it.
+func TestSpeakerOnlyAnnouncesThePool(t *testing.T) {
+	client := fake.NewClientset(node("n1", "10.0.0.2", true, ""), lbService("web", nil, "10.0.0.1"), poolConfig("10.0.0.200/29"))
+	publish(t, client)
+	h := &recHealth{}
+	ann := &fakeAnnouncer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Client: client, NodeName: "n1", Health: h, Announce: ann, Resync: 50 * time.Millisecond})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(h.get(), "not announcing 10.0.0.1 (default/web): not in the address pool (10.0.0.200-10.0.0.207, from kube-system/kubeforge-cloud-config)") {
+		if time.Now().After(deadline) {
+			t.Fatalf("health after 10 s: %q", h.get())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := ann.get(); len(got) != 0 {
+		t.Errorf("announcing %v, outside the pool", got)
+	}
+	evs, err := client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+	for i := 0; err == nil && len(evs.Items) == 0 && time.Now().Before(deadline); i++ {
+		time.Sleep(20 * time.Millisecond)
+		evs, err = client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+	}
+	if err != nil || len(evs.Items) == 0 || evs.Items[0].Reason != ReasonNotInPool {
+		t.Errorf("no %s event on the Service: %v, %v", ReasonNotInPool, evs, err)
+	}
+	if _, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Update(ctx, poolConfig("10.0.0.1"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vip := netip.MustParseAddr("10.0.0.1")
+	for !slices.Contains(ann.get(), vip) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not announcing %s once the pool holds it: %v (health %q)", vip, ann.get(), h.get())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The pool loses it again (the ConfigMap is deleted: no cloud controller): withdrawn.
+	if err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Delete(ctx, manifests.CloudControllerConfigMap, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for len(ann.get()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still announcing %v after the pool went away (health %q)", ann.get(), h.get())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(h.get(), "there is none") {
+		t.Errorf("health without a pool: %q", h.get())
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -200,6 +200,19 @@ func TestLoadBalancer(t *testing.T) {
 		// Refusals: outside the pool; then the pool exhausted.
 		kubectl(t, "apply", "-f", cp.WriteConfigFile("lb-out.yaml", lbService("outside", 81, outside.String())))
 		lbWaitEvent(t, cp, "outside", "not in the address pool")
+		// A forged status: whoever may write a Service's annotations and
+		// status cannot make a node answer ARP for an address outside the
+		// pool (a gateway's, another host's).
+		kubectl(t, "annotate", "svc", "outside", lbspeaker.AddressAnnotation+"="+outside.String())
+		kubectl(t, "patch", "svc", "outside", "--subresource=status", "--type=merge",
+			"-p", `{"status":{"loadBalancer":{"ingress":[{"ip":"`+outside.String()+`"}]}}}`)
+		lbWaitEvent(t, cp, "outside", "it is not in the LoadBalancer address pool")
+		if err := lbGet("http://" + outside.String()); err == nil {
+			t.Errorf("%s, outside the pool, answers the test host", outside)
+		}
+		if mac := lbHostNeighbor(t, tb, outside); !strings.HasPrefix(mac, "(none") {
+			t.Errorf("the test host resolves %s, outside the pool, to %s: a node answers ARP for it", outside, mac)
+		}
 		kubectl(t, "apply", "-f", cp.WriteConfigFile("lb-fill.yaml", lbService("filler", 82, "")))
 		lbWaitIngress(t, cp, "filler", other.String())
 		kubectl(t, "apply", "-f", cp.WriteConfigFile("lb-more.yaml", lbService("more", 83, "")))
