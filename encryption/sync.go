@@ -10,6 +10,7 @@ import (
 
 	"github.com/kubeforge/kubeforge/internal/apiconn"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
+	"github.com/kubeforge/kubeforge/manifests"
 )
 
 // Health is how the sync loop reports (the node service's duty.Health).
@@ -35,7 +36,8 @@ type SyncOptions struct {
 // SyncOnce brings File to the published configuration: nothing when no
 // rotation was ever published or the file already holds it. A published
 // configuration that does not parse, or that would write unencrypted, is
-// refused (the file is left alone).
+// refused (the file is left alone). found says that the published Secret
+// was read and exists, also when err refuses what it holds.
 func SyncOnce(ctx context.Context, o SyncOptions) (st State, found bool, res fsutil.Result, err error) {
 	st, found, err = LoadState(ctx, o.Client)
 	if err != nil || !found {
@@ -62,8 +64,11 @@ func SyncOnce(ctx context.Context, o SyncOptions) (st State, found bool, res fsu
 // (--encryption-provider-config-automatic-reload).
 //
 // The duty starts with the node, before init has started the API server
-// and again after a reboot: until its first read, an API server that does
-// not serve yet is a warning, asked again every second, not a failure.
+// and again after a reboot: until it has read the Secret once (present or
+// not), an API server that does not serve yet, or that refuses admin.conf
+// (init binds its group kubeadm:cluster-admins only after /readyz; RBAC's
+// caches fill after a restart), is a warning, asked again every second,
+// not a failure.
 func RunSync(ctx context.Context, o SyncOptions, h Health) error {
 	if o.Interval <= 0 {
 		o.Interval = 5 * time.Second
@@ -80,10 +85,14 @@ func RunSync(ctx context.Context, o SyncOptions, h Health) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case err != nil && !read && apiconn.Unreachable(err):
+		case err != nil && !read && !found && apiconn.Unreachable(err):
 			h.Warn("waiting for the API server to serve: %v", err)
 			wait = min(time.Second, o.Interval)
+		case err != nil && !read && !found && apiconn.NotAuthorizedYet(err):
+			h.Warn("waiting for the API server to authorize admin.conf (init binds its group %s right after /readyz): %v", manifests.ClusterAdminsGroup, err)
+			wait = min(time.Second, o.Interval)
 		case err != nil:
+			read = read || found // the Secret was read; what it holds was refused
 			h.Fail(err)
 		case !found:
 			read = true

@@ -167,13 +167,15 @@ func (n *Node) awaitKubeletWatch(ctx context.Context) error {
 // watch is not there yet, a goroutine waits for it and then touches the
 // file, so that the kubelet gets an event for it even if its first read of
 // the directory came before the file (awaitKubeletWatch says why). The
-// caller goes on at once and calls the returned function once the
-// component runs: it ends that wait (the touch is not needed then) and
-// returns once the goroutine has.
-func (n *Node) writeSeenManifest(ctx context.Context, phase, component string) (func(), error) {
+// caller goes on at once and must call the returned function before it
+// returns: with true once it knows the component runs, which ends that
+// wait (the touch is not needed then), else with false, which lets the
+// wait and the touch finish (at most kubeletWatchTimeout). It returns
+// once the goroutine has.
+func (n *Node) writeSeenManifest(ctx context.Context, phase, component string) (func(running bool), error) {
 	watched := node.KubeletWatches(n.Cfg.Paths)
 	if err := writeNodeManifest(n, phase, component); err != nil || watched {
-		return func() {}, err
+		return func(bool) {}, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -192,7 +194,13 @@ func (n *Node) writeSeenManifest(ctx context.Context, phase, component string) (
 				component, err, n.Cfg.Paths.ManifestsDir)
 		}
 	}()
-	return func() { cancel(); <-done }, nil
+	return func(running bool) {
+		if running {
+			cancel()
+		}
+		<-done
+		cancel()
+	}, nil
 }
 
 // kubeletWatchTimeout bounds awaitKubeletWatch (the watch comes ~0.4 s

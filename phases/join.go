@@ -488,7 +488,7 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 	if err := d.MkdirAll(phase, d.Cfg.Cluster.Etcd.Local.DataDir, 0o700); err != nil {
 		return err
 	}
-	seen := func() {}
+	seen := func(bool) {}
 	if _, running := node.Running(d.Cfg.Paths); running {
 		seen, err = d.writeSeenManifest(ctx, phase, manifests.Etcd) // kubelet-start started the kubelet moments ago
 	} else {
@@ -498,8 +498,11 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 		return err
 	}
 	promoteStart := time.Now()
-	err = etcdmember.Promote(actx, ec, id)
-	seen()
+	promoted, err := etcdmember.Promote(actx, ec, id)
+	// A member promoted now runs; one that already voted (a rerun) may
+	// not, and a failed promotion wants the kubelet's warning: let the
+	// wait for the watch and the touch finish then.
+	seen(promoted)
 	if err != nil {
 		return fmt.Errorf("%w (is the local etcd running? see its log under %s)", err, d.Cfg.Paths.PodLogDir)
 	}

@@ -84,7 +84,7 @@ func waitReady(kubeconfig string, timeout time.Duration) {
 func retryable(err error) bool {
 	// /readyz's "readyz check failed" is a plain 500, which client-go
 	// reports as an InternalError.
-	return apiconn.Unreachable(err) || apierrors.IsForbidden(err) || apierrors.IsInternalError(err)
+	return apiconn.Unreachable(err) || apiconn.NotAuthorizedYet(err) || apierrors.IsInternalError(err)
 }
 
 func logger() *slog.Logger {

@@ -130,6 +130,11 @@ func Run(ctx context.Context, o Options) error {
 	defer f.Shutdown()
 	pool.f.Start(ctx.Done())
 	defer pool.f.Shutdown()
+	go func() { // a pool read once the ConfigMap turns readable, or absent, is no event
+		if cache.WaitForCacheSync(ctx.Done(), pool.inf.HasSynced) {
+			poke()
+		}
+	}()
 	nodes.Start(ctx.Done())
 	defer nodes.Shutdown()
 

@@ -140,21 +140,22 @@ func AddLearner(ctx context.Context, c *clientv3.Client, name, peerURL string) (
 }
 
 // Promote makes learner id a voting member, retrying while it catches up,
-// until ctx ends.
-func Promote(ctx context.Context, c *clientv3.Client, id uint64) error {
+// until ctx ends. promoted is false when the member already voted (a
+// rerun): that says nothing of whether it runs now.
+func Promote(ctx context.Context, c *clientv3.Client, id uint64) (promoted bool, err error) {
 	var last error
 	for {
 		_, err := c.MemberPromote(ctx, id)
 		if err == nil {
-			return nil
+			return true, nil
 		}
 		if errors.Is(err, rpctypes.ErrMemberNotLearner) {
-			return nil // already a voting member (rerun)
+			return false, nil
 		}
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("promote etcd member %x: %w", id, last)
+			return false, fmt.Errorf("promote etcd member %x: %w", id, last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -88,7 +88,7 @@ func TestCertificateRenewal(t *testing.T) {
 			}
 			return c.controlPlaneReady()
 		})
-		poll(t, 90*time.Second, "every kube-system pod Ready", c.systemReady)
+		poll(t, 3*time.Minute, "every kube-system pod Ready", c.systemReady)
 		for name, f := range renewedFiles {
 			cert, err := nodeCert(n, f)
 			if err != nil {

@@ -193,8 +193,10 @@ func (c *cluster) systemWorkloadsReady() string {
 			Status struct {
 				ObservedGeneration     int64
 				ReadyReplicas          int32
+				UpdatedReplicas        int32
 				DesiredNumberScheduled int32
 				NumberReady            int32
+				UpdatedNumberScheduled int32
 			}
 		}
 	}
@@ -206,15 +208,20 @@ func (c *cluster) systemWorkloadsReady() string {
 		if w.Status.ObservedGeneration < w.Metadata.Generation {
 			return name + " has not observed its spec yet"
 		}
-		want, ready := w.Status.DesiredNumberScheduled, w.Status.NumberReady
+		// Ready, and (but for a StatefulSet) of the current spec: during
+		// a rollout the old pods count as ready.
+		want, ready, updated := w.Status.DesiredNumberScheduled, w.Status.NumberReady, w.Status.UpdatedNumberScheduled
 		if w.Kind != "DaemonSet" {
-			want, ready = 1, w.Status.ReadyReplicas
+			want, ready, updated = 1, w.Status.ReadyReplicas, w.Status.UpdatedReplicas
 			if w.Spec.Replicas != nil {
 				want = *w.Spec.Replicas
 			}
 		}
-		if ready < want {
-			return fmt.Sprintf("%s: %d of %d pods ready", name, ready, want)
+		if w.Kind == "StatefulSet" {
+			updated = want
+		}
+		if ready < want || updated < want {
+			return fmt.Sprintf("%s: %d of %d pods ready, %d of the current spec", name, ready, want, updated)
 		}
 	}
 	return ""
