@@ -506,6 +506,10 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 	if err != nil {
 		return fmt.Errorf("%w (is the local etcd running? see its log under %s)", err, d.Cfg.Paths.PodLogDir)
 	}
+	if !promoted {
+		d.Out.Done(phase, "member-promoted", "", promoteStart, "etcd member %s is a voting member already (an earlier run promoted it)", d.Cfg.NodeName())
+		return nil
+	}
 	d.Out.Done(phase, "member-promoted", "", promoteStart, "Promoted etcd member %s to a voting member", d.Cfg.NodeName())
 	return nil
 }

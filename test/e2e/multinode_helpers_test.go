@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,6 +98,57 @@ func kf(t *testing.T, n *testbed.Node, timeout time.Duration, args ...string) st
 		t.Fatal(err)
 	}
 	return out
+}
+
+// killedAt runs kubeforge args in n and kills it (SIGKILL, as a power cut
+// or an OOM kill would) as soon as its output holds marker; it returns the
+// output until then. The test fails if the command ends first.
+func killedAt(t *testing.T, n *testbed.Node, timeout time.Duration, marker string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// nsenter enters the namespaces and execs kubeforge: the process the
+	// context kills is kubeforge itself.
+	cmd := n.Command(ctx, n.Binary, args...)
+	var buf lockedBuffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.After(timeout)
+	for !strings.Contains(buf.String(), marker) {
+		select {
+		case err := <-done:
+			t.Fatalf("%s: kubeforge %s ended (%v) before it printed %q:\n%s", n.Name, strings.Join(args, " "), err, marker, buf.String())
+		case <-deadline:
+			t.Fatalf("%s: kubeforge %s did not print %q within %v:\n%s", n.Name, strings.Join(args, " "), marker, timeout, buf.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	t.Logf("%s: kubeforge %s killed once it printed %q:\n%s", n.Name, strings.Join(args, " "), marker, buf.String())
+	return buf.String()
+}
+
+// lockedBuffer is a bytes.Buffer that a command writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // kubectlOn runs kubectl in n (with n's admin.conf), through the API server

@@ -134,9 +134,18 @@ func TestMultiNodeWorkers(t *testing.T) {
 		// them during the test (serving-cert-rotation).
 		cfg := strings.Replace(cp.InitConfigYAML(), "kind: ClusterConfiguration\n",
 			"kind: ClusterConfiguration\ncontrollerManager:\n  extraArgs:\n  - name: cluster-signing-duration\n    value: 4m\n", 1)
-		out := kf(t, cp, 3*time.Minute, "init", "--config", cp.WriteConfigFile("init.yaml", cfg), "--advertise-address", cp.IP.String(),
-			"--node-name", cp.Name, "--control-plane-endpoint", endpoint)
-		t.Logf("kubeforge init took %v", time.Since(start).Round(10*time.Millisecond))
+		args := []string{"init", "--config", cp.WriteConfigFile("init.yaml", cfg), "--advertise-address", cp.IP.String(),
+			"--node-name", cp.Name, "--control-plane-endpoint", endpoint}
+		// Killed while it waits for the control plane (the node service
+		// runs, the manifests are written), init run again continues.
+		killedAt(t, cp, 3*time.Minute, "Waiting for the kubelet to start the control plane", args...)
+		killed := time.Since(start)
+		start = time.Now()
+		out := kf(t, cp, 3*time.Minute, args...)
+		t.Logf("kubeforge init killed after %v, then run again: %v", killed.Round(10*time.Millisecond), time.Since(start).Round(10*time.Millisecond))
+		if !strings.Contains(out, "Continuing the unfinished init of node "+cp.Name) {
+			t.Errorf("the second init did not say it continues the killed one:\n%s", out)
+		}
 		workerJoin, _ = joinCommands(t, out)
 		manifest, err := cp.ReadFile("/etc/kubernetes/manifests/kube-apiserver.yaml")
 		if err != nil || !strings.Contains(string(manifest), "--kubelet-certificate-authority=/etc/kubernetes/pki/kubelet-serving-ca.crt") {
@@ -167,13 +176,21 @@ func TestMultiNodeWorkers(t *testing.T) {
 			flagValue(join, "--token") == flagValue(workerJoin, "--token") {
 			t.Errorf("token create --print-join-command printed %v; init printed %v", join, workerJoin)
 		}
+		// Killed once its node service runs (the kubelet's TLS bootstrap
+		// goes on without it), the join run again continues.
+		args := append(join, "--config", w2.JoinConfigFile())
+		killedAt(t, w2, 3*time.Minute, "Started the node service", args...)
 		start := time.Now()
 		watch := watchNodeReady(api, w2.Name, start, 3*time.Minute)
-		kf(t, w2, 3*time.Minute, append(join, "--config", w2.JoinConfigFile())...)
+		out = kf(t, w2, 3*time.Minute, args...)
 		took := time.Since(start)
 		ready := watch.wait(t, w2.Name)
-		bench(t, "join.worker.seconds", took)
-		bench(t, "join.worker.node_ready_seconds", ready)
+		t.Logf("join of %s, run again:\n%s", w2.Name, out)
+		if !strings.Contains(out, "Continuing the unfinished join of node "+w2.Name) {
+			t.Errorf("the second join did not say it continues the killed one")
+		}
+		bench(t, "join.worker_rerun.seconds", took)
+		bench(t, "join.worker_rerun.node_ready_seconds", ready)
 	})
 
 	step("nodes-ready", func(t *testing.T) {
@@ -782,20 +799,38 @@ func TestMultiNodeHA(t *testing.T) {
 
 	for _, n := range []*testbed.Node{cp2, cp3} {
 		step("join-"+n.Name, func(t *testing.T) {
+			args := append(cpJoin, "--config", n.JoinConfigFile())
+			rerun := n == cp3
+			if rerun {
+				// Killed once its etcd member is added (a learner that
+				// may not run yet), the join run again continues.
+				killedAt(t, n, 5*time.Minute, "Added etcd member "+n.Name, args...)
+			}
 			start := time.Now()
 			watch := watchNodeReady(api, n.Name, start, 5*time.Minute)
-			out := kf(t, n, 5*time.Minute, append(cpJoin, "--config", n.JoinConfigFile())...)
+			out := kf(t, n, 5*time.Minute, args...)
 			took := time.Since(start)
 			t.Logf("join of %s:\n%s", n.Name, out)
+			if rerun && !strings.Contains(out, "Continuing the unfinished join of node "+n.Name) {
+				t.Errorf("the second join did not say it continues the killed one")
+			}
 			ready := watch.wait(t, n.Name)
 			poll(t, 3*time.Minute, n.Name+"'s control plane ready", func() string { return controlPlaneOf(api, n.Name) })
 			if strings.Contains(out, "grpc:") {
 				t.Errorf("the join output has the etcd client's connection warnings")
 			}
-			for _, want := range []string{"Added etcd member " + n.Name, "Promoted etcd member " + n.Name, "as a control-plane node"} {
+			promotedMsg := "Promoted etcd member " + n.Name
+			if rerun && strings.Contains(out, "etcd member "+n.Name+" is a voting member already") {
+				promotedMsg = "is a voting member already"
+			}
+			for _, want := range []string{"Added etcd member " + n.Name, promotedMsg, "as a control-plane node"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("join output lacks %q", want)
 				}
+			}
+			if rerun {
+				bench(t, "join.control_plane_rerun.seconds", took)
+				return
 			}
 			bench(t, "join.control_plane.seconds", took)
 			bench(t, "join.control_plane.node_ready_seconds", ready)
