@@ -39,6 +39,25 @@ func (h *recordedHealth) all() []string {
 	return append([]string(nil), h.states...)
 }
 
+// syncRounds runs RunSync on c until it has reported n rounds (or 10 s
+// have passed) and returns what it reported.
+func syncRounds(t *testing.T, c *fake.Clientset, interval time.Duration, n int) []string {
+	h := &recordedHealth{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = RunSync(ctx, SyncOptions{Client: c, File: filepath.Join(t.TempDir(), "enc.yaml"), Interval: interval}, h)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && len(h.all()) < n {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	return h.all()
+}
+
 // An API server that does not serve yet, at the node's start, is a warning
 // asked again soon; once the duty has read, losing the API server fails it.
 func TestRunSyncWaitsForTheAPIServer(t *testing.T) {
@@ -61,20 +80,7 @@ func TestRunSyncWaitsForTheAPIServer(t *testing.T) {
 		}
 		return true, nil, fmt.Errorf("dial tcp 10.0.0.1:6443: %w", syscall.ECONNREFUSED)
 	})
-	h := &recordedHealth{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = RunSync(ctx, SyncOptions{Client: c, File: filepath.Join(t.TempDir(), "enc.yaml"), Interval: 1500 * time.Millisecond}, h)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && len(h.all()) < 4 {
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	got := h.all()
+	got := syncRounds(t, c, 1500*time.Millisecond, 4)
 	if len(got) < 4 {
 		t.Fatalf("want 4 rounds in 10 s (two waits of 1 s, then the interval), got %q", got)
 	}
@@ -102,20 +108,7 @@ func TestRunSyncRefusedConfigCountsAsRead(t *testing.T) {
 		}
 		return true, nil, fmt.Errorf("dial tcp 10.0.0.1:6443: %w", syscall.ECONNREFUSED)
 	})
-	h := &recordedHealth{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = RunSync(ctx, SyncOptions{Client: c, File: filepath.Join(t.TempDir(), "enc.yaml"), Interval: 100 * time.Millisecond}, h)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && len(h.all()) < 2 {
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	got := h.all()
+	got := syncRounds(t, c, 100*time.Millisecond, 2)
 	if len(got) < 2 || !strings.HasPrefix(got[0], "failing: refusing the published encryption configuration") || !strings.HasPrefix(got[1], "failing: read kube-system/") {
 		t.Errorf("rounds %q: want the refusal, then a failure (not a wait) once the API server is gone", got)
 	}

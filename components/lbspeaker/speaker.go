@@ -128,10 +128,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	f.Start(ctx.Done())
 	defer f.Shutdown()
-	pool.f.Start(ctx.Done())
-	defer pool.f.Shutdown()
+	pool.Start(ctx.Done())
+	defer pool.Shutdown()
 	go func() { // a pool read once the ConfigMap turns readable, or absent, is no event
-		if cache.WaitForCacheSync(ctx.Done(), pool.inf.HasSynced) {
+		if cache.WaitForCacheSync(ctx.Done(), pool.HasSynced) {
 			poke()
 		}
 	}()
@@ -199,7 +199,7 @@ type state struct {
 	rec      record.EventRecorder
 	services corelisters.ServiceLister
 	nodes    *nodedir.Watcher
-	pool     *poolWatcher
+	pool     poolWatcher
 	// held maps the addresses this node announces to their Service.
 	held map[netip.Addr]string
 	// refused maps the addresses outside the pool, already reported, to

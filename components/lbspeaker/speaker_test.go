@@ -264,40 +264,58 @@ func publish(t *testing.T, client *fake.Clientset) {
 	})
 }
 
+// runSpeaker runs a speaker for node name on client; stop ends it and
+// checks that Run returned no error.
+func runSpeaker(t *testing.T, client *fake.Clientset, name string) (h *recHealth, ann *fakeAnnouncer, stop func()) {
+	h, ann = &recHealth{}, &fakeAnnouncer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Client: client, NodeName: name, Health: h, Announce: ann, Resync: 50 * time.Millisecond})
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return h, ann, stop
+}
+
+// eventually polls cond every 20 ms and fails the test with msg() once
+// deadline has passed.
+func eventually(t *testing.T, deadline time.Time, cond func() bool, msg func() string) {
+	t.Helper()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Until the node directory is there, a speaker announces nothing and says
 // why; then it announces.
 func TestSpeakerWithoutTheDirectory(t *testing.T) {
 	client := fake.NewClientset(node("n1", "10.0.0.2", true, ""), lbService("web", nil, "10.0.0.200"), poolConfig("10.0.0.200-10.0.0.201"))
-	h := &recHealth{}
-	ann := &fakeAnnouncer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Client: client, NodeName: "n1", Health: h, Announce: ann, Resync: 50 * time.Millisecond})
-	}()
+	h, ann, stop := runSpeaker(t, client, "n1")
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(h.get(), "no kube-system/kubeforge-nodes yet: the controller-manager publishes it") {
-		if time.Now().After(deadline) {
-			t.Fatalf("health after 10 s: %q", h.get())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, deadline, func() bool {
+		return strings.Contains(h.get(), "no kube-system/kubeforge-nodes yet: the controller-manager publishes it")
+	}, func() string { return fmt.Sprintf("health after 10 s: %q", h.get()) })
 	if got := ann.get(); len(got) != 0 {
 		t.Errorf("announcing %v without knowing the other nodes", got)
 	}
 	publish(t, client)
 	vip := netip.MustParseAddr("10.0.0.200")
-	for !slices.Contains(ann.get(), vip) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not announcing %s once the directory is there: %v (health %q)", vip, ann.get(), h.get())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, deadline, func() bool { return slices.Contains(ann.get(), vip) }, func() string {
+		return fmt.Sprintf("not announcing %s once the directory is there: %v (health %q)", vip, ann.get(), h.get())
+	})
+	stop()
 }
 
 // A speaker announces an annotated address only while it is in the pool:
@@ -307,57 +325,40 @@ func TestSpeakerWithoutTheDirectory(t *testing.T) {
 func TestSpeakerOnlyAnnouncesThePool(t *testing.T) {
 	client := fake.NewClientset(node("n1", "10.0.0.2", true, ""), lbService("web", nil, "10.0.0.1"), poolConfig("10.0.0.200/29"))
 	publish(t, client)
-	h := &recHealth{}
-	ann := &fakeAnnouncer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Client: client, NodeName: "n1", Health: h, Announce: ann, Resync: 50 * time.Millisecond})
-	}()
+	h, ann, stop := runSpeaker(t, client, "n1")
+	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(h.get(), "not announcing 10.0.0.1 (default/web): not in the address pool (10.0.0.200-10.0.0.207, from kube-system/kubeforge-cloud-config)") {
-		if time.Now().After(deadline) {
-			t.Fatalf("health after 10 s: %q", h.get())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, deadline, func() bool {
+		return strings.Contains(h.get(), "not announcing 10.0.0.1 (default/web): not in the address pool (10.0.0.200-10.0.0.207, from kube-system/kubeforge-cloud-config)")
+	}, func() string { return fmt.Sprintf("health after 10 s: %q", h.get()) })
 	if got := ann.get(); len(got) != 0 {
 		t.Errorf("announcing %v, outside the pool", got)
 	}
-	evs, err := client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
-	for i := 0; err == nil && len(evs.Items) == 0 && time.Now().Before(deadline); i++ {
-		time.Sleep(20 * time.Millisecond)
+	var evs *corev1.EventList
+	var err error
+	eventually(t, deadline, func() bool {
 		evs, err = client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
-	}
-	if err != nil || len(evs.Items) == 0 || evs.Items[0].Reason != ReasonNotInPool {
+		return err != nil || len(evs.Items) > 0
+	}, func() string { return "no event on the Service" })
+	if err != nil || evs.Items[0].Reason != ReasonNotInPool {
 		t.Errorf("no %s event on the Service: %v, %v", ReasonNotInPool, evs, err)
 	}
 	if _, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Update(ctx, poolConfig("10.0.0.1"), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	vip := netip.MustParseAddr("10.0.0.1")
-	for !slices.Contains(ann.get(), vip) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not announcing %s once the pool holds it: %v (health %q)", vip, ann.get(), h.get())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, deadline, func() bool { return slices.Contains(ann.get(), vip) }, func() string {
+		return fmt.Sprintf("not announcing %s once the pool holds it: %v (health %q)", vip, ann.get(), h.get())
+	})
 	// The pool loses it again (the ConfigMap is deleted: no cloud controller): withdrawn.
 	if err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Delete(ctx, manifests.CloudControllerConfigMap, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for len(ann.get()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("still announcing %v after the pool went away (health %q)", ann.get(), h.get())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, deadline, func() bool { return len(ann.get()) == 0 }, func() string {
+		return fmt.Sprintf("still announcing %v after the pool went away (health %q)", ann.get(), h.get())
+	})
 	if !strings.Contains(h.get(), "there is none") {
 		t.Errorf("health without a pool: %q", h.get())
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }

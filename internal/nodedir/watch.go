@@ -1,16 +1,11 @@
 package nodedir
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -31,13 +26,12 @@ type Watcher struct {
 	name string
 	log  *slog.Logger
 
-	self, dir       informers.SharedInformerFactory
-	selfInf, dirInf cache.SharedIndexInformer
-	nodes           corelisters.NodeLister
-	cms             corelisters.ConfigMapLister
+	self    informers.SharedInformerFactory
+	selfInf cache.SharedIndexInformer
+	nodes   corelisters.NodeLister
+	dir     *ConfigMapWatcher
 
 	mu        sync.Mutex
-	dirErr    error             // the directory's last list/watch error
 	decodedCM *corev1.ConfigMap // the object decoded last (the informer replaces it on change)
 	decoded   []*corev1.Node
 }
@@ -49,34 +43,17 @@ func NewWatcher(client kubernetes.Interface, name string, log *slog.Logger, onCh
 		log = slog.Default()
 	}
 	w := &Watcher{name: name, log: log}
-	byName := func(n string) informers.SharedInformerOption {
-		return informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
-			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", n).String()
-		})
-	}
 	w.self = informers.NewSharedInformerFactoryWithOptions(client, 0, byName(name))
-	w.dir = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(Namespace), byName(Name))
-	nodes, cms := w.self.Core().V1().Nodes(), w.dir.Core().V1().ConfigMaps()
-	w.selfInf, w.dirInf = nodes.Informer(), cms.Informer()
-	w.nodes, w.cms = nodes.Lister(), cms.Lister()
-	if err := w.dirInf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-		w.mu.Lock()
-		w.dirErr = err
-		w.mu.Unlock()
-		cache.DefaultWatchErrorHandler(ctx, r, err)
-	}); err != nil {
+	nodes := w.self.Core().V1().Nodes()
+	w.selfInf, w.nodes = nodes.Informer(), nodes.Lister()
+	if _, err := w.selfInf.AddEventHandler(changeHandler(onChange)); err != nil {
 		return nil, err
 	}
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { onChange() },
-		UpdateFunc: func(any, any) { onChange() },
-		DeleteFunc: func(any) { onChange() },
+	dir, err := NewConfigMapWatcher(client, Namespace, Name, "the node directory", manifests.NodeDirectoryReader, onChange)
+	if err != nil {
+		return nil, err
 	}
-	for _, inf := range []cache.SharedIndexInformer{w.selfInf, w.dirInf} {
-		if _, err := inf.AddEventHandler(h); err != nil {
-			return nil, err
-		}
-	}
+	w.dir = dir
 	return w, nil
 }
 
@@ -110,26 +87,15 @@ func (w *Watcher) Self() *corev1.Node {
 // unknown: the directory is not published yet (ErrNotPublished), or
 // cannot be read.
 func (w *Watcher) Others() ([]*corev1.Node, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.dirInf.HasSynced() {
-		switch {
-		case w.dirErr == nil:
-			return nil, fmt.Errorf("the node directory (%s) is not read yet", Where)
-		case apierrors.IsForbidden(w.dirErr):
-			return nil, fmt.Errorf("the node's credentials may not read the node directory (%s): %w; "+
-				"the Role %s/%s allows it once init has written it (right after /readyz); if this lasts, run `kubeforge upgrade apply` on a control-plane node to write it", Where, w.dirErr, Namespace, manifests.NodeDirectoryReader)
-		default:
-			return nil, fmt.Errorf("cannot read the node directory (%s): %w", Where, w.dirErr)
-		}
-	}
-	cm, err := w.cms.ConfigMaps(Namespace).Get(Name)
-	if apierrors.IsNotFound(err) {
-		return nil, ErrNotPublished
-	}
+	cm, err := w.dir.Get()
 	if err != nil {
 		return nil, err
 	}
+	if cm == nil {
+		return nil, ErrNotPublished
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if cm != w.decodedCM {
 		all, err := Decode(cm)
 		if err != nil {
