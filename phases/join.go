@@ -506,11 +506,11 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 	if err != nil {
 		return fmt.Errorf("%w (is the local etcd running? see its log under %s)", err, d.Cfg.Paths.PodLogDir)
 	}
+	msg := "Promoted etcd member %s to a voting member"
 	if !promoted {
-		d.Out.Done(phase, "member-promoted", "", promoteStart, "etcd member %s is a voting member already (an earlier run promoted it)", d.Cfg.NodeName())
-		return nil
+		msg = "etcd member %s is a voting member already (an earlier run promoted it)"
 	}
-	d.Out.Done(phase, "member-promoted", "", promoteStart, "Promoted etcd member %s to a voting member", d.Cfg.NodeName())
+	d.Out.Done(phase, "member-promoted", "", promoteStart, msg, d.Cfg.NodeName())
 	return nil
 }
 

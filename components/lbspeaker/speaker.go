@@ -323,8 +323,10 @@ func (s *state) reconcile() {
 	}
 	s.held = next
 	var refused []string
+	refusedNow := map[netip.Addr]string{}
 	for a, svc := range plan.Refused {
 		key := svc.Namespace + "/" + svc.Name
+		refusedNow[a] = key
 		refused = append(refused, fmt.Sprintf("%s (%s)", a, key))
 		if s.refused[a] != key {
 			s.o.Log.Warn("not announcing an address outside the pool", "address", a, "service", key, "pool", pool.String())
@@ -332,10 +334,7 @@ func (s *state) reconcile() {
 		}
 	}
 	slices.Sort(refused)
-	s.refused = map[netip.Addr]string{}
-	for a, svc := range plan.Refused {
-		s.refused[a] = svc.Namespace + "/" + svc.Name
-	}
+	s.refused = refusedNow
 	switch {
 	case len(bad) > 0:
 		s.o.Health.Warn("cannot announce %s", strings.Join(bad, "; "))

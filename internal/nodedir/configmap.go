@@ -22,12 +22,9 @@ import (
 // unknown. The node directory is one; the LoadBalancer speakers' address
 // pool another.
 type ConfigMapWatcher struct {
-	// What the ConfigMap is, for errors ("the node directory").
-	What string
-	// Role is the Role that lets the nodes read it, named in the error
-	// when they may not.
-	Role string
-
+	// what the ConfigMap is, for errors ("the node directory"); role lets
+	// the nodes read it, named in the error when they may not.
+	what, role      string
 	namespace, name string
 	f               informers.SharedInformerFactory
 	inf             cache.SharedIndexInformer
@@ -40,7 +37,7 @@ type ConfigMapWatcher struct {
 // NewConfigMapWatcher makes a watcher of namespace/name; onChange is
 // called (from the informer's goroutine) whenever the ConfigMap changes.
 func NewConfigMapWatcher(client kubernetes.Interface, namespace, name, what, role string, onChange func()) (*ConfigMapWatcher, error) {
-	w := &ConfigMapWatcher{What: what, Role: role, namespace: namespace, name: name}
+	w := &ConfigMapWatcher{what: what, role: role, namespace: namespace, name: name}
 	w.f = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace), byName(name))
 	cms := w.f.Core().V1().ConfigMaps()
 	w.inf, w.lister = cms.Informer(), cms.Lister()
@@ -77,13 +74,13 @@ func (w *ConfigMapWatcher) Get() (*corev1.ConfigMap, error) {
 		w.mu.Unlock()
 		switch {
 		case err == nil:
-			return nil, fmt.Errorf("%s (%s) is not read yet", w.What, where)
+			return nil, fmt.Errorf("%s (%s) is not read yet", w.what, where)
 		case apierrors.IsForbidden(err):
 			return nil, fmt.Errorf("the node's credentials may not read %s (%s): %w; the Role %s/%s allows it once init has "+
 				"written it (right after /readyz); if this lasts, run `kubeforge upgrade apply` on a control-plane node to write it",
-				w.What, where, err, w.namespace, w.Role)
+				w.what, where, err, w.namespace, w.role)
 		default:
-			return nil, fmt.Errorf("cannot read %s (%s): %w", w.What, where, err)
+			return nil, fmt.Errorf("cannot read %s (%s): %w", w.what, where, err)
 		}
 	}
 	cm, err := w.lister.ConfigMaps(w.namespace).Get(w.name)
