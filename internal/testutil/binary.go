@@ -17,7 +17,38 @@ var (
 	buildOnce sync.Once
 	binary    string
 	buildErr  error
+
+	tempMu   sync.Mutex
+	tempDirs []string // the directories this process built binaries into
 )
+
+// Main runs a package's tests, then removes the binaries Binary and
+// OldKubeforge built for them (~200 MiB each): a package that calls either
+// has `func TestMain(m *testing.M) { os.Exit(testutil.Main(m)) }`.
+func Main(m *testing.M) int {
+	code := m.Run()
+	tempMu.Lock()
+	defer tempMu.Unlock()
+	for _, d := range tempDirs {
+		if err := os.RemoveAll(d); err != nil {
+			fmt.Fprintf(os.Stderr, "testutil: remove %s: %v\n", d, err)
+		}
+	}
+	tempDirs = nil
+	return code
+}
+
+// tempDir makes a directory for a built binary, removed by Main.
+func tempDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	tempMu.Lock()
+	tempDirs = append(tempDirs, dir)
+	tempMu.Unlock()
+	return dir, nil
+}
 
 // Binary returns the path of a kubeforge binary: $KUBEFORGE_BINARY when set
 // (the test script builds it once for every package), else one built once
@@ -28,7 +59,7 @@ func Binary(t testing.TB) string {
 		return b
 	}
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kubeforge-bin-")
+		dir, err := tempDir("kubeforge-bin-")
 		if err != nil {
 			buildErr = err
 			return
@@ -123,7 +154,7 @@ func OldKubeforge(t testing.TB) (path, version string) {
 				return
 			}
 		}
-		dir, err := os.MkdirTemp("", "kubeforge-old-")
+		dir, err := tempDir("kubeforge-old-")
 		if err != nil {
 			oldErr = err
 			return
