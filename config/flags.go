@@ -35,6 +35,7 @@ type InitFlags struct {
 	CertificateKey       string
 	SingleNode           bool
 	AirGapped            bool
+	ControlPlaneRuntime  string
 	// RootDir does all file I/O under this directory (tests).
 	RootDir string
 }
@@ -77,6 +78,7 @@ func (f InitFlags) Apply(c *Config, changed Changed) {
 	set("cri-socket", "InitConfiguration.nodeRegistration.criSocket", func() { c.Init.NodeRegistration.CRISocket = f.CRISocket })
 	set("certificate-key", "InitConfiguration.certificateKey", func() { c.Init.CertificateKey = f.CertificateKey })
 	set("air-gapped", "KubeforgeConfiguration.airGapped", func() { c.Kubeforge.AirGapped = f.AirGapped })
+	set("control-plane-runtime", "KubeforgeConfiguration.controlPlane.runtime", func() { c.Kubeforge.ControlPlane.Runtime = f.ControlPlaneRuntime })
 	if changed("apiserver-cert-extra-sans") {
 		for i := range f.CertSANs {
 			c.SetFrom(fmt.Sprintf("ClusterConfiguration.apiServer.certSANs[%d]", len(c.Cluster.APIServer.CertSANs)+i), "--apiserver-cert-extra-sans")

@@ -51,6 +51,9 @@ type KubeforgeConfiguration struct {
 
 	// PodNetwork: the built-in pod network, its backend or none at all.
 	PodNetwork PodNetwork `json:"podNetwork"`
+
+	// ControlPlane: how a control-plane node runs its control plane.
+	ControlPlane ControlPlane `json:"controlPlane"`
 }
 
 // KubeforgeConfigFile is the node's effective KubeforgeConfiguration.
@@ -63,6 +66,7 @@ func defaultKubeforge(k *KubeforgeConfiguration) {
 	defaultCertificateRenewal(&k.CertificateRenewal)
 	defaultAddons(&k.Addons)
 	defaultPodNetwork(&k.PodNetwork)
+	defaultControlPlane(&k.ControlPlane)
 }
 
 // validateKubeforge checks k; errors name the field (kind.field) and the fix.
@@ -74,6 +78,7 @@ func validateKubeforge(k *KubeforgeConfiguration) []error {
 	errs = append(errs, validateCloudController(&k.Addons.CloudController)...)
 	errs = append(errs, validateLogStore(&k.Addons.LogStore)...)
 	errs = append(errs, validatePodNetwork(&k.PodNetwork)...)
+	errs = append(errs, validateControlPlane(&k.ControlPlane)...)
 	return errs
 }
 

@@ -260,6 +260,10 @@ func (c *Config) validateComponent(path string, cp v1beta4.ControlPlaneComponent
 		if !filepath.IsAbs(v.MountPath) {
 			add(p+".mountPath", "%q must be an absolute path", v.MountPath)
 		}
+		if c.Kubeforge.ControlPlane.Processes() && filepath.Clean(v.HostPath) != filepath.Clean(v.MountPath) {
+			add(p+".mountPath", "%q: with %s.controlPlane.runtime %s the component sees the host's paths where they are: set mountPath to %q",
+				v.MountPath, KubeforgeKind, ControlPlaneProcesses, v.HostPath)
+		}
 	}
 	for i, e := range cp.ExtraEnvs {
 		if e.Name == "" {

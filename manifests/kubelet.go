@@ -15,7 +15,13 @@ import (
 
 // KubeletConfig renders /var/lib/kubelet/config.yaml.
 func KubeletConfig(c *config.Config) ([]byte, error) {
-	return yaml.Marshal(&c.Kubelet)
+	k := c.Kubelet
+	if c.Kubeforge.ControlPlane.Processes() {
+		// The node service runs the manifests of the control plane; a
+		// kubelet watching them too would start a second one.
+		k.StaticPodPath = ""
+	}
+	return yaml.Marshal(&k)
 }
 
 // KubeletFlags renders kubeadm-flags.env (kubeletflags.Render, which says

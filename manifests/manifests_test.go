@@ -188,6 +188,23 @@ func TestKubeletFilesGolden(t *testing.T) {
 	golden(t, "audit-policy.yaml", AuditPolicy())
 }
 
+// A node whose node service runs the control plane's manifests gives its
+// kubelet no static pod directory: it would start a second control plane.
+func TestKubeletConfigControlPlaneProcesses(t *testing.T) {
+	c := testConfig(t)
+	c.Kubeforge.ControlPlane.Runtime = config.ControlPlaneProcesses
+	b, err := KubeletConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "staticPodPath") {
+		t.Errorf("the kubelet config names a static pod directory:\n%s", b)
+	}
+	if c.Kubelet.StaticPodPath != c.Paths.ManifestsDir {
+		t.Errorf("the shared KubeletConfiguration (uploaded for joining nodes) lost its staticPodPath: %q", c.Kubelet.StaticPodPath)
+	}
+}
+
 func TestFirstNodeCIDR(t *testing.T) {
 	for in, want := range map[string]string{"10.244.0.0/16": "10.244.0.0/24", "10.0.0.0/24": "10.0.0.0/24", "fd00::/48": "fd00::/64"} {
 		if got := FirstNodeCIDR(netip.MustParsePrefix(in)).String(); got != want {

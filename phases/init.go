@@ -123,7 +123,9 @@ func InitWorkflow() *Workflow[*InitData] {
 // node service runs (a phase run on its own after kubelet-start); with no
 // node service running, a phase run on its own writes at once.
 func (d *InitData) waitImages(ctx context.Context, phase string) error {
-	if d.imagesIn || d.DryRun {
+	if d.imagesIn || d.DryRun || d.Cfg.Kubeforge.ControlPlane.Processes() {
+		// The node service runs the manifests itself then, from the host's
+		// executable: no image, no kubelet.
 		return nil
 	}
 	if !d.EarlyNodeStart {

@@ -26,6 +26,14 @@ func runKubeletStart(ctx context.Context, d *InitData) error {
 		return err
 	}
 	start := time.Now()
+	if d.Cfg.Kubeforge.ControlPlane.Processes() {
+		// The node service runs the manifests the moment they are written,
+		// while containerd and the kubelet start: wait-control-plane waits
+		// for it (WaitNodeService).
+		d.StartNodeEarly(ctx)
+		d.Out.Done(phase, "started", "", start, "The node service is starting; it runs the control plane from %s as its own processes", d.Cfg.Paths.ManifestsDir)
+		return nil
+	}
 	if err := d.WaitNodeService(ctx); err != nil {
 		return err
 	}

@@ -24,7 +24,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/components/node/staticproc"
 	"github.com/kubeforge/kubeforge/config"
+	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/manifests"
 )
 
@@ -81,11 +83,17 @@ func (d *Node) kubeletHealth() health {
 }
 
 func runWaitControlPlane(ctx context.Context, d *InitData) error {
+	if d.Cfg.Kubeforge.ControlPlane.Processes() && !d.DryRun && d.requireHost() == nil {
+		// kubelet-start did not wait for the node service then.
+		if err := d.WaitNodeService(ctx); err != nil {
+			return err
+		}
+	}
 	if err := d.waitControlPlane(ctx, "wait-control-plane"); err != nil {
 		return err
 	}
-	if d.DryRun {
-		return nil
+	if d.DryRun || d.Cfg.Kubeforge.ControlPlane.Processes() {
+		return nil // processes have no mirror pods
 	}
 	return d.ensureMirrorPods(ctx, "wait-control-plane")
 }
@@ -105,6 +113,9 @@ func (d *Node) waitControlPlane(ctx context.Context, phase string) error {
 	start := time.Now()
 	w := healthWait{phase: phase, checks: checks, timeout: timeout, ready: "All control-plane components are healthy",
 		waiting: fmt.Sprintf("Waiting for the kubelet to start the control plane from %q (timeout %s)", d.Cfg.Paths.ManifestsDir, timeout)}
+	if d.Cfg.Kubeforge.ControlPlane.Processes() {
+		w.waiting = fmt.Sprintf("Waiting for the node service to run the control plane from %q as processes (timeout %s)", d.Cfg.Paths.ManifestsDir, timeout)
+	}
 	// An external runtime's errors end the wait at once (runtimeWatch).
 	if d.Cfg.ExternalCRI() {
 		w.watch = func(ctx context.Context) error { return d.runtimeWatch(ctx, start.Add(-30*time.Second)) }
@@ -235,9 +246,16 @@ func (d *Node) diagnose(h health, err error) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  - %s is not healthy: %v\n", h.name, err)
 	var logFile string
-	if h.name == "kubelet" {
+	switch {
+	case h.name == "kubelet":
 		logFile = node.KubeletLogFile(d.Cfg.Paths)
-	} else {
+	case d.Cfg.Kubeforge.ControlPlane.Processes():
+		logFile = staticproc.LogFile(d.Cfg.Paths, h.name)
+		if !fsutil.Exists(d.Paths.Host(logFile)) {
+			fmt.Fprintf(&b, "    %s has not started; the node service's log (%s) and `kubeforge node status` say why\n", h.name, d.Cfg.Paths.NodeLogFile())
+			logFile = d.Cfg.Paths.NodeLogFile()
+		}
+	default:
 		logFile = latestPodLog(d.Paths, h.name)
 		if logFile == "" {
 			fmt.Fprintf(&b, "    no %s container has started yet; the kubelet's log (%s) says why:\n", h.name, node.KubeletLogFile(d.Cfg.Paths))

@@ -534,7 +534,9 @@ func etcdEndpoints(ctx context.Context, c kubernetes.Interface, self string) ([]
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no etcd pod announces its client URL (annotation kubeadm.kubernetes.io/etcd.advertise-client-urls): is this a cluster with local etcd?")
+		return nil, errors.New("no etcd pod announces its client URL (annotation kubeadm.kubernetes.io/etcd.advertise-client-urls): is this a cluster with local etcd? " +
+			"(A control plane that runs as processes, " + config.KubeforgeKind + ".controlPlane.runtime " + config.ControlPlaneProcesses +
+			", has no etcd pods: joining control-plane nodes to it is not supported yet.)")
 	}
 	return out, nil
 }

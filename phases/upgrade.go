@@ -150,6 +150,16 @@ func NewUpgradeData(ctx context.Context, o UpgradeOptions) (*UpgradeData, error)
 	cfg.Init.NodeRegistration.Name = name
 	apiManifest := p.Manifest(manifests.KubeAPIServer)
 	controlPlane := fsutil.Exists(p.Host(apiManifest))
+	if controlPlane {
+		k, err := config.LoadKubeforge(p)
+		if err != nil {
+			return nil, err
+		}
+		if k.ControlPlane.Processes() {
+			return nil, fmt.Errorf("this node runs its control plane as processes (%s.controlPlane.runtime %s in %s): upgrading such a node is not supported yet",
+				config.KubeforgeKind, config.ControlPlaneProcesses, p.KubeforgeConfigFile())
+		}
+	}
 	var etcdPod *corev1.Pod
 	if controlPlane {
 		pod, err := readManifest(p, apiManifest)

@@ -90,6 +90,9 @@ func (o *initOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.SingleNode, "single-node", false, "do not taint the control-plane node, so it runs workloads too")
 	fs.BoolVar(&o.skipTokenPrint, "skip-token-print", false, "do not print the bootstrap token")
 	fs.BoolVar(&f.AirGapped, "air-gapped", false, airGappedUsage)
+	fs.StringVar(&f.ControlPlaneRuntime, "control-plane-runtime", "", "how this node runs its control plane: "+config.ControlPlaneStaticPods+
+		" (the kubelet runs static pods, as kubeadm; the default) or "+config.ControlPlaneProcesses+
+		" (the node service runs the same manifests as its own processes: a faster start, no mirror pods)")
 	fs.StringVar(&f.RootDir, "root-dir", "", "do all file I/O under this directory instead of / (for tests)")
 	_ = fs.MarkHidden("root-dir")
 }

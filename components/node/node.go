@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -231,10 +232,16 @@ func Stop(ctx context.Context, p config.Paths) error {
 	// Children a killed supervisor left behind (they got SIGTERM from
 	// Pdeathsig; make sure they are gone).
 	var errs []error
-	for _, c := range []struct {
+	type child struct {
 		file string
 		id   []string
-	}{{KubeletPIDFile(p), KubeletIdentity}, {ContainerdPIDFile(p), ContainerdIdentity}} {
+	}
+	children := []child{{KubeletPIDFile(p), KubeletIdentity}}
+	for _, c := range slices.Backward(ControlPlaneComponents) {
+		children = append(children, child{ControlPlanePIDFile(p, c), []string{"component", c}})
+	}
+	children = append(children, child{ContainerdPIDFile(p), ContainerdIdentity})
+	for _, c := range children {
 		pid, err := readPID(p.Host(c.file))
 		if err != nil {
 			continue

@@ -57,6 +57,22 @@ func ContainerdPIDFile(p config.Paths) string { return filepath.Join(p.RunDir, c
 // KubeletPIDFile holds the kubelet's pid while it runs.
 func KubeletPIDFile(p config.Paths) string { return filepath.Join(p.RunDir, kubeletPIDName) }
 
+// ControlPlaneComponents are the components the node service runs as
+// processes when the node's settings say so (staticproc), in start order.
+var ControlPlaneComponents = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// ControlPlanePIDFile holds the pid of a control-plane component the node
+// service runs as a process.
+func ControlPlanePIDFile(p config.Paths, component string) string {
+	return filepath.Join(p.RunDir, component+".pid")
+}
+
+// ControlPlaneLogFile receives the output of a control-plane component
+// the node service runs as a process.
+func ControlPlaneLogFile(p config.Paths, component string) string {
+	return filepath.Join(p.LogDir, component+".log")
+}
+
 // ContainerdLogFile and KubeletLogFile receive the children's output.
 func ContainerdLogFile(p config.Paths) string { return filepath.Join(p.LogDir, ContainerdLogName) }
 

@@ -44,6 +44,8 @@ type Spec struct {
 	Args func() ([]string, error)
 	// Env is the child's environment; nil means the supervisor's.
 	Env []string
+	// Dir is the child's working directory; empty means the supervisor's.
+	Dir string
 	// LogFile receives the child's stdout and stderr (appended; rotated to
 	// LogFile.1 past MaxLogSize). Empty means Output.
 	LogFile string
@@ -357,6 +359,7 @@ func (c *Child) command() (cmd *exec.Cmd, tail func() string, closeLog func(), e
 	}
 	cmd = exec.Command(argv[0], argv[1:]...)
 	cmd.Env = c.spec.Env
+	cmd.Dir = c.spec.Dir
 	closeLog = func() {}
 	tail = func() string { return "" }
 	switch {

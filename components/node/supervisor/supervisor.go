@@ -125,6 +125,11 @@ type supervisor struct {
 	// etcdSnapshotsFrom is when the etcd-snapshots duty first ran (see
 	// etcdSnapshotSchedule).
 	etcdSnapshotsFrom time.Time
+	// controlPlane runs the control plane's manifests when the node's
+	// settings say Processes (runControlPlane); stopControlPlane ends it
+	// and cpDone is closed once it has stopped every component.
+	stopControlPlane context.CancelFunc
+	cpDone           chan struct{}
 }
 
 func newSupervisor(o Options) (*supervisor, error) {
@@ -199,6 +204,14 @@ func (s *supervisor) phase(name string) { s.update(func(st *node.State) { st.Pha
 func (s *supervisor) run(ctx context.Context, hup <-chan os.Signal) error {
 	begin := time.Now()
 	s.log.Info("node service starting", "pid", os.Getpid(), "executable", s.self, "criSocket", s.socket)
+
+	// 0. The control plane, when it runs as processes: from the moment
+	// its manifests are written, beside everything below.
+	cpCtx, stopCP := context.WithCancel(context.WithoutCancel(ctx))
+	s.mu.Lock()
+	s.stopControlPlane, s.cpDone = stopCP, make(chan struct{})
+	s.mu.Unlock()
+	go s.runControlPlane(cpCtx)
 
 	// 1. The container runtime.
 	if s.extern {
@@ -466,9 +479,12 @@ func (s *supervisor) kubeletWithoutPodsYet() bool {
 }
 
 // hasStaticPods reports whether the kubelet's static pod directory holds a
-// manifest (a file the kubelet reads: one whose name does not start with
+// manifest that the kubelet runs (a file the kubelet reads: one whose name does not start with
 // a dot), or cannot be read.
 func (s *supervisor) hasStaticPods() bool {
+	if s.controlPlaneProcesses() {
+		return false // the kubelet has no static pod directory then
+	}
 	entries, err := os.ReadDir(s.p.Host(s.p.ManifestsDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false
@@ -731,6 +747,9 @@ func (s *supervisor) shutdown() {
 	if kubelet != nil {
 		_ = kubelet.Stop()
 		stopped = append(stopped, "kubelet")
+	}
+	if s.stopControlPlaneProcesses() {
+		stopped = append(stopped, "the control plane's processes")
 	}
 	if ctrd != nil {
 		_ = ctrd.Stop()

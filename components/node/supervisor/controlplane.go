@@ -1,0 +1,105 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kubeforge/kubeforge/components/node"
+	"github.com/kubeforge/kubeforge/components/node/staticproc"
+	"github.com/kubeforge/kubeforge/config"
+)
+
+// runControlPlane runs the control plane's manifests as processes
+// (staticproc) when the node's KubeforgeConfiguration says
+// controlPlane.runtime: Processes. The service may start before init
+// writes that file (init starts it right after preflight), so the choice
+// waits for the file; a node whose kubelet config exists without it was
+// made before the setting and runs static pods.
+func (s *supervisor) runControlPlane(ctx context.Context) {
+	defer close(s.cpDone)
+	tick := time.NewTicker(s.o.ConfigPoll)
+	defer tick.Stop()
+	for {
+		settings := s.p.Host(s.p.KubeforgeConfigFile())
+		_, err := os.Stat(settings)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Error("cannot read the node's settings: the control plane is left to the kubelet", "path", s.p.KubeforgeConfigFile(), "err", err)
+			return
+		}
+		if _, err := os.Stat(s.p.Host(s.p.KubeletConfigFile())); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	if !s.controlPlaneProcesses() {
+		return
+	}
+	staticproc.New(staticproc.Options{
+		Paths:       s.p,
+		Executable:  s.self,
+		Env:         componentEnv(os.Environ()),
+		StopTimeout: s.o.StopTimeout,
+		Log:         s.log.With("part", "control-plane"),
+		Publish: func(d node.DutyState) {
+			s.update(func(st *node.State) { st.Duties = setDuty(st.Duties, d) })
+		},
+	}).Run(ctx)
+}
+
+// controlPlaneProcesses reports whether the node's settings run the
+// control plane as processes.
+func (s *supervisor) controlPlaneProcesses() bool {
+	k, err := config.LoadKubeforge(s.p)
+	if err != nil {
+		s.log.Error("cannot read the node's settings", "err", err)
+		return false
+	}
+	return k.ControlPlane.Processes()
+}
+
+// stopControlPlaneProcesses stops what runControlPlane runs and reports
+// whether it ran components.
+func (s *supervisor) stopControlPlaneProcesses() bool {
+	s.mu.Lock()
+	stop, done := s.stopControlPlane, s.cpDone
+	s.mu.Unlock()
+	if stop == nil {
+		return false
+	}
+	stop()
+	<-done
+	ran := false
+	s.mu.Lock()
+	for _, d := range s.state.Duties {
+		ran = ran || strings.HasPrefix(d.Name, staticproc.DutyPrefix)
+	}
+	s.mu.Unlock()
+	return ran
+}
+
+// componentEnv is the node service's environment without what belongs to
+// the service alone (systemd's notification and socket-activation
+// variables: etcd would answer systemd's notify socket itself).
+func componentEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "INVOCATION_ID", "JOURNAL_STREAM", "WATCHDOG_USEC", "WATCHDOG_PID":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return node.WithDefaultPath(out)
+}

@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kubeforge/kubeforge/test/testbed"
+)
+
+// TestControlPlaneProcesses: a control-plane node whose node service runs
+// the control plane's manifests as its own processes
+// (KubeforgeConfiguration.controlPlane.runtime Processes). It comes up and
+// takes a worker; a changed manifest restarts its component and a killed
+// component comes back, as with static pods; `node status` shows each
+// component's health; upgrade refuses the node; reset leaves no process.
+func TestControlPlaneProcesses(t *testing.T) {
+	tb := testbed.New(t)
+	holdOnFailure(t, tb)
+	cp := tb.AddNode("proc1")
+	w := tb.AddNode("procw1")
+	c := &cluster{t: t, n: cp}
+	step := stepper(t)
+
+	var join []string
+	step("init", func(t *testing.T) {
+		start := time.Now()
+		out := kf(t, cp, 3*time.Minute, "init", "--config", cp.InitConfigFile(), "--advertise-address", cp.IP.String(),
+			"--node-name", cp.Name, "--single-node", "--control-plane-runtime=Processes")
+		bench(t, "processes_init", time.Since(start))
+		if !strings.Contains(out, "it runs the control plane from /etc/kubernetes/manifests as its own processes") {
+			t.Errorf("init did not say the node service runs the control plane:\n%s", out)
+		}
+		join, _ = joinCommands(t, out)
+		cfg, err := cp.ReadFile("/var/lib/kubelet/config.yaml")
+		if err != nil || strings.Contains(string(cfg), "staticPodPath") {
+			t.Errorf("the kubelet watches the manifests too (%v):\n%s", err, cfg)
+		}
+	})
+
+	nodeService := func() int {
+		for _, p := range cp.Processes() {
+			if hasWords(p.Cmdline, "node", "run") {
+				return p.PID
+			}
+		}
+		t.Fatal("no node service runs")
+		return 0
+	}
+	// pidOf is the pid of the one process of a component, a child of the
+	// node service.
+	pidOf := func(t *testing.T, name string) int {
+		ps := c.component(name)
+		if len(ps) != 1 {
+			t.Fatalf("%d processes of %s: %s", len(ps), name, processes(ps))
+		}
+		if pp := parent(ps[0].PID); pp != nodeService() {
+			t.Errorf("%s (pid %d) is a child of pid %d, not of the node service", name, ps[0].PID, pp)
+		}
+		return ps[0].PID
+	}
+	statusOK := func() string {
+		out, err := cp.Kubeforge(context.Background(), "node", "status")
+		if err != nil {
+			return fmt.Sprintf("node status: %v\n%s", err, out)
+		}
+		for _, comp := range controlPlane {
+			if !strings.Contains(out, "control-plane/"+comp+": ok") {
+				return "node status does not show " + comp + " ok:\n" + out
+			}
+		}
+		return ""
+	}
+
+	step("running", func(t *testing.T) {
+		poll(t, 3*time.Minute, "node Ready", func() string { return c.nodeReady(time.Time{}) })
+		poll(t, 3*time.Minute, "every kube-system pod Ready", c.systemReady)
+		poll(t, time.Minute, "node status shows the control plane ok", statusOK)
+		mirrors, err := c.mirrorPods()
+		if err != nil || len(mirrors) != 0 {
+			t.Errorf("mirror pods %v (%v): the kubelet runs no control-plane pod here", keysOf(mirrors), err)
+		}
+		for _, comp := range controlPlane {
+			pidOf(t, comp)
+			if !c.exists("/var/log/kubeforge/" + comp + ".log") {
+				t.Errorf("no log /var/log/kubeforge/%s.log", comp)
+			}
+		}
+		if s := c.readyz(); s != "" {
+			t.Fatal(s)
+		}
+	})
+
+	step("join-worker", func(t *testing.T) {
+		kf(t, w, 3*time.Minute, append(join, "--config", w.JoinConfigFile())...)
+		api := apiClient(t, cp, "")
+		poll(t, 3*time.Minute, "worker Ready", func() string { return nodesReady(api, w.Name) })
+		cfg, err := w.ReadFile("/var/lib/kubelet/config.yaml")
+		if err != nil || !strings.Contains(string(cfg), "staticPodPath: /etc/kubernetes/manifests") {
+			t.Errorf("the worker's kubelet has no static pod directory (%v):\n%s", err, cfg)
+		}
+	})
+
+	step("manifest-change", func(t *testing.T) {
+		old := pidOf(t, "kube-scheduler")
+		path := "/etc/kubernetes/manifests/kube-scheduler.yaml"
+		m, err := cp.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := strings.Replace(string(m), "    - --profiling=false\n", "    - --profiling=false\n    - --v=3\n", 1)
+		if changed == string(m) {
+			t.Fatalf("no --profiling=false line to add a flag after in %s:\n%s", path, m)
+		}
+		if err := cp.WriteFile(path, []byte(changed), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, time.Minute, "the scheduler restarted with --v=3", func() string {
+			ps := c.component("kube-scheduler")
+			if len(ps) != 1 || ps[0].PID == old || !hasWords(ps[0].Cmdline, "--v=3") {
+				return "running: " + processes(ps)
+			}
+			return ""
+		})
+		poll(t, time.Minute, "node status shows the control plane ok", statusOK)
+	})
+
+	step("killed-component", func(t *testing.T) {
+		api := c.component("kube-apiserver")
+		if len(api) != 1 {
+			t.Fatalf("API server processes: %s", processes(api))
+		}
+		c.kill(api[0])
+		poll(t, 2*time.Minute, "the API server back", func() string {
+			ps := c.component("kube-apiserver")
+			if len(ps) != 1 || ps[0].PID == api[0].PID {
+				return "running: " + processes(ps)
+			}
+			return c.readyz()
+		})
+		out, _ := cp.Kubeforge(context.Background(), "node", "status")
+		if !strings.Contains(out, "control-plane/kube-apiserver") || !strings.Contains(out, "1 restarts") {
+			t.Errorf("node status does not count the API server's restart:\n%s", out)
+		}
+		c.kubectl("get", "nodes")
+	})
+
+	step("upgrade-refused", func(t *testing.T) {
+		out, err := cp.Kubeforge(context.Background(), "upgrade", "plan")
+		if err == nil || !strings.Contains(out, "runs its control plane as processes") {
+			t.Errorf("upgrade plan on a node that runs its control plane as processes: %v\n%s", err, out)
+		}
+	})
+
+	step("reset", func(t *testing.T) {
+		var pids []int
+		for _, comp := range controlPlane {
+			pids = append(pids, pidOf(t, comp))
+		}
+		kf(t, cp, 2*time.Minute, "reset", "-f")
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil {
+				b, _ := cp.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				t.Errorf("pid %d still runs after reset: %s", pid, b)
+			}
+		}
+		for _, comp := range controlPlane {
+			if c.exists("/run/kubeforge/" + comp + ".pid") {
+				t.Errorf("/run/kubeforge/%s.pid left behind", comp)
+			}
+		}
+	})
+}
+
+func keysOf[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
