@@ -83,7 +83,7 @@ order='TestMultiNodeHA TestLogging TestUpgrade TestUpgradeRollback TestSecretsRo
   TestNetworkPolicy TestMetrics TestPodNetworkAcrossSubnets TestSingleNode TestCISBenchmark TestEtcdSnapshot
   TestNetworkMultiNode TestLoadBalancer TestClusterCommand TestMultiNodeWorkers TestExternalCA TestLocalPath
   TestNetworkSingleNode TestDashboard TestRegistry TestNetworkIptablesMode TestCRISocketContainerd2
-  TestCRISocketExistingContainerd TestCRISocketPreflight TestCISBenchmarkKubeadm'
+  TestCRISocketExistingContainerd TestControlPlaneProcesses TestCRISocketPreflight TestCISBenchmarkKubeadm'
 heavy=' TestMultiNodeHA TestLogging TestUpgrade TestUpgradeRollback TestMultiNodeWorkers TestNetworkMultiNode TestClusterCommand TestPodNetworkAcrossSubnets '
 all=$(cd test/e2e && "$logs/e2e.test" -test.list '^Test' | grep '^Test')
 # The queue: the known ones in their order, then any new test.

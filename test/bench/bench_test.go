@@ -83,10 +83,10 @@ func loadConfig(t *testing.T) config {
 	for _, s := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			switch s {
-			case "single", "restart", "join", "network", "logging", "external", "snapshot", "cluster", "upgrade", "kubeadm", "addons-off", "pull":
+			case "single", "processes", "restart", "join", "network", "logging", "external", "snapshot", "cluster", "upgrade", "kubeadm", "addons-off", "pull":
 				c.skip[s] = true
 			default:
-				t.Fatalf("BENCH_SKIP: unknown part %q (single, restart, join, network, logging, external, snapshot, cluster, upgrade, kubeadm, addons-off, pull)", s)
+				t.Fatalf("BENCH_SKIP: unknown part %q (single, processes, restart, join, network, logging, external, snapshot, cluster, upgrade, kubeadm, addons-off, pull)", s)
 			}
 		}
 	}
@@ -98,11 +98,13 @@ func loadConfig(t *testing.T) config {
 
 // Samples is bench/samples.json: the raw samples behind results.json.
 type Samples struct {
-	Single  []*RunSamples     `json:"single_node_runs"`
-	Kubeadm []*KubeadmSamples `json:"kubeadm_runs,omitempty"`
-	Join    *JoinSamples      `json:"join,omitempty"`
-	Network *NetworkSamples   `json:"network,omitempty"`
-	Upgrade *UpgradeSamples   `json:"upgrade,omitempty"`
+	Single []*RunSamples `json:"single_node_runs"`
+	// Processes: the single-node runs with the control plane as processes.
+	Processes []*RunSamples     `json:"processes_runs,omitempty"`
+	Kubeadm   []*KubeadmSamples `json:"kubeadm_runs,omitempty"`
+	Join      *JoinSamples      `json:"join,omitempty"`
+	Network   *NetworkSamples   `json:"network,omitempty"`
+	Upgrade   *UpgradeSamples   `json:"upgrade,omitempty"`
 	// AddonsOff: the run with every optional addon off (addons_test.go).
 	AddonsOff *RunSamples `json:"addons_off,omitempty"`
 }
@@ -209,6 +211,9 @@ func TestBench(t *testing.T) {
 		}
 		if !cfg.skip["kubeadm"] && b.kubeadm != nil {
 			t.Run(fmt.Sprintf("kubeadm-%d", i), func(t *testing.T) { b.kubeadmRun(t, i) })
+		}
+		if !cfg.skip["processes"] { // --control-plane-runtime=Processes
+			t.Run(fmt.Sprintf("processes-%d", i), func(t *testing.T) { b.processesRun(t, i) })
 		}
 	}
 	if !cfg.skip["addons-off"] { // one single node with every optional addon off: their memory

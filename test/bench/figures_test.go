@@ -24,7 +24,7 @@ func (b *bench) figures() []Figure {
 	ms := func(m map[string]float64, k string) float64 { return get(m, k) }
 
 	if len(r.Single) == 0 {
-		return ApplyKubeadm(append(append(append(append(append(b.kubeadmFigures(), b.externalFigures()...), b.joinFigures()...), b.networkFigures()...), append(append(b.snapshotFigures(), b.clusterFigures()...), b.upgradeFigures()...)...), b.benchrowsFigures()...))
+		return ApplyKubeadm(append(append(append(append(append(append(b.processesFigures(), b.kubeadmFigures()...), b.externalFigures()...), b.joinFigures()...), b.networkFigures()...), append(append(b.snapshotFigures(), b.clusterFigures()...), b.upgradeFigures()...)...), b.benchrowsFigures()...))
 	}
 	const sInit = "single-node init (from `init` start)"
 	add(sInit, "init.wall", "`init` wall time", "s", single(func(s SingleRun) float64 { return nz(s.InitWall) }), "")
@@ -163,6 +163,7 @@ func (b *bench) figures() []Figure {
 		return 0
 	}), "1 = clean")
 
+	out = append(out, b.processesFigures()...)
 	out = append(out, b.kubeadmFigures()...)
 	out = append(out, b.externalFigures()...)
 	out = append(out, b.joinFigures()...)
@@ -404,5 +405,50 @@ func (b *bench) networkFigures() []Figure {
 			NewFigure(s, g.key+".failures", g.name+": failed requests", "", fails, ""),
 		)
 	}
+	return out
+}
+
+// processesFigures are the single-node runs whose control plane runs as
+// the node service's processes: the day-1 figures, with the targets and
+// the kubeadm runs of the default ones (ProcessesPrefix).
+func (b *bench) processesFigures() []Figure {
+	runs := b.res.Processes
+	if len(runs) == 0 {
+		return nil
+	}
+	var out []Figure
+	s := "single-node init, control plane as processes (`init --control-plane-runtime=Processes`; from `init` start)"
+	add := func(key, name, unit string, f func(SingleRun) float64) {
+		var v []float64
+		for _, r := range runs {
+			v = append(v, f(r))
+		}
+		out = append(out, NewFigure(s, ProcessesPrefix+key, name, unit, v, ""))
+	}
+	ms := func(k string) func(SingleRun) float64 {
+		return func(r SingleRun) float64 { return get(r.Milestones, k) }
+	}
+	mem := func(f func(MemSnapshot) float64) func(SingleRun) float64 {
+		return func(r SingleRun) float64 {
+			if r.Memory == nil {
+				return math.NaN()
+			}
+			return f(*r.Memory)
+		}
+	}
+	add("init.wall", "`init` wall time", "s", func(r SingleRun) float64 { return nz(r.InitWall) })
+	add("init.readyz", "→ apiserver /readyz ok", "s", ms(CheckReadyz))
+	add("init.node_ready", "→ Node Ready", "s", ms(CheckNodeReady))
+	add("init.coredns_ready", "→ CoreDNS Ready", "s", ms(CheckCoreDNSReady))
+	add("init.all_pods_ready", "→ every kube-system pod Ready", "s", ms(CheckAllPodsReady))
+	add("memory.total.pss", fmt.Sprintf("whole node PSS %.0f s after init", b.cfg.idle.Seconds()), "MiB", mem(func(m MemSnapshot) float64 { return m.Total.PSSMiB }))
+	add("memory.total.rss", fmt.Sprintf("whole node RSS %.0f s after init", b.cfg.idle.Seconds()), "MiB", mem(func(m MemSnapshot) float64 { return m.Total.RSSMiB }))
+	add("memory.total.processes", "whole node processes", "", mem(func(m MemSnapshot) float64 { return float64(m.Total.Processes) }))
+	add("reset.wall", "`reset --force` wall time", "s", func(r SingleRun) float64 {
+		if r.Reset == nil {
+			return math.NaN()
+		}
+		return r.Reset.WallSeconds
+	})
 	return out
 }

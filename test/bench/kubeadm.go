@@ -112,7 +112,7 @@ func ApplyKubeadm(figs []Figure) []Figure {
 		if strings.HasPrefix(f.Key, KubeadmPrefix) {
 			continue
 		}
-		k, ok := by[KubeadmPrefix+f.Key]
+		k, ok := by[KubeadmPrefix+strings.TrimPrefix(f.Key, ProcessesPrefix)]
 		if !ok {
 			continue
 		}

@@ -114,6 +114,8 @@ type Results struct {
 	Figures []Figure     `json:"figures"`
 	// Detail per measurement (the raw samples are in samples.json).
 	Single []SingleRun `json:"single_node_runs"`
+	// Processes: single-node runs with --control-plane-runtime=Processes.
+	Processes []SingleRun `json:"processes_runs,omitempty"`
 	// Kubeadm: kubeadm init on this machine in this run (kubeadm_test.go).
 	KubeadmInfo *KubeadmInfo   `json:"kubeadm,omitempty"`
 	Kubeadm     []KubeadmRun   `json:"kubeadm_runs,omitempty"`

@@ -20,22 +20,39 @@ import (
 
 // singleRun brings up a single-node cluster from scratch and measures init,
 // idle memory, node service restarts and reset.
-func (b *bench) singleRun(t *testing.T, i int) {
+func (b *bench) singleRun(t *testing.T, i int) { b.singleRunMode(t, i, false) }
+
+// processesRun is a single-node run whose node service runs the control
+// plane as processes (--control-plane-runtime=Processes): init, its
+// milestones, the idle memory and reset; the restarts, network and
+// logging parts are the default runs'.
+func (b *bench) processesRun(t *testing.T, i int) { b.singleRunMode(t, i, true) }
+
+func (b *bench) singleRunMode(t *testing.T, i int, processes bool) {
 	sr := SingleRun{Run: i, Milestones: map[string]float64{}}
 	raw := &RunSamples{Run: i}
+	what := "single-node run"
+	if processes {
+		what = "single-node run (control plane as processes)"
+	}
 	defer func() {
 		b.mu.Lock()
-		b.res.Single = append(b.res.Single, sr)
-		b.samples.Single = append(b.samples.Single, raw)
+		if processes {
+			b.res.Processes = append(b.res.Processes, sr)
+			b.samples.Processes = append(b.samples.Processes, raw)
+		} else {
+			b.res.Single = append(b.res.Single, sr)
+			b.samples.Single = append(b.samples.Single, raw)
+		}
 		b.mu.Unlock()
 	}()
 	problem := func(format string, args ...any) {
-		msg := fmt.Sprintf("single-node run %d: ", i) + fmt.Sprintf(format, args...)
+		msg := fmt.Sprintf("%s %d: ", what, i) + fmt.Sprintf(format, args...)
 		sr.Errors = append(sr.Errors, msg)
 		b.errorf(t, "%s", msg)
 	}
 
-	sr.Load = b.loadSample(t, fmt.Sprintf("single-node run %d", i))
+	sr.Load = b.loadSample(t, fmt.Sprintf("%s %d", what, i))
 	tb := testbed.New(t, testbed.WithBinary(b.cfg.binary))
 	n := tb.AddNode("bench")
 	sr.Node = n.Name
@@ -43,12 +60,18 @@ func (b *bench) singleRun(t *testing.T, i int) {
 	admin := func() ([]byte, error) { return n.ReadFile("/etc/kubernetes/admin.conf") }
 
 	// init, watched from here.
+	args := []string{"init", "--config", initConfig, "--single-node", "-o", "json"}
+	controlPlanes := []string{n.Name}
+	if processes {
+		args = append(args, "--control-plane-runtime=Processes")
+		controlPlanes = nil // no mirror pods
+	}
 	w := &Watcher{Interval: b.cfg.interval, Kubeconfig: watchKubeconfig(n), Node: n.Name, Pods: true,
-		ControlPlanes: []string{n.Name}, Nodes: 1, Start: time.Now()}
+		ControlPlanes: controlPlanes, Nodes: 1, Start: time.Now()}
 	wait, stop := startWatch(w, 3*time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	res := run(ctx, n, n.Binary, "init", "--config", initConfig, "--single-node", "-o", "json")
+	res := run(ctx, n, n.Binary, args...)
 	raw.InitEvents, raw.InitStderr = res.Events, res.Output
 	if res.Err != nil {
 		stop()
@@ -105,7 +128,7 @@ func (b *bench) singleRun(t *testing.T, i int) {
 		t.Logf("  %-24s %2d  PSS %6.1f  RSS %6.1f MiB", c, cm.Processes, cm.PSSMiB, cm.RSSMiB)
 	}
 
-	if !b.cfg.skip["restart"] {
+	if !b.cfg.skip["restart"] && !processes {
 		cs, _, err := NewClient(mustRead(t, admin), "")
 		if err != nil {
 			t.Fatal(err)
@@ -123,15 +146,19 @@ func (b *bench) singleRun(t *testing.T, i int) {
 		}
 	}
 
-	if !b.cfg.skip["network"] {
+	if !b.cfg.skip["network"] && !processes {
 		b.networkBench(t, fmt.Sprintf("single-node run %d", i), tb, n, []*testbed.Node{n}, true)
 	}
 
-	if !b.cfg.skip["logging"] {
+	if !b.cfg.skip["logging"] && !processes {
 		sr.LogLag = b.logLag(t, tb, n)
 	}
 
-	b.keepLogs(t, n, fmt.Sprintf("single-%d", i))
+	if processes {
+		b.keepLogs(t, n, fmt.Sprintf("processes-%d", i))
+	} else {
+		b.keepLogs(t, n, fmt.Sprintf("single-%d", i))
+	}
 
 	// reset
 	start := time.Now()
@@ -354,6 +381,9 @@ func (b *bench) keepLogs(t *testing.T, n *testbed.Node, name string) {
 	dir := filepath.Join(b.cfg.out, "logs", name)
 	files := []string{"/var/log/kubeforge/node.log", "/var/log/kubeforge/kubelet.log", "/var/log/kubeforge/containerd.log"}
 	for _, c := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		if p := "/var/log/kubeforge/" + c + ".log"; exists(n.Path(p)) { // run as a process
+			files = append(files, p)
+		}
 		matches, _ := filepath.Glob(n.Path("/var/log/pods/kube-system_" + c + "-*/" + c + "/*.log"))
 		for _, m := range matches {
 			files = append(files, strings.TrimPrefix(m, strings.TrimSuffix(n.Path("/"), "/")))

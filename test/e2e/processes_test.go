@@ -97,7 +97,7 @@ func TestControlPlaneProcesses(t *testing.T) {
 	step("join-worker", func(t *testing.T) {
 		kf(t, w, 3*time.Minute, append(join, "--config", w.JoinConfigFile())...)
 		api := apiClient(t, cp, "")
-		poll(t, 3*time.Minute, "worker Ready", func() string { return nodesReady(api, w.Name) })
+		poll(t, 3*time.Minute, "worker Ready", func() string { return nodesReady(api, cp.Name, w.Name) })
 		cfg, err := w.ReadFile("/var/lib/kubelet/config.yaml")
 		if err != nil || !strings.Contains(string(cfg), "staticPodPath: /etc/kubernetes/manifests") {
 			t.Errorf("the worker's kubelet has no static pod directory (%v):\n%s", err, cfg)
