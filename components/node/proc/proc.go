@@ -188,6 +188,28 @@ func (c *Child) Restart() {
 	_ = c.proc.Signal(syscall.SIGTERM)
 }
 
+// RestartWithin restarts the running process as Restart does, and kills it
+// (SIGKILL) if it has not exited d later, as the kubelet does with a
+// container its liveness probe failed.
+func (c *Child) RestartWithin(d time.Duration) {
+	c.mu.Lock()
+	p := c.proc
+	c.mu.Unlock()
+	if p == nil {
+		return
+	}
+	c.Restart()
+	time.AfterFunc(d, func() {
+		c.mu.Lock()
+		same := c.proc == p
+		c.mu.Unlock()
+		if same {
+			c.log.Warn("did not stop in time for its restart; killing", "pid", p.Pid, "timeout", d)
+			_ = p.Kill()
+		}
+	})
+}
+
 // Ready reports nil when the process runs and, if the spec has a Probe,
 // the probe passes.
 func (c *Child) Ready() error {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,10 @@ var Components = node.ControlPlaneComponents
 // DutyPrefix starts the name under which each component's health is
 // published with the node service's duties ("control-plane/etcd").
 const DutyPrefix = "control-plane/"
+
+// OtherManifestsDuty is where the runner says that the directory holds
+// manifests it does not run.
+const OtherManifestsDuty = "control-plane-other-manifests"
 
 // Options configure a Runner.
 type Options struct {
@@ -59,6 +64,8 @@ type Runner struct {
 	// sigs is the file's identity when it was last read: a poll that
 	// finds it unchanged reads nothing.
 	sigs map[string]fileSig
+	// others lists the manifests of the directory the runner does not run.
+	others string
 }
 
 // fileSig tells a file apart from its next version: every manifest write
@@ -83,13 +90,27 @@ func statSig(path string) (fileSig, error) {
 type seenManifest struct {
 	hash string
 	err  error
+	// retryAt, when set, is when a start that failed (the content is
+	// fine) is tried again; failures counts them, for the backoff.
+	retryAt  time.Time
+	failures int
 }
+
+// startRetry is the wait before trying a failed start again, doubling up
+// to startRetryMax (the node service's backoff for its children).
+const (
+	startRetry    = time.Second
+	startRetryMax = 10 * time.Second
+)
 
 type running struct {
 	hash   string
 	child  *proc.Child
 	cancel context.CancelFunc
 	probed chan struct{}
+	// republish makes the prober publish its state again (after a
+	// refused manifest's report, once the manifest is back to this one).
+	republish atomic.Bool
 }
 
 // New returns a runner; Run runs it.
@@ -118,9 +139,14 @@ func (r *Runner) Run(ctx context.Context) {
 	r.o.Log.Info("running the control plane as processes", "manifests", r.o.Paths.ManifestsDir)
 	tick := time.NewTicker(r.o.Poll)
 	defer tick.Stop()
+	var others time.Time
 	for {
 		for _, c := range Components {
 			r.sync(ctx, c)
+		}
+		if time.Since(others) >= otherManifestsEvery {
+			others = time.Now()
+			r.otherManifests()
 		}
 		select {
 		case <-ctx.Done():
@@ -134,17 +160,20 @@ func (r *Runner) Run(ctx context.Context) {
 // sync makes what runs for component match its manifest.
 func (r *Runner) sync(ctx context.Context, component string) {
 	logical := r.o.Paths.Manifest(component)
-	sig, err := statSig(r.o.Paths.Host(logical))
+	sig, statErr := statSig(r.o.Paths.Host(logical))
 	r.mu.Lock()
-	unchanged := err == nil && r.sigs[component] == sig
+	last, looked := r.seen[component]
+	unchanged := statErr == nil && r.sigs[component] == sig
 	r.mu.Unlock()
-	if unchanged {
+	retryDue := !last.retryAt.IsZero() && !time.Now().Before(last.retryAt)
+	if unchanged && !retryDue {
 		return // the file is as last read: no need to read it
 	}
 	data, err := os.ReadFile(r.o.Paths.Host(logical))
 	if errors.Is(err, fs.ErrNotExist) {
-		if r.stop(component) {
-			r.o.Log.Info("manifest removed: stopped", "component", component, "manifest", logical)
+		stopped := r.stop(component)
+		if stopped || (looked && last.err != nil) {
+			r.o.Log.Info("manifest removed", "component", component, "manifest", logical, "stopped", stopped)
 			r.publish(component, node.DutyStopped, "its manifest "+logical+" was removed")
 		}
 		r.mu.Lock()
@@ -153,37 +182,48 @@ func (r *Runner) sync(ctx context.Context, component string) {
 		r.mu.Unlock()
 		return
 	}
+	r.mu.Lock()
+	r.sigs[component] = sig // read once per version of the file, even when it fails
+	r.mu.Unlock()
 	if err != nil {
-		r.report(component, "", fmt.Errorf("read %s: %w", logical, err))
+		r.report(component, "", fmt.Errorf("read %s: %w", logical, err), false)
 		return
 	}
 	sum := sha256.Sum256(data)
 	hash := hex.EncodeToString(sum[:8])
+	if looked && last.hash == hash && !retryDue {
+		return // the same content: a touch, or a rename of the same bytes
+	}
 	r.mu.Lock()
-	r.sigs[component] = sig
-	last, looked := r.seen[component]
+	run := r.procs[component]
 	r.mu.Unlock()
-	if looked && last.hash == hash {
+	if run != nil && run.hash == hash {
+		// Back to the content that runs (after a refused one): keep it.
+		r.mu.Lock()
+		r.seen[component] = seenManifest{hash: hash}
+		r.mu.Unlock()
+		run.republish.Store(true)
 		return
 	}
 	pod, err := manifests.UnmarshalPod(data)
 	if err != nil {
-		r.report(component, hash, fmt.Errorf("%s: %w", logical, err))
+		r.report(component, hash, fmt.Errorf("%s: %w", logical, err), false)
 		return
 	}
 	p, err := FromPod(pod, r.o.Executable)
-	if err == nil {
-		err = p.Prepare(r.o.Paths.Host)
-	}
 	if err != nil {
-		r.report(component, hash, fmt.Errorf("%s: %w", logical, err))
+		r.report(component, hash, fmt.Errorf("%s: %w", logical, err), false)
+		return
+	}
+	if err := p.Prepare(r.o.Paths.Host); err != nil {
+		r.report(component, hash, fmt.Errorf("%s: %w", logical, err), true)
 		return
 	}
 	if r.stop(component) {
 		r.o.Log.Info("manifest changed: restarting", "component", component, "manifest", logical)
 	}
 	if err := r.start(ctx, component, hash, p); err != nil {
-		r.report(component, hash, err)
+		r.report(component, hash, err, true)
 		return
 	}
 	r.mu.Lock()
@@ -191,19 +231,69 @@ func (r *Runner) sync(ctx context.Context, component string) {
 	r.mu.Unlock()
 }
 
-// report records a manifest that cannot run (once per content) and
-// publishes why; what ran from an earlier content keeps running.
-func (r *Runner) report(component, hash string, err error) {
+// report records a manifest that cannot run and publishes why. A manifest
+// that cannot run as written waits for its next content; a start that
+// failed (retry: the host, not the manifest) is tried again with backoff.
+// What ran from an earlier content keeps running.
+func (r *Runner) report(component, hash string, err error, retry bool) {
 	r.mu.Lock()
-	r.seen[component] = seenManifest{hash: hash, err: err}
+	seen := seenManifest{hash: hash, err: err}
+	if retry {
+		seen.failures = r.seen[component].failures + 1
+		wait := startRetry << min(seen.failures-1, 4)
+		seen.retryAt = time.Now().Add(min(wait, startRetryMax))
+	}
+	r.seen[component] = seen
 	_, runs := r.procs[component]
 	r.mu.Unlock()
-	r.o.Log.Error("cannot run a control-plane manifest", "component", component, "err", err)
+	r.o.Log.Error("cannot run a control-plane manifest", "component", component, "err", err, "retry", retry)
 	msg := err.Error()
+	if retry {
+		msg += fmt.Sprintf("; trying again at %s", seen.retryAt.UTC().Format(time.TimeOnly))
+	}
 	if runs {
 		msg += "; the process of its previous manifest keeps running"
 	}
 	r.publish(component, node.DutyFailing, msg)
+}
+
+// otherManifestsEvery is how often the manifests directory is listed for
+// files the runner does not run.
+const otherManifestsEvery = 5 * time.Second
+
+// otherManifests warns about manifests in the directory other than the
+// control plane's: with the control plane run as processes the kubelet has
+// no static pod directory, so nothing runs them.
+func (r *Runner) otherManifests() {
+	entries, err := os.ReadDir(r.o.Paths.Host(r.o.Paths.ManifestsDir))
+	if err != nil {
+		return
+	}
+	var other []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || slices.Contains(Components, strings.TrimSuffix(name, ".yaml")) {
+			continue
+		}
+		other = append(other, name)
+	}
+	r.mu.Lock()
+	was := r.others
+	r.others = strings.Join(other, ", ")
+	now := r.others
+	r.mu.Unlock()
+	say := func(status, msg string) {
+		t := time.Now().UTC()
+		r.o.Publish(node.DutyState{Name: OtherManifestsDuty, Status: status, Message: msg, Since: t.Truncate(time.Second), Updated: t})
+	}
+	switch {
+	case now == was:
+	case now != "":
+		say(node.DutyWarning, fmt.Sprintf("not run: %s in %s (the node service runs only the control plane's manifests, and this node's kubelet has no static pod directory)",
+			now, r.o.Paths.ManifestsDir))
+	default:
+		say(node.DutyOK, "no other manifests in "+r.o.Paths.ManifestsDir)
+	}
 }
 
 func (r *Runner) start(ctx context.Context, component, hash string, p Process) error {
@@ -229,7 +319,7 @@ func (r *Runner) start(ctx context.Context, component, hash string, p Process) e
 	r.mu.Unlock()
 	go func() {
 		defer close(run.probed)
-		r.probe(pctx, component, child, p)
+		r.probe(pctx, component, run, p)
 	}()
 	return nil
 }
@@ -249,12 +339,19 @@ func (r *Runner) stop(component string) bool {
 	return true
 }
 
+// stopAll stops every component at once, as the kubelet stops pods: one
+// after another, their stop timeouts would add up past the node service's
+// own (systemd's TimeoutStopSec, reset's wait).
 func (r *Runner) stopAll() {
-	for _, c := range slices.Backward(Components) {
-		if r.stop(c) {
-			r.publish(c, node.DutyStopped, "the node service stopped")
-		}
+	var wg sync.WaitGroup
+	for _, c := range Components {
+		wg.Go(func() {
+			if r.stop(c) {
+				r.publish(c, node.DutyStopped, "the node service stopped")
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // Pids returns the pid of each running component.
@@ -283,7 +380,8 @@ func (r *Runner) publishSince(component, status, msg string, since time.Time) {
 // startup probe until it passes, then the liveness probe (a component that
 // fails it FailureThreshold times in a row is restarted) and the readiness
 // probe (what `node status` shows).
-func (r *Runner) probe(ctx context.Context, component string, child *proc.Child, p Process) {
+func (r *Runner) probe(ctx context.Context, component string, run *running, p Process) {
+	child := run.child
 	logName := LogFile(r.o.Paths, component)
 	var (
 		lastPid, fails   int
@@ -292,6 +390,9 @@ func (r *Runner) probe(ctx context.Context, component string, child *proc.Child,
 		nextLive, nextRd time.Time
 		status, msg      string
 		since            time.Time
+		// restarting is the pid the prober asked to restart: it is not
+		// probed (nor asked again) until another process runs.
+		restarting int
 	)
 	say := func(st, m string) {
 		if st != status {
@@ -302,55 +403,77 @@ func (r *Runner) probe(ctx context.Context, component string, child *proc.Child,
 			r.publishSince(component, st, m, since)
 		}
 	}
+	restart := func(pid int, why string) {
+		r.o.Log.Warn(why+": restarting", "component", component, "pid", pid)
+		say(node.DutyFailing, "restarted: "+why)
+		restarting = pid
+		child.RestartWithin(r.o.StopTimeout)
+	}
+	// check runs a probe; false when the prober is being stopped (a
+	// cancelled probe is not a failure).
+	check := func(pr *Probe) (live bool, err error) {
+		err = pr.Check(ctx)
+		return ctx.Err() == nil, err
+	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		now := time.Now()
 		pid := child.Pid()
 		if pid != lastPid {
-			lastPid, fails, started, startedAt = pid, 0, p.Startup == nil, now
+			lastPid, fails, started, startedAt, restarting = pid, 0, p.Startup == nil, now, 0
 			nextLive, nextRd = now, now
 			if p.Liveness != nil {
 				nextLive = now.Add(p.Liveness.InitialDelay)
 			}
 		}
+		if run.republish.Swap(false) {
+			status, msg = "", ""
+		}
 		where := fmt.Sprintf("pid %d, %d restarts, log %s", pid, child.Restarts(), logName)
 		switch {
 		case pid == 0:
 			say(node.DutyFailing, fmt.Sprintf("not running (%v); restarted with backoff; log %s", child.Ready(), logName))
+		case pid == restarting:
+			// Asked to stop; the supervisor starts it again once it has.
 		case !started:
-			if err := p.Startup.Check(ctx); err == nil {
+			live, err := check(p.Startup)
+			switch {
+			case !live:
+			case err == nil:
 				started, fails = true, 0
 				if p.Liveness != nil {
 					nextLive = now.Add(p.Liveness.InitialDelay)
 				}
-			} else if now.Sub(startedAt) > time.Duration(p.Startup.FailureThreshold)*p.Startup.Period {
-				r.o.Log.Warn("startup probe failed for too long: restarting", "component", component, "pid", pid, "err", err)
-				say(node.DutyFailing, fmt.Sprintf("restarted: its startup probe still fails after %v: %v", now.Sub(startedAt).Round(time.Second), err))
-				child.Restart()
-			} else {
+			case now.Sub(startedAt) > time.Duration(p.Startup.FailureThreshold)*p.Startup.Period:
+				restart(pid, fmt.Sprintf("its startup probe still fails after %v: %v", now.Sub(startedAt).Round(time.Second), err))
+			default:
 				say(node.DutyStarting, "starting ("+where+")")
 			}
 		default:
 			if p.Liveness != nil && !now.Before(nextLive) {
 				nextLive = now.Add(p.Liveness.Period)
-				if err := p.Liveness.Check(ctx); err != nil {
-					fails++
-					if fails >= p.Liveness.FailureThreshold {
-						r.o.Log.Warn("liveness probe failed: restarting", "component", component, "pid", pid, "failures", fails, "err", err)
-						say(node.DutyFailing, fmt.Sprintf("restarted: its liveness probe failed %d times: %v", fails, err))
-						child.Restart()
+				live, err := check(p.Liveness)
+				switch {
+				case !live:
+				case err == nil:
+					fails = 0
+				default:
+					if fails++; fails >= p.Liveness.FailureThreshold {
+						restart(pid, fmt.Sprintf("its liveness probe failed %d times: %v", fails, err))
 						break
 					}
-				} else {
-					fails = 0
 				}
+			}
+			if pid == restarting {
+				break
 			}
 			if p.Readiness == nil {
 				say(node.DutyOK, "running ("+where+")")
 			} else if !now.Before(nextRd) {
 				nextRd = now.Add(p.Readiness.Period)
-				if err := p.Readiness.Check(ctx); err != nil {
+				if live, err := check(p.Readiness); !live {
+				} else if err != nil {
 					say(node.DutyWarning, fmt.Sprintf("not ready (%s): %v", where, firstLine(err.Error())))
 				} else {
 					say(node.DutyOK, "ready ("+where+")")

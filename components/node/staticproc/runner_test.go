@@ -163,3 +163,104 @@ func TestRunnerFollowsTheManifest(t *testing.T) {
 		t.Errorf("still running: %v", r.Pids())
 	}
 }
+
+// stubbornKubeforge ignores SIGTERM, as a hung component would.
+const stubbornKubeforge = "#!/bin/sh\necho \"$$ $*\" >> \"$TESTLOG\"\ntrap '' TERM\nwhile :; do sleep 0.1; done\n"
+
+// What the kubelet also does: a start that failed for a reason of the
+// host is tried again; a manifest put back to the content that runs after
+// a refused one leaves the process alone; a component that ignores the
+// restart its liveness probe asked for is killed; manifests the runner
+// does not run are reported.
+func TestRunnerRetriesKillsAndReports(t *testing.T) {
+	dir := t.TempDir()
+	self := filepath.Join(dir, "kubeforge")
+	if err := os.WriteFile(self, []byte(stubbornKubeforge), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testLog := filepath.Join(dir, "runs.log")
+	var healthy atomic.Bool
+	healthy.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !healthy.Load() {
+			http.Error(w, "hung", http.StatusInternalServerError)
+		}
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+
+	p := config.DefaultPaths().WithRoot(filepath.Join(dir, "root"))
+	var pub published
+	r := New(Options{Paths: p, Executable: self, Env: os.Environ(), StopTimeout: time.Second, Publish: pub.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	runs := func() []string {
+		b, _ := os.ReadFile(testLog)
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	write := func(content string) {
+		t.Helper()
+		if _, err := fsutil.WriteFile(p.Host(p.Manifest("etcd")), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A hostPath directory that cannot be made (a file is in the way):
+	// refused, then started once the way is clear, with no new manifest.
+	blocker := filepath.Join(dir, "root", "var", "lib", "etcd")
+	if err := os.MkdirAll(filepath.Dir(blocker), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := strings.Replace(manifest(testLog, u.Port(), "--v=1", httpProbe), "    livenessProbe:",
+		"    volumeMounts:\n    - {name: data, mountPath: /var/lib/etcd}\n    livenessProbe:", 1) +
+		"  volumes:\n  - name: data\n    hostPath: {path: /var/lib/etcd, type: DirectoryOrCreate}\n"
+	write(good)
+	eventually(t, "the failed start reported", func() bool { return pub.has(node.DutyFailing, "trying again at") })
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the start retried", func() bool { return strings.HasSuffix(runs()[0], "component etcd --v=1") && r.Pids()["etcd"] != 0 })
+	pid := r.Pids()["etcd"]
+
+	// A refused manifest, then the running one back: the process stays.
+	write(manifest(testLog, u.Port(), "--v=2", "exec: {command: [\"true\"]}\n      httpGet: null"))
+	eventually(t, "the refusal", func() bool { return pub.has(node.DutyFailing, "only httpGet probes") })
+	write(good)
+	eventually(t, "the state published again", func() bool {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		last := pub.all[len(pub.all)-1]
+		return last.Name == DutyPrefix+"etcd" && last.Status == node.DutyOK
+	})
+	if got := r.Pids()["etcd"]; got != pid || len(runs()) != 1 {
+		t.Errorf("the manifest put back restarted the component: pid %d → %d, %d runs", pid, got, len(runs()))
+	}
+
+	// A hung component: SIGTERM is not enough, SIGKILL follows.
+	healthy.Store(false)
+	eventually(t, "the hung component killed and started again", func() bool { return len(runs()) == 2 })
+	healthy.Store(true)
+	if syscall.Kill(pid, 0) == nil {
+		t.Errorf("pid %d still runs", pid)
+	}
+
+	// Another manifest in the directory: nothing runs it, and it is said.
+	if _, err := fsutil.WriteFile(p.Host(filepath.Join(p.ManifestsDir, "kube-vip.yaml")), []byte("kind: Pod\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the other manifest reported", func() bool {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		for _, d := range pub.all {
+			if d.Name == OtherManifestsDuty && d.Status == node.DutyWarning && strings.Contains(d.Message, "kube-vip.yaml") {
+				return true
+			}
+		}
+		return false
+	})
+}
