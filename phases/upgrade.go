@@ -151,11 +151,9 @@ func NewUpgradeData(ctx context.Context, o UpgradeOptions) (*UpgradeData, error)
 	apiManifest := p.Manifest(manifests.KubeAPIServer)
 	controlPlane := fsutil.Exists(p.Host(apiManifest))
 	if controlPlane {
-		k, err := config.LoadKubeforge(p)
-		if err != nil {
-			return nil, err
-		}
-		if k.ControlPlane.Processes() {
+		// A settings file that does not load is the node service's to
+		// report; only one that says Processes stops the upgrade here.
+		if k, err := config.LoadKubeforge(p); err == nil && k.ControlPlane.Processes() {
 			return nil, fmt.Errorf("this node runs its control plane as processes (%s.controlPlane.runtime %s in %s): upgrading such a node is not supported yet",
 				config.KubeforgeKind, config.ControlPlaneProcesses, p.KubeforgeConfigFile())
 		}
