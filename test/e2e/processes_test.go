@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,7 +83,7 @@ func TestControlPlaneProcesses(t *testing.T) {
 		poll(t, time.Minute, "node status shows the control plane ok", statusOK)
 		mirrors, err := c.mirrorPods()
 		if err != nil || len(mirrors) != 0 {
-			t.Errorf("mirror pods %v (%v): the kubelet runs no control-plane pod here", keysOf(mirrors), err)
+			t.Errorf("mirror pods %v (%v): the kubelet runs no control-plane pod here", slices.Sorted(maps.Keys(mirrors)), err)
 		}
 		for _, comp := range controlPlane {
 			pidOf(t, comp)
@@ -173,12 +175,4 @@ func TestControlPlaneProcesses(t *testing.T) {
 			}
 		}
 	})
-}
-
-func keysOf[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }

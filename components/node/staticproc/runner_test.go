@@ -81,46 +81,67 @@ spec:
 
 const httpProbe = "httpGet: {host: 127.0.0.1, port: PORT, path: /livez}"
 
+// harness runs a Runner over a temporary root, with script as the
+// kubeforge executable and a probe endpoint whose health the test sets.
+type harness struct {
+	r       *Runner
+	p       config.Paths
+	pub     *published
+	testLog string
+	port    string
+	healthy *atomic.Bool
+	dir     string
+}
+
+func newHarness(t *testing.T, script string, stopTimeout time.Duration) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	self := filepath.Join(dir, "kubeforge")
+	if err := os.WriteFile(self, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{dir: dir, testLog: filepath.Join(dir, "runs.log"), healthy: &atomic.Bool{}, pub: &published{}}
+	h.healthy.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !h.healthy.Load() {
+			http.Error(w, "sick", http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	h.port = u.Port()
+	h.p = config.DefaultPaths().WithRoot(filepath.Join(dir, "root"))
+	h.r = New(Options{Paths: h.p, Executable: self, Env: os.Environ(), StopTimeout: stopTimeout, Publish: h.pub.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return h
+}
+
+// write writes the etcd manifest.
+func (h *harness) write(t *testing.T, content string) {
+	t.Helper()
+	if _, err := fsutil.WriteFile(h.p.Host(h.p.Manifest("etcd")), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runs are the fake executable's starts: "PID ARGS…" each.
+func (h *harness) runs() []string {
+	b, _ := os.ReadFile(h.testLog)
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
 // The runner follows the manifest as the kubelet follows a static pod: it
 // starts the process when the file appears, restarts it when the file
 // changes or the liveness probe keeps failing, stops it when the file
 // goes, and refuses a manifest it cannot run as written.
 func TestRunnerFollowsTheManifest(t *testing.T) {
-	dir := t.TempDir()
-	self := filepath.Join(dir, "kubeforge")
-	if err := os.WriteFile(self, []byte(fakeKubeforge), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	testLog := filepath.Join(dir, "runs.log")
-	var healthy atomic.Bool
-	healthy.Store(true)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if !healthy.Load() {
-			http.Error(w, "sick", http.StatusInternalServerError)
-		}
-	}))
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	port := u.Port()
-
-	p := config.DefaultPaths().WithRoot(filepath.Join(dir, "root"))
-	var pub published
-	r := New(Options{Paths: p, Executable: self, Env: os.Environ(), StopTimeout: 2 * time.Second, Publish: pub.add})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-
-	write := func(content string) {
-		t.Helper()
-		if _, err := fsutil.WriteFile(p.Host(p.Manifest("etcd")), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	runs := func() []string {
-		b, _ := os.ReadFile(testLog)
-		return strings.Split(strings.TrimSpace(string(b)), "\n")
-	}
+	h := newHarness(t, fakeKubeforge, 2*time.Second)
+	r, p, pub, testLog, port, healthy := h.r, h.p, h.pub, h.testLog, h.port, h.healthy
+	write := func(content string) { t.Helper(); h.write(t, content) }
+	runs := h.runs
 	pidOf := func(run string) int {
 		var pid int
 		fmt.Sscan(run, &pid)
@@ -173,40 +194,10 @@ const stubbornKubeforge = "#!/bin/sh\necho \"$$ $*\" >> \"$TESTLOG\"\ntrap '' TE
 // restart its liveness probe asked for is killed; manifests the runner
 // does not run are reported.
 func TestRunnerRetriesKillsAndReports(t *testing.T) {
-	dir := t.TempDir()
-	self := filepath.Join(dir, "kubeforge")
-	if err := os.WriteFile(self, []byte(stubbornKubeforge), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	testLog := filepath.Join(dir, "runs.log")
-	var healthy atomic.Bool
-	healthy.Store(true)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if !healthy.Load() {
-			http.Error(w, "hung", http.StatusInternalServerError)
-		}
-	}))
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-
-	p := config.DefaultPaths().WithRoot(filepath.Join(dir, "root"))
-	var pub published
-	r := New(Options{Paths: p, Executable: self, Env: os.Environ(), StopTimeout: time.Second, Publish: pub.add})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	runs := func() []string {
-		b, _ := os.ReadFile(testLog)
-		return strings.Split(strings.TrimSpace(string(b)), "\n")
-	}
-	write := func(content string) {
-		t.Helper()
-		if _, err := fsutil.WriteFile(p.Host(p.Manifest("etcd")), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-
+	h := newHarness(t, stubbornKubeforge, time.Second)
+	r, p, pub, testLog, healthy, dir := h.r, h.p, h.pub, h.testLog, h.healthy, h.dir
+	write := func(content string) { t.Helper(); h.write(t, content) }
+	runs := h.runs
 	// A hostPath directory that cannot be made (a file is in the way):
 	// refused, then started once the way is clear, with no new manifest.
 	blocker := filepath.Join(dir, "root", "var", "lib", "etcd")
@@ -216,7 +207,7 @@ func TestRunnerRetriesKillsAndReports(t *testing.T) {
 	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	good := strings.Replace(manifest(testLog, u.Port(), "--v=1", httpProbe), "    livenessProbe:",
+	good := strings.Replace(manifest(testLog, h.port, "--v=1", httpProbe), "    livenessProbe:",
 		"    volumeMounts:\n    - {name: data, mountPath: /var/lib/etcd}\n    livenessProbe:", 1) +
 		"  volumes:\n  - name: data\n    hostPath: {path: /var/lib/etcd, type: DirectoryOrCreate}\n"
 	write(good)
@@ -228,7 +219,7 @@ func TestRunnerRetriesKillsAndReports(t *testing.T) {
 	pid := r.Pids()["etcd"]
 
 	// A refused manifest, then the running one back: the process stays.
-	write(manifest(testLog, u.Port(), "--v=2", "exec: {command: [\"true\"]}\n      httpGet: null"))
+	write(manifest(testLog, h.port, "--v=2", "exec: {command: [\"true\"]}\n      httpGet: null"))
 	eventually(t, "the refusal", func() bool { return pub.has(node.DutyFailing, "only httpGet probes") })
 	write(good)
 	eventually(t, "the state published again", func() bool {
