@@ -15,13 +15,16 @@
 // sample, default 20s), BENCH_REQUESTS (Service requests per client,
 // default 500), BENCH_WAIT_QUIET (wait up to this long for the load
 // average to drop below BENCH_BUSY_LOAD, default 1.5, before each run;
-// default 0: do not wait), BENCH_SKIP (comma-separated: single, restart,
-// join, network, logging, external, snapshot, cluster, upgrade, kubeadm,
-// addons-off, pull), BENCH_OUT
+// default 0: do not wait), BENCH_SKIP (comma-separated: single, processes,
+// restart, join, network, logging, external, snapshot, cluster, upgrade,
+// kubeadm, addons-off, pull), BENCH_OUT
 // (output directory, default <repo>/bench). The kubeadm part (kubeadm.go)
 // runs BENCH_RUNS single-node `kubeadm init`s measured as kubeforge's are,
 // each right after kubeforge's single-node run of the same number; the
-// day-1 figures are judged as ratios to its medians. The single-node runs
+// day-1 figures are judged as ratios to its medians. The processes part
+// (processes-N, right after kubeadm's run N) is a single node with
+// `init --control-plane-runtime=Processes`: its figures (keys processes.*)
+// have the same targets and kubeadm medians. The single-node runs
 // also time init start → `kubectl top nodes` answering (the metrics API
 // serving the node's usage). The addons-off part is one more single node
 // with every optional addon off (KubeforgeConfiguration.addons), idle as
