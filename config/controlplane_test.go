@@ -69,3 +69,28 @@ func TestControlPlaneRuntimeFlagAndVolumes(t *testing.T) {
 		t.Errorf("the same volume with static pods: %v", err)
 	}
 }
+
+// A joining control-plane node may run its control plane as processes; a
+// worker runs none: the flag is refused there, and the same setting from a
+// file shared by every node leaves the worker's kubelet as it is.
+func TestControlPlaneRuntimeJoin(t *testing.T) {
+	facts := HostFacts{Hostname: "w1", CgroupV1: true, DefaultAddress: func() (net.IP, error) { return net.ParseIP("10.0.0.3"), nil }}
+	flags := JoinFlags{Token: "abcdef.0123456789abcdef", UnsafeSkipCAVerification: true, NodeIP: "10.0.0.3", ControlPlaneRuntime: ControlPlaneProcesses}
+	changed := func(name string) bool { return name == "control-plane-runtime" || name == "token" || name == "node-ip" || name == "discovery-token-unsafe-skip-ca-verification" }
+	_, err := LoadJoin(flags, []string{"10.0.0.1:6443"}, changed, facts)
+	if err == nil || !strings.Contains(err.Error(), "--control-plane-runtime: Processes: a worker runs no control plane") {
+		t.Errorf("a worker with --control-plane-runtime=Processes: %v", err)
+	}
+	cp := flags
+	cp.ControlPlane = true
+	cpChanged := func(name string) bool { return changed(name) || name == "control-plane" }
+	c, err := LoadJoin(cp, []string{"10.0.0.1:6443"}, cpChanged, facts)
+	if err != nil || !c.Kubeforge.ControlPlane.Processes() {
+		t.Errorf("a control-plane join with --control-plane-runtime=Processes: %v", err)
+	}
+	c = New()
+	c.Kubeforge.ControlPlane.Runtime = ControlPlaneProcesses
+	if err := c.CompleteJoin(facts, "10.0.0.3"); err != nil || c.Kubeforge.ControlPlane.Processes() {
+		t.Errorf("a worker whose file says Processes: %v, runtime %q (want StaticPods)", err, c.Kubeforge.ControlPlane.Runtime)
+	}
+}

@@ -115,6 +115,8 @@ type JoinFlags struct {
 	AdvertiseAddress string
 	BindPort         int32
 	AirGapped        bool
+	// ControlPlaneRuntime: see InitFlags (a control-plane join only).
+	ControlPlaneRuntime string
 }
 
 // Field paths of the JoinConfiguration that flags set.
@@ -166,6 +168,10 @@ func (f JoinFlags) Apply(c *Config, args []string, changed Changed) {
 	if changed("air-gapped") {
 		c.Kubeforge.AirGapped = f.AirGapped
 		c.SetFrom("KubeforgeConfiguration.airGapped", "--air-gapped")
+	}
+	if changed("control-plane-runtime") {
+		c.Kubeforge.ControlPlane.Runtime = f.ControlPlaneRuntime
+		c.SetFrom("KubeforgeConfiguration.controlPlane.runtime", "--control-plane-runtime")
 	}
 	j := &c.Join
 	bt := j.Discovery.BootstrapToken

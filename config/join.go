@@ -35,6 +35,14 @@ func (c *Config) CompleteJoin(h HostFacts, nodeIP string) error {
 	for _, err := range validateKubeforge(&c.Kubeforge) {
 		errs = append(errs, fmt.Errorf("%s: %w", c.sourceName(), err))
 	}
+	if c.Join.ControlPlane == nil && c.Kubeforge.ControlPlane.Processes() {
+		if _, ok := c.sources["KubeforgeConfiguration.controlPlane.runtime"]; ok {
+			add("KubeforgeConfiguration.controlPlane.runtime", "%s: a worker runs no control plane: join with --control-plane, or leave the flag out", ControlPlaneProcesses)
+		}
+		// A worker runs no control plane: its kubelet keeps its static pod
+		// directory (the same documents may describe every node).
+		c.Kubeforge.ControlPlane.Runtime = ControlPlaneStaticPods
+	}
 	for _, m := range validation.IsDNS1123Subdomain(nr.Name) {
 		add("JoinConfiguration.nodeRegistration.name", "%q is not a valid node name: %s", nr.Name, m)
 	}

@@ -175,6 +175,10 @@ func (n *Node) awaitKubeletWatch(ctx context.Context) error {
 // wait and the touch finish (at most kubeletWatchTimeout). It returns
 // once the goroutine has.
 func (n *Node) writeSeenManifest(ctx context.Context, phase, component string) (func(running bool), error) {
+	if n.Cfg.Kubeforge.ControlPlane.Processes() {
+		// The node service runs it: no kubelet watch to wait for.
+		return func(bool) {}, writeNodeManifest(n, phase, component)
+	}
 	watched := node.KubeletWatches(n.Cfg.Paths)
 	if err := writeNodeManifest(n, phase, component); err != nil || watched {
 		return func(bool) {}, err

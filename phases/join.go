@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"os"
 	"slices"
 	"strings"
@@ -466,7 +467,7 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 	if err != nil {
 		return err
 	}
-	endpoints, err := etcdEndpoints(ctx, client, d.Cfg.NodeName())
+	endpoints, err := etcdEndpoints(ctx, client, d.Cfg.NodeName(), d.Cfg.AdvertiseAddress())
 	if err != nil {
 		return err
 	}
@@ -516,10 +517,12 @@ func runJoinEtcd(ctx context.Context, d *JoinData) error {
 
 // etcdEndpoints are the client URLs of the cluster's etcd members, from the
 // etcd pods' advertise-client-urls annotations (kubeadm's ClusterStatus),
-// except those of node self: a joining node's own etcd does not run yet
+// or, with no etcd pod (a control plane run as processes), from the API
+// servers' addresses (apiServerEtcdURLs), except those of node self
+// (selfIP): a joining node's own etcd does not run yet
 // (an etcd pod of self is left from before a reset), and trying it only
 // costs the etcd client retries and warnings.
-func etcdEndpoints(ctx context.Context, c kubernetes.Interface, self string) ([]string, error) {
+func etcdEndpoints(ctx context.Context, c kubernetes.Interface, self, selfIP string) ([]string, error) {
 	pods, err := c.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "component=etcd,tier=control-plane"})
 	if err != nil {
 		return nil, fmt.Errorf("find the etcd members: %w", err)
@@ -534,9 +537,37 @@ func etcdEndpoints(ctx context.Context, c kubernetes.Interface, self string) ([]
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no etcd pod announces its client URL (annotation kubeadm.kubernetes.io/etcd.advertise-client-urls): is this a cluster with local etcd? " +
-			"(A control plane that runs as processes, " + config.KubeforgeKind + ".controlPlane.runtime " + config.ControlPlaneProcesses +
-			", has no etcd pods: joining control-plane nodes to it is not supported yet.)")
+		// A control plane run as processes has no etcd pods: its etcd
+		// serves clients on each API server's advertise address
+		// (kubeforge's etcd manifest), which the kubernetes Service's
+		// endpoints list. The member list then gives the real URLs.
+		out, err = apiServerEtcdURLs(ctx, c, selfIP)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no etcd pod announces its client URL (annotation kubeadm.kubernetes.io/etcd.advertise-client-urls), and the kubernetes Service lists no API server: is this a cluster with local etcd?")
+	}
+	return out, nil
+}
+
+// apiServerEtcdURLs are etcd client URLs at the addresses of the API
+// servers in the kubernetes Service's EndpointSlices, but selfIP's.
+func apiServerEtcdURLs(ctx context.Context, c kubernetes.Interface, selfIP string) ([]string, error) {
+	list, err := c.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
+	if err != nil {
+		return nil, fmt.Errorf("find the API servers (for their etcd members): %w", err)
+	}
+	var out []string
+	for _, sl := range list.Items {
+		for _, ep := range sl.Endpoints {
+			for _, a := range ep.Addresses {
+				if a != selfIP {
+					out = append(out, "https://"+net.JoinHostPort(a, strconv.Itoa(manifests.EtcdClientPort)))
+				}
+			}
+		}
 	}
 	return out, nil
 }

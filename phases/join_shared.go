@@ -163,10 +163,10 @@ type comparison struct {
 // etcd/ca.crt (and key) by a TLS request to the cluster's etcd members,
 // which must present a certificate of that CA and accept a client
 // certificate of it, and encryption-config.yaml against the SHA-256 of the
-// file each API server reports having loaded. self (this node's name) is
-// left out of the etcd members and API servers: a node that joins again
-// after a reset may still be listed.
-func (c clusterProbe) compare(ctx context.Context, p config.Paths, self string) comparison {
+// file each API server reports having loaded. self (this node's name, at
+// selfIP) is left out of the etcd members and API servers: a node that
+// joins again after a reset may still be listed.
+func (c clusterProbe) compare(ctx context.Context, p config.Paths, self, selfIP string) comparison {
 	var out comparison
 	same := func(f string) { out.same = append(out.same, f) }
 	unchecked := func(f, format string, a ...any) {
@@ -232,7 +232,7 @@ func (c clusterProbe) compare(ctx context.Context, p config.Paths, self string) 
 	// The etcd CA, asked of etcd itself.
 	if c.etcdTLS == nil {
 		unchecked("etcd/ca.crt", "no etcd client certificate to ask the cluster's etcd with")
-	} else if endpoints, err := etcdEndpoints(ctx, c.client, self); err != nil {
+	} else if endpoints, err := etcdEndpoints(ctx, c.client, self, selfIP); err != nil {
 		unchecked("etcd/ca.crt", "%v", err)
 	} else {
 		var unreachable []string
@@ -416,7 +416,7 @@ func (d *JoinData) compareSharedWithCluster(ctx context.Context) error {
 		d.Out.Warnf(phase, "cannot ask the cluster whether the shared files in %s are its own (%v): make sure they were copied from one of its control-plane nodes", d.Cfg.Paths.CertDir, err)
 		return nil
 	}
-	res := probe.compare(ctx, d.Cfg.Paths, d.Cfg.NodeName())
+	res := probe.compare(ctx, d.Cfg.Paths, d.Cfg.NodeName(), d.Cfg.AdvertiseAddress())
 	if len(res.different) > 0 {
 		return sharedFilesError(d.Cfg.Paths, "some are not the ones the running cluster uses", res.different)
 	}

@@ -398,7 +398,7 @@ func TestCompareSharedWithClusterSame(t *testing.T) {
 	c := newTestCluster(t)
 	p := handCopiedNode(t, c)
 	f := newFakeCluster(t, c)
-	res := f.probe(t, p).compare(context.Background(), p, "cp3")
+	res := f.probe(t, p).compare(context.Background(), p, "cp3", "")
 	if len(res.different) > 0 || len(res.unchecked) > 0 {
 		t.Fatalf("different %q, unchecked %q", res.different, res.unchecked)
 	}
@@ -446,7 +446,7 @@ func TestCompareSharedWithClusterDifferent(t *testing.T) {
 			p := handCopiedNode(t, c)
 			f := newFakeCluster(t, c)
 			tc.spoil(t, p, f)
-			res := f.probe(t, p).compare(context.Background(), p, "cp3")
+			res := f.probe(t, p).compare(context.Background(), p, "cp3", "")
 			if len(res.different) != 1 {
 				t.Fatalf("different %q (want one), unchecked %q", res.different, res.unchecked)
 			}
@@ -475,7 +475,7 @@ func TestCompareSharedWithClusterUnchecked(t *testing.T) {
 	f.hashes = map[string]string{} // no API server answers
 	f.jwks = []byte("404 page not found")
 	f.etcd.Close()
-	res := f.probe(t, p).compare(context.Background(), p, "cp3")
+	res := f.probe(t, p).compare(context.Background(), p, "cp3", "")
 	if len(res.different) > 0 {
 		t.Fatalf("different: %q", res.different)
 	}
@@ -490,7 +490,7 @@ func TestCompareSharedWithClusterUnchecked(t *testing.T) {
 	// way; accepted with a note.
 	f = newFakeCluster(t, c)
 	f.hashes["cp2"] = "sha256:0000"
-	res = f.probe(t, p).compare(context.Background(), p, "cp3")
+	res = f.probe(t, p).compare(context.Background(), p, "cp3", "")
 	if len(res.different) > 0 || !slices.Contains(res.same, "encryption-config.yaml") ||
 		!slices.ContainsFunc(res.unchecked, func(u string) bool { return strings.Contains(u, "a key rotation may be under way") }) {
 		t.Errorf("half-rotated: same %v, different %q, unchecked %q", res.same, res.different, res.unchecked)
@@ -498,7 +498,7 @@ func TestCompareSharedWithClusterUnchecked(t *testing.T) {
 	// The node's own stale API server (a node that joins again) is not asked.
 	f = newFakeCluster(t, c)
 	f.hashes["cp2"] = "sha256:0000"
-	res = f.probe(t, p).compare(context.Background(), p, "cp2")
+	res = f.probe(t, p).compare(context.Background(), p, "cp2", "")
 	if len(res.unchecked) > 0 || len(res.different) > 0 {
 		t.Errorf("self left out: different %q, unchecked %q", res.different, res.unchecked)
 	}

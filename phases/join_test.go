@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
@@ -26,13 +27,31 @@ func TestEtcdEndpointsSkipSelf(t *testing.T) {
 			Spec: corev1.PodSpec{NodeName: node}}
 	}
 	c := fake.NewClientset(pod("cp1", "https://10.0.0.1:2379"), pod("cp2", "https://10.0.0.2:2379"), pod("cp3", "https://10.0.0.3:2379"))
-	got, err := etcdEndpoints(context.Background(), c, "cp3")
+	got, err := etcdEndpoints(context.Background(), c, "cp3", "10.0.0.3")
 	if err != nil {
 		t.Fatal(err)
 	}
 	slices.Sort(got)
 	if want := []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}; !slices.Equal(got, want) {
 		t.Fatalf("endpoints %v, want %v (a joining node's own etcd pod is left out)", got, want)
+	}
+}
+
+// A control plane run as processes has no etcd pods: the etcd members are
+// found at the API servers' addresses, the joining node's left out.
+func TestEtcdEndpointsWithoutEtcdPods(t *testing.T) {
+	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault,
+		Labels: map[string]string{"kubernetes.io/service-name": "kubernetes"}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}}, {Addresses: []string{"10.0.0.3"}}}}
+	got, err := etcdEndpoints(context.Background(), fake.NewClientset(slice), "cp3", "10.0.0.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"https://10.0.0.1:2379"}; !slices.Equal(got, want) {
+		t.Fatalf("endpoints %v, want %v", got, want)
+	}
+	if _, err := etcdEndpoints(context.Background(), fake.NewClientset(), "cp3", "10.0.0.3"); err == nil {
+		t.Error("no etcd pod and no API server: no error")
 	}
 }
 

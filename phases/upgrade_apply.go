@@ -123,7 +123,7 @@ func (d *UpgradeData) checkControlPlaneNodes(ctx context.Context) error {
 // checkEtcd requires every etcd member to be started, voting and healthy,
 // and returns the largest database size (for the backup's disk space).
 func (d *UpgradeData) checkEtcd(ctx context.Context) (int64, error) {
-	endpoints, err := etcdEndpoints(ctx, d.Client, "")
+	endpoints, err := etcdEndpoints(ctx, d.Client, "", "")
 	if err != nil {
 		return 0, err
 	}

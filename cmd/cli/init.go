@@ -90,9 +90,7 @@ func (o *initOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.SingleNode, "single-node", false, "do not taint the control-plane node, so it runs workloads too")
 	fs.BoolVar(&o.skipTokenPrint, "skip-token-print", false, "do not print the bootstrap token")
 	fs.BoolVar(&f.AirGapped, "air-gapped", false, airGappedUsage)
-	fs.StringVar(&f.ControlPlaneRuntime, "control-plane-runtime", "", "how this node runs its control plane: "+config.ControlPlaneStaticPods+
-		" (the kubelet runs static pods, as kubeadm; the default) or "+config.ControlPlaneProcesses+
-		" (the node service runs the same manifests as its own processes: a faster start, no mirror pods)")
+	fs.StringVar(&f.ControlPlaneRuntime, "control-plane-runtime", "", controlPlaneRuntimeUsage)
 	fs.StringVar(&f.RootDir, "root-dir", "", "do all file I/O under this directory instead of / (for tests)")
 	_ = fs.MarkHidden("root-dir")
 }
@@ -158,6 +156,11 @@ func phaseTimer[T any](rep func(T) *progress.Reporter) func(d T, name string, to
 		}
 	}
 }
+
+// controlPlaneRuntimeUsage is --control-plane-runtime's help.
+var controlPlaneRuntimeUsage = "how this node runs its control plane: " + config.ControlPlaneStaticPods +
+	" (the kubelet runs static pods, as kubeadm; the default) or " + config.ControlPlaneProcesses +
+	" (the node service runs the same manifests as its own processes: a faster start, no mirror pods)"
 
 // airGappedUsage is --air-gapped's help, the same for init and join.
 const airGappedUsage = "pull no image from any registry (KubeforgeConfiguration.airGapped): workloads' images come from `kubeforge images import` or " +

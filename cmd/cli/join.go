@@ -108,6 +108,7 @@ func (o *joinOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.skipPhases, "skip-phases", nil, "phases to skip")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print what would be done")
 	fs.BoolVar(&f.AirGapped, "air-gapped", false, airGappedUsage)
+	fs.StringVar(&f.ControlPlaneRuntime, "control-plane-runtime", "", controlPlaneRuntimeUsage+" (with --control-plane)")
 	fs.StringVarP(&o.output, "output", "o", "text", "progress output: text or json")
 }
 

@@ -15,28 +15,35 @@ import (
 
 // TestControlPlaneProcesses: a control-plane node whose node service runs
 // the control plane's manifests as its own processes
-// (KubeforgeConfiguration.controlPlane.runtime Processes). It comes up and
-// takes a worker; a changed manifest restarts its component and a killed
-// component comes back, as with static pods; `node status` shows each
-// component's health; upgrade refuses the node; reset leaves no process.
+// (KubeforgeConfiguration.controlPlane.runtime Processes). It comes up,
+// takes a worker and a second control-plane node that runs its control
+// plane as processes too (its etcd member found without etcd pods); a
+// changed manifest restarts its component and a killed component comes
+// back, as with static pods; `node status` shows each component's health;
+// upgrade refuses the node; reset leaves no process.
 func TestControlPlaneProcesses(t *testing.T) {
 	tb := testbed.New(t)
 	holdOnFailure(t, tb)
 	cp := tb.AddNode("proc1")
 	w := tb.AddNode("procw1")
+	cp2 := tb.AddNode("proc2")
 	c := &cluster{t: t, n: cp}
 	step := stepper(t)
 
-	var join []string
+	var join, cpJoin []string
 	step("init", func(t *testing.T) {
 		start := time.Now()
 		out := kf(t, cp, 3*time.Minute, "init", "--config", cp.InitConfigFile(), "--advertise-address", cp.IP.String(),
-			"--node-name", cp.Name, "--single-node", "--control-plane-runtime=Processes")
+			"--node-name", cp.Name, "--single-node", "--control-plane-runtime=Processes",
+			"--control-plane-endpoint", cp.IP.String()+":6443", "--upload-certs")
 		bench(t, "processes_init", time.Since(start))
 		if !strings.Contains(out, "it runs the control plane from /etc/kubernetes/manifests as its own processes") {
 			t.Errorf("init did not say the node service runs the control plane:\n%s", out)
 		}
-		join, _ = joinCommands(t, out)
+		join, cpJoin = joinCommands(t, out)
+		if cpJoin == nil {
+			t.Fatalf("no control-plane join command:\n%s", out)
+		}
 		cfg, err := cp.ReadFile("/var/lib/kubelet/config.yaml")
 		if err != nil || strings.Contains(string(cfg), "staticPodPath") {
 			t.Errorf("the kubelet watches the manifests too (%v):\n%s", err, cfg)
@@ -103,6 +110,36 @@ func TestControlPlaneProcesses(t *testing.T) {
 		cfg, err := w.ReadFile("/var/lib/kubelet/config.yaml")
 		if err != nil || !strings.Contains(string(cfg), "staticPodPath: /etc/kubernetes/manifests") {
 			t.Errorf("the worker's kubelet has no static pod directory (%v):\n%s", err, cfg)
+		}
+	})
+
+	step("join-control-plane", func(t *testing.T) {
+		out, err := w.Kubeforge(context.Background(), "join", cp.IP.String()+":6443", "--token", "abcdef.0123456789abcdef",
+			"--discovery-token-unsafe-skip-ca-verification", "--node-ip", w.IP.String(), "--control-plane-runtime=Processes")
+		if err == nil || !strings.Contains(out, "a worker runs no control plane") {
+			t.Errorf("a worker join with --control-plane-runtime=Processes: %v\n%s", err, out)
+		}
+		start := time.Now()
+		out = kf(t, cp2, 3*time.Minute, append(cpJoin, "--config", cp2.JoinConfigFile(), "--control-plane-runtime=Processes")...)
+		bench(t, "processes_cp_join", time.Since(start))
+		api := apiClient(t, cp, "")
+		poll(t, 3*time.Minute, "three nodes Ready", func() string { return nodesReady(api, cp.Name, w.Name, cp2.Name) })
+		poll(t, 2*time.Minute, "two voting etcd members", func() string { return votingMembers(cp, cp, cp2) })
+		c2 := &cluster{t: t, n: cp2}
+		for _, comp := range controlPlane {
+			if ps := c2.component(comp); len(ps) != 1 {
+				t.Errorf("%s on %s: %s", comp, cp2.Name, processes(ps))
+			}
+		}
+		poll(t, time.Minute, "cp2's node status shows its control plane ok", func() string {
+			out, err := cp2.Kubeforge(context.Background(), "node", "status")
+			if err != nil || !strings.Contains(out, "control-plane/kube-apiserver: ok") || !strings.Contains(out, "control-plane/etcd: ok") {
+				return fmt.Sprintf("%v\n%s", err, out)
+			}
+			return ""
+		})
+		if mirrors, err := c.mirrorPods(); err != nil || len(mirrors) != 0 {
+			t.Errorf("mirror pods %v (%v)", slices.Sorted(maps.Keys(mirrors)), err)
 		}
 	})
 

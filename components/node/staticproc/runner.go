@@ -339,19 +339,22 @@ func (r *Runner) stop(component string) bool {
 	return true
 }
 
-// stopAll stops every component at once, as the kubelet stops pods: one
-// after another, their stop timeouts would add up past the node service's
-// own (systemd's TimeoutStopSec, reset's wait).
+// stopAll stops the components in the reverse of their start, the
+// controller-manager and the scheduler together, then the API server (which
+// still reaches etcd to take its endpoint out of the kubernetes Service),
+// then etcd. Each stop is bounded by the stop timeout.
 func (r *Runner) stopAll() {
-	var wg sync.WaitGroup
-	for _, c := range Components {
-		wg.Go(func() {
-			if r.stop(c) {
-				r.publish(c, node.DutyStopped, "the node service stopped")
-			}
-		})
+	for _, group := range [][]string{{manifests.KubeControllerMgr, manifests.KubeScheduler}, {manifests.KubeAPIServer}, {manifests.Etcd}} {
+		var wg sync.WaitGroup
+		for _, c := range group {
+			wg.Go(func() {
+				if r.stop(c) {
+					r.publish(c, node.DutyStopped, "the node service stopped")
+				}
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 }
 
 // Pids returns the pid of each running component.

@@ -49,13 +49,21 @@ func (s *supervisor) runControlPlane(ctx context.Context) {
 		Paths:       s.p,
 		Executable:  s.self,
 		Env:         componentEnv(os.Environ()),
-		StopTimeout: s.o.StopTimeout,
+		StopTimeout: min(s.o.StopTimeout, componentStopTimeout),
 		Log:         s.log.With("part", "control-plane"),
 		Publish: func(d node.DutyState) {
 			s.update(func(st *node.State) { st.Duties = setDuty(st.Duties, d) })
 		},
 	}).Run(ctx)
 }
+
+// componentStopTimeout bounds each control-plane component's stop (SIGTERM,
+// then SIGKILL): they stop in three rounds (staticproc.Runner.stopAll),
+// which must fit in the node service's own stop (systemd's TimeoutStopSec,
+// reset's wait). A healthy API server stops in about a second; one whose
+// etcd member is gone (reset removed it from the cluster) would wait for
+// its endpoint removal until killed.
+const componentStopTimeout = 5 * time.Second
 
 // controlPlaneProcesses reports whether the node's settings run the
 // control plane as processes.
