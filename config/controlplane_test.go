@@ -76,7 +76,9 @@ func TestControlPlaneRuntimeFlagAndVolumes(t *testing.T) {
 func TestControlPlaneRuntimeJoin(t *testing.T) {
 	facts := HostFacts{Hostname: "w1", CgroupV1: true, DefaultAddress: func() (net.IP, error) { return net.ParseIP("10.0.0.3"), nil }}
 	flags := JoinFlags{Token: "abcdef.0123456789abcdef", UnsafeSkipCAVerification: true, NodeIP: "10.0.0.3", ControlPlaneRuntime: ControlPlaneProcesses}
-	changed := func(name string) bool { return name == "control-plane-runtime" || name == "token" || name == "node-ip" || name == "discovery-token-unsafe-skip-ca-verification" }
+	changed := func(name string) bool {
+		return name == "control-plane-runtime" || name == "token" || name == "node-ip" || name == "discovery-token-unsafe-skip-ca-verification"
+	}
 	_, err := LoadJoin(flags, []string{"10.0.0.1:6443"}, changed, facts)
 	if err == nil || !strings.Contains(err.Error(), "--control-plane-runtime: Processes: a worker runs no control plane") {
 		t.Errorf("a worker with --control-plane-runtime=Processes: %v", err)

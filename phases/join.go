@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
