@@ -113,6 +113,31 @@ func TestControlPlaneProcesses(t *testing.T) {
 		}
 	})
 
+	// A restore moves the manifests aside and back: the node service stops
+	// the components and starts them again, as the kubelet would.
+	step("snapshot-restore", func(t *testing.T) {
+		c.kubectl("create", "configmap", "before-snapshot", "--from-literal=k=v")
+		c.kubeforge(2*time.Minute, "etcd", "snapshot", "save", "s1")
+		c.kubectl("create", "configmap", "after-snapshot", "--from-literal=k=v")
+		out := c.kubeforge(5*time.Minute, "etcd", "snapshot", "restore", "s1")
+		if !strings.Contains(out, "Kept the old etcd data in") {
+			t.Errorf("restore output:\n%s", out)
+		}
+		poll(t, 2*time.Minute, "the API server back with the snapshot's objects", func() string {
+			if s := c.readyz(); s != "" {
+				return s
+			}
+			if _, err := cp.Kubectl("get", "configmap", "before-snapshot"); err != nil {
+				return err.Error()
+			}
+			if _, err := cp.Kubectl("get", "configmap", "after-snapshot"); err == nil {
+				return "after-snapshot survived the restore"
+			}
+			return ""
+		})
+		poll(t, time.Minute, "node status shows the control plane ok", statusOK)
+	})
+
 	step("join-control-plane", func(t *testing.T) {
 		out, err := w.Kubeforge(context.Background(), "join", cp.IP.String()+":6443", "--token", "abcdef.0123456789abcdef",
 			"--discovery-token-unsafe-skip-ca-verification", "--node-ip", w.IP.String(), "--control-plane-runtime=Processes")
