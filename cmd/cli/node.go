@@ -229,7 +229,13 @@ func printNodeStatus(w io.Writer, p config.Paths, st node.Status) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "  logs: %s, %s, %s\n", p.NodeLogFile(), node.ContainerdLogFile(p), node.KubeletLogFile(p))
+	logs := []string{p.NodeLogFile(), node.ContainerdLogFile(p), node.KubeletLogFile(p)}
+	for _, d := range st.State.Duties {
+		if c, ok := strings.CutPrefix(d.Name, "control-plane/"); ok { // run as a process
+			logs = append(logs, node.ControlPlaneLogFile(p, c))
+		}
+	}
+	fmt.Fprintf(w, "  logs: %s\n", strings.Join(logs, ", "))
 }
 
 func pidText(pid int, external bool) string {
