@@ -26,10 +26,11 @@ func runKubeletStart(ctx context.Context, d *InitData) error {
 		return err
 	}
 	start := time.Now()
-	if d.Cfg.Kubeforge.ControlPlane.Processes() {
+	if d.Cfg.Kubeforge.ControlPlane.Processes() && d.EarlyNodeStart {
 		// The node service runs the manifests the moment they are written,
-		// while containerd and the kubelet start: wait-control-plane waits
-		// for it (WaitNodeService).
+		// while containerd and the kubelet start: in a whole init,
+		// wait-control-plane waits for it (WaitNodeService). Run on its
+		// own, this phase waits as with static pods.
 		d.StartNodeEarly(ctx)
 		d.Out.Done(phase, "started", "", start, "The node service is starting; it runs the control plane from %s as its own processes", d.Cfg.Paths.ManifestsDir)
 		return nil
