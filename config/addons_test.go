@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"strings"
 	"testing"
 )
@@ -68,13 +67,7 @@ func TestCloudControllerAddressPool(t *testing.T) {
 		{doc: head + "    addressPool: [10.0.1.9-10.0.1.5]\n", wantErr: "addons.cloudController.addressPool: [0]"},
 		{doc: head + "    adressPool: [10.0.0.240/28]\n", wantErr: "adressPool"},
 	} {
-		cfg := New()
-		cfg.Source = "cluster.yaml"
-		err := cfg.Decode([]byte(c.doc))
-		if err == nil {
-			defaultKubeforge(&cfg.Kubeforge)
-			err = errors.Join(validateKubeforge(&cfg.Kubeforge)...)
-		}
+		cfg, err := decodeKubeforge(c.doc)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("%q: error %v, want one containing %q", c.doc, err, c.wantErr)
@@ -135,15 +128,7 @@ func TestLogStoreAddon(t *testing.T) {
 		{doc: head + "addons:\n  logStore:\n    retention: 0d\n", wantErr: "addons.logStore.retention"},
 		{doc: head + "addons:\n  logStore:\n    retention: 10m\n", wantErr: "h, d, w or y"},
 	} {
-		cfg := New()
-		cfg.Source = "cluster.yaml"
-		err := cfg.Decode([]byte(c.doc))
-		if err == nil {
-			defaultKubeforge(&cfg.Kubeforge)
-			if errs := validateKubeforge(&cfg.Kubeforge); len(errs) > 0 {
-				err = errs[0]
-			}
-		}
+		cfg, err := decodeKubeforge(c.doc)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("%q: error %v, want one naming %s", c.doc, err, c.wantErr)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -23,12 +22,7 @@ func TestControlPlaneRuntimeConfig(t *testing.T) {
 		{doc: head + "controlPlane:\n  runtime: processes\n",
 			wantErr: `KubeforgeConfiguration.controlPlane.runtime: "processes" is not a control-plane runtime: write StaticPods`},
 	} {
-		cfg := New()
-		err := cfg.Decode([]byte(c.doc))
-		if err == nil {
-			defaultKubeforge(&cfg.Kubeforge)
-			err = errors.Join(validateKubeforge(&cfg.Kubeforge)...)
-		}
+		cfg, err := decodeKubeforge(c.doc)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("%q: error %v, want one containing %q", c.doc, err, c.wantErr)

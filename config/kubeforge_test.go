@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -48,4 +49,17 @@ func TestKubeforgeConfiguration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decodeKubeforge decodes doc as the file cluster.yaml, then defaults and
+// validates its KubeforgeConfiguration, as loading a node's config does.
+func decodeKubeforge(doc string) (*Config, error) {
+	cfg := New()
+	cfg.Source = "cluster.yaml"
+	err := cfg.Decode([]byte(doc))
+	if err == nil {
+		defaultKubeforge(&cfg.Kubeforge)
+		err = errors.Join(validateKubeforge(&cfg.Kubeforge)...)
+	}
+	return cfg, err
 }

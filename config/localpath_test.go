@@ -27,15 +27,7 @@ func TestLocalPathAddon(t *testing.T) {
 		{doc: head + "addons:\n  localPath:\n    root: /var/lib/etcd\n", wantErr: "overlaps etcd's data directory"},
 		{doc: head + "addons:\n  localPath:\n    rooot: /x\n", wantErr: "rooot"},
 	} {
-		cfg := New()
-		cfg.Source = "cluster.yaml"
-		err := cfg.Decode([]byte(c.doc))
-		if err == nil {
-			defaultKubeforge(&cfg.Kubeforge)
-			if errs := validateKubeforge(&cfg.Kubeforge); len(errs) > 0 {
-				err = errs[0]
-			}
-		}
+		cfg, err := decodeKubeforge(c.doc)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("%q: error %v, want one with %q", c.doc, err, c.wantErr)

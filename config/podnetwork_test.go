@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"strings"
 	"testing"
 )
@@ -25,13 +24,7 @@ func TestPodNetworkConfig(t *testing.T) {
 		{doc: head + "podNetwork:\n  backend: VXLAN\n", wantErr: "podNetwork.backend"},
 		{doc: head + "podNetwork:\n  builtin: false\n", wantErr: "builtin"},
 	} {
-		cfg := New()
-		cfg.Source = "cluster.yaml"
-		err := cfg.Decode([]byte(c.doc))
-		if err == nil {
-			defaultKubeforge(&cfg.Kubeforge)
-			err = errors.Join(validateKubeforge(&cfg.Kubeforge)...)
-		}
+		cfg, err := decodeKubeforge(c.doc)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("%q: error %v, want one containing %q", c.doc, err, c.wantErr)
