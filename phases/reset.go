@@ -173,7 +173,7 @@ func runCleanupNode(ctx context.Context, d *ResetData) error {
 		try(d.action(phase, "stop the node service (kubelet and containerd)", func() error {
 			sctx, cancel := context.WithTimeout(ctx, 40*time.Second)
 			defer cancel()
-			return node.Stop(sctx, p)
+			return node.StopNow(sctx, p)
 		}))
 	}
 	try(d.cleanupRuntime(ctx, phase))

@@ -205,7 +205,15 @@ func waitReady(ctx context.Context, p config.Paths, pid int, exited <-chan error
 // keep running, as with `systemctl stop kubelet containerd`). It waits for
 // them to exit, kills what is left after 30 s (or ctx's deadline if
 // sooner), and succeeds when nothing ran.
-func Stop(ctx context.Context, p config.Paths) error {
+func Stop(ctx context.Context, p config.Paths) error { return stop(ctx, p, syscall.SIGTERM) }
+
+// StopNow stops the node service as Stop does, but the service kills the
+// control-plane components it runs as processes instead of letting them
+// stop gracefully: for reset, which deletes what they would save. A
+// service under systemd is stopped by its unit, gracefully.
+func StopNow(ctx context.Context, p config.Paths) error { return stop(ctx, p, syscall.SIGUSR2) }
+
+func stop(ctx context.Context, p config.Paths, sig syscall.Signal) error {
 	timeout := 30 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -216,7 +224,7 @@ func Stop(ctx context.Context, p config.Paths) error {
 		}
 	}
 	if pid, ok := Running(p); ok && pid > 0 {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
+		_ = syscall.Kill(pid, sig)
 		if !waitUnlocked(ctx, p, timeout) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			waitUnlocked(context.Background(), p, 5*time.Second)

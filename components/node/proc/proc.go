@@ -176,6 +176,28 @@ func (c *Child) Stop() error {
 	return nil
 }
 
+// Kill stops the child at once (SIGKILL), waits until it is gone, and
+// starts it no more. Safe to call more than once, and before Start.
+func (c *Child) Kill() {
+	c.mu.Lock()
+	if !c.started {
+		c.started, c.stopping = true, true
+		c.mu.Unlock()
+		c.finish()
+		return
+	}
+	if !c.stopping {
+		c.stopping = true
+		close(c.stopCh)
+	}
+	p := c.proc
+	c.mu.Unlock()
+	if p != nil {
+		_ = p.Kill()
+	}
+	<-c.done
+}
+
 // Restart stops the running process and starts it again at once, without
 // backoff (for example after its configuration changed).
 func (c *Child) Restart() {

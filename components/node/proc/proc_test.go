@@ -285,6 +285,47 @@ func TestStopKillsAfterTimeout(t *testing.T) {
 	}
 }
 
+// Kill does not wait for a graceful stop (reset's quick stop), nor does
+// RestartWithin wait past its bound for one.
+func TestKillAndRestartWithin(t *testing.T) {
+	log, _ := newLogger()
+	c := New(Spec{
+		Name: "stubborn",
+		Args: func() ([]string, error) {
+			return []string{"/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"}, nil
+		},
+		StopTimeout: time.Minute,
+		Log:         log,
+	})
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the shell install its trap
+	first := c.Pid()
+	c.RestartWithin(200 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Pid() == first || c.Pid() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not replaced 5 s after RestartWithin(200ms)", first)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(first) {
+		t.Errorf("pid %d survived its restart", first)
+	}
+	time.Sleep(100 * time.Millisecond)
+	second := c.Pid()
+	begin := time.Now()
+	c.Kill()
+	if d := time.Since(begin); d > 2*time.Second {
+		t.Errorf("Kill took %v", d)
+	}
+	if alive(second) {
+		t.Errorf("pid %d survived Kill", second)
+	}
+	c.Kill() // twice is fine
+}
+
 // A SIGKILLed supervisor takes its children down (Pdeathsig), even though
 // the Go runtime moves goroutines between threads.
 func TestChildDiesWithSupervisor(t *testing.T) {

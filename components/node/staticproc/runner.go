@@ -66,7 +66,14 @@ type Runner struct {
 	sigs map[string]fileSig
 	// others lists the manifests of the directory the runner does not run.
 	others string
+	// now: stop the components with SIGKILL (StopNow).
+	now atomic.Bool
 }
+
+// StopNow makes the runner's stop, when its context ends, kill the
+// components instead of asking them to stop: for a reset, which deletes
+// what they would save.
+func (r *Runner) StopNow() { r.now.Store(true) }
 
 // fileSig tells a file apart from its next version: every manifest write
 // renames a new file into place (a new inode).
@@ -335,7 +342,11 @@ func (r *Runner) stop(component string) bool {
 	}
 	run.cancel()
 	<-run.probed
-	_ = run.child.Stop()
+	if r.now.Load() {
+		run.child.Kill()
+	} else {
+		_ = run.child.Stop()
+	}
 	return true
 }
 

@@ -45,7 +45,7 @@ func (s *supervisor) runControlPlane(ctx context.Context) {
 	if !s.controlPlaneProcesses() {
 		return
 	}
-	staticproc.New(staticproc.Options{
+	r := staticproc.New(staticproc.Options{
 		Paths:       s.p,
 		Executable:  s.self,
 		Env:         componentEnv(os.Environ()),
@@ -54,7 +54,11 @@ func (s *supervisor) runControlPlane(ctx context.Context) {
 		Publish: func(d node.DutyState) {
 			s.update(func(st *node.State) { st.Duties = setDuty(st.Duties, d) })
 		},
-	}).Run(ctx)
+	})
+	s.mu.Lock()
+	s.cpRunner = r
+	s.mu.Unlock()
+	r.Run(ctx)
 }
 
 // componentStopTimeout bounds each control-plane component's stop (SIGTERM,
@@ -80,10 +84,13 @@ func (s *supervisor) controlPlaneProcesses() bool {
 // whether it ran components.
 func (s *supervisor) stopControlPlaneProcesses() bool {
 	s.mu.Lock()
-	stop, done := s.stopControlPlane, s.cpDone
+	stop, done, r := s.stopControlPlane, s.cpDone, s.cpRunner
 	s.mu.Unlock()
 	if stop == nil {
 		return false
+	}
+	if r != nil && s.killControlPlane.Load() {
+		r.StopNow()
 	}
 	stop()
 	<-done

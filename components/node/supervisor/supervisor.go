@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/kubeforge/kubeforge/components/node/duty"
 	"github.com/kubeforge/kubeforge/components/node/logship"
 	"github.com/kubeforge/kubeforge/components/node/proc"
+	"github.com/kubeforge/kubeforge/components/node/staticproc"
 	"github.com/kubeforge/kubeforge/components/podnet"
 	"github.com/kubeforge/kubeforge/components/podnet/ipam"
 	"github.com/kubeforge/kubeforge/config"
@@ -64,9 +66,10 @@ type Options struct {
 	Log      *slog.Logger
 }
 
-// Run runs the node service until ctx ends or the process gets SIGTERM or
-// SIGINT, then stops the kubelet and containerd (containers keep running)
-// and returns nil. SIGHUP restarts the kubelet (to pick up a changed flags
+// Run runs the node service until ctx ends or the process gets SIGTERM,
+// SIGINT or SIGUSR2, then stops the kubelet, the control plane's processes
+// (when it runs them; SIGUSR2 kills them) and containerd (containers keep
+// running) and returns nil. SIGHUP restarts the kubelet (to pick up a changed flags
 // file or kubeconfig); SIGUSR1 stops the kubelet and keeps it stopped,
 // containerd running (node.StopKubelet). It fails at once when another
 // supervisor runs.
@@ -83,6 +86,22 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stopSignals()
+	// SIGUSR2 (node.StopNow, for reset): stop as on SIGTERM, but kill the
+	// control-plane processes instead of waiting for their graceful stop.
+	ctx, stopNow := context.WithCancel(ctx)
+	defer stopNow()
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
+	go func() {
+		select {
+		case <-usr2:
+			s.log.Info("SIGUSR2: stopping, the control plane's processes at once")
+			s.killControlPlane.Store(true)
+			stopNow()
+		case <-ctx.Done():
+		}
+	}()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -130,6 +149,10 @@ type supervisor struct {
 	// and cpDone is closed once it has stopped every component.
 	stopControlPlane context.CancelFunc
 	cpDone           chan struct{}
+	cpRunner         *staticproc.Runner
+	// killControlPlane: the stop kills the control plane's processes
+	// (SIGUSR2, for reset).
+	killControlPlane atomic.Bool
 }
 
 func newSupervisor(o Options) (*supervisor, error) {
