@@ -24,7 +24,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubeforge/kubeforge/components/node"
-	"github.com/kubeforge/kubeforge/components/node/staticproc"
 	"github.com/kubeforge/kubeforge/config"
 	"github.com/kubeforge/kubeforge/internal/fsutil"
 	"github.com/kubeforge/kubeforge/manifests"
@@ -250,7 +249,7 @@ func (d *Node) diagnose(h health, err error) string {
 	case h.name == "kubelet":
 		logFile = node.KubeletLogFile(d.Cfg.Paths)
 	case d.Cfg.Kubeforge.ControlPlane.Processes():
-		logFile = staticproc.LogFile(d.Cfg.Paths, h.name)
+		logFile = node.ControlPlaneLogFile(d.Cfg.Paths, h.name)
 		if !fsutil.Exists(d.Paths.Host(logFile)) {
 			fmt.Fprintf(&b, "    %s has not started; the node service's log (%s) and `kubeforge node status` say why\n", h.name, d.Cfg.Paths.NodeLogFile())
 			logFile = d.Cfg.Paths.NodeLogFile()

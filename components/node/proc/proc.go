@@ -147,38 +147,17 @@ func (c *Child) Start(ctx context.Context) error {
 // until it is gone. No restart follows. Safe to call more than once, and
 // before Start.
 func (c *Child) Stop() error {
-	c.mu.Lock()
-	if !c.started {
-		c.started, c.stopping = true, true
-		c.mu.Unlock()
-		c.finish()
-		return nil
-	}
-	if !c.stopping {
-		c.stopping = true
-		close(c.stopCh)
-	}
-	p := c.proc
-	c.mu.Unlock()
-
-	if p != nil {
-		c.log.Debug("stopping", "pid", p.Pid)
-		_ = p.Signal(syscall.SIGTERM)
-		select {
-		case <-c.done:
-			return nil
-		case <-time.After(c.spec.StopTimeout):
-			c.log.Warn("did not stop in time; killing", "pid", p.Pid, "timeout", c.spec.StopTimeout)
-			_ = p.Kill()
-		}
-	}
-	<-c.done
+	c.stopWithin(c.spec.StopTimeout)
 	return nil
 }
 
 // Kill stops the child at once (SIGKILL), waits until it is gone, and
 // starts it no more. Safe to call more than once, and before Start.
-func (c *Child) Kill() {
+func (c *Child) Kill() { c.stopWithin(0) }
+
+// stopWithin ends the child for good: SIGTERM and SIGKILL d later, or
+// SIGKILL at once when d is 0; it returns once the child is gone.
+func (c *Child) stopWithin(d time.Duration) {
 	c.mu.Lock()
 	if !c.started {
 		c.started, c.stopping = true, true
@@ -192,8 +171,19 @@ func (c *Child) Kill() {
 	}
 	p := c.proc
 	c.mu.Unlock()
-	if p != nil {
+
+	if p != nil && d == 0 {
 		_ = p.Kill()
+	} else if p != nil {
+		c.log.Debug("stopping", "pid", p.Pid)
+		_ = p.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+			return
+		case <-time.After(d):
+			c.log.Warn("did not stop in time; killing", "pid", p.Pid, "timeout", d)
+			_ = p.Kill()
+		}
 	}
 	<-c.done
 }

@@ -47,6 +47,10 @@ type Options struct {
 	Poll time.Duration
 	// StopTimeout bounds each component's stop before SIGKILL; 20 s by default.
 	StopTimeout time.Duration
+	// KillOnStop, when it says so as the runner stops, kills the components
+	// instead of asking them to stop: for a reset, which deletes what they
+	// would save.
+	KillOnStop func() bool
 	// Publish receives each component's health.
 	Publish func(node.DutyState)
 	Log     *slog.Logger
@@ -66,14 +70,7 @@ type Runner struct {
 	sigs map[string]fileSig
 	// others lists the manifests of the directory the runner does not run.
 	others string
-	// now: stop the components with SIGKILL (StopNow).
-	now atomic.Bool
 }
-
-// StopNow makes the runner's stop, when its context ends, kill the
-// components instead of asking them to stop: for a reset, which deletes
-// what they would save.
-func (r *Runner) StopNow() { r.now.Store(true) }
 
 // fileSig tells a file apart from its next version: every manifest write
 // renames a new file into place (a new inode).
@@ -136,9 +133,6 @@ func New(o Options) *Runner {
 	}
 	return &Runner{o: o, procs: map[string]*running{}, seen: map[string]seenManifest{}, sigs: map[string]fileSig{}}
 }
-
-// LogFile is where a component's output goes.
-func LogFile(p config.Paths, component string) string { return node.ControlPlaneLogFile(p, component) }
 
 // Run follows the manifests until ctx ends, then stops every component
 // (the reverse of Components) and returns.
@@ -310,7 +304,7 @@ func (r *Runner) start(ctx context.Context, component, hash string, p Process) e
 		Args:        func() ([]string, error) { return p.Args, nil },
 		Env:         env,
 		Dir:         p.Dir,
-		LogFile:     r.o.Paths.Host(LogFile(r.o.Paths, component)),
+		LogFile:     r.o.Paths.Host(node.ControlPlaneLogFile(r.o.Paths, component)),
 		PIDFile:     r.o.Paths.Host(node.ControlPlanePIDFile(r.o.Paths, component)),
 		Identity:    []string{componentCommand, component},
 		StopTimeout: r.o.StopTimeout,
@@ -342,7 +336,7 @@ func (r *Runner) stop(component string) bool {
 	}
 	run.cancel()
 	<-run.probed
-	if r.now.Load() {
+	if r.o.KillOnStop != nil && r.o.KillOnStop() {
 		run.child.Kill()
 	} else {
 		_ = run.child.Stop()
@@ -396,7 +390,7 @@ func (r *Runner) publishSince(component, status, msg string, since time.Time) {
 // probe (what `node status` shows).
 func (r *Runner) probe(ctx context.Context, component string, run *running, p Process) {
 	child := run.child
-	logName := LogFile(r.o.Paths, component)
+	logName := node.ControlPlaneLogFile(r.o.Paths, component)
 	var (
 		lastPid, fails   int
 		started          bool

@@ -50,13 +50,14 @@ func (s *supervisor) runControlPlane(ctx context.Context) {
 		Executable:  s.self,
 		Env:         componentEnv(os.Environ()),
 		StopTimeout: min(s.o.StopTimeout, componentStopTimeout),
+		KillOnStop:  s.killControlPlane.Load,
 		Log:         s.log.With("part", "control-plane"),
 		Publish: func(d node.DutyState) {
 			s.update(func(st *node.State) { st.Duties = setDuty(st.Duties, d) })
 		},
 	})
 	s.mu.Lock()
-	s.cpRunner = r
+	s.cpRan = true
 	s.mu.Unlock()
 	r.Run(ctx)
 }
@@ -84,23 +85,16 @@ func (s *supervisor) controlPlaneProcesses() bool {
 // whether it ran components.
 func (s *supervisor) stopControlPlaneProcesses() bool {
 	s.mu.Lock()
-	stop, done, r := s.stopControlPlane, s.cpDone, s.cpRunner
+	stop, done := s.stopControlPlane, s.cpDone
 	s.mu.Unlock()
 	if stop == nil {
 		return false
 	}
-	if r != nil && s.killControlPlane.Load() {
-		r.StopNow()
-	}
 	stop()
 	<-done
-	ran := false
 	s.mu.Lock()
-	for _, d := range s.state.Duties {
-		ran = ran || strings.HasPrefix(d.Name, staticproc.DutyPrefix)
-	}
-	s.mu.Unlock()
-	return ran
+	defer s.mu.Unlock()
+	return s.cpRan // a runner starts only when the settings say Processes
 }
 
 // componentEnv is the node service's environment without what belongs to

@@ -35,7 +35,6 @@ import (
 	"github.com/kubeforge/kubeforge/components/node/duty"
 	"github.com/kubeforge/kubeforge/components/node/logship"
 	"github.com/kubeforge/kubeforge/components/node/proc"
-	"github.com/kubeforge/kubeforge/components/node/staticproc"
 	"github.com/kubeforge/kubeforge/components/podnet"
 	"github.com/kubeforge/kubeforge/components/podnet/ipam"
 	"github.com/kubeforge/kubeforge/config"
@@ -149,7 +148,7 @@ type supervisor struct {
 	// and cpDone is closed once it has stopped every component.
 	stopControlPlane context.CancelFunc
 	cpDone           chan struct{}
-	cpRunner         *staticproc.Runner
+	cpRan            bool // runControlPlane started a runner
 	// killControlPlane: the stop kills the control plane's processes
 	// (SIGUSR2, for reset).
 	killControlPlane atomic.Bool
